@@ -1,0 +1,1 @@
+"""The command side of trunkplane: aggregates, value objects, events and rules."""

@@ -1,0 +1,131 @@
+"""A tenant's catalog: which trunks and routes exist, their names and the order of the
+outbound routes. It is the aggregate that guards the rules spanning several trunks and
+routes (unique names, no deleting a trunk a route uses), so concurrent commands that would
+break them conflict on its version instead of both succeeding."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from domain.model import CommandMeta, uuid_for
+
+NAMESPACE = UUID("6f1c1a56-9a43-4a55-9d0e-2f0c3b7a1e11")
+TRUNK, OUTBOUND, INBOUND = "trunk", "outbound", "inbound"
+Entry = dict[str, Any]
+
+
+class TenantCatalog(Aggregate):
+    class Event(Aggregate.Event):
+        actor: str
+        reason: str
+        request_id: str
+
+    class Created(Event, Aggregate.Created):
+        tenant: str
+
+    class EntryRecorded(Event):
+        kind: str
+        entry_id: str
+        entry: dict[str, Any]
+
+        def apply(self, aggregate: TenantCatalog) -> None:
+            aggregate.entries[self.kind][self.entry_id] = dict(self.entry)
+
+    class EntryRemoved(Event):
+        kind: str
+        entry_id: str
+
+        def apply(self, aggregate: TenantCatalog) -> None:
+            aggregate.entries[self.kind].pop(self.entry_id, None)
+
+    class OutboundOrderChanged(Event):
+        order: list[str]
+
+        def apply(self, aggregate: TenantCatalog) -> None:
+            aggregate.outbound_order = list(self.order)
+
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+        self.entries: dict[str, dict[str, Entry]] = {TRUNK: {}, OUTBOUND: {}, INBOUND: {}}
+        self.outbound_order: list[str] = []
+
+    @staticmethod
+    def id_for(tenant: str) -> UUID:
+        return uuid_for(NAMESPACE, "catalog", tenant)
+
+    @classmethod
+    def start(cls, tenant: str, meta: CommandMeta) -> TenantCatalog:
+        return cls._create(
+            cls.Created, id=cls.id_for(tenant), tenant=tenant, **meta.event_kwargs()
+        )
+
+    def find(self, kind: str, ref: str, key: str = "name") -> str | None:
+        """The id of the entry whose id equals ref, or whose `key` equals ref ignoring case."""
+        entries = self.entries[kind]
+        if ref in entries:
+            return ref
+        folded = ref.strip().casefold()
+        for entry_id, entry in entries.items():
+            if str(entry.get(key, "")).casefold() == folded:
+                return entry_id
+        return None
+
+    def routes_using(self, trunk_id: str) -> list[str]:
+        outbound = [e["name"] for e in self.entries[OUTBOUND].values()
+                    if trunk_id in e["trunk_ids"]]
+        inbound = [f"inbound {rid}" for rid, e in self.entries[INBOUND].items()
+                   if e["trunk_id"] == trunk_id]
+        return sorted(outbound) + inbound
+
+    def record(self, kind: str, entry_id: UUID, entry: Entry, meta: CommandMeta) -> None:
+        if self.entries[kind].get(str(entry_id)) != entry:
+            self.trigger_event(self.EntryRecorded, kind=kind, entry_id=str(entry_id),
+                               entry=entry, **meta.event_kwargs())
+
+    def remove(self, kind: str, entry_id: UUID, meta: CommandMeta) -> None:
+        self.trigger_event(self.EntryRemoved, kind=kind, entry_id=str(entry_id),
+                           **meta.event_kwargs())
+        if str(entry_id) in self.outbound_order:
+            self.place_outbound(entry_id, None, meta, remove=True)
+
+    def place_outbound(self, route_id: UUID, position: int | None, meta: CommandMeta,
+                       *, remove: bool = False) -> None:
+        """Puts a route at a 1-based position (None or 0 = keep it, or append a new one)."""
+        order = [r for r in self.outbound_order if r != str(route_id)]
+        if not remove:
+            current = self.outbound_order.index(str(route_id)) + 1 if str(
+                route_id) in self.outbound_order else len(order) + 1
+            target = position or current
+            order.insert(min(max(target, 1), len(order) + 1) - 1, str(route_id))
+        if order != self.outbound_order:
+            self.trigger_event(self.OutboundOrderChanged, order=order, **meta.event_kwargs())
+
+
+class CommandReceipt(Aggregate):
+    """Remembers that a request id was used, so a retried request changes nothing."""
+
+    class Created(Aggregate.Created):
+        tenant: str
+        command: str
+        fingerprint: str
+        resource_id: str
+
+    def __init__(self, tenant: str, command: str, fingerprint: str, resource_id: str) -> None:
+        self.tenant = tenant
+        self.command = command
+        self.fingerprint = fingerprint
+        self.resource_id = resource_id
+
+    @staticmethod
+    def id_for(tenant: str, key: str) -> UUID:
+        return uuid_for(NAMESPACE, "receipt", tenant, key)
+
+    @classmethod
+    def issue(cls, tenant: str, key: str, command: str, fingerprint: str,
+              resource_id: UUID) -> CommandReceipt:
+        return cls._create(cls.Created, id=cls.id_for(tenant, key), tenant=tenant,
+                           command=command, fingerprint=fingerprint,
+                           resource_id=str(resource_id))

@@ -1,0 +1,278 @@
+"""Command handlers: read the aggregates, call them, leave the changes in the unit of work."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from uuid import UUID
+
+from domain.catalog import INBOUND, OUTBOUND, TRUNK, CommandReceipt, TenantCatalog
+from domain.errors import (
+    AlreadyExistsError,
+    NotFoundError,
+    PreconditionError,
+    ValidationError,
+    Violations,
+)
+from domain.model import CommandMeta, Configured, Settings
+from domain.routes import InboundRoute, OutboundRoute, validate_inbound, validate_outbound
+from domain.templates import get_template
+from domain.trunk import Trunk
+from domain.trunk_settings import validate_trunk
+from domain.unit_of_work import UnitOfWork
+
+C = TypeVar("C", bound=Configured)
+
+
+@dataclass
+class Outcome:
+    aggregate: Configured
+    warnings: list[str] = field(default_factory=list)
+    replayed: bool = False
+
+
+def catalog_of(uow: UnitOfWork, tenant: str, meta: CommandMeta) -> TenantCatalog:
+    catalog = uow.find(TenantCatalog.id_for(tenant), TenantCatalog)
+    if catalog is None:
+        catalog = TenantCatalog.start(tenant, meta)
+        uow.add(catalog)
+    return catalog
+
+
+def load(uow: UnitOfWork, catalog: TenantCatalog, kind: str, cls: type[C], ref: str) -> C:
+    key = "name" if kind != INBOUND else "id"
+    entry_id = catalog.find(kind, ref, key)
+    label = {TRUNK: "trunk", OUTBOUND: "outbound route", INBOUND: "inbound route"}[kind]
+    if entry_id is None:
+        raise NotFoundError(f"no {label} '{ref}' in tenant '{catalog.tenant}'")
+    found = uow.find(UUID(entry_id), cls)
+    if found is None or found.deleted:
+        raise NotFoundError(f"no {label} '{ref}' in tenant '{catalog.tenant}'")
+    return found
+
+
+def idempotent(
+    uow: UnitOfWork, tenant: str, meta: CommandMeta, command: str,
+    handler: Callable[[], Outcome],
+) -> Outcome:
+    """Runs the handler once per request id; a retry returns the resource as it is now."""
+    if not meta.idempotency_key:
+        return handler()
+    receipt = uow.find(CommandReceipt.id_for(tenant, meta.idempotency_key), CommandReceipt)
+    if receipt is not None:
+        if receipt.fingerprint != meta.fingerprint or receipt.command != command:
+            raise PreconditionError(
+                f"request_id '{meta.idempotency_key}' was already used for a different request"
+            )
+        previous = uow.find(UUID(receipt.resource_id), Configured)
+        assert previous is not None
+        return Outcome(previous, replayed=True)
+    outcome = handler()
+    uow.add(CommandReceipt.issue(tenant, meta.idempotency_key, command, meta.fingerprint,
+                                 outcome.aggregate.id))
+    return outcome
+
+
+def _check_unique_name(catalog: TenantCatalog, kind: str, name: str, own_id: UUID | None,
+                       label: str) -> None:
+    other = catalog.find(kind, name)
+    if other is not None and other != str(own_id):
+        raise AlreadyExistsError(f"{label} '{name}' already exists in tenant '{catalog.tenant}'")
+
+
+# Trunks
+
+
+def create_trunk(uow: UnitOfWork, tenant: str, raw: Settings, template: str,
+                 meta: CommandMeta) -> Outcome:
+    def handler() -> Outcome:
+        settings, warnings = validate_trunk(get_template(template).apply(raw) if template else raw)
+        catalog = catalog_of(uow, tenant, meta)
+        _check_unique_name(catalog, TRUNK, settings["name"], None, "trunk")
+        trunk = Trunk.create(tenant, settings, meta)
+        catalog.record(TRUNK, trunk.id, _trunk_entry(trunk), meta)
+        uow.add(trunk)
+        return Outcome(trunk, warnings)
+
+    return idempotent(uow, tenant, meta, "CreateTrunk", handler)
+
+
+def update_trunk(uow: UnitOfWork, tenant: str, ref: str, patch: Settings, etag: str,
+                 meta: CommandMeta) -> Outcome:
+    def handler() -> Outcome:
+        catalog = catalog_of(uow, tenant, meta)
+        trunk = load(uow, catalog, TRUNK, Trunk, ref)
+        trunk.check_etag(etag)
+        settings, warnings = validate_trunk(merge(trunk.settings, patch))
+        _check_unique_name(catalog, TRUNK, settings["name"], trunk.id, "trunk")
+        trunk.change_settings(settings, meta)
+        catalog.record(TRUNK, trunk.id, _trunk_entry(trunk), meta)
+        return Outcome(trunk, warnings)
+
+    return idempotent(uow, tenant, meta, "UpdateTrunk", handler)
+
+
+def delete_trunk(uow: UnitOfWork, tenant: str, ref: str, etag: str,
+                 meta: CommandMeta) -> Outcome:
+    def handler() -> Outcome:
+        catalog = catalog_of(uow, tenant, meta)
+        trunk = load(uow, catalog, TRUNK, Trunk, ref)
+        trunk.check_etag(etag)
+        users = catalog.routes_using(str(trunk.id))
+        if users:
+            raise PreconditionError(
+                f"trunk '{trunk.name}' is used by routes: {', '.join(users)}; remove it from "
+                "them first", users,
+            )
+        trunk.delete(meta)
+        catalog.remove(TRUNK, trunk.id, meta)
+        return Outcome(trunk)
+
+    return idempotent(uow, tenant, meta, "DeleteTrunk", handler)
+
+
+def _trunk_entry(trunk: Trunk) -> dict[str, Any]:
+    s = trunk.settings
+    return {"name": s["name"], "type": s["type"], "enabled": s["enabled"]}
+
+
+def merge(current: Settings, patch: Settings) -> Settings:
+    """Applies masked fields; nested settings (nat, call_limits) merge one level deep."""
+    merged = dict(current)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(current.get(key), dict):
+            merged[key] = {**current[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+# Outbound routes
+
+
+def _resolve_trunks(catalog: TenantCatalog, settings: Settings) -> Settings:
+    errors = Violations()
+    for i, item in enumerate(settings["trunks"]):
+        trunk_id = catalog.find(TRUNK, item["trunk_id"])
+        if trunk_id is None:
+            errors.add(f"trunks[{i}].trunk_id", f"no trunk '{item['trunk_id']}' in this tenant")
+        else:
+            item["trunk_id"] = trunk_id
+    ids = [t["trunk_id"] for t in settings["trunks"]]
+    for i, trunk_id in enumerate(ids):
+        if trunk_id in ids[:i]:
+            errors.add(f"trunks[{i}].trunk_id", "the same trunk is listed twice")
+    errors.raise_if_any()
+    return settings
+
+
+def _route_entry(route: OutboundRoute) -> dict[str, Any]:
+    return {"name": route.settings["name"], "trunk_ids": route.trunk_ids,
+            "enabled": route.settings["enabled"]}
+
+
+def _check_position(position: int | None) -> None:
+    if position is not None and position < 0:
+        raise ValidationError.single("position", f"must be 1 or more (0 = last), got {position}")
+
+
+def create_outbound_route(uow: UnitOfWork, tenant: str, raw: Settings, position: int | None,
+                          meta: CommandMeta) -> Outcome:
+    def handler() -> Outcome:
+        _check_position(position)
+        catalog = catalog_of(uow, tenant, meta)
+        settings = _resolve_trunks(catalog, validate_outbound(raw))
+        _check_unique_name(catalog, OUTBOUND, settings["name"], None, "outbound route")
+        route = OutboundRoute.create(tenant, settings, meta)
+        catalog.record(OUTBOUND, route.id, _route_entry(route), meta)
+        catalog.place_outbound(route.id, position, meta)
+        uow.add(route)
+        return Outcome(route)
+
+    return idempotent(uow, tenant, meta, "CreateOutboundRoute", handler)
+
+
+def update_outbound_route(uow: UnitOfWork, tenant: str, ref: str, patch: Settings,
+                          position: int | None, etag: str, meta: CommandMeta) -> Outcome:
+    def handler() -> Outcome:
+        _check_position(position)
+        catalog = catalog_of(uow, tenant, meta)
+        route = load(uow, catalog, OUTBOUND, OutboundRoute, ref)
+        route.check_etag(etag)
+        settings = _resolve_trunks(catalog, validate_outbound(merge(route.settings, patch)))
+        _check_unique_name(catalog, OUTBOUND, settings["name"], route.id, "outbound route")
+        route.change_settings(settings, meta)
+        catalog.record(OUTBOUND, route.id, _route_entry(route), meta)
+        catalog.place_outbound(route.id, position, meta)
+        return Outcome(route)
+
+    return idempotent(uow, tenant, meta, "UpdateOutboundRoute", handler)
+
+
+def delete_route(uow: UnitOfWork, tenant: str, kind: str, ref: str, etag: str,
+                 meta: CommandMeta) -> Outcome:
+    def handler() -> Outcome:
+        catalog = catalog_of(uow, tenant, meta)
+        cls: type[Configured] = OutboundRoute if kind == OUTBOUND else InboundRoute
+        route = load(uow, catalog, kind, cls, ref)
+        route.check_etag(etag)
+        route.delete(meta)
+        catalog.remove(kind, route.id, meta)
+        return Outcome(route)
+
+    return idempotent(uow, tenant, meta, f"Delete{kind.title()}Route", handler)
+
+
+# Inbound routes
+
+
+def _inbound_entry(catalog: TenantCatalog, route: InboundRoute) -> dict[str, Any]:
+    s = route.settings
+    return {"id": str(route.id), "did_pattern": s["did_pattern"],
+            "caller_id_pattern": s["caller_id_pattern"], "trunk_id": s["trunk_id"]}
+
+
+def _checked_inbound(catalog: TenantCatalog, raw: Settings, own_id: UUID | None) -> Settings:
+    settings = validate_inbound(raw)
+    if settings["trunk_id"]:
+        trunk_id = catalog.find(TRUNK, settings["trunk_id"])
+        if trunk_id is None:
+            raise ValidationError.single(
+                "trunk_id", f"no trunk '{settings['trunk_id']}' in this tenant")
+        settings["trunk_id"] = trunk_id
+    for entry_id, entry in catalog.entries[INBOUND].items():
+        same = all(entry[k] == settings[k] for k in ("did_pattern", "caller_id_pattern",
+                                                      "trunk_id"))
+        if same and entry_id != str(own_id):
+            raise AlreadyExistsError(
+                f"inbound route {entry_id} already matches DID '{settings['did_pattern']}' "
+                f"with caller ID '{settings['caller_id_pattern']}'"
+            )
+    return settings
+
+
+def create_inbound_route(uow: UnitOfWork, tenant: str, raw: Settings,
+                         meta: CommandMeta) -> Outcome:
+    def handler() -> Outcome:
+        catalog = catalog_of(uow, tenant, meta)
+        route = InboundRoute.create(tenant, _checked_inbound(catalog, raw, None), meta)
+        catalog.record(INBOUND, route.id, _inbound_entry(catalog, route), meta)
+        uow.add(route)
+        return Outcome(route)
+
+    return idempotent(uow, tenant, meta, "CreateInboundRoute", handler)
+
+
+def update_inbound_route(uow: UnitOfWork, tenant: str, ref: str, patch: Settings, etag: str,
+                         meta: CommandMeta) -> Outcome:
+    def handler() -> Outcome:
+        catalog = catalog_of(uow, tenant, meta)
+        route = load(uow, catalog, INBOUND, InboundRoute, ref)
+        route.check_etag(etag)
+        route.change_settings(_checked_inbound(catalog, merge(route.settings, patch), route.id),
+                              meta)
+        catalog.record(INBOUND, route.id, _inbound_entry(catalog, route), meta)
+        return Outcome(route)
+
+    return idempotent(uow, tenant, meta, "UpdateInboundRoute", handler)

@@ -1,0 +1,142 @@
+"""What every configured aggregate (trunk, outbound route, inbound route) shares: its
+settings live in one canonical dict, and each change is a named event that carries
+exactly the fields it changes, plus who changed it, why, and under which request."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+
+from domain.errors import ConflictError, NotFoundError
+
+Settings = dict[str, Any]
+META_FIELDS = ("actor", "reason", "request_id")
+BASE_FIELDS = frozenset(
+    {"originator_id", "originator_version", "originator_topic", "timestamp", *META_FIELDS}
+)
+
+
+@dataclass(frozen=True)
+class CommandMeta:
+    """Who asked, why, and under which request id; recorded on every event."""
+
+    actor: str = "anonymous"
+    reason: str = ""
+    request_id: str = ""
+    idempotency_key: str = ""
+    fingerprint: str = ""
+
+    def event_kwargs(self) -> dict[str, str]:
+        return {"actor": self.actor, "reason": self.reason, "request_id": self.request_id}
+
+
+class Configured(Aggregate):
+    """Base of aggregates whose state is a settings dict changed by field events."""
+
+    KIND: ClassVar[str] = ""
+
+    class Event(Aggregate.Event):
+        actor: str
+        reason: str
+        request_id: str
+
+        def changed_fields(self) -> dict[str, Any]:
+            return {
+                f.name: getattr(self, f.name)
+                for f in dataclasses.fields(self)
+                if f.name not in BASE_FIELDS
+            }
+
+    class Created(Event, Aggregate.Created):
+        tenant: str
+        settings: dict[str, Any]
+
+    class SettingsChanged(Event):
+        def apply(self, aggregate: Configured) -> None:
+            # A new dict: the pending Created event must not see later changes.
+            aggregate.settings = {**aggregate.settings, **self.changed_fields()}
+
+    class Enabled(Event):
+        def apply(self, aggregate: Configured) -> None:
+            aggregate.settings = {**aggregate.settings, "enabled": True}
+
+    class Disabled(Event):
+        def apply(self, aggregate: Configured) -> None:
+            aggregate.settings = {**aggregate.settings, "enabled": False}
+
+    class Deleted(Event):
+        def apply(self, aggregate: Configured) -> None:
+            aggregate.__dict__["_deleted"] = True
+
+    tenant: str
+    settings: Settings
+
+    @property
+    def deleted(self) -> bool:
+        return bool(getattr(self, "_deleted", False))
+
+    @classmethod
+    def create(cls, tenant: str, settings: Settings, meta: CommandMeta) -> Self:
+        return cls._create(
+            cls.Created, tenant=tenant, settings=dict(settings), actor=meta.actor,
+            reason=meta.reason, request_id=meta.request_id,
+        )
+
+    # Which event class records a change of which settings field; subclasses fill it.
+    EVENT_FOR_FIELD: ClassVar[dict[str, type[Configured.SettingsChanged]]] = {}
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+    def check_etag(self, etag: str) -> None:
+        if etag and etag != self.etag:
+            raise ConflictError(
+                f"{self.KIND} {self.id} has changed since it was read (etag {etag}, now "
+                f"{self.etag}); read it again and reapply your change"
+            )
+
+    def check_live(self) -> None:
+        if self.deleted:
+            raise NotFoundError(f"{self.KIND} {self.id} was deleted")
+
+    def change_settings(self, new: Settings, meta: CommandMeta) -> None:
+        """Triggers one event per group of changed fields, in a stable order."""
+        changed = {k for k, v in new.items() if self.settings.get(k) != v}
+        if "enabled" in changed:
+            changed.discard("enabled")
+            toggle = self.Enabled if new["enabled"] else self.Disabled
+            self.trigger_event(toggle, **meta.event_kwargs())
+        for event_class in dict.fromkeys(self.EVENT_FOR_FIELD[k] for k in sorted(changed)):
+            event_class = self.refine_event(event_class, new)
+            names = [f.name for f in dataclasses.fields(event_class)
+                     if f.name not in BASE_FIELDS]
+            self.trigger_event(event_class, **{n: new[n] for n in names}, **meta.event_kwargs())
+
+    def refine_event(
+        self, event_class: type[Configured.SettingsChanged], new: Settings
+    ) -> type[Configured.SettingsChanged]:
+        """Lets a subclass pick a more precise event name for the same fields."""
+        return event_class
+
+    def delete(self, meta: CommandMeta) -> None:
+        self.check_live()
+        self.trigger_event(self.Deleted, **meta.event_kwargs())
+
+
+GENERIC_EVENT_NAMES = frozenset({"Created", "Deleted", "Enabled", "Disabled"})
+
+
+def event_name(event: Any) -> str:
+    """`TrunkCreated` for `Trunk.Created`; specific names such as `ServerChanged` as they are."""
+    owner, _, name = type(event).__qualname__.rpartition(".")
+    return f"{owner}{name}" if name in GENERIC_EVENT_NAMES else name
+
+
+def uuid_for(namespace: UUID, *parts: str) -> UUID:
+
+    return uuid5(namespace, "\x1f".join(parts))

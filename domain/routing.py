@@ -1,0 +1,87 @@
+"""Outbound route resolution: the first enabled route, in order, whose dial pattern matches
+the number and whose allowed extensions include the caller, gives the candidate trunks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from domain.dialplan import DialPattern, check_digits, matches
+from domain.errors import ForbiddenError, NotFoundError, ValidationError
+
+Settings = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    trunk_id: str
+    trunk_name: str
+    weight: int
+
+
+@dataclass(frozen=True)
+class Resolution:
+    route_id: str
+    route_name: str
+    strategy: str
+    pattern: DialPattern
+    number: str
+    candidates: list[Candidate] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def resolve_outbound(
+    routes: list[tuple[str, Settings]], trunks: dict[str, Settings], number: str, extension: str
+) -> Resolution:
+    _check_number(number)
+    refused: list[str] = []
+    for route_id, route in routes:
+        if not route["enabled"]:
+            continue
+        hit = _first_match(route, number)
+        if hit is None:
+            continue
+        pattern, dialled = hit
+        allowed = route["allowed_extensions"]
+        if allowed and not any(matches(p, extension) for p in allowed):
+            refused.append(route["name"])
+            continue
+        return _candidates(route_id, route, pattern, dialled, trunks)
+    if refused:
+        raise ForbiddenError(
+            f"extension '{extension}' may not use route(s) {', '.join(refused)} for {number}"
+        )
+    raise NotFoundError(f"no enabled outbound route matches {number}")
+
+
+def _check_number(number: str) -> None:
+    if not number:
+        raise ValidationError.single("number", "must not be empty")
+    try:
+        check_digits(number, "number")
+    except ValueError as error:
+        raise ValidationError.single("number", str(error)) from None
+
+
+def _first_match(route: Settings, number: str) -> tuple[DialPattern, str] | None:
+    for raw in route["dial_patterns"]:
+        pattern = DialPattern(**raw)
+        dialled = pattern.rewrite(number)
+        if dialled is not None:
+            return pattern, dialled
+    return None
+
+
+def _candidates(route_id: str, route: Settings, pattern: DialPattern, dialled: str,
+                trunks: dict[str, Settings]) -> Resolution:
+    candidates, skipped = [], []
+    for item in route["trunks"]:
+        trunk = trunks.get(item["trunk_id"])
+        if trunk is None:
+            skipped.append(f"{item['trunk_id']}: deleted")
+        elif not trunk["enabled"]:
+            skipped.append(f"{trunk['name']}: disabled")
+        else:
+            candidates.append(Candidate(item["trunk_id"], trunk["name"], item["weight"]))
+    return Resolution(route_id, route["name"], route["strategy"], pattern, dialled,
+                      candidates, skipped)

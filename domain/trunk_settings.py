@@ -1,0 +1,252 @@
+"""Validation of a trunk's settings as a whole: each field alone, then the rules that
+tie fields together. The output is the canonical settings dict stored in events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from domain.errors import Violations
+from domain.values import (
+    DtmfMode,
+    HostPort,
+    Transport,
+    TrunkType,
+    parse_cidr,
+    parse_codec,
+    parse_description,
+    parse_domain,
+    parse_enum,
+    parse_host_port,
+    parse_ip,
+    parse_limit,
+    parse_name,
+    parse_password,
+    parse_sip_user,
+)
+
+SECRET_FIELDS = frozenset({"password"})
+WEAK_PASSWORD_LENGTH = 16
+MAX_REGISTRATIONS = 100
+LIMIT_FIELDS = ("max_concurrent_calls", "max_inbound_calls", "max_outbound_calls")
+
+Settings = dict[str, Any]
+
+
+def default_settings() -> Settings:
+    return {
+        "name": "", "type": "", "host": "", "transport": "udp",
+        "username": "", "password": "", "auth_id": "", "max_registrations": 1,
+        "from_user": "", "from_domain": "", "peer_addresses": [], "codecs": [],
+        "dtmf_mode": "rfc2833",
+        "nat": {"enabled": False, "external_ip": "", "local_networks": [], "stun_server": ""},
+        "call_limits": dict.fromkeys(LIMIT_FIELDS),
+        "enabled": True, "description": "",
+    }
+
+
+class _Checker:
+    def __init__(self, raw: Settings) -> None:
+        self.raw = raw
+        self.out: Settings = {}
+        self.errors = Violations()
+
+    def field(self, name: str, parse: Callable[[Any], Any], *, optional: bool = False) -> Any:
+        value = self.raw.get(name)
+        if optional and value in ("", None):
+            self.out[name] = "" if value is None else value
+            return self.out[name]
+        try:
+            self.out[name] = parse(value)
+        except ValueError as error:
+            self.errors.add(name, str(error))
+            self.out[name] = None
+        return self.out[name]
+
+
+def validate_trunk(raw: Settings) -> tuple[Settings, list[str]]:
+    """Returns (canonical settings, warnings) or raises ValidationError naming every field
+    that breaks a rule."""
+    c = _Checker({**default_settings(), **raw})
+    c.field("name", _text(parse_name))
+    kind = c.field("type", lambda v: parse_enum(TrunkType, _str(v)))
+    transport = c.field("transport", lambda v: parse_enum(Transport, _str(v) or "udp"))
+    c.field("dtmf_mode", lambda v: parse_enum(DtmfMode, _str(v) or "rfc2833").value)
+    c.field("host", lambda v: str(parse_host_port(_str(v))), optional=True)
+    c.field("username", _text(parse_sip_user), optional=True)
+    c.field("password", _text(parse_password), optional=True)
+    c.field("auth_id", _text(parse_sip_user), optional=True)
+    c.field("from_user", _text(parse_sip_user), optional=True)
+    c.field("from_domain", _text(_from_domain), optional=True)
+    c.field("description", _text(parse_description), optional=True)
+    c.field("enabled", _bool)
+    c.field("max_registrations", _max_registrations)
+    c.field("codecs", _codecs)
+    c.field("peer_addresses", _peer_addresses)
+    _check_nat(c)
+    _check_limits(c)
+    if c.out["transport"] is not None:
+        c.out["transport"] = transport.value
+    if kind is not None:
+        c.out["type"] = kind.value
+        _check_kind_rules(c, kind)
+    c.errors.raise_if_any()
+    return c.out, _warnings(c.out)
+
+
+def _str(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"must be text, got {type(value).__name__}")
+    return value
+
+
+def _text(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
+    return lambda value: parse(_str(value))
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {value!r}")
+    return value
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"must be a whole number, got {value!r}")
+    return value
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"must be a list, got {type(value).__name__}")
+    return list(value)
+
+
+def _from_domain(text: str) -> str:
+    return str(parse_host_port(text)) if text.startswith("[") or ":" in text else parse_domain(text)
+
+
+def _max_registrations(value: Any) -> int:
+    number = _int(1 if value in (None, 0) else value)
+    if not 1 <= number <= MAX_REGISTRATIONS:
+        raise ValueError(f"must be 1 to {MAX_REGISTRATIONS}, got {number}")
+    return number
+
+
+def _codecs(value: Any) -> list[str]:
+    items = _list(value)
+    if not items:
+        raise ValueError("at least one codec is required (PCMU, PCMA, G729, OPUS)")
+    codecs: list[str] = []
+    for index, item in enumerate(items):
+        try:
+            codec = parse_codec(_str(item)).value
+        except ValueError as error:
+            raise ValueError(f"[{index}] {error}") from None
+        if codec in codecs:
+            raise ValueError(f"[{index}] {codec} is listed twice")
+        codecs.append(codec)
+    return codecs
+
+
+def _peer_addresses(value: Any) -> list[str]:
+    addresses: list[str] = []
+    seen: set[tuple[str, int | None]] = set()
+    for index, item in enumerate(_list(value)):
+        try:
+            address = parse_host_port(_str(item), ip_only=True)
+        except ValueError as error:
+            raise ValueError(f"[{index}] {error}") from None
+        key = (address.host, address.port or 5060)
+        if key in seen:
+            raise ValueError(f"[{index}] {address} is listed twice")
+        seen.add(key)
+        addresses.append(str(address))
+    return addresses
+
+
+def _check_nat(c: _Checker) -> None:
+    raw = c.raw.get("nat") or {}
+    nat = {**default_settings()["nat"], **raw}
+    out: Settings = {}
+    for key, parse in (
+        ("enabled", _bool),
+        ("external_ip", lambda v: parse_ip(v) if _str(v) else ""),
+        ("stun_server", lambda v: str(_stun(_str(v))) if _str(v) else ""),
+        ("local_networks", lambda v: [parse_cidr(_str(n)) for n in _list(v)]),
+    ):
+        try:
+            out[key] = parse(nat[key])
+        except ValueError as error:
+            c.errors.add(f"nat.{key}", str(error))
+            out[key] = None
+    if out["enabled"] and not (out["external_ip"] or out["stun_server"]):
+        c.errors.add("nat.enabled", "NAT needs an external_ip or a stun_server to learn it")
+    c.out["nat"] = out
+
+
+def _stun(text: str) -> HostPort:
+    address = parse_host_port(text)
+    return address if address.port is not None else HostPort(address.host, 3478)
+
+
+def _check_limits(c: _Checker) -> None:
+    raw = c.raw.get("call_limits") or {}
+    limits: Settings = {}
+    for key in LIMIT_FIELDS:
+        try:
+            value = raw.get(key)
+            limits[key] = parse_limit(None if value is None else _int(value))
+        except ValueError as error:
+            c.errors.add(f"call_limits.{key}", str(error))
+            limits[key] = None
+    total = limits["max_concurrent_calls"]
+    for key in ("max_inbound_calls", "max_outbound_calls"):
+        if total is not None and limits[key] is not None and limits[key] > total:
+            c.errors.add(
+                f"call_limits.{key}",
+                f"{limits[key]} exceeds max_concurrent_calls ({total})",
+            )
+    c.out["call_limits"] = limits
+
+
+def _check_kind_rules(c: _Checker, kind: TrunkType) -> None:
+    out, errors = c.out, c.errors
+    if kind is TrunkType.PEER:
+        for key in ("username", "password", "auth_id"):
+            if out.get(key):
+                errors.add(key, "peer trunks take no credentials (the provider trusts our IP)")
+        if out.get("peer_addresses") == []:
+            errors.add("peer_addresses", "a peer trunk needs at least one provider address")
+        if not out.get("host") and out.get("peer_addresses"):
+            out["host"] = out["peer_addresses"][0]
+    else:
+        if not out.get("host") and "host" not in errors.fields():
+            errors.add("host", f"a {kind.value} trunk needs the provider's host")
+        for key in ("username", "password"):
+            if out.get(key) == "":
+                errors.add(key, f"a {kind.value} trunk needs a {key}")
+        if out.get("peer_addresses"):
+            errors.add("peer_addresses", "only peer trunks take peer_addresses")
+    if kind is TrunkType.ACCOUNT and out.get("auth_id") == "":
+        errors.add("auth_id", "an account trunk needs its own auth_id")
+    if kind is not TrunkType.ACCOUNT and out.get("max_registrations") not in (1, None):
+        errors.add("max_registrations", "only account trunks hold more than one registration")
+
+
+def _warnings(out: Settings) -> list[str]:
+    warnings = []
+    password = out.get("password") or ""
+    if password and len(password) < WEAK_PASSWORD_LENGTH:
+        warnings.append(
+            f"password: shorter than {WEAK_PASSWORD_LENGTH} characters; accepted, but ask the "
+            "provider for a longer one if you can"
+        )
+    host = parse_host_port(out["host"]) if out.get("host") else None
+    if host and out["transport"] == "tls" and host.is_ip:
+        warnings.append("host: TLS to an IP address cannot verify the provider's certificate name")
+    if host and out["transport"] == "tls" and host.port == 5060:
+        warnings.append("host: port 5060 with TLS; providers usually listen for TLS on 5061")
+    return warnings

@@ -1,0 +1,1 @@
+"""Adapters and wiring: settings, event store, gRPC servers, CLI."""

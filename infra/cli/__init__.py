@@ -1,0 +1,5 @@
+"""The `trunkplane` command."""
+
+from infra.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,60 @@
+"""Command-line flags that set fields of a proto message by path, and the update mask
+that names exactly the fields given."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.message import Message
+
+
+@dataclass(frozen=True)
+class Flag:
+    flag: str
+    path: str
+    kind: str = "str"  # str | int | list (repeatable) | csv | onoff
+    help: str = ""
+
+
+def add_flags(parser: argparse.ArgumentParser, flags: list[Flag]) -> None:
+    for f in flags:
+        dest = f"set_{f.path.replace('.', '__')}"
+        if f.kind == "list":
+            parser.add_argument(f.flag, dest=dest, action="append", help=f.help)
+        elif f.kind == "int":
+            parser.add_argument(f.flag, dest=dest, type=int, help=f.help)
+        elif f.kind == "onoff":
+            parser.add_argument(f.flag, dest=dest, choices=("on", "off"), help=f.help)
+        else:
+            parser.add_argument(f.flag, dest=dest, help=f.help)
+
+
+def apply_flags(message: Message, args: argparse.Namespace, flags: list[Flag]) -> list[str]:
+    """Sets every given flag's field on message; returns the paths set."""
+    paths = []
+    for f in flags:
+        value = getattr(args, f"set_{f.path.replace('.', '__')}", None)
+        if value is None:
+            continue
+        if f.kind == "csv":
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        elif f.kind == "onoff":
+            value = value == "on"
+        set_path(message, f.path, value)
+        paths.append(f.path)
+    return paths
+
+
+def set_path(message: Message, path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    target: Any = message
+    for name in parents:
+        target = getattr(target, name)
+    if isinstance(value, list):
+        field = getattr(target, leaf)
+        del field[:]
+        field.extend(value)
+    else:
+        setattr(target, leaf, value)

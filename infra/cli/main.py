@@ -1,0 +1,65 @@
+"""trunkplane: serve the embedded control plane, or manage trunks and routes over gRPC."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import grpc
+
+from infra.cli import routes, trunks
+from infra.cli.client import Client, default_actor, report
+from infra.settings import DEFAULT_LISTEN, Settings, SettingsError
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="trunkplane", description=__doc__)
+    root.add_argument("--server", default=os.environ.get("TRUNKPLANE_SERVER", DEFAULT_LISTEN),
+                      help="gRPC address of the server (env TRUNKPLANE_SERVER)")
+    root.add_argument("--tenant", default=os.environ.get("TRUNKPLANE_TENANT", "default"))
+    root.add_argument("--actor", default=default_actor(),
+                      help="who you are, recorded on every event (env TRUNKPLANE_ACTOR)")
+    root.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    sub = root.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the embedded service (settings from the environment)")
+    trunks.register(sub.add_parser("trunk", help="create, change and read trunks"))
+    routes.register(sub.add_parser("route", help="outbound and inbound routes"))
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve()
+    client = Client(args.server, args.actor, args.tenant)
+    try:
+        result: int = args.handler(client, args)
+        return result
+    except grpc.RpcError as error:
+        return report(error)
+    finally:
+        client.channel.close()
+
+
+def _serve() -> int:
+    from infra.wiring import serve
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        serve(settings)
+    except (SettingsError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

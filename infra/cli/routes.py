@@ -1,0 +1,245 @@
+"""`trunkplane route ...`"""
+
+from __future__ import annotations
+
+import argparse
+
+from domain.dialplan import DialPattern
+from infra.cli.client import Client
+from infra.cli.flags import Flag, add_flags, apply_flags
+from infra.cli.output import fields, print_json, table
+from infra.cli.trunks import print_history
+from trunkplane.v1 import common_pb2, route_pb2
+
+OUTBOUND = [
+    Flag("--strategy", "strategy", help="failover | spread | weighted"),
+    Flag("--allow", "allowed_extensions", "list", help="extension pattern; repeat"),
+    Flag("--description", "description"),
+    Flag("--enabled", "enabled", "onoff"),
+]
+INBOUND = [
+    Flag("--did", "did_pattern", help="DID or pattern; empty = any"),
+    Flag("--cid", "caller_id_pattern", help="caller ID pattern; empty = any"),
+    Flag("--trunk", "trunk_id", help="only calls arriving on this trunk (id or name)"),
+    Flag("--destination", "destination", help="ext:1001, ivr:main, queue:support, hangup"),
+    Flag("--description", "description"),
+    Flag("--enabled", "enabled", "onoff"),
+]
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="kind", required=True)
+    _outbound(sub.add_parser("outbound", help="routes for calls to the network"))
+    _inbound(sub.add_parser("inbound", help="routes for calls from the network"))
+    resolve = sub.add_parser("resolve", help="which trunks would carry this number")
+    resolve.add_argument("number")
+    resolve.add_argument("--from", dest="extension", default="", help="calling extension")
+    resolve.set_defaults(handler=resolve_outbound)
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reason", default="")
+    parser.add_argument("--request-id", default="")
+
+
+def _outbound(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True)
+    for action in ("create", "update"):
+        p = sub.add_parser(action)
+        p.add_argument("name" if action == "create" else "route")
+        if action == "update":
+            p.add_argument("--name", dest="new_name")
+            p.add_argument("--etag", default="")
+        p.add_argument("--pattern", action="append",
+                       help="dial pattern, FreePBX form prepend+prefix|match; repeat")
+        p.add_argument("--trunk", action="append",
+                       help="trunk id or name[:weight]; repeat, in order")
+        p.add_argument("--position", type=int, help="1-based place in the route order")
+        add_flags(p, OUTBOUND)
+        _options(p)
+        p.set_defaults(handler=save_outbound)
+    _common(sub, "outbound")
+
+
+def _inbound(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True)
+    create = sub.add_parser("create")
+    add_flags(create, INBOUND)
+    _options(create)
+    create.set_defaults(handler=save_inbound, route=None)
+    update = sub.add_parser("update")
+    update.add_argument("route", help="id")
+    update.add_argument("--etag", default="")
+    add_flags(update, INBOUND)
+    _options(update)
+    update.set_defaults(handler=save_inbound)
+    _common(sub, "inbound")
+
+
+def _common(sub: argparse._SubParsersAction[argparse.ArgumentParser], kind: str) -> None:
+    sub.add_parser("list").set_defaults(handler=list_routes, kind=kind)
+    for action, handler in (("get", get_route), ("delete", delete_route),
+                            ("history", route_history)):
+        p = sub.add_parser(action)
+        p.add_argument("route", help="id" if kind == "inbound" else "id or name")
+        if action == "delete":
+            p.add_argument("--etag", default="")
+            _options(p)
+        p.set_defaults(handler=handler, kind=kind)
+
+
+def _trunks(items: list[str]) -> list[route_pb2.RouteTrunk]:
+    trunks = []
+    for item in items:
+        name, _, weight = item.rpartition(":") if item.rpartition(":")[2].isdigit() else (
+            item, "", "")
+        trunks.append(route_pb2.RouteTrunk(trunk_id=name, weight=int(weight or 0)))
+    return trunks
+
+
+def save_outbound(client: Client, args: argparse.Namespace) -> int:
+    route = route_pb2.OutboundRoute()
+    paths = apply_flags(route, args, OUTBOUND)
+    if getattr(args, "name", None):
+        route.name = args.name
+    if getattr(args, "new_name", None):
+        route.name = args.new_name
+        paths.append("name")
+    if args.pattern:
+        route.dial_patterns.extend(
+            route_pb2.DialPattern(**vars(DialPattern.parse(p))) for p in args.pattern)
+        paths.append("dial_patterns")
+    if args.trunk:
+        route.trunks.extend(_trunks(args.trunk))
+        paths.append("trunks")
+    if args.position is not None:
+        route.position = args.position
+        paths.append("position")
+    options = common_pb2.CommandOptions(reason=args.reason, request_id=args.request_id)
+    if args.action == "create":
+        response = client.call(client.routes.CreateOutboundRoute,
+                               route_pb2.CreateOutboundRouteRequest(
+                                   tenant=client.tenant, route=route, options=options))
+    else:
+        request = route_pb2.UpdateOutboundRouteRequest(
+            tenant=client.tenant, route=args.route, changes=route, etag=args.etag,
+            options=options)
+        request.update_mask.paths.extend(paths)
+        response = client.call(client.routes.UpdateOutboundRoute, request)
+    return _show(args, response, response.route, "outbound")
+
+
+def save_inbound(client: Client, args: argparse.Namespace) -> int:
+    route = route_pb2.InboundRoute()
+    paths = apply_flags(route, args, INBOUND)
+    options = common_pb2.CommandOptions(reason=args.reason, request_id=args.request_id)
+    if args.route is None:
+        response = client.call(client.routes.CreateInboundRoute,
+                               route_pb2.CreateInboundRouteRequest(
+                                   tenant=client.tenant, route=route, options=options))
+    else:
+        request = route_pb2.UpdateInboundRouteRequest(
+            tenant=client.tenant, route=args.route, changes=route, etag=args.etag,
+            options=options)
+        request.update_mask.paths.extend(paths)
+        response = client.call(client.routes.UpdateInboundRoute, request)
+    return _show(args, response, response.route, "inbound")
+
+
+def list_routes(client: Client, args: argparse.Namespace) -> int:
+    request = route_pb2.ListRoutesRequest(tenant=client.tenant)
+    if args.kind == "outbound":
+        out = client.call(client.routes.ListOutboundRoutes, request)
+        if args.json:
+            print_json(out)
+            return 0
+        table(["#", "name", "patterns", "trunks", "strategy", "allowed", "enabled", "id"], [
+            (r.position, r.name, " ".join(_pattern(p) for p in r.dial_patterns),
+             ",".join(t.trunk_name or t.trunk_id for t in r.trunks), r.strategy,
+             ",".join(r.allowed_extensions) or "all", "yes" if r.enabled else "no", r.id)
+            for r in out.routes])
+        return 0
+    inbound = client.call(client.routes.ListInboundRoutes, request)
+    if args.json:
+        print_json(inbound)
+        return 0
+    table(["did", "caller id", "trunk", "destination", "enabled", "id"], [
+        (r.did_pattern or "any", r.caller_id_pattern or "any", r.trunk_id or "any",
+         r.destination, "yes" if r.enabled else "no", r.id) for r in inbound.routes])
+    return 0
+
+
+def get_route(client: Client, args: argparse.Namespace) -> int:
+    request = route_pb2.GetRouteRequest(tenant=client.tenant, route=args.route)
+    if args.kind == "outbound":
+        route = client.call(client.routes.GetOutboundRoute, request)
+    else:
+        route = client.call(client.routes.GetInboundRoute, request)
+    return _show(args, route, route, args.kind)
+
+
+def delete_route(client: Client, args: argparse.Namespace) -> int:
+    request = route_pb2.DeleteRouteRequest(
+        tenant=client.tenant, route=args.route, etag=args.etag,
+        options=common_pb2.CommandOptions(reason=args.reason, request_id=args.request_id))
+    method = (client.routes.DeleteOutboundRoute if args.kind == "outbound"
+              else client.routes.DeleteInboundRoute)
+    response = client.call(method, request)
+    if args.json:
+        print_json(response)
+    else:
+        print(f"deleted {args.kind} route {response.route.id}")
+    return 0
+
+
+def route_history(client: Client, args: argparse.Namespace) -> int:
+    response = client.call(client.routes.GetRouteHistory,
+                           route_pb2.GetRouteRequest(tenant=client.tenant, route=args.route))
+    if args.json:
+        print_json(response)
+    else:
+        print_history(response.entries)
+    return 0
+
+
+def resolve_outbound(client: Client, args: argparse.Namespace) -> int:
+    response = client.call(client.routes.ResolveOutbound, route_pb2.ResolveOutboundRequest(
+        tenant=client.tenant, number=args.number, extension=args.extension))
+    if args.json:
+        print_json(response)
+        return 0
+    fields([("route", response.route_name), ("pattern", _pattern(response.matched_pattern)),
+            ("number sent", response.number), ("strategy", response.strategy)])
+    table(["order", "trunk", "weight", "id"], [
+        (i + 1, c.trunk_name, c.weight, c.trunk_id) for i, c in enumerate(response.candidates)])
+    for text in response.skipped:
+        print(f"skipped {text}")
+    return 0
+
+
+def _pattern(p: route_pb2.DialPattern) -> str:
+    return str(DialPattern(match=p.match, prefix=p.prefix, prepend=p.prepend))
+
+
+def _show(args: argparse.Namespace, response: object, route: object, kind: str) -> int:
+    if args.json:
+        print_json(response)  # type: ignore[arg-type]
+        return 0
+    if kind == "outbound":
+        r: route_pb2.OutboundRoute = route  # type: ignore[assignment]
+        fields([("id", r.id), ("name", r.name), ("position", r.position),
+                ("patterns", " ".join(_pattern(p) for p in r.dial_patterns)),
+                ("trunks", ", ".join(f"{t.trunk_name or t.trunk_id}" + (
+                    f" (weight {t.weight})" if r.strategy == "weighted" else "")
+                    for t in r.trunks)),
+                ("strategy", r.strategy),
+                ("allowed", ", ".join(r.allowed_extensions) or "every extension"),
+                ("enabled", "yes" if r.enabled else "no"), ("description", r.description),
+                ("version", f"{r.version} (etag {r.etag})")])
+    else:
+        i: route_pb2.InboundRoute = route  # type: ignore[assignment]
+        fields([("id", i.id), ("did", i.did_pattern or "any"),
+                ("caller id", i.caller_id_pattern or "any"), ("trunk", i.trunk_id or "any"),
+                ("destination", i.destination), ("enabled", "yes" if i.enabled else "no"),
+                ("description", i.description), ("version", f"{i.version} (etag {i.etag})")])
+    return 0

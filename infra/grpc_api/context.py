@@ -1,0 +1,82 @@
+"""Who is calling and under which request id. The interceptor sets it for each call;
+servicers read it. Authentication replaces the actor source here and nowhere else."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+log = logging.getLogger("trunkplane.rpc")
+MAX_ACTOR = 128
+
+
+@dataclass(frozen=True)
+class CallContext:
+    actor: str
+    request_id: str
+
+
+_current: contextvars.ContextVar[CallContext] = contextvars.ContextVar(
+    "call", default=CallContext("anonymous", "")
+)
+
+
+def current() -> CallContext:
+    return _current.get()
+
+
+def _metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
+    return {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
+
+
+def _actor(raw: str) -> str:
+    actor = raw.strip()[:MAX_ACTOR]
+    if not actor or not actor.isprintable():
+        return "anonymous"
+    return actor
+
+
+class CallContextInterceptor(grpc.ServerInterceptor):
+    """Reads x-actor (default anonymous) and x-request-id (generated when absent), and
+    logs one line per call with its outcome and duration."""
+
+    def intercept_service(self, continuation: Callable[[Any], Any],
+                          details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        metadata = _metadata(details)
+        call = CallContext(
+            actor=_actor(metadata.get("x-actor", "")),
+            request_id=metadata.get("x-request-id", "")[:128] or uuid.uuid4().hex,
+        )
+        inner = handler.unary_unary
+
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            token = _current.set(call)
+            started = time.perf_counter()
+            try:
+                return inner(request, context)
+            finally:
+                _current.reset(token)
+                log.info("%s actor=%s request_id=%s code=%s %.1fms", details.method,
+                         call.actor, call.request_id, _code_name(context),
+                         (time.perf_counter() - started) * 1000)
+
+        return grpc.unary_unary_rpc_method_handler(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _code_name(context: grpc.ServicerContext) -> str:
+    code = getattr(context, "code", lambda: None)()
+    return "OK" if code is None else getattr(code, "name", str(code))

@@ -1,0 +1,171 @@
+"""Proto messages to settings dicts and back, update masks, and request fingerprints."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from google.protobuf.message import Message
+
+from domain.errors import ValidationError
+from domain.model import CommandMeta, Configured
+from domain.routes import InboundRoute, OutboundRoute
+from domain.trunk import Trunk
+from domain.trunk_settings import LIMIT_FIELDS
+from infra.grpc_api.context import current
+from projections.history import HistoryEntry
+from trunkplane.v1 import common_pb2, route_pb2, trunk_pb2
+
+OUTPUT_ONLY = frozenset({"id", "tenant", "password_set", "version", "etag", "create_time",
+                         "update_time", "trunk_name"})
+NESTED = frozenset({"nat", "call_limits"})
+
+
+def command_meta(request: Message, options: common_pb2.CommandOptions) -> CommandMeta:
+    call = current()
+    return CommandMeta(
+        actor=call.actor,
+        reason=options.reason,
+        request_id=options.request_id or call.request_id,
+        idempotency_key=options.request_id,
+        fingerprint=_fingerprint(request),
+    )
+
+
+def _fingerprint(request: Message) -> str:
+    copy = type(request)()
+    copy.CopyFrom(request)
+    if copy.HasField("options"):
+        copy.options.ClearField("request_id")  # type: ignore[attr-defined]
+    data = copy.SerializeToString(deterministic=True)
+    return f"{type(request).__name__}:{hashlib.sha256(data).hexdigest()}"
+
+
+def trunk_settings(msg: trunk_pb2.Trunk) -> dict[str, Any]:
+    limits = msg.call_limits
+    return {
+        "name": msg.name, "type": msg.type, "host": msg.host, "transport": msg.transport,
+        "username": msg.username, "password": msg.password, "auth_id": msg.auth_id,
+        "max_registrations": msg.max_registrations, "from_user": msg.from_user,
+        "from_domain": msg.from_domain, "peer_addresses": list(msg.peer_addresses),
+        "codecs": list(msg.codecs), "dtmf_mode": msg.dtmf_mode,
+        "nat": {"enabled": msg.nat.enabled, "external_ip": msg.nat.external_ip,
+                "local_networks": list(msg.nat.local_networks),
+                "stun_server": msg.nat.stun_server},
+        "call_limits": {k: getattr(limits, k) if limits.HasField(k) else None
+                        for k in LIMIT_FIELDS},
+        "enabled": msg.enabled if msg.HasField("enabled") else True,
+        "description": msg.description,
+    }
+
+
+def outbound_settings(msg: route_pb2.OutboundRoute) -> dict[str, Any]:
+    return {
+        "name": msg.name,
+        "dial_patterns": [{"match": p.match, "prefix": p.prefix, "prepend": p.prepend}
+                          for p in msg.dial_patterns],
+        "trunks": [{"trunk_id": t.trunk_id, "weight": t.weight or 1} for t in msg.trunks],
+        "strategy": msg.strategy,
+        "allowed_extensions": list(msg.allowed_extensions),
+        "enabled": msg.enabled if msg.HasField("enabled") else True,
+        "description": msg.description,
+    }
+
+
+def inbound_settings(msg: route_pb2.InboundRoute) -> dict[str, Any]:
+    return {
+        "did_pattern": msg.did_pattern, "caller_id_pattern": msg.caller_id_pattern,
+        "trunk_id": msg.trunk_id, "destination": msg.destination,
+        "enabled": msg.enabled if msg.HasField("enabled") else True,
+        "description": msg.description,
+    }
+
+
+def masked_patch(msg: Message, full: dict[str, Any], paths: list[str],
+                 extra: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The fields an update names, with their new values. Without a mask: the fields set."""
+    patch: dict[str, Any] = {}
+    for path in paths or _present_paths(msg):
+        head, _, tail = path.partition(".")
+        if head in OUTPUT_ONLY:
+            raise ValidationError.single("update_mask", f"'{path}' is output only")
+        if head in extra:
+            continue
+        known = head in full and (not tail or (isinstance(full[head], dict) and tail in full[head]))
+        if not known:
+            raise ValidationError.single("update_mask", f"unknown field '{path}'")
+        if tail:
+            patch.setdefault(head, {})[tail] = full[head][tail]
+        else:
+            patch[head] = full[head]
+    if not patch and not any(p.partition(".")[0] in extra for p in paths or _present_paths(msg)):
+        raise ValidationError.single("update_mask", "names no field to change")
+    return patch
+
+
+def _present_paths(msg: Message) -> list[str]:
+    paths = []
+    for descriptor, value in msg.ListFields():
+        if descriptor.name in NESTED:
+            paths += [f"{descriptor.name}.{d.name}" for d, _ in value.ListFields()]
+        else:
+            paths.append(descriptor.name)
+    return paths
+
+
+def _stamp(msg: Any, aggregate: Configured) -> None:
+    msg.id = str(aggregate.id)
+    msg.tenant = aggregate.tenant
+    msg.version = aggregate.version
+    msg.etag = aggregate.etag
+    msg.create_time.FromDatetime(aggregate.created_on)
+    msg.update_time.FromDatetime(aggregate.modified_on)
+
+
+def trunk_message(trunk: Trunk) -> trunk_pb2.Trunk:
+    s = trunk.settings
+    msg = trunk_pb2.Trunk(
+        name=s["name"], type=s["type"], host=s["host"], transport=s["transport"],
+        username=s["username"], auth_id=s["auth_id"], max_registrations=s["max_registrations"],
+        from_user=s["from_user"], from_domain=s["from_domain"],
+        peer_addresses=s["peer_addresses"], codecs=s["codecs"], dtmf_mode=s["dtmf_mode"],
+        nat=trunk_pb2.NatSettings(**s["nat"]),
+        call_limits=trunk_pb2.CallLimits(
+            **{k: v for k, v in s["call_limits"].items() if v is not None}),
+        enabled=s["enabled"], description=s["description"], password_set=bool(s["password"]),
+    )
+    _stamp(msg, trunk)
+    return msg
+
+
+def outbound_message(route: OutboundRoute, position: int,
+                     names: dict[str, str]) -> route_pb2.OutboundRoute:
+    s = route.settings
+    msg = route_pb2.OutboundRoute(
+        name=s["name"], position=position,
+        dial_patterns=[route_pb2.DialPattern(**p) for p in s["dial_patterns"]],
+        trunks=[route_pb2.RouteTrunk(trunk_id=t["trunk_id"], weight=t["weight"],
+                                     trunk_name=names.get(t["trunk_id"], ""))
+                for t in s["trunks"]],
+        strategy=s["strategy"], allowed_extensions=s["allowed_extensions"],
+        enabled=s["enabled"], description=s["description"],
+    )
+    _stamp(msg, route)
+    return msg
+
+
+def inbound_message(route: InboundRoute) -> route_pb2.InboundRoute:
+    msg = route_pb2.InboundRoute(**route.settings)
+    _stamp(msg, route)
+    return msg
+
+
+def history_message(entry: HistoryEntry) -> common_pb2.HistoryEntry:
+    msg = common_pb2.HistoryEntry(
+        version=entry.version, actor=entry.actor, reason=entry.reason,
+        request_id=entry.request_id, event_type=entry.event_type,
+        changes=[common_pb2.FieldChange(field=c.field, old_value=c.old_value,
+                                        new_value=c.new_value) for c in entry.changes],
+    )
+    msg.time.FromDatetime(entry.time)
+    return msg

@@ -1,0 +1,153 @@
+"""RouteService: outbound and inbound routes, their history, and resolution."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from domain import commands
+from domain.catalog import INBOUND, OUTBOUND
+from domain.errors import NotFoundError
+from domain.routes import InboundRoute, OutboundRoute
+from infra.grpc_api.convert import (
+    command_meta,
+    history_message,
+    inbound_message,
+    inbound_settings,
+    masked_patch,
+    outbound_message,
+    outbound_settings,
+)
+from infra.grpc_api.servicer_base import ServicerBase
+from projections.history import history_of
+from trunkplane.v1 import route_pb2, route_pb2_grpc
+
+Ctx = grpc.ServicerContext
+POSITION = frozenset({"position"})
+
+
+class RouteServicer(ServicerBase, route_pb2_grpc.RouteServiceServicer):  # type: ignore[misc]
+    def CreateOutboundRoute(self, request: route_pb2.CreateOutboundRouteRequest,
+                            context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        meta = command_meta(request, request.options)
+        raw = outbound_settings(request.route)
+        position = request.route.position or None
+        done = self.run(context, lambda uow: commands.create_outbound_route(
+            uow, tenant, raw, position, meta), "route")
+        return route_pb2.OutboundRouteResponse(
+            route=self._outbound(tenant, done.unwrap().aggregate), position=done.position)
+
+    def GetOutboundRoute(self, request: route_pb2.GetRouteRequest, context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        route = self.read(context, lambda: self.view.get(
+            tenant, OUTBOUND, OutboundRoute, request.route))
+        return self._outbound(tenant, route)
+
+    def ListOutboundRoutes(self, request: route_pb2.ListRoutesRequest, context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        page = self.read(context, lambda: self.view.outbound_routes(
+            tenant, request.page_size, request.page_token))
+        return route_pb2.ListOutboundRoutesResponse(
+            routes=[self._outbound(tenant, r) for r in page.items],
+            next_page_token=page.next_page_token, total_size=page.total_size)
+
+    def UpdateOutboundRoute(self, request: route_pb2.UpdateOutboundRouteRequest,
+                            context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        meta = command_meta(request, request.options)
+        paths = list(request.update_mask.paths)
+        patch = self.read(context, lambda: masked_patch(
+            request.changes, outbound_settings(request.changes), paths, POSITION))
+        moves = "position" in paths or (not paths and request.changes.position)
+        position = request.changes.position if moves else None
+        done = self.run(context, lambda uow: commands.update_outbound_route(
+            uow, tenant, request.route, patch, position, request.etag, meta), "changes")
+        return route_pb2.OutboundRouteResponse(
+            route=self._outbound(tenant, done.unwrap().aggregate), position=done.position)
+
+    def DeleteOutboundRoute(self, request: route_pb2.DeleteRouteRequest, context: Ctx) -> Any:
+        done = self._delete(request, context, OUTBOUND)
+        return route_pb2.OutboundRouteResponse(
+            route=self._outbound(request.tenant, done.unwrap().aggregate),
+            position=done.position)
+
+    def CreateInboundRoute(self, request: route_pb2.CreateInboundRouteRequest,
+                           context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        meta = command_meta(request, request.options)
+        raw = inbound_settings(request.route)
+        done = self.run(context, lambda uow: commands.create_inbound_route(
+            uow, tenant, raw, meta), "route")
+        return route_pb2.InboundRouteResponse(
+            route=inbound_message(done.unwrap().aggregate), position=done.position)
+
+    def GetInboundRoute(self, request: route_pb2.GetRouteRequest, context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        return inbound_message(self.read(context, lambda: self.view.get(
+            tenant, INBOUND, InboundRoute, request.route)))
+
+    def ListInboundRoutes(self, request: route_pb2.ListRoutesRequest, context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        page = self.read(context, lambda: self.view.inbound_routes(
+            tenant, request.page_size, request.page_token))
+        return route_pb2.ListInboundRoutesResponse(
+            routes=[inbound_message(r) for r in page.items],
+            next_page_token=page.next_page_token, total_size=page.total_size)
+
+    def UpdateInboundRoute(self, request: route_pb2.UpdateInboundRouteRequest,
+                           context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        meta = command_meta(request, request.options)
+        patch = self.read(context, lambda: masked_patch(
+            request.changes, inbound_settings(request.changes),
+            list(request.update_mask.paths)))
+        done = self.run(context, lambda uow: commands.update_inbound_route(
+            uow, tenant, request.route, patch, request.etag, meta), "changes")
+        return route_pb2.InboundRouteResponse(
+            route=inbound_message(done.unwrap().aggregate), position=done.position)
+
+    def DeleteInboundRoute(self, request: route_pb2.DeleteRouteRequest, context: Ctx) -> Any:
+        done = self._delete(request, context, INBOUND)
+        return route_pb2.InboundRouteResponse(
+            route=inbound_message(done.unwrap().aggregate), position=done.position)
+
+    def GetRouteHistory(self, request: route_pb2.GetRouteRequest, context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+
+        def find() -> Any:
+            try:
+                return self.view.any_version(tenant, OUTBOUND, OutboundRoute, request.route)
+            except NotFoundError:
+                return self.view.any_version(tenant, INBOUND, InboundRoute, request.route)
+
+        route_id = self.read(context, find)
+        entries = history_of(self.view.app.history(route_id))
+        return route_pb2.GetRouteHistoryResponse(
+            route_id=str(route_id), entries=[history_message(e) for e in entries])
+
+    def ResolveOutbound(self, request: route_pb2.ResolveOutboundRequest, context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        found = self.read(context, lambda: self.view.resolve(
+            tenant, request.number, request.extension))
+        return route_pb2.ResolveOutboundResponse(
+            route_id=found.route_id, route_name=found.route_name, strategy=found.strategy,
+            matched_pattern=route_pb2.DialPattern(
+                match=found.pattern.match, prefix=found.pattern.prefix,
+                prepend=found.pattern.prepend),
+            number=found.number,
+            candidates=[route_pb2.Candidate(trunk_id=c.trunk_id, trunk_name=c.trunk_name,
+                                            weight=c.weight) for c in found.candidates],
+            skipped=found.skipped)
+
+    def _delete(self, request: route_pb2.DeleteRouteRequest, context: Ctx, kind: str) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        meta = command_meta(request, request.options)
+        return self.run(context, lambda uow: commands.delete_route(
+            uow, tenant, kind, request.route, request.etag, meta))
+
+    def _outbound(self, tenant: str, route: OutboundRoute) -> route_pb2.OutboundRoute:
+        return outbound_message(route, self.view.position_of(tenant or self.default_tenant,
+                                                             route.id),
+                                self.view.trunk_names(tenant or self.default_tenant))

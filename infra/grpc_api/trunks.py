@@ -1,0 +1,86 @@
+"""TrunkService: translates proto <-> commands and views, nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from domain import commands
+from domain.catalog import TRUNK
+from domain.templates import TEMPLATES
+from domain.trunk import Trunk
+from infra.grpc_api.convert import (
+    command_meta,
+    history_message,
+    masked_patch,
+    trunk_message,
+    trunk_settings,
+)
+from infra.grpc_api.servicer_base import ServicerBase
+from projections.history import history_of
+from trunkplane.v1 import trunk_pb2, trunk_pb2_grpc
+
+Ctx = grpc.ServicerContext
+
+
+class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type: ignore[misc]
+    def CreateTrunk(self, request: trunk_pb2.CreateTrunkRequest, context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        meta = command_meta(request, request.options)
+        raw = trunk_settings(request.trunk)
+        done = self.run(context, lambda uow: commands.create_trunk(
+            uow, tenant, raw, request.template, meta), "trunk")
+        return self._response(done.unwrap(), done.position)
+
+    def GetTrunk(self, request: trunk_pb2.GetTrunkRequest, context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        return trunk_message(self.read(context, lambda: self.view.get(
+            tenant, TRUNK, Trunk, request.trunk)))
+
+    def ListTrunks(self, request: trunk_pb2.ListTrunksRequest, context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        enabled = request.enabled if request.HasField("enabled") else None
+        page = self.read(context, lambda: self.view.trunks(
+            tenant, request.page_size, request.page_token, request.type, enabled))
+        return trunk_pb2.ListTrunksResponse(
+            trunks=[trunk_message(t) for t in page.items],
+            next_page_token=page.next_page_token, total_size=page.total_size)
+
+    def UpdateTrunk(self, request: trunk_pb2.UpdateTrunkRequest, context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        meta = command_meta(request, request.options)
+        patch = self.read(context, lambda: masked_patch(
+            request.changes, trunk_settings(request.changes), list(request.update_mask.paths)))
+        done = self.run(context, lambda uow: commands.update_trunk(
+            uow, tenant, request.trunk, patch, request.etag, meta), "changes")
+        return self._response(done.unwrap(), done.position)
+
+    def DeleteTrunk(self, request: trunk_pb2.DeleteTrunkRequest, context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        meta = command_meta(request, request.options)
+        done = self.run(context, lambda uow: commands.delete_trunk(
+            uow, tenant, request.trunk, request.etag, meta))
+        return self._response(done.unwrap(), done.position)
+
+    def ListProviderTemplates(self, request: Any, context: Ctx) -> Any:
+        return trunk_pb2.ListProviderTemplatesResponse(templates=[
+            trunk_pb2.ProviderTemplate(
+                id=t.id, display_name=t.display_name, description=t.description,
+                transports=list(t.transports),
+                defaults=trunk_pb2.Trunk(**{k: v for k, v in t.settings.items()}))
+            for t in TEMPLATES.values()
+        ])
+
+    def GetTrunkHistory(self, request: trunk_pb2.GetTrunkHistoryRequest, context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        trunk_id = self.read(context, lambda: self.view.any_version(
+            tenant, TRUNK, Trunk, request.trunk))
+        entries = history_of(self.view.app.history(trunk_id))
+        return trunk_pb2.GetTrunkHistoryResponse(
+            trunk_id=str(trunk_id), entries=[history_message(e) for e in entries])
+
+    def _response(self, outcome: commands.Outcome, position: int) -> trunk_pb2.TrunkResponse:
+        assert isinstance(outcome.aggregate, Trunk)
+        return trunk_pb2.TrunkResponse(trunk=trunk_message(outcome.aggregate),
+                                       warnings=outcome.warnings, position=position)

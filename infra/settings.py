@@ -1,0 +1,71 @@
+"""Settings from the environment. Every variable is documented in the README."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+DEFAULT_LISTEN = "127.0.0.1:50051"
+
+
+class SettingsError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    cipher_key: str
+    listen: str
+    log_level: str
+    tenant: str = "default"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        url = env.get("TRUNKPLANE_DATABASE_URL", "")
+        if url and urlparse(url).scheme not in ("postgresql", "postgres"):
+            raise SettingsError(
+                "TRUNKPLANE_DATABASE_URL must be postgresql://user:password@host:port/dbname"
+            )
+        return cls(
+            data_dir=Path(env.get("TRUNKPLANE_DATA", "./var")),
+            database_url=url,
+            cipher_key=env.get("TRUNKPLANE_CIPHER_KEY", ""),
+            listen=env.get("TRUNKPLANE_LISTEN", DEFAULT_LISTEN),
+            log_level=env.get("TRUNKPLANE_LOG_LEVEL", "INFO"),
+        )
+
+    def store_env(self, cipher_key: str) -> dict[str, str]:
+        """The eventsourcing environment for the event store these settings name."""
+        env = {
+            "CIPHER_TOPIC": "eventsourcing.cryptography:AESCipher",
+            "CIPHER_KEY": cipher_key,
+            "COMPRESSOR_TOPIC": "eventsourcing.compressor:ZlibCompressor",
+            "AGGREGATE_CACHE_MAXSIZE": "10000",
+        }
+        if not self.database_url:
+            env |= {"PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                    "SQLITE_DBNAME": str(self.data_dir / "events.sqlite"),
+                    "SQLITE_LOCK_TIMEOUT": "10"}
+            return env
+        url = urlparse(self.database_url)
+        return env | {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": url.path.lstrip("/") or "postgres",
+            "POSTGRES_HOST": url.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(url.port or 5432),
+            "POSTGRES_USER": unquote(url.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(url.password or ""),
+            "POSTGRES_POOL_SIZE": "8",
+            "POSTGRES_MAX_OVERFLOW": "8",
+        }
+
+    def describe_store(self) -> str:
+        if not self.database_url:
+            return f"SQLite {self.data_dir / 'events.sqlite'}"
+        url = urlparse(self.database_url)
+        return f"PostgreSQL {url.hostname}:{url.port or 5432}/{url.path.lstrip('/')}"

@@ -1,0 +1,94 @@
+"""The composition root: builds the store, the command bus, the views and the gRPC server.
+`serve`, and later `control` and `agent`, start from here and nowhere else."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from types import FrameType
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from domain.application import TrunkplaneApp
+from infra.command_bus import CommandBus
+from infra.grpc_api.context import CallContextInterceptor
+from infra.grpc_api.routes import RouteServicer
+from infra.grpc_api.trunks import TrunkServicer
+from infra.keys import cipher_key
+from infra.settings import Settings
+from projections.config_view import ConfigView
+from trunkplane.v1 import route_pb2, route_pb2_grpc, trunk_pb2, trunk_pb2_grpc
+
+log = logging.getLogger("trunkplane")
+SERVICES = (
+    trunk_pb2.DESCRIPTOR.services_by_name["TrunkService"].full_name,
+    route_pb2.DESCRIPTOR.services_by_name["RouteService"].full_name,
+)
+
+
+def build_app(settings: Settings) -> TrunkplaneApp:
+    if not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return TrunkplaneApp(env=settings.store_env(cipher_key(settings)))
+
+
+@dataclass
+class ControlPlane:
+    app: TrunkplaneApp
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+
+    def stop(self, grace: float = 5.0) -> None:
+        for name in ("", *SERVICES):
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.server.stop(grace).wait()
+        self.app.close()
+
+
+def start(settings: Settings, workers: int = 32) -> ControlPlane:
+    app = build_app(settings)
+    view = ConfigView(app)
+    bus = CommandBus(app)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers,
+                                                    thread_name_prefix="grpc"),
+                         interceptors=[CallContextInterceptor()])
+    trunk_pb2_grpc.add_TrunkServiceServicer_to_server(
+        TrunkServicer(bus, view, settings.tenant), server)
+    route_pb2_grpc.add_RouteServiceServicer_to_server(
+        RouteServicer(bus, view, settings.tenant), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(settings.listen)
+    if port == 0:
+        app.close()
+        raise OSError(f"cannot listen on {settings.listen}")
+    server.start()
+    for name in ("", *SERVICES):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return ControlPlane(app, server, port, health_servicer)
+
+
+def serve(settings: Settings) -> None:
+    """Runs the embedded service until SIGINT or SIGTERM."""
+    plane = start(settings)
+    host = settings.listen.rsplit(":", 1)[0]
+    log.info("trunkplane serving gRPC on %s:%d (store: %s, tenant: %s)", host, plane.port,
+             settings.describe_store(), settings.tenant)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    stopping.wait()
+    log.info("stopping: finishing calls in flight")
+    plane.stop()

@@ -1,0 +1,1 @@
+"""Views built from the event log: history, and (with the projections issue) stored views."""

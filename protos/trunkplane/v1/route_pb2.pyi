@@ -1,0 +1,256 @@
+import datetime
+
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from trunkplane.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DialPattern(_message.Message):
+    __slots__ = ("match", "prefix", "prepend")
+    MATCH_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    PREPEND_FIELD_NUMBER: _ClassVar[int]
+    match: str
+    prefix: str
+    prepend: str
+    def __init__(self, match: _Optional[str] = ..., prefix: _Optional[str] = ..., prepend: _Optional[str] = ...) -> None: ...
+
+class RouteTrunk(_message.Message):
+    __slots__ = ("trunk_id", "weight", "trunk_name")
+    TRUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    TRUNK_NAME_FIELD_NUMBER: _ClassVar[int]
+    trunk_id: str
+    weight: int
+    trunk_name: str
+    def __init__(self, trunk_id: _Optional[str] = ..., weight: _Optional[int] = ..., trunk_name: _Optional[str] = ...) -> None: ...
+
+class OutboundRoute(_message.Message):
+    __slots__ = ("id", "tenant", "name", "position", "dial_patterns", "trunks", "strategy", "allowed_extensions", "enabled", "description", "version", "etag", "create_time", "update_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    DIAL_PATTERNS_FIELD_NUMBER: _ClassVar[int]
+    TRUNKS_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_EXTENSIONS_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    tenant: str
+    name: str
+    position: int
+    dial_patterns: _containers.RepeatedCompositeFieldContainer[DialPattern]
+    trunks: _containers.RepeatedCompositeFieldContainer[RouteTrunk]
+    strategy: str
+    allowed_extensions: _containers.RepeatedScalarFieldContainer[str]
+    enabled: bool
+    description: str
+    version: int
+    etag: str
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., name: _Optional[str] = ..., position: _Optional[int] = ..., dial_patterns: _Optional[_Iterable[_Union[DialPattern, _Mapping]]] = ..., trunks: _Optional[_Iterable[_Union[RouteTrunk, _Mapping]]] = ..., strategy: _Optional[str] = ..., allowed_extensions: _Optional[_Iterable[str]] = ..., enabled: _Optional[bool] = ..., description: _Optional[str] = ..., version: _Optional[int] = ..., etag: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class InboundRoute(_message.Message):
+    __slots__ = ("id", "tenant", "did_pattern", "caller_id_pattern", "trunk_id", "destination", "enabled", "description", "version", "etag", "create_time", "update_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    DID_PATTERN_FIELD_NUMBER: _ClassVar[int]
+    CALLER_ID_PATTERN_FIELD_NUMBER: _ClassVar[int]
+    TRUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    tenant: str
+    did_pattern: str
+    caller_id_pattern: str
+    trunk_id: str
+    destination: str
+    enabled: bool
+    description: str
+    version: int
+    etag: str
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., did_pattern: _Optional[str] = ..., caller_id_pattern: _Optional[str] = ..., trunk_id: _Optional[str] = ..., destination: _Optional[str] = ..., enabled: _Optional[bool] = ..., description: _Optional[str] = ..., version: _Optional[int] = ..., etag: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateOutboundRouteRequest(_message.Message):
+    __slots__ = ("tenant", "route", "options")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    route: OutboundRoute
+    options: _common_pb2.CommandOptions
+    def __init__(self, tenant: _Optional[str] = ..., route: _Optional[_Union[OutboundRoute, _Mapping]] = ..., options: _Optional[_Union[_common_pb2.CommandOptions, _Mapping]] = ...) -> None: ...
+
+class UpdateOutboundRouteRequest(_message.Message):
+    __slots__ = ("tenant", "route", "changes", "update_mask", "etag", "options")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    route: str
+    changes: OutboundRoute
+    update_mask: _field_mask_pb2.FieldMask
+    etag: str
+    options: _common_pb2.CommandOptions
+    def __init__(self, tenant: _Optional[str] = ..., route: _Optional[str] = ..., changes: _Optional[_Union[OutboundRoute, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., etag: _Optional[str] = ..., options: _Optional[_Union[_common_pb2.CommandOptions, _Mapping]] = ...) -> None: ...
+
+class OutboundRouteResponse(_message.Message):
+    __slots__ = ("route", "position")
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    route: OutboundRoute
+    position: int
+    def __init__(self, route: _Optional[_Union[OutboundRoute, _Mapping]] = ..., position: _Optional[int] = ...) -> None: ...
+
+class CreateInboundRouteRequest(_message.Message):
+    __slots__ = ("tenant", "route", "options")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    route: InboundRoute
+    options: _common_pb2.CommandOptions
+    def __init__(self, tenant: _Optional[str] = ..., route: _Optional[_Union[InboundRoute, _Mapping]] = ..., options: _Optional[_Union[_common_pb2.CommandOptions, _Mapping]] = ...) -> None: ...
+
+class UpdateInboundRouteRequest(_message.Message):
+    __slots__ = ("tenant", "route", "changes", "update_mask", "etag", "options")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    route: str
+    changes: InboundRoute
+    update_mask: _field_mask_pb2.FieldMask
+    etag: str
+    options: _common_pb2.CommandOptions
+    def __init__(self, tenant: _Optional[str] = ..., route: _Optional[str] = ..., changes: _Optional[_Union[InboundRoute, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., etag: _Optional[str] = ..., options: _Optional[_Union[_common_pb2.CommandOptions, _Mapping]] = ...) -> None: ...
+
+class InboundRouteResponse(_message.Message):
+    __slots__ = ("route", "position")
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    route: InboundRoute
+    position: int
+    def __init__(self, route: _Optional[_Union[InboundRoute, _Mapping]] = ..., position: _Optional[int] = ...) -> None: ...
+
+class GetRouteRequest(_message.Message):
+    __slots__ = ("tenant", "route")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    route: str
+    def __init__(self, tenant: _Optional[str] = ..., route: _Optional[str] = ...) -> None: ...
+
+class DeleteRouteRequest(_message.Message):
+    __slots__ = ("tenant", "route", "etag", "options")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    route: str
+    etag: str
+    options: _common_pb2.CommandOptions
+    def __init__(self, tenant: _Optional[str] = ..., route: _Optional[str] = ..., etag: _Optional[str] = ..., options: _Optional[_Union[_common_pb2.CommandOptions, _Mapping]] = ...) -> None: ...
+
+class ListRoutesRequest(_message.Message):
+    __slots__ = ("tenant", "page_size", "page_token")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    page_size: int
+    page_token: str
+    def __init__(self, tenant: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListOutboundRoutesResponse(_message.Message):
+    __slots__ = ("routes", "next_page_token", "total_size")
+    ROUTES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    routes: _containers.RepeatedCompositeFieldContainer[OutboundRoute]
+    next_page_token: str
+    total_size: int
+    def __init__(self, routes: _Optional[_Iterable[_Union[OutboundRoute, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ...) -> None: ...
+
+class ListInboundRoutesResponse(_message.Message):
+    __slots__ = ("routes", "next_page_token", "total_size")
+    ROUTES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    routes: _containers.RepeatedCompositeFieldContainer[InboundRoute]
+    next_page_token: str
+    total_size: int
+    def __init__(self, routes: _Optional[_Iterable[_Union[InboundRoute, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ...) -> None: ...
+
+class GetRouteHistoryResponse(_message.Message):
+    __slots__ = ("route_id", "entries")
+    ROUTE_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    route_id: str
+    entries: _containers.RepeatedCompositeFieldContainer[_common_pb2.HistoryEntry]
+    def __init__(self, route_id: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[_common_pb2.HistoryEntry, _Mapping]]] = ...) -> None: ...
+
+class ResolveOutboundRequest(_message.Message):
+    __slots__ = ("tenant", "number", "extension")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    EXTENSION_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    number: str
+    extension: str
+    def __init__(self, tenant: _Optional[str] = ..., number: _Optional[str] = ..., extension: _Optional[str] = ...) -> None: ...
+
+class Candidate(_message.Message):
+    __slots__ = ("trunk_id", "trunk_name", "weight")
+    TRUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    TRUNK_NAME_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    trunk_id: str
+    trunk_name: str
+    weight: int
+    def __init__(self, trunk_id: _Optional[str] = ..., trunk_name: _Optional[str] = ..., weight: _Optional[int] = ...) -> None: ...
+
+class ResolveOutboundResponse(_message.Message):
+    __slots__ = ("route_id", "route_name", "strategy", "matched_pattern", "number", "candidates", "skipped")
+    ROUTE_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_NAME_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_PATTERN_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    route_id: str
+    route_name: str
+    strategy: str
+    matched_pattern: DialPattern
+    number: str
+    candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
+    skipped: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, route_id: _Optional[str] = ..., route_name: _Optional[str] = ..., strategy: _Optional[str] = ..., matched_pattern: _Optional[_Union[DialPattern, _Mapping]] = ..., number: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., skipped: _Optional[_Iterable[str]] = ...) -> None: ...

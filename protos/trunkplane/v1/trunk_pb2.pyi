@@ -1,0 +1,208 @@
+import datetime
+
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from trunkplane.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class NatSettings(_message.Message):
+    __slots__ = ("enabled", "external_ip", "local_networks", "stun_server")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_IP_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    STUN_SERVER_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    external_ip: str
+    local_networks: _containers.RepeatedScalarFieldContainer[str]
+    stun_server: str
+    def __init__(self, enabled: _Optional[bool] = ..., external_ip: _Optional[str] = ..., local_networks: _Optional[_Iterable[str]] = ..., stun_server: _Optional[str] = ...) -> None: ...
+
+class CallLimits(_message.Message):
+    __slots__ = ("max_concurrent_calls", "max_inbound_calls", "max_outbound_calls")
+    MAX_CONCURRENT_CALLS_FIELD_NUMBER: _ClassVar[int]
+    MAX_INBOUND_CALLS_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTBOUND_CALLS_FIELD_NUMBER: _ClassVar[int]
+    max_concurrent_calls: int
+    max_inbound_calls: int
+    max_outbound_calls: int
+    def __init__(self, max_concurrent_calls: _Optional[int] = ..., max_inbound_calls: _Optional[int] = ..., max_outbound_calls: _Optional[int] = ...) -> None: ...
+
+class Trunk(_message.Message):
+    __slots__ = ("id", "tenant", "name", "type", "host", "transport", "username", "password", "auth_id", "max_registrations", "from_user", "from_domain", "peer_addresses", "codecs", "dtmf_mode", "nat", "call_limits", "enabled", "description", "password_set", "version", "etag", "create_time", "update_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    TRANSPORT_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    AUTH_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_REGISTRATIONS_FIELD_NUMBER: _ClassVar[int]
+    FROM_USER_FIELD_NUMBER: _ClassVar[int]
+    FROM_DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    PEER_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    CODECS_FIELD_NUMBER: _ClassVar[int]
+    DTMF_MODE_FIELD_NUMBER: _ClassVar[int]
+    NAT_FIELD_NUMBER: _ClassVar[int]
+    CALL_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_SET_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    tenant: str
+    name: str
+    type: str
+    host: str
+    transport: str
+    username: str
+    password: str
+    auth_id: str
+    max_registrations: int
+    from_user: str
+    from_domain: str
+    peer_addresses: _containers.RepeatedScalarFieldContainer[str]
+    codecs: _containers.RepeatedScalarFieldContainer[str]
+    dtmf_mode: str
+    nat: NatSettings
+    call_limits: CallLimits
+    enabled: bool
+    description: str
+    password_set: bool
+    version: int
+    etag: str
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., host: _Optional[str] = ..., transport: _Optional[str] = ..., username: _Optional[str] = ..., password: _Optional[str] = ..., auth_id: _Optional[str] = ..., max_registrations: _Optional[int] = ..., from_user: _Optional[str] = ..., from_domain: _Optional[str] = ..., peer_addresses: _Optional[_Iterable[str]] = ..., codecs: _Optional[_Iterable[str]] = ..., dtmf_mode: _Optional[str] = ..., nat: _Optional[_Union[NatSettings, _Mapping]] = ..., call_limits: _Optional[_Union[CallLimits, _Mapping]] = ..., enabled: _Optional[bool] = ..., description: _Optional[str] = ..., password_set: _Optional[bool] = ..., version: _Optional[int] = ..., etag: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateTrunkRequest(_message.Message):
+    __slots__ = ("tenant", "trunk", "template", "options")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TRUNK_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    trunk: Trunk
+    template: str
+    options: _common_pb2.CommandOptions
+    def __init__(self, tenant: _Optional[str] = ..., trunk: _Optional[_Union[Trunk, _Mapping]] = ..., template: _Optional[str] = ..., options: _Optional[_Union[_common_pb2.CommandOptions, _Mapping]] = ...) -> None: ...
+
+class TrunkResponse(_message.Message):
+    __slots__ = ("trunk", "warnings", "position")
+    TRUNK_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    trunk: Trunk
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    position: int
+    def __init__(self, trunk: _Optional[_Union[Trunk, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., position: _Optional[int] = ...) -> None: ...
+
+class GetTrunkRequest(_message.Message):
+    __slots__ = ("tenant", "trunk")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TRUNK_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    trunk: str
+    def __init__(self, tenant: _Optional[str] = ..., trunk: _Optional[str] = ...) -> None: ...
+
+class ListTrunksRequest(_message.Message):
+    __slots__ = ("tenant", "page_size", "page_token", "type", "enabled")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    page_size: int
+    page_token: str
+    type: str
+    enabled: bool
+    def __init__(self, tenant: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., type: _Optional[str] = ..., enabled: _Optional[bool] = ...) -> None: ...
+
+class ListTrunksResponse(_message.Message):
+    __slots__ = ("trunks", "next_page_token", "total_size")
+    TRUNKS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    trunks: _containers.RepeatedCompositeFieldContainer[Trunk]
+    next_page_token: str
+    total_size: int
+    def __init__(self, trunks: _Optional[_Iterable[_Union[Trunk, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ...) -> None: ...
+
+class UpdateTrunkRequest(_message.Message):
+    __slots__ = ("tenant", "trunk", "changes", "update_mask", "etag", "options")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TRUNK_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    trunk: str
+    changes: Trunk
+    update_mask: _field_mask_pb2.FieldMask
+    etag: str
+    options: _common_pb2.CommandOptions
+    def __init__(self, tenant: _Optional[str] = ..., trunk: _Optional[str] = ..., changes: _Optional[_Union[Trunk, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., etag: _Optional[str] = ..., options: _Optional[_Union[_common_pb2.CommandOptions, _Mapping]] = ...) -> None: ...
+
+class DeleteTrunkRequest(_message.Message):
+    __slots__ = ("tenant", "trunk", "etag", "options")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TRUNK_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    trunk: str
+    etag: str
+    options: _common_pb2.CommandOptions
+    def __init__(self, tenant: _Optional[str] = ..., trunk: _Optional[str] = ..., etag: _Optional[str] = ..., options: _Optional[_Union[_common_pb2.CommandOptions, _Mapping]] = ...) -> None: ...
+
+class ProviderTemplate(_message.Message):
+    __slots__ = ("id", "display_name", "description", "defaults", "transports")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    DEFAULTS_FIELD_NUMBER: _ClassVar[int]
+    TRANSPORTS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    display_name: str
+    description: str
+    defaults: Trunk
+    transports: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., display_name: _Optional[str] = ..., description: _Optional[str] = ..., defaults: _Optional[_Union[Trunk, _Mapping]] = ..., transports: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListProviderTemplatesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListProviderTemplatesResponse(_message.Message):
+    __slots__ = ("templates",)
+    TEMPLATES_FIELD_NUMBER: _ClassVar[int]
+    templates: _containers.RepeatedCompositeFieldContainer[ProviderTemplate]
+    def __init__(self, templates: _Optional[_Iterable[_Union[ProviderTemplate, _Mapping]]] = ...) -> None: ...
+
+class GetTrunkHistoryRequest(_message.Message):
+    __slots__ = ("tenant", "trunk")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TRUNK_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    trunk: str
+    def __init__(self, tenant: _Optional[str] = ..., trunk: _Optional[str] = ...) -> None: ...
+
+class GetTrunkHistoryResponse(_message.Message):
+    __slots__ = ("trunk_id", "entries")
+    TRUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    trunk_id: str
+    entries: _containers.RepeatedCompositeFieldContainer[_common_pb2.HistoryEntry]
+    def __init__(self, trunk_id: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[_common_pb2.HistoryEntry, _Mapping]]] = ...) -> None: ...
