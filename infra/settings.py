@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -38,6 +38,9 @@ class Settings:
             listen=env.get("TRUNKPLANE_LISTEN", DEFAULT_LISTEN),
             log_level=env.get("TRUNKPLANE_LOG_LEVEL", "INFO"),
         )
+
+    def with_listen(self, listen: str) -> Settings:
+        return replace(self, listen=listen)
 
     def store_env(self, cipher_key: str) -> dict[str, str]:
         """The eventsourcing environment for the event store these settings name."""

@@ -13,7 +13,7 @@ from uuid import UUID
 from domain.application import TrunkplaneApp
 from domain.catalog import INBOUND, OUTBOUND, TRUNK, TenantCatalog
 from domain.errors import NotFoundError, ValidationError
-from domain.model import Configured
+from domain.model import CommandMeta, Configured
 from domain.routes import InboundRoute, OutboundRoute
 from domain.routing import Resolution, resolve_outbound
 from domain.trunk import Trunk
@@ -36,7 +36,7 @@ class ConfigView:
         self.app = app
 
     def _catalog(self, tenant: str) -> TenantCatalog:
-        return self.app.catalog(tenant) or TenantCatalog(tenant)
+        return self.app.catalog(tenant) or TenantCatalog.start(tenant, CommandMeta())
 
     def get(self, tenant: str, kind: str, cls: type[C], ref: str) -> C:
         entry_id = self._catalog(tenant).find(kind, ref, "id" if kind == INBOUND else "name")

@@ -42,7 +42,8 @@ def report(error: grpc.RpcError) -> int:
     code = error.code()
     status = rpc_status.from_call(error) if isinstance(error, grpc.Call) else None
     violations = []
-    for detail in status.details if status else []:
+    details: list[Any] = list(status.details) if status else []
+    for detail in details:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)

@@ -1,0 +1,47 @@
+# The two commands that matter: `make run` and `make test`. Both work from a fresh clone on
+# Debian as root: they install the system and Python packages they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.runtime-installed
+DEV := $(VENV)/.dev-installed
+
+.PHONY: run test lint typecheck unit protos bench clean
+
+run: $(RUNTIME)
+	$(BIN)/trunkplane serve
+
+test: $(DEV)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	TRUNKPLANE_TEST_DATABASE_URL="$$(infra/scripts/ensure-postgres.sh)" \
+	TRUNKPLANE_REQUIRE_POSTGRES=1 $(BIN)/pytest -q
+
+unit: $(DEV)
+	$(BIN)/pytest -q tests/unit
+
+lint: $(DEV)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check domain projections infra tests bench || true
+
+typecheck: $(DEV)
+	$(BIN)/mypy
+
+# Regenerates the committed gRPC stubs; tests/unit/test_protos.py fails when they are stale.
+protos: $(DEV)
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --pyi_out=protos \
+		--grpc_python_out=protos protos/trunkplane/v1/*.proto
+
+bench: $(DEV)
+	$(BIN)/python bench/commands.py
+
+$(RUNTIME): pyproject.toml
+	infra/scripts/bootstrap-python.sh "$(PYTHON)" "$(VENV)" .
+	touch $@
+
+$(DEV): pyproject.toml
+	infra/scripts/bootstrap-python.sh "$(PYTHON)" "$(VENV)" ".[dev]"
+	touch $(RUNTIME) $@
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

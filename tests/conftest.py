@@ -1,0 +1,93 @@
+"""Fixtures: event stores (SQLite file, PostgreSQL database made for the run) and a real
+gRPC server on a loopback port with clients for it."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import psycopg
+import pytest
+
+from infra.settings import Settings
+from infra.wiring import ControlPlane, start
+from trunkplane.v1 import route_pb2_grpc, trunk_pb2_grpc
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CIPHER_KEY = "x8IuD0sEXGOXjG8ygnTpGaYgk9ip3kmMOW71V7tKmXQ="
+
+
+def _admin_url() -> str:
+    return os.environ.get("TRUNKPLANE_TEST_DATABASE_URL",
+                          "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database of its own for this test run, dropped afterwards."""
+    admin = _admin_url()
+    try:
+        connection = psycopg.connect(admin, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as error:
+        if os.environ.get("TRUNKPLANE_REQUIRE_POSTGRES"):
+            raise
+        pytest.skip(f"no PostgreSQL at {admin} ({error}); `make test` starts one")
+    name = f"trunkplane_test_{uuid.uuid4().hex[:12]}"
+    with connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield admin.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def settings_for(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    database_url = ""
+    if backend == "postgres":
+        database_url = request.getfixturevalue("fresh_postgres_url")
+    return Settings(data_dir=tmp_path / "var", database_url=database_url,
+                    cipher_key=CIPHER_KEY, listen="127.0.0.1:0", log_level="WARNING")
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_url: str) -> str:
+    """The run's database, emptied of the previous test's events."""
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        tables = [row[0] for row in connection.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        for table in tables:
+            connection.execute(f'DROP TABLE "{table}" CASCADE')
+    return postgres_url
+
+
+class Api:
+    """A running server and stubs connected to it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._connect(start(settings))
+
+    def _connect(self, plane: ControlPlane) -> None:
+        self.plane = plane
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{plane.port}")
+        self.trunks = trunk_pb2_grpc.TrunkServiceStub(self.channel)
+        self.routes = route_pb2_grpc.RouteServiceStub(self.channel)
+
+    def restart(self) -> None:
+        """Stops the server (closing the store) and starts a new one on the same store."""
+        port = self.plane.port
+        self.close()
+        self._connect(start(self.settings.with_listen(f"127.0.0.1:{port}")))
+
+    def close(self) -> None:
+        self.channel.close()
+        self.plane.stop(grace=1)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Api]:
+    client = Api(settings_for(request.param, tmp_path, request))
+    yield client
+    client.close()
