@@ -52,6 +52,15 @@ class TenantCatalog(Aggregate):
         self.entries: dict[str, dict[str, Entry]] = {TRUNK: {}, OUTBOUND: {}, INBOUND: {}}
         self.outbound_order: list[str] = []
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> TenantCatalog:
+        """Entries are replaced, never changed in place: copying the maps is enough."""
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin.entries = {kind: dict(entries) for kind, entries in self.entries.items()}
+        twin.outbound_order = list(self.outbound_order)
+        twin.__dict__["_pending_events"] = list(self.pending_events)
+        return twin
+
     @staticmethod
     def id_for(tenant: str) -> UUID:
         return uuid_for(NAMESPACE, "catalog", tenant)

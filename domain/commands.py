@@ -32,8 +32,12 @@ class Outcome:
     replayed: bool = False
 
 
-def catalog_of(uow: UnitOfWork, tenant: str, meta: CommandMeta) -> TenantCatalog:
-    catalog = uow.find(TenantCatalog.id_for(tenant), TenantCatalog)
+def catalog_of(uow: UnitOfWork, tenant: str, meta: CommandMeta,
+               write: bool = False) -> TenantCatalog:
+    """The tenant's catalog: shared for reading, or a copy to change when `write`."""
+    catalog_id = TenantCatalog.id_for(tenant)
+    catalog = uow.find(catalog_id, TenantCatalog) if write else uow.peek(
+        catalog_id, TenantCatalog)
     if catalog is None:
         catalog = TenantCatalog.start(tenant, meta)
         uow.add(catalog)
@@ -59,13 +63,13 @@ def idempotent(
     """Runs the handler once per request id; a retry returns the resource as it is now."""
     if not meta.idempotency_key:
         return handler()
-    receipt = uow.find(CommandReceipt.id_for(tenant, meta.idempotency_key), CommandReceipt)
+    receipt = uow.peek(CommandReceipt.id_for(tenant, meta.idempotency_key), CommandReceipt)
     if receipt is not None:
         if receipt.fingerprint != meta.fingerprint or receipt.command != command:
             raise PreconditionError(
                 f"request_id '{meta.idempotency_key}' was already used for a different request"
             )
-        previous = uow.find(UUID(receipt.resource_id), Configured)
+        previous = uow.peek(UUID(receipt.resource_id), Configured)
         assert previous is not None
         return Outcome(previous, replayed=True)
     outcome = handler()
@@ -88,7 +92,7 @@ def create_trunk(uow: UnitOfWork, tenant: str, raw: Settings, template: str,
                  meta: CommandMeta) -> Outcome:
     def handler() -> Outcome:
         settings, warnings = validate_trunk(get_template(template).apply(raw) if template else raw)
-        catalog = catalog_of(uow, tenant, meta)
+        catalog = catalog_of(uow, tenant, meta, write=True)
         _check_unique_name(catalog, TRUNK, settings["name"], None, "trunk")
         trunk = Trunk.create(tenant, settings, meta)
         catalog.record(TRUNK, trunk.id, _trunk_entry(trunk), meta)
@@ -107,7 +111,8 @@ def update_trunk(uow: UnitOfWork, tenant: str, ref: str, patch: Settings, etag: 
         settings, warnings = validate_trunk(merge(trunk.settings, patch))
         _check_unique_name(catalog, TRUNK, settings["name"], trunk.id, "trunk")
         trunk.change_settings(settings, meta)
-        catalog.record(TRUNK, trunk.id, _trunk_entry(trunk), meta)
+        if catalog.entries[TRUNK].get(str(trunk.id)) != _trunk_entry(trunk):
+            uow.writable(catalog).record(TRUNK, trunk.id, _trunk_entry(trunk), meta)
         return Outcome(trunk, warnings)
 
     return idempotent(uow, tenant, meta, "UpdateTrunk", handler)
@@ -116,7 +121,7 @@ def update_trunk(uow: UnitOfWork, tenant: str, ref: str, patch: Settings, etag: 
 def delete_trunk(uow: UnitOfWork, tenant: str, ref: str, etag: str,
                  meta: CommandMeta) -> Outcome:
     def handler() -> Outcome:
-        catalog = catalog_of(uow, tenant, meta)
+        catalog = catalog_of(uow, tenant, meta, write=True)
         trunk = load(uow, catalog, TRUNK, Trunk, ref)
         trunk.check_etag(etag)
         users = catalog.routes_using(str(trunk.id))
@@ -181,7 +186,7 @@ def create_outbound_route(uow: UnitOfWork, tenant: str, raw: Settings, position:
                           meta: CommandMeta) -> Outcome:
     def handler() -> Outcome:
         _check_position(position)
-        catalog = catalog_of(uow, tenant, meta)
+        catalog = catalog_of(uow, tenant, meta, write=True)
         settings = _resolve_trunks(catalog, validate_outbound(raw))
         _check_unique_name(catalog, OUTBOUND, settings["name"], None, "outbound route")
         route = OutboundRoute.create(tenant, settings, meta)
@@ -197,7 +202,7 @@ def update_outbound_route(uow: UnitOfWork, tenant: str, ref: str, patch: Setting
                           position: int | None, etag: str, meta: CommandMeta) -> Outcome:
     def handler() -> Outcome:
         _check_position(position)
-        catalog = catalog_of(uow, tenant, meta)
+        catalog = catalog_of(uow, tenant, meta, write=True)
         route = load(uow, catalog, OUTBOUND, OutboundRoute, ref)
         route.check_etag(etag)
         settings = _resolve_trunks(catalog, validate_outbound(merge(route.settings, patch)))
@@ -213,7 +218,7 @@ def update_outbound_route(uow: UnitOfWork, tenant: str, ref: str, patch: Setting
 def delete_route(uow: UnitOfWork, tenant: str, kind: str, ref: str, etag: str,
                  meta: CommandMeta) -> Outcome:
     def handler() -> Outcome:
-        catalog = catalog_of(uow, tenant, meta)
+        catalog = catalog_of(uow, tenant, meta, write=True)
         cls: type[Configured] = OutboundRoute if kind == OUTBOUND else InboundRoute
         route = load(uow, catalog, kind, cls, ref)
         route.check_etag(etag)
@@ -255,7 +260,7 @@ def _checked_inbound(catalog: TenantCatalog, raw: Settings, own_id: UUID | None)
 def create_inbound_route(uow: UnitOfWork, tenant: str, raw: Settings,
                          meta: CommandMeta) -> Outcome:
     def handler() -> Outcome:
-        catalog = catalog_of(uow, tenant, meta)
+        catalog = catalog_of(uow, tenant, meta, write=True)
         route = InboundRoute.create(tenant, _checked_inbound(catalog, raw, None), meta)
         catalog.record(INBOUND, route.id, _inbound_entry(catalog, route), meta)
         uow.add(route)
@@ -267,7 +272,7 @@ def create_inbound_route(uow: UnitOfWork, tenant: str, raw: Settings,
 def update_inbound_route(uow: UnitOfWork, tenant: str, ref: str, patch: Settings, etag: str,
                          meta: CommandMeta) -> Outcome:
     def handler() -> Outcome:
-        catalog = catalog_of(uow, tenant, meta)
+        catalog = catalog_of(uow, tenant, meta, write=True)
         route = load(uow, catalog, INBOUND, InboundRoute, ref)
         route.check_etag(etag)
         route.change_settings(_checked_inbound(catalog, merge(route.settings, patch), route.id),

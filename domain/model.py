@@ -75,6 +75,15 @@ class Configured(Aggregate):
     tenant: str
     settings: Settings
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        """Events replace the settings dict and its values, never change them in place,
+        so a copy to change needs only its own dict and pending list."""
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin.__dict__["settings"] = dict(self.settings)
+        twin.__dict__["_pending_events"] = list(self.pending_events)
+        return twin
+
     @property
     def deleted(self) -> bool:
         return bool(getattr(self, "_deleted", False))

@@ -1,4 +1,8 @@
-"""A unit of work: the aggregates one or more commands read and changed, saved together."""
+"""A unit of work: the aggregates one or more commands read and changed, saved together.
+
+Aggregates come from the repository's cache, shared by every reader, so a unit of work
+never changes one in place: `find` hands out a private copy to change, `peek` the shared
+object to read."""
 
 from __future__ import annotations
 
@@ -16,29 +20,39 @@ class UnitOfWork:
     def __init__(self, repository: Repository[UUID], parent: UnitOfWork | None = None) -> None:
         self._repository = repository
         self._parent = parent
-        self._seen: dict[UUID, Aggregate] = {}
+        self._owned: dict[UUID, Aggregate] = {}
 
-    def find(self, aggregate_id: UUID, kind: type[A]) -> A | None:
-        """The aggregate as this unit of work sees it, or None if it never existed."""
-        if aggregate_id in self._seen:
-            found: Any = self._seen[aggregate_id]
-        elif self._parent is not None:
-            parent_copy = self._parent.find(aggregate_id, kind)
-            found = copy.deepcopy(parent_copy) if parent_copy is not None else None
-        else:
+    def peek(self, aggregate_id: UUID, kind: type[A]) -> A | None:
+        """The aggregate as this unit of work sees it, for reading only."""
+        found: Any = self._owned.get(aggregate_id)
+        if found is None and self._parent is not None:
+            found = self._parent.peek(aggregate_id, kind)
+        elif found is None:
             try:
                 found = self._repository.get(aggregate_id)
             except AggregateNotFoundError:
                 return None
-        if found is None:
+        return found if isinstance(found, kind) else None
+
+    def find(self, aggregate_id: UUID, kind: type[A]) -> A | None:
+        """A copy of the aggregate that this unit of work may change and will save."""
+        if aggregate_id in self._owned:
+            owned: Any = self._owned[aggregate_id]
+            return owned if isinstance(owned, kind) else None
+        shared = self.peek(aggregate_id, kind)
+        if shared is None:
             return None
-        if not isinstance(found, kind):
-            return None
-        self._seen[aggregate_id] = found
-        return found
+        mine = copy.deepcopy(shared)
+        self._owned[aggregate_id] = mine
+        return mine
+
+    def writable(self, aggregate: A) -> A:
+        mine = self.find(aggregate.id, type(aggregate))
+        assert mine is not None
+        return mine
 
     def add(self, aggregate: Aggregate) -> None:
-        self._seen[aggregate.id] = aggregate
+        self._owned[aggregate.id] = aggregate
 
     def child(self) -> UnitOfWork:
         """A nested unit of work whose changes reach this one only through `commit`."""
@@ -46,7 +60,10 @@ class UnitOfWork:
 
     def commit(self) -> None:
         assert self._parent is not None
-        self._parent._seen.update(self._seen)
+        self._parent._owned.update(self._owned)
 
     def changed(self) -> list[Aggregate]:
-        return [a for a in self._seen.values() if a.pending_events]
+        return [a for a in self._owned.values() if a.pending_events]
+
+    def touched(self) -> list[UUID]:
+        return list(self._owned)

@@ -48,7 +48,6 @@ class Settings:
             "CIPHER_TOPIC": "eventsourcing.cryptography:AESCipher",
             "CIPHER_KEY": cipher_key,
             "COMPRESSOR_TOPIC": "eventsourcing.compressor:ZlibCompressor",
-            "AGGREGATE_CACHE_MAXSIZE": "10000",
         }
         if not self.database_url:
             env |= {"PERSISTENCE_MODULE": "eventsourcing.sqlite",

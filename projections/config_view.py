@@ -36,6 +36,7 @@ class ConfigView:
         self.app = app
 
     def _catalog(self, tenant: str) -> TenantCatalog:
+        self.app.refresh()
         return self.app.catalog(tenant) or TenantCatalog.start(tenant, CommandMeta())
 
     def get(self, tenant: str, kind: str, cls: type[C], ref: str) -> C:

@@ -25,7 +25,8 @@ def test_generated_stubs_are_fresh(tmp_path: Path) -> None:
         and path.read_text() != (tmp_path / "trunkplane" / "v1" / path.name).read_text()
     ]
     assert stale == [], f"stale stubs {stale}: run `make protos`"
-    made = {p.name for p in (tmp_path / "trunkplane" / "v1").iterdir() if p.name.endswith(GENERATED)}
+    made = {p.name for p in (tmp_path / "trunkplane" / "v1").iterdir()
+            if p.name.endswith(GENERATED)}
     committed = {p.name for p in (PROTOS / "trunkplane" / "v1").iterdir()
                  if p.name.endswith(GENERATED)}
     assert made == committed

@@ -1,0 +1,154 @@
+"""UpdateTrunk through gRPC (1 and 16 concurrent clients) against a bare `eventsourcing`
+save of the same change, in the same run, on the same kind of store (SQLite file with the
+same cipher and compressor). Prints commands/s, the ratio, and the machine.
+
+    .venv/bin/python bench/commands.py [--seconds 5] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import grpc
+
+from domain.application import TrunkplaneApp
+from domain.model import CommandMeta
+from domain.trunk import Trunk
+from infra.settings import Settings
+from trunkplane.v1 import trunk_pb2, trunk_pb2_grpc
+
+KEY = "x8IuD0sEXGOXjG8ygnTpGaYgk9ip3kmMOW71V7tKmXQ="
+TRUNK = {"name": "", "type": "register", "host": "sip.example.com", "username": "1001",
+         "password": "Bench-Password-123456", "codecs": ["PCMU"]}
+
+
+def machine() -> str:
+    model = "unknown cpu"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (f"{platform.node()}: {model}, {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}, {platform.system()} {platform.release()}")
+
+
+def bare_saves(directory: Path, seconds: float) -> float:
+    """One event per save, straight into eventsourcing: the library's own rate."""
+    directory.mkdir(parents=True)
+    env = Settings(data_dir=directory, database_url="", cipher_key=KEY, listen="",
+                   log_level="").store_env(KEY)
+    app = TrunkplaneApp(env=env)
+    trunk = Trunk.create("default", {**TRUNK, "name": "bare", "description": ""},
+                         CommandMeta("bench"))
+    app.save(trunk)
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        trunk.trigger_event(Trunk.DescriptionChanged, description=f"n{count}",
+                            actor="bench", reason="", request_id="")
+        app.save(trunk)
+        count += 1
+    elapsed = time.perf_counter() - started
+    app.close()
+    return count / elapsed
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_server(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+    address = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "TRUNKPLANE_DATA": str(directory), "TRUNKPLANE_LISTEN": address,
+           "TRUNKPLANE_CIPHER_KEY": KEY, "TRUNKPLANE_LOG_LEVEL": "WARNING"}
+    env.pop("TRUNKPLANE_DATABASE_URL", None)
+    server = subprocess.Popen([str(Path(sys.executable).parent / "trunkplane"), "serve"],
+                              env=env)
+    channel = grpc.insecure_channel(address)
+    grpc.channel_ready_future(channel).result(timeout=30)
+    channel.close()
+    return server, address
+
+
+def grpc_updates(address: str, clients: int, seconds: float) -> float:
+    channels = [grpc.insecure_channel(address) for _ in range(clients)]
+    stubs = [trunk_pb2_grpc.TrunkServiceStub(c) for c in channels]
+    for i, stub in enumerate(stubs):
+        try:
+            stub.CreateTrunk(trunk_pb2.CreateTrunkRequest(
+                trunk=trunk_pb2.Trunk(**{**TRUNK, "name": f"bench-{clients}-{i}"})))
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.ALREADY_EXISTS:
+                raise
+    counts = [0] * clients
+    start = threading.Barrier(clients + 1)
+    deadline = [0.0]
+
+    def client(i: int) -> None:
+        request = trunk_pb2.UpdateTrunkRequest(trunk=f"bench-{clients}-{i}")
+        request.update_mask.paths.append("description")
+        start.wait()
+        while time.perf_counter() < deadline[0]:
+            request.changes.description = f"n{counts[i]}"
+            stubs[i].UpdateTrunk(request)
+            counts[i] += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    deadline[0] = time.perf_counter() + seconds
+    started = time.perf_counter()
+    start.wait()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    for channel in channels:
+        channel.close()
+    return sum(counts) / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    print(f"store: SQLite file (WAL), AES-GCM cipher, zlib; {args.seconds:.0f}s per run, "
+          f"median of {args.repeats}")
+    with tempfile.TemporaryDirectory() as tmp:
+        bare = statistics.median(
+            bare_saves(Path(tmp) / f"bare{i}", args.seconds) for i in range(args.repeats))
+        server, address = start_server(Path(tmp) / "server")
+        try:
+            one = statistics.median(
+                grpc_updates(address, 1, args.seconds) for _ in range(args.repeats))
+            many = statistics.median(
+                grpc_updates(address, 16, args.seconds) for _ in range(args.repeats))
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+    print(f"bare eventsourcing save, 1 event per save:  {bare:8.0f} commands/s")
+    print(f"UpdateTrunk over gRPC, 1 client:            {one:8.0f} commands/s  "
+          f"ratio {one / bare:.2f} (target >= 0.60)")
+    print(f"UpdateTrunk over gRPC, 16 clients:          {many:8.0f} commands/s  "
+          f"ratio {many / bare:.2f} (target >= 1.00)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""The README's tour: `trunkplane serve` as a real process, driven by the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CLI = [str(Path(sys.executable).parent / "trunkplane")]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Server:
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.port = free_port()
+        self.log = data / "serve.log"
+
+    def start(self) -> None:
+        env = {**os.environ, "TRUNKPLANE_DATA": str(self.data / "var"),
+               "TRUNKPLANE_LISTEN": f"127.0.0.1:{self.port}"}
+        env.pop("TRUNKPLANE_CIPHER_KEY", None)
+        env.pop("TRUNKPLANE_DATABASE_URL", None)
+        self.process = subprocess.Popen([*CLI, "serve"], env=env, stdout=subprocess.DEVNULL,
+                                        stderr=self.log.open("w"))
+        deadline = time.monotonic() + 20
+        while "serving gRPC on" not in self.log.read_text():
+            assert self.process.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=15)
+
+    def cli(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*CLI, "--server", f"127.0.0.1:{self.port}", "--actor", "ops@example.com", *args],
+            input=stdin, capture_output=True, text=True, timeout=30, check=False)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    running = Server(tmp_path)
+    running.start()
+    yield running
+    if running.process.poll() is None:
+        running.stop()
+
+
+def test_tour(server: Server) -> None:
+    created = server.cli("trunk", "create", "voco", "--template", "thevoco", "--username",
+                         "1001", "--password-stdin", "--max-calls", "10", "--reason",
+                         "first trunk", stdin="Long-Enough-Password-123\n")
+    assert created.returncode == 0, created.stderr
+    assert "sip.thevoco.com" in created.stdout and created.stderr == ""
+    peer = server.cli("trunk", "create", "carrier", "--type", "peer", "--peer", "192.0.2.10",
+                      "--peer", "192.0.2.11:5080", "--codecs", "PCMA,PCMU")
+    assert peer.returncode == 0, peer.stderr
+    weak = server.cli("trunk", "create", "weak", "--template", "thevoco", "--username", "u",
+                      "--password", "short")
+    assert "warning: password: shorter than 16 characters" in weak.stderr
+
+    bad = server.cli("trunk", "create", "bad", "--type", "register", "--host", "a b")
+    assert bad.returncode == 2
+    assert "trunk.host: 'a b' is not a valid domain name" in bad.stderr
+    assert "trunk.username: a register trunk needs a username" in bad.stderr
+
+    updated = server.cli("trunk", "update", "voco", "--codecs", "OPUS,PCMU",
+                         "--max-outbound", "4", "--reason", "prefer opus")
+    assert updated.returncode == 0, updated.stderr
+    assert "10/unlimited/4" in updated.stdout
+
+    listing = server.cli("--json", "trunk", "list")
+    names = [t["name"] for t in json.loads(listing.stdout)["trunks"]]
+    assert names == ["carrier", "voco", "weak"]
+    assert "password" not in listing.stdout.replace("password_set", "")
+
+    route = server.cli("route", "outbound", "create", "US", "--pattern", "1+9|NXXNXXXXXX",
+                       "--trunk", "voco", "--trunk", "carrier", "--allow", "1XXX")
+    assert route.returncode == 0, route.stderr
+    resolved = server.cli("route", "resolve", "92125551234", "--from", "1001")
+    assert "12125551234" in resolved.stdout and "voco" in resolved.stdout
+    denied = server.cli("route", "resolve", "92125551234", "--from", "2001")
+    assert denied.returncode == 1 and "PERMISSION_DENIED" in denied.stderr
+
+    blocked = server.cli("trunk", "delete", "carrier")
+    assert blocked.returncode == 1
+    assert "FAILED_PRECONDITION: trunk 'carrier' is used by routes: US" in blocked.stderr
+
+    inbound = server.cli("route", "inbound", "create", "--did", "15551234567",
+                         "--destination", "ext:1001")
+    assert inbound.returncode == 0, inbound.stderr
+
+    history = server.cli("trunk", "history", "voco")
+    lines = history.stdout.splitlines()
+    assert "TrunkCreated" in lines[1] and "first trunk" in lines[1]
+    assert "ops@example.com" in lines[1]
+    assert any("CodecsReordered" not in line and "CodecsChanged" in line for line in lines)
+    assert "Long-Enough" not in history.stdout
+
+    assert server.stop() == 0
+    server.start()
+    again = server.cli("trunk", "get", "voco")
+    assert again.returncode == 0 and "OPUS, PCMU" in again.stdout
+
+
+def test_unreachable_server_says_how_to_start_one(tmp_path: Path) -> None:
+    result = subprocess.run([*CLI, "--server", f"127.0.0.1:{free_port()}", "trunk", "list"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert "UNAVAILABLE" in result.stderr and "make run" in result.stderr

@@ -1,0 +1,122 @@
+"""The event store itself: secrets encrypted at rest, the key file, and two writers that
+share one store (as two control-plane processes do)."""
+
+from __future__ import annotations
+
+import stat
+import threading
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from domain import commands
+from domain.application import TrunkplaneApp
+from domain.errors import AlreadyExistsError
+from domain.model import CommandMeta
+from domain.trunk import Trunk
+from domain.unit_of_work import UnitOfWork
+from infra.keys import KEY_FILE, cipher_key
+from infra.settings import Settings, SettingsError
+from infra.wiring import build_app
+from projections.config_view import ConfigView
+from tests.conftest import settings_for
+
+SECRET = "Unmistakable-Secret-Value-9000"
+RAW: dict[str, Any] = {"name": "voco", "type": "register", "host": "sip.example.com",
+                       "username": "1001", "password": SECRET, "codecs": ["PCMU"]}
+
+
+def create(app: TrunkplaneApp, name: str = "voco") -> None:
+    app.execute(lambda uow: commands.create_trunk(
+        uow, "default", {**RAW, "name": name}, "", CommandMeta("alice"))).unwrap()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_stored_events_are_encrypted(backend: str, tmp_path: Path,
+                                     request: pytest.FixtureRequest) -> None:
+    settings = settings_for(backend, tmp_path, request)
+    app = build_app(settings)
+    create(app, "Plainly-Named-Trunk")
+    app.close()
+    if backend == "sqlite":
+        stored = b"".join(p.read_bytes() for p in settings.data_dir.glob("events.sqlite*"))
+    else:
+        with psycopg.connect(settings.database_url) as connection:
+            rows = connection.execute("SELECT state FROM trunkplane_events").fetchall()
+        stored = b"".join(bytes(row[0]) for row in rows)
+    assert stored, "nothing was stored"
+    for clear in (SECRET.encode(), b"Plainly-Named-Trunk", b"sip.example.com"):
+        assert clear not in stored
+
+
+def test_first_start_creates_a_private_key_file(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "var", database_url="", cipher_key="",
+                        listen="127.0.0.1:0", log_level="WARNING")
+    key = cipher_key(settings)
+    path = settings.data_dir / KEY_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert cipher_key(settings) == key
+    app = build_app(settings)
+    create(app)
+    app.close()
+    reopened = build_app(settings)
+    catalog = reopened.catalog("default")
+    assert catalog is not None and catalog.find("trunk", "voco") is not None
+    reopened.close()
+
+
+@pytest.mark.parametrize("key", ["not base64!", "c2hvcnQ="])
+def test_bad_cipher_key_is_refused(tmp_path: Path, key: str) -> None:
+    settings = Settings(data_dir=tmp_path, database_url="", cipher_key=key,
+                        listen="127.0.0.1:0", log_level="WARNING")
+    with pytest.raises(SettingsError, match="TRUNKPLANE_CIPHER_KEY"):
+        cipher_key(settings)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_change_by_another_process_is_seen_at_once(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest,
+) -> None:
+    settings = settings_for(backend, tmp_path, request)
+    first, second = build_app(settings), build_app(settings)
+    view = ConfigView(first)
+    create(first)
+    assert view.get("default", "trunk", Trunk, "voco").version == 1  # now cached in first
+    second.execute(lambda uow: commands.update_trunk(
+        uow, "default", "voco", {"host": "moved.example.com"}, "", CommandMeta("bob"))).unwrap()
+    seen = view.get("default", "trunk", Trunk, "voco")
+    assert (seen.version, seen.settings["host"]) == (2, "moved.example.com")
+    done = first.execute(lambda uow: commands.update_trunk(
+        uow, "default", "voco", {"dtmf_mode": "info"}, "", CommandMeta("alice")))
+    assert done.unwrap().aggregate.version == 3
+    first.close()
+    second.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_two_writers_on_one_store_cannot_both_take_a_name(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest,
+) -> None:
+    settings = settings_for(backend, tmp_path, request)
+    first, second = build_app(settings), build_app(settings)
+    create(first, "seed")
+    raced = threading.Event()
+
+    def create_while_the_other_writer_wins(uow: UnitOfWork) -> commands.Outcome:
+        outcome = commands.create_trunk(uow, "default", {**RAW, "name": "contested"}, "",
+                                        CommandMeta("alice"))
+        if not raced.is_set():  # between our read and our save, the other process commits
+            raced.set()
+            create(second, "CONTESTED")
+        return outcome
+
+    done = first.execute(create_while_the_other_writer_wins)
+    assert raced.is_set()
+    assert isinstance(done.error, AlreadyExistsError)
+    catalog = first.catalog("default")
+    assert catalog is not None
+    assert sorted(e["name"] for e in catalog.entries["trunk"].values()) == ["CONTESTED", "seed"]
+    first.close()
+    second.close()
