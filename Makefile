@@ -22,7 +22,6 @@ unit: $(DEV)
 
 lint: $(DEV)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check domain projections infra tests bench || true
 
 typecheck: $(DEV)
 	$(BIN)/mypy

@@ -85,6 +85,29 @@ def start_server(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     return server, address
 
 
+def grpc_floor(address: str, clients: int, seconds: float) -> float:
+    """A call that touches no store (ListProviderTemplates) through the same server: what
+    gRPC alone costs here, the ceiling for any command."""
+    channels = [grpc.insecure_channel(address) for _ in range(clients)]
+    stubs = [trunk_pb2_grpc.TrunkServiceStub(c) for c in channels]
+    counts = [0] * clients
+    deadline = time.perf_counter() + seconds
+
+    def client(i: int) -> None:
+        while time.perf_counter() < deadline:
+            stubs[i].ListProviderTemplates(trunk_pb2.ListProviderTemplatesRequest())
+            counts[i] += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for channel in channels:
+        channel.close()
+    return sum(counts) / seconds
+
+
 def grpc_updates(address: str, clients: int, seconds: float) -> float:
     channels = [grpc.insecure_channel(address) for _ in range(clients)]
     stubs = [trunk_pb2_grpc.TrunkServiceStub(c) for c in channels]
@@ -136,6 +159,7 @@ def main() -> None:
             bare_saves(Path(tmp) / f"bare{i}", args.seconds) for i in range(args.repeats))
         server, address = start_server(Path(tmp) / "server")
         try:
+            floor = {n: grpc_floor(address, n, args.seconds) for n in (1, 16)}
             one = statistics.median(
                 grpc_updates(address, 1, args.seconds) for _ in range(args.repeats))
             many = statistics.median(
@@ -143,6 +167,7 @@ def main() -> None:
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
+    print(f"gRPC alone (no store), 1 / 16 clients:      {floor[1]:8.0f} / {floor[16]:.0f} calls/s")
     print(f"bare eventsourcing save, 1 event per save:  {bare:8.0f} commands/s")
     print(f"UpdateTrunk over gRPC, 1 client:            {one:8.0f} commands/s  "
           f"ratio {one / bare:.2f} (target >= 0.60)")
