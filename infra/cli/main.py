@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         return result
     except grpc.RpcError as error:
         return report(error)
+    except BrokenPipeError:  # the reader (e.g. `| head`) left early; that is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     finally:
         client.channel.close()
 
