@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import stat
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,12 +76,21 @@ def test_bad_cipher_key_is_refused(tmp_path: Path, key: str) -> None:
         cipher_key(settings)
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_a_change_by_another_process_is_seen_at_once(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest,
-) -> None:
-    settings = settings_for(backend, tmp_path, request)
+@pytest.fixture(params=["sqlite", "postgres"])
+def two_processes(request: pytest.FixtureRequest,
+                  tmp_path: Path) -> Iterator[tuple[TrunkplaneApp, TrunkplaneApp]]:
+    """Two applications on one store, as two control-plane processes would be."""
+    settings = settings_for(request.param, tmp_path, request)
     first, second = build_app(settings), build_app(settings)
+    yield first, second
+    first.close()
+    second.close()
+
+
+def test_a_change_by_another_process_is_seen_at_once(
+    two_processes: tuple[TrunkplaneApp, TrunkplaneApp],
+) -> None:
+    first, second = two_processes
     view = ConfigView(first)
     create(first)
     assert view.get("default", "trunk", Trunk, "voco").version == 1  # now cached in first
@@ -91,16 +101,12 @@ def test_a_change_by_another_process_is_seen_at_once(
     done = first.execute(lambda uow: commands.update_trunk(
         uow, "default", "voco", {"dtmf_mode": "info"}, "", CommandMeta("alice")))
     assert done.unwrap().aggregate.version == 3
-    first.close()
-    second.close()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_two_writers_on_one_store_cannot_both_take_a_name(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest,
+    two_processes: tuple[TrunkplaneApp, TrunkplaneApp],
 ) -> None:
-    settings = settings_for(backend, tmp_path, request)
-    first, second = build_app(settings), build_app(settings)
+    first, second = two_processes
     create(first, "seed")
     raced = threading.Event()
 
@@ -118,5 +124,3 @@ def test_two_writers_on_one_store_cannot_both_take_a_name(
     catalog = first.catalog("default")
     assert catalog is not None
     assert sorted(e["name"] for e in catalog.entries["trunk"].values()) == ["CONTESTED", "seed"]
-    first.close()
-    second.close()
