@@ -29,7 +29,6 @@ C = TypeVar("C", bound=Configured)
 class Outcome:
     aggregate: Configured
     warnings: list[str] = field(default_factory=list)
-    replayed: bool = False
 
 
 def catalog_of(uow: UnitOfWork, tenant: str, meta: CommandMeta,
@@ -71,7 +70,7 @@ def idempotent(
             )
         previous = uow.peek(UUID(receipt.resource_id), Configured)
         assert previous is not None
-        return Outcome(previous, replayed=True)
+        return Outcome(previous)
     outcome = handler()
     uow.add(CommandReceipt.issue(tenant, meta.idempotency_key, command, meta.fingerprint,
                                  outcome.aggregate.id))

@@ -64,9 +64,6 @@ class HostPort:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return host if self.port is None else f"{host}:{self.port}"
 
-    def effective_port(self, transport: Transport) -> int:
-        return self.port if self.port is not None else transport.default_port
-
     @property
     def is_ip(self) -> bool:
         return _ip_or_none(self.host) is not None

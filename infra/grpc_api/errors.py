@@ -6,6 +6,7 @@ import logging
 from typing import NoReturn
 
 import grpc
+from eventsourcing.persistence import IntegrityError
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -59,6 +60,14 @@ def status_for(error: DomainError, field_prefix: str = "") -> status_pb2.Status:
 def abort(context: grpc.ServicerContext, error: DomainError, field_prefix: str = "") -> NoReturn:
     context.abort_with_status(rpc_status.to_status(status_for(error, field_prefix)))
     raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+
+def abort_store(context: grpc.ServicerContext, error: Exception) -> NoReturn:
+    """The store failed under a valid request: nothing was recorded, the caller may retry."""
+    log.exception("event store failure")
+    code = grpc.StatusCode.ABORTED if isinstance(error, IntegrityError) else (
+        grpc.StatusCode.UNAVAILABLE)
+    context.abort(code, f"event store: {type(error).__name__}; nothing was recorded, retry")
 
 
 def _prefixed(prefix: str, violation: FieldViolation) -> str:

@@ -7,11 +7,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
+from eventsourcing.persistence import PersistenceError
 
 from domain.application import Command, Done
 from domain.errors import DomainError, ValidationError
 from infra.command_bus import CommandBus
-from infra.grpc_api.errors import abort
+from infra.grpc_api.errors import abort, abort_store
 from projections.config_view import ConfigView
 
 T = TypeVar("T")
@@ -33,11 +34,12 @@ class ServicerBase:
 
     def run(self, context: grpc.ServicerContext, command: Command[Any],
             field_prefix: str = "") -> Done[Any]:
-        done = self.bus.run(command)
+        try:
+            done = self.bus.run(command)
+        except PersistenceError as error:
+            abort_store(context, error)
         if isinstance(done.error, DomainError):
             abort(context, done.error, field_prefix)
-        if done.error is not None:
-            raise done.error
         return done
 
     def read(self, context: grpc.ServicerContext, query: Callable[[], T]) -> T:
@@ -45,3 +47,5 @@ class ServicerBase:
             return query()
         except DomainError as error:
             abort(context, error)
+        except PersistenceError as error:
+            abort_store(context, error)

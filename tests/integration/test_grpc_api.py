@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 import grpc
+import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -290,3 +291,21 @@ def test_actor_defaults_to_anonymous(api: Api) -> None:
     history = api.trunks.GetTrunkHistory(trunk_pb2.GetTrunkHistoryRequest(trunk="x"))
     assert history.entries[0].actor == "anonymous"
     assert ACTOR[0][1] != "anonymous"
+
+
+def test_a_store_failure_is_unavailable_not_a_crash(api: Api) -> None:
+    if not api.settings.database_url:
+        pytest.skip("breaks the store through PostgreSQL")
+    create_trunk(api, "voco")
+    with psycopg.connect(api.settings.database_url, autocommit=True) as connection:
+        connection.execute("ALTER TABLE trunkplane_events RENAME TO broken")
+    try:
+        with pytest.raises(grpc.RpcError) as caught:
+            update_trunk(api, "voco", trunk_pb2.Trunk(host="a.example.com"), ["host"])
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "nothing was recorded" in (caught.value.details() or "")
+    finally:
+        with psycopg.connect(api.settings.database_url, autocommit=True) as connection:
+            connection.execute("ALTER TABLE broken RENAME TO trunkplane_events")
+    assert update_trunk(api, "voco", trunk_pb2.Trunk(host="a.example.com"),
+                        ["host"]).trunk.version == 2
