@@ -42,6 +42,7 @@ class TenantCatalog(Aggregate):
             aggregate.entries[self.kind].pop(self.entry_id, None)
 
     class OutboundOrderChanged(Event):
+        tenant: str
         order: list[str]
 
         def apply(self, aggregate: TenantCatalog) -> None:
@@ -110,7 +111,8 @@ class TenantCatalog(Aggregate):
             target = position or current
             order.insert(min(max(target, 1), len(order) + 1) - 1, str(route_id))
         if order != self.outbound_order:
-            self.trigger_event(self.OutboundOrderChanged, order=order, **meta.event_kwargs())
+            self.trigger_event(self.OutboundOrderChanged, tenant=self.tenant, order=order,
+                               **meta.event_kwargs())
 
 
 class CommandReceipt(Aggregate):

@@ -5,6 +5,7 @@ run at once in its caller's thread, with no hand-off to another thread."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +23,10 @@ class _Slot:
 
 
 class CommandBus:
-    def __init__(self, app: TrunkplaneApp, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, app: TrunkplaneApp, max_batch: int = MAX_BATCH,
+                 on_saved: Callable[[], None] = lambda: None) -> None:
         self.app = app
+        self._on_saved = on_saved
         self._max_batch = max_batch
         self._pending: list[_Slot] = []
         self._pending_lock = threading.Lock()
@@ -55,6 +58,7 @@ class CommandBus:
                 slot.error = error
                 slot.finished.set()
             return
+        self._on_saved()
         for slot, done in zip(batch, results, strict=True):
             slot.done = done
             slot.finished.set()

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from eventsourcing.cryptography import AESCipher
@@ -41,3 +44,15 @@ def _checked(key: str, source: str) -> str:
     if len(raw) not in AESCipher.KEY_SIZES:
         raise SettingsError(f"{source}: the cipher key must be 16, 24 or 32 bytes, not {len(raw)}")
     return key
+
+
+def secret_fingerprint(key: str) -> Callable[[str], str]:
+    """A keyed fingerprint of a secret: views can tell that a password changed without
+    holding it, and without the key nobody can test guesses against it."""
+    mac_key = hmac.new(base64.b64decode(key), b"trunkplane secret fingerprint",
+                       hashlib.sha256).digest()
+
+    def fingerprint(secret: str) -> str:
+        return hmac.new(mac_key, secret.encode(), hashlib.sha256).hexdigest()[:32]
+
+    return fingerprint

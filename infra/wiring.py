@@ -16,18 +16,36 @@ from grpc_reflection.v1alpha import reflection
 
 from domain.application import TrunkplaneApp
 from infra.command_bus import CommandBus
+from infra.grpc_api.audit import AuditServicer
 from infra.grpc_api.context import CallContextInterceptor
+from infra.grpc_api.ops import OpsServicer
 from infra.grpc_api.routes import RouteServicer
+from infra.grpc_api.servicer_base import ServicerBase
 from infra.grpc_api.trunks import TrunkServicer
 from infra.keys import cipher_key
 from infra.settings import Settings
+from infra.views import open_views, view_store
+from projections.audit import HistoryReader
 from projections.config_view import ConfigView
-from trunkplane.v1 import route_pb2, route_pb2_grpc, trunk_pb2, trunk_pb2_grpc
+from projections.db import Database
+from projections.runner import ProjectionRunner
+from trunkplane.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
+    ops_pb2,
+    ops_pb2_grpc,
+    route_pb2,
+    route_pb2_grpc,
+    trunk_pb2,
+    trunk_pb2_grpc,
+)
 
 log = logging.getLogger("trunkplane")
 SERVICES = (
     trunk_pb2.DESCRIPTOR.services_by_name["TrunkService"].full_name,
     route_pb2.DESCRIPTOR.services_by_name["RouteService"].full_name,
+    audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+    ops_pb2.DESCRIPTOR.services_by_name["OpsService"].full_name,
 )
 
 
@@ -43,37 +61,50 @@ class ControlPlane:
     server: grpc.Server
     port: int
     health: health.HealthServicer
+    runner: ProjectionRunner
+    views: Database
 
     def stop(self, grace: float = 5.0) -> None:
         for name in ("", *SERVICES):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.server.stop(grace).wait()
+        self.runner.stop()
+        self.views.close()
         self.app.close()
 
 
 def start(settings: Settings, workers: int = 32) -> ControlPlane:
     app = build_app(settings)
+    views = open_views(settings)
+    store = view_store(settings, views)
+    runner = ProjectionRunner(app, store)
     view = ConfigView(app)
-    bus = CommandBus(app)
+    bus = CommandBus(app, on_saved=runner.notify)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers,
                                                     thread_name_prefix="grpc"),
                          interceptors=[CallContextInterceptor()])
+    base = ServicerBase(bus, view, settings.tenant)
     trunk_pb2_grpc.add_TrunkServiceServicer_to_server(
         TrunkServicer(bus, view, settings.tenant), server)
     route_pb2_grpc.add_RouteServiceServicer_to_server(
         RouteServicer(bus, view, settings.tenant), server)
+    audit_pb2_grpc.add_AuditServiceServicer_to_server(
+        AuditServicer(base, HistoryReader(store), runner.wait_for), server)
+    ops_pb2_grpc.add_OpsServiceServicer_to_server(OpsServicer(app, store, runner), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     port = server.add_insecure_port(settings.listen)
     if port == 0:
+        views.close()
         app.close()
         raise OSError(f"cannot listen on {settings.listen}")
+    runner.start()
     server.start()
     for name in ("", *SERVICES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return ControlPlane(app, server, port, health_servicer)
+    return ControlPlane(app, server, port, health_servicer, runner, views)
 
 
 def serve(settings: Settings) -> None:

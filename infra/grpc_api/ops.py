@@ -1,0 +1,86 @@
+"""OpsService: projection status, rebuild and verification."""
+
+from __future__ import annotations
+
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from domain.application import TrunkplaneApp
+from domain.errors import ValidationError
+from infra.grpc_api.errors import abort
+from projections.runner import ProjectionRunner, describe
+from projections.verify import verify
+from projections.views import ViewStore
+from trunkplane.v1 import ops_pb2, ops_pb2_grpc
+
+Ctx = grpc.ServicerContext
+
+
+class OpsServicer(ops_pb2_grpc.OpsServiceServicer):  # type: ignore[misc]
+    def __init__(self, app: TrunkplaneApp, store: ViewStore, runner: ProjectionRunner) -> None:
+        self.app = app
+        self.store = store
+        self.runner = runner
+        self._rebuilding = threading.Lock()
+
+    def GetProjectionStatus(self, request: Any, context: Ctx) -> Any:
+        failure = self.runner.failure
+        return ops_pb2.GetProjectionStatusResponse(
+            projections=[ops_pb2.ProjectionStatus(**row)
+                         for row in describe(self.app, self.store)],
+            error=f"{type(failure).__name__}: {failure}" if failure else "")
+
+    def RebuildProjection(self, request: ops_pb2.RebuildProjectionRequest,
+                          context: Ctx) -> Iterator[ops_pb2.RebuildProgress]:
+        self._check(context, request.name)
+        if not self._rebuilding.acquire(blocking=False):
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "a rebuild is already running")
+        progress: queue.Queue[ops_pb2.RebuildProgress | BaseException] = queue.Queue()
+        started = time.monotonic()
+
+        def report(position: int, head: int) -> None:
+            elapsed = max(time.monotonic() - started, 1e-6)
+            rate = position / elapsed
+            progress.put(ops_pb2.RebuildProgress(
+                position=position, head=head, events_per_second=rate,
+                eta_seconds=(head - position) / rate if rate else 0.0))
+
+        def work() -> None:
+            try:
+                gen = self.runner.rebuild(request.name, report)
+                head = self.app.head()
+                progress.put(ops_pb2.RebuildProgress(position=head, head=head, done=True,
+                                                     generation=gen))
+            except BaseException as error:  # reported to the caller below
+                progress.put(error)
+            finally:
+                self._rebuilding.release()
+
+        threading.Thread(target=work, name=f"rebuild-{request.name}", daemon=True).start()
+        while True:
+            item = progress.get()
+            if isinstance(item, BaseException):
+                context.abort(grpc.StatusCode.INTERNAL, f"rebuild failed: {item}")
+            yield item
+            if item.done:
+                return
+
+    def VerifyProjection(self, request: ops_pb2.VerifyProjectionRequest, context: Ctx) -> Any:
+        self._check(context, request.name)
+        with tempfile.TemporaryDirectory(prefix="trunkplane-verify-") as scratch:
+            position, differences = verify(self.app, self.store, request.name, Path(scratch))
+        return ops_pb2.VerifyProjectionResponse(equal=not differences, position=position,
+                                                differences=differences)
+
+    def _check(self, context: Ctx, name: str) -> None:
+        if name not in self.store.projections:
+            known = ", ".join(self.store.projections)
+            abort(context, ValidationError.single(
+                "name", f"unknown projection '{name}' (known: {known})"))

@@ -1,0 +1,127 @@
+"""Auditors' reads: the history view filtered and paged, a trunk at a past point, and the
+difference between two points. Past states come from replaying the trunk's own events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from domain.application import TrunkplaneApp
+from domain.errors import NotFoundError, ValidationError
+from domain.trunk import Trunk
+from projections.history import FieldChange, diff, flatten
+from projections.views import ViewStore
+
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+
+
+@dataclass(frozen=True)
+class ChangeQuery:
+    tenant: str = ""
+    subject_id: str = ""
+    actor: str = ""
+    event_type: str = ""
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ChangeRow:
+    position: int
+    tenant: str
+    subject_kind: str
+    subject_id: str
+    subject_name: str
+    version: int
+    time: datetime
+    actor: str
+    reason: str
+    request_id: str
+    event_type: str
+    changes: list[FieldChange]
+
+
+class HistoryReader:
+    def __init__(self, store: ViewStore) -> None:
+        self.store = store
+
+    def page(self, query: ChangeQuery, page_size: int,
+             after: int) -> tuple[list[ChangeRow], int | None]:
+        if page_size < 0 or page_size > MAX_PAGE:
+            raise ValidationError.single("page_size", f"must be 1 to {MAX_PAGE} "
+                                                      f"(0 = {DEFAULT_PAGE})")
+        size = page_size or DEFAULT_PAGE
+        rows = self._select(query, after, size + 1)
+        more = len(rows) > size
+        rows = rows[:size]
+        return rows, (rows[-1].position if more and rows else None)
+
+    def all(self, query: ChangeQuery, chunk: int = 1000) -> Iterator[ChangeRow]:
+        after = 0
+        while True:
+            rows = self._select(query, after, chunk)
+            yield from rows
+            if len(rows) < chunk:
+                return
+            after = rows[-1].position
+
+    def view_position(self) -> int:
+        return self.store.position("history", self.store.live("history"))[0]
+
+    def _select(self, query: ChangeQuery, after: int, limit: int) -> list[ChangeRow]:
+        table = f"tp_history_g{self.store.live('history')}"
+        where: list[str] = ["position > ?"]
+        params: list[object] = [after]
+        for column, value in (("tenant", query.tenant), ("subject_id", query.subject_id),
+                              ("actor", query.actor), ("event_type", query.event_type)):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if query.start is not None:
+            where.append("time >= ?")
+            params.append(query.start.isoformat(timespec="microseconds"))
+        if query.end is not None:
+            where.append("time < ?")
+            params.append(query.end.isoformat(timespec="microseconds"))
+        sql = (f"SELECT * FROM {table} WHERE {' AND '.join(where)} "
+               f"ORDER BY position LIMIT {int(limit)}")
+        with self.store.db.transaction() as cur:
+            cur.execute(sql, params)
+            return [_row(r) for r in cur.fetchall()]
+
+
+def _row(r: tuple[Any, ...]) -> ChangeRow:
+    return ChangeRow(
+        position=int(r[0]), tenant=r[1], subject_kind=r[2], subject_id=r[3],
+        subject_name=r[4], version=int(r[5]), time=datetime.fromisoformat(r[6]), actor=r[7],
+        reason=r[8], request_id=r[9], event_type=r[10],
+        changes=[FieldChange(*c) for c in json.loads(r[11])])
+
+
+def trunk_at(app: TrunkplaneApp, trunk_id: UUID, version: int | None = None,
+             moment: datetime | None = None) -> Trunk:
+    """The trunk after its events up to a version or a moment."""
+    if version is not None and version < 1:
+        raise ValidationError.single("at.version", f"versions start at 1, got {version}")
+    aggregate: Any = None
+    event: Any
+    for event in app.events.get(trunk_id, lte=version):
+        if moment is not None and event.timestamp > moment:
+            break
+        aggregate = event.mutate(aggregate)
+    if not isinstance(aggregate, Trunk):
+        point = f"version {version}" if version is not None else f"{moment}"
+        raise NotFoundError(f"trunk {trunk_id} did not exist at {point}")
+    if version is not None and aggregate.version < version:
+        raise NotFoundError(f"trunk {trunk_id} has no version {version} "
+                            f"(latest is {aggregate.version})")
+    return aggregate
+
+
+def trunk_diff(before: Trunk, after: Trunk) -> list[FieldChange]:
+    return diff(flatten(before.settings), flatten(after.settings))

@@ -1,0 +1,57 @@
+"""The read-side state of one trunk or route, folded from its events. Secrets never enter
+it: a password is replaced by a keyed fingerprint, enough to tell that it changed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from domain.catalog import CommandReceipt, TenantCatalog
+from domain.model import Configured
+from domain.routes import InboundRoute, OutboundRoute
+from domain.trunk import Trunk
+from domain.trunk_settings import SECRET_FIELDS
+
+Fingerprint = Callable[[str], str]
+Doc = dict[str, Any]
+KINDS: dict[type[Configured], str] = {Trunk: "trunk", OutboundRoute: "outbound",
+                                      InboundRoute: "inbound"}
+
+
+def kind_of(event: Any) -> str | None:
+    """trunk, outbound, inbound, catalog, or None for events no view reads."""
+    owner = type(event).__qualname__.split(".")[0]
+    for cls, kind in KINDS.items():
+        if cls.__name__ == owner:
+            return kind
+    if owner == TenantCatalog.__name__:
+        return "catalog"
+    assert owner == CommandReceipt.__name__, f"unknown event {type(event).__qualname__}"
+    return None
+
+
+def fold(doc: Doc | None, event: Any, fingerprint: Fingerprint) -> Doc:
+    """The subject's state after the event. `doc` is None before its first event."""
+    if isinstance(event, Configured.Created):
+        settings = _masked(dict(event.settings), fingerprint)
+        return {"id": str(event.originator_id), "tenant": event.tenant, "settings": settings,
+                "version": event.originator_version, "deleted": False,
+                "create_time": event.timestamp.isoformat(),
+                "update_time": event.timestamp.isoformat()}
+    assert doc is not None, f"{type(event).__qualname__} before its Created event"
+    doc = {**doc, "version": event.originator_version,
+           "update_time": event.timestamp.isoformat()}
+    if isinstance(event, Configured.SettingsChanged):
+        doc["settings"] = {**doc["settings"], **_masked(event.changed_fields(), fingerprint)}
+    elif isinstance(event, Configured.Enabled | Configured.Disabled):
+        doc["settings"] = {**doc["settings"],
+                           "enabled": isinstance(event, Configured.Enabled)}
+    elif isinstance(event, Configured.Deleted):
+        doc["deleted"] = True
+    return doc
+
+
+def _masked(settings: Doc, fingerprint: Fingerprint) -> Doc:
+    for key in SECRET_FIELDS & settings.keys():
+        settings[key] = fingerprint(settings[key]) if settings[key] else ""
+    return settings

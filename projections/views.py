@@ -1,0 +1,256 @@
+"""The stored views and the projections that build them. Each projection writes its rows
+and its tracking position in one transaction, so after a crash it resumes exactly where
+its last committed batch ended: no event applied twice, none skipped.
+
+A view lives in tables of one generation (`tp_history_g3`); a rebuild fills the next
+generation while the live one keeps serving, then swaps it in."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+from domain.catalog import TenantCatalog
+from domain.model import Configured, event_name
+from projections.db import Cursor, Database
+from projections.history import diff, flatten
+from projections.state import Doc, Fingerprint, fold, kind_of
+
+Batch = Sequence[tuple[int, Any]]  # (log position, domain event)
+
+
+class Projection(ABC):
+    name: ClassVar[str]
+
+    def __init__(self, fingerprint: Fingerprint) -> None:
+        self.fingerprint = fingerprint
+
+    @abstractmethod
+    def tables(self, gen: int) -> list[str]:
+        """CREATE statements of this projection's tables for one generation."""
+
+    @abstractmethod
+    def table_names(self, gen: int) -> list[str]: ...
+
+    @abstractmethod
+    def apply(self, cur: Cursor, gen: int, batch: Batch) -> None: ...
+
+    def _docs(self, cur: Cursor, table: str, ids: set[str]) -> dict[str, Doc]:
+        docs: dict[str, Doc] = {}
+        for subject_id in ids:
+            cur.execute(f"SELECT doc FROM {table} WHERE id = ?", (subject_id,))
+            row = cur.fetchone()
+            if row is not None:
+                docs[subject_id] = json.loads(row[0])
+        return docs
+
+
+class ConfigProjection(Projection):
+    """Current settings of every trunk and route (secrets as fingerprints), and the order
+    of each tenant's outbound routes."""
+
+    name = "config"
+
+    def table_names(self, gen: int) -> list[str]:
+        return [f"tp_config_g{gen}", f"tp_order_g{gen}"]
+
+    def tables(self, gen: int) -> list[str]:
+        config, order = self.table_names(gen)
+        return [
+            f"CREATE TABLE IF NOT EXISTS {config} (id TEXT PRIMARY KEY, kind TEXT NOT NULL, "
+            "tenant TEXT NOT NULL, name TEXT NOT NULL, deleted INTEGER NOT NULL, "
+            "version BIGINT NOT NULL, position BIGINT NOT NULL, doc TEXT NOT NULL)",
+            f"CREATE INDEX IF NOT EXISTS {config}_by_tenant ON {config} (tenant, kind, name)",
+            f"CREATE TABLE IF NOT EXISTS {order} (tenant TEXT PRIMARY KEY, "
+            "route_ids TEXT NOT NULL)",
+        ]
+
+    def apply(self, cur: Cursor, gen: int, batch: Batch) -> None:
+        config, order = self.table_names(gen)
+        subjects = {str(e.originator_id) for _, e in batch
+                    if isinstance(e, Configured.Event) and not isinstance(e, Configured.Created)}
+        docs = self._docs(cur, config, subjects)
+        touched: dict[str, tuple[str, int]] = {}
+        orders: dict[str, list[str]] = {}
+        for position, event in batch:
+            kind = kind_of(event)
+            if kind in ("trunk", "outbound", "inbound"):
+                key = str(event.originator_id)
+                docs[key] = fold(docs.get(key), event, self.fingerprint)
+                touched[key] = (kind, position)
+            elif isinstance(event, TenantCatalog.OutboundOrderChanged):
+                orders[_catalog_tenant(event)] = list(event.order)
+        cur.executemany(
+            f"INSERT INTO {config} VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE "
+            "SET name = excluded.name, deleted = excluded.deleted, version = excluded.version, "
+            "position = excluded.position, doc = excluded.doc",
+            [(key, kind, docs[key]["tenant"], _name(kind, docs[key]),
+              int(docs[key]["deleted"]), docs[key]["version"], position, json.dumps(docs[key]))
+             for key, (kind, position) in touched.items()])
+        cur.executemany(
+            f"INSERT INTO {order} VALUES (?, ?) ON CONFLICT (tenant) DO UPDATE "
+            "SET route_ids = excluded.route_ids",
+            [(tenant, json.dumps(ids)) for tenant, ids in orders.items()])
+
+
+class HistoryProjection(Projection):
+    """One row per event of a trunk or route, and per change of the route order."""
+
+    name = "history"
+
+    def table_names(self, gen: int) -> list[str]:
+        return [f"tp_history_g{gen}", f"tp_history_state_g{gen}"]
+
+    def tables(self, gen: int) -> list[str]:
+        history, state = self.table_names(gen)
+        return [
+            f"CREATE TABLE IF NOT EXISTS {history} (position BIGINT PRIMARY KEY, "
+            "tenant TEXT NOT NULL, subject_kind TEXT NOT NULL, subject_id TEXT NOT NULL, "
+            "subject_name TEXT NOT NULL, version BIGINT NOT NULL, time TEXT NOT NULL, "
+            "actor TEXT NOT NULL, reason TEXT NOT NULL, request_id TEXT NOT NULL, "
+            "event_type TEXT NOT NULL, changes TEXT NOT NULL)",
+            f"CREATE INDEX IF NOT EXISTS {history}_subject ON {history} (subject_id, position)",
+            f"CREATE INDEX IF NOT EXISTS {history}_tenant ON {history} (tenant, position)",
+            f"CREATE INDEX IF NOT EXISTS {history}_actor ON {history} (actor, position)",
+            f"CREATE INDEX IF NOT EXISTS {history}_time ON {history} (time)",
+            f"CREATE TABLE IF NOT EXISTS {state} (id TEXT PRIMARY KEY, doc TEXT NOT NULL)",
+        ]
+
+    def apply(self, cur: Cursor, gen: int, batch: Batch) -> None:
+        history, state = self.table_names(gen)
+        subjects = {str(e.originator_id) for _, e in batch
+                    if isinstance(e, Configured.Event) and not isinstance(e, Configured.Created)}
+        subjects |= {f"order:{_catalog_tenant(e)}" for _, e in batch
+                     if isinstance(e, TenantCatalog.OutboundOrderChanged)}
+        docs = self._docs(cur, state, subjects)
+        rows = []
+        for position, event in batch:
+            kind = kind_of(event)
+            if kind in ("trunk", "outbound", "inbound"):
+                key = str(event.originator_id)
+                before = docs.get(key)
+                docs[key] = after = fold(before, event, self.fingerprint)
+                changes = diff(flatten(before["settings"]) if before else {},
+                               flatten(after["settings"]))
+                rows.append(_row(position, event, after["tenant"], kind, key,
+                                 _name(kind, after), changes))
+            elif isinstance(event, TenantCatalog.OutboundOrderChanged):
+                tenant = _catalog_tenant(event)
+                key = f"order:{tenant}"
+                before_order = docs.get(key, {"order": []})["order"]
+                docs[key] = {"order": list(event.order)}
+                changes = diff({"order": before_order}, {"order": list(event.order)})
+                rows.append(_row(position, event, tenant, "route_order", tenant, "", changes))
+        cur.executemany(
+            f"INSERT INTO {history} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        cur.executemany(
+            f"INSERT INTO {state} VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
+            [(key, json.dumps(doc)) for key, doc in docs.items()])
+
+
+def _row(position: int, event: Any, tenant: str, kind: str, subject_id: str, name: str,
+         changes: list[Any]) -> tuple[Any, ...]:
+    return (position, tenant, kind, subject_id, name, event.originator_version,
+            _utc(event.timestamp), event.actor, event.reason, event.request_id,
+            event_name(event) if kind != "route_order" else "OutboundRoutesReordered",
+            json.dumps([[c.field, c.old_value, c.new_value] for c in changes]))
+
+
+def _utc(moment: datetime) -> str:
+    return moment.isoformat(timespec="microseconds")
+
+
+def _catalog_tenant(event: Any) -> str:
+    return str(event.tenant)
+
+
+def _name(kind: str, doc: Doc) -> str:
+    settings = doc["settings"]
+    return str(settings.get("name") or settings.get("did_pattern") or "")
+
+
+PROJECTIONS: tuple[type[Projection], ...] = (ConfigProjection, HistoryProjection)
+
+
+class ViewStore:
+    """Which generation of each projection is live, and how far each has read the log."""
+
+    META = "tp_projections"
+
+    def __init__(self, db: Database, projections: Sequence[Projection]) -> None:
+        self.db = db
+        self.projections = {p.name: p for p in projections}
+        with db.transaction() as cur:
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {self.META} (name TEXT NOT NULL, "
+                        "generation INTEGER NOT NULL, position BIGINT NOT NULL, "
+                        "event_time TEXT NOT NULL, live INTEGER NOT NULL, "
+                        "PRIMARY KEY (name, generation))")
+            for projection in projections:
+                cur.execute(f"SELECT COUNT(*) FROM {self.META} WHERE name = ? AND live = 1",
+                            (projection.name,))
+                row = cur.fetchone()
+                if row is not None and row[0] == 0:
+                    self._create(cur, projection, 1, live=True)
+
+    def _create(self, cur: Cursor, projection: Projection, gen: int, live: bool) -> None:
+        for statement in projection.tables(gen):
+            cur.execute(statement)
+        cur.execute(f"INSERT INTO {self.META} VALUES (?, ?, 0, '', ?)",
+                    (projection.name, gen, int(live)))
+
+    def live(self, name: str) -> int:
+        with self.db.transaction() as cur:
+            cur.execute(f"SELECT generation FROM {self.META} WHERE name = ? AND live = 1",
+                        (name,))
+            row = cur.fetchone()
+        assert row is not None, f"no live generation of {name}"
+        return int(row[0])
+
+    def position(self, name: str, gen: int) -> tuple[int, str]:
+        with self.db.transaction() as cur:
+            cur.execute(f"SELECT position, event_time FROM {self.META} WHERE name = ? "
+                        "AND generation = ?", (name, gen))
+            row = cur.fetchone()
+        return (0, "") if row is None else (int(row[0]), str(row[1]))
+
+    def apply(self, name: str, gen: int, batch: Batch) -> None:
+        """Writes the batch's effect and the new position together, or neither."""
+        projection = self.projections[name]
+        last_position, last_event = batch[-1]
+        with self.db.transaction() as cur:
+            projection.apply(cur, gen, batch)
+            cur.execute(f"UPDATE {self.META} SET position = ?, event_time = ? WHERE name = ? "
+                        "AND generation = ? AND position < ?",
+                        (last_position, _utc(last_event.timestamp), name, gen,
+                         batch[0][0]))
+            if cur.rowcount != 1:
+                raise RuntimeError(f"{name} g{gen}: batch from {batch[0][0]} does not follow "
+                                   "the stored position (two runners on one view?)")
+
+    def begin_rebuild(self, name: str) -> int:
+        projection = self.projections[name]
+        with self.db.transaction() as cur:
+            cur.execute(f"SELECT MAX(generation) FROM {self.META} WHERE name = ?", (name,))
+            row = cur.fetchone()
+            gen = int(row[0] if row and row[0] is not None else 0) + 1
+            self._create(cur, projection, gen, live=False)
+        return gen
+
+    def swap(self, name: str, gen: int) -> None:
+        """Makes `gen` live and drops every other generation of the projection."""
+        projection = self.projections[name]
+        with self.db.transaction() as cur:
+            cur.execute(f"SELECT generation FROM {self.META} WHERE name = ? AND generation <> ?",
+                        (name, gen))
+            old = [int(r[0]) for r in cur.fetchall()]
+            cur.execute(f"UPDATE {self.META} SET live = CASE WHEN generation = ? THEN 1 "
+                        "ELSE 0 END WHERE name = ?", (gen, name))
+            for stale in old:
+                for table in projection.table_names(stale):
+                    cur.execute(f"DROP TABLE IF EXISTS {table}")
+                cur.execute(f"DELETE FROM {self.META} WHERE name = ? AND generation = ?",
+                            (name, stale))
+

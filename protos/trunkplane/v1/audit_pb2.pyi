@@ -1,0 +1,127 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from trunkplane.v1 import common_pb2 as _common_pb2
+from trunkplane.v1 import trunk_pb2 as _trunk_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ChangeFilter(_message.Message):
+    __slots__ = ("tenant", "subject", "actor", "event_type", "start_time", "end_time", "min_position")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    MIN_POSITION_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    subject: str
+    actor: str
+    event_type: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    min_position: int
+    def __init__(self, tenant: _Optional[str] = ..., subject: _Optional[str] = ..., actor: _Optional[str] = ..., event_type: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., min_position: _Optional[int] = ...) -> None: ...
+
+class Change(_message.Message):
+    __slots__ = ("position", "tenant", "subject_kind", "subject_id", "subject_name", "entry")
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_KIND_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_NAME_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    position: int
+    tenant: str
+    subject_kind: str
+    subject_id: str
+    subject_name: str
+    entry: _common_pb2.HistoryEntry
+    def __init__(self, position: _Optional[int] = ..., tenant: _Optional[str] = ..., subject_kind: _Optional[str] = ..., subject_id: _Optional[str] = ..., subject_name: _Optional[str] = ..., entry: _Optional[_Union[_common_pb2.HistoryEntry, _Mapping]] = ...) -> None: ...
+
+class ListChangesRequest(_message.Message):
+    __slots__ = ("filter", "page_size", "page_token")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    filter: ChangeFilter
+    page_size: int
+    page_token: str
+    def __init__(self, filter: _Optional[_Union[ChangeFilter, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListChangesResponse(_message.Message):
+    __slots__ = ("changes", "next_page_token", "view_position")
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    VIEW_POSITION_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedCompositeFieldContainer[Change]
+    next_page_token: str
+    view_position: int
+    def __init__(self, changes: _Optional[_Iterable[_Union[Change, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., view_position: _Optional[int] = ...) -> None: ...
+
+class ExportChangesRequest(_message.Message):
+    __slots__ = ("filter", "format")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    filter: ChangeFilter
+    format: str
+    def __init__(self, filter: _Optional[_Union[ChangeFilter, _Mapping]] = ..., format: _Optional[str] = ...) -> None: ...
+
+class ExportChunk(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class PointInTime(_message.Message):
+    __slots__ = ("version", "time")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, version: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetTrunkAtRequest(_message.Message):
+    __slots__ = ("tenant", "trunk", "at")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TRUNK_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    trunk: str
+    at: PointInTime
+    def __init__(self, tenant: _Optional[str] = ..., trunk: _Optional[str] = ..., at: _Optional[_Union[PointInTime, _Mapping]] = ...) -> None: ...
+
+class GetTrunkAtResponse(_message.Message):
+    __slots__ = ("trunk", "deleted")
+    TRUNK_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    trunk: _trunk_pb2.Trunk
+    deleted: bool
+    def __init__(self, trunk: _Optional[_Union[_trunk_pb2.Trunk, _Mapping]] = ..., deleted: _Optional[bool] = ...) -> None: ...
+
+class DiffTrunkRequest(_message.Message):
+    __slots__ = ("tenant", "trunk", "to")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TRUNK_FIELD_NUMBER: _ClassVar[int]
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    trunk: str
+    to: PointInTime
+    def __init__(self, tenant: _Optional[str] = ..., trunk: _Optional[str] = ..., to: _Optional[_Union[PointInTime, _Mapping]] = ..., **kwargs) -> None: ...
+
+class DiffTrunkResponse(_message.Message):
+    __slots__ = ("from_version", "to_version", "changes")
+    FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TO_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    from_version: int
+    to_version: int
+    changes: _containers.RepeatedCompositeFieldContainer[_common_pb2.FieldChange]
+    def __init__(self, from_version: _Optional[int] = ..., to_version: _Optional[int] = ..., changes: _Optional[_Iterable[_Union[_common_pb2.FieldChange, _Mapping]]] = ...) -> None: ...

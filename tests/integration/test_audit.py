@@ -1,0 +1,156 @@
+"""AuditService and OpsService against a real server, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+import pytest
+
+from tests.conftest import Api
+from tests.integration.helpers import PASSWORD, create_route, create_trunk, update_trunk
+from trunkplane.v1 import audit_pb2, audit_pb2_grpc, ops_pb2, ops_pb2_grpc, trunk_pb2
+
+
+def audit(api: Api) -> Any:
+    return audit_pb2_grpc.AuditServiceStub(api.channel)
+
+
+def ops(api: Api) -> Any:
+    return ops_pb2_grpc.OpsServiceStub(api.channel)
+
+
+def changes(api: Api, **filters: Any) -> list[Any]:
+    found, token = [], ""
+    while True:
+        page = audit(api).ListChanges(audit_pb2.ListChangesRequest(
+            filter=audit_pb2.ChangeFilter(**filters), page_size=2, page_token=token))
+        found += list(page.changes)
+        token = page.next_page_token
+        if not token:
+            return found
+
+
+def scenario(api: Api) -> dict[str, Any]:
+    """Create, change and delete a trunk; a route; a second actor."""
+    created = create_trunk(api, "voco", reason="onboarding")
+    time.sleep(0.01)
+    middle = datetime.now(UTC)
+    changed = update_trunk(api, "voco", trunk_pb2.Trunk(host="sip2.example.com"), ["host"])
+    update_trunk(api, "voco", trunk_pb2.Trunk(password="Another-Long-Password-7"),
+                 ["password"])
+    create_trunk(api, "spare")
+    create_route(api, "US", ["spare"])
+    bob = (("x-actor", "bob"),)
+    deleted = api.trunks.DeleteTrunk(trunk_pb2.DeleteTrunkRequest(trunk="voco"), metadata=bob)
+    return {"id": created.trunk.id, "middle": middle, "changed": changed,
+            "deleted": deleted}
+
+
+def test_changes_are_filtered_paged_and_never_show_secrets(api: Api) -> None:
+    facts = scenario(api)
+    every = changes(api)
+    assert [c.entry.event_type for c in every] == [
+        "TrunkCreated", "ServerChanged", "CredentialsChanged", "TrunkCreated",
+        "OutboundRoutesReordered", "OutboundRouteCreated", "TrunkDeleted"]
+    assert every == sorted(every, key=lambda c: c.position)
+    assert PASSWORD not in str(every) and "Another-Long" not in str(every)
+    voco = changes(api, subject=facts["id"])
+    assert [c.entry.version for c in voco] == [1, 2, 3, 4]
+    assert voco[1].entry.changes[0].new_value == "sip2.example.com"
+    assert [(c.field, c.old_value, c.new_value) for c in voco[2].entry.changes] == [
+        ("password", "(set)", "(changed)")]
+    assert [c.entry.event_type for c in changes(api, actor="bob")] == ["TrunkDeleted"]
+    assert len(changes(api, event_type="TrunkCreated")) == 2
+    stamp = audit_pb2.ChangeFilter().start_time
+    stamp.FromDatetime(facts["middle"])
+    later = changes(api, subject=facts["id"], start_time=stamp)
+    assert [c.entry.event_type for c in later] == ["ServerChanged", "CredentialsChanged",
+                                                   "TrunkDeleted"]
+    assert changes(api, subject="spare")[0].subject_name == "spare"
+    with pytest.raises(grpc.RpcError) as caught:
+        audit(api).ListChanges(audit_pb2.ListChangesRequest(page_token="nonsense"))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_export_as_csv_and_json_lines(api: Api) -> None:
+    scenario(api)
+    raw = b"".join(chunk.data for chunk in audit(api).ExportChanges(
+        audit_pb2.ExportChangesRequest(format="csv")))
+    rows = list(csv.DictReader(io.StringIO(raw.decode())))
+    assert len(rows) == 7
+    assert rows[1]["event_type"] == "ServerChanged"
+    assert rows[1]["changes"] == "host: sip.example.com -> sip2.example.com"
+    assert PASSWORD.encode() not in raw
+    lines = b"".join(chunk.data for chunk in audit(api).ExportChanges(
+        audit_pb2.ExportChangesRequest(format="jsonl", filter=audit_pb2.ChangeFilter(
+            actor="bob")))).decode().splitlines()
+    assert [json.loads(line)["event_type"] for line in lines] == ["TrunkDeleted"]
+    with pytest.raises(grpc.RpcError) as caught:
+        list(audit(api).ExportChanges(audit_pb2.ExportChangesRequest(format="xml")))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_trunk_at_each_point_of_its_life(api: Api) -> None:
+    facts = scenario(api)
+    at = audit_pb2.PointInTime
+    first = audit(api).GetTrunkAt(audit_pb2.GetTrunkAtRequest(trunk=facts["id"],
+                                                              at=at(version=1)))
+    assert (first.trunk.host, first.trunk.version, first.deleted) == ("sip.example.com", 1,
+                                                                      False)
+    assert first.trunk.password == ""
+    point = at()
+    point.time.FromDatetime(facts["middle"])
+    assert audit(api).GetTrunkAt(audit_pb2.GetTrunkAtRequest(
+        trunk=facts["id"], at=point)).trunk.version == 1
+    last = audit(api).GetTrunkAt(audit_pb2.GetTrunkAtRequest(trunk=facts["id"],
+                                                             at=at(version=4)))
+    assert last.deleted and last.trunk.host == "sip2.example.com"
+    diff = audit(api).DiffTrunk(audit_pb2.DiffTrunkRequest(
+        trunk=facts["id"], to=at(version=3), **{"from": at(version=1)}))
+    assert [(c.field, c.old_value, c.new_value) for c in diff.changes] == [
+        ("host", "sip.example.com", "sip2.example.com"), ("password", "(set)", "(changed)")]
+    for bad, code in ((at(version=9), grpc.StatusCode.NOT_FOUND),
+                      (at(), grpc.StatusCode.INVALID_ARGUMENT)):
+        with pytest.raises(grpc.RpcError) as caught:
+            audit(api).GetTrunkAt(audit_pb2.GetTrunkAtRequest(trunk=facts["id"], at=bad))
+        assert caught.value.code() == code
+
+
+def test_status_rebuild_and_verify(api: Api) -> None:
+    scenario(api)
+    head = api.plane.app.head()
+    assert api.plane.runner.wait_for(head, 10)
+    status = ops(api).GetProjectionStatus(ops_pb2.GetProjectionStatusRequest())
+    assert {(p.name, p.position, p.head, p.lag_events) for p in status.projections} == {
+        ("config", head, head, 0), ("history", head, head, 0)}
+    before = changes(api)
+    progress = list(ops(api).RebuildProjection(ops_pb2.RebuildProjectionRequest(
+        name="history")))
+    assert progress[-1].done and progress[-1].generation == 2
+    assert progress[0].head == head and progress[0].events_per_second > 0
+    assert changes(api) == before
+    for name in ("config", "history"):
+        verdict = ops(api).VerifyProjection(ops_pb2.VerifyProjectionRequest(name=name))
+        assert verdict.equal, verdict.differences
+        assert verdict.position == head
+    with pytest.raises(grpc.RpcError) as caught:
+        ops(api).VerifyProjection(ops_pb2.VerifyProjectionRequest(name="nope"))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_verify_finds_a_view_edited_behind_its_back(api: Api) -> None:
+    scenario(api)
+    assert api.plane.runner.wait_for(api.plane.app.head(), 10)
+    with api.plane.views.transaction() as cur:
+        cur.execute("UPDATE tp_history_g1 SET actor = 'mallory' WHERE event_type = "
+                    "'ServerChanged'")
+        assert cur.rowcount == 1
+    verdict = ops(api).VerifyProjection(ops_pb2.VerifyProjectionRequest(name="history"))
+    assert not verdict.equal
+    assert any("mallory" in d for d in verdict.differences)
