@@ -111,8 +111,9 @@ def test_a_trunk_at_each_point_of_its_life(api: Api) -> None:
     last = audit(api).GetTrunkAt(audit_pb2.GetTrunkAtRequest(trunk=facts["id"],
                                                              at=at(version=4)))
     assert last.deleted and last.trunk.host == "sip2.example.com"
-    diff = audit(api).DiffTrunk(audit_pb2.DiffTrunkRequest(
-        trunk=facts["id"], to=at(version=3), **{"from": at(version=1)}))
+    request = audit_pb2.DiffTrunkRequest(trunk=facts["id"], to=at(version=3))
+    getattr(request, "from").CopyFrom(at(version=1))
+    diff = audit(api).DiffTrunk(request)
     assert [(c.field, c.old_value, c.new_value) for c in diff.changes] == [
         ("host", "sip.example.com", "sip2.example.com"), ("password", "(set)", "(changed)")]
     for bad, code in ((at(version=9), grpc.StatusCode.NOT_FOUND),
