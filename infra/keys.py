@@ -18,12 +18,15 @@ from infra.settings import Settings, SettingsError
 KEY_FILE = "cipher.key"
 
 
-def cipher_key(settings: Settings) -> str:
+def cipher_key(settings: Settings, create: bool = True) -> str:
     if settings.cipher_key:
         return _checked(settings.cipher_key, "TRUNKPLANE_CIPHER_KEY")
     path = settings.data_dir / KEY_FILE
     if path.exists():
         return _checked(path.read_text().strip(), str(path))
+    if not create:
+        raise SettingsError(f"no cipher key: set TRUNKPLANE_CIPHER_KEY or TRUNKPLANE_DATA to "
+                            f"the directory holding {KEY_FILE} (looked in {path})")
     return _create(path)
 
 

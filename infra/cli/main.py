@@ -6,12 +6,14 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 import grpc
 
-from infra.cli import routes, trunks
+from infra.cli import audit, ops, routes, trunks
 from infra.cli.client import Client, default_actor, report
 from infra.settings import DEFAULT_LISTEN, Settings, SettingsError
+from projections.runner import Until
 
 
 def parser() -> argparse.ArgumentParser:
@@ -26,6 +28,11 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="run the embedded service (settings from the environment)")
     trunks.register(sub.add_parser("trunk", help="create, change and read trunks"))
     routes.register(sub.add_parser("route", help="outbound and inbound routes"))
+    audit.register(sub.add_parser("audit", help="the change history, for auditors"))
+    ops.register(sub.add_parser("projections", help="status, rebuild and verify the views"))
+    ops.register_replay(sub.add_parser(
+        "replay", help="build every view as of a past point into a new directory "
+                       "(reads the store named by the server settings)"))
     return root
 
 
@@ -33,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "serve":
         return _serve()
+    if args.command == "replay":
+        return _replay(args)
     client = Client(args.server, args.actor, args.tenant)
     try:
         result: int = args.handler(client, args)
@@ -44,6 +53,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         client.channel.close()
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from infra.replay import replay
+
+    try:
+        reached = replay(Settings.from_env(), Path(args.into),
+                         Until(position=args.position, time=args.until))
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for name, position in reached.items():
+        print(f"{name}: built up to log position {position}")
+    print(f"views in {Path(args.into) / 'views.sqlite'}")
+    return 0
 
 
 def _serve() -> int:

@@ -124,3 +124,44 @@ def test_unreachable_server_says_how_to_start_one(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 1
     assert "UNAVAILABLE" in result.stderr and "make run" in result.stderr
+
+
+def test_auditor_and_sre_tools(server: Server, tmp_path: Path) -> None:
+    for host in ("a.example.com", "b.example.com"):
+        result = server.cli("trunk", "create", f"t-{host[0]}", "--type", "register",
+                            "--host", host, "--username", "u", "--password",
+                            "Long-Enough-Password-1", "--codecs", "PCMU")
+        assert result.returncode == 0, result.stderr
+    server.cli("trunk", "update", "t-a", "--dtmf", "info", "--reason", "provider asked")
+    listing = server.cli("audit", "list", "--subject", "t-a")
+    assert listing.returncode == 0, listing.stderr
+    assert "DtmfModeChanged" in listing.stdout and "provider asked" in listing.stdout
+    exported = tmp_path / "changes.csv"
+    result = server.cli("audit", "export", "--format", "csv", "--output", str(exported))
+    assert result.returncode == 0, result.stderr
+    assert exported.read_text().count("\n") == 4  # header and three changes
+    assert "Long-Enough" not in exported.read_text()
+    at = server.cli("audit", "at", "t-a", "--version", "1")
+    assert "rfc2833" in at.stdout
+    diff = server.cli("audit", "diff", "t-a", "--from-version", "1", "--to-version", "2")
+    assert "dtmf_mode" in diff.stdout and "info" in diff.stdout
+
+    status = server.cli("projections", "status")
+    assert status.returncode == 0 and "history" in status.stdout
+    rebuilt = server.cli("projections", "rebuild", "--all")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "history: rebuilt as generation 2, now live" in rebuilt.stdout
+    assert "100.0%" in rebuilt.stderr
+    verified = server.cli("projections", "verify", "history")
+    assert verified.returncode == 0 and "equal to a fresh rebuild" in verified.stdout
+
+    into = tmp_path / "investigation"
+    env = {**os.environ, "TRUNKPLANE_DATA": str(server.data / "var")}
+    replayed = subprocess.run([*CLI, "replay", "--position", "3", "--into", str(into)],
+                              env=env, capture_output=True, text=True, timeout=60,
+                              check=False)
+    assert replayed.returncode == 0, replayed.stderr
+    assert json.loads((into / "REPLAY.json").read_text())["until_position"] == 3
+    again = subprocess.run([*CLI, "replay", "--position", "3", "--into", str(into)],
+                           env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert again.returncode == 2 and "not empty" in again.stderr

@@ -1,0 +1,36 @@
+"""`trunkplane replay`: every view as of a past point, built into a directory of its own
+from the live event store, which it only reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from domain.application import TrunkplaneApp
+from infra.keys import cipher_key
+from infra.settings import Settings, SettingsError
+from infra.views import view_store
+from projections.db import SqliteDatabase
+from projections.runner import ProjectionRunner, Until
+
+
+def replay(settings: Settings, into: Path, until: Until) -> dict[str, int]:
+    if into.exists() and any(into.iterdir()):
+        raise SettingsError(f"{into} is not empty; replay builds into a new directory")
+    app = TrunkplaneApp(env=settings.store_env(cipher_key(settings, create=False)))
+    db = SqliteDatabase(into / "views.sqlite")
+    try:
+        store = view_store(settings, db)
+        runner = ProjectionRunner(app, store)
+        reached = {name: runner.catch_up(name, store.live(name), until)
+                   for name in store.projections}
+    finally:
+        db.close()
+        app.close()
+    (into / "REPLAY.json").write_text(json.dumps({
+        "source": settings.describe_store(),
+        "until_position": until.position,
+        "until_time": until.time.isoformat() if until.time else None,
+        "views": reached,
+    }, indent=2) + "\n")
+    return reached
