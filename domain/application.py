@@ -153,6 +153,8 @@ class TrunkplaneApp(Application[UUID]):
         return self.recorder.max_notification_id() or 0
 
     def catalog(self, tenant: str) -> TenantCatalog | None:
+        """The tenant's catalog as stored now (shared: read it, do not change it)."""
+        self.refresh()
         try:
             found: Aggregate = self.repository.get(TenantCatalog.id_for(tenant))
         except AggregateNotFoundError:
@@ -160,6 +162,8 @@ class TrunkplaneApp(Application[UUID]):
         return found if isinstance(found, TenantCatalog) else None
 
     def aggregate(self, aggregate_id: UUID) -> Aggregate | None:
+        """The aggregate as stored now (shared: read it, do not change it)."""
+        self.refresh()
         try:
             found: Aggregate = self.repository.get(aggregate_id)
         except AggregateNotFoundError:

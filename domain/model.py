@@ -100,7 +100,7 @@ class Configured(Aggregate):
 
     @property
     def etag(self) -> str:
-        return f'W/"{self.version}"'
+        return etag_for(self.version)
 
     def check_etag(self, etag: str) -> None:
         if etag and etag != self.etag:
@@ -135,6 +135,10 @@ class Configured(Aggregate):
     def delete(self, meta: CommandMeta) -> None:
         self.check_live()
         self.trigger_event(self.Deleted, **meta.event_kwargs())
+
+
+def etag_for(version: int) -> str:
+    return f'W/"{version}"'
 
 
 GENERIC_EVENT_NAMES = frozenset({"Created", "Deleted", "Enabled", "Disabled"})

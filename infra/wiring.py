@@ -78,18 +78,19 @@ def start(settings: Settings, workers: int = 32) -> ControlPlane:
     views = open_views(settings)
     store = view_store(settings, views)
     runner = ProjectionRunner(app, store)
-    view = ConfigView(app)
+    view = ConfigView(store, app.head, runner.wait_for)
     bus = CommandBus(app, on_saved=runner.notify)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers,
                                                     thread_name_prefix="grpc"),
                          interceptors=[CallContextInterceptor()])
-    base = ServicerBase(bus, view, settings.tenant)
+    history = HistoryReader(store)
     trunk_pb2_grpc.add_TrunkServiceServicer_to_server(
-        TrunkServicer(bus, view, settings.tenant), server)
+        TrunkServicer(bus, view, history, settings.tenant), server)
     route_pb2_grpc.add_RouteServiceServicer_to_server(
-        RouteServicer(bus, view, settings.tenant), server)
+        RouteServicer(bus, view, history, settings.tenant), server)
     audit_pb2_grpc.add_AuditServiceServicer_to_server(
-        AuditServicer(base, HistoryReader(store), runner.wait_for), server)
+        AuditServicer(ServicerBase(bus, view, history, settings.tenant), runner.wait_for),
+        server)
     ops_pb2_grpc.add_OpsServiceServicer_to_server(OpsServicer(app, store, runner), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -1,116 +1,156 @@
-"""Reads of the current configuration: a trunk or route, pages of them, and outbound
-resolution. Until the stored views land these read the aggregates themselves, which are
-always current (read-your-writes holds trivially)."""
+"""Reads of the current configuration from the config view: a trunk or route, pages of
+them, and outbound resolution. Every read first makes sure the view has applied the log up
+to the position the caller asks for (by default the log's head at the time of the call),
+so a client reads its own writes."""
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
-from uuid import UUID
+from typing import Any
 
-from domain.application import TrunkplaneApp
-from domain.catalog import INBOUND, OUTBOUND, TRUNK, TenantCatalog
-from domain.errors import NotFoundError, ValidationError
-from domain.model import CommandMeta, Configured
-from domain.routes import InboundRoute, OutboundRoute
+from domain.errors import NotFoundError, PreconditionError, ValidationError
 from domain.routing import Resolution, resolve_outbound
-from domain.trunk import Trunk
+from projections.state import Doc, display_name
+from projections.views import ViewStore
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
-C = TypeVar("C", bound=Configured)
-LABELS = {TRUNK: "trunk", OUTBOUND: "outbound route", INBOUND: "inbound route"}
+READ_WAIT = 10.0
+LABELS = {"trunk": "trunk", "outbound": "outbound route", "inbound": "inbound route"}
 
 
 @dataclass(frozen=True)
 class Page:
-    items: list[Any]
+    items: list[Doc]
     next_page_token: str
     total_size: int
 
 
 class ConfigView:
-    def __init__(self, app: TrunkplaneApp) -> None:
-        self.app = app
+    def __init__(self, store: ViewStore, head: Callable[[], int],
+                 wait_for: Callable[[int, float], bool]) -> None:
+        self.store = store
+        self._head = head
+        self._wait_for = wait_for
 
-    def _catalog(self, tenant: str) -> TenantCatalog:
-        self.app.refresh()
-        return self.app.catalog(tenant) or TenantCatalog.start(tenant, CommandMeta())
+    def ready(self, min_position: int = 0, wait: float = READ_WAIT) -> int:
+        """Waits until the views reflect `min_position` (0: the log's head now; negative:
+        do not wait) and returns the position the config view reflects."""
+        target = self._head() if min_position == 0 else min_position
+        if min_position >= 0 and not self._wait_for(target, wait):
+            raise PreconditionError(
+                f"the views have not reached log position {target} within {wait:.1f} s; "
+                "see `trunkplane projections status`")
+        return self.store.position("config", self.store.live("config"))[0]
 
-    def get(self, tenant: str, kind: str, cls: type[C], ref: str) -> C:
-        entry_id = self._catalog(tenant).find(kind, ref, "id" if kind == INBOUND else "name")
-        found = self.app.aggregate(UUID(entry_id)) if entry_id else None
-        if not isinstance(found, cls) or found.deleted:
+    def get(self, tenant: str, kind: str, ref: str) -> Doc:
+        doc = self._find(tenant, kind, ref, include_deleted=False)
+        if doc is None:
             raise NotFoundError(f"no {LABELS[kind]} '{ref}' in tenant '{tenant}'")
-        return found
+        return doc
 
-    def any_version(self, tenant: str, kind: str, cls: type[Configured], ref: str) -> UUID:
-        """The id of a live resource named ref, or ref itself when it is the id of one
-        that existed in this tenant (deleted ones included)."""
-        entry_id = self._catalog(tenant).find(kind, ref, "id" if kind == INBOUND else "name")
-        if entry_id is not None:
-            return UUID(entry_id)
-        try:
-            aggregate_id = UUID(ref)
-        except ValueError:
-            raise NotFoundError(f"no {LABELS[kind]} '{ref}' in tenant '{tenant}'") from None
-        found = self.app.aggregate(aggregate_id)
-        if not isinstance(found, cls) or found.tenant != tenant:
+    def subject_id(self, tenant: str, kind: str, ref: str) -> str:
+        """The id of a live resource named ref, or of any that had id ref, deleted or not."""
+        doc = self._find(tenant, kind, ref, include_deleted=True)
+        if doc is None:
             raise NotFoundError(f"no {LABELS[kind]} '{ref}' in tenant '{tenant}'")
-        return aggregate_id
+        return str(doc["id"])
+
+    def _find(self, tenant: str, kind: str, ref: str, include_deleted: bool) -> Doc | None:
+        rows = self._select("tenant = ? AND kind = ? AND id = ?", [tenant, kind, ref])
+        if not include_deleted:
+            rows = [r for r in rows if not r["deleted"]]
+        if not rows and kind != "inbound":
+            rows = self._select("tenant = ? AND kind = ? AND sort_key = ? AND deleted = 0",
+                                [tenant, kind, ref.strip().casefold()])
+        return rows[0] if rows else None
 
     def trunks(self, tenant: str, page_size: int, token: str, trunk_type: str = "",
                enabled: bool | None = None) -> Page:
-        entries = self._catalog(tenant).entries[TRUNK]
-        keys = sorted(
-            (entry["name"].casefold(), entry_id) for entry_id, entry in entries.items()
-            if (not trunk_type or entry["type"] == trunk_type)
-            and (enabled is None or entry["enabled"] == enabled)
-        )
-        return self._page(keys, page_size, token, Trunk)
-
-    def outbound_routes(self, tenant: str, page_size: int, token: str) -> Page:
-        order = self._catalog(tenant).outbound_order
-        return self._page([(f"{i:08d}", rid) for i, rid in enumerate(order)], page_size, token,
-                          OutboundRoute)
+        where, params = "tenant = ? AND kind = 'trunk' AND deleted = 0", [tenant]
+        if trunk_type:
+            where += " AND type = ?"
+            params.append(trunk_type)
+        if enabled is not None:
+            where += " AND enabled = ?"
+            params.append(int(enabled))  # type: ignore[arg-type]
+        return self._keyset_page(where, params, page_size, token)
 
     def inbound_routes(self, tenant: str, page_size: int, token: str) -> Page:
-        entries = self._catalog(tenant).entries[INBOUND]
-        keys = sorted((e["did_pattern"], rid) for rid, e in entries.items())
-        return self._page(keys, page_size, token, InboundRoute)
+        return self._keyset_page("tenant = ? AND kind = 'inbound' AND deleted = 0", [tenant],
+                                 page_size, token)
 
-    def _page(self, keys: list[tuple[str, str]], page_size: int, token: str,
-              cls: type[C]) -> Page:
+    def outbound_routes(self, tenant: str, page_size: int, token: str) -> Page:
+        order = self.outbound_order(tenant)
         size = _page_size(page_size)
-        after = _decode_token(token)
-        remaining = [k for k in keys if after is None or k > after]
-        page = remaining[:size]
-        items = [self.app.aggregate(UUID(entry_id)) for _, entry_id in page]
-        next_token = _encode_token(page[-1]) if len(remaining) > size else ""
-        return Page([i for i in items if isinstance(i, cls)], next_token, len(keys))
+        start = int(_decode_token(token)[0]) if token else 0
+        ids = order[start:start + size]
+        docs = {d["id"]: d for d in self._by_ids(ids)}
+        more = start + size < len(order)
+        return Page([docs[i] for i in ids if i in docs],
+                    _encode_token((str(start + size), "")) if more else "", len(order))
 
-    def position_of(self, tenant: str, route_id: UUID) -> int:
-        order = self._catalog(tenant).outbound_order
-        return order.index(str(route_id)) + 1 if str(route_id) in order else 0
+    def outbound_order(self, tenant: str) -> list[str]:
+        table = self.store.projections["config"].table_names(self.store.live("config"))[1]
+        with self.store.db.transaction() as cur:
+            cur.execute(f"SELECT route_ids FROM {table} WHERE tenant = ?", (tenant,))
+            row = cur.fetchone()
+        return [] if row is None else list(json.loads(row[0]))
 
     def trunk_names(self, tenant: str) -> dict[str, str]:
-        return {rid: e["name"] for rid, e in self._catalog(tenant).entries[TRUNK].items()}
+        return {d["id"]: d["settings"]["name"]
+                for d in self._select("tenant = ? AND kind = 'trunk'", [tenant])}
 
     def resolve(self, tenant: str, number: str, extension: str) -> Resolution:
-        catalog = self._catalog(tenant)
-        routes = []
-        for route_id in catalog.outbound_order:
-            route = self.app.aggregate(UUID(route_id))
-            if isinstance(route, OutboundRoute):
-                routes.append((route_id, route.settings))
-        trunks = {}
-        for trunk_id in catalog.entries[TRUNK]:
-            trunk = self.app.aggregate(UUID(trunk_id))
-            if isinstance(trunk, Trunk):
-                trunks[trunk_id] = trunk.settings
-        return resolve_outbound(routes, trunks, number, extension)
+        routes = {d["id"]: d for d in self._by_ids(self.outbound_order(tenant))}
+        trunks = {d["id"]: d["settings"] for d in self._select(
+            "tenant = ? AND kind = 'trunk' AND deleted = 0", [tenant])}
+        ordered = [(rid, routes[rid]["settings"]) for rid in self.outbound_order(tenant)
+                   if rid in routes]
+        return resolve_outbound(ordered, trunks, number, extension)
+
+    def _keyset_page(self, where: str, params: list[Any], page_size: int, token: str) -> Page:
+        size = _page_size(page_size)
+        total = self._count(where, params)
+        if token:
+            where += " AND (sort_key > ? OR (sort_key = ? AND id > ?))"
+            sort_key, last_id = _decode_token(token)
+            params = [*params, sort_key, sort_key, last_id]
+        rows = self._select(where, params, order="sort_key, id", limit=size + 1)
+        page = rows[:size]
+        more = len(rows) > size
+        last = page[-1] if page else None
+        next_token = _encode_token((display_name(last).casefold(), last["id"])) if (
+            more and last) else ""
+        return Page(page, next_token, total)
+
+    def _table(self) -> str:
+        return self.store.projections["config"].table_names(self.store.live("config"))[0]
+
+    def _select(self, where: str, params: list[Any], order: str = "sort_key, id",
+                limit: int | None = None) -> list[Doc]:
+        sql = f"SELECT doc FROM {self._table()} WHERE {where} ORDER BY {order}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self.store.db.transaction() as cur:
+            cur.execute(sql, params)
+            return [json.loads(row[0]) for row in cur.fetchall()]
+
+    def _count(self, where: str, params: list[Any]) -> int:
+        sql = f"SELECT COUNT(*) FROM {self._table()} WHERE {where}"
+        with self.store.db.transaction() as cur:
+            cur.execute(sql, params)
+            row = cur.fetchone()
+        return int(row[0]) if row else 0
+
+    def _by_ids(self, ids: list[str]) -> list[Doc]:
+        if not ids:
+            return []
+        marks = ", ".join("?" for _ in ids)
+        return self._select(f"id IN ({marks})", list(ids))
 
 
 def _page_size(page_size: int) -> int:
@@ -123,9 +163,7 @@ def _encode_token(key: tuple[str, str]) -> str:
     return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
 
 
-def _decode_token(token: str) -> tuple[str, str] | None:
-    if not token:
-        return None
+def _decode_token(token: str) -> tuple[str, str]:
     try:
         first, second = json.loads(base64.urlsafe_b64decode(token.encode()))
         return str(first), str(second)

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import psycopg
 
 Row = tuple[Any, ...]
+DATABASE_ERRORS = (sqlite3.Error, psycopg.Error)
 
 
 class Cursor(Protocol):
@@ -62,18 +63,27 @@ class SqliteDatabase:
                                            isolation_level=None, timeout=30)
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._lock = threading.RLock()
+        self._depth = 0
 
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:
+        """One transaction; a transaction opened inside another joins it."""
         with self._lock:
             cursor = self._connection.cursor()
-            cursor.execute("BEGIN IMMEDIATE")
+            outer = self._depth == 0
+            if outer:
+                cursor.execute("BEGIN IMMEDIATE")
+            self._depth += 1
             try:
                 yield _SqliteCursor(cursor)
             except BaseException:
-                cursor.execute("ROLLBACK")
+                if outer:
+                    cursor.execute("ROLLBACK")
                 raise
-            cursor.execute("COMMIT")
+            finally:
+                self._depth -= 1
+            if outer:
+                cursor.execute("COMMIT")
 
     def close(self) -> None:
         self._connection.close()

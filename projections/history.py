@@ -1,16 +1,12 @@
-"""A change history built by replaying an aggregate's own events: one entry per event with
-who, when, why, and each changed field's value before and after. Secrets show only that
-they changed."""
+"""How a change reads in the history: each changed field's value before and after.
+Secrets show only that they changed."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
-from domain.model import Configured, event_name
 from domain.trunk_settings import SECRET_FIELDS
 
 CHANGED = "(changed)"
@@ -23,39 +19,6 @@ class FieldChange:
     field: str
     old_value: str
     new_value: str
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    version: int
-    time: datetime
-    actor: str
-    reason: str
-    request_id: str
-    event_type: str
-    changes: list[FieldChange] = field(default_factory=list)
-
-
-def history_of(events: Iterable[Any]) -> list[HistoryEntry]:
-    entries: list[HistoryEntry] = []
-    aggregate: Configured | None = None
-    for event in events:
-        before = flatten(aggregate.settings) if aggregate is not None else {}
-        aggregate = event.mutate(aggregate)
-        assert aggregate is not None
-        after = flatten(aggregate.settings)
-        entries.append(
-            HistoryEntry(
-                version=event.originator_version,
-                time=event.timestamp,
-                actor=getattr(event, "actor", ""),
-                reason=getattr(event, "reason", ""),
-                request_id=getattr(event, "request_id", ""),
-                event_type=event_name(event),
-                changes=diff(before, after),
-            )
-        )
-    return entries
 
 
 def flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:

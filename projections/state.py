@@ -51,6 +51,21 @@ def fold(doc: Doc | None, event: Any, fingerprint: Fingerprint) -> Doc:
     return doc
 
 
+def display_name(doc: Doc) -> str:
+    """What a trunk or route is called: its name, or an inbound route's DID pattern."""
+    settings = doc["settings"]
+    return str(settings.get("name") or settings.get("did_pattern") or "")
+
+
+def doc_of(aggregate: Configured) -> Doc:
+    """The same shape as a folded doc, from an aggregate (secrets as they are: callers
+    render it, never store it)."""
+    return {"id": str(aggregate.id), "tenant": aggregate.tenant,
+            "settings": aggregate.settings, "version": aggregate.version,
+            "deleted": aggregate.deleted, "create_time": aggregate.created_on.isoformat(),
+            "update_time": aggregate.modified_on.isoformat()}
+
+
 def _masked(settings: Doc, fingerprint: Fingerprint) -> Doc:
     for key in SECRET_FIELDS & settings.keys():
         settings[key] = fingerprint(settings[key]) if settings[key] else ""

@@ -17,13 +17,16 @@ from domain.catalog import TenantCatalog
 from domain.model import Configured, event_name
 from projections.db import Cursor, Database
 from projections.history import diff, flatten
-from projections.state import Doc, Fingerprint, fold, kind_of
+from projections.state import Doc, Fingerprint, display_name, fold, kind_of
 
 Batch = Sequence[tuple[int, Any]]  # (log position, domain event)
 
 
 class Projection(ABC):
     name: ClassVar[str]
+    # Bump when the tables or what is written into them change: a store whose live
+    # generation has another schema rebuilds the view on start.
+    schema: ClassVar[int]
 
     def __init__(self, fingerprint: Fingerprint) -> None:
         self.fingerprint = fingerprint
@@ -53,6 +56,7 @@ class ConfigProjection(Projection):
     of each tenant's outbound routes."""
 
     name = "config"
+    schema = 2
 
     def table_names(self, gen: int) -> list[str]:
         return [f"tp_config_g{gen}", f"tp_order_g{gen}"]
@@ -61,9 +65,11 @@ class ConfigProjection(Projection):
         config, order = self.table_names(gen)
         return [
             f"CREATE TABLE IF NOT EXISTS {config} (id TEXT PRIMARY KEY, kind TEXT NOT NULL, "
-            "tenant TEXT NOT NULL, name TEXT NOT NULL, deleted INTEGER NOT NULL, "
+            "tenant TEXT NOT NULL, name TEXT NOT NULL, sort_key TEXT NOT NULL, "
+            "type TEXT NOT NULL, enabled INTEGER NOT NULL, deleted INTEGER NOT NULL, "
             "version BIGINT NOT NULL, position BIGINT NOT NULL, doc TEXT NOT NULL)",
-            f"CREATE INDEX IF NOT EXISTS {config}_by_tenant ON {config} (tenant, kind, name)",
+            f"CREATE INDEX IF NOT EXISTS {config}_by_name ON {config} "
+            "(tenant, kind, sort_key, id)",
             f"CREATE TABLE IF NOT EXISTS {order} (tenant TEXT PRIMARY KEY, "
             "route_ids TEXT NOT NULL)",
         ]
@@ -84,11 +90,11 @@ class ConfigProjection(Projection):
             elif isinstance(event, TenantCatalog.OutboundOrderChanged):
                 orders[_catalog_tenant(event)] = list(event.order)
         cur.executemany(
-            f"INSERT INTO {config} VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE "
-            "SET name = excluded.name, deleted = excluded.deleted, version = excluded.version, "
-            "position = excluded.position, doc = excluded.doc",
-            [(key, kind, docs[key]["tenant"], _name(kind, docs[key]),
-              int(docs[key]["deleted"]), docs[key]["version"], position, json.dumps(docs[key]))
+            f"INSERT INTO {config} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET name = excluded.name, sort_key = excluded.sort_key, "
+            "type = excluded.type, enabled = excluded.enabled, deleted = excluded.deleted, "
+            "version = excluded.version, position = excluded.position, doc = excluded.doc",
+            [_config_row(key, kind, position, docs[key])
              for key, (kind, position) in touched.items()])
         cur.executemany(
             f"INSERT INTO {order} VALUES (?, ?) ON CONFLICT (tenant) DO UPDATE "
@@ -100,6 +106,7 @@ class HistoryProjection(Projection):
     """One row per event of a trunk or route, and per change of the route order."""
 
     name = "history"
+    schema = 1
 
     def table_names(self, gen: int) -> list[str]:
         return [f"tp_history_g{gen}", f"tp_history_state_g{gen}"]
@@ -136,7 +143,7 @@ class HistoryProjection(Projection):
                 changes = diff(flatten(before["settings"]) if before else {},
                                flatten(after["settings"]))
                 rows.append(_row(position, event, after["tenant"], kind, key,
-                                 _name(kind, after), changes))
+                                 display_name(after), changes))
             elif isinstance(event, TenantCatalog.OutboundOrderChanged):
                 tenant = _catalog_tenant(event)
                 key = f"order:{tenant}"
@@ -149,6 +156,14 @@ class HistoryProjection(Projection):
         cur.executemany(
             f"INSERT INTO {state} VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
             [(key, json.dumps(doc)) for key, doc in docs.items()])
+
+
+def _config_row(key: str, kind: str, position: int, doc: Doc) -> tuple[Any, ...]:
+    name = display_name(doc)
+    settings = doc["settings"]
+    return (key, kind, doc["tenant"], name, name.casefold(), settings.get("type", ""),
+            int(settings["enabled"]), int(doc["deleted"]), doc["version"], position,
+            json.dumps(doc))
 
 
 def _row(position: int, event: Any, tenant: str, kind: str, subject_id: str, name: str,
@@ -167,11 +182,6 @@ def _catalog_tenant(event: Any) -> str:
     return str(event.tenant)
 
 
-def _name(kind: str, doc: Doc) -> str:
-    settings = doc["settings"]
-    return str(settings.get("name") or settings.get("did_pattern") or "")
-
-
 PROJECTIONS: tuple[type[Projection], ...] = (ConfigProjection, HistoryProjection)
 
 
@@ -187,19 +197,28 @@ class ViewStore:
             cur.execute(f"CREATE TABLE IF NOT EXISTS {self.META} (name TEXT NOT NULL, "
                         "generation INTEGER NOT NULL, position BIGINT NOT NULL, "
                         "event_time TEXT NOT NULL, live INTEGER NOT NULL, "
-                        "PRIMARY KEY (name, generation))")
-            for projection in projections:
-                cur.execute(f"SELECT COUNT(*) FROM {self.META} WHERE name = ? AND live = 1",
-                            (projection.name,))
-                row = cur.fetchone()
-                if row is not None and row[0] == 0:
-                    self._create(cur, projection, 1, live=True)
+                        "schema INTEGER NOT NULL, PRIMARY KEY (name, generation))")
+        for projection in projections:
+            self._ensure_live(projection)
+
+    def _ensure_live(self, projection: Projection) -> None:
+        """A live generation of the current schema; an outdated one is replaced by an
+        empty generation that the runner fills from the first event."""
+        with self.db.transaction() as cur:
+            cur.execute(f"SELECT generation, schema FROM {self.META} WHERE name = ? "
+                        "AND live = 1", (projection.name,))
+            row = cur.fetchone()
+        if row is None:
+            with self.db.transaction() as cur:
+                self._create(cur, projection, 1, live=True)
+        elif int(row[1]) != projection.schema:
+            self.swap(projection.name, self.begin_rebuild(projection.name))
 
     def _create(self, cur: Cursor, projection: Projection, gen: int, live: bool) -> None:
         for statement in projection.tables(gen):
             cur.execute(statement)
-        cur.execute(f"INSERT INTO {self.META} VALUES (?, ?, 0, '', ?)",
-                    (projection.name, gen, int(live)))
+        cur.execute(f"INSERT INTO {self.META} VALUES (?, ?, 0, '', ?, ?)",
+                    (projection.name, gen, int(live), projection.schema))
 
     def live(self, name: str) -> int:
         with self.db.transaction() as cur:

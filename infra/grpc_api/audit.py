@@ -16,11 +16,11 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from domain.errors import NotFoundError, PreconditionError, ValidationError
-from domain.routes import OutboundRoute
 from domain.trunk import Trunk
 from infra.grpc_api.convert import trunk_message
 from infra.grpc_api.servicer_base import ServicerBase
-from projections.audit import ChangeQuery, ChangeRow, HistoryReader, trunk_at, trunk_diff
+from projections.audit import ChangeQuery, ChangeRow, trunk_at, trunk_diff
+from projections.state import doc_of
 from trunkplane.v1 import audit_pb2, audit_pb2_grpc, common_pb2
 
 Ctx = grpc.ServicerContext
@@ -30,10 +30,9 @@ CSV_COLUMNS = ("position", "time", "tenant", "subject_kind", "subject_id", "subj
 
 
 class AuditServicer(ServicerBase, audit_pb2_grpc.AuditServiceServicer):  # type: ignore[misc]
-    def __init__(self, base: ServicerBase, reader: HistoryReader,
-                 wait_for: Callable[[int, float], bool]) -> None:
-        super().__init__(base.bus, base.view, base.default_tenant)
-        self.reader = reader
+    def __init__(self, base: ServicerBase, wait_for: Callable[[int, float], bool]) -> None:
+        super().__init__(base.bus, base.view, base.history, base.default_tenant)
+        self.reader = base.history
         self.wait_for = wait_for
 
     def ListChanges(self, request: audit_pb2.ListChangesRequest, context: Ctx) -> Any:
@@ -72,7 +71,8 @@ class AuditServicer(ServicerBase, audit_pb2_grpc.AuditServiceServicer):  # type:
         tenant = self.tenant(context, request.tenant)
         trunk = self.read(context, lambda: self._trunk_at(tenant, request.trunk, request.at,
                                                           "at"))
-        return audit_pb2.GetTrunkAtResponse(trunk=trunk_message(trunk), deleted=trunk.deleted)
+        return audit_pb2.GetTrunkAtResponse(trunk=trunk_message(doc_of(trunk)),
+                                            deleted=trunk.deleted)
 
     def DiffTrunk(self, request: audit_pb2.DiffTrunkRequest, context: Ctx) -> Any:
         tenant = self.tenant(context, request.tenant)
@@ -87,16 +87,17 @@ class AuditServicer(ServicerBase, audit_pb2_grpc.AuditServiceServicer):  # type:
                      for c in trunk_diff(before, after)])
 
     def _trunk_at(self, tenant: str, ref: str, at: audit_pb2.PointInTime, name: str) -> Trunk:
-        trunk_id = self.view.any_version(tenant, "trunk", Trunk, ref)
+        self.view.ready()
+        trunk_id = UUID(self.view.subject_id(tenant, "trunk", ref))
         point = at.WhichOneof("point")
         if point == "version":
-            return trunk_at(self.view.app, trunk_id, version=at.version)
+            return trunk_at(self.bus.app, trunk_id, version=at.version)
         if point == "time":
-            return trunk_at(self.view.app, trunk_id, moment=at.time.ToDatetime(tzinfo=UTC))
+            return trunk_at(self.bus.app, trunk_id, moment=at.time.ToDatetime(tzinfo=UTC))
         raise ValidationError.single(name, "give a version or a time")
 
     def _query(self, f: audit_pb2.ChangeFilter) -> ChangeQuery:
-        target = f.min_position or self.view.app.head()
+        target = f.min_position or self.bus.app.head()
         if not self.wait_for(target, READ_WAIT):
             raise PreconditionError(f"the history view has not reached position {target} "
                                     f"within {READ_WAIT:.0f} s; see `projections status`")
@@ -113,14 +114,10 @@ class AuditServicer(ServicerBase, audit_pb2_grpc.AuditServiceServicer):  # type:
             pass
         for kind in ("trunk", "outbound"):
             try:
-                return str(self.view.any_version(tenant or self.default_tenant, kind,
-                                                 _CLASSES[kind], subject))
+                return self.view.subject_id(tenant or self.default_tenant, kind, subject)
             except NotFoundError:
                 continue
         raise NotFoundError(f"no trunk or route '{subject}'")
-
-
-_CLASSES: dict[str, Any] = {"trunk": Trunk, "outbound": OutboundRoute}
 
 
 def _bad(field: str, description: str) -> None:

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from typing import Any
 
 from google.protobuf.message import Message
 
 from domain.errors import ValidationError
-from domain.model import CommandMeta, Configured
-from domain.routes import InboundRoute, OutboundRoute
-from domain.trunk import Trunk
+from domain.model import CommandMeta, etag_for
 from domain.trunk_settings import LIMIT_FIELDS
 from infra.grpc_api.context import current
-from projections.history import HistoryEntry
+from projections.audit import ChangeRow
+from projections.state import Doc
 from trunkplane.v1 import common_pb2, route_pb2, trunk_pb2
 
 OUTPUT_ONLY = frozenset({"id", "tenant", "password_set", "version", "etag", "create_time",
@@ -113,17 +113,18 @@ def _present_paths(msg: Message) -> list[str]:
     return paths
 
 
-def _stamp(msg: Any, aggregate: Configured) -> None:
-    msg.id = str(aggregate.id)
-    msg.tenant = aggregate.tenant
-    msg.version = aggregate.version
-    msg.etag = aggregate.etag
-    msg.create_time.FromDatetime(aggregate.created_on)
-    msg.update_time.FromDatetime(aggregate.modified_on)
+def _stamp(msg: Any, doc: Doc) -> None:
+    msg.id = doc["id"]
+    msg.tenant = doc["tenant"]
+    msg.version = doc["version"]
+    msg.etag = etag_for(doc["version"])
+    msg.create_time.FromDatetime(datetime.fromisoformat(doc["create_time"]))
+    msg.update_time.FromDatetime(datetime.fromisoformat(doc["update_time"]))
 
 
-def trunk_message(trunk: Trunk) -> trunk_pb2.Trunk:
-    s = trunk.settings
+def trunk_message(doc: Doc) -> trunk_pb2.Trunk:
+    """A trunk for a reader: the password is never in it, only whether one is set."""
+    s = doc["settings"]
     msg = trunk_pb2.Trunk(
         name=s["name"], type=s["type"], host=s["host"], transport=s["transport"],
         username=s["username"], auth_id=s["auth_id"], max_registrations=s["max_registrations"],
@@ -134,13 +135,12 @@ def trunk_message(trunk: Trunk) -> trunk_pb2.Trunk:
             **{k: v for k, v in s["call_limits"].items() if v is not None}),
         enabled=s["enabled"], description=s["description"], password_set=bool(s["password"]),
     )
-    _stamp(msg, trunk)
+    _stamp(msg, doc)
     return msg
 
 
-def outbound_message(route: OutboundRoute, position: int,
-                     names: dict[str, str]) -> route_pb2.OutboundRoute:
-    s = route.settings
+def outbound_message(doc: Doc, position: int, names: dict[str, str]) -> route_pb2.OutboundRoute:
+    s = doc["settings"]
     msg = route_pb2.OutboundRoute(
         name=s["name"], position=position,
         dial_patterns=[route_pb2.DialPattern(**p) for p in s["dial_patterns"]],
@@ -150,22 +150,22 @@ def outbound_message(route: OutboundRoute, position: int,
         strategy=s["strategy"], allowed_extensions=s["allowed_extensions"],
         enabled=s["enabled"], description=s["description"],
     )
-    _stamp(msg, route)
+    _stamp(msg, doc)
     return msg
 
 
-def inbound_message(route: InboundRoute) -> route_pb2.InboundRoute:
-    msg = route_pb2.InboundRoute(**route.settings)
-    _stamp(msg, route)
+def inbound_message(doc: Doc) -> route_pb2.InboundRoute:
+    msg = route_pb2.InboundRoute(**doc["settings"])
+    _stamp(msg, doc)
     return msg
 
 
-def history_message(entry: HistoryEntry) -> common_pb2.HistoryEntry:
+def history_message(row: ChangeRow) -> common_pb2.HistoryEntry:
     msg = common_pb2.HistoryEntry(
-        version=entry.version, actor=entry.actor, reason=entry.reason,
-        request_id=entry.request_id, event_type=entry.event_type,
+        version=row.version, actor=row.actor, reason=row.reason,
+        request_id=row.request_id, event_type=row.event_type,
         changes=[common_pb2.FieldChange(field=c.field, old_value=c.old_value,
-                                        new_value=c.new_value) for c in entry.changes],
+                                        new_value=c.new_value) for c in row.changes],
     )
-    msg.time.FromDatetime(entry.time)
+    msg.time.FromDatetime(row.time)
     return msg

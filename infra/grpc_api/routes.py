@@ -9,7 +9,7 @@ import grpc
 from domain import commands
 from domain.catalog import INBOUND, OUTBOUND
 from domain.errors import NotFoundError
-from domain.routes import InboundRoute, OutboundRoute
+from domain.routes import OutboundRoute
 from infra.grpc_api.convert import (
     command_meta,
     history_message,
@@ -20,7 +20,7 @@ from infra.grpc_api.convert import (
     outbound_settings,
 )
 from infra.grpc_api.servicer_base import ServicerBase
-from projections.history import history_of
+from projections.state import doc_of
 from trunkplane.v1 import route_pb2, route_pb2_grpc
 
 Ctx = grpc.ServicerContext
@@ -41,17 +41,19 @@ class RouteServicer(ServicerBase, route_pb2_grpc.RouteServiceServicer):  # type:
 
     def GetOutboundRoute(self, request: route_pb2.GetRouteRequest, context: Ctx) -> Any:
         tenant = self.tenant(context, request.tenant)
-        route = self.read(context, lambda: self.view.get(
-            tenant, OUTBOUND, OutboundRoute, request.route))
-        return self._outbound(tenant, route)
+        self.ready(context, request.min_position)
+        route = self.read(context, lambda: self.view.get(tenant, OUTBOUND, request.route))
+        return self._outbound_read(tenant, [route])[0]
 
     def ListOutboundRoutes(self, request: route_pb2.ListRoutesRequest, context: Ctx) -> Any:
         tenant = self.tenant(context, request.tenant)
+        position = self.ready(context, request.min_position)
         page = self.read(context, lambda: self.view.outbound_routes(
             tenant, request.page_size, request.page_token))
         return route_pb2.ListOutboundRoutesResponse(
-            routes=[self._outbound(tenant, r) for r in page.items],
-            next_page_token=page.next_page_token, total_size=page.total_size)
+            routes=self._outbound_read(tenant, page.items),
+            next_page_token=page.next_page_token, total_size=page.total_size,
+            view_position=position)
 
     def UpdateOutboundRoute(self, request: route_pb2.UpdateOutboundRouteRequest,
                             context: Ctx) -> Any:
@@ -81,20 +83,23 @@ class RouteServicer(ServicerBase, route_pb2_grpc.RouteServiceServicer):  # type:
         done = self.run(context, lambda uow: commands.create_inbound_route(
             uow, tenant, raw, meta), "route")
         return route_pb2.InboundRouteResponse(
-            route=inbound_message(done.unwrap().aggregate), position=done.position)
+            route=inbound_message(doc_of(done.unwrap().aggregate)), position=done.position)
 
     def GetInboundRoute(self, request: route_pb2.GetRouteRequest, context: Ctx) -> Any:
         tenant = self.tenant(context, request.tenant)
+        self.ready(context, request.min_position)
         return inbound_message(self.read(context, lambda: self.view.get(
-            tenant, INBOUND, InboundRoute, request.route)))
+            tenant, INBOUND, request.route)))
 
     def ListInboundRoutes(self, request: route_pb2.ListRoutesRequest, context: Ctx) -> Any:
         tenant = self.tenant(context, request.tenant)
+        position = self.ready(context, request.min_position)
         page = self.read(context, lambda: self.view.inbound_routes(
             tenant, request.page_size, request.page_token))
         return route_pb2.ListInboundRoutesResponse(
             routes=[inbound_message(r) for r in page.items],
-            next_page_token=page.next_page_token, total_size=page.total_size)
+            next_page_token=page.next_page_token, total_size=page.total_size,
+            view_position=position)
 
     def UpdateInboundRoute(self, request: route_pb2.UpdateInboundRouteRequest,
                            context: Ctx) -> Any:
@@ -106,29 +111,31 @@ class RouteServicer(ServicerBase, route_pb2_grpc.RouteServiceServicer):  # type:
         done = self.run(context, lambda uow: commands.update_inbound_route(
             uow, tenant, request.route, patch, request.etag, meta), "changes")
         return route_pb2.InboundRouteResponse(
-            route=inbound_message(done.unwrap().aggregate), position=done.position)
+            route=inbound_message(doc_of(done.unwrap().aggregate)), position=done.position)
 
     def DeleteInboundRoute(self, request: route_pb2.DeleteRouteRequest, context: Ctx) -> Any:
         done = self._delete(request, context, INBOUND)
         return route_pb2.InboundRouteResponse(
-            route=inbound_message(done.unwrap().aggregate), position=done.position)
+            route=inbound_message(doc_of(done.unwrap().aggregate)), position=done.position)
 
     def GetRouteHistory(self, request: route_pb2.GetRouteRequest, context: Ctx) -> Any:
         tenant = self.tenant(context, request.tenant)
+        position = self.ready(context, request.min_position)
 
-        def find() -> Any:
+        def find() -> tuple[str, list[Any]]:
             try:
-                return self.view.any_version(tenant, OUTBOUND, OutboundRoute, request.route)
+                return self.changes_of(tenant, OUTBOUND, request.route)
             except NotFoundError:
-                return self.view.any_version(tenant, INBOUND, InboundRoute, request.route)
+                return self.changes_of(tenant, INBOUND, request.route)
 
-        route_id = self.read(context, find)
-        entries = history_of(self.view.app.history(route_id))
+        route_id, rows = self.read(context, find)
         return route_pb2.GetRouteHistoryResponse(
-            route_id=str(route_id), entries=[history_message(e) for e in entries])
+            route_id=route_id, entries=[history_message(r) for r in rows],
+            view_position=position)
 
     def ResolveOutbound(self, request: route_pb2.ResolveOutboundRequest, context: Ctx) -> Any:
         tenant = self.tenant(context, request.tenant)
+        position = self.ready(context, request.min_position)
         found = self.read(context, lambda: self.view.resolve(
             tenant, request.number, request.extension))
         return route_pb2.ResolveOutboundResponse(
@@ -139,7 +146,7 @@ class RouteServicer(ServicerBase, route_pb2_grpc.RouteServiceServicer):  # type:
             number=found.number,
             candidates=[route_pb2.Candidate(trunk_id=c.trunk_id, trunk_name=c.trunk_name,
                                             weight=c.weight) for c in found.candidates],
-            skipped=found.skipped)
+            skipped=found.skipped, view_position=position)
 
     def _delete(self, request: route_pb2.DeleteRouteRequest, context: Ctx, kind: str) -> Any:
         tenant = self.tenant(context, request.tenant)
@@ -148,6 +155,15 @@ class RouteServicer(ServicerBase, route_pb2_grpc.RouteServiceServicer):  # type:
             uow, tenant, kind, request.route, request.etag, meta))
 
     def _outbound(self, tenant: str, route: OutboundRoute) -> route_pb2.OutboundRoute:
-        return outbound_message(route, self.view.position_of(tenant or self.default_tenant,
-                                                             route.id),
-                                self.view.trunk_names(tenant or self.default_tenant))
+        """A route a command just wrote: its place and trunk names from the write side."""
+        catalog = self.bus.app.catalog(tenant or self.default_tenant)
+        order = catalog.outbound_order if catalog else []
+        names = {k: e["name"] for k, e in catalog.entries["trunk"].items()} if catalog else {}
+        position = order.index(str(route.id)) + 1 if str(route.id) in order else 0
+        return outbound_message(doc_of(route), position, names)
+
+    def _outbound_read(self, tenant: str, docs: list[Any]) -> list[route_pb2.OutboundRoute]:
+        order = self.view.outbound_order(tenant)
+        names = self.view.trunk_names(tenant)
+        return [outbound_message(d, order.index(d["id"]) + 1 if d["id"] in order else 0, names)
+                for d in docs]

@@ -1,4 +1,4 @@
-"""What the trunk and route servicers share: tenant checks and running a command."""
+"""What the servicers share: tenant checks, running a command, reading a view."""
 
 from __future__ import annotations
 
@@ -13,16 +13,20 @@ from domain.application import Command, Done
 from domain.errors import DomainError, ValidationError
 from infra.command_bus import CommandBus
 from infra.grpc_api.errors import abort, abort_store
-from projections.config_view import ConfigView
+from projections.audit import ChangeQuery, ChangeRow, HistoryReader
+from projections.config_view import READ_WAIT, ConfigView
+from projections.db import DATABASE_ERRORS
 
 T = TypeVar("T")
 TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 class ServicerBase:
-    def __init__(self, bus: CommandBus, view: ConfigView, default_tenant: str) -> None:
+    def __init__(self, bus: CommandBus, view: ConfigView, history: HistoryReader,
+                 default_tenant: str) -> None:
         self.bus = bus
         self.view = view
+        self.history = history
         self.default_tenant = default_tenant
 
     def tenant(self, context: grpc.ServicerContext, tenant: str) -> str:
@@ -47,5 +51,18 @@ class ServicerBase:
             return query()
         except DomainError as error:
             abort(context, error)
-        except PersistenceError as error:
+        except (PersistenceError, *DATABASE_ERRORS) as error:
             abort_store(context, error)
+
+    def ready(self, context: grpc.ServicerContext, min_position: int) -> int:
+        """Waits for the views as the request asks; tells the caller what they reflect."""
+        remaining = context.time_remaining()
+        wait = READ_WAIT if remaining is None else max(0.0, min(READ_WAIT, remaining * 0.8))
+        position = self.read(context, lambda: self.view.ready(min_position, wait))
+        context.set_trailing_metadata((("x-view-position", str(position)),))
+        return position
+
+    def changes_of(self, tenant: str, kind: str, ref: str) -> tuple[str, list[ChangeRow]]:
+        subject_id = self.view.subject_id(tenant, kind, ref)
+        return subject_id, list(self.history.all(ChangeQuery(tenant=tenant,
+                                                             subject_id=subject_id)))

@@ -18,7 +18,7 @@ from infra.grpc_api.convert import (
     trunk_settings,
 )
 from infra.grpc_api.servicer_base import ServicerBase
-from projections.history import history_of
+from projections.state import doc_of
 from trunkplane.v1 import trunk_pb2, trunk_pb2_grpc
 
 Ctx = grpc.ServicerContext
@@ -35,17 +35,20 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
 
     def GetTrunk(self, request: trunk_pb2.GetTrunkRequest, context: Ctx) -> Any:
         tenant = self.tenant(context, request.tenant)
+        self.ready(context, request.min_position)
         return trunk_message(self.read(context, lambda: self.view.get(
-            tenant, TRUNK, Trunk, request.trunk)))
+            tenant, TRUNK, request.trunk)))
 
     def ListTrunks(self, request: trunk_pb2.ListTrunksRequest, context: Ctx) -> Any:
         tenant = self.tenant(context, request.tenant)
+        position = self.ready(context, request.min_position)
         enabled = request.enabled if request.HasField("enabled") else None
         page = self.read(context, lambda: self.view.trunks(
             tenant, request.page_size, request.page_token, request.type, enabled))
         return trunk_pb2.ListTrunksResponse(
             trunks=[trunk_message(t) for t in page.items],
-            next_page_token=page.next_page_token, total_size=page.total_size)
+            next_page_token=page.next_page_token, total_size=page.total_size,
+            view_position=position)
 
     def UpdateTrunk(self, request: trunk_pb2.UpdateTrunkRequest, context: Ctx) -> Any:
         tenant = self.tenant(context, request.tenant)
@@ -74,13 +77,14 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
 
     def GetTrunkHistory(self, request: trunk_pb2.GetTrunkHistoryRequest, context: Ctx) -> Any:
         tenant = self.tenant(context, request.tenant)
-        trunk_id = self.read(context, lambda: self.view.any_version(
-            tenant, TRUNK, Trunk, request.trunk))
-        entries = history_of(self.view.app.history(trunk_id))
+        position = self.ready(context, request.min_position)
+        trunk_id, rows = self.read(context, lambda: self.changes_of(
+            tenant, TRUNK, request.trunk))
         return trunk_pb2.GetTrunkHistoryResponse(
-            trunk_id=str(trunk_id), entries=[history_message(e) for e in entries])
+            trunk_id=trunk_id, entries=[history_message(r) for r in rows],
+            view_position=position)
 
     def _response(self, outcome: commands.Outcome, position: int) -> trunk_pb2.TrunkResponse:
         assert isinstance(outcome.aggregate, Trunk)
-        return trunk_pb2.TrunkResponse(trunk=trunk_message(outcome.aggregate),
+        return trunk_pb2.TrunkResponse(trunk=trunk_message(doc_of(outcome.aggregate)),
                                        warnings=outcome.warnings, position=position)

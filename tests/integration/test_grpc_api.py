@@ -309,3 +309,22 @@ def test_a_store_failure_is_unavailable_not_a_crash(api: Api) -> None:
             connection.execute("ALTER TABLE broken RENAME TO trunkplane_events")
     assert update_trunk(api, "voco", trunk_pb2.Trunk(host="a.example.com"),
                         ["host"]).trunk.version == 2
+
+
+def test_reads_reflect_the_writes_before_them(api: Api) -> None:
+    written = create_trunk(api, "voco")
+    trunk, call = api.trunks.GetTrunk.with_call(trunk_pb2.GetTrunkRequest(
+        trunk="voco", min_position=written.position))
+    assert trunk.id == written.trunk.id
+    reflected = dict(call.trailing_metadata())["x-view-position"]
+    assert int(reflected) >= written.position
+    listed = api.trunks.ListTrunks(trunk_pb2.ListTrunksRequest())
+    assert listed.view_position >= written.position and listed.total_size == 1
+    api.plane.runner.stop()  # the views stop following the log
+    moved = update_trunk(api, "voco", trunk_pb2.Trunk(host="moved.example.com"), ["host"])
+    with pytest.raises(grpc.RpcError) as caught:
+        api.trunks.GetTrunk(trunk_pb2.GetTrunkRequest(trunk="voco"), timeout=1.5)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"have not reached log position {moved.position}" in (caught.value.details() or "")
+    stale_ok = api.trunks.GetTrunk(trunk_pb2.GetTrunkRequest(trunk="voco", min_position=-1))
+    assert stale_ok.host == "sip.example.com"

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import psycopg
 import pytest
@@ -21,7 +22,6 @@ from domain.unit_of_work import UnitOfWork
 from infra.keys import KEY_FILE, cipher_key
 from infra.settings import Settings, SettingsError
 from infra.wiring import build_app
-from projections.config_view import ConfigView
 from tests.conftest import settings_for
 
 SECRET = "Unmistakable-Secret-Value-9000"
@@ -91,12 +91,16 @@ def test_a_change_by_another_process_is_seen_at_once(
     two_processes: tuple[TrunkplaneApp, TrunkplaneApp],
 ) -> None:
     first, second = two_processes
-    view = ConfigView(first)
     create(first)
-    assert view.get("default", "trunk", Trunk, "voco").version == 1  # now cached in first
+    catalog = first.catalog("default")
+    assert catalog is not None
+    trunk_id = UUID(str(catalog.find("trunk", "voco")))
+    cached = first.aggregate(trunk_id)
+    assert isinstance(cached, Trunk) and cached.version == 1  # now cached in first
     second.execute(lambda uow: commands.update_trunk(
         uow, "default", "voco", {"host": "moved.example.com"}, "", CommandMeta("bob"))).unwrap()
-    seen = view.get("default", "trunk", Trunk, "voco")
+    seen = first.aggregate(trunk_id)
+    assert isinstance(seen, Trunk)
     assert (seen.version, seen.settings["host"]) == (2, "moved.example.com")
     done = first.execute(lambda uow: commands.update_trunk(
         uow, "default", "voco", {"dtmf_mode": "info"}, "", CommandMeta("alice")))

@@ -4,6 +4,7 @@ span aggregates."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -20,7 +21,10 @@ from domain.errors import (
 )
 from domain.model import CommandMeta, event_name
 from domain.trunk import Trunk
-from projections.history import history_of
+from projections.audit import ChangeQuery, ChangeRow, HistoryReader
+from projections.db import SqliteDatabase
+from projections.runner import ProjectionRunner
+from projections.views import HistoryProjection, ViewStore
 
 ALICE = CommandMeta(actor="alice", reason="ticket-7", request_id="req-1")
 VOCO: dict[str, Any] = {"name": "voco", "username": "1001", "password": "s3cret-password-xyz"}
@@ -129,26 +133,41 @@ def test_routes_need_existing_trunks_and_keep_their_order(app: TrunkplaneApp) ->
     assert catalog.outbound_order == [str(second.id), str(first.id)]
 
 
-def test_deleted_trunk_is_gone_but_its_history_stays(app: TrunkplaneApp) -> None:
+def history(app: TrunkplaneApp, trunk_id: UUID, tmp_path: Path) -> list[ChangeRow]:
+    """The history view of the trunk, built by the real projection into SQLite."""
+    db = SqliteDatabase(tmp_path / "views.sqlite")
+    try:
+        store = ViewStore(db, [HistoryProjection(lambda secret: f"fp-{len(secret)}")])
+        ProjectionRunner(app, store).catch_up("history", 1)
+        return list(HistoryReader(store).all(ChangeQuery(subject_id=str(trunk_id))))
+    finally:
+        db.close()
+
+
+def test_deleted_trunk_is_gone_but_its_history_stays(app: TrunkplaneApp,
+                                                     tmp_path: Path) -> None:
     trunk = create(app)
     app.execute(lambda uow: commands.delete_trunk(uow, "default", "voco", "", ALICE)).unwrap()
     with pytest.raises(NotFoundError):
         update(app, {"host": "x.example.com"})
-    entries = history_of(app.history(trunk.id))
+    entries = history(app, trunk.id, tmp_path)
     assert [e.event_type for e in entries] == ["TrunkCreated", "TrunkDeleted"]
     create(app)  # the name is free again
 
 
-def test_history_shows_secrets_only_as_changed(app: TrunkplaneApp) -> None:
+def test_history_shows_secrets_only_as_changed(app: TrunkplaneApp, tmp_path: Path) -> None:
     trunk = create(app)
     update(app, {"password": "another-long-password"})
-    entries = history_of(app.history(trunk.id))
+    update(app, {"username": "1002"})
+    entries = history(app, trunk.id, tmp_path)
     rendered = repr(entries)
     assert "s3cret" not in rendered and "another-long" not in rendered
     created = {c.field: c for c in entries[0].changes}
     assert (created["password"].old_value, created["password"].new_value) == ("", "(set)")
     assert [(c.field, c.old_value, c.new_value) for c in entries[1].changes] == [
         ("password", "(set)", "(changed)")]
+    assert [(c.field, c.old_value, c.new_value) for c in entries[2].changes] == [
+        ("username", "1001", "1002")]
 
 
 def test_request_id_makes_a_retry_change_nothing(app: TrunkplaneApp) -> None:

@@ -160,12 +160,14 @@ class InboundRouteResponse(_message.Message):
     def __init__(self, route: _Optional[_Union[InboundRoute, _Mapping]] = ..., position: _Optional[int] = ...) -> None: ...
 
 class GetRouteRequest(_message.Message):
-    __slots__ = ("tenant", "route")
+    __slots__ = ("tenant", "route", "min_position")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
+    MIN_POSITION_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     route: str
-    def __init__(self, tenant: _Optional[str] = ..., route: _Optional[str] = ...) -> None: ...
+    min_position: int
+    def __init__(self, tenant: _Optional[str] = ..., route: _Optional[str] = ..., min_position: _Optional[int] = ...) -> None: ...
 
 class DeleteRouteRequest(_message.Message):
     __slots__ = ("tenant", "route", "etag", "options")
@@ -180,52 +182,62 @@ class DeleteRouteRequest(_message.Message):
     def __init__(self, tenant: _Optional[str] = ..., route: _Optional[str] = ..., etag: _Optional[str] = ..., options: _Optional[_Union[_common_pb2.CommandOptions, _Mapping]] = ...) -> None: ...
 
 class ListRoutesRequest(_message.Message):
-    __slots__ = ("tenant", "page_size", "page_token")
+    __slots__ = ("tenant", "page_size", "page_token", "min_position")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MIN_POSITION_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     page_size: int
     page_token: str
-    def __init__(self, tenant: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    min_position: int
+    def __init__(self, tenant: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., min_position: _Optional[int] = ...) -> None: ...
 
 class ListOutboundRoutesResponse(_message.Message):
-    __slots__ = ("routes", "next_page_token", "total_size")
+    __slots__ = ("routes", "next_page_token", "total_size", "view_position")
     ROUTES_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    VIEW_POSITION_FIELD_NUMBER: _ClassVar[int]
     routes: _containers.RepeatedCompositeFieldContainer[OutboundRoute]
     next_page_token: str
     total_size: int
-    def __init__(self, routes: _Optional[_Iterable[_Union[OutboundRoute, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ...) -> None: ...
+    view_position: int
+    def __init__(self, routes: _Optional[_Iterable[_Union[OutboundRoute, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ..., view_position: _Optional[int] = ...) -> None: ...
 
 class ListInboundRoutesResponse(_message.Message):
-    __slots__ = ("routes", "next_page_token", "total_size")
+    __slots__ = ("routes", "next_page_token", "total_size", "view_position")
     ROUTES_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    VIEW_POSITION_FIELD_NUMBER: _ClassVar[int]
     routes: _containers.RepeatedCompositeFieldContainer[InboundRoute]
     next_page_token: str
     total_size: int
-    def __init__(self, routes: _Optional[_Iterable[_Union[InboundRoute, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ...) -> None: ...
+    view_position: int
+    def __init__(self, routes: _Optional[_Iterable[_Union[InboundRoute, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ..., view_position: _Optional[int] = ...) -> None: ...
 
 class GetRouteHistoryResponse(_message.Message):
-    __slots__ = ("route_id", "entries")
+    __slots__ = ("route_id", "entries", "view_position")
     ROUTE_ID_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    VIEW_POSITION_FIELD_NUMBER: _ClassVar[int]
     route_id: str
     entries: _containers.RepeatedCompositeFieldContainer[_common_pb2.HistoryEntry]
-    def __init__(self, route_id: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[_common_pb2.HistoryEntry, _Mapping]]] = ...) -> None: ...
+    view_position: int
+    def __init__(self, route_id: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[_common_pb2.HistoryEntry, _Mapping]]] = ..., view_position: _Optional[int] = ...) -> None: ...
 
 class ResolveOutboundRequest(_message.Message):
-    __slots__ = ("tenant", "number", "extension")
+    __slots__ = ("tenant", "number", "extension", "min_position")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     EXTENSION_FIELD_NUMBER: _ClassVar[int]
+    MIN_POSITION_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     number: str
     extension: str
-    def __init__(self, tenant: _Optional[str] = ..., number: _Optional[str] = ..., extension: _Optional[str] = ...) -> None: ...
+    min_position: int
+    def __init__(self, tenant: _Optional[str] = ..., number: _Optional[str] = ..., extension: _Optional[str] = ..., min_position: _Optional[int] = ...) -> None: ...
 
 class Candidate(_message.Message):
     __slots__ = ("trunk_id", "trunk_name", "weight")
@@ -238,7 +250,7 @@ class Candidate(_message.Message):
     def __init__(self, trunk_id: _Optional[str] = ..., trunk_name: _Optional[str] = ..., weight: _Optional[int] = ...) -> None: ...
 
 class ResolveOutboundResponse(_message.Message):
-    __slots__ = ("route_id", "route_name", "strategy", "matched_pattern", "number", "candidates", "skipped")
+    __slots__ = ("route_id", "route_name", "strategy", "matched_pattern", "number", "candidates", "skipped", "view_position")
     ROUTE_ID_FIELD_NUMBER: _ClassVar[int]
     ROUTE_NAME_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
@@ -246,6 +258,7 @@ class ResolveOutboundResponse(_message.Message):
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    VIEW_POSITION_FIELD_NUMBER: _ClassVar[int]
     route_id: str
     route_name: str
     strategy: str
@@ -253,4 +266,5 @@ class ResolveOutboundResponse(_message.Message):
     number: str
     candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
     skipped: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, route_id: _Optional[str] = ..., route_name: _Optional[str] = ..., strategy: _Optional[str] = ..., matched_pattern: _Optional[_Union[DialPattern, _Mapping]] = ..., number: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., skipped: _Optional[_Iterable[str]] = ...) -> None: ...
+    view_position: int
+    def __init__(self, route_id: _Optional[str] = ..., route_name: _Optional[str] = ..., strategy: _Optional[str] = ..., matched_pattern: _Optional[_Union[DialPattern, _Mapping]] = ..., number: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., skipped: _Optional[_Iterable[str]] = ..., view_position: _Optional[int] = ...) -> None: ...

@@ -108,36 +108,42 @@ class TrunkResponse(_message.Message):
     def __init__(self, trunk: _Optional[_Union[Trunk, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., position: _Optional[int] = ...) -> None: ...
 
 class GetTrunkRequest(_message.Message):
-    __slots__ = ("tenant", "trunk")
+    __slots__ = ("tenant", "trunk", "min_position")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     TRUNK_FIELD_NUMBER: _ClassVar[int]
+    MIN_POSITION_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     trunk: str
-    def __init__(self, tenant: _Optional[str] = ..., trunk: _Optional[str] = ...) -> None: ...
+    min_position: int
+    def __init__(self, tenant: _Optional[str] = ..., trunk: _Optional[str] = ..., min_position: _Optional[int] = ...) -> None: ...
 
 class ListTrunksRequest(_message.Message):
-    __slots__ = ("tenant", "page_size", "page_token", "type", "enabled")
+    __slots__ = ("tenant", "page_size", "page_token", "type", "enabled", "min_position")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     ENABLED_FIELD_NUMBER: _ClassVar[int]
+    MIN_POSITION_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     page_size: int
     page_token: str
     type: str
     enabled: bool
-    def __init__(self, tenant: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., type: _Optional[str] = ..., enabled: _Optional[bool] = ...) -> None: ...
+    min_position: int
+    def __init__(self, tenant: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., type: _Optional[str] = ..., enabled: _Optional[bool] = ..., min_position: _Optional[int] = ...) -> None: ...
 
 class ListTrunksResponse(_message.Message):
-    __slots__ = ("trunks", "next_page_token", "total_size")
+    __slots__ = ("trunks", "next_page_token", "total_size", "view_position")
     TRUNKS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    VIEW_POSITION_FIELD_NUMBER: _ClassVar[int]
     trunks: _containers.RepeatedCompositeFieldContainer[Trunk]
     next_page_token: str
     total_size: int
-    def __init__(self, trunks: _Optional[_Iterable[_Union[Trunk, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ...) -> None: ...
+    view_position: int
+    def __init__(self, trunks: _Optional[_Iterable[_Union[Trunk, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ..., view_position: _Optional[int] = ...) -> None: ...
 
 class UpdateTrunkRequest(_message.Message):
     __slots__ = ("tenant", "trunk", "changes", "update_mask", "etag", "options")
@@ -192,17 +198,21 @@ class ListProviderTemplatesResponse(_message.Message):
     def __init__(self, templates: _Optional[_Iterable[_Union[ProviderTemplate, _Mapping]]] = ...) -> None: ...
 
 class GetTrunkHistoryRequest(_message.Message):
-    __slots__ = ("tenant", "trunk")
+    __slots__ = ("tenant", "trunk", "min_position")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     TRUNK_FIELD_NUMBER: _ClassVar[int]
+    MIN_POSITION_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     trunk: str
-    def __init__(self, tenant: _Optional[str] = ..., trunk: _Optional[str] = ...) -> None: ...
+    min_position: int
+    def __init__(self, tenant: _Optional[str] = ..., trunk: _Optional[str] = ..., min_position: _Optional[int] = ...) -> None: ...
 
 class GetTrunkHistoryResponse(_message.Message):
-    __slots__ = ("trunk_id", "entries")
+    __slots__ = ("trunk_id", "entries", "view_position")
     TRUNK_ID_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    VIEW_POSITION_FIELD_NUMBER: _ClassVar[int]
     trunk_id: str
     entries: _containers.RepeatedCompositeFieldContainer[_common_pb2.HistoryEntry]
-    def __init__(self, trunk_id: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[_common_pb2.HistoryEntry, _Mapping]]] = ...) -> None: ...
+    view_position: int
+    def __init__(self, trunk_id: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[_common_pb2.HistoryEntry, _Mapping]]] = ..., view_position: _Optional[int] = ...) -> None: ...
