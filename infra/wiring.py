@@ -15,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from domain.application import TrunkplaneApp
+from domain.status import StatusSink
 from infra.command_bus import CommandBus
 from infra.grpc_api.audit import AuditServicer
 from infra.grpc_api.context import CallContextInterceptor
@@ -29,6 +30,7 @@ from projections.audit import HistoryReader
 from projections.config_view import ConfigView
 from projections.db import Database
 from projections.runner import ProjectionRunner
+from projections.status import StatusView
 from trunkplane.v1 import (
     audit_pb2,
     audit_pb2_grpc,
@@ -63,6 +65,7 @@ class ControlPlane:
     health: health.HealthServicer
     runner: ProjectionRunner
     views: Database
+    status_sink: StatusSink
 
     def stop(self, grace: float = 5.0) -> None:
         for name in ("", *SERVICES):
@@ -83,14 +86,13 @@ def start(settings: Settings, workers: int = 32) -> ControlPlane:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers,
                                                     thread_name_prefix="grpc"),
                          interceptors=[CallContextInterceptor()])
-    history = HistoryReader(store)
-    trunk_pb2_grpc.add_TrunkServiceServicer_to_server(
-        TrunkServicer(bus, view, history, settings.tenant), server)
+    base = ServicerBase(bus, view, HistoryReader(store), settings.tenant)
+    status = StatusView(views)
+    trunk_pb2_grpc.add_TrunkServiceServicer_to_server(TrunkServicer(base, status), server)
     route_pb2_grpc.add_RouteServiceServicer_to_server(
-        RouteServicer(bus, view, history, settings.tenant), server)
+        RouteServicer(bus, view, base.history, settings.tenant), server)
     audit_pb2_grpc.add_AuditServiceServicer_to_server(
-        AuditServicer(ServicerBase(bus, view, history, settings.tenant), runner.wait_for),
-        server)
+        AuditServicer(base, runner.wait_for), server)
     ops_pb2_grpc.add_OpsServiceServicer_to_server(OpsServicer(app, store, runner), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -105,7 +107,7 @@ def start(settings: Settings, workers: int = 32) -> ControlPlane:
     server.start()
     for name in ("", *SERVICES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return ControlPlane(app, server, port, health_servicer, runner, views)
+    return ControlPlane(app, server, port, health_servicer, runner, views, status)
 
 
 def serve(settings: Settings) -> None:

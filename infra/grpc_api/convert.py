@@ -169,3 +169,35 @@ def history_message(row: ChangeRow) -> common_pb2.HistoryEntry:
     )
     msg.time.FromDatetime(row.time)
     return msg
+
+
+def status_message(config: Doc, observed: Doc | None) -> trunk_pb2.TrunkStatus:
+    """A trunk's status: its configuration's name, kind and limits, and what an agent last
+    observed of it (nothing yet: `unknown`, or `disabled` for a disabled trunk)."""
+    s = config["settings"]
+    msg = trunk_pb2.TrunkStatus(
+        trunk_id=config["id"], trunk_name=s["name"], type=s["type"], enabled=s["enabled"],
+        state="unknown" if s["enabled"] else "disabled",
+        call_limits=trunk_pb2.CallLimits(
+            **{k: v for k, v in s["call_limits"].items() if v is not None}))
+    if observed is None:
+        return msg
+    msg.state = observed["state"]
+    msg.sip_code = observed["sip_code"]
+    msg.reason = observed["reason"]
+    msg.registrations_up = observed["registrations_up"]
+    msg.registrations_wanted = observed["registrations_wanted"]
+    msg.active_inbound = observed["active_inbound"]
+    msg.active_outbound = observed["active_outbound"]
+    msg.agent_id = observed["agent_id"]
+    msg.since.FromDatetime(datetime.fromisoformat(observed["since"]))
+    msg.observed_at.FromDatetime(datetime.fromisoformat(observed["observed_at"]))
+    for contact in observed["contacts"]:
+        entry = msg.contacts.add(uri=contact["uri"])
+        if contact["expires_at"]:
+            entry.expires_at.FromDatetime(datetime.fromisoformat(contact["expires_at"]))
+    for peer in observed["peers"]:
+        health = msg.peers.add(address=peer["address"], up=peer["up"],
+                               rtt_ms=peer["rtt_ms"] or 0.0)
+        health.since.FromDatetime(datetime.fromisoformat(peer["since"]))
+    return msg

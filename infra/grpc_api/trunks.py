@@ -14,17 +14,23 @@ from infra.grpc_api.convert import (
     command_meta,
     history_message,
     masked_patch,
+    status_message,
     trunk_message,
     trunk_settings,
 )
 from infra.grpc_api.servicer_base import ServicerBase
 from projections.state import doc_of
+from projections.status import StatusView
 from trunkplane.v1 import trunk_pb2, trunk_pb2_grpc
 
 Ctx = grpc.ServicerContext
 
 
 class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type: ignore[misc]
+    def __init__(self, base: ServicerBase, status: StatusView) -> None:
+        super().__init__(base.bus, base.view, base.history, base.default_tenant)
+        self.status = status
+
     def CreateTrunk(self, request: trunk_pb2.CreateTrunkRequest, context: Ctx) -> Any:
         tenant = self.tenant(context, request.tenant)
         meta = command_meta(request, request.options)
@@ -82,6 +88,25 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
             tenant, TRUNK, request.trunk))
         return trunk_pb2.GetTrunkHistoryResponse(
             trunk_id=trunk_id, entries=[history_message(r) for r in rows],
+            view_position=position)
+
+    def GetTrunkStatus(self, request: trunk_pb2.GetTrunkRequest, context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        self.ready(context, request.min_position)
+        config = self.read(context, lambda: self.view.get(tenant, TRUNK, request.trunk))
+        observed = self.status.of(tenant, [config["id"]])
+        return status_message(config, observed.get(config["id"]))
+
+    def ListTrunkStatuses(self, request: trunk_pb2.ListTrunksRequest, context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        position = self.ready(context, request.min_position)
+        enabled = request.enabled if request.HasField("enabled") else None
+        page = self.read(context, lambda: self.view.trunks(
+            tenant, request.page_size, request.page_token, request.type, enabled))
+        observed = self.status.of(tenant, [t["id"] for t in page.items])
+        return trunk_pb2.ListTrunkStatusesResponse(
+            statuses=[status_message(t, observed.get(t["id"])) for t in page.items],
+            next_page_token=page.next_page_token, total_size=page.total_size,
             view_position=position)
 
     def _response(self, outcome: commands.Outcome, position: int) -> trunk_pb2.TrunkResponse:

@@ -216,3 +216,73 @@ class GetTrunkHistoryResponse(_message.Message):
     entries: _containers.RepeatedCompositeFieldContainer[_common_pb2.HistoryEntry]
     view_position: int
     def __init__(self, trunk_id: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[_common_pb2.HistoryEntry, _Mapping]]] = ..., view_position: _Optional[int] = ...) -> None: ...
+
+class RegisteredContact(_message.Message):
+    __slots__ = ("uri", "expires_at")
+    URI_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    uri: str
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, uri: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PeerHealth(_message.Message):
+    __slots__ = ("address", "up", "rtt_ms", "since")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    UP_FIELD_NUMBER: _ClassVar[int]
+    RTT_MS_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    up: bool
+    rtt_ms: float
+    since: _timestamp_pb2.Timestamp
+    def __init__(self, address: _Optional[str] = ..., up: _Optional[bool] = ..., rtt_ms: _Optional[float] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class TrunkStatus(_message.Message):
+    __slots__ = ("trunk_id", "trunk_name", "type", "enabled", "state", "since", "sip_code", "reason", "registrations_up", "registrations_wanted", "contacts", "peers", "active_inbound", "active_outbound", "call_limits", "agent_id", "observed_at")
+    TRUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    TRUNK_NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    SIP_CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REGISTRATIONS_UP_FIELD_NUMBER: _ClassVar[int]
+    REGISTRATIONS_WANTED_FIELD_NUMBER: _ClassVar[int]
+    CONTACTS_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_INBOUND_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_OUTBOUND_FIELD_NUMBER: _ClassVar[int]
+    CALL_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_AT_FIELD_NUMBER: _ClassVar[int]
+    trunk_id: str
+    trunk_name: str
+    type: str
+    enabled: bool
+    state: str
+    since: _timestamp_pb2.Timestamp
+    sip_code: int
+    reason: str
+    registrations_up: int
+    registrations_wanted: int
+    contacts: _containers.RepeatedCompositeFieldContainer[RegisteredContact]
+    peers: _containers.RepeatedCompositeFieldContainer[PeerHealth]
+    active_inbound: int
+    active_outbound: int
+    call_limits: CallLimits
+    agent_id: str
+    observed_at: _timestamp_pb2.Timestamp
+    def __init__(self, trunk_id: _Optional[str] = ..., trunk_name: _Optional[str] = ..., type: _Optional[str] = ..., enabled: _Optional[bool] = ..., state: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sip_code: _Optional[int] = ..., reason: _Optional[str] = ..., registrations_up: _Optional[int] = ..., registrations_wanted: _Optional[int] = ..., contacts: _Optional[_Iterable[_Union[RegisteredContact, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[PeerHealth, _Mapping]]] = ..., active_inbound: _Optional[int] = ..., active_outbound: _Optional[int] = ..., call_limits: _Optional[_Union[CallLimits, _Mapping]] = ..., agent_id: _Optional[str] = ..., observed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListTrunkStatusesResponse(_message.Message):
+    __slots__ = ("statuses", "next_page_token", "total_size", "view_position")
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    VIEW_POSITION_FIELD_NUMBER: _ClassVar[int]
+    statuses: _containers.RepeatedCompositeFieldContainer[TrunkStatus]
+    next_page_token: str
+    total_size: int
+    view_position: int
+    def __init__(self, statuses: _Optional[_Iterable[_Union[TrunkStatus, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ..., view_position: _Optional[int] = ...) -> None: ...

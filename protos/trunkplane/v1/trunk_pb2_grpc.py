@@ -70,6 +70,16 @@ class TrunkServiceStub:
                 request_serializer=trunkplane_dot_v1_dot_trunk__pb2.GetTrunkHistoryRequest.SerializeToString,
                 response_deserializer=trunkplane_dot_v1_dot_trunk__pb2.GetTrunkHistoryResponse.FromString,
                 _registered_method=True)
+        self.GetTrunkStatus = channel.unary_unary(
+                '/trunkplane.v1.TrunkService/GetTrunkStatus',
+                request_serializer=trunkplane_dot_v1_dot_trunk__pb2.GetTrunkRequest.SerializeToString,
+                response_deserializer=trunkplane_dot_v1_dot_trunk__pb2.TrunkStatus.FromString,
+                _registered_method=True)
+        self.ListTrunkStatuses = channel.unary_unary(
+                '/trunkplane.v1.TrunkService/ListTrunkStatuses',
+                request_serializer=trunkplane_dot_v1_dot_trunk__pb2.ListTrunksRequest.SerializeToString,
+                response_deserializer=trunkplane_dot_v1_dot_trunk__pb2.ListTrunkStatusesResponse.FromString,
+                _registered_method=True)
 
 
 class TrunkServiceServicer:
@@ -118,6 +128,19 @@ class TrunkServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTrunkStatus(self, request, context):
+        """What the agents last observed on the wire, beside the trunk's configuration.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTrunkStatuses(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrunkServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -155,6 +178,16 @@ def add_TrunkServiceServicer_to_server(servicer, server):
                     servicer.GetTrunkHistory,
                     request_deserializer=trunkplane_dot_v1_dot_trunk__pb2.GetTrunkHistoryRequest.FromString,
                     response_serializer=trunkplane_dot_v1_dot_trunk__pb2.GetTrunkHistoryResponse.SerializeToString,
+            ),
+            'GetTrunkStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrunkStatus,
+                    request_deserializer=trunkplane_dot_v1_dot_trunk__pb2.GetTrunkRequest.FromString,
+                    response_serializer=trunkplane_dot_v1_dot_trunk__pb2.TrunkStatus.SerializeToString,
+            ),
+            'ListTrunkStatuses': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTrunkStatuses,
+                    request_deserializer=trunkplane_dot_v1_dot_trunk__pb2.ListTrunksRequest.FromString,
+                    response_serializer=trunkplane_dot_v1_dot_trunk__pb2.ListTrunkStatusesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -347,6 +380,60 @@ class TrunkService:
             '/trunkplane.v1.TrunkService/GetTrunkHistory',
             trunkplane_dot_v1_dot_trunk__pb2.GetTrunkHistoryRequest.SerializeToString,
             trunkplane_dot_v1_dot_trunk__pb2.GetTrunkHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrunkStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trunkplane.v1.TrunkService/GetTrunkStatus',
+            trunkplane_dot_v1_dot_trunk__pb2.GetTrunkRequest.SerializeToString,
+            trunkplane_dot_v1_dot_trunk__pb2.TrunkStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTrunkStatuses(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trunkplane.v1.TrunkService/ListTrunkStatuses',
+            trunkplane_dot_v1_dot_trunk__pb2.ListTrunksRequest.SerializeToString,
+            trunkplane_dot_v1_dot_trunk__pb2.ListTrunkStatusesResponse.FromString,
             options,
             channel_credentials,
             insecure,

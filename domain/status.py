@@ -1,0 +1,62 @@
+"""What an agent observes about a trunk on the wire, and where it reports it. The agent
+(sipagent) produces observations; the status view consumes them. In one process they go
+straight to the view; in the distributed mode through the status topic."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+
+class TrunkState(StrEnum):
+    REGISTERING = "registering"
+    REGISTERED = "registered"
+    REACHABLE = "reachable"
+    DEGRADED = "degraded"
+    UNREACHABLE = "unreachable"
+    FAILED = "failed"
+    UNREGISTERED = "unregistered"
+    DISABLED = "disabled"
+
+
+@dataclass(frozen=True)
+class ContactStatus:
+    uri: str
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class PeerStatus:
+    address: str
+    up: bool
+    rtt_ms: float | None
+    since: datetime
+
+
+@dataclass(frozen=True)
+class StatusObservation:
+    """One agent's view of one trunk at one moment. `sequence` grows with every
+    observation an agent makes, so a repeated or late delivery changes nothing."""
+
+    tenant: str
+    trunk_id: str
+    agent_id: str
+    sequence: int
+    observed_at: datetime
+    state: TrunkState
+    since: datetime
+    sip_code: int = 0
+    reason: str = ""
+    registrations_up: int = 0
+    registrations_wanted: int = 0
+    contacts: tuple[ContactStatus, ...] = field(default_factory=tuple)
+    peers: tuple[PeerStatus, ...] = field(default_factory=tuple)
+    active_inbound: int = 0
+    active_outbound: int = 0
+
+
+class StatusSink(Protocol):
+    def publish(self, observations: Sequence[StatusObservation]) -> None: ...

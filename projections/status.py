@@ -1,0 +1,54 @@
+"""The trunk status view: the newest observation of each trunk. Observations are applied
+idempotently: one that is not newer than the stored one (the same agent's sequence, or an
+earlier moment from another agent) changes nothing, so redelivery is harmless."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from domain.status import StatusObservation
+from projections.db import Database
+
+TABLE = "tp_status"
+
+
+class StatusView:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        with db.transaction() as cur:
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (trunk_id TEXT PRIMARY KEY, "
+                        "tenant TEXT NOT NULL, agent_id TEXT NOT NULL, sequence BIGINT NOT NULL, "
+                        "observed_at TEXT NOT NULL, doc TEXT NOT NULL)")
+            cur.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_tenant ON {TABLE} (tenant)")
+
+    def publish(self, observations: Sequence[StatusObservation]) -> None:
+        """The in-process StatusSink: apply the observations in one transaction."""
+        with self.db.transaction() as cur:
+            cur.executemany(
+                f"INSERT INTO {TABLE} VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (trunk_id) DO UPDATE "
+                "SET tenant = excluded.tenant, agent_id = excluded.agent_id, "
+                "sequence = excluded.sequence, observed_at = excluded.observed_at, "
+                f"doc = excluded.doc WHERE (excluded.agent_id = {TABLE}.agent_id AND "
+                f"excluded.sequence > {TABLE}.sequence) OR (excluded.agent_id <> "
+                f"{TABLE}.agent_id AND excluded.observed_at > {TABLE}.observed_at)",
+                [(o.trunk_id, o.tenant, o.agent_id, o.sequence, _iso(o.observed_at),
+                  json.dumps(asdict(o), default=_iso)) for o in observations])
+
+    def of(self, tenant: str, trunk_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if not trunk_ids:
+            return {}
+        marks = ", ".join("?" for _ in trunk_ids)
+        with self.db.transaction() as cur:
+            cur.execute(f"SELECT trunk_id, doc FROM {TABLE} WHERE tenant = ? "
+                        f"AND trunk_id IN ({marks})", [tenant, *trunk_ids])
+            return {row[0]: json.loads(row[1]) for row in cur.fetchall()}
+
+
+def _iso(moment: Any) -> str:
+    if isinstance(moment, datetime):
+        return moment.isoformat(timespec="microseconds")
+    raise TypeError(f"cannot store {type(moment).__name__} in a status document")

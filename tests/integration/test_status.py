@@ -1,0 +1,62 @@
+"""The trunk status view, fed through the in-process status sink as an agent feeds it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from domain.status import ContactStatus, PeerStatus, StatusObservation, TrunkState
+from tests.conftest import Api
+from tests.integration.helpers import create_trunk
+from trunkplane.v1 import trunk_pb2
+
+T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def observation(trunk_id: str, sequence: int, state: TrunkState, agent: str = "agent-1",
+                at: datetime = T0, **extra: object) -> StatusObservation:
+    return StatusObservation(tenant="default", trunk_id=trunk_id, agent_id=agent,
+                             sequence=sequence, observed_at=at, state=state, since=at,
+                             **extra)  # type: ignore[arg-type]
+
+
+def test_status_shows_the_newest_observation_and_ignores_redelivery(api: Api) -> None:
+    trunk = create_trunk(api, "voco", call_limits=trunk_pb2.CallLimits(
+        max_concurrent_calls=10)).trunk
+    unknown = api.trunks.GetTrunkStatus(trunk_pb2.GetTrunkRequest(trunk="voco"))
+    assert (unknown.state, unknown.call_limits.max_concurrent_calls) == ("unknown", 10)
+    registered = observation(
+        trunk.id, 2, TrunkState.REGISTERED, sip_code=200, reason="OK", registrations_up=1,
+        registrations_wanted=1, active_outbound=3,
+        contacts=(ContactStatus("sip:1001@192.0.2.50:5060", T0 + timedelta(seconds=3600)),))
+    failed_earlier = observation(trunk.id, 1, TrunkState.FAILED, sip_code=403,
+                                 reason="Forbidden")
+    api.plane.status_sink.publish([registered])
+    api.plane.status_sink.publish([failed_earlier, registered])  # late and repeated
+    status = api.trunks.GetTrunkStatus(trunk_pb2.GetTrunkRequest(trunk="voco"))
+    assert (status.state, status.sip_code, status.reason) == ("registered", 200, "OK")
+    assert (status.registrations_up, status.active_outbound) == (1, 3)
+    assert status.contacts[0].uri == "sip:1001@192.0.2.50:5060"
+    assert status.contacts[0].expires_at.ToDatetime(tzinfo=UTC) == T0 + timedelta(hours=1)
+
+    taken_over = observation(trunk.id, 1, TrunkState.FAILED, agent="agent-2",
+                             at=T0 + timedelta(seconds=5), sip_code=403, reason="Forbidden")
+    api.plane.status_sink.publish([taken_over])
+    status = api.trunks.GetTrunkStatus(trunk_pb2.GetTrunkRequest(trunk="voco"))
+    assert (status.state, status.reason, status.agent_id) == ("failed", "Forbidden", "agent-2")
+
+
+def test_statuses_list_every_trunk_with_peer_health(api: Api) -> None:
+    peer = create_trunk(api, "carrier", type="peer", username="", password="",
+                        peer_addresses=["192.0.2.10", "192.0.2.11"]).trunk
+    create_trunk(api, "voco", enabled=False)
+    api.plane.status_sink.publish([observation(
+        peer.id, 1, TrunkState.DEGRADED,
+        peers=(PeerStatus("192.0.2.10", False, None, T0),
+               PeerStatus("192.0.2.11", True, 12.5, T0)))])
+    listed = api.trunks.ListTrunkStatuses(trunk_pb2.ListTrunksRequest())
+    by_name = {s.trunk_name: s for s in listed.statuses}
+    assert by_name["voco"].state == "disabled"
+    carrier = by_name["carrier"]
+    assert carrier.state == "degraded"
+    assert [(p.address, p.up, p.rtt_ms) for p in carrier.peers] == [
+        ("192.0.2.10", False, 0.0), ("192.0.2.11", True, 12.5)]
