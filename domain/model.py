@@ -45,11 +45,7 @@ class Configured(Aggregate):
         request_id: str
 
         def changed_fields(self) -> dict[str, Any]:
-            return {
-                f.name: getattr(self, f.name)
-                for f in dataclasses.fields(self)
-                if f.name not in BASE_FIELDS
-            }
+            return {name: getattr(self, name) for name in _own_fields(type(self))}
 
     class Created(Event, Aggregate.Created):
         tenant: str
@@ -122,9 +118,8 @@ class Configured(Aggregate):
             self.trigger_event(toggle, **meta.event_kwargs())
         for event_class in dict.fromkeys(self.EVENT_FOR_FIELD[k] for k in sorted(changed)):
             event_class = self.refine_event(event_class, new)
-            names = [f.name for f in dataclasses.fields(event_class)
-                     if f.name not in BASE_FIELDS]
-            self.trigger_event(event_class, **{n: new[n] for n in names}, **meta.event_kwargs())
+            self.trigger_event(event_class, **{n: new[n] for n in _own_fields(event_class)},
+                               **meta.event_kwargs())
 
     def refine_event(
         self, event_class: type[Configured.SettingsChanged], new: Settings
@@ -135,6 +130,19 @@ class Configured(Aggregate):
     def delete(self, meta: CommandMeta) -> None:
         self.check_live()
         self.trigger_event(self.Deleted, **meta.event_kwargs())
+
+
+_OWN_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _own_fields(event_class: type) -> tuple[str, ...]:
+    """The fields an event class adds to the common ones (cached: projections ask often)."""
+    names = _OWN_FIELDS.get(event_class)
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(event_class)
+                      if f.name not in BASE_FIELDS)
+        _OWN_FIELDS[event_class] = names
+    return names
 
 
 def etag_for(version: int) -> str:

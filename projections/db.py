@@ -14,6 +14,7 @@ import psycopg
 
 Row = tuple[Any, ...]
 DATABASE_ERRORS = (sqlite3.Error, psycopg.Error)
+SQLITE_CHUNK = 250
 
 
 class Cursor(Protocol):
@@ -23,6 +24,12 @@ class Cursor(Protocol):
     def fetchone(self) -> Row | None: ...
     @property
     def rowcount(self) -> int: ...
+    def insert_rows(self, head: str, rows: Sequence[Sequence[Any]], tail: str = "") -> None:
+        """`head VALUES (?, ...) tail` for every row, in as few round trips as the
+        database allows."""
+    def append_rows(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
+        """New rows for a table, by the fastest path the database has (COPY for
+        PostgreSQL)."""
 
 
 class Database(Protocol):
@@ -52,6 +59,17 @@ class _SqliteCursor:
     @property
     def rowcount(self) -> int:
         return self._cursor.rowcount
+
+    def insert_rows(self, head: str, rows: Sequence[Sequence[Any]], tail: str = "") -> None:
+        # Many rows per statement: SQLite parses once per chunk instead of once per row.
+        for start in range(0, len(rows), SQLITE_CHUNK):
+            part = rows[start:start + SQLITE_CHUNK]
+            marks = ", ".join("(" + ", ".join("?" * len(row)) + ")" for row in part)
+            self._cursor.execute(f"{head} VALUES {marks} {tail}",
+                                 [value for row in part for value in row])
+
+    def append_rows(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.insert_rows(f"INSERT INTO {table}", rows)
 
 
 class SqliteDatabase:
@@ -109,6 +127,18 @@ class _PgCursor:
     def rowcount(self) -> int:
         return self._cursor.rowcount
 
+    def insert_rows(self, head: str, rows: Sequence[Sequence[Any]], tail: str = "") -> None:
+        # One parsed statement, pipelined: psycopg's own parsing of a huge multi-row
+        # statement costs more than the rows.
+        if rows:
+            marks = ", ".join("?" * len(rows[0]))
+            self.executemany(f"{head} VALUES ({marks}) {tail}", rows)
+
+    def append_rows(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._cursor.copy(f"COPY {table} FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
 
 class PostgresDatabase:
     dialect = "postgres"
@@ -132,3 +162,4 @@ class PostgresDatabase:
 
     def close(self) -> None:
         self._connection.close()
+

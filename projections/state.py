@@ -4,6 +4,7 @@ it: a password is replaced by a keyed fingerprint, enough to tell that it change
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from domain.catalog import CommandReceipt, TenantCatalog
@@ -36,11 +37,9 @@ def fold(doc: Doc | None, event: Any, fingerprint: Fingerprint) -> Doc:
         settings = _masked(dict(event.settings), fingerprint)
         return {"id": str(event.originator_id), "tenant": event.tenant, "settings": settings,
                 "version": event.originator_version, "deleted": False,
-                "create_time": event.timestamp.isoformat(),
-                "update_time": event.timestamp.isoformat()}
+                "create_time": iso(event.timestamp), "update_time": iso(event.timestamp)}
     assert doc is not None, f"{type(event).__qualname__} before its Created event"
-    doc = {**doc, "version": event.originator_version,
-           "update_time": event.timestamp.isoformat()}
+    doc = {**doc, "version": event.originator_version, "update_time": iso(event.timestamp)}
     if isinstance(event, Configured.SettingsChanged):
         doc["settings"] = {**doc["settings"], **_masked(event.changed_fields(), fingerprint)}
     elif isinstance(event, Configured.Enabled | Configured.Disabled):
@@ -49,6 +48,11 @@ def fold(doc: Doc | None, event: Any, fingerprint: Fingerprint) -> Doc:
     elif isinstance(event, Configured.Deleted):
         doc["deleted"] = True
     return doc
+
+
+def iso(moment: datetime) -> str:
+    """Times in views: ISO 8601 with microseconds, so that text order is time order."""
+    return moment.isoformat(timespec="microseconds")
 
 
 def display_name(doc: Doc) -> str:
@@ -62,8 +66,8 @@ def doc_of(aggregate: Configured) -> Doc:
     render it, never store it)."""
     return {"id": str(aggregate.id), "tenant": aggregate.tenant,
             "settings": aggregate.settings, "version": aggregate.version,
-            "deleted": aggregate.deleted, "create_time": aggregate.created_on.isoformat(),
-            "update_time": aggregate.modified_on.isoformat()}
+            "deleted": aggregate.deleted, "create_time": iso(aggregate.created_on),
+            "update_time": iso(aggregate.modified_on)}
 
 
 def _masked(settings: Doc, fingerprint: Fingerprint) -> Doc:

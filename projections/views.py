@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, ClassVar
 
 from domain.catalog import TenantCatalog
 from domain.model import Configured, event_name
 from projections.db import Cursor, Database
 from projections.history import diff, flatten
-from projections.state import Doc, Fingerprint, display_name, fold, kind_of
+from projections.state import Doc, Fingerprint, display_name, fold, iso, kind_of
 
 Batch = Sequence[tuple[int, Any]]  # (log position, domain event)
 
@@ -89,17 +88,16 @@ class ConfigProjection(Projection):
                 touched[key] = (kind, position)
             elif isinstance(event, TenantCatalog.OutboundOrderChanged):
                 orders[_catalog_tenant(event)] = list(event.order)
-        cur.executemany(
-            f"INSERT INTO {config} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        cur.insert_rows(
+            f"INSERT INTO {config}",
+            [_config_row(key, kind, position, docs[key])
+             for key, (kind, position) in touched.items()],
             "ON CONFLICT (id) DO UPDATE SET name = excluded.name, sort_key = excluded.sort_key, "
             "type = excluded.type, enabled = excluded.enabled, deleted = excluded.deleted, "
-            "version = excluded.version, position = excluded.position, doc = excluded.doc",
-            [_config_row(key, kind, position, docs[key])
-             for key, (kind, position) in touched.items()])
-        cur.executemany(
-            f"INSERT INTO {order} VALUES (?, ?) ON CONFLICT (tenant) DO UPDATE "
-            "SET route_ids = excluded.route_ids",
-            [(tenant, json.dumps(ids)) for tenant, ids in orders.items()])
+            "version = excluded.version, position = excluded.position, doc = excluded.doc")
+        cur.insert_rows(f"INSERT INTO {order}",
+                    [(tenant, json.dumps(ids)) for tenant, ids in orders.items()],
+                    "ON CONFLICT (tenant) DO UPDATE SET route_ids = excluded.route_ids")
 
 
 class HistoryProjection(Projection):
@@ -140,22 +138,29 @@ class HistoryProjection(Projection):
                 key = str(event.originator_id)
                 before = docs.get(key)
                 docs[key] = after = fold(before, event, self.fingerprint)
-                changes = diff(flatten(before["settings"]) if before else {},
-                               flatten(after["settings"]))
-                rows.append(_row(position, event, after["tenant"], kind, key,
-                                 display_name(after), changes))
+                changes = _changes(before["settings"] if before else {}, after["settings"])
+                rows.append(_row(position, event, after["update_time"], after["tenant"], kind,
+                                 key, display_name(after), changes))
             elif isinstance(event, TenantCatalog.OutboundOrderChanged):
                 tenant = _catalog_tenant(event)
                 key = f"order:{tenant}"
                 before_order = docs.get(key, {"order": []})["order"]
                 docs[key] = {"order": list(event.order)}
                 changes = diff({"order": before_order}, {"order": list(event.order)})
-                rows.append(_row(position, event, tenant, "route_order", tenant, "", changes))
-        cur.executemany(
-            f"INSERT INTO {history} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        cur.executemany(
-            f"INSERT INTO {state} VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
-            [(key, json.dumps(doc)) for key, doc in docs.items()])
+                rows.append(_row(position, event, iso(event.timestamp), tenant, "route_order",
+                                 tenant, "", changes))
+        cur.append_rows(history, rows)
+        cur.insert_rows(f"INSERT INTO {state}",
+                        [(key, json.dumps(doc)) for key, doc in docs.items()],
+                        "ON CONFLICT (id) DO UPDATE SET doc = excluded.doc")
+
+
+def _changes(before: Doc, after: Doc) -> list[Any]:
+    """The fields that differ. An event replaces only the values it changes, so a value
+    that is the same object as before is unchanged and need not be compared."""
+    touched = [k for k, v in after.items() if k not in before or before[k] is not v]
+    return diff(flatten({k: before[k] for k in touched if k in before}),
+                flatten({k: after[k] for k in touched}))
 
 
 def _config_row(key: str, kind: str, position: int, doc: Doc) -> tuple[Any, ...]:
@@ -166,16 +171,12 @@ def _config_row(key: str, kind: str, position: int, doc: Doc) -> tuple[Any, ...]
             json.dumps(doc))
 
 
-def _row(position: int, event: Any, tenant: str, kind: str, subject_id: str, name: str,
-         changes: list[Any]) -> tuple[Any, ...]:
-    return (position, tenant, kind, subject_id, name, event.originator_version,
-            _utc(event.timestamp), event.actor, event.reason, event.request_id,
+def _row(position: int, event: Any, time: str, tenant: str, kind: str, subject_id: str,
+         name: str, changes: list[Any]) -> tuple[Any, ...]:
+    return (position, tenant, kind, subject_id, name, event.originator_version, time,
+            event.actor, event.reason, event.request_id,
             event_name(event) if kind != "route_order" else "OutboundRoutesReordered",
             json.dumps([[c.field, c.old_value, c.new_value] for c in changes]))
-
-
-def _utc(moment: datetime) -> str:
-    return moment.isoformat(timespec="microseconds")
 
 
 def _catalog_tenant(event: Any) -> str:
@@ -243,7 +244,7 @@ class ViewStore:
             projection.apply(cur, gen, batch)
             cur.execute(f"UPDATE {self.META} SET position = ?, event_time = ? WHERE name = ? "
                         "AND generation = ? AND position < ?",
-                        (last_position, _utc(last_event.timestamp), name, gen,
+                        (last_position, iso(last_event.timestamp), name, gen,
                          batch[0][0]))
             if cur.rowcount != 1:
                 raise RuntimeError(f"{name} g{gen}: batch from {batch[0][0]} does not follow "

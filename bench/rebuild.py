@@ -1,0 +1,141 @@
+"""Rebuilding the config and history views from N events (default 1,000,000), in SQLite and
+in PostgreSQL, against the bare `eventsourcing` read-and-decode of the same events in the
+same run. Prints events/s and the ratio.
+
+    .venv/bin/python bench/rebuild.py [--events 1000000] [--postgres URL] [--sqlite-only]
+
+PostgreSQL: a database is created for the run and dropped after (default server
+postgresql://postgres@127.0.0.1:5432/postgres, or TRUNKPLANE_TEST_DATABASE_URL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from commands import KEY, machine
+
+from domain.application import TrunkplaneApp
+from domain.model import CommandMeta
+from domain.trunk import Trunk
+from infra.keys import secret_fingerprint
+from infra.settings import Settings
+from projections.db import Database, PostgresDatabase, SqliteDatabase
+from projections.runner import ProjectionRunner
+from projections.views import PROJECTIONS, ViewStore
+
+EVENTS_PER_TRUNK = 100
+SAVE_BATCH = 100
+READ_PAGE = 1000
+
+
+def populate(app: TrunkplaneApp, events: int) -> None:
+    meta = CommandMeta("bench", "load", "bench")
+    trunks = max(1, events // EVENTS_PER_TRUNK)
+    started, written = time.perf_counter(), 0
+    for first in range(0, trunks, SAVE_BATCH):
+        batch = []
+        for n in range(first, min(first + SAVE_BATCH, trunks)):
+            trunk = Trunk.create("default", {
+                "name": f"t{n}", "type": "register", "host": "sip.example.com",
+                "transport": "udp", "username": "1001", "password": f"Secret-{n:08d}",
+                "auth_id": "", "max_registrations": 1, "from_user": "", "from_domain": "",
+                "peer_addresses": [], "codecs": ["PCMU"], "dtmf_mode": "rfc2833",
+                "nat": {"enabled": False, "external_ip": "", "local_networks": [],
+                        "stun_server": ""},
+                "call_limits": {"max_concurrent_calls": None, "max_inbound_calls": None,
+                                "max_outbound_calls": None},
+                "enabled": True, "description": ""}, meta)
+            for change in range(EVENTS_PER_TRUNK - 1):
+                trunk.trigger_event(Trunk.DescriptionChanged, description=f"change {change}",
+                                    **meta.event_kwargs())
+            batch.append(trunk)
+        app.save(*batch)
+        written += len(batch) * EVENTS_PER_TRUNK
+        print(f"\r  writing events: {written:,}", end="", file=sys.stderr, flush=True)
+    print(f"\r  wrote {written:,} events in {time.perf_counter() - started:.0f} s",
+          file=sys.stderr)
+
+
+def bare_read(app: TrunkplaneApp) -> float:
+    """The library alone: page through the notification log and decode every event."""
+    started, position, count = time.perf_counter(), 0, 0
+    while True:
+        page = app.recorder.select_notifications(position, READ_PAGE, inclusive_of_start=False)
+        if not page:
+            break
+        for notification in page:
+            app.mapper.to_domain_event(notification)
+        count += len(page)
+        position = page[-1].id
+    return count / (time.perf_counter() - started)
+
+
+def rebuild(app: TrunkplaneApp, db: Database) -> dict[str, float]:
+    store = ViewStore(db, [cls(secret_fingerprint(KEY)) for cls in PROJECTIONS])
+    runner = ProjectionRunner(app, store, batch=READ_PAGE)
+    rates = {}
+    for name in store.projections:
+        started = time.perf_counter()
+        reached = runner.catch_up(name, store.live(name))
+        rates[name] = reached / (time.perf_counter() - started)
+    return rates
+
+
+def run(label: str, settings: Settings, views: Database, events: int) -> None:
+    app = TrunkplaneApp(env=settings.store_env(KEY))
+    try:
+        print(f"{label}:", file=sys.stderr)
+        populate(app, events)
+        bare = bare_read(app)
+        ours = rebuild(app, views)
+    finally:
+        views.close()
+        app.close()
+    print(f"{label}: bare read-and-decode {bare:10,.0f} events/s")
+    for name, rate in ours.items():
+        print(f"{label}: rebuild {name:<8} {rate:10,.0f} events/s  ratio {rate / bare:.2f} "
+              "(target >= 0.50)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--postgres", default=os.environ.get(
+        "TRUNKPLANE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument("--sqlite-only", action="store_true")
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    print(f"{args.events:,} events ({EVENTS_PER_TRUNK} per trunk), AES-GCM and zlib, "
+          f"pages of {READ_PAGE}")
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp), database_url="", cipher_key=KEY, listen="",
+                            log_level="")
+        run("sqlite", settings, SqliteDatabase(Path(tmp) / "views.sqlite"), args.events)
+    if args.sqlite_only:
+        return
+    name = f"trunkplane_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(args.postgres, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = args.postgres.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        settings = Settings(data_dir=Path("."), database_url=url, cipher_key=KEY, listen="",
+                            log_level="")
+        run("postgres", settings, PostgresDatabase(url), args.events)
+    finally:
+        with psycopg.connect(args.postgres, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
