@@ -170,9 +170,6 @@ class TrunkplaneApp(Application[UUID]):
             return None
         return found
 
-    def history(self, aggregate_id: UUID) -> list[Any]:
-        return list(self.events.get(aggregate_id))
-
 
 def _cached(cache: Any, aggregate_id: UUID) -> Aggregate | None:
     try:

@@ -15,7 +15,7 @@ from domain.application import TrunkplaneApp
 from projections.views import ViewStore
 
 log = logging.getLogger(__name__)
-BATCH = 500
+BATCH = 1000
 Progress = Callable[[int, int], None]  # (position reached, head)
 
 
@@ -39,6 +39,7 @@ class ProjectionRunner:
         self.failure: BaseException | None = None
 
     def start(self) -> None:
+        self._stopping.clear()
         self._thread = threading.Thread(target=self._loop, name="projections", daemon=True)
         self._thread.start()
 

@@ -216,8 +216,11 @@ class ViewStore:
             self.swap(projection.name, self.begin_rebuild(projection.name))
 
     def _create(self, cur: Cursor, projection: Projection, gen: int, live: bool) -> None:
+        """A generation being rebuilt gets its secondary indexes only when it is swapped in:
+        building them once at the end is cheaper than keeping them up row by row."""
         for statement in projection.tables(gen):
-            cur.execute(statement)
+            if live or not _is_index(statement):
+                cur.execute(statement)
         cur.execute(f"INSERT INTO {self.META} VALUES (?, ?, 0, '', ?, ?)",
                     (projection.name, gen, int(live), projection.schema))
 
@@ -263,6 +266,8 @@ class ViewStore:
         """Makes `gen` live and drops every other generation of the projection."""
         projection = self.projections[name]
         with self.db.transaction() as cur:
+            for statement in filter(_is_index, projection.tables(gen)):
+                cur.execute(statement)
             cur.execute(f"SELECT generation FROM {self.META} WHERE name = ? AND generation <> ?",
                         (name, gen))
             old = [int(r[0]) for r in cur.fetchall()]
@@ -274,3 +279,6 @@ class ViewStore:
                 cur.execute(f"DELETE FROM {self.META} WHERE name = ? AND generation = ?",
                             (name, stale))
 
+
+def _is_index(statement: str) -> bool:
+    return statement.startswith("CREATE INDEX")

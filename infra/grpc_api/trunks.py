@@ -19,6 +19,7 @@ from infra.grpc_api.convert import (
     trunk_settings,
 )
 from infra.grpc_api.servicer_base import ServicerBase
+from projections.config_view import Page
 from projections.state import doc_of
 from projections.status import StatusView
 from trunkplane.v1 import trunk_pb2, trunk_pb2_grpc
@@ -46,11 +47,7 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
             tenant, TRUNK, request.trunk)))
 
     def ListTrunks(self, request: trunk_pb2.ListTrunksRequest, context: Ctx) -> Any:
-        tenant = self.tenant(context, request.tenant)
-        position = self.ready(context, request.min_position)
-        enabled = request.enabled if request.HasField("enabled") else None
-        page = self.read(context, lambda: self.view.trunks(
-            tenant, request.page_size, request.page_token, request.type, enabled))
+        _, position, page = self._page(request, context)
         return trunk_pb2.ListTrunksResponse(
             trunks=[trunk_message(t) for t in page.items],
             next_page_token=page.next_page_token, total_size=page.total_size,
@@ -98,16 +95,21 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
         return status_message(config, observed.get(config["id"]))
 
     def ListTrunkStatuses(self, request: trunk_pb2.ListTrunksRequest, context: Ctx) -> Any:
-        tenant = self.tenant(context, request.tenant)
-        position = self.ready(context, request.min_position)
-        enabled = request.enabled if request.HasField("enabled") else None
-        page = self.read(context, lambda: self.view.trunks(
-            tenant, request.page_size, request.page_token, request.type, enabled))
+        tenant, position, page = self._page(request, context)
         observed = self.status.of(tenant, [t["id"] for t in page.items])
         return trunk_pb2.ListTrunkStatusesResponse(
             statuses=[status_message(t, observed.get(t["id"])) for t in page.items],
             next_page_token=page.next_page_token, total_size=page.total_size,
             view_position=position)
+
+    def _page(self, request: trunk_pb2.ListTrunksRequest,
+              context: Ctx) -> tuple[str, int, Page]:
+        tenant = self.tenant(context, request.tenant)
+        position = self.ready(context, request.min_position)
+        enabled = request.enabled if request.HasField("enabled") else None
+        page = self.read(context, lambda: self.view.trunks(
+            tenant, request.page_size, request.page_token, request.type, enabled))
+        return tenant, position, page
 
     def _response(self, outcome: commands.Outcome, position: int) -> trunk_pb2.TrunkResponse:
         assert isinstance(outcome.aggregate, Trunk)

@@ -99,6 +99,13 @@ def test_export_as_csv_and_json_lines(api: Api) -> None:
 def test_a_trunk_at_each_point_of_its_life(api: Api) -> None:
     facts = scenario(api)
     at = audit_pb2.PointInTime
+    steps = [audit(api).GetTrunkAt(audit_pb2.GetTrunkAtRequest(trunk=facts["id"],
+                                                               at=at(version=v)))
+             for v in (1, 2, 3, 4)]
+    assert [(s.trunk.version, s.trunk.host, s.trunk.password_set, s.deleted) for s in steps] == [
+        (1, "sip.example.com", True, False), (2, "sip2.example.com", True, False),
+        (3, "sip2.example.com", True, False), (4, "sip2.example.com", True, True)]
+    assert [s.trunk.etag for s in steps] == ['W/"1"', 'W/"2"', 'W/"3"', 'W/"4"']
     first = audit(api).GetTrunkAt(audit_pb2.GetTrunkAtRequest(trunk=facts["id"],
                                                               at=at(version=1)))
     assert (first.trunk.host, first.trunk.version, first.deleted) == ("sip.example.com", 1,
@@ -130,6 +137,16 @@ def test_status_rebuild_and_verify(api: Api) -> None:
     status = ops(api).GetProjectionStatus(ops_pb2.GetProjectionStatusRequest())
     assert {(p.name, p.position, p.head, p.lag_events) for p in status.projections} == {
         ("config", head, head, 0), ("history", head, head, 0)}
+    api.plane.runner.stop()  # the views fall behind while commands go on
+    update_trunk(api, "spare", trunk_pb2.Trunk(description="one"), ["description"])
+    time.sleep(1.1)
+    update_trunk(api, "spare", trunk_pb2.Trunk(description="two"), ["description"])
+    behind = ops(api).GetProjectionStatus(ops_pb2.GetProjectionStatusRequest())
+    for view in behind.projections:
+        assert view.lag_events == 2 and view.lag_seconds >= 1.0, view
+    api.plane.runner.start()
+    head = api.plane.app.head()
+    assert api.plane.runner.wait_for(head, 10)
     before = changes(api)
     progress = list(ops(api).RebuildProjection(ops_pb2.RebuildProjectionRequest(
         name="history")))
