@@ -45,7 +45,7 @@ class Configured(Aggregate):
         request_id: str
 
         def changed_fields(self) -> dict[str, Any]:
-            return {name: getattr(self, name) for name in _own_fields(type(self))}
+            return {name: getattr(self, name) for name in own_fields(type(self))}
 
     class Created(Event, Aggregate.Created):
         tenant: str
@@ -118,7 +118,7 @@ class Configured(Aggregate):
             self.trigger_event(toggle, **meta.event_kwargs())
         for event_class in dict.fromkeys(self.EVENT_FOR_FIELD[k] for k in sorted(changed)):
             event_class = self.refine_event(event_class, new)
-            self.trigger_event(event_class, **{n: new[n] for n in _own_fields(event_class)},
+            self.trigger_event(event_class, **{n: new[n] for n in own_fields(event_class)},
                                **meta.event_kwargs())
 
     def refine_event(
@@ -135,7 +135,7 @@ class Configured(Aggregate):
 _OWN_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
-def _own_fields(event_class: type) -> tuple[str, ...]:
+def own_fields(event_class: type) -> tuple[str, ...]:
     """The fields an event class adds to the common ones (cached: projections ask often)."""
     names = _OWN_FIELDS.get(event_class)
     if names is None:

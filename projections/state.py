@@ -3,12 +3,12 @@ it: a password is replaced by a keyed fingerprint, enough to tell that it change
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
 from domain.catalog import CommandReceipt, TenantCatalog
-from domain.model import Configured
+from domain.model import Configured, own_fields
 from domain.routes import InboundRoute, OutboundRoute
 from domain.trunk import Trunk
 from domain.trunk_settings import SECRET_FIELDS
@@ -21,14 +21,18 @@ KINDS: dict[type[Configured], str] = {Trunk: "trunk", OutboundRoute: "outbound",
 
 def kind_of(event: Any) -> str | None:
     """trunk, outbound, inbound, catalog, or None for events no view reads."""
-    owner = type(event).__qualname__.split(".")[0]
-    for cls, kind in KINDS.items():
-        if cls.__name__ == owner:
-            return kind
-    if owner == TenantCatalog.__name__:
-        return "catalog"
-    assert owner == CommandReceipt.__name__, f"unknown event {type(event).__qualname__}"
-    return None
+    event_class = type(event)
+    if event_class not in _KIND_OF:
+        owner = event_class.__qualname__.split(".")[0]
+        kinds = {cls.__name__: kind for cls, kind in KINDS.items()}
+        kinds[TenantCatalog.__name__] = "catalog"
+        assert owner in kinds or owner == CommandReceipt.__name__, (
+            f"unknown event {event_class.__qualname__}")
+        _KIND_OF[event_class] = kinds.get(owner)
+    return _KIND_OF[event_class]
+
+
+_KIND_OF: dict[type, str | None] = {}
 
 
 def fold(doc: Doc | None, event: Any, fingerprint: Fingerprint) -> Doc:
@@ -48,6 +52,17 @@ def fold(doc: Doc | None, event: Any, fingerprint: Fingerprint) -> Doc:
     elif isinstance(event, Configured.Deleted):
         doc["deleted"] = True
     return doc
+
+
+def changed_keys(event: Any, settings: Doc) -> Iterable[str]:
+    """The settings an event sets: its own fields, or all of them for a Created event."""
+    if isinstance(event, Configured.SettingsChanged):
+        return own_fields(type(event))
+    if isinstance(event, Configured.Enabled | Configured.Disabled):
+        return ("enabled",)
+    if isinstance(event, Configured.Created):
+        return settings.keys()
+    return ()
 
 
 def iso(moment: datetime) -> str:

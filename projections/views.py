@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 from domain.catalog import TenantCatalog
 from domain.model import Configured, event_name
 from projections.db import Cursor, Database
 from projections.history import diff, flatten
-from projections.state import Doc, Fingerprint, display_name, fold, iso, kind_of
+from projections.state import Doc, Fingerprint, changed_keys, display_name, fold, iso, kind_of
 
 Batch = Sequence[tuple[int, Any]]  # (log position, domain event)
+SUBJECTS = frozenset({"trunk", "outbound", "inbound"})
 
 
 class Projection(ABC):
@@ -126,19 +127,20 @@ class HistoryProjection(Projection):
 
     def apply(self, cur: Cursor, gen: int, batch: Batch) -> None:
         history, state = self.table_names(gen)
-        subjects = {str(e.originator_id) for _, e in batch
-                    if isinstance(e, Configured.Event) and not isinstance(e, Configured.Created)}
-        subjects |= {f"order:{_catalog_tenant(e)}" for _, e in batch
+        keyed = [(position, event, kind_of(event), str(event.originator_id))
+                 for position, event in batch]
+        subjects = {key for _, event, kind, key in keyed
+                    if kind in SUBJECTS and not isinstance(event, Configured.Created)}
+        subjects |= {f"order:{_catalog_tenant(e)}" for _, e, _, _ in keyed
                      if isinstance(e, TenantCatalog.OutboundOrderChanged)}
         docs = self._docs(cur, state, subjects)
         rows = []
-        for position, event in batch:
-            kind = kind_of(event)
-            if kind in ("trunk", "outbound", "inbound"):
-                key = str(event.originator_id)
+        for position, event, kind, key in keyed:
+            if kind in SUBJECTS:
                 before = docs.get(key)
                 docs[key] = after = fold(before, event, self.fingerprint)
-                changes = _changes(before["settings"] if before else {}, after["settings"])
+                changes = _changes(before["settings"] if before else {}, after["settings"],
+                                   changed_keys(event, after["settings"]))
                 rows.append(_row(position, event, after["update_time"], after["tenant"], kind,
                                  key, display_name(after), changes))
             elif isinstance(event, TenantCatalog.OutboundOrderChanged):
@@ -155,12 +157,10 @@ class HistoryProjection(Projection):
                         "ON CONFLICT (id) DO UPDATE SET doc = excluded.doc")
 
 
-def _changes(before: Doc, after: Doc) -> list[Any]:
-    """The fields that differ. An event replaces only the values it changes, so a value
-    that is the same object as before is unchanged and need not be compared."""
-    touched = [k for k, v in after.items() if k not in before or before[k] is not v]
-    return diff(flatten({k: before[k] for k in touched if k in before}),
-                flatten({k: after[k] for k in touched}))
+def _changes(before: Doc, after: Doc, keys: Iterable[str]) -> list[Any]:
+    """The fields that differ among those the event set (the others kept their values)."""
+    return diff(flatten({k: before[k] for k in keys if k in before}),
+                flatten({k: after[k] for k in keys}))
 
 
 def _config_row(key: str, kind: str, position: int, doc: Doc) -> tuple[Any, ...]:
