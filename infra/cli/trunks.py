@@ -70,6 +70,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     listing.add_argument("--page-token", default="")
     listing.set_defaults(handler=list_trunks)
     sub.add_parser("templates", help="provider templates").set_defaults(handler=templates)
+    status = sub.add_parser("status", help="what the agents observe of each trunk")
+    status.add_argument("--type", default="")
+    status.set_defaults(handler=trunk_status)
 
 
 def _command_options(parser: argparse.ArgumentParser) -> None:
@@ -174,6 +177,27 @@ def print_history(entries: object) -> None:
                             for c in e.changes)
         rows.append((e.version, when, e.actor, e.event_type, e.reason, changes))
     table(["version", "time (utc)", "actor", "event", "reason", "changes"], rows)
+
+
+def trunk_status(client: Client, args: argparse.Namespace) -> int:
+    response = client.call(client.trunks.ListTrunkStatuses, trunk_pb2.ListTrunksRequest(
+        tenant=client.tenant, type=args.type, page_size=500))
+    if args.json:
+        print_json(response)
+        return 0
+    rows = []
+    for s in response.statuses:
+        state = s.state + (f" ({s.sip_code} {s.reason})" if s.sip_code else "")
+        registrations = (f"{s.registrations_up}/{s.registrations_wanted}"
+                         if s.type != "peer" else "-")
+        peers = (f"{sum(p.up for p in s.peers)}/{len(s.peers)}" if s.type == "peer" else "-")
+        calls = f"{s.active_inbound + s.active_outbound}/" + _limit(s.call_limits,
+                                                                   "max_concurrent_calls")
+        since = (s.since.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
+                 if s.HasField("since") else "-")
+        rows.append((s.trunk_name, s.type, state, registrations, peers, calls, since))
+    table(["name", "type", "state", "registrations", "peers up", "calls", "since (utc)"], rows)
+    return 0
 
 
 def templates(client: Client, args: argparse.Namespace) -> int:

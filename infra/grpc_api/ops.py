@@ -56,8 +56,9 @@ class OpsServicer(ops_pb2_grpc.OpsServiceServicer):  # type: ignore[misc]
             try:
                 gen = self.runner.rebuild(request.name, report)
                 head = self.app.head()
+                rate = head / max(time.monotonic() - started, 1e-6)
                 progress.put(ops_pb2.RebuildProgress(position=head, head=head, done=True,
-                                                     generation=gen))
+                                                     generation=gen, events_per_second=rate))
             except BaseException as error:  # reported to the caller below
                 progress.put(error)
             finally:

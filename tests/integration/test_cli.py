@@ -113,6 +113,11 @@ def test_tour(server: Server) -> None:
     assert any("CodecsReordered" not in line and "CodecsChanged" in line for line in lines)
     assert "Long-Enough" not in history.stdout
 
+    status = server.cli("trunk", "status")
+    assert status.returncode == 0, status.stderr
+    voco_row = next(line for line in status.stdout.splitlines() if line.startswith("voco"))
+    assert "unknown" in voco_row and "0/10" in voco_row
+
     assert server.stop() == 0
     server.start()
     again = server.cli("trunk", "get", "voco")
