@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run test lint typecheck unit protos bench clean
+.PHONY: run test lint typecheck unit protos bench bench-rebuild clean
 
 run: $(RUNTIME)
 	$(BIN)/trunkplane serve
@@ -33,6 +33,11 @@ protos: $(DEV)
 
 bench: $(DEV)
 	$(BIN)/python bench/commands.py
+
+# About 15 minutes: a million events written, then rebuilt three times, SQLite and PostgreSQL.
+bench-rebuild: $(DEV)
+	TRUNKPLANE_TEST_DATABASE_URL="$$(infra/scripts/ensure-postgres.sh)" \
+	$(BIN)/python bench/rebuild.py
 
 $(RUNTIME): pyproject.toml
 	infra/scripts/bootstrap-python.sh "$(PYTHON)" "$(VENV)" .

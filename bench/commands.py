@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import signal
 import socket
 import statistics
@@ -19,30 +18,20 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 
+from common import KEY, machine
 from domain.application import TrunkplaneApp
 from domain.model import CommandMeta
 from domain.trunk import Trunk
 from infra.settings import Settings
 from trunkplane.v1 import trunk_pb2, trunk_pb2_grpc
 
-KEY = "x8IuD0sEXGOXjG8ygnTpGaYgk9ip3kmMOW71V7tKmXQ="
-TRUNK = {"name": "", "type": "register", "host": "sip.example.com", "username": "1001",
-         "password": "Bench-Password-123456", "codecs": ["PCMU"]}
-
-
-def machine() -> str:
-    model = "unknown cpu"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (f"{platform.node()}: {model}, {os.cpu_count()} cores, Python "
-            f"{platform.python_version()}, {platform.system()} {platform.release()}")
+TRUNK: dict[str, Any] = {
+    "name": "", "type": "register", "host": "sip.example.com", "username": "1001",
+    "password": "Bench-Password-123456", "codecs": ["PCMU"]}
 
 
 def bare_saves(directory: Path, seconds: float) -> float:

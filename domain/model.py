@@ -154,8 +154,15 @@ GENERIC_EVENT_NAMES = frozenset({"Created", "Deleted", "Enabled", "Disabled"})
 
 def event_name(event: Any) -> str:
     """`TrunkCreated` for `Trunk.Created`; specific names such as `ServerChanged` as they are."""
-    owner, _, name = type(event).__qualname__.rpartition(".")
-    return f"{owner}{name}" if name in GENERIC_EVENT_NAMES else name
+    event_class = type(event)
+    name = _EVENT_NAMES.get(event_class)
+    if name is None:
+        owner, _, own = event_class.__qualname__.rpartition(".")
+        name = _EVENT_NAMES[event_class] = f"{owner}{own}" if own in GENERIC_EVENT_NAMES else own
+    return name
+
+
+_EVENT_NAMES: dict[type, str] = {}
 
 
 def uuid_for(namespace: UUID, *parts: str) -> UUID:

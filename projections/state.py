@@ -35,34 +35,40 @@ def kind_of(event: Any) -> str | None:
 _KIND_OF: dict[type, str | None] = {}
 
 
-def fold(doc: Doc | None, event: Any, fingerprint: Fingerprint) -> Doc:
-    """The subject's state after the event. `doc` is None before its first event."""
-    if isinstance(event, Configured.Created):
+def fold(doc: Doc | None, event: Any, fingerprint: Fingerprint) -> tuple[Doc, Iterable[str]]:
+    """The subject's state after the event (`doc` is None before its first event), and
+    the settings the event set."""
+    role = _role(type(event))
+    if role == "created":
         settings = _masked(dict(event.settings), fingerprint)
         return {"id": str(event.originator_id), "tenant": event.tenant, "settings": settings,
                 "version": event.originator_version, "deleted": False,
-                "create_time": iso(event.timestamp), "update_time": iso(event.timestamp)}
+                "create_time": iso(event.timestamp),
+                "update_time": iso(event.timestamp)}, settings.keys()
     assert doc is not None, f"{type(event).__qualname__} before its Created event"
     doc = {**doc, "version": event.originator_version, "update_time": iso(event.timestamp)}
-    if isinstance(event, Configured.SettingsChanged):
+    if role == "settings":
         doc["settings"] = {**doc["settings"], **_masked(event.changed_fields(), fingerprint)}
-    elif isinstance(event, Configured.Enabled | Configured.Disabled):
-        doc["settings"] = {**doc["settings"],
-                           "enabled": isinstance(event, Configured.Enabled)}
-    elif isinstance(event, Configured.Deleted):
-        doc["deleted"] = True
-    return doc
+        return doc, own_fields(type(event))
+    if role in ("enabled", "disabled"):
+        doc["settings"] = {**doc["settings"], "enabled": role == "enabled"}
+        return doc, ("enabled",)
+    doc["deleted"] = True
+    return doc, ()
 
 
-def changed_keys(event: Any, settings: Doc) -> Iterable[str]:
-    """The settings an event sets: its own fields, or all of them for a Created event."""
-    if isinstance(event, Configured.SettingsChanged):
-        return own_fields(type(event))
-    if isinstance(event, Configured.Enabled | Configured.Disabled):
-        return ("enabled",)
-    if isinstance(event, Configured.Created):
-        return settings.keys()
-    return ()
+def _role(event_class: type) -> str:
+    role = _ROLES.get(event_class)
+    if role is None:
+        role = next(name for cls, name in (
+            (Configured.Created, "created"), (Configured.SettingsChanged, "settings"),
+            (Configured.Enabled, "enabled"), (Configured.Disabled, "disabled"),
+            (Configured.Deleted, "deleted")) if issubclass(event_class, cls))
+        _ROLES[event_class] = role
+    return role
+
+
+_ROLES: dict[type, str] = {}
 
 
 def iso(moment: datetime) -> str:

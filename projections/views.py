@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from json.encoder import encode_basestring_ascii as quote
 from typing import Any, ClassVar
 
 from domain.catalog import TenantCatalog
 from domain.model import Configured, event_name
+from domain.trunk_settings import SECRET_FIELDS
 from projections.db import Cursor, Database
-from projections.history import diff, flatten
-from projections.state import Doc, Fingerprint, changed_keys, display_name, fold, iso, kind_of
+from projections.history import FieldChange, diff, flatten, render
+from projections.state import Doc, Fingerprint, display_name, fold, iso, kind_of
 
 Batch = Sequence[tuple[int, Any]]  # (log position, domain event)
 SUBJECTS = frozenset({"trunk", "outbound", "inbound"})
@@ -85,7 +87,7 @@ class ConfigProjection(Projection):
             kind = kind_of(event)
             if kind in ("trunk", "outbound", "inbound"):
                 key = str(event.originator_id)
-                docs[key] = fold(docs.get(key), event, self.fingerprint)
+                docs[key] = fold(docs.get(key), event, self.fingerprint)[0]
                 touched[key] = (kind, position)
             elif isinstance(event, TenantCatalog.OutboundOrderChanged):
                 orders[_catalog_tenant(event)] = list(event.order)
@@ -138,9 +140,9 @@ class HistoryProjection(Projection):
         for position, event, kind, key in keyed:
             if kind in SUBJECTS:
                 before = docs.get(key)
-                docs[key] = after = fold(before, event, self.fingerprint)
-                changes = _changes(before["settings"] if before else {}, after["settings"],
-                                   changed_keys(event, after["settings"]))
+                after, keys = fold(before, event, self.fingerprint)
+                docs[key] = after
+                changes = _changes(before["settings"] if before else {}, after["settings"], keys)
                 rows.append(_row(position, event, after["update_time"], after["tenant"], kind,
                                  key, display_name(after), changes))
             elif isinstance(event, TenantCatalog.OutboundOrderChanged):
@@ -159,6 +161,12 @@ class HistoryProjection(Projection):
 
 def _changes(before: Doc, after: Doc, keys: Iterable[str]) -> list[Any]:
     """The fields that differ among those the event set (the others kept their values)."""
+    plain = [k for k in keys if not isinstance(after[k], dict)]
+    if len(plain) == 1 and plain[0] in before and plain[0] not in SECRET_FIELDS:
+        key = plain[0]  # the common case, one value replaced: no need to flatten
+        if before[key] == after[key]:
+            return []
+        return [FieldChange(key, render(before[key]), render(after[key]))]
     return diff(flatten({k: before[k] for k in keys if k in before}),
                 flatten({k: after[k] for k in keys}))
 
@@ -176,7 +184,14 @@ def _row(position: int, event: Any, time: str, tenant: str, kind: str, subject_i
     return (position, tenant, kind, subject_id, name, event.originator_version, time,
             event.actor, event.reason, event.request_id,
             event_name(event) if kind != "route_order" else "OutboundRoutesReordered",
-            json.dumps([[c.field, c.old_value, c.new_value] for c in changes]))
+            _changes_json(changes))
+
+
+def _changes_json(changes: list[Any]) -> str:
+    """`[[field, old, new], ...]` as JSON. Written by hand because `json.dumps` builds a new
+    encoder per call, which costs more than the few strings of a change."""
+    return "[" + ",".join(
+        f"[{quote(c.field)},{quote(c.old_value)},{quote(c.new_value)}]" for c in changes) + "]"
 
 
 def _catalog_tenant(event: Any) -> str:
