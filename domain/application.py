@@ -129,6 +129,9 @@ class TrunkplaneApp(Application[UUID]):
                 child.commit()
             except DomainError as error:
                 outcomes.append((None, error))
+            except Exception as error:  # a bug in one command must not fail its neighbours
+                log.exception("command failed")
+                outcomes.append((None, error))
         try:
             position = self._save(batch.changed())
         except IntegrityError:

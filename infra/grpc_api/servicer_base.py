@@ -12,6 +12,7 @@ from eventsourcing.persistence import PersistenceError
 from domain.application import Command, Done
 from domain.errors import DomainError, ValidationError
 from infra.command_bus import CommandBus
+from infra.grpc_api.context import current
 from infra.grpc_api.errors import abort, abort_store
 from projections.audit import ChangeQuery, ChangeRow, HistoryReader
 from projections.config_view import READ_WAIT, ConfigView
@@ -44,6 +45,9 @@ class ServicerBase:
             abort_store(context, error)
         if isinstance(done.error, DomainError):
             abort(context, done.error, field_prefix)
+        if done.error is not None:
+            context.abort(grpc.StatusCode.INTERNAL, "internal error, nothing was recorded; "
+                          f"logged under request id {current().request_id}")
         return done
 
     def read(self, context: grpc.ServicerContext, query: Callable[[], T]) -> T:

@@ -204,3 +204,21 @@ def test_batch_commits_together_and_a_failing_command_leaves_no_trace(
     assert isinstance(trunk, Trunk)
     assert (trunk.settings["host"], trunk.settings["dtmf_mode"]) == ("a.example.com", "info")
     assert trunk.version == 3
+
+
+def test_a_command_that_crashes_fails_alone(app: TrunkplaneApp) -> None:
+    create(app)
+
+    def broken(uow: Any) -> commands.Outcome:
+        raise KeyError("a bug")
+
+    results = app.execute_batch([
+        lambda uow: commands.update_trunk(uow, "default", "voco", {"host": "a.example.com"},
+                                          "", ALICE),
+        broken,
+        lambda uow: commands.update_trunk(uow, "default", "voco", {"dtmf_mode": "info"},
+                                          "", ALICE),
+    ])
+    assert isinstance(results[1].error, KeyError)
+    assert results[0].error is None and results[2].error is None
+    assert results[2].unwrap().aggregate.version == 3
