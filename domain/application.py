@@ -96,6 +96,15 @@ class TrunkplaneApp(Application[UUID]):
                 self._evict(uow.touched())
         raise IntegrityError("gave up after repeated write conflicts")
 
+    def rehearse(self, command: Command[R]) -> Done[R]:
+        """Runs a command on the current state and saves nothing: what it would do, or
+        why it would be refused."""
+        self.refresh()
+        try:
+            return Done(command(UnitOfWork(self.repository)), None, self.head())
+        except DomainError as error:
+            return Done(None, error, self.head())
+
     def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
         """Snapshots the saved aggregate as it is in memory. The library's default replays
         the aggregate from the store to snapshot it, which costs more than the save."""

@@ -155,7 +155,7 @@ def merge(current: Settings, patch: Settings) -> Settings:
 # Outbound routes
 
 
-def _resolve_trunks(catalog: TenantCatalog, settings: Settings) -> Settings:
+def resolve_route_trunks(catalog: TenantCatalog, settings: Settings) -> Settings:
     errors = Violations()
     for i, item in enumerate(settings["trunks"]):
         trunk_id = catalog.find(TRUNK, item["trunk_id"])
@@ -186,7 +186,7 @@ def create_outbound_route(uow: UnitOfWork, tenant: str, raw: Settings, position:
     def handler() -> Outcome:
         _check_position(position)
         catalog = catalog_of(uow, tenant, meta, write=True)
-        settings = _resolve_trunks(catalog, validate_outbound(raw))
+        settings = resolve_route_trunks(catalog, validate_outbound(raw))
         _check_unique_name(catalog, OUTBOUND, settings["name"], None, "outbound route")
         route = OutboundRoute.create(tenant, settings, meta)
         catalog.record(OUTBOUND, route.id, _route_entry(route), meta)
@@ -204,7 +204,7 @@ def update_outbound_route(uow: UnitOfWork, tenant: str, ref: str, patch: Setting
         catalog = catalog_of(uow, tenant, meta, write=True)
         route = load(uow, catalog, OUTBOUND, OutboundRoute, ref)
         route.check_etag(etag)
-        settings = _resolve_trunks(catalog, validate_outbound(merge(route.settings, patch)))
+        settings = resolve_route_trunks(catalog, validate_outbound(merge(route.settings, patch)))
         _check_unique_name(catalog, OUTBOUND, settings["name"], route.id, "outbound route")
         route.change_settings(settings, meta)
         catalog.record(OUTBOUND, route.id, _route_entry(route), meta)
@@ -237,14 +237,19 @@ def _inbound_entry(catalog: TenantCatalog, route: InboundRoute) -> dict[str, Any
             "caller_id_pattern": s["caller_id_pattern"], "trunk_id": s["trunk_id"]}
 
 
-def _checked_inbound(catalog: TenantCatalog, raw: Settings, own_id: UUID | None) -> Settings:
-    settings = validate_inbound(raw)
+def resolve_inbound_trunk(catalog: TenantCatalog, settings: Settings) -> Settings:
+    """The route's trunk filter as a trunk id (it may be given by name)."""
     if settings["trunk_id"]:
         trunk_id = catalog.find(TRUNK, settings["trunk_id"])
         if trunk_id is None:
             raise ValidationError.single(
                 "trunk_id", f"no trunk '{settings['trunk_id']}' in this tenant")
         settings["trunk_id"] = trunk_id
+    return settings
+
+
+def _checked_inbound(catalog: TenantCatalog, raw: Settings, own_id: UUID | None) -> Settings:
+    settings = resolve_inbound_trunk(catalog, validate_inbound(raw))
     for entry_id, entry in catalog.entries[INBOUND].items():
         same = all(entry[k] == settings[k] for k in ("did_pattern", "caller_id_pattern",
                                                       "trunk_id"))

@@ -100,6 +100,12 @@ class ConfigView:
             row = cur.fetchone()
         return [] if row is None else list(json.loads(row[0]))
 
+    def tenants(self) -> list[str]:
+        sql = f"SELECT DISTINCT tenant FROM {self._table()} ORDER BY tenant"
+        with self.store.db.transaction() as cur:
+            cur.execute(sql)
+            return [str(row[0]) for row in cur.fetchall()]
+
     def trunk_names(self, tenant: str) -> dict[str, str]:
         return {d["id"]: d["settings"]["name"]
                 for d in self._select("tenant = ? AND kind = 'trunk'", [tenant])}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import grpc
 
-from infra.cli import audit, ops, routes, trunks
+from infra.cli import audit, config, ops, routes, trunks
 from infra.cli.client import Client, default_actor, report
 from infra.settings import DEFAULT_LISTEN, Settings, SettingsError
 from projections.runner import Until
@@ -29,6 +29,7 @@ def parser() -> argparse.ArgumentParser:
     trunks.register(sub.add_parser("trunk", help="create, change and read trunks"))
     routes.register(sub.add_parser("route", help="outbound and inbound routes"))
     audit.register(sub.add_parser("audit", help="the change history, for auditors"))
+    config.register(sub.add_parser("config", help="backup and restore of the configuration"))
     ops.register(sub.add_parser("projections", help="status, rebuild and verify the views"))
     ops.register_replay(sub.add_parser(
         "replay", help="build every view as of a past point into a new directory "

@@ -8,8 +8,12 @@ import grpc
 
 from domain import commands
 from domain.catalog import TRUNK
+from domain.errors import DomainError
+from domain.sync import SyncReport, sync_tenant
 from domain.templates import TEMPLATES
 from domain.trunk import Trunk
+from domain.unit_of_work import UnitOfWork
+from infra.config_io import Sealer, dumps, export_document, read_document
 from infra.grpc_api.convert import (
     command_meta,
     history_message,
@@ -18,6 +22,7 @@ from infra.grpc_api.convert import (
     trunk_message,
     trunk_settings,
 )
+from infra.grpc_api.errors import abort
 from infra.grpc_api.servicer_base import ServicerBase
 from projections.config_view import Page
 from projections.state import doc_of
@@ -101,6 +106,39 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
             statuses=[status_message(t, observed.get(t["id"])) for t in page.items],
             next_page_token=page.next_page_token, total_size=page.total_size,
             view_position=position)
+
+    def ExportConfiguration(self, request: trunk_pb2.ExportConfigurationRequest,
+                            context: Ctx) -> Any:
+        self.ready(context, 0)
+        tenants = (self.read(context, self.view.tenants) if request.all_tenants
+                   else [self.tenant(context, request.tenant)])
+        sealer = (self.read(context, lambda: Sealer(request.passphrase))
+                  if request.with_secrets else None)
+        document = export_document(self.bus.app, tenants, sealer)
+        return trunk_pb2.ConfigurationDocument(json=dumps(document))
+
+    def ImportConfiguration(self, request: trunk_pb2.ImportConfigurationRequest,
+                            context: Ctx) -> Any:
+        desired = self.read(context, lambda: read_document(request.json, request.passphrase))
+        for tenant in desired:
+            self.tenant(context, tenant)
+        meta = command_meta(request, request.options)
+
+        def restore(uow: UnitOfWork) -> dict[str, SyncReport]:
+            return {tenant: sync_tenant(uow, tenant, config, meta)
+                    for tenant, config in desired.items()}
+
+        if request.dry_run:
+            done = self.bus.app.rehearse(restore)
+            if isinstance(done.error, DomainError):
+                abort(context, done.error)
+        else:
+            done = self.run(context, restore)
+        reports = done.unwrap()
+        return trunk_pb2.ImportConfigurationResponse(
+            changes=[f"{t}: {c}" for t, r in reports.items() for c in r.changes],
+            kept=[f"{t}: {k}" for t, r in reports.items() for k in r.kept],
+            applied=not request.dry_run, position=done.position)
 
     def _page(self, request: trunk_pb2.ListTrunksRequest,
               context: Ctx) -> tuple[str, int, Page]:

@@ -170,3 +170,26 @@ def test_auditor_and_sre_tools(server: Server, tmp_path: Path) -> None:
     again = subprocess.run([*CLI, "replay", "--position", "3", "--into", str(into)],
                            env=env, capture_output=True, text=True, timeout=60, check=False)
     assert again.returncode == 2 and "not empty" in again.stderr
+
+
+def test_backup_and_restore(server: Server, tmp_path: Path) -> None:
+    result = server.cli("trunk", "create", "voco", "--template", "thevoco", "--username",
+                        "1001", "--password", "Long-Enough-Password-1")
+    assert result.returncode == 0, result.stderr
+    backup = tmp_path / "backup.json"
+    exported = server.cli("config", "export", "--with-secrets", "--passphrase-stdin",
+                          "--output", str(backup), stdin="a good passphrase\n")
+    assert exported.returncode == 0, exported.stderr
+    assert "Long-Enough" not in backup.read_text()
+    server.cli("trunk", "update", "voco", "--dtmf", "info")
+    preview = server.cli("config", "import", str(backup), "--dry-run", "--passphrase-stdin",
+                         stdin="a good passphrase\n")
+    assert "would change: 1" in preview.stdout and "update trunk voco: dtmf_mode" in preview.stdout
+    applied = server.cli("config", "import", str(backup), "--passphrase-stdin",
+                         stdin="a good passphrase\n")
+    assert "changed: 1" in applied.stdout
+    again = server.cli("config", "import", str(backup), "--passphrase-stdin",
+                       stdin="a good passphrase\n")
+    assert "changed: 0 (already in step)" in again.stdout
+    history = server.cli("trunk", "history", "voco")
+    assert "import backup.json" in history.stdout

@@ -286,3 +286,45 @@ class ListTrunkStatusesResponse(_message.Message):
     total_size: int
     view_position: int
     def __init__(self, statuses: _Optional[_Iterable[_Union[TrunkStatus, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ..., view_position: _Optional[int] = ...) -> None: ...
+
+class ExportConfigurationRequest(_message.Message):
+    __slots__ = ("tenant", "all_tenants", "with_secrets", "passphrase")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ALL_TENANTS_FIELD_NUMBER: _ClassVar[int]
+    WITH_SECRETS_FIELD_NUMBER: _ClassVar[int]
+    PASSPHRASE_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    all_tenants: bool
+    with_secrets: bool
+    passphrase: str
+    def __init__(self, tenant: _Optional[str] = ..., all_tenants: _Optional[bool] = ..., with_secrets: _Optional[bool] = ..., passphrase: _Optional[str] = ...) -> None: ...
+
+class ConfigurationDocument(_message.Message):
+    __slots__ = ("json",)
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    json: str
+    def __init__(self, json: _Optional[str] = ...) -> None: ...
+
+class ImportConfigurationRequest(_message.Message):
+    __slots__ = ("json", "passphrase", "dry_run", "options")
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    PASSPHRASE_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    json: str
+    passphrase: str
+    dry_run: bool
+    options: _common_pb2.CommandOptions
+    def __init__(self, json: _Optional[str] = ..., passphrase: _Optional[str] = ..., dry_run: _Optional[bool] = ..., options: _Optional[_Union[_common_pb2.CommandOptions, _Mapping]] = ...) -> None: ...
+
+class ImportConfigurationResponse(_message.Message):
+    __slots__ = ("changes", "kept", "applied", "position")
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    KEPT_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedScalarFieldContainer[str]
+    kept: _containers.RepeatedScalarFieldContainer[str]
+    applied: bool
+    position: int
+    def __init__(self, changes: _Optional[_Iterable[str]] = ..., kept: _Optional[_Iterable[str]] = ..., applied: _Optional[bool] = ..., position: _Optional[int] = ...) -> None: ...

@@ -80,6 +80,16 @@ class TrunkServiceStub:
                 request_serializer=trunkplane_dot_v1_dot_trunk__pb2.ListTrunksRequest.SerializeToString,
                 response_deserializer=trunkplane_dot_v1_dot_trunk__pb2.ListTrunkStatusesResponse.FromString,
                 _registered_method=True)
+        self.ExportConfiguration = channel.unary_unary(
+                '/trunkplane.v1.TrunkService/ExportConfiguration',
+                request_serializer=trunkplane_dot_v1_dot_trunk__pb2.ExportConfigurationRequest.SerializeToString,
+                response_deserializer=trunkplane_dot_v1_dot_trunk__pb2.ConfigurationDocument.FromString,
+                _registered_method=True)
+        self.ImportConfiguration = channel.unary_unary(
+                '/trunkplane.v1.TrunkService/ImportConfiguration',
+                request_serializer=trunkplane_dot_v1_dot_trunk__pb2.ImportConfigurationRequest.SerializeToString,
+                response_deserializer=trunkplane_dot_v1_dot_trunk__pb2.ImportConfigurationResponse.FromString,
+                _registered_method=True)
 
 
 class TrunkServiceServicer:
@@ -141,6 +151,20 @@ class TrunkServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportConfiguration(self, request, context):
+        """Backup: every trunk and route of a tenant (or of all) as one versioned JSON document.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportConfiguration(self, request, context):
+        """Restore: brings the tenants to the document with ordinary commands, all or nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrunkServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -188,6 +212,16 @@ def add_TrunkServiceServicer_to_server(servicer, server):
                     servicer.ListTrunkStatuses,
                     request_deserializer=trunkplane_dot_v1_dot_trunk__pb2.ListTrunksRequest.FromString,
                     response_serializer=trunkplane_dot_v1_dot_trunk__pb2.ListTrunkStatusesResponse.SerializeToString,
+            ),
+            'ExportConfiguration': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportConfiguration,
+                    request_deserializer=trunkplane_dot_v1_dot_trunk__pb2.ExportConfigurationRequest.FromString,
+                    response_serializer=trunkplane_dot_v1_dot_trunk__pb2.ConfigurationDocument.SerializeToString,
+            ),
+            'ImportConfiguration': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportConfiguration,
+                    request_deserializer=trunkplane_dot_v1_dot_trunk__pb2.ImportConfigurationRequest.FromString,
+                    response_serializer=trunkplane_dot_v1_dot_trunk__pb2.ImportConfigurationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -434,6 +468,60 @@ class TrunkService:
             '/trunkplane.v1.TrunkService/ListTrunkStatuses',
             trunkplane_dot_v1_dot_trunk__pb2.ListTrunksRequest.SerializeToString,
             trunkplane_dot_v1_dot_trunk__pb2.ListTrunkStatusesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportConfiguration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trunkplane.v1.TrunkService/ExportConfiguration',
+            trunkplane_dot_v1_dot_trunk__pb2.ExportConfigurationRequest.SerializeToString,
+            trunkplane_dot_v1_dot_trunk__pb2.ConfigurationDocument.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportConfiguration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trunkplane.v1.TrunkService/ImportConfiguration',
+            trunkplane_dot_v1_dot_trunk__pb2.ImportConfigurationRequest.SerializeToString,
+            trunkplane_dot_v1_dot_trunk__pb2.ImportConfigurationResponse.FromString,
             options,
             channel_credentials,
             insecure,

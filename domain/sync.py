@@ -1,0 +1,127 @@
+"""Bringing a tenant to a desired configuration (a restored backup) with the ordinary
+commands, so every difference is recorded as the usual events. Trunks and outbound routes
+are matched by name, inbound routes by what they match (DID, caller ID, trunk). What the
+tenant has beyond the desired configuration is kept and reported, never deleted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from domain import commands
+from domain.catalog import INBOUND, OUTBOUND, TRUNK, TenantCatalog
+from domain.model import CommandMeta, Settings
+from domain.routes import InboundRoute, OutboundRoute, validate_inbound, validate_outbound
+from domain.trunk import Trunk
+from domain.trunk_settings import validate_trunk
+from domain.unit_of_work import UnitOfWork
+
+
+@dataclass
+class DesiredConfig:
+    """Trunks by name (no password: keep the current one); routes name their trunks."""
+
+    trunks: list[Settings] = field(default_factory=list)
+    outbound_routes: list[Settings] = field(default_factory=list)  # in route order
+    inbound_routes: list[Settings] = field(default_factory=list)
+
+
+@dataclass
+class SyncReport:
+    changes: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+
+
+def sync_tenant(uow: UnitOfWork, tenant: str, desired: DesiredConfig,
+                meta: CommandMeta) -> SyncReport:
+    report = SyncReport()
+    _sync_trunks(uow, tenant, desired.trunks, meta, report)
+    _sync_outbound(uow, tenant, desired.outbound_routes, meta, report)
+    _sync_inbound(uow, tenant, desired.inbound_routes, meta, report)
+    return report
+
+
+def _catalog(uow: UnitOfWork, tenant: str, meta: CommandMeta) -> TenantCatalog:
+    return commands.catalog_of(uow, tenant, meta)
+
+
+def _sync_trunks(uow: UnitOfWork, tenant: str, wanted: list[Settings], meta: CommandMeta,
+                 report: SyncReport) -> None:
+    for raw in wanted:
+        existing = _catalog(uow, tenant, meta).find(TRUNK, str(raw.get("name", "")))
+        if existing is None:
+            commands.create_trunk(uow, tenant, raw, "", meta)
+            report.changes.append(f"create trunk {raw['name']}")
+            continue
+        trunk = uow.peek(UUID(existing), Trunk)
+        assert trunk is not None
+        settings, _ = validate_trunk({**trunk.settings, **raw})
+        patch = _differences(trunk.settings, settings)
+        if patch:
+            commands.update_trunk(uow, tenant, existing, patch, "", meta)
+            report.changes.append(f"update trunk {raw['name']}: {', '.join(sorted(patch))}")
+    names = {str(raw.get("name", "")).casefold() for raw in wanted}
+    report.kept += [f"trunk {e['name']}" for e in _catalog(uow, tenant, meta).entries[
+        TRUNK].values() if e["name"].casefold() not in names]
+
+
+def _sync_outbound(uow: UnitOfWork, tenant: str, wanted: list[Settings], meta: CommandMeta,
+                   report: SyncReport) -> None:
+    for index, raw in enumerate(wanted):
+        catalog = _catalog(uow, tenant, meta)
+        existing = catalog.find(OUTBOUND, str(raw.get("name", "")))
+        if existing is None:
+            commands.create_outbound_route(uow, tenant, raw, index + 1, meta)
+            report.changes.append(f"create outbound route {raw['name']}")
+            continue
+        route = uow.peek(UUID(existing), OutboundRoute)
+        assert route is not None
+        settings = commands.resolve_route_trunks(catalog, validate_outbound(raw))
+        patch = _differences(route.settings, settings)
+        moved = catalog.outbound_order.index(existing) != index
+        if patch or moved:
+            commands.update_outbound_route(uow, tenant, existing, patch,
+                                           index + 1 if moved else None, "", meta)
+            what = sorted(patch) + (["position"] if moved else [])
+            report.changes.append(f"update outbound route {raw['name']}: {', '.join(what)}")
+    names = {str(raw.get("name", "")).casefold() for raw in wanted}
+    report.kept += [f"outbound route {e['name']}" for e in _catalog(uow, tenant, meta).entries[
+        OUTBOUND].values() if e["name"].casefold() not in names]
+
+
+def _sync_inbound(uow: UnitOfWork, tenant: str, wanted: list[Settings], meta: CommandMeta,
+                  report: SyncReport) -> None:
+    matched: set[str] = set()
+    for raw in wanted:
+        catalog = _catalog(uow, tenant, meta)
+        settings = commands.resolve_inbound_trunk(catalog, validate_inbound(raw))
+        label = f"inbound route {settings['did_pattern'] or 'any DID'}"
+        existing = _find_inbound(catalog, settings)
+        if existing is None:
+            created = commands.create_inbound_route(uow, tenant, raw, meta)
+            matched.add(str(created.aggregate.id))
+            report.changes.append(f"create {label}")
+            continue
+        matched.add(existing)
+        route = uow.peek(UUID(existing), InboundRoute)
+        assert route is not None
+        patch = _differences(route.settings, settings)
+        if patch:
+            commands.update_inbound_route(uow, tenant, existing, patch, "", meta)
+            report.changes.append(f"update {label}: {', '.join(sorted(patch))}")
+    report.kept += [f"inbound route {e['did_pattern'] or 'any DID'} ({rid})"
+                    for rid, e in _catalog(uow, tenant, meta).entries[INBOUND].items()
+                    if rid not in matched]
+
+
+def _find_inbound(catalog: TenantCatalog, settings: Settings) -> str | None:
+    keys = ("did_pattern", "caller_id_pattern", "trunk_id")
+    for route_id, entry in catalog.entries[INBOUND].items():
+        if all(entry[k] == settings[k] for k in keys):
+            return route_id
+    return None
+
+
+def _differences(current: Settings, wanted: Settings) -> dict[str, Any]:
+    return {k: v for k, v in wanted.items() if current.get(k) != v}

@@ -1,0 +1,72 @@
+"""`trunkplane config export|import`: backup and restore of the configuration."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+
+from infra.cli.client import Client
+from infra.cli.output import print_json
+from trunkplane.v1 import common_pb2, trunk_pb2
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True)
+    export = sub.add_parser("export", help="every trunk and route as one JSON document")
+    export.add_argument("--all-tenants", action="store_true")
+    export.add_argument("--with-secrets", action="store_true",
+                        help="seal the passwords for a passphrase (asked for)")
+    export.add_argument("--passphrase-stdin", action="store_true")
+    export.add_argument("--output", help="file to write (default: standard output)")
+    export.set_defaults(handler=export_config)
+    restore = sub.add_parser("import", help="bring the configuration to a document")
+    restore.add_argument("file")
+    restore.add_argument("--dry-run", action="store_true", help="show the changes only")
+    restore.add_argument("--passphrase-stdin", action="store_true")
+    restore.add_argument("--request-id", default="")
+    restore.set_defaults(handler=import_config)
+
+
+def _passphrase(args: argparse.Namespace, confirm: bool) -> str:
+    if args.passphrase_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("passphrase: ")
+    if confirm and getpass.getpass("again: ") != first:
+        raise SystemExit("error: the passphrases differ")
+    return first
+
+
+def export_config(client: Client, args: argparse.Namespace) -> int:
+    passphrase = _passphrase(args, confirm=True) if args.with_secrets else ""
+    document = client.call(client.trunks.ExportConfiguration,
+                           trunk_pb2.ExportConfigurationRequest(
+                               tenant=client.tenant, all_tenants=args.all_tenants,
+                               with_secrets=args.with_secrets, passphrase=passphrase))
+    if args.output:
+        Path(args.output).write_text(document.json)
+    else:
+        sys.stdout.write(document.json)
+    return 0
+
+
+def import_config(client: Client, args: argparse.Namespace) -> int:
+    text = Path(args.file).read_text()
+    passphrase = _passphrase(args, confirm=False) if '"password_sealed"' in text else ""
+    answer = client.call(client.trunks.ImportConfiguration,
+                         trunk_pb2.ImportConfigurationRequest(
+                             json=text, passphrase=passphrase, dry_run=args.dry_run,
+                             options=common_pb2.CommandOptions(
+                                 reason=f"import {Path(args.file).name}",
+                                 request_id=args.request_id)))
+    if args.json:
+        print_json(answer)
+        return 0
+    verb = "would change" if args.dry_run else "changed"
+    print(f"{verb}: {len(answer.changes)}" + ("" if answer.changes else " (already in step)"))
+    for change in answer.changes:
+        print(f"  {change}")
+    for kept in answer.kept:
+        print(f"  kept, not in the file: {kept}")
+    return 0

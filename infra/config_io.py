@@ -1,0 +1,147 @@
+"""The configuration backup document: every trunk and route of one or more tenants as one
+versioned JSON document, the same bytes for the same configuration. Passwords are left out,
+or sealed for a passphrase (scrypt, then AES-GCM bound to the tenant and trunk name)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from typing import Any
+from uuid import UUID
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from domain.application import TrunkplaneApp
+from domain.catalog import INBOUND, TRUNK
+from domain.errors import ValidationError
+from domain.sync import DesiredConfig
+
+FORMAT = "trunkplane.config"
+VERSION = 1
+SCRYPT = {"n": 2**15, "r": 8, "p": 1}
+Document = dict[str, Any]
+
+
+class Sealer:
+    """Seals secrets for a passphrase; the salt travels in the document."""
+
+    def __init__(self, passphrase: str, salt: bytes | None = None) -> None:
+        if len(passphrase) < 8:
+            raise ValidationError.single("passphrase", "must have at least 8 characters")
+        self.salt = salt or os.urandom(16)
+        kdf = Scrypt(salt=self.salt, length=32, **SCRYPT)
+        self._aead = AESGCM(kdf.derive(passphrase.encode()))
+
+    def seal(self, secret: str, context: str) -> str:
+        nonce = os.urandom(12)
+        return base64.b64encode(nonce + self._aead.encrypt(
+            nonce, secret.encode(), context.encode())).decode()
+
+    def open(self, sealed: str, context: str) -> str:
+        raw = base64.b64decode(sealed)
+        try:
+            return self._aead.decrypt(raw[:12], raw[12:], context.encode()).decode()
+        except InvalidTag:
+            raise ValidationError.single(
+                "passphrase", f"does not open the sealed password of {context}") from None
+
+    def header(self) -> dict[str, Any]:
+        return {"kdf": "scrypt", "salt": base64.b64encode(self.salt).decode(), **SCRYPT}
+
+
+def export_document(app: TrunkplaneApp, tenants: list[str], sealer: Sealer | None) -> Document:
+    document: Document = {"format": FORMAT, "version": VERSION, "tenants": {}}
+    if sealer is not None:
+        document["secrets"] = sealer.header()
+    for tenant in sorted(tenants):
+        catalog = app.catalog(tenant)
+        if catalog is None:
+            continue
+        names = {rid: e["name"] for rid, e in catalog.entries[TRUNK].items()}
+        document["tenants"][tenant] = {
+            "trunks": [_trunk(app, tenant, UUID(rid), sealer)
+                       for rid in sorted(names, key=lambda r: names[r].casefold())],
+            "outbound_routes": [_outbound(app, UUID(rid), names)
+                                for rid in catalog.outbound_order],
+            "inbound_routes": sorted(
+                (_inbound(app, UUID(rid), names) for rid in catalog.entries[INBOUND]),
+                key=lambda r: (r["did_pattern"], r["caller_id_pattern"], r["trunk"])),
+        }
+    return document
+
+
+def _settings(app: TrunkplaneApp, aggregate_id: UUID) -> dict[str, Any]:
+    aggregate: Any = app.aggregate(aggregate_id)
+    return dict(aggregate.settings)
+
+
+def _trunk(app: TrunkplaneApp, tenant: str, trunk_id: UUID,
+           sealer: Sealer | None) -> dict[str, Any]:
+    settings = _settings(app, trunk_id)
+    password = settings.pop("password")
+    if sealer is not None and password:
+        settings["password_sealed"] = sealer.seal(password, f"{tenant}/{settings['name']}")
+    return settings
+
+
+def _outbound(app: TrunkplaneApp, route_id: UUID, names: dict[str, str]) -> dict[str, Any]:
+    settings = _settings(app, route_id)
+    settings["trunks"] = [{"trunk": names.get(t["trunk_id"], t["trunk_id"]),
+                           "weight": t["weight"]} for t in settings["trunks"]]
+    return settings
+
+
+def _inbound(app: TrunkplaneApp, route_id: UUID, names: dict[str, str]) -> dict[str, Any]:
+    settings = _settings(app, route_id)
+    settings["trunk"] = names.get(settings.pop("trunk_id"), "")
+    return settings
+
+
+def read_document(text: str, passphrase: str) -> dict[str, DesiredConfig]:
+    """The desired configuration per tenant; sealed passwords opened with the passphrase."""
+    try:
+        document = json.loads(text)
+    except ValueError as error:
+        raise ValidationError.single("document", f"is not JSON: {error}") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise ValidationError.single("document", f"is not a {FORMAT} document")
+    if document.get("version") != VERSION:
+        raise ValidationError.single(
+            "document", f"version {document.get('version')!r} is not one this release reads "
+                        f"({VERSION})")
+    sealer = _opener(document, passphrase)
+    desired = {}
+    for tenant, body in document.get("tenants", {}).items():
+        desired[tenant] = DesiredConfig(
+            trunks=[_desired_trunk(tenant, t, sealer) for t in body.get("trunks", [])],
+            outbound_routes=[{**r, "trunks": [{"trunk_id": t["trunk"], "weight": t["weight"]}
+                                              for t in r.get("trunks", [])]}
+                             for r in body.get("outbound_routes", [])],
+            inbound_routes=[{**{k: v for k, v in r.items() if k != "trunk"},
+                             "trunk_id": r.get("trunk", "")}
+                            for r in body.get("inbound_routes", [])])
+    return desired
+
+
+def _opener(document: Document, passphrase: str) -> Sealer | None:
+    header = document.get("secrets")
+    if header is None:
+        return None
+    if not passphrase:
+        raise ValidationError.single("passphrase", "the document holds sealed passwords: "
+                                                   "give the passphrase they were sealed with")
+    return Sealer(passphrase, base64.b64decode(header["salt"]))
+
+
+def _desired_trunk(tenant: str, trunk: dict[str, Any], sealer: Sealer | None) -> dict[str, Any]:
+    wanted = {k: v for k, v in trunk.items() if k != "password_sealed"}
+    if "password_sealed" in trunk and sealer is not None:
+        wanted["password"] = sealer.open(trunk["password_sealed"], f"{tenant}/{trunk['name']}")
+    return wanted
+
+
+def dumps(document: Document) -> str:
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
