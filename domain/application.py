@@ -62,6 +62,7 @@ class TrunkplaneApp(Application[UUID]):
         super().__init__(env)
         self._refresh_lock = threading.Lock()
         self._seen = self.head()
+        self.events_stored = 0
 
     def refresh(self) -> None:
         """Brings the shared cache up to date with the log (other writers' events)."""
@@ -156,6 +157,7 @@ class TrunkplaneApp(Application[UUID]):
             return self.head()
         recordings: list[Recording[UUID]] = self.save(*aggregates)
         ids = [r.notification.id for r in recordings]
+        self.events_stored += len(ids)
         with self._refresh_lock:
             if min(ids) == self._seen + 1:  # nobody else wrote in between: nothing to evict
                 self._seen = max(ids)

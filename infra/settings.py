@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
+DEFAULT_METRICS = "127.0.0.1:9464"
 
 
 class SettingsError(Exception):
@@ -22,6 +23,8 @@ class Settings:
     listen: str
     log_level: str
     tenant: str = "default"
+    log_format: str = "text"
+    metrics_listen: str = "off"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -37,6 +40,8 @@ class Settings:
             cipher_key=env.get("TRUNKPLANE_CIPHER_KEY", ""),
             listen=env.get("TRUNKPLANE_LISTEN", DEFAULT_LISTEN),
             log_level=env.get("TRUNKPLANE_LOG_LEVEL", "INFO"),
+            log_format=_choice(env, "TRUNKPLANE_LOG_FORMAT", "text", ("text", "json")),
+            metrics_listen=env.get("TRUNKPLANE_METRICS_LISTEN", DEFAULT_METRICS),
         )
 
     def with_listen(self, listen: str) -> Settings:
@@ -71,3 +76,10 @@ class Settings:
             return f"SQLite {self.data_dir / 'events.sqlite'}"
         url = urlparse(self.database_url)
         return f"PostgreSQL {url.hostname}:{url.port or 5432}/{url.path.lstrip('/')}"
+
+
+def _choice(env: dict[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(name, default)
+    if value not in allowed:
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)}, not '{value}'")
+    return value

@@ -24,6 +24,7 @@ from infra.grpc_api.routes import RouteServicer
 from infra.grpc_api.servicer_base import ServicerBase
 from infra.grpc_api.trunks import TrunkServicer
 from infra.keys import cipher_key
+from infra.metrics import Metrics
 from infra.settings import Settings
 from infra.views import open_views, view_store
 from projections.audit import HistoryReader
@@ -66,11 +67,14 @@ class ControlPlane:
     runner: ProjectionRunner
     views: Database
     status_sink: StatusSink
+    metrics: Metrics
+    metrics_port: int
 
     def stop(self, grace: float = 5.0) -> None:
         for name in ("", *SERVICES):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.server.stop(grace).wait()
+        self.metrics.stop()
         self.runner.stop()
         self.views.close()
         self.app.close()
@@ -83,9 +87,10 @@ def start(settings: Settings, workers: int = 32) -> ControlPlane:
     runner = ProjectionRunner(app, store)
     view = ConfigView(store, app.head, runner.wait_for)
     bus = CommandBus(app, on_saved=runner.notify)
+    metrics = Metrics()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers,
                                                     thread_name_prefix="grpc"),
-                         interceptors=[CallContextInterceptor()])
+                         interceptors=[CallContextInterceptor(metrics.observe_call)])
     base = ServicerBase(bus, view, HistoryReader(store), settings.tenant)
     status = StatusView(views)
     trunk_pb2_grpc.add_TrunkServiceServicer_to_server(TrunkServicer(base, status), server)
@@ -103,11 +108,15 @@ def start(settings: Settings, workers: int = 32) -> ControlPlane:
         views.close()
         app.close()
         raise OSError(f"cannot listen on {settings.listen}")
+    metrics.watch(app, store, status)
+    metrics_port = 0 if settings.metrics_listen == "off" else metrics.serve(
+        settings.metrics_listen)
     runner.start()
     server.start()
     for name in ("", *SERVICES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return ControlPlane(app, server, port, health_servicer, runner, views, status)
+    return ControlPlane(app, server, port, health_servicer, runner, views, status, metrics,
+                        metrics_port)
 
 
 def serve(settings: Settings) -> None:
@@ -116,6 +125,9 @@ def serve(settings: Settings) -> None:
     host = settings.listen.rsplit(":", 1)[0]
     log.info("trunkplane serving gRPC on %s:%d (store: %s, tenant: %s)", host, plane.port,
              settings.describe_store(), settings.tenant)
+    if plane.metrics_port:
+        metrics_host = settings.metrics_listen.rpartition(":")[0]
+        log.info("metrics on http://%s:%d/metrics", metrics_host, plane.metrics_port)
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

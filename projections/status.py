@@ -38,6 +38,18 @@ class StatusView:
                 [(o.trunk_id, o.tenant, o.agent_id, o.sequence, _iso(o.observed_at),
                   json.dumps(asdict(o), default=_iso)) for o in observations])
 
+    def all(self) -> list[dict[str, Any]]:
+        with self.db.transaction() as cur:
+            cur.execute(f"SELECT doc FROM {TABLE} ORDER BY tenant, trunk_id")
+            return [json.loads(row[0]) for row in cur.fetchall()]
+
+    def count_by_state(self) -> dict[tuple[str, str], int]:
+        counts: dict[tuple[str, str], int] = {}
+        for observed in self.all():
+            key = (observed["tenant"], observed["state"])
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
     def of(self, tenant: str, trunk_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         if not trunk_ids:
             return {}

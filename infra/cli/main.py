@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import grpc
 
 from infra.cli import audit, config, ops, routes, trunks
 from infra.cli.client import Client, default_actor, report
+from infra.logs import configure as configure_logs
 from infra.settings import DEFAULT_LISTEN, Settings, SettingsError
 from projections.runner import Until
 
@@ -79,8 +79,7 @@ def _serve() -> int:
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logs(settings.log_level, settings.log_format)
     try:
         serve(settings)
     except (SettingsError, OSError) as error:

@@ -44,8 +44,11 @@ def _actor(raw: str) -> str:
 
 
 class CallContextInterceptor(grpc.ServerInterceptor):
-    """Reads x-actor (default anonymous) and x-request-id (generated when absent), and
-    logs one line per call with its outcome and duration."""
+    """Reads x-actor (default anonymous) and x-request-id (generated when absent), logs
+    one line per call with its outcome and duration, and reports both to `observe`."""
+
+    def __init__(self, observe: Callable[[str, str, float], None] = lambda *_: None) -> None:
+        self._observe = observe
 
     def intercept_service(self, continuation: Callable[[Any], Any],
                           details: grpc.HandlerCallDetails) -> Any:
@@ -65,10 +68,12 @@ class CallContextInterceptor(grpc.ServerInterceptor):
             try:
                 return inner(request, context)
             finally:
+                seconds = time.perf_counter() - started
+                code = _code_name(context)
+                log.info("%s actor=%s code=%s %.1fms", details.method, call.actor, code,
+                         seconds * 1000)
+                self._observe(details.method, code, seconds)
                 _current.reset(token)
-                log.info("%s actor=%s request_id=%s code=%s %.1fms", details.method,
-                         call.actor, call.request_id, _code_name(context),
-                         (time.perf_counter() - started) * 1000)
 
         return grpc.unary_unary_rpc_method_handler(
             wrapped,

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,20 +26,23 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, **env: str) -> None:
         self.data = data
         self.port = free_port()
+        self.metrics_port = free_port()
         self.log = data / "serve.log"
+        self.env = env
 
     def start(self) -> None:
         env = {**os.environ, "TRUNKPLANE_DATA": str(self.data / "var"),
-               "TRUNKPLANE_LISTEN": f"127.0.0.1:{self.port}"}
+               "TRUNKPLANE_LISTEN": f"127.0.0.1:{self.port}",
+               "TRUNKPLANE_METRICS_LISTEN": f"127.0.0.1:{self.metrics_port}", **self.env}
         env.pop("TRUNKPLANE_CIPHER_KEY", None)
         env.pop("TRUNKPLANE_DATABASE_URL", None)
         self.process = subprocess.Popen([*CLI, "serve"], env=env, stdout=subprocess.DEVNULL,
                                         stderr=self.log.open("w"))
         deadline = time.monotonic() + 20
-        while "serving gRPC on" not in self.log.read_text():
+        while "serving gRPC on" not in self.log.read_text():  # the text or the JSON line
             assert self.process.poll() is None, self.log.read_text()
             assert time.monotonic() < deadline, "server did not start"
             time.sleep(0.05)
@@ -193,3 +197,32 @@ def test_backup_and_restore(server: Server, tmp_path: Path) -> None:
     assert "changed: 0 (already in step)" in again.stdout
     history = server.cli("trunk", "history", "voco")
     assert "import backup.json" in history.stdout
+
+
+def test_json_logs_carry_the_request_and_metrics_are_scraped(tmp_path: Path) -> None:
+    server = Server(tmp_path, TRUNKPLANE_LOG_FORMAT="json")
+    server.start()
+    try:
+        created = server.cli("trunk", "create", "voco", "--template", "thevoco",
+                             "--username", "1001", "--password", "Secret-In-No-Log-42")
+        assert created.returncode == 0, created.stderr
+        server.cli("trunk", "create", "bad", "--type", "nonsense")
+        server.cli("trunk", "list")
+        with urllib.request.urlopen(
+                f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10) as answer:
+            scraped = answer.read().decode()
+    finally:
+        assert server.stop() == 0
+    lines = [json.loads(line) for line in server.log.read_text().splitlines()]
+    calls = [line for line in lines if line["logger"] == "trunkplane.rpc"]
+    assert len(calls) == 3
+    assert all(len(line["request_id"]) == 32 and line["actor"] == "ops@example.com"
+               for line in calls)
+    assert len({line["request_id"] for line in calls}) == 3
+    assert "Secret-In-No-Log" not in server.log.read_text()
+    create = 'method="/trunkplane.v1.TrunkService/CreateTrunk"'
+    assert f'trunkplane_calls_total{{code="OK",{create}}} 1.0' in scraped
+    assert f'trunkplane_calls_total{{code="INVALID_ARGUMENT",{create}}} 1.0' in scraped
+    assert "trunkplane_call_seconds_bucket" in scraped
+    assert "trunkplane_events_stored_total " in scraped
+    assert 'trunkplane_projection_lag_events{view="history"}' in scraped

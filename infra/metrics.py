@@ -1,0 +1,91 @@
+"""Prometheus metrics of a control-plane process, served over HTTP. Counters and histograms
+are updated as calls happen; everything that is state (the log head, each view's lag, the
+trunk states the agents report) is read when Prometheus scrapes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from domain.application import TrunkplaneApp
+from projections.runner import describe
+from projections.status import StatusView
+from projections.views import ViewStore
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.calls = Counter("trunkplane_calls", "gRPC calls by method and status code",
+                             ["method", "code"], registry=self.registry)
+        self.latency = Histogram("trunkplane_call_seconds", "gRPC call latency by method",
+                                 ["method"], registry=self.registry,
+                                 buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25,
+                                          .5, 1, 2.5, 5, 10))
+
+    def observe_call(self, method: str, code: str, seconds: float) -> None:
+        self.calls.labels(method, code).inc()
+        self.latency.labels(method).observe(seconds)
+
+    def watch(self, app: TrunkplaneApp, store: ViewStore, status: StatusView) -> None:
+        self.registry.register(_StateCollector(app, store, status))
+
+    def serve(self, listen: str) -> int:
+        """Starts the /metrics endpoint; returns its port (useful when asked for port 0)."""
+        host, _, port = listen.rpartition(":")
+        try:
+            server, _ = start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1",
+                                          registry=self.registry)
+        except (OSError, ValueError) as error:
+            raise OSError(f"cannot serve metrics on {listen} ({error}); set "
+                          "TRUNKPLANE_METRICS_LISTEN to a free host:port, or to off") from None
+        self._server = server
+        return int(server.server_port)
+
+    def stop(self) -> None:
+        server = getattr(self, "_server", None)
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+
+class _StateCollector(Collector):
+    def __init__(self, app: TrunkplaneApp, store: ViewStore, status: StatusView) -> None:
+        self.app, self.store, self.status = app, store, status
+
+    def collect(self) -> Iterator[Any]:
+        head = GaugeMetricFamily("trunkplane_log_head", "Position of the last stored event")
+        head.add_metric([], self.app.head())
+        yield head
+        stored = CounterMetricFamily("trunkplane_events_stored",
+                                     "Events this process stored since it started")
+        stored.add_metric([], self.app.events_stored)
+        yield stored
+        lag_events = GaugeMetricFamily("trunkplane_projection_lag_events",
+                                       "Events the view has not applied yet", labels=["view"])
+        lag_seconds = GaugeMetricFamily("trunkplane_projection_lag_seconds",
+                                        "How far behind the log the view is, in seconds",
+                                        labels=["view"])
+        for row in describe(self.app, self.store):
+            lag_events.add_metric([row["name"]], row["lag_events"])
+            lag_seconds.add_metric([row["name"]], row["lag_seconds"])
+        yield lag_events
+        yield lag_seconds
+        states = GaugeMetricFamily("trunkplane_trunks_by_state",
+                                   "Trunks by the state the agents last reported",
+                                   labels=["tenant", "state"])
+        calls = GaugeMetricFamily("trunkplane_active_calls", "Active calls per trunk",
+                                  labels=["tenant", "trunk_id", "direction"])
+        for (tenant, state), count in self.status.count_by_state().items():
+            states.add_metric([tenant, state], count)
+        for observed in self.status.all():
+            calls.add_metric([observed["tenant"], observed["trunk_id"], "inbound"],
+                             observed["active_inbound"])
+            calls.add_metric([observed["tenant"], observed["trunk_id"], "outbound"],
+                             observed["active_outbound"])
+        yield states
+        yield calls
