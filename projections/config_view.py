@@ -100,6 +100,12 @@ class ConfigView:
             row = cur.fetchone()
         return [] if row is None else list(json.loads(row[0]))
 
+    def trunk_docs(self, tenant: str) -> list[Doc]:
+        return self._select("tenant = ? AND kind = 'trunk' AND deleted = 0", [tenant])
+
+    def trunk_doc(self, tenant: str, trunk_id: str) -> Doc | None:
+        return self._find(tenant, "trunk", trunk_id, include_deleted=False)
+
     def tenants(self) -> list[str]:
         sql = f"SELECT DISTINCT tenant FROM {self._table()} ORDER BY tenant"
         with self.store.db.transaction() as cur:

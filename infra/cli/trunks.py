@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+
+import grpc
 
 from infra.cli.client import Client
 from infra.cli.flags import Flag, add_flags, apply_flags
-from infra.cli.output import fields, print_json, table, warn
+from infra.cli.output import as_dict, fields, print_json, table, warn
 from trunkplane.v1 import common_pb2, trunk_pb2
 
 SETTINGS = [
@@ -72,6 +76,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("templates", help="provider templates").set_defaults(handler=templates)
     status = sub.add_parser("status", help="what the agents observe of each trunk")
     status.add_argument("--type", default="")
+    status.add_argument("--watch", action="store_true", help="keep the table live")
     status.set_defaults(handler=trunk_status)
 
 
@@ -180,13 +185,61 @@ def print_history(entries: object) -> None:
 
 
 def trunk_status(client: Client, args: argparse.Namespace) -> int:
+    if args.watch:
+        return watch_status(client, args)
     response = client.call(client.trunks.ListTrunkStatuses, trunk_pb2.ListTrunksRequest(
         tenant=client.tenant, type=args.type, page_size=500))
     if args.json:
         print_json(response)
         return 0
+    status_table(list(response.statuses))
+    return 0
+
+
+def watch_status(client: Client, args: argparse.Namespace) -> int:
+    """Redraws the table on every change; reconnects where it left off if the server goes."""
+    shown: dict[str, trunk_pb2.TrunkStatus] = {}
+    position = 0
+    while True:
+        stream = client.trunks.WatchTrunkStatus(trunk_pb2.WatchTrunkStatusRequest(
+            tenant=client.tenant, since_position=position), metadata=client.metadata())
+        try:
+            expected = _expected(client, args) if position == 0 else 0
+            for change in stream:
+                position = max(position, change.position)
+                if not args.type or change.status.type == args.type:
+                    shown[change.status.trunk_id] = change.status
+                if args.json:
+                    print(json.dumps(as_dict(change)), flush=True)
+                elif not change.current or len(shown) >= expected:
+                    _redraw(list(shown.values()))
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+            print("server unavailable; reconnecting", file=sys.stderr)
+            time.sleep(2)
+        except KeyboardInterrupt:
+            stream.cancel()
+            return 0
+
+
+def _expected(client: Client, args: argparse.Namespace) -> int:
+    listed = client.call(client.trunks.ListTrunks, trunk_pb2.ListTrunksRequest(
+        tenant=client.tenant, type=args.type, page_size=1))
+    return int(listed.total_size)
+
+
+def _redraw(statuses: list[trunk_pb2.TrunkStatus]) -> None:
+    if sys.stdout.isatty():
+        print("\x1b[H\x1b[2J", end="")
+    print(time.strftime("%H:%M:%S"))
+    status_table(sorted(statuses, key=lambda s: s.trunk_name.casefold()))
+    print(flush=True)
+
+
+def status_table(statuses: list[trunk_pb2.TrunkStatus]) -> None:
     rows = []
-    for s in response.statuses:
+    for s in statuses:
         state = s.state + (f" ({s.sip_code} {s.reason})" if s.sip_code else "")
         registrations = (f"{s.registrations_up}/{s.registrations_wanted}"
                          if s.type != "peer" else "-")
@@ -197,7 +250,6 @@ def trunk_status(client: Client, args: argparse.Namespace) -> int:
                  if s.HasField("since") else "-")
         rows.append((s.trunk_name, s.type, state, registrations, peers, calls, since))
     table(["name", "type", "state", "registrations", "peers up", "calls", "since (utc)"], rows)
-    return 0
 
 
 def templates(client: Client, args: argparse.Namespace) -> int:

@@ -7,7 +7,8 @@ import contextvars
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,33 +54,45 @@ class CallContextInterceptor(grpc.ServerInterceptor):
     def intercept_service(self, continuation: Callable[[Any], Any],
                           details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None or (handler.unary_unary is None and handler.unary_stream is None):
             return handler
         metadata = _metadata(details)
         call = CallContext(
             actor=_actor(metadata.get("x-actor", "")),
             request_id=metadata.get("x-request-id", "")[:128] or uuid.uuid4().hex,
         )
-        inner = handler.unary_unary
+        method = details.method
 
-        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+        @contextmanager
+        def serving(context: grpc.ServicerContext) -> Iterator[None]:
             token = _current.set(call)
             started = time.perf_counter()
             try:
-                return inner(request, context)
+                yield
             finally:
                 seconds = time.perf_counter() - started
                 code = _code_name(context)
-                log.info("%s actor=%s code=%s %.1fms", details.method, call.actor, code,
-                         seconds * 1000)
-                self._observe(details.method, code, seconds)
+                log.info("%s actor=%s code=%s %.1fms", method, call.actor, code, seconds * 1000)
+                self._observe(method, code, seconds)
                 _current.reset(token)
 
-        return grpc.unary_unary_rpc_method_handler(
-            wrapped,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        codecs = {"request_deserializer": handler.request_deserializer,
+                  "response_serializer": handler.response_serializer}
+        if handler.unary_unary is not None:
+            unary = handler.unary_unary
+
+            def answer(request: Any, context: grpc.ServicerContext) -> Any:
+                with serving(context):
+                    return unary(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(answer, **codecs)
+        stream = handler.unary_stream
+
+        def answers(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            with serving(context):
+                yield from stream(request, context)
+
+        return grpc.unary_stream_rpc_method_handler(answers, **codecs)
 
 
 def _code_name(context: grpc.ServicerContext) -> str:

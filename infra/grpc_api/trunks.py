@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -30,6 +31,7 @@ from projections.status import StatusView
 from trunkplane.v1 import trunk_pb2, trunk_pb2_grpc
 
 Ctx = grpc.ServicerContext
+WATCH_POLL = 0.5
 
 
 class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type: ignore[misc]
@@ -106,6 +108,32 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
             statuses=[status_message(t, observed.get(t["id"])) for t in page.items],
             next_page_token=page.next_page_token, total_size=page.total_size,
             view_position=position)
+
+    def WatchTrunkStatus(self, request: trunk_pb2.WatchTrunkStatusRequest,
+                         context: Ctx) -> Iterator[trunk_pb2.TrunkStatusChange]:
+        tenant = self.tenant(context, request.tenant)
+        self.ready(context, 0)
+        wanted = set(self.read(context, lambda: [
+            self.view.subject_id(tenant, TRUNK, ref) for ref in request.trunks]))
+        position = request.since_position
+        if position == 0:
+            position = self.status.head()
+            configs = [c for c in self.view.trunk_docs(tenant) if not wanted or c["id"] in wanted]
+            observed = self.status.of(tenant, [c["id"] for c in configs])
+            for config in configs:
+                yield trunk_pb2.TrunkStatusChange(
+                    position=position, status=status_message(config, observed.get(config["id"])),
+                    current=True)
+        while context.is_active():
+            changes = self.status.changes_after(tenant, position)
+            for position, observed_now in changes:
+                trunk_id = observed_now["trunk_id"]
+                trunk = self.view.trunk_doc(tenant, trunk_id)
+                if trunk is not None and (not wanted or trunk_id in wanted):
+                    yield trunk_pb2.TrunkStatusChange(
+                        position=position, status=status_message(trunk, observed_now))
+            if not changes:
+                self.status.wait(WATCH_POLL)
 
     def ExportConfiguration(self, request: trunk_pb2.ExportConfigurationRequest,
                             context: Ctx) -> Any:

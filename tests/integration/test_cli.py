@@ -121,6 +121,15 @@ def test_tour(server: Server) -> None:
     assert status.returncode == 0, status.stderr
     voco_row = next(line for line in status.stdout.splitlines() if line.startswith("voco"))
     assert "unknown" in voco_row and "0/10" in voco_row
+    watch = subprocess.Popen(
+        [*CLI, "--server", f"127.0.0.1:{server.port}", "--json", "trunk", "status", "--watch"],
+        stdout=subprocess.PIPE, text=True)
+    assert watch.stdout is not None
+    opening = [json.loads(watch.stdout.readline()) for _ in range(3)]
+    watch.terminate()
+    watch.wait(timeout=10)
+    assert sorted(c["status"]["trunk_name"] for c in opening) == ["carrier", "voco", "weak"]
+    assert all(c["current"] for c in opening)
 
     assert server.stop() == 0
     server.start()

@@ -60,3 +60,35 @@ def test_statuses_list_every_trunk_with_peer_health(api: Api) -> None:
     assert carrier.state == "degraded"
     assert [(p.address, p.up, p.rtt_ms) for p in carrier.peers] == [
         ("192.0.2.10", False, 0.0), ("192.0.2.11", True, 12.5)]
+
+
+def test_watch_opens_with_the_picture_follows_changes_and_resumes(api: Api) -> None:
+    voco = create_trunk(api, "voco").trunk
+    carrier = create_trunk(api, "carrier", type="peer", username="", password="",
+                           peer_addresses=["192.0.2.10"]).trunk
+    stream = api.trunks.WatchTrunkStatus(trunk_pb2.WatchTrunkStatusRequest(), timeout=20)
+    opening = [next(stream), next(stream)]
+    assert {(c.status.trunk_name, c.status.state, c.current) for c in opening} == {
+        ("voco", "unknown", True), ("carrier", "unknown", True)}
+    api.plane.status_sink.publish([observation(voco.id, 1, TrunkState.REGISTERED)])
+    change = next(stream)
+    assert (change.status.trunk_name, change.status.state, change.current) == (
+        "voco", "registered", False)
+    stream.cancel()
+
+    api.plane.status_sink.publish([  # while nobody watches
+        observation(carrier.id, 1, TrunkState.DEGRADED),
+        observation(voco.id, 1, TrunkState.FAILED),  # a redelivery: not a change
+        observation(voco.id, 2, TrunkState.FAILED, sip_code=403, reason="Forbidden")])
+    resumed = api.trunks.WatchTrunkStatus(trunk_pb2.WatchTrunkStatusRequest(
+        since_position=change.position), timeout=20)
+    missed = [next(resumed), next(resumed)]
+    resumed.cancel()
+    assert [(c.status.trunk_name, c.status.state) for c in missed] == [
+        ("carrier", "degraded"), ("voco", "failed")]
+    assert missed[0].position < missed[1].position
+    only_voco = api.trunks.WatchTrunkStatus(trunk_pb2.WatchTrunkStatusRequest(
+        trunks=["voco"], since_position=change.position), timeout=20)
+    first = next(only_voco)
+    only_voco.cancel()
+    assert (first.status.trunk_name, first.status.reason) == ("voco", "Forbidden")

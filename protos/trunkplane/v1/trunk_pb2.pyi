@@ -328,3 +328,23 @@ class ImportConfigurationResponse(_message.Message):
     applied: bool
     position: int
     def __init__(self, changes: _Optional[_Iterable[str]] = ..., kept: _Optional[_Iterable[str]] = ..., applied: _Optional[bool] = ..., position: _Optional[int] = ...) -> None: ...
+
+class WatchTrunkStatusRequest(_message.Message):
+    __slots__ = ("tenant", "trunks", "since_position")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TRUNKS_FIELD_NUMBER: _ClassVar[int]
+    SINCE_POSITION_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    trunks: _containers.RepeatedScalarFieldContainer[str]
+    since_position: int
+    def __init__(self, tenant: _Optional[str] = ..., trunks: _Optional[_Iterable[str]] = ..., since_position: _Optional[int] = ...) -> None: ...
+
+class TrunkStatusChange(_message.Message):
+    __slots__ = ("position", "status", "current")
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    position: int
+    status: TrunkStatus
+    current: bool
+    def __init__(self, position: _Optional[int] = ..., status: _Optional[_Union[TrunkStatus, _Mapping]] = ..., current: _Optional[bool] = ...) -> None: ...

@@ -80,6 +80,11 @@ class TrunkServiceStub:
                 request_serializer=trunkplane_dot_v1_dot_trunk__pb2.ListTrunksRequest.SerializeToString,
                 response_deserializer=trunkplane_dot_v1_dot_trunk__pb2.ListTrunkStatusesResponse.FromString,
                 _registered_method=True)
+        self.WatchTrunkStatus = channel.unary_stream(
+                '/trunkplane.v1.TrunkService/WatchTrunkStatus',
+                request_serializer=trunkplane_dot_v1_dot_trunk__pb2.WatchTrunkStatusRequest.SerializeToString,
+                response_deserializer=trunkplane_dot_v1_dot_trunk__pb2.TrunkStatusChange.FromString,
+                _registered_method=True)
         self.ExportConfiguration = channel.unary_unary(
                 '/trunkplane.v1.TrunkService/ExportConfiguration',
                 request_serializer=trunkplane_dot_v1_dot_trunk__pb2.ExportConfigurationRequest.SerializeToString,
@@ -151,6 +156,14 @@ class TrunkServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchTrunkStatus(self, request, context):
+        """The current status of each trunk, then every change as it happens. Reconnect with the
+        last `position` seen to get exactly the changes missed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ExportConfiguration(self, request, context):
         """Backup: every trunk and route of a tenant (or of all) as one versioned JSON document.
         """
@@ -212,6 +225,11 @@ def add_TrunkServiceServicer_to_server(servicer, server):
                     servicer.ListTrunkStatuses,
                     request_deserializer=trunkplane_dot_v1_dot_trunk__pb2.ListTrunksRequest.FromString,
                     response_serializer=trunkplane_dot_v1_dot_trunk__pb2.ListTrunkStatusesResponse.SerializeToString,
+            ),
+            'WatchTrunkStatus': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchTrunkStatus,
+                    request_deserializer=trunkplane_dot_v1_dot_trunk__pb2.WatchTrunkStatusRequest.FromString,
+                    response_serializer=trunkplane_dot_v1_dot_trunk__pb2.TrunkStatusChange.SerializeToString,
             ),
             'ExportConfiguration': grpc.unary_unary_rpc_method_handler(
                     servicer.ExportConfiguration,
@@ -468,6 +486,33 @@ class TrunkService:
             '/trunkplane.v1.TrunkService/ListTrunkStatuses',
             trunkplane_dot_v1_dot_trunk__pb2.ListTrunksRequest.SerializeToString,
             trunkplane_dot_v1_dot_trunk__pb2.ListTrunkStatusesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchTrunkStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/trunkplane.v1.TrunkService/WatchTrunkStatus',
+            trunkplane_dot_v1_dot_trunk__pb2.WatchTrunkStatusRequest.SerializeToString,
+            trunkplane_dot_v1_dot_trunk__pb2.TrunkStatusChange.FromString,
             options,
             channel_credentials,
             insecure,
