@@ -26,6 +26,8 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--json", action="store_true", help="print JSON instead of tables")
     sub = root.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the embedded service (settings from the environment)")
+    sub.add_parser("doctor", help="what is wrong with the settings, the store, the service "
+                                  "and each trunk, with the fix")
     trunks.register(sub.add_parser("trunk", help="create, change and read trunks"))
     routes.register(sub.add_parser("route", help="outbound and inbound routes"))
     audit.register(sub.add_parser("audit", help="the change history, for auditors"))
@@ -43,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve()
     if args.command == "replay":
         return _replay(args)
+    if args.command == "doctor":
+        return _doctor(args)
     client = Client(args.server, args.actor, args.tenant)
     try:
         result: int = args.handler(client, args)
@@ -69,6 +73,23 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"{name}: built up to log position {position}")
     print(f"views in {Path(args.into) / 'views.sqlite'}")
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from infra.doctor import examine
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"FAIL settings: {error}")
+        return 1
+    failed = False
+    for finding in examine(settings, args.server):
+        failed |= finding.level == "fail"
+        print(f"{finding.level.upper():<4} {finding.subject}: {finding.text}")
+        if finding.fix and finding.level != "ok":
+            print(f"     fix: {finding.fix}")
+    return 1 if failed else 0
 
 
 def _serve() -> int:

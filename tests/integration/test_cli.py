@@ -235,3 +235,28 @@ def test_json_logs_carry_the_request_and_metrics_are_scraped(tmp_path: Path) -> 
     assert "trunkplane_call_seconds_bucket" in scraped
     assert "trunkplane_events_stored_total " in scraped
     assert 'trunkplane_projection_lag_events{view="history"}' in scraped
+
+
+def test_doctor_names_what_is_wrong_and_the_fix(server: Server) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        open_port = listener.getsockname()[1]
+        closed_port = free_port()
+        for name, port in (("reachable", open_port), ("unreachable", closed_port)):
+            created = server.cli("trunk", "create", name, "--type", "register", "--host",
+                                 f"127.0.0.1:{port}", "--transport", "tcp", "--username", "u",
+                                 "--password", "Long-Enough-Password-1", "--codecs", "PCMU")
+            assert created.returncode == 0, created.stderr
+        env = {**os.environ, "TRUNKPLANE_DATA": str(server.data / "var"),
+               "TRUNKPLANE_METRICS_LISTEN": f"127.0.0.1:{server.metrics_port}"}
+        report = subprocess.run([*CLI, "--server", f"127.0.0.1:{server.port}", "doctor"],
+                                env=env, capture_output=True, text=True, timeout=60,
+                                check=False)
+    assert report.returncode == 1, report.stdout
+    lines = report.stdout
+    assert "OK   event store: SQLite" in lines
+    assert "OK   service: 127.0.0.1" in lines and "SERVING" in lines
+    assert f"OK   trunk reachable: 127.0.0.1:{open_port} accepts TCP connections" in lines
+    assert f"FAIL trunk unreachable: cannot connect to 127.0.0.1:{closed_port} over tcp" in lines
+    assert f"a firewall must allow {closed_port}" in lines

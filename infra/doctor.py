@@ -1,0 +1,129 @@
+"""`trunkplane doctor`: what is wrong with this installation and each trunk, and the fix.
+It reads the settings and the store directly and asks the running service for its health.
+Trunk reachability over TCP and TLS is tried with a connection; over UDP it needs a SIP
+request, which waits for the SIP client."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from domain.application import TrunkplaneApp
+from domain.catalog import TRUNK
+from domain.trunk_settings import WEAK_PASSWORD_LENGTH
+from domain.values import Transport, parse_host_port
+from infra.keys import cipher_key
+from infra.settings import Settings, SettingsError
+
+CONNECT_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str  # ok | warn | fail
+    subject: str
+    text: str
+    fix: str = ""
+
+
+def examine(settings: Settings, server: str) -> Iterator[Finding]:
+    try:
+        key = cipher_key(settings, create=False)
+    except SettingsError as error:
+        yield Finding("fail", "cipher key", str(error),
+                      "point TRUNKPLANE_DATA at the data directory, or set TRUNKPLANE_CIPHER_KEY")
+        return
+    yield Finding("ok", "cipher key", "present and valid")
+    try:
+        app = TrunkplaneApp(env=settings.store_env(key))
+    except Exception as error:  # any failure to open the store is the finding
+        yield Finding("fail", "event store", f"{settings.describe_store()}: {error}",
+                      "check TRUNKPLANE_DATABASE_URL, that the database runs, and permissions")
+        return
+    try:
+        yield Finding("ok", "event store", f"{settings.describe_store()}, {app.head()} events")
+        yield from _server(server)
+        yield from _metrics(settings)
+        yield from _trunks(app, settings.tenant)
+    finally:
+        app.close()
+
+
+def _server(address: str) -> Iterator[Finding]:
+    channel = grpc.insecure_channel(address)
+    try:
+        stub: Any = health_pb2_grpc.HealthStub(channel)
+        answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=3)
+        serving = answer.status == health_pb2.HealthCheckResponse.SERVING
+        yield Finding("ok" if serving else "fail", "service", f"{address} answers "
+                      f"{health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)}")
+    except grpc.RpcError as error:
+        yield Finding("fail", "service", f"{address}: {error.code().name}",
+                      "start it with `make run` (or `trunkplane serve`), or set --server")
+    finally:
+        channel.close()
+
+
+def _metrics(settings: Settings) -> Iterator[Finding]:
+    if settings.metrics_listen == "off":
+        yield Finding("ok", "metrics", "switched off (TRUNKPLANE_METRICS_LISTEN=off)")
+        return
+    url = f"http://{settings.metrics_listen}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=3):
+            yield Finding("ok", "metrics", url)
+    except OSError as error:
+        yield Finding("warn", "metrics", f"{url}: {error}",
+                      "is the service running with the same TRUNKPLANE_METRICS_LISTEN?")
+
+
+def _trunks(app: TrunkplaneApp, tenant: str) -> Iterator[Finding]:
+    catalog = app.catalog(tenant)
+    entries = catalog.entries[TRUNK] if catalog else {}
+    if not entries:
+        yield Finding("warn", "trunks", f"tenant '{tenant}' has no trunk",
+                      "create one: trunkplane trunk create NAME --template thevoco ...")
+    for trunk_id, entry in sorted(entries.items(), key=lambda e: e[1]["name"].casefold()):
+        trunk: Any = app.aggregate(UUID(trunk_id))
+        yield from check_trunk(entry["name"], trunk.settings)
+
+
+def check_trunk(name: str, s: dict[str, Any]) -> Iterator[Finding]:
+    subject = f"trunk {name}"
+    if not s["enabled"]:
+        yield Finding("warn", subject, "disabled: no registration, no calls",
+                      f"trunkplane trunk update {name} --enabled on")
+        return
+    transport = Transport(s["transport"])
+    targets = [parse_host_port(a) for a in s["peer_addresses"]] or [parse_host_port(s["host"])]
+    for target in targets:
+        port = target.port or transport.default_port
+        if (transport is Transport.TLS and port == 5060) or (transport is not Transport.TLS and (
+                port == 5061)):
+            yield Finding("warn", subject, f"{transport.value} to port {port}: transport "
+                          "and port do not match the usual pairing (UDP/TCP 5060, TLS 5061)",
+                          "check the transport the provider expects on that port")
+        if transport is Transport.UDP:
+            continue
+        try:
+            with socket.create_connection((target.host, port), timeout=CONNECT_TIMEOUT):
+                yield Finding("ok", subject, f"{target.host}:{port} accepts TCP connections")
+        except OSError as error:
+            yield Finding("fail", subject, f"cannot connect to {target.host}:{port} over "
+                          f"{transport.value} ({error})",
+                          f"check the host and the network; a firewall must allow {port}")
+    password = s.get("password") or ""
+    if s["type"] != "peer" and len(password) < WEAK_PASSWORD_LENGTH:
+        yield Finding("warn", subject, f"password shorter than {WEAK_PASSWORD_LENGTH} "
+                      "characters", "ask the provider for a longer one")
+    if s["type"] == "peer" and not s["nat"]["external_ip"] and not s["nat"]["stun_server"]:
+        yield Finding("warn", subject, "peer trunk without an external IP or STUN server: "
+                      "the provider must see the address it trusts",
+                      f"trunkplane trunk update {name} --nat on --external-ip YOUR.PUBLIC.IP")
