@@ -61,9 +61,7 @@ def _sync_trunks(uow: UnitOfWork, tenant: str, wanted: list[Settings], meta: Com
         if patch:
             commands.update_trunk(uow, tenant, existing, patch, "", meta)
             report.changes.append(f"update trunk {raw['name']}: {', '.join(sorted(patch))}")
-    names = {str(raw.get("name", "")).casefold() for raw in wanted}
-    report.kept += [f"trunk {e['name']}" for e in _catalog(uow, tenant, meta).entries[
-        TRUNK].values() if e["name"].casefold() not in names]
+    report.kept += _not_named(_catalog(uow, tenant, meta), TRUNK, "trunk", wanted)
 
 
 def _sync_outbound(uow: UnitOfWork, tenant: str, wanted: list[Settings], meta: CommandMeta,
@@ -85,9 +83,7 @@ def _sync_outbound(uow: UnitOfWork, tenant: str, wanted: list[Settings], meta: C
                                            index + 1 if moved else None, "", meta)
             what = sorted(patch) + (["position"] if moved else [])
             report.changes.append(f"update outbound route {raw['name']}: {', '.join(what)}")
-    names = {str(raw.get("name", "")).casefold() for raw in wanted}
-    report.kept += [f"outbound route {e['name']}" for e in _catalog(uow, tenant, meta).entries[
-        OUTBOUND].values() if e["name"].casefold() not in names]
+    report.kept += _not_named(_catalog(uow, tenant, meta), OUTBOUND, "outbound route", wanted)
 
 
 def _sync_inbound(uow: UnitOfWork, tenant: str, wanted: list[Settings], meta: CommandMeta,
@@ -113,6 +109,13 @@ def _sync_inbound(uow: UnitOfWork, tenant: str, wanted: list[Settings], meta: Co
     report.kept += [f"inbound route {e['did_pattern'] or 'any DID'} ({rid})"
                     for rid, e in _catalog(uow, tenant, meta).entries[INBOUND].items()
                     if rid not in matched]
+
+
+def _not_named(catalog: TenantCatalog, kind: str, label: str,
+               wanted: list[Settings]) -> list[str]:
+    names = {str(raw.get("name", "")).casefold() for raw in wanted}
+    return [f"{label} {e['name']}" for e in catalog.entries[kind].values()
+            if e["name"].casefold() not in names]
 
 
 def _find_inbound(catalog: TenantCatalog, settings: Settings) -> str | None:
