@@ -241,9 +241,11 @@ def status_table(statuses: list[trunk_pb2.TrunkStatus]) -> None:
     rows = []
     for s in statuses:
         state = s.state + (f" ({s.sip_code} {s.reason})" if s.sip_code else "")
-        registrations = (f"{s.registrations_up}/{s.registrations_wanted}"
+        reported = s.HasField("observed_at")
+        registrations = (f"{s.registrations_up if reported else '?'}/{s.registrations_wanted}"
                          if s.type != "peer" else "-")
-        peers = (f"{sum(p.up for p in s.peers)}/{len(s.peers)}" if s.type == "peer" else "-")
+        peers = (f"{sum(p.up for p in s.peers)}/{len(s.peers)}"
+                 if s.type == "peer" and reported else "-")
         calls = f"{s.active_inbound + s.active_outbound}/" + _limit(s.call_limits,
                                                                    "max_concurrent_calls")
         since = (s.since.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")

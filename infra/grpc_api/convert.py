@@ -178,6 +178,7 @@ def status_message(config: Doc, observed: Doc | None) -> trunk_pb2.TrunkStatus:
     msg = trunk_pb2.TrunkStatus(
         trunk_id=config["id"], trunk_name=s["name"], type=s["type"], enabled=s["enabled"],
         state="unknown" if s["enabled"] else "disabled",
+        registrations_wanted=0 if s["type"] == "peer" else s["max_registrations"],
         call_limits=trunk_pb2.CallLimits(
             **{k: v for k, v in s["call_limits"].items() if v is not None}))
     if observed is None:
@@ -186,7 +187,6 @@ def status_message(config: Doc, observed: Doc | None) -> trunk_pb2.TrunkStatus:
     msg.sip_code = observed["sip_code"]
     msg.reason = observed["reason"]
     msg.registrations_up = observed["registrations_up"]
-    msg.registrations_wanted = observed["registrations_wanted"]
     msg.active_inbound = observed["active_inbound"]
     msg.active_outbound = observed["active_outbound"]
     msg.agent_id = observed["agent_id"]

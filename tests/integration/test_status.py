@@ -24,6 +24,7 @@ def test_status_shows_the_newest_observation_and_ignores_redelivery(api: Api) ->
         max_concurrent_calls=10)).trunk
     unknown = api.trunks.GetTrunkStatus(trunk_pb2.GetTrunkRequest(trunk="voco"))
     assert (unknown.state, unknown.call_limits.max_concurrent_calls) == ("unknown", 10)
+    assert (unknown.registrations_up, unknown.registrations_wanted) == (0, 1)
     registered = observation(
         trunk.id, 2, TrunkState.REGISTERED, sip_code=200, reason="OK", registrations_up=1,
         registrations_wanted=1, active_outbound=3,
