@@ -69,10 +69,10 @@ class ProjectionRunner:
                 position, self.batch, stop=head, inclusive_of_start=False)
             if not notifications:
                 break
-            batch: list[tuple[int, Any]] = [
-                (n.id, self.app.mapper.to_domain_event(n)) for n in notifications]
+            batch: list[tuple[int, Any, Any]] = [
+                (n.id, self.app.mapper.to_domain_event(n), n) for n in notifications]
             if until is not None and until.time is not None:
-                batch = [(p, e) for p, e in batch if e.timestamp <= until.time]
+                batch = [item for item in batch if item[1].timestamp <= until.time]
                 if not batch:
                     break
             self.store.apply(name, gen, batch)

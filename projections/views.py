@@ -16,11 +16,12 @@ from typing import Any, ClassVar
 from domain.catalog import TenantCatalog
 from domain.model import Configured, event_name
 from domain.trunk_settings import SECRET_FIELDS
+from projections.chain import GENESIS, link
 from projections.db import Cursor, Database
 from projections.history import FieldChange, diff, flatten, render
 from projections.state import Doc, Fingerprint, display_name, fold, iso, kind_of
 
-Batch = Sequence[tuple[int, Any]]  # (log position, domain event)
+Batch = Sequence[tuple[int, Any, Any]]  # (log position, domain event, event as stored)
 SUBJECTS = frozenset({"trunk", "outbound", "inbound"})
 
 
@@ -78,12 +79,12 @@ class ConfigProjection(Projection):
 
     def apply(self, cur: Cursor, gen: int, batch: Batch) -> None:
         config, order = self.table_names(gen)
-        subjects = {str(e.originator_id) for _, e in batch
+        subjects = {str(e.originator_id) for _, e, _ in batch
                     if isinstance(e, Configured.Event) and not isinstance(e, Configured.Created)}
         docs = self._docs(cur, config, subjects)
         touched: dict[str, tuple[str, int]] = {}
         orders: dict[str, list[str]] = {}
-        for position, event in batch:
+        for position, event, _ in batch:
             kind = kind_of(event)
             if kind in ("trunk", "outbound", "inbound"):
                 key = str(event.originator_id)
@@ -104,16 +105,17 @@ class ConfigProjection(Projection):
 
 
 class HistoryProjection(Projection):
-    """One row per event of a trunk or route, and per change of the route order."""
+    """One row per event of a trunk or route, and per change of the route order; and the
+    hash chain over every stored event, which makes later edits of the log evident."""
 
     name = "history"
-    schema = 1
+    schema = 2
 
     def table_names(self, gen: int) -> list[str]:
-        return [f"tp_history_g{gen}", f"tp_history_state_g{gen}"]
+        return [f"tp_history_g{gen}", f"tp_history_state_g{gen}", f"tp_chain_g{gen}"]
 
     def tables(self, gen: int) -> list[str]:
-        history, state = self.table_names(gen)
+        history, state, chain = self.table_names(gen)
         return [
             f"CREATE TABLE IF NOT EXISTS {history} (position BIGINT PRIMARY KEY, "
             "tenant TEXT NOT NULL, subject_kind TEXT NOT NULL, subject_id TEXT NOT NULL, "
@@ -125,12 +127,15 @@ class HistoryProjection(Projection):
             f"CREATE INDEX IF NOT EXISTS {history}_actor ON {history} (actor, position)",
             f"CREATE INDEX IF NOT EXISTS {history}_time ON {history} (time)",
             f"CREATE TABLE IF NOT EXISTS {state} (id TEXT PRIMARY KEY, doc TEXT NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {chain} (position BIGINT PRIMARY KEY, "
+            "hash TEXT NOT NULL)",
         ]
 
     def apply(self, cur: Cursor, gen: int, batch: Batch) -> None:
-        history, state = self.table_names(gen)
+        history, state, chain = self.table_names(gen)
+        cur.append_rows(chain, self._links(cur, chain, batch))
         keyed = [(position, event, kind_of(event), str(event.originator_id))
-                 for position, event in batch]
+                 for position, event, _ in batch]
         subjects = {key for _, event, kind, key in keyed
                     if kind in SUBJECTS and not isinstance(event, Configured.Created)}
         subjects |= {f"order:{_catalog_tenant(e)}" for _, e, _, _ in keyed
@@ -157,6 +162,18 @@ class HistoryProjection(Projection):
         cur.insert_rows(f"INSERT INTO {state}",
                         [(key, json.dumps(doc)) for key, doc in docs.items()],
                         "ON CONFLICT (id) DO UPDATE SET doc = excluded.doc")
+
+
+    @staticmethod
+    def _links(cur: Cursor, chain: str, batch: Batch) -> list[tuple[int, str]]:
+        cur.execute(f"SELECT hash FROM {chain} ORDER BY position DESC LIMIT 1")
+        row = cur.fetchone()
+        previous = GENESIS if row is None else str(row[0])
+        links = []
+        for position, _, stored in batch:
+            previous = link(previous, position, stored)
+            links.append((position, previous))
+        return links
 
 
 def _changes(before: Doc, after: Doc, keys: Iterable[str]) -> list[Any]:
@@ -257,7 +274,7 @@ class ViewStore:
     def apply(self, name: str, gen: int, batch: Batch) -> None:
         """Writes the batch's effect and the new position together, or neither."""
         projection = self.projections[name]
-        last_position, last_event = batch[-1]
+        last_position, last_event, _ = batch[-1]
         with self.db.transaction() as cur:
             projection.apply(cur, gen, batch)
             cur.execute(f"UPDATE {self.META} SET position = ?, event_time = ? WHERE name = ? "

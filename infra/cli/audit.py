@@ -28,6 +28,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     at.add_argument("trunk", help="id, or name of a live trunk")
     _point(at, "")
     at.set_defaults(handler=trunk_at)
+    verify = sub.add_parser("verify", help="check that no stored event was edited, removed "
+                                           "or inserted since it was recorded")
+    verify.set_defaults(handler=verify_chain)
     diff = sub.add_parser("diff", help="what changed in a trunk between two points")
     diff.add_argument("trunk")
     _point(diff, "from-")
@@ -139,3 +142,16 @@ def trunk_diff(client: Client, args: argparse.Namespace) -> int:
     table(["field", "before", "after"],
           [(c.field, c.old_value, c.new_value) for c in answer.changes])
     return 0
+
+
+def verify_chain(client: Client, args: argparse.Namespace) -> int:
+    report = client.call(_stub(client).VerifyChain, audit_pb2.VerifyChainRequest())
+    if args.json:
+        print_json(report)
+    elif report.intact:
+        print(f"intact: {report.checked} events; chain head at position "
+              f"{report.head_position}: {report.head}")
+    else:
+        print(f"TAMPERED: {report.problem}")
+        print(f"  the chain was intact up to the event before position {report.position}")
+    return 0 if report.intact else 4

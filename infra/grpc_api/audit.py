@@ -20,6 +20,8 @@ from domain.trunk import Trunk
 from infra.grpc_api.convert import trunk_message
 from infra.grpc_api.servicer_base import ServicerBase
 from projections.audit import ChangeQuery, ChangeRow, trunk_at, trunk_diff
+from projections.chain import head
+from projections.chain import verify as verify_chain
 from projections.state import doc_of
 from trunkplane.v1 import audit_pb2, audit_pb2_grpc, common_pb2
 
@@ -64,8 +66,13 @@ class AuditServicer(ServicerBase, audit_pb2_grpc.AuditServiceServicer):  # type:
                 yield audit_pb2.ExportChunk(data=buffer.getvalue().encode())
                 buffer.seek(0)
                 buffer.truncate()
-        if buffer.tell():
-            yield audit_pb2.ExportChunk(data=buffer.getvalue().encode())
+        position, chain_head = head(self.reader.store)
+        if fmt == "csv":
+            writer.writerow(["chain_head", position, chain_head])
+        else:
+            buffer.write(json.dumps({"chain_head": {"position": position,
+                                                    "hash": chain_head}}) + "\n")
+        yield audit_pb2.ExportChunk(data=buffer.getvalue().encode())
 
     def GetTrunkAt(self, request: audit_pb2.GetTrunkAtRequest, context: Ctx) -> Any:
         tenant = self.tenant(context, request.tenant)
@@ -85,6 +92,13 @@ class AuditServicer(ServicerBase, audit_pb2_grpc.AuditServiceServicer):  # type:
             changes=[common_pb2.FieldChange(field=c.field, old_value=c.old_value,
                                             new_value=c.new_value)
                      for c in trunk_diff(before, after)])
+
+    def VerifyChain(self, request: audit_pb2.VerifyChainRequest, context: Ctx) -> Any:
+        self.read(context, lambda: self._query(audit_pb2.ChangeFilter()))  # caught up first
+        report = self.read(context, lambda: verify_chain(self.bus.app, self.reader.store))
+        return audit_pb2.VerifyChainResponse(
+            intact=report.intact, checked=report.checked, head_position=report.head_position,
+            head=report.head, problem=report.problem, position=report.position)
 
     def _trunk_at(self, tenant: str, ref: str, at: audit_pb2.PointInTime, name: str) -> Trunk:
         self.view.ready()

@@ -83,6 +83,8 @@ def test_export_as_csv_and_json_lines(api: Api) -> None:
     raw = b"".join(chunk.data for chunk in audit(api).ExportChanges(
         audit_pb2.ExportChangesRequest(format="csv")))
     rows = list(csv.DictReader(io.StringIO(raw.decode())))
+    chain_head = rows.pop()
+    assert chain_head["position"] == "chain_head" and len(chain_head["tenant"]) == 64
     assert len(rows) == 7
     assert rows[1]["event_type"] == "ServerChanged"
     assert rows[1]["changes"] == "host: sip.example.com -> sip2.example.com"
@@ -90,7 +92,8 @@ def test_export_as_csv_and_json_lines(api: Api) -> None:
     lines = b"".join(chunk.data for chunk in audit(api).ExportChanges(
         audit_pb2.ExportChangesRequest(format="jsonl", filter=audit_pb2.ChangeFilter(
             actor="bob")))).decode().splitlines()
-    assert [json.loads(line)["event_type"] for line in lines] == ["TrunkDeleted"]
+    assert [json.loads(line).get("event_type") for line in lines[:-1]] == ["TrunkDeleted"]
+    assert json.loads(lines[-1])["chain_head"]["position"] == api.plane.app.head()
     with pytest.raises(grpc.RpcError) as caught:
         list(audit(api).ExportChanges(audit_pb2.ExportChangesRequest(format="xml")))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

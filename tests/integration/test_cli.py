@@ -157,12 +157,15 @@ def test_auditor_and_sre_tools(server: Server, tmp_path: Path) -> None:
     exported = tmp_path / "changes.csv"
     result = server.cli("audit", "export", "--format", "csv", "--output", str(exported))
     assert result.returncode == 0, result.stderr
-    assert exported.read_text().count("\n") == 4  # header and three changes
+    assert exported.read_text().count("\n") == 5  # header, three changes, the chain head
+    assert exported.read_text().splitlines()[-1].startswith("chain_head,")
     assert "Long-Enough" not in exported.read_text()
     at = server.cli("audit", "at", "t-a", "--version", "1")
     assert "rfc2833" in at.stdout
     diff = server.cli("audit", "diff", "t-a", "--from-version", "1", "--to-version", "2")
     assert "dtmf_mode" in diff.stdout and "info" in diff.stdout
+    verified = server.cli("audit", "verify")
+    assert verified.returncode == 0 and verified.stdout.startswith("intact: ")
 
     status = server.cli("projections", "status")
     assert status.returncode == 0 and "history" in status.stdout

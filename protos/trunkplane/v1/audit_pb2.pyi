@@ -125,3 +125,23 @@ class DiffTrunkResponse(_message.Message):
     to_version: int
     changes: _containers.RepeatedCompositeFieldContainer[_common_pb2.FieldChange]
     def __init__(self, from_version: _Optional[int] = ..., to_version: _Optional[int] = ..., changes: _Optional[_Iterable[_Union[_common_pb2.FieldChange, _Mapping]]] = ...) -> None: ...
+
+class VerifyChainRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class VerifyChainResponse(_message.Message):
+    __slots__ = ("intact", "checked", "head_position", "head", "problem", "position")
+    INTACT_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_FIELD_NUMBER: _ClassVar[int]
+    HEAD_POSITION_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    intact: bool
+    checked: int
+    head_position: int
+    head: str
+    problem: str
+    position: int
+    def __init__(self, intact: _Optional[bool] = ..., checked: _Optional[int] = ..., head_position: _Optional[int] = ..., head: _Optional[str] = ..., problem: _Optional[str] = ..., position: _Optional[int] = ...) -> None: ...

@@ -55,6 +55,11 @@ class AuditServiceStub:
                 request_serializer=trunkplane_dot_v1_dot_audit__pb2.DiffTrunkRequest.SerializeToString,
                 response_deserializer=trunkplane_dot_v1_dot_audit__pb2.DiffTrunkResponse.FromString,
                 _registered_method=True)
+        self.VerifyChain = channel.unary_unary(
+                '/trunkplane.v1.AuditService/VerifyChain',
+                request_serializer=trunkplane_dot_v1_dot_audit__pb2.VerifyChainRequest.SerializeToString,
+                response_deserializer=trunkplane_dot_v1_dot_audit__pb2.VerifyChainResponse.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -87,6 +92,15 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyChain(self, request, context):
+        """Recomputes the hash chain over the stored events and compares it with the chain the
+        history view recorded as the events arrived: names the first event edited, removed or
+        inserted since.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +123,11 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.DiffTrunk,
                     request_deserializer=trunkplane_dot_v1_dot_audit__pb2.DiffTrunkRequest.FromString,
                     response_serializer=trunkplane_dot_v1_dot_audit__pb2.DiffTrunkResponse.SerializeToString,
+            ),
+            'VerifyChain': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyChain,
+                    request_deserializer=trunkplane_dot_v1_dot_audit__pb2.VerifyChainRequest.FromString,
+                    response_serializer=trunkplane_dot_v1_dot_audit__pb2.VerifyChainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +239,33 @@ class AuditService:
             '/trunkplane.v1.AuditService/DiffTrunk',
             trunkplane_dot_v1_dot_audit__pb2.DiffTrunkRequest.SerializeToString,
             trunkplane_dot_v1_dot_audit__pb2.DiffTrunkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyChain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trunkplane.v1.AuditService/VerifyChain',
+            trunkplane_dot_v1_dot_audit__pb2.VerifyChainRequest.SerializeToString,
+            trunkplane_dot_v1_dot_audit__pb2.VerifyChainResponse.FromString,
             options,
             channel_credentials,
             insecure,
