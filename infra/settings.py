@@ -50,7 +50,7 @@ class Settings:
     def store_env(self, cipher_key: str) -> dict[str, str]:
         """The eventsourcing environment for the event store these settings name."""
         env = {
-            "CIPHER_TOPIC": "eventsourcing.cryptography:AESCipher",
+            "CIPHER_TOPIC": "infra.keys:KeyRingCipher",
             "CIPHER_KEY": cipher_key,
             "COMPRESSOR_TOPIC": "eventsourcing.compressor:ZlibCompressor",
         }

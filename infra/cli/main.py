@@ -26,6 +26,9 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--json", action="store_true", help="print JSON instead of tables")
     sub = root.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the embedded service (settings from the environment)")
+    keys = sub.add_parser("keys", help="the key ring that encrypts stored events "
+                                       "(local: reads the server settings)")
+    keys.add_argument("action", choices=("list", "rotate"))
     sub.add_parser("doctor", help="what is wrong with the settings, the store, the service "
                                   "and each trunk, with the fix")
     trunks.register(sub.add_parser("trunk", help="create, change and read trunks"))
@@ -47,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         return _replay(args)
     if args.command == "doctor":
         return _doctor(args)
+    if args.command == "keys":
+        return _keys(args)
     client = Client(args.server, args.actor, args.tenant)
     try:
         result: int = args.handler(client, args)
@@ -72,6 +77,25 @@ def _replay(args: argparse.Namespace) -> int:
     for name, position in reached.items():
         print(f"{name}: built up to log position {position}")
     print(f"views in {Path(args.into) / 'views.sqlite'}")
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from infra.keys import key_ring, rotate
+
+    try:
+        settings = Settings.from_env()
+        if args.action == "rotate":
+            key_id = rotate(settings)
+            print(f"added key {key_id}; restart the service to seal new events with it "
+                  "(events sealed with older keys stay readable)")
+            return 0
+        ring = key_ring(settings, create=False)
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for number, (key_id, _) in enumerate(ring):
+        print(f"{key_id}{'  (seals new events)' if number == len(ring) - 1 else ''}")
     return 0
 
 

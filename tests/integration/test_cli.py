@@ -187,6 +187,14 @@ def test_auditor_and_sre_tools(server: Server, tmp_path: Path) -> None:
                            env=env, capture_output=True, text=True, timeout=60, check=False)
     assert again.returncode == 2 and "not empty" in again.stderr
 
+    def keys(action: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*CLI, "keys", action], env=env, capture_output=True, text=True,
+                              timeout=60, check=False)
+
+    assert keys("list").stdout.splitlines() == ["k0  (seals new events)"]
+    assert "added key k1; restart the service" in keys("rotate").stdout
+    assert keys("list").stdout.splitlines() == ["k0", "k1  (seals new events)"]
+
 
 def test_backup_and_restore(server: Server, tmp_path: Path) -> None:
     result = server.cli("trunk", "create", "voco", "--template", "thevoco", "--username",

@@ -3,9 +3,11 @@ share one store (as two control-plane processes do)."""
 
 from __future__ import annotations
 
+import sqlite3
 import stat
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -19,7 +21,7 @@ from domain.errors import AlreadyExistsError
 from domain.model import CommandMeta
 from domain.trunk import Trunk
 from domain.unit_of_work import UnitOfWork
-from infra.keys import KEY_FILE, cipher_key
+from infra.keys import KEY_FILE, MAGIC, cipher_key, rotate
 from infra.settings import Settings, SettingsError
 from infra.wiring import build_app
 from tests.conftest import settings_for
@@ -128,3 +130,31 @@ def test_two_writers_on_one_store_cannot_both_take_a_name(
     catalog = first.catalog("default")
     assert catalog is not None
     assert sorted(e["name"] for e in catalog.entries["trunk"].values()) == ["CONTESTED", "seed"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_after_a_key_rotation_old_events_stay_readable_and_new_ones_use_the_new_key(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest,
+) -> None:
+    settings = replace(settings_for(backend, tmp_path, request), cipher_key="")
+    app = build_app(settings)
+    create(app, "before")
+    app.close()
+    assert rotate(settings) == "k1"
+    app = build_app(settings)
+    create(app, "after")
+    catalog = app.catalog("default")
+    assert catalog is not None
+    names = sorted(e["name"] for e in catalog.entries["trunk"].values())
+    app.close()
+    assert names == ["after", "before"]
+    if backend == "sqlite":
+        with sqlite3.connect(settings.data_dir / "events.sqlite") as connection:
+            states = [bytes(r[0]) for r in connection.execute(
+                "SELECT state FROM stored_events ORDER BY rowid")]
+    else:
+        with psycopg.connect(settings.database_url) as connection:
+            states = [bytes(r[0]) for r in connection.execute(
+                "SELECT state FROM trunkplane_events ORDER BY notification_id").fetchall()]
+    assert not states[0].startswith(MAGIC)
+    assert states[-1].startswith(MAGIC + b"\x02k1")
