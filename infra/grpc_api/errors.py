@@ -23,6 +23,9 @@ from domain.errors import (
 )
 
 log = logging.getLogger(__name__)
+MAX_MESSAGE = 2000
+MAX_DESCRIPTION = 300
+MAX_VIOLATIONS = 20
 
 CODES: list[tuple[type[DomainError], int]] = [
     (ValidationError, code_pb2.INVALID_ARGUMENT),
@@ -35,24 +38,28 @@ CODES: list[tuple[type[DomainError], int]] = [
 
 
 def status_for(error: DomainError, field_prefix: str = "") -> status_pb2.Status:
+    """Messages echo what the caller sent; they are cut so that the status always fits
+    the 16 KiB gRPC allows for trailing metadata."""
     code = next(c for kind, c in CODES if isinstance(error, kind))
     details = []
     if isinstance(error, ValidationError):
+        violations = error.violations[:MAX_VIOLATIONS]
         detail = error_details_pb2.BadRequest(field_violations=[
             error_details_pb2.BadRequest.FieldViolation(
-                field=_prefixed(field_prefix, v), description=v.description)
-            for v in error.violations
+                field=_cut(_prefixed(field_prefix, v), 200), description=_cut(v.description))
+            for v in violations
         ])
         details.append(_pack(detail))
-        message = "; ".join(f"{_prefixed(field_prefix, v)}: {v.description}"
-                            for v in error.violations)
+        message = "; ".join(f"{_cut(_prefixed(field_prefix, v), 200)}: {_cut(v.description)}"
+                            for v in violations)
     else:
         message = str(error)
+    message = _cut(message, MAX_MESSAGE)
     if isinstance(error, PreconditionError) and error.subjects:
         details.append(_pack(error_details_pb2.PreconditionFailure(violations=[
             error_details_pb2.PreconditionFailure.Violation(
-                type="ROUTE_USES_TRUNK", subject=s, description=message)
-            for s in error.subjects
+                type="ROUTE_USES_TRUNK", subject=_cut(s, 200), description=message)
+            for s in error.subjects[:MAX_VIOLATIONS]
         ])))
     return status_pb2.Status(code=code, message=message, details=details)
 
@@ -68,6 +75,10 @@ def abort_store(context: grpc.ServicerContext, error: Exception) -> NoReturn:
     code = grpc.StatusCode.ABORTED if isinstance(error, IntegrityError) else (
         grpc.StatusCode.UNAVAILABLE)
     context.abort(code, f"event store: {type(error).__name__}; nothing was recorded, retry")
+
+
+def _cut(text: str, limit: int = MAX_DESCRIPTION) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def _prefixed(prefix: str, violation: FieldViolation) -> str:
