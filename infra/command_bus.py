@@ -5,6 +5,7 @@ run at once in its caller's thread, with no hand-off to another thread."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,9 +15,14 @@ from domain.application import Command, Done, TrunkplaneApp
 MAX_BATCH = 128
 
 
+class DeadlineExpiredError(Exception):
+    """The caller's deadline passed while the command waited its turn: not run."""
+
+
 @dataclass
 class _Slot:
     command: Command[Any]
+    deadline: float | None = None
     done: Done[Any] | None = None
     error: BaseException | None = None
     finished: threading.Event = field(default_factory=threading.Event)
@@ -32,8 +38,9 @@ class CommandBus:
         self._pending_lock = threading.Lock()
         self._write_lock = threading.Lock()
 
-    def run(self, command: Command[Any]) -> Done[Any]:
-        slot = _Slot(command)
+    def run(self, command: Command[Any], deadline: float | None = None) -> Done[Any]:
+        """Runs the command, unless `deadline` (time.monotonic) passes before its turn."""
+        slot = _Slot(command, deadline)
         with self._pending_lock:
             self._pending.append(slot)
         while not slot.finished.is_set():
@@ -49,6 +56,11 @@ class CommandBus:
         with self._pending_lock:
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
+        now = time.monotonic()
+        for slot in [s for s in batch if s.deadline is not None and s.deadline <= now]:
+            slot.error = DeadlineExpiredError()
+            slot.finished.set()
+            batch.remove(slot)
         if not batch:
             return
         try:

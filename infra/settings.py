@@ -9,6 +9,8 @@ from urllib.parse import unquote, urlparse
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_METRICS = "127.0.0.1:9464"
+DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024
+DEFAULT_RATE_LIMIT = 500
 
 
 class SettingsError(Exception):
@@ -25,6 +27,8 @@ class Settings:
     tenant: str = "default"
     log_format: str = "text"
     metrics_listen: str = "off"
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE
+    rate_limit: float = 0.0  # requests per second per principal; 0 = no limit
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -42,6 +46,9 @@ class Settings:
             log_level=env.get("TRUNKPLANE_LOG_LEVEL", "INFO"),
             log_format=_choice(env, "TRUNKPLANE_LOG_FORMAT", "text", ("text", "json")),
             metrics_listen=env.get("TRUNKPLANE_METRICS_LISTEN", DEFAULT_METRICS),
+            max_message_bytes=_number(env, "TRUNKPLANE_MAX_MESSAGE_BYTES",
+                                      DEFAULT_MAX_MESSAGE),
+            rate_limit=_number(env, "TRUNKPLANE_RATE_LIMIT", DEFAULT_RATE_LIMIT),
         )
 
     def with_listen(self, listen: str) -> Settings:
@@ -83,3 +90,10 @@ def _choice(env: dict[str, str], name: str, default: str, allowed: tuple[str, ..
     if value not in allowed:
         raise SettingsError(f"{name} must be one of {', '.join(allowed)}, not '{value}'")
     return value
+
+
+def _number(env: dict[str, str], name: str, default: int) -> int:
+    text = env.get(name, str(default))
+    if not text.isdigit():
+        raise SettingsError(f"{name} must be a whole number, not '{text}'")
+    return int(text)

@@ -19,6 +19,7 @@ from domain.status import StatusSink
 from infra.command_bus import CommandBus
 from infra.grpc_api.audit import AuditServicer
 from infra.grpc_api.context import CallContextInterceptor
+from infra.grpc_api.limits import RateLimiter
 from infra.grpc_api.ops import OpsServicer
 from infra.grpc_api.routes import RouteServicer
 from infra.grpc_api.servicer_base import ServicerBase
@@ -44,6 +45,7 @@ from trunkplane.v1 import (
 )
 
 log = logging.getLogger("trunkplane")
+MAX_SEND = 256 * 1024 * 1024  # exports of large tenants
 SERVICES = (
     trunk_pb2.DESCRIPTOR.services_by_name["TrunkService"].full_name,
     route_pb2.DESCRIPTOR.services_by_name["RouteService"].full_name,
@@ -69,6 +71,7 @@ class ControlPlane:
     status_sink: StatusSink
     metrics: Metrics
     metrics_port: int
+    bus: CommandBus
 
     def stop(self, grace: float = 5.0) -> None:
         for name in ("", *SERVICES):
@@ -88,9 +91,13 @@ def start(settings: Settings, workers: int = 32) -> ControlPlane:
     view = ConfigView(store, app.head, runner.wait_for)
     bus = CommandBus(app, on_saved=runner.notify)
     metrics = Metrics()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers,
-                                                    thread_name_prefix="grpc"),
-                         interceptors=[CallContextInterceptor(metrics.observe_call)])
+    limiter = RateLimiter(settings.rate_limit, 2 * settings.rate_limit) if (
+        settings.rate_limit) else None
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
+        interceptors=[CallContextInterceptor(metrics.observe_call, limiter)],
+        options=[("grpc.max_receive_message_length", settings.max_message_bytes),
+                 ("grpc.max_send_message_length", MAX_SEND)])
     base = ServicerBase(bus, view, HistoryReader(store), settings.tenant)
     status = StatusView(views)
     trunk_pb2_grpc.add_TrunkServiceServicer_to_server(TrunkServicer(base, status), server)
@@ -116,7 +123,7 @@ def start(settings: Settings, workers: int = 32) -> ControlPlane:
     for name in ("", *SERVICES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return ControlPlane(app, server, port, health_servicer, runner, views, status, metrics,
-                        metrics_port)
+                        metrics_port, bus)
 
 
 def serve(settings: Settings) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 
 import grpc
 
+from infra.grpc_api.limits import RateLimiter
+
 log = logging.getLogger("trunkplane.rpc")
 MAX_ACTOR = 128
 
@@ -48,8 +50,10 @@ class CallContextInterceptor(grpc.ServerInterceptor):
     """Reads x-actor (default anonymous) and x-request-id (generated when absent), logs
     one line per call with its outcome and duration, and reports both to `observe`."""
 
-    def __init__(self, observe: Callable[[str, str, float], None] = lambda *_: None) -> None:
+    def __init__(self, observe: Callable[[str, str, float], None] = lambda *_: None,
+                 limiter: RateLimiter | None = None) -> None:
         self._observe = observe
+        self._limiter = limiter
 
     def intercept_service(self, continuation: Callable[[Any], Any],
                           details: grpc.HandlerCallDetails) -> Any:
@@ -68,6 +72,7 @@ class CallContextInterceptor(grpc.ServerInterceptor):
             token = _current.set(call)
             started = time.perf_counter()
             try:
+                self._admit(call, context)
                 yield
             finally:
                 seconds = time.perf_counter() - started
@@ -93,6 +98,15 @@ class CallContextInterceptor(grpc.ServerInterceptor):
                 yield from stream(request, context)
 
         return grpc.unary_stream_rpc_method_handler(answers, **codecs)
+
+
+    def _admit(self, call: CallContext, context: grpc.ServicerContext) -> None:
+        wait = self._limiter.wait_needed(call.actor) if self._limiter else 0.0
+        if wait:
+            assert self._limiter is not None
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"{call.actor} is over its limit of {self._limiter.rate:g} requests/s; "
+                          f"retry in {wait:.2f} s")
 
 
 def _code_name(context: grpc.ServicerContext) -> str:

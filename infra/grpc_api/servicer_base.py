@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -11,7 +12,7 @@ from eventsourcing.persistence import PersistenceError
 
 from domain.application import Command, Done
 from domain.errors import DomainError, ValidationError
-from infra.command_bus import CommandBus
+from infra.command_bus import CommandBus, DeadlineExpiredError
 from infra.grpc_api.context import current
 from infra.grpc_api.errors import abort, abort_store
 from projections.audit import ChangeQuery, ChangeRow, HistoryReader
@@ -39,10 +40,15 @@ class ServicerBase:
 
     def run(self, context: grpc.ServicerContext, command: Command[Any],
             field_prefix: str = "") -> Done[Any]:
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
         try:
-            done = self.bus.run(command)
+            done = self.bus.run(command, deadline)
         except PersistenceError as error:
             abort_store(context, error)
+        except DeadlineExpiredError:
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                          "the deadline passed before the command's turn; nothing was recorded")
         if isinstance(done.error, DomainError):
             abort(context, done.error, field_prefix)
         if done.error is not None:

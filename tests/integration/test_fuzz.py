@@ -21,7 +21,7 @@ NASTY_TEXT = [
     "name\nwith\nlines", "'; DROP TABLE stored_events; --", "%s%s%n", "../../etc/passwd",
     "\t", "\u0000\u0001", "Ω" * 65, "a b", "@", "<sip:x>",
 ]
-BAD = {
+BAD: dict[str, list[Any]] = {
     "name": ["", "x" * 65, "\x00", "bad\x07", "\u0085" * 3],
     "type": ["sip", "registerx", "peer\x00", "1", "😀"],
     "host": ["bad host", "999.1.2.3", "[::1", "[1.2.3.4]:5060", "h:0", "h:65536", "-a.com",
@@ -35,8 +35,9 @@ BAD = {
     "username": ["a b", "x@y", "x" * 200, "\x00"],
     "description": ["x" * 2000, "\x1b[2J"],
 }
-NAT_BAD = [{"enabled": True}, {"external_ip": "1.2.3"}, {"local_networks": ["10.1.1.1/8"]},
-           {"local_networks": ["10.0.0.0/33"]}, {"stun_server": "stun:0"}]
+NAT_BAD: list[dict[str, Any]] = [
+    {"enabled": True}, {"external_ip": "1.2.3"}, {"local_networks": ["10.1.1.1/8"]},
+    {"local_networks": ["10.0.0.0/33"]}, {"stun_server": "stun:0"}]
 LIMITS_BAD = [{"max_concurrent_calls": 10_000}, {"max_concurrent_calls": 5,
                                                  "max_inbound_calls": 6}]
 PATTERNS_BAD = ["9Q", ".9", "[5-1]", "[12", "", "X" * 65, "N!X", "😀"]
