@@ -65,7 +65,7 @@ def start_server(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     address = f"127.0.0.1:{free_port()}"
     env = {**os.environ, "TRUNKPLANE_DATA": str(directory), "TRUNKPLANE_LISTEN": address,
            "TRUNKPLANE_CIPHER_KEY": KEY, "TRUNKPLANE_LOG_LEVEL": "WARNING",
-           "TRUNKPLANE_METRICS_LISTEN": "off"}
+           "TRUNKPLANE_METRICS_LISTEN": "off", "TRUNKPLANE_RATE_LIMIT": "0"}
     env.pop("TRUNKPLANE_DATABASE_URL", None)
     server = subprocess.Popen([str(Path(sys.executable).parent / "trunkplane"), "serve"],
                               env=env)
