@@ -61,6 +61,19 @@ def free_port() -> int:
         return port
 
 
+CREDENTIALS: dict[str, Any] = {}
+
+
+def connect(address: str) -> grpc.Channel:
+    """A TLS channel to the bench server (calls carry `auth()` as metadata)."""
+    return grpc.secure_channel(address, grpc.ssl_channel_credentials(
+        CREDENTIALS["certificate"]))
+
+
+def auth() -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {CREDENTIALS['token']}"),)
+
+
 def start_server(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     address = f"127.0.0.1:{free_port()}"
     env = {**os.environ, "TRUNKPLANE_DATA": str(directory), "TRUNKPLANE_LISTEN": address,
@@ -69,7 +82,14 @@ def start_server(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     env.pop("TRUNKPLANE_DATABASE_URL", None)
     server = subprocess.Popen([str(Path(sys.executable).parent / "trunkplane"), "serve"],
                               env=env)
-    channel = grpc.insecure_channel(address)
+    deadline = time.monotonic() + 30
+    while not ((directory / "admin.token").exists() and (directory / "tls.crt").exists()):
+        if time.monotonic() > deadline or server.poll() is not None:
+            raise RuntimeError("the bench server did not start")
+        time.sleep(0.05)
+    CREDENTIALS["certificate"] = (directory / "tls.crt").read_bytes()
+    CREDENTIALS["token"] = (directory / "admin.token").read_text().strip()
+    channel = connect(address)
     grpc.channel_ready_future(channel).result(timeout=30)
     channel.close()
     return server, address
@@ -78,14 +98,15 @@ def start_server(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
 def grpc_floor(address: str, clients: int, seconds: float) -> float:
     """A call that touches no store (ListProviderTemplates) through the same server: what
     gRPC alone costs here, the ceiling for any command."""
-    channels = [grpc.insecure_channel(address) for _ in range(clients)]
+    channels = [connect(address) for _ in range(clients)]
     stubs = [trunk_pb2_grpc.TrunkServiceStub(c) for c in channels]
     counts = [0] * clients
     deadline = time.perf_counter() + seconds
 
     def client(i: int) -> None:
         while time.perf_counter() < deadline:
-            stubs[i].ListProviderTemplates(trunk_pb2.ListProviderTemplatesRequest())
+            stubs[i].ListProviderTemplates(trunk_pb2.ListProviderTemplatesRequest(),
+                                           metadata=auth())
             counts[i] += 1
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
@@ -99,12 +120,13 @@ def grpc_floor(address: str, clients: int, seconds: float) -> float:
 
 
 def grpc_updates(address: str, clients: int, seconds: float) -> float:
-    channels = [grpc.insecure_channel(address) for _ in range(clients)]
+    channels = [connect(address) for _ in range(clients)]
     stubs = [trunk_pb2_grpc.TrunkServiceStub(c) for c in channels]
     for i, stub in enumerate(stubs):
         try:
             stub.CreateTrunk(trunk_pb2.CreateTrunkRequest(
-                trunk=trunk_pb2.Trunk(**{**TRUNK, "name": f"bench-{clients}-{i}"})))
+                trunk=trunk_pb2.Trunk(**{**TRUNK, "name": f"bench-{clients}-{i}"})),
+                metadata=auth())
         except grpc.RpcError as error:
             if error.code() != grpc.StatusCode.ALREADY_EXISTS:
                 raise
@@ -118,7 +140,7 @@ def grpc_updates(address: str, clients: int, seconds: float) -> float:
         start.wait()
         while time.perf_counter() < deadline[0]:
             request.changes.description = f"n{counts[i]}"
-            stubs[i].UpdateTrunk(request)
+            stubs[i].UpdateTrunk(request, metadata=auth())
             counts[i] += 1
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]

@@ -29,6 +29,10 @@ class Settings:
     metrics_listen: str = "off"
     max_message_bytes: int = DEFAULT_MAX_MESSAGE
     rate_limit: float = 0.0  # requests per second per principal; 0 = no limit
+    tls: bool = True
+    tls_cert: str = ""  # PEM paths; empty: a self-signed pair in the data directory
+    tls_key: str = ""
+    tls_client_ca: str = ""  # set: clients may prove themselves with certificates (mTLS)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -49,6 +53,10 @@ class Settings:
             max_message_bytes=_number(env, "TRUNKPLANE_MAX_MESSAGE_BYTES",
                                       DEFAULT_MAX_MESSAGE),
             rate_limit=_number(env, "TRUNKPLANE_RATE_LIMIT", DEFAULT_RATE_LIMIT),
+            tls=_choice(env, "TRUNKPLANE_TLS", "on", ("on", "off")) == "on",
+            tls_cert=env.get("TRUNKPLANE_TLS_CERT", ""),
+            tls_key=env.get("TRUNKPLANE_TLS_KEY", ""),
+            tls_client_ca=env.get("TRUNKPLANE_TLS_CLIENT_CA", ""),
         )
 
     def with_listen(self, listen: str) -> Settings:

@@ -8,6 +8,7 @@ import signal
 import threading
 from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 import grpc
@@ -16,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 
 from domain.application import TrunkplaneApp
 from domain.status import StatusSink
+from infra.auth import TOKENS_FILE, Authenticator, TokenStore, ensure_admin_token
 from infra.command_bus import CommandBus
 from infra.grpc_api.audit import AuditServicer
 from infra.grpc_api.context import CallContextInterceptor
@@ -27,6 +29,7 @@ from infra.grpc_api.trunks import TrunkServicer
 from infra.keys import cipher_key
 from infra.metrics import Metrics
 from infra.settings import Settings
+from infra.tls import ensure_self_signed
 from infra.views import open_views, view_store
 from projections.audit import HistoryReader
 from projections.config_view import ConfigView
@@ -93,9 +96,10 @@ def start(settings: Settings, workers: int = 32) -> ControlPlane:
     metrics = Metrics()
     limiter = RateLimiter(settings.rate_limit, 2 * settings.rate_limit) if (
         settings.rate_limit) else None
+    authenticator = Authenticator(TokenStore(settings.data_dir / TOKENS_FILE))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
-        interceptors=[CallContextInterceptor(metrics.observe_call, limiter)],
+        interceptors=[CallContextInterceptor(authenticator, metrics.observe_call, limiter)],
         options=[("grpc.max_receive_message_length", settings.max_message_bytes),
                  ("grpc.max_send_message_length", MAX_SEND)])
     base = ServicerBase(bus, view, HistoryReader(store), settings.tenant)
@@ -110,7 +114,7 @@ def start(settings: Settings, workers: int = 32) -> ControlPlane:
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(settings.listen)
+    port = _listen(server, settings)
     if port == 0:
         views.close()
         app.close()
@@ -126,10 +130,32 @@ def start(settings: Settings, workers: int = 32) -> ControlPlane:
                         metrics_port, bus)
 
 
+def _listen(server: grpc.Server, settings: Settings) -> int:
+    if not settings.tls:
+        return server.add_insecure_port(settings.listen)
+    if settings.tls_cert:
+        cert, key = Path(settings.tls_cert), Path(settings.tls_key)
+    else:
+        cert, key = ensure_self_signed(settings.data_dir)
+    client_ca = Path(settings.tls_client_ca).read_bytes() if settings.tls_client_ca else None
+    credentials = grpc.ssl_server_credentials(
+        [(key.read_bytes(), cert.read_bytes())], root_certificates=client_ca,
+        require_client_auth=client_ca is not None)
+    return server.add_secure_port(settings.listen, credentials)
+
+
 def serve(settings: Settings) -> None:
     """Runs the embedded service until SIGINT or SIGTERM."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    admin_token = ensure_admin_token(settings.data_dir)
     plane = start(settings)
     host = settings.listen.rsplit(":", 1)[0]
+    if admin_token is not None:
+        log.info("first start: an admin token is in %s (the CLI reads it from there)",
+                 admin_token)
+    if settings.tls and not settings.tls_cert:
+        log.info("TLS with the self-signed certificate %s (the CLI trusts it from there)",
+                 settings.data_dir / "tls.crt")
     log.info("trunkplane serving gRPC on %s:%d (store: %s, tenant: %s)", host, plane.port,
              settings.describe_store(), settings.tenant)
     if plane.metrics_port:

@@ -7,12 +7,15 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import psycopg
 import pytest
 
+from infra.auth import TOKENS_FILE, TokenStore
 from infra.settings import Settings
+from infra.tls import CERT_FILE
 from infra.wiring import ControlPlane, start
 from trunkplane.v1 import route_pb2_grpc, trunk_pb2_grpc
 
@@ -62,16 +65,53 @@ def fresh_postgres_url(postgres_url: str) -> str:
     return postgres_url
 
 
+class _DefaultCredentials(grpc.UnaryUnaryClientInterceptor,
+                          grpc.UnaryStreamClientInterceptor):
+    """Adds the test principal's token to calls that carry no `authorization` of their own."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def _details(self, details: Any) -> Any:
+        metadata = list(details.metadata or [])
+        if not any(key == "authorization" for key, _ in metadata):
+            metadata.append(("authorization", f"Bearer {self.token}"))
+        return details._replace(metadata=metadata)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+
 class Api:
-    """A running server and stubs connected to it."""
+    """A running server (TLS, tokens) and stubs connected to it as the admin `tester`;
+    `as_(principal, role)` gives the metadata to call as someone else."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.tokens = TokenStore(settings.data_dir / TOKENS_FILE)
+        self._issued: dict[tuple[str, str], str] = {}
         self._connect(start(settings))
+
+    def as_(self, principal: str, role: str = "admin") -> tuple[tuple[str, str], ...]:
+        if (principal, role) not in self._issued:
+            self._issued[principal, role] = self.tokens.create(principal, role)[1]
+        return (("authorization", f"Bearer {self._issued[principal, role]}"),)
 
     def _connect(self, plane: ControlPlane) -> None:
         self.plane = plane
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{plane.port}")
+        target = f"127.0.0.1:{plane.port}"
+        if self.settings.tls:
+            certificate = (self.settings.data_dir / CERT_FILE).read_bytes()
+            channel = grpc.secure_channel(
+                target, grpc.ssl_channel_credentials(root_certificates=certificate))
+        else:
+            channel = grpc.insecure_channel(target)
+        self.raw_channel = channel
+        token = self.as_("tester")[0][1].removeprefix("Bearer ")
+        self.channel = grpc.intercept_channel(channel, _DefaultCredentials(token))
         self.trunks = trunk_pb2_grpc.TrunkServiceStub(self.channel)
         self.routes = route_pb2_grpc.RouteServiceStub(self.channel)
 
@@ -82,7 +122,7 @@ class Api:
         self._connect(start(self.settings.with_listen(f"127.0.0.1:{port}")))
 
     def close(self) -> None:
-        self.channel.close()
+        self.raw_channel.close()
         self.plane.stop(grace=1)
 
 

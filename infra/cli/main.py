@@ -9,8 +9,9 @@ from pathlib import Path
 
 import grpc
 
+from infra.auth import ROLES, TOKENS_FILE, TokenStore
 from infra.cli import audit, config, ops, routes, trunks
-from infra.cli.client import Client, default_actor, report
+from infra.cli.client import Client, credentials, report
 from infra.logs import configure as configure_logs
 from infra.settings import DEFAULT_LISTEN, Settings, SettingsError
 from projections.runner import Until
@@ -21,11 +22,22 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--server", default=os.environ.get("TRUNKPLANE_SERVER", DEFAULT_LISTEN),
                       help="gRPC address of the server (env TRUNKPLANE_SERVER)")
     root.add_argument("--tenant", default=os.environ.get("TRUNKPLANE_TENANT", "default"))
-    root.add_argument("--actor", default=default_actor(),
-                      help="who you are, recorded on every event (env TRUNKPLANE_ACTOR)")
     root.add_argument("--json", action="store_true", help="print JSON instead of tables")
     sub = root.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the embedded service (settings from the environment)")
+    tokens = sub.add_parser("tokens", help="who may call the service, with which role "
+                                           "(local: edits the data directory's tokens file)")
+    token_actions = tokens.add_subparsers(dest="action", required=True)
+    create = token_actions.add_parser("create", help="prints the token once")
+    create.add_argument("--principal", required=True)
+    create.add_argument("--role", required=True, choices=ROLES)
+    create.add_argument("--days", type=int, help="expires after this many days")
+    create.add_argument("--certificate", action="store_true",
+                        help="no token: the principal proves itself with a client "
+                             "certificate of this common name (mutual TLS)")
+    token_actions.add_parser("list")
+    revoke = token_actions.add_parser("revoke")
+    revoke.add_argument("id")
     keys = sub.add_parser("keys", help="the key ring that encrypts stored events "
                                        "(local: reads the server settings)")
     keys.add_argument("action", choices=("list", "rotate"))
@@ -52,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         return _doctor(args)
     if args.command == "keys":
         return _keys(args)
-    client = Client(args.server, args.actor, args.tenant)
+    if args.command == "tokens":
+        return _tokens(args)
+    token, ca_certificate = credentials()
+    client = Client(args.server, args.tenant, token, ca_certificate)
     try:
         result: int = args.handler(client, args)
         return result
@@ -77,6 +92,30 @@ def _replay(args: argparse.Namespace) -> int:
     for name, position in reached.items():
         print(f"{name}: built up to log position {position}")
     print(f"views in {Path(args.into) / 'views.sqlite'}")
+    return 0
+
+
+def _tokens(args: argparse.Namespace) -> int:
+    store = TokenStore(Settings.from_env().data_dir / TOKENS_FILE)
+    if args.action == "create":
+        try:
+            token_id, clear = store.create(args.principal, args.role, args.days,
+                                           args.certificate)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(clear or f"registered certificate principal {args.principal} as {token_id}")
+        return 0
+    if args.action == "revoke":
+        if store.revoke(args.id):
+            print(f"revoked {args.id}")
+            return 0
+        print(f"error: no token {args.id}", file=sys.stderr)
+        return 1
+    for r in store.records():
+        state = "revoked" if r.revoked else f"expires {r.expires}" if r.expires else "active"
+        kind = "certificate" if not r.sha256 else "token"
+        print(f"{r.id}  {r.principal}  {r.role}  {kind}  {state}")
     return 0
 
 

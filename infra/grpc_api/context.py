@@ -1,5 +1,6 @@
-"""Who is calling and under which request id. The interceptor sets it for each call;
-servicers read it. Authentication replaces the actor source here and nowhere else."""
+"""Who is calling and under which request id. The interceptor authenticates each call,
+checks the caller's role against the method, and sets the context servicers read: the
+authenticated principal is the actor recorded on every event."""
 
 from __future__ import annotations
 
@@ -14,16 +15,17 @@ from typing import Any
 
 import grpc
 
+from infra.auth import Authenticator, AuthError, is_open
 from infra.grpc_api.limits import RateLimiter
 
 log = logging.getLogger("trunkplane.rpc")
-MAX_ACTOR = 128
 
 
 @dataclass(frozen=True)
 class CallContext:
     actor: str
     request_id: str
+    role: str = ""
 
 
 _current: contextvars.ContextVar[CallContext] = contextvars.ContextVar(
@@ -39,45 +41,47 @@ def _metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
     return {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
 
 
-def _actor(raw: str) -> str:
-    actor = raw.strip()[:MAX_ACTOR]
-    if not actor or not actor.isprintable():
-        return "anonymous"
-    return actor
+def _certificate_name(context: grpc.ServicerContext) -> str:
+    found: Any = context.auth_context().get("x509_common_name") or []
+    names: list[bytes] = list(found)
+    return names[0].decode() if names else ""
 
 
 class CallContextInterceptor(grpc.ServerInterceptor):
-    """Reads x-actor (default anonymous) and x-request-id (generated when absent), logs
-    one line per call with its outcome and duration, and reports both to `observe`."""
+    """Authenticates and authorises each call, takes x-request-id (generated when absent),
+    logs one line per call with its outcome and duration, and reports both to `observe`."""
 
-    def __init__(self, observe: Callable[[str, str, float], None] = lambda *_: None,
+    def __init__(self, authenticator: Authenticator,
+                 observe: Callable[[str, str, float], None] = lambda *_: None,
                  limiter: RateLimiter | None = None) -> None:
+        self._authenticator = authenticator
         self._observe = observe
         self._limiter = limiter
 
     def intercept_service(self, continuation: Callable[[Any], Any],
                           details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(details)
-        if handler is None or (handler.unary_unary is None and handler.unary_stream is None):
+        method = details.method
+        if handler is None or is_open(method) or (
+                handler.unary_unary is None and handler.unary_stream is None):
             return handler
         metadata = _metadata(details)
-        call = CallContext(
-            actor=_actor(metadata.get("x-actor", "")),
-            request_id=metadata.get("x-request-id", "")[:128] or uuid.uuid4().hex,
-        )
-        method = details.method
+        request_id = metadata.get("x-request-id", "")[:128] or uuid.uuid4().hex
 
         @contextmanager
         def serving(context: grpc.ServicerContext) -> Iterator[None]:
-            token = _current.set(call)
             started = time.perf_counter()
+            call = CallContext("anonymous", request_id)
+            token = _current.set(call)
             try:
-                self._admit(call, context)
+                call = self._admit(metadata, context, method, request_id)
+                _current.set(call)
                 yield
             finally:
                 seconds = time.perf_counter() - started
                 code = _code_name(context)
-                log.info("%s actor=%s code=%s %.1fms", method, call.actor, code, seconds * 1000)
+                log.info("%s actor=%s code=%s %.1fms", method, _current.get().actor, code,
+                         seconds * 1000)
                 self._observe(method, code, seconds)
                 _current.reset(token)
 
@@ -99,14 +103,20 @@ class CallContextInterceptor(grpc.ServerInterceptor):
 
         return grpc.unary_stream_rpc_method_handler(answers, **codecs)
 
-
-    def _admit(self, call: CallContext, context: grpc.ServicerContext) -> None:
-        wait = self._limiter.wait_needed(call.actor) if self._limiter else 0.0
+    def _admit(self, metadata: dict[str, str], context: grpc.ServicerContext, method: str,
+               request_id: str) -> CallContext:
+        try:
+            record = self._authenticator.identify(metadata.get("authorization", ""),
+                                                  _certificate_name(context), method)
+        except AuthError as error:
+            context.abort(getattr(grpc.StatusCode, error.code), str(error))
+        wait = self._limiter.wait_needed(record.principal) if self._limiter else 0.0
         if wait:
             assert self._limiter is not None
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                          f"{call.actor} is over its limit of {self._limiter.rate:g} requests/s; "
-                          f"retry in {wait:.2f} s")
+                          f"{record.principal} is over its limit of {self._limiter.rate:g} "
+                          f"requests/s; retry in {wait:.2f} s")
+        return CallContext(record.principal, request_id, record.role)
 
 
 def _code_name(context: grpc.ServicerContext) -> str:

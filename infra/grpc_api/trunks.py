@@ -15,6 +15,7 @@ from domain.templates import TEMPLATES
 from domain.trunk import Trunk
 from domain.unit_of_work import UnitOfWork
 from infra.config_io import Sealer, dumps, export_document, read_document
+from infra.grpc_api.context import current
 from infra.grpc_api.convert import (
     command_meta,
     history_message,
@@ -140,6 +141,9 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
         self.ready(context, 0)
         tenants = (self.read(context, self.view.tenants) if request.all_tenants
                    else [self.tenant(context, request.tenant)])
+        if request.with_secrets and current().role != "admin":
+            context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                          "exporting passwords needs the role admin")
         sealer = (self.read(context, lambda: Sealer(request.passphrase))
                   if request.with_secrets else None)
         document = export_document(self.bus.app, tenants, sealer)

@@ -12,7 +12,7 @@ from tests.conftest import Api
 from trunkplane.v1 import common_pb2, route_pb2, trunk_pb2
 
 PASSWORD = "Very-Secret-Password-42"
-ACTOR = (("x-actor", "alice@example.com"),)
+ALICE = "alice@example.com"
 
 
 def register_trunk(name: str, **fields: Any) -> trunk_pb2.Trunk:
@@ -28,7 +28,7 @@ def create_trunk(api: Api, name: str, reason: str = "", request_id: str = "",
     request = trunk_pb2.CreateTrunkRequest(
         trunk=register_trunk(name, **fields),
         options=common_pb2.CommandOptions(reason=reason, request_id=request_id))
-    response: trunk_pb2.TrunkResponse = api.trunks.CreateTrunk(request, metadata=ACTOR)
+    response: trunk_pb2.TrunkResponse = api.trunks.CreateTrunk(request, metadata=api.as_(ALICE))
     return response
 
 
@@ -38,7 +38,7 @@ def update_trunk(api: Api, trunk: str, changes: trunk_pb2.Trunk, paths: list[str
         trunk=trunk, changes=changes, etag=etag,
         options=common_pb2.CommandOptions(reason=reason))
     request.update_mask.paths.extend(paths)
-    response: trunk_pb2.TrunkResponse = api.trunks.UpdateTrunk(request, metadata=ACTOR)
+    response: trunk_pb2.TrunkResponse = api.trunks.UpdateTrunk(request, metadata=api.as_(ALICE))
     return response
 
 
@@ -48,7 +48,7 @@ def create_route(api: Api, name: str, trunks: list[str], patterns: tuple[str, ..
         name=name, dial_patterns=[route_pb2.DialPattern(match=p) for p in patterns],
         trunks=[route_pb2.RouteTrunk(trunk_id=t) for t in trunks], **fields)
     response: route_pb2.OutboundRouteResponse = api.routes.CreateOutboundRoute(
-        route_pb2.CreateOutboundRouteRequest(route=route), metadata=ACTOR)
+        route_pb2.CreateOutboundRouteRequest(route=route), metadata=api.as_(ALICE))
     return response
 
 

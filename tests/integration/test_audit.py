@@ -46,7 +46,7 @@ def scenario(api: Api) -> dict[str, Any]:
                  ["password"])
     create_trunk(api, "spare")
     create_route(api, "US", ["spare"])
-    bob = (("x-actor", "bob"),)
+    bob = api.as_("bob", "operator")
     deleted = api.trunks.DeleteTrunk(trunk_pb2.DeleteTrunkRequest(trunk="voco"), metadata=bob)
     return {"id": created.trunk.id, "middle": middle, "changed": changed,
             "deleted": deleted}

@@ -32,6 +32,7 @@ class Server:
         self.metrics_port = free_port()
         self.log = data / "serve.log"
         self.env = env
+        self.token = ""
 
     def start(self) -> None:
         env = {**os.environ, "TRUNKPLANE_DATA": str(self.data / "var"),
@@ -46,6 +47,18 @@ class Server:
             assert self.process.poll() is None, self.log.read_text()
             assert time.monotonic() < deadline, "server did not start"
             time.sleep(0.05)
+        if not self.token:  # the operator the tests act as, besides the first-start admin
+            created = subprocess.run(
+                [*CLI, "tokens", "create", "--principal", "ops@example.com", "--role", "admin"],
+                env=self.local_env(), capture_output=True, text=True, timeout=30, check=True)
+            self.token = created.stdout.strip()
+
+    def local_env(self) -> dict[str, str]:
+        """What a CLI on this machine has: the data directory (its certificate and tokens)."""
+        env = {**os.environ, "TRUNKPLANE_DATA": str(self.data / "var")}
+        if self.token:
+            env["TRUNKPLANE_TOKEN"] = self.token
+        return env
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
@@ -53,7 +66,7 @@ class Server:
 
     def cli(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [*CLI, "--server", f"127.0.0.1:{self.port}", "--actor", "ops@example.com", *args],
+            [*CLI, "--server", f"127.0.0.1:{self.port}", *args], env=self.local_env(),
             input=stdin, capture_output=True, text=True, timeout=30, check=False)
 
 
@@ -123,7 +136,7 @@ def test_tour(server: Server) -> None:
     assert "unknown" in voco_row and "?/1" in voco_row and "0/10" in voco_row
     watch = subprocess.Popen(
         [*CLI, "--server", f"127.0.0.1:{server.port}", "--json", "trunk", "status", "--watch"],
-        stdout=subprocess.PIPE, text=True)
+        env=server.local_env(), stdout=subprocess.PIPE, text=True)
     assert watch.stdout is not None
     opening = [json.loads(watch.stdout.readline()) for _ in range(3)]
     watch.terminate()
@@ -177,7 +190,7 @@ def test_auditor_and_sre_tools(server: Server, tmp_path: Path) -> None:
     assert verified.returncode == 0 and "equal to a fresh rebuild" in verified.stdout
 
     into = tmp_path / "investigation"
-    env = {**os.environ, "TRUNKPLANE_DATA": str(server.data / "var")}
+    env = server.local_env()
     replayed = subprocess.run([*CLI, "replay", "--position", "3", "--into", str(into)],
                               env=env, capture_output=True, text=True, timeout=60,
                               check=False)
@@ -259,7 +272,7 @@ def test_doctor_names_what_is_wrong_and_the_fix(server: Server) -> None:
                                  f"127.0.0.1:{port}", "--transport", "tcp", "--username", "u",
                                  "--password", "Long-Enough-Password-1", "--codecs", "PCMU")
             assert created.returncode == 0, created.stderr
-        env = {**os.environ, "TRUNKPLANE_DATA": str(server.data / "var"),
+        env = {**server.local_env(),
                "TRUNKPLANE_METRICS_LISTEN": f"127.0.0.1:{server.metrics_port}"}
         report = subprocess.run([*CLI, "--server", f"127.0.0.1:{server.port}", "doctor"],
                                 env=env, capture_output=True, text=True, timeout=60,
@@ -271,3 +284,44 @@ def test_doctor_names_what_is_wrong_and_the_fix(server: Server) -> None:
     assert f"OK   trunk reachable: 127.0.0.1:{open_port} accepts TCP connections" in lines
     assert f"FAIL trunk unreachable: cannot connect to 127.0.0.1:{closed_port} over tcp" in lines
     assert f"a firewall must allow {closed_port}" in lines
+
+
+def test_a_known_password_is_nowhere_to_be_read(tmp_path: Path) -> None:
+    secret = "Needle-In-The-Haystack-314159"
+    server = Server(tmp_path, TRUNKPLANE_LOG_FORMAT="json", TRUNKPLANE_LOG_LEVEL="DEBUG")
+    server.start()
+    outputs = []
+    try:
+        for args in (
+            ("trunk", "create", "voco", "--template", "thevoco", "--username", "1001",
+             "--password", secret),
+            ("trunk", "update", "voco", "--password-stdin"),
+            ("route", "outbound", "create", "US", "--pattern", "NXXNXXXXXX", "--trunk", "voco"),
+        ):
+            result = server.cli(*args, stdin=secret + "-2\n")
+            assert result.returncode == 0, result.stderr
+        for args in (("trunk", "get", "voco"), ("trunk", "list"), ("trunk", "history", "voco"),
+                     ("trunk", "status"), ("route", "outbound", "list"),
+                     ("route", "resolve", "2125551234"), ("audit", "list"),
+                     ("audit", "export", "--format", "jsonl"), ("audit", "at", "voco",
+                                                                "--version", "1"),
+                     ("audit", "diff", "voco", "--from-version", "1", "--to-version", "2"),
+                     ("config", "export"), ("projections", "status")):
+            result = server.cli("--json", *args)
+            assert result.returncode == 0, (args, result.stderr)
+            outputs.append(result.stdout + result.stderr)
+        sealed = server.cli("config", "export", "--with-secrets", "--passphrase-stdin",
+                            stdin="a fine passphrase\n")
+        outputs.append(sealed.stdout)
+        tokens = server.cli("tokens", "list")
+        assert "ops@example.com  admin  token  active" in tokens.stdout
+        first = tokens.stdout.split()[0]
+        assert server.cli("tokens", "revoke", first).stdout == f"revoked {first}\n"
+    finally:
+        server.stop()
+    places = {"outputs": "\n".join(outputs), "log": server.log.read_text()}
+    for path in (server.data / "var").iterdir():
+        places[path.name] = path.read_bytes().decode("latin-1")
+    assert {"events.sqlite", "views.sqlite", "tokens.json"} <= places.keys()
+    leaks = [name for name, text in places.items() if secret in text]
+    assert leaks == []

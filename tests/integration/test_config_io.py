@@ -41,7 +41,7 @@ def restore(api: Api, document: str, dry_run: bool = False,
         trunk_pb2.ImportConfigurationRequest(
             json=document, passphrase=passphrase, dry_run=dry_run,
             options=common_pb2.CommandOptions(reason="import backup.json")),
-        metadata=(("x-actor", "restorer"),))
+        metadata=api.as_("restorer"))
     return answer
 
 

@@ -13,7 +13,6 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.conftest import Api
 from tests.integration.helpers import (
-    ACTOR,
     PASSWORD,
     create_route,
     create_trunk,
@@ -283,14 +282,14 @@ def test_health_and_reflection(api: Api) -> None:
     assert {"trunkplane.v1.TrunkService", "trunkplane.v1.RouteService"} <= names
 
 
-def test_actor_defaults_to_anonymous(api: Api) -> None:
+def test_the_authenticated_principal_is_the_actor(api: Api) -> None:
     api.trunks.CreateTrunk(trunk_pb2.CreateTrunkRequest(
         trunk=trunk_pb2.Trunk(name="x", type="peer", peer_addresses=["192.0.2.1"],
                               codecs=["PCMU"]),
-        options=common_pb2.CommandOptions()))
+        options=common_pb2.CommandOptions()), metadata=(*api.as_("carol", "operator"),
+                                                        ("x-actor", "someone-else")))
     history = api.trunks.GetTrunkHistory(trunk_pb2.GetTrunkHistoryRequest(trunk="x"))
-    assert history.entries[0].actor == "anonymous"
-    assert ACTOR[0][1] != "anonymous"
+    assert history.entries[0].actor == "carol"
 
 
 def test_a_store_failure_is_unavailable_not_a_crash(api: Api) -> None:

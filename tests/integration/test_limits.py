@@ -34,7 +34,7 @@ def test_an_oversized_message_is_refused(strict: Api) -> None:
 
 def test_a_principal_over_its_rate_is_told_when_to_retry(strict: Api) -> None:
     request = trunk_pb2.ListTrunksRequest()
-    mallory, alice = (("x-actor", "mallory"),), (("x-actor", "alice"),)
+    mallory, alice = strict.as_("mallory", "auditor"), strict.as_("alice", "auditor")
     codes, details = [], set()
     for _ in range(20):
         try:

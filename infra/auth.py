@@ -1,0 +1,208 @@
+"""Who is calling and what their role lets them do.
+
+Principals prove themselves with a bearer token (stored only as a SHA-256 hash in the
+tokens file, shown in clear once, when created) or, with mutual TLS, with a client
+certificate whose subject common name is the principal. Each role is allowed a set of
+RPCs; the table in the README is this policy, and a test holds them to each other."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import threading
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROLES = ("admin", "operator", "auditor", "sre", "agent")
+TOKENS_FILE = "tokens.json"
+ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 (a file name, not a secret)
+
+READ = {
+    "TrunkService": {"GetTrunk", "ListTrunks", "GetTrunkHistory", "ListProviderTemplates",
+                     "GetTrunkStatus", "ListTrunkStatuses", "WatchTrunkStatus"},
+    "RouteService": {"GetOutboundRoute", "ListOutboundRoutes", "GetInboundRoute",
+                     "ListInboundRoutes", "GetRouteHistory", "ResolveOutbound"},
+}
+WRITE = {
+    "TrunkService": {"CreateTrunk", "UpdateTrunk", "DeleteTrunk", "ImportConfiguration"},
+    "RouteService": {"CreateOutboundRoute", "UpdateOutboundRoute", "DeleteOutboundRoute",
+                     "CreateInboundRoute", "UpdateInboundRoute", "DeleteInboundRoute"},
+}
+EXPORT = {"TrunkService": {"ExportConfiguration"}}  # with secrets: admin only
+AUDIT = {"AuditService": {"ListChanges", "ExportChanges", "GetTrunkAt", "DiffTrunk",
+                          "VerifyChain"}}
+OPS = {"OpsService": {"GetProjectionStatus", "RebuildProjection", "VerifyProjection"}}
+OPEN = {"/grpc.health.v1.Health/", "/grpc.reflection."}  # no credentials needed
+
+GRANTS: dict[str, list[dict[str, set[str]]]] = {
+    "admin": [READ, WRITE, EXPORT, AUDIT, OPS],
+    "operator": [READ, WRITE, EXPORT],
+    "auditor": [READ, EXPORT, AUDIT],
+    "sre": [READ, OPS],
+    "agent": [],
+}
+
+
+def allowed(role: str, method: str) -> bool:
+    """method: /trunkplane.v1.TrunkService/GetTrunk"""
+    service, _, name = method.rpartition("/")
+    service = service.rsplit(".", 1)[-1]
+    return any(name in grant.get(service, set()) for grant in GRANTS.get(role, []))
+
+
+def roles_for(method: str) -> list[str]:
+    return [role for role in ROLES if allowed(role, method)]
+
+
+def is_open(method: str) -> bool:
+    return any(method.startswith(prefix) for prefix in OPEN)
+
+
+@dataclass
+class TokenRecord:
+    id: str
+    principal: str
+    role: str
+    sha256: str
+    created: str
+    expires: str | None = None
+    revoked: bool = False
+
+    def usable(self, now: datetime) -> bool:
+        return not self.revoked and (self.expires is None or
+                                     datetime.fromisoformat(self.expires) > now)
+
+
+class TokenStore:
+    """The tokens file: read again whenever it changes, so a revocation takes effect on
+    the next call without a restart."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._stamp: float | None = None
+        self._by_hash: dict[str, TokenRecord] = {}
+
+    def records(self) -> list[TokenRecord]:
+        if not self.path.exists():
+            return []
+        return [TokenRecord(**r) for r in json.loads(self.path.read_text())["tokens"]]
+
+    def create(self, principal: str, role: str, days: int | None = None,
+               certificate: bool = False) -> tuple[str, str]:
+        """Returns (id, the clear token, shown this once). With `certificate`, no token: the
+        principal proves itself with a client certificate of that common name."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, not '{role}'")
+        if not principal or not principal.isprintable() or len(principal) > 128:
+            raise ValueError("the principal must have 1 to 128 printable characters")
+        token_id = secrets.token_hex(4)
+        clear = f"tp_{token_id}_{secrets.token_urlsafe(32)}"
+        now = datetime.now(UTC)
+        record = TokenRecord(token_id, principal, role, "" if certificate else _hash(clear),
+                             now.isoformat(),
+                             (now + timedelta(days=days)).isoformat() if days else None)
+        self._write([*self.records(), record])
+        return token_id, "" if certificate else clear
+
+    def revoke(self, token_id: str) -> bool:
+        records = self.records()
+        found = [r for r in records if r.id == token_id]
+        for record in found:
+            record.revoked = True
+        self._write(records)
+        return bool(found)
+
+    def identify(self, clear: str) -> TokenRecord | None:
+        with self._lock:
+            stamp = self.path.stat().st_mtime if self.path.exists() else None
+            if stamp != self._stamp:
+                self._by_hash = {r.sha256: r for r in self.records()}
+                self._stamp = stamp
+            record = self._by_hash.get(_hash(clear))
+        return record if record is not None and record.usable(datetime.now(UTC)) else None
+
+    def _write(self, records: list[TokenRecord]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(".tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"tokens": [asdict(r) for r in records]}, handle, indent=2)
+        temporary.replace(self.path)
+
+
+def _hash(clear: str) -> str:
+    return hashlib.sha256(clear.encode()).hexdigest()
+
+
+def ensure_admin_token(data_dir: Path) -> Path | None:
+    """On a first start: an admin token written for the local CLI (mode 0600). None when
+    tokens exist already."""
+    store = TokenStore(data_dir / TOKENS_FILE)
+    if store.records():
+        return None
+    _, clear = store.create("admin", "admin")
+    path = data_dir / ADMIN_TOKEN_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(clear + "\n")
+    return path
+
+
+def table() -> list[list[Any]]:
+    """The README's role table: one row per RPC, a column per role."""
+    rows = []
+    for grant in (READ, WRITE, EXPORT, AUDIT, OPS):
+        for service, names in grant.items():
+            for name in sorted(names):
+                method = f"/trunkplane.v1.{service}/{name}"
+                rows.append([f"{service}.{name}", *("yes" if allowed(r, method) else "-"
+                                                    for r in ROLES)])
+    return rows
+
+
+class AuthError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code  # UNAUTHENTICATED | PERMISSION_DENIED
+        super().__init__(message)
+
+
+class Authenticator:
+    """Bearer tokens from the `authorization` metadata; with mutual TLS, the client
+    certificate's common name, whose role a token record without a token names."""
+
+    def __init__(self, tokens: TokenStore) -> None:
+        self.tokens = tokens
+
+    def identify(self, authorization: str, certificate_name: str, method: str) -> TokenRecord:
+        record = self._who(authorization, certificate_name)
+        if not allowed(record.role, method):
+            needed = " or ".join(roles_for(method)) or "a role this release does not grant"
+            raise AuthError("PERMISSION_DENIED",
+                            f"{method} needs the role {needed}; {record.principal} is "
+                            f"{record.role}")
+        return record
+
+    def _who(self, authorization: str, certificate_name: str) -> TokenRecord:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer" and token:
+            record = self.tokens.identify(token.strip())
+            if record is None:
+                raise AuthError("UNAUTHENTICATED", "the token is unknown, expired or revoked")
+            return record
+        if certificate_name:
+            for record in self.tokens.records():
+                if (record.principal == certificate_name and not record.sha256
+                        and record.usable(datetime.now(UTC))):
+                    return record
+            raise AuthError("UNAUTHENTICATED",
+                            f"certificate {certificate_name} is not registered: "
+                            f"trunkplane tokens create --principal {certificate_name} "
+                            "--role ROLE --certificate")
+        raise AuthError("UNAUTHENTICATED",
+                        "no credentials: send `authorization: Bearer TOKEN` (or a client "
+                        "certificate with mutual TLS)")
