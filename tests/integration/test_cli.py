@@ -291,22 +291,23 @@ def test_a_known_password_is_nowhere_to_be_read(tmp_path: Path) -> None:
     server = Server(tmp_path, TRUNKPLANE_LOG_FORMAT="json", TRUNKPLANE_LOG_LEVEL="DEBUG")
     server.start()
     outputs = []
+    writes: list[tuple[str, ...]] = [
+        ("trunk", "create", "voco", "--template", "thevoco", "--username", "1001",
+         "--password", secret),
+        ("trunk", "update", "voco", "--password-stdin"),
+        ("route", "outbound", "create", "US", "--pattern", "NXXNXXXXXX", "--trunk", "voco")]
+    reads: list[tuple[str, ...]] = [
+        ("trunk", "get", "voco"), ("trunk", "list"), ("trunk", "history", "voco"),
+        ("trunk", "status"), ("route", "outbound", "list"), ("route", "resolve", "2125551234"),
+        ("audit", "list"), ("audit", "export", "--format", "jsonl"),
+        ("audit", "at", "voco", "--version", "1"),
+        ("audit", "diff", "voco", "--from-version", "1", "--to-version", "2"),
+        ("config", "export"), ("projections", "status")]
     try:
-        for args in (
-            ("trunk", "create", "voco", "--template", "thevoco", "--username", "1001",
-             "--password", secret),
-            ("trunk", "update", "voco", "--password-stdin"),
-            ("route", "outbound", "create", "US", "--pattern", "NXXNXXXXXX", "--trunk", "voco"),
-        ):
+        for args in writes:
             result = server.cli(*args, stdin=secret + "-2\n")
             assert result.returncode == 0, result.stderr
-        for args in (("trunk", "get", "voco"), ("trunk", "list"), ("trunk", "history", "voco"),
-                     ("trunk", "status"), ("route", "outbound", "list"),
-                     ("route", "resolve", "2125551234"), ("audit", "list"),
-                     ("audit", "export", "--format", "jsonl"), ("audit", "at", "voco",
-                                                                "--version", "1"),
-                     ("audit", "diff", "voco", "--from-version", "1", "--to-version", "2"),
-                     ("config", "export"), ("projections", "status")):
+        for args in reads:
             result = server.cli("--json", *args)
             assert result.returncode == 0, (args, result.stderr)
             outputs.append(result.stdout + result.stderr)
