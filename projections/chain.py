@@ -9,6 +9,7 @@ import hashlib
 import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from domain.application import TrunkplaneApp
 
@@ -16,17 +17,23 @@ if TYPE_CHECKING:
     from projections.views import ViewStore
 
 GENESIS = "0" * 64
+LAYOUT = struct.Struct(">QQI")
 PAGE = 1000
 
 
 def link(previous: str, position: int, stored: Any) -> str:
-    digest = hashlib.sha256(bytes.fromhex(previous))
-    digest.update(struct.pack(">Q", position))
-    for part in (str(stored.originator_id).encode(), struct.pack(">Q", stored.originator_version),
-                 stored.topic.encode(), bytes(stored.state)):
-        digest.update(struct.pack(">I", len(part)))
-        digest.update(part)
-    return digest.hexdigest()
+    """SHA-256 of: previous link, position, aggregate id (16 bytes), version, the topic and
+    the stored state, each of the last two preceded by its length."""
+    topic = stored.topic.encode()
+    state = bytes(stored.state)
+    return hashlib.sha256(b"".join((
+        bytes.fromhex(previous), LAYOUT.pack(position, stored.originator_version, len(topic)),
+        _uuid(stored.originator_id).bytes, topic, len(state).to_bytes(4, "big"), state,
+    ))).hexdigest()
+
+
+def _uuid(value: Any) -> UUID:
+    return value if isinstance(value, UUID) else UUID(str(value))
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,7 @@ class HistoryProjection(Projection):
     hash chain over every stored event, which makes later edits of the log evident."""
 
     name = "history"
-    schema = 2
+    schema = 3
 
     def table_names(self, gen: int) -> list[str]:
         return [f"tp_history_g{gen}", f"tp_history_state_g{gen}", f"tp_chain_g{gen}"]
