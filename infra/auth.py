@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -178,7 +179,9 @@ class Authenticator:
     def __init__(self, tokens: TokenStore) -> None:
         self.tokens = tokens
 
-    def identify(self, authorization: str, certificate_name: str, method: str) -> TokenRecord:
+    def identify(self, authorization: str, certificate_name: Callable[[], str],
+                 method: str) -> TokenRecord:
+        """certificate_name is asked only when no token is given (it costs a TLS lookup)."""
         record = self._who(authorization, certificate_name)
         if not allowed(record.role, method):
             needed = " or ".join(roles_for(method)) or "a role this release does not grant"
@@ -187,13 +190,14 @@ class Authenticator:
                             f"{record.role}")
         return record
 
-    def _who(self, authorization: str, certificate_name: str) -> TokenRecord:
+    def _who(self, authorization: str, certificate: Callable[[], str]) -> TokenRecord:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() == "bearer" and token:
             record = self.tokens.identify(token.strip())
             if record is None:
                 raise AuthError("UNAUTHENTICATED", "the token is unknown, expired or revoked")
             return record
+        certificate_name = certificate()
         if certificate_name:
             for record in self.tokens.records():
                 if (record.principal == certificate_name and not record.sha256

@@ -107,7 +107,7 @@ class CallContextInterceptor(grpc.ServerInterceptor):
                request_id: str) -> CallContext:
         try:
             record = self._authenticator.identify(metadata.get("authorization", ""),
-                                                  _certificate_name(context), method)
+                                                  lambda: _certificate_name(context), method)
         except AuthError as error:
             context.abort(getattr(grpc.StatusCode, error.code), str(error))
         wait = self._limiter.wait_needed(record.principal) if self._limiter else 0.0
