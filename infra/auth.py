@@ -85,7 +85,7 @@ class TokenStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._stamp: float | None = None
+        self._stamp: float | None = None  # the file's mtime when last read
         self._by_hash: dict[str, TokenRecord] = {}
 
     def records(self) -> list[TokenRecord]:
@@ -120,7 +120,10 @@ class TokenStore:
 
     def identify(self, clear: str) -> TokenRecord | None:
         with self._lock:
-            stamp = self.path.stat().st_mtime if self.path.exists() else None
+            try:
+                stamp: float | None = self.path.stat().st_mtime_ns
+            except FileNotFoundError:
+                stamp = None
             if stamp != self._stamp:
                 self._by_hash = {r.sha256: r for r in self.records()}
                 self._stamp = stamp

@@ -9,7 +9,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,41 +66,49 @@ class CallContextInterceptor(grpc.ServerInterceptor):
             return handler
         metadata = _metadata(details)
         request_id = metadata.get("x-request-id", "")[:128] or uuid.uuid4().hex
-
-        @contextmanager
-        def serving(context: grpc.ServicerContext) -> Iterator[None]:
-            started = time.perf_counter()
-            call = CallContext("anonymous", request_id)
-            token = _current.set(call)
-            try:
-                call = self._admit(metadata, context, method, request_id)
-                _current.set(call)
-                yield
-            finally:
-                seconds = time.perf_counter() - started
-                code = _code_name(context)
-                log.info("%s actor=%s code=%s %.1fms", method, _current.get().actor, code,
-                         seconds * 1000)
-                self._observe(method, code, seconds)
-                _current.reset(token)
-
         codecs = {"request_deserializer": handler.request_deserializer,
                   "response_serializer": handler.response_serializer}
         if handler.unary_unary is not None:
             unary = handler.unary_unary
 
             def answer(request: Any, context: grpc.ServicerContext) -> Any:
-                with serving(context):
+                started, token = self._enter(metadata, context, method, request_id)
+                try:
                     return unary(request, context)
+                finally:
+                    self._leave(context, method, started, token)
 
             return grpc.unary_unary_rpc_method_handler(answer, **codecs)
         stream = handler.unary_stream
 
         def answers(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            with serving(context):
+            started, token = self._enter(metadata, context, method, request_id)
+            try:
                 yield from stream(request, context)
+            finally:
+                self._leave(context, method, started, token)
 
         return grpc.unary_stream_rpc_method_handler(answers, **codecs)
+
+    def _enter(self, metadata: dict[str, str], context: grpc.ServicerContext, method: str,
+               request_id: str) -> tuple[float, Any]:
+        started = time.perf_counter()
+        token = _current.set(CallContext("anonymous", request_id))
+        try:
+            _current.set(self._admit(metadata, context, method, request_id))
+        except BaseException:
+            self._leave(context, method, started, token)
+            raise
+        return started, token
+
+    def _leave(self, context: grpc.ServicerContext, method: str, started: float,
+               token: Any) -> None:
+        seconds = time.perf_counter() - started
+        code = _code_name(context)
+        log.info("%s actor=%s code=%s %.1fms", method, _current.get().actor, code,
+                 seconds * 1000)
+        self._observe(method, code, seconds)
+        _current.reset(token)
 
     def _admit(self, metadata: dict[str, str], context: grpc.ServicerContext, method: str,
                request_id: str) -> CallContext:
