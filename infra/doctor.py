@@ -19,9 +19,9 @@ from domain.application import TrunkplaneApp
 from domain.catalog import TRUNK
 from domain.trunk_settings import WEAK_PASSWORD_LENGTH
 from domain.values import Transport, parse_host_port
+from infra.cli.client import credentials
 from infra.keys import cipher_key
 from infra.settings import Settings, SettingsError
-from infra.tls import CERT_FILE
 
 CONNECT_TIMEOUT = 2.0
 
@@ -50,18 +50,17 @@ def examine(settings: Settings, server: str) -> Iterator[Finding]:
         return
     try:
         yield Finding("ok", "event store", f"{settings.describe_store()}, {app.head()} events")
-        yield from _server(server, settings)
+        yield from _server(server)
         yield from _metrics(settings)
         yield from _trunks(app, settings.tenant)
     finally:
         app.close()
 
 
-def _server(address: str, settings: Settings) -> Iterator[Finding]:
-    certificate = settings.data_dir / CERT_FILE
-    channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(
-        certificate.read_bytes())) if settings.tls and certificate.exists() else (
-        grpc.insecure_channel(address))
+def _server(address: str) -> Iterator[Finding]:
+    _, ca_certificate = credentials()
+    channel = (grpc.secure_channel(address, grpc.ssl_channel_credentials(ca_certificate))
+               if ca_certificate else grpc.insecure_channel(address))
     try:
         stub: Any = health_pb2_grpc.HealthStub(channel)
         answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=3)

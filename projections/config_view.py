@@ -117,11 +117,11 @@ class ConfigView:
                 for d in self._select("tenant = ? AND kind = 'trunk'", [tenant])}
 
     def resolve(self, tenant: str, number: str, extension: str) -> Resolution:
-        routes = {d["id"]: d for d in self._by_ids(self.outbound_order(tenant))}
+        order = self.outbound_order(tenant)
+        routes = {d["id"]: d for d in self._by_ids(order)}
         trunks = {d["id"]: d["settings"] for d in self._select(
             "tenant = ? AND kind = 'trunk' AND deleted = 0", [tenant])}
-        ordered = [(rid, routes[rid]["settings"]) for rid in self.outbound_order(tenant)
-                   if rid in routes]
+        ordered = [(rid, routes[rid]["settings"]) for rid in order if rid in routes]
         return resolve_outbound(ordered, trunks, number, extension)
 
     def _keyset_page(self, where: str, params: list[Any], page_size: int, token: str) -> Page:

@@ -91,7 +91,7 @@ class ConfigProjection(Projection):
                 docs[key] = fold(docs.get(key), event, self.fingerprint)[0]
                 touched[key] = (kind, position)
             elif isinstance(event, TenantCatalog.OutboundOrderChanged):
-                orders[_catalog_tenant(event)] = list(event.order)
+                orders[event.tenant] = list(event.order)
         cur.insert_rows(
             f"INSERT INTO {config}",
             [_config_row(key, kind, position, docs[key])
@@ -138,7 +138,7 @@ class HistoryProjection(Projection):
                  for position, event, _ in batch]
         subjects = {key for _, event, kind, key in keyed
                     if kind in SUBJECTS and not isinstance(event, Configured.Created)}
-        subjects |= {f"order:{_catalog_tenant(e)}" for _, e, _, _ in keyed
+        subjects |= {f"order:{e.tenant}" for _, e, _, _ in keyed
                      if isinstance(e, TenantCatalog.OutboundOrderChanged)}
         docs = self._docs(cur, state, subjects)
         rows = []
@@ -151,7 +151,7 @@ class HistoryProjection(Projection):
                 rows.append(_row(position, event, after["update_time"], after["tenant"], kind,
                                  key, display_name(after), changes))
             elif isinstance(event, TenantCatalog.OutboundOrderChanged):
-                tenant = _catalog_tenant(event)
+                tenant = event.tenant
                 key = f"order:{tenant}"
                 before_order = docs.get(key, {"order": []})["order"]
                 docs[key] = {"order": list(event.order)}
@@ -209,10 +209,6 @@ def _changes_json(changes: list[Any]) -> str:
     encoder per call, which costs more than the few strings of a change."""
     return "[" + ",".join(
         f"[{quote(c.field)},{quote(c.old_value)},{quote(c.new_value)}]" for c in changes) + "]"
-
-
-def _catalog_tenant(event: Any) -> str:
-    return str(event.tenant)
 
 
 PROJECTIONS: tuple[type[Projection], ...] = (ConfigProjection, HistoryProjection)
