@@ -4,7 +4,7 @@ trunk states the agents report) is read when Prometheus scrapes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -33,6 +33,33 @@ class Metrics:
 
     def watch(self, app: TrunkplaneApp, store: ViewStore, status: StatusView) -> None:
         self.registry.register(_StateCollector(app, store, status))
+
+    def watch_relay(self, app: TrunkplaneApp, relay: Any) -> None:
+        """relay: infra.kafka.Relay (not imported here: the embedded mode has no Kafka)."""
+        self.registry.register(_Gauges(lambda: [
+            _gauge("trunkplane_relay_lag_events",
+                   "Stored events the relay has not published to the broker yet",
+                   app.head() - relay.position),
+            _gauge("trunkplane_relay_position", "Last log position the broker acknowledged",
+                   relay.position),
+            _gauge("trunkplane_relay_leader", "1 when this process is the publishing relay",
+                   int(relay.leading)),
+        ]))
+
+    def watch_agent(self, state: Any, feed: Any) -> None:
+        """state: sipagent.state.AgentState; feed: its EventFeed."""
+        self.registry.register(_Gauges(lambda: [
+            _gauge("trunkplane_agent_tenants", "Tenants this agent owns", len(state.tenants())),
+            _gauge("trunkplane_agent_trunks", "Trunks of the tenants this agent owns",
+                   state.trunk_count()),
+            _gauge("trunkplane_agent_position", "Last log position the agent applied",
+                   state.position),
+            _gauge("trunkplane_agent_partitions", "Event partitions assigned to this agent",
+                   len(getattr(feed, "partitions", [0]))),
+            _gauge("trunkplane_agent_dead_letters",
+                   "Undecodable records this agent moved to the dead-letter topic",
+                   getattr(feed, "dead_letters", 0)),
+        ]))
 
     def serve(self, listen: str) -> int:
         """Starts the /metrics endpoint; returns its port (useful when asked for port 0)."""
@@ -89,3 +116,17 @@ class _StateCollector(Collector):
                              observed["active_outbound"])
         yield states
         yield calls
+
+
+def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, help_text)
+    family.add_metric([], value)
+    return family
+
+
+class _Gauges(Collector):
+    def __init__(self, read: Callable[[], list[GaugeMetricFamily]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[Any]:
+        yield from self.read()

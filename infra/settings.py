@@ -18,6 +18,55 @@ class SettingsError(Exception):
 
 
 @dataclass(frozen=True)
+class KafkaSettings:
+    """The distributed mode's broker: where it is, the topics, and how `kafka init` makes
+    them."""
+
+    bootstrap: str
+    topic_prefix: str = "trunkplane."
+    partitions: int = 12
+    replication: int = 3
+    events_retention_ms: int = -1  # agents rebuild their tenants' state from the log
+    status_retention_ms: int = 7 * 24 * 3600 * 1000
+    wire_key: str = ""  # id:base64key,...: seals passwords on the wire
+    agent_group: str = "trunkplane-agents"
+    agent_id: str = ""
+
+    @property
+    def events_topic(self) -> str:
+        return f"{self.topic_prefix}events"
+
+    @property
+    def status_topic(self) -> str:
+        return f"{self.topic_prefix}status"
+
+    def dead_letters(self, topic: str) -> str:
+        return f"{topic}.dlq"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> KafkaSettings | None:
+        bootstrap = env.get("TRUNKPLANE_KAFKA_BOOTSTRAP", "").strip()
+        if not bootstrap:
+            return None
+        retention = env.get("TRUNKPLANE_KAFKA_EVENTS_RETENTION_MS", "-1")
+        if retention != "-1" and not retention.isdigit():
+            raise SettingsError("TRUNKPLANE_KAFKA_EVENTS_RETENTION_MS must be -1 (keep "
+                                f"forever) or milliseconds, not '{retention}'")
+        return cls(
+            bootstrap=bootstrap,
+            topic_prefix=env.get("TRUNKPLANE_KAFKA_TOPIC_PREFIX", "trunkplane."),
+            partitions=_number(env, "TRUNKPLANE_KAFKA_PARTITIONS", 12),
+            replication=_number(env, "TRUNKPLANE_KAFKA_REPLICATION", 3),
+            events_retention_ms=int(retention),
+            status_retention_ms=_number(env, "TRUNKPLANE_KAFKA_STATUS_RETENTION_MS",
+                                        7 * 24 * 3600 * 1000),
+            wire_key=env.get("TRUNKPLANE_WIRE_KEY", ""),
+            agent_group=env.get("TRUNKPLANE_AGENT_GROUP", "trunkplane-agents"),
+            agent_id=env.get("TRUNKPLANE_AGENT_ID", ""),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     database_url: str
@@ -33,6 +82,8 @@ class Settings:
     tls_cert: str = ""  # PEM paths; empty: a self-signed pair in the data directory
     tls_key: str = ""
     tls_client_ca: str = ""  # set: clients may prove themselves with certificates (mTLS)
+    kafka: KafkaSettings | None = None  # None: embedded mode, no broker
+
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -57,6 +108,7 @@ class Settings:
             tls_cert=env.get("TRUNKPLANE_TLS_CERT", ""),
             tls_key=env.get("TRUNKPLANE_TLS_KEY", ""),
             tls_client_ca=env.get("TRUNKPLANE_TLS_CLIENT_CA", ""),
+            kafka=KafkaSettings.from_env(env),
         )
 
     def with_listen(self, listen: str) -> Settings:

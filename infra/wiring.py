@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from domain.application import TrunkplaneApp
+from domain.feeds import MemoryPositions, StoreEventFeed
 from domain.status import StatusSink
 from infra.auth import TOKENS_FILE, Authenticator, TokenStore, ensure_admin_token
 from infra.command_bus import CommandBus
@@ -28,7 +32,7 @@ from infra.grpc_api.servicer_base import ServicerBase
 from infra.grpc_api.trunks import TrunkServicer
 from infra.keys import cipher_key
 from infra.metrics import Metrics
-from infra.settings import Settings
+from infra.settings import Settings, SettingsError
 from infra.tls import ensure_self_signed
 from infra.views import open_views, view_store
 from projections.audit import HistoryReader
@@ -36,6 +40,8 @@ from projections.config_view import ConfigView
 from projections.db import Database
 from projections.runner import ProjectionRunner
 from projections.status import StatusView
+from sipagent.runner import AgentRunner
+from sipagent.state import AgentState
 from trunkplane.v1 import (
     audit_pb2,
     audit_pb2_grpc,
@@ -75,24 +81,41 @@ class ControlPlane:
     metrics: Metrics
     metrics_port: int
     bus: CommandBus
+    agent: AgentRunner | None = None  # embedded mode: the agent follows the store
+    relay: Any = None  # distributed mode: infra.kafka.Relay
+    status_pump: Any = None  # distributed mode: infra.kafka.StatusPump
 
     def stop(self, grace: float = 5.0) -> None:
         for name in ("", *SERVICES):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.server.stop(grace).wait()
         self.metrics.stop()
+        for part in (self.agent, self.relay, self.status_pump):
+            if part is not None:
+                part.stop()
         self.runner.stop()
         self.views.close()
         self.app.close()
 
 
-def start(settings: Settings, workers: int = 32) -> ControlPlane:
+def start(settings: Settings, workers: int = 32, mode: str = "serve") -> ControlPlane:
+    """mode `serve`: everything in one process, the agent reading the store; `control`:
+    the control plane of the distributed mode, publishing to Kafka (settings.kafka)."""
+    if mode == "control" and settings.kafka is None:
+        raise SettingsError("trunkplane control needs TRUNKPLANE_KAFKA_BOOTSTRAP (host:port of "
+                            "the Kafka brokers); `trunkplane serve` runs without Kafka")
     app = build_app(settings)
     views = open_views(settings)
     store = view_store(settings, views)
     runner = ProjectionRunner(app, store)
     view = ConfigView(store, app.head, runner.wait_for)
-    bus = CommandBus(app, on_saved=runner.notify)
+    listeners: list[Callable[[], None]] = [runner.notify]
+
+    def on_saved() -> None:
+        for notify in listeners:
+            notify()
+
+    bus = CommandBus(app, on_saved=on_saved)
     metrics = Metrics()
     limiter = RateLimiter(settings.rate_limit, 2 * settings.rate_limit) if (
         settings.rate_limit) else None
@@ -120,14 +143,56 @@ def start(settings: Settings, workers: int = 32) -> ControlPlane:
         app.close()
         raise OSError(f"cannot listen on {settings.listen}")
     metrics.watch(app, store, status)
+    agent = relay = pump = None
+    if mode == "serve":
+        feed = StoreEventFeed(app, "agent", MemoryPositions())
+        listeners.append(feed.notify)
+        agent = AgentRunner(feed, AgentState())
+        metrics.watch_agent(agent.state, feed)
+    else:
+        relay, pump = _distributed(settings, app, views, status)
+        listeners.append(relay.notify)
+        metrics.watch_relay(app, relay)
     metrics_port = 0 if settings.metrics_listen == "off" else metrics.serve(
         settings.metrics_listen)
     runner.start()
+    for part in (agent, relay, pump):
+        if part is not None:
+            part.start()
     server.start()
     for name in ("", *SERVICES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return ControlPlane(app, server, port, health_servicer, runner, views, status, metrics,
-                        metrics_port, bus)
+                        metrics_port, bus, agent, relay, pump)
+
+
+def wire_codec(settings: Settings) -> Any:
+    from infra.avro import Codec, WireCipher
+
+    kafka = settings.kafka
+    assert kafka is not None
+    if not kafka.wire_key:
+        raise SettingsError(
+            "the distributed mode needs TRUNKPLANE_WIRE_KEY (the same on control planes and "
+            "agents; it seals passwords on the broker), for example "
+            f"w1:{WireCipher.new_key()}")
+    try:
+        return Codec(WireCipher(kafka.wire_key))
+    except ValueError as error:
+        raise SettingsError(str(error)) from None
+
+
+def _distributed(settings: Settings, app: TrunkplaneApp, views: Database,
+                 status: StatusView) -> tuple[Any, Any]:
+    from infra.kafka import DatabasePositions, KafkaStatusFeed, Relay, RelayLeader, StatusPump
+
+    kafka = settings.kafka
+    assert kafka is not None
+    codec = wire_codec(settings)
+    relay = Relay(app, codec, kafka, DatabasePositions(views),
+                  leader=RelayLeader(settings.database_url))
+    feed = KafkaStatusFeed(kafka, "trunkplane-control", codec, client_id="trunkplane-control")
+    return relay, StatusPump(feed, status.publish)
 
 
 def _listen(server: grpc.Server, settings: Settings) -> int:
@@ -144,11 +209,12 @@ def _listen(server: grpc.Server, settings: Settings) -> int:
     return server.add_secure_port(settings.listen, credentials)
 
 
-def serve(settings: Settings) -> None:
-    """Runs the embedded service until SIGINT or SIGTERM."""
+def serve(settings: Settings, mode: str = "serve") -> None:
+    """Runs the embedded service (or, mode `control`, a control plane of the distributed
+    mode) until SIGINT or SIGTERM."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     admin_token = ensure_admin_token(settings.data_dir)
-    plane = start(settings)
+    plane = start(settings, mode=mode)
     host = settings.listen.rsplit(":", 1)[0]
     if admin_token is not None:
         log.info("first start: an admin token is in %s (the CLI reads it from there)",
@@ -161,6 +227,46 @@ def serve(settings: Settings) -> None:
     if plane.metrics_port:
         metrics_host = settings.metrics_listen.rpartition(":")[0]
         log.info("metrics on http://%s:%d/metrics", metrics_host, plane.metrics_port)
+    if plane.relay is not None and settings.kafka is not None:
+        log.info("relaying events to %s at %s", settings.kafka.events_topic,
+                 settings.kafka.bootstrap)
+    _wait_for_signal()
+    log.info("stopping: finishing calls in flight")
+    plane.stop()
+
+
+def run_agent(settings: Settings) -> None:
+    """`trunkplane agent`: one member of the agents' consumer group. It owns the tenants of
+    the partitions it is assigned, rebuilding their state from the log."""
+    from infra.kafka import KafkaEventFeed
+
+    kafka = settings.kafka
+    if kafka is None:
+        raise SettingsError("trunkplane agent needs TRUNKPLANE_KAFKA_BOOTSTRAP (host:port of "
+                            "the Kafka brokers)")
+    agent_id = kafka.agent_id or socket.gethostname()
+    codec = wire_codec(settings)
+    state = AgentState()
+    feed = KafkaEventFeed(kafka, kafka.agent_group, codec, from_start=True,
+                          client_id=f"trunkplane-agent-{agent_id}",
+                          on_revoked=state.forget_partitions)
+    runner = AgentRunner(feed, state, name=f"agent-{agent_id}")
+    metrics = Metrics()
+    metrics.watch_agent(state, feed)
+    if settings.metrics_listen != "off":
+        port = metrics.serve(settings.metrics_listen)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_listen.rpartition(":")[0],
+                 port)
+    runner.start()
+    log.info("agent %s: consuming %s at %s in group %s", agent_id, kafka.events_topic,
+             kafka.bootstrap, kafka.agent_group)
+    _wait_for_signal()
+    log.info("agent %s: stopping (its partitions go to the other agents)", agent_id)
+    runner.stop()
+    metrics.stop()
+
+
+def _wait_for_signal() -> None:
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -169,5 +275,3 @@ def serve(settings: Settings) -> None:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     stopping.wait()
-    log.info("stopping: finishing calls in flight")
-    plane.stop()

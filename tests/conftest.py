@@ -14,13 +14,16 @@ import psycopg
 import pytest
 
 from infra.auth import TOKENS_FILE, TokenStore
-from infra.settings import Settings
+from infra.kafka import init_topics
+from infra.settings import KafkaSettings, Settings
 from infra.tls import CERT_FILE
 from infra.wiring import ControlPlane, start
+from tests.brokers import Broker
 from trunkplane.v1 import route_pb2_grpc, trunk_pb2_grpc
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CIPHER_KEY = "x8IuD0sEXGOXjG8ygnTpGaYgk9ip3kmMOW71V7tKmXQ="
+WIRE_KEY = "1uM3n3yb2hJb3HZl5t0i1bPV9fXr8N1kq0vQ8yqzv0Y="
 
 
 def _admin_url() -> str:
@@ -131,3 +134,20 @@ def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Api]:
     client = Api(settings_for(request.param, tmp_path, request))
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """One Kafka-protocol broker for the run (tansu keeps everything in memory)."""
+    with Broker(tmp_path_factory.mktemp("tansu") / "tansu.log") as running:
+        yield running
+
+
+@pytest.fixture
+def kafka(broker: Broker) -> KafkaSettings:
+    """Topics of this test's own (a fresh prefix), created as `trunkplane kafka init` does."""
+    settings = KafkaSettings(
+        bootstrap=broker.bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}.", partitions=4,
+        replication=1, wire_key=f"w1:{WIRE_KEY}")
+    init_topics(settings)
+    return settings

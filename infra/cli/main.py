@@ -25,6 +25,12 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--json", action="store_true", help="print JSON instead of tables")
     sub = root.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the embedded service (settings from the environment)")
+    sub.add_parser("control", help="run a control plane of the distributed mode: gRPC, "
+                                   "store, views, relay to Kafka")
+    sub.add_parser("agent", help="run a SIP agent of the distributed mode (consumes Kafka)")
+    kafka = sub.add_parser("kafka", help="the distributed mode's topics")
+    kafka.add_argument("action", choices=("init",),
+                       help="create the topics from TRUNKPLANE_KAFKA_* settings")
     tokens = sub.add_parser("tokens", help="who may call the service, with which role "
                                            "(local: edits the data directory's tokens file)")
     token_actions = tokens.add_subparsers(dest="action", required=True)
@@ -56,8 +62,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.command == "serve":
-        return _serve()
+    if args.command in ("serve", "control", "agent"):
+        return _serve(args.command)
+    if args.command == "kafka":
+        return _kafka_init()
     if args.command == "replay":
         return _replay(args)
     if args.command == "doctor":
@@ -155,8 +163,33 @@ def _doctor(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _serve() -> int:
-    from infra.wiring import serve
+def _kafka_init() -> int:
+    from kafka.errors import KafkaError
+
+    from infra.kafka import init_topics
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if settings.kafka is None:
+        print("error: set TRUNKPLANE_KAFKA_BOOTSTRAP to the brokers' host:port",
+              file=sys.stderr)
+        return 2
+    try:
+        results = init_topics(settings.kafka)
+    except KafkaError as error:
+        print(f"error: Kafka at {settings.kafka.bootstrap}: {type(error).__name__}: {error}",
+              file=sys.stderr)
+        return 1
+    for result in results:
+        print(f"{'created' if result.created else 'exists '}  {result.name}  {result.detail}")
+    return 0
+
+
+def _serve(mode: str) -> int:
+    from infra.wiring import run_agent, serve
 
     try:
         settings = Settings.from_env()
@@ -165,7 +198,10 @@ def _serve() -> int:
         return 2
     configure_logs(settings.log_level, settings.log_format)
     try:
-        serve(settings)
+        if mode == "agent":
+            run_agent(settings)
+        else:
+            serve(settings, mode)
     except (SettingsError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

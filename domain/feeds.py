@@ -1,0 +1,166 @@
+"""How events reach their consumers (the agents, the relay): an `EventFeed` reads after a
+position, waits for more, and commits what its consumer has applied. In one process the
+feed is the event store's notification log; in the distributed mode a Kafka consumer group
+(infra.kafka). Consumers see the same domain events either way, and skip redeliveries with
+a `VersionGate`."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+from uuid import UUID
+
+from domain.application import TrunkplaneApp
+from domain.catalog import TenantCatalog
+from domain.model import Configured
+from domain.routes import InboundRoute, OutboundRoute
+from domain.trunk import Trunk
+
+
+def published_events() -> list[type[Any]]:
+    """The event classes consumers outside the control plane receive: every change of a
+    trunk or a route, and the outbound route order. The catalog's name index and request
+    receipts are bookkeeping the control plane derives; they stay in the store."""
+    classes: list[type[Any]] = []
+    for aggregate in (Trunk, OutboundRoute, InboundRoute):
+        classes.append(aggregate.Created)
+        classes.extend(dict.fromkeys(aggregate.EVENT_FOR_FIELD.values()))
+        if aggregate is Trunk:
+            classes.append(Trunk.CodecsReordered)
+        classes += [aggregate.Enabled, aggregate.Disabled, aggregate.Deleted]
+    classes.append(TenantCatalog.OutboundOrderChanged)
+    return classes
+
+
+PUBLISHED = frozenset(published_events())
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    position: int  # the event's position in the control plane's notification log
+    tenant: str
+    event: Any
+    partition: int = 0  # which share of the tenants carried it (Kafka partition)
+
+
+class EventFeed(Protocol):
+    def read(self, limit: int = 500, timeout: float = 1.0) -> list[FeedItem]:
+        """The next events after the feed's position, in order per tenant; waits up to
+        `timeout` seconds when there are none yet."""
+        ...
+
+    def commit(self) -> None:
+        """Everything read so far is applied: a feed reopened with the same name resumes
+        after it."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class PositionStore(Protocol):
+    def load(self, name: str) -> int: ...
+    def save(self, name: str, position: int) -> None: ...
+
+
+class MemoryPositions:
+    def __init__(self) -> None:
+        self._positions: dict[str, int] = {}
+
+    def load(self, name: str) -> int:
+        return self._positions.get(name, 0)
+
+    def save(self, name: str, position: int) -> None:
+        self._positions[name] = position
+
+
+class TenantIndex:
+    """Which tenant an event belongs to. Created events and the route order carry it;
+    for the rest the aggregate is read once and remembered."""
+
+    def __init__(self, app: TrunkplaneApp) -> None:
+        self._app = app
+        self._tenants: dict[UUID, str] = {}
+
+    def tenant_of(self, event: Any) -> str:
+        tenant = getattr(event, "tenant", None)
+        if isinstance(tenant, str):
+            self._tenants[event.originator_id] = tenant
+            return tenant
+        known = self._tenants.get(event.originator_id)
+        if known is None:
+            aggregate = self._app.aggregate(event.originator_id)
+            known = str(getattr(aggregate, "tenant", ""))
+            self._tenants[event.originator_id] = known
+        return known
+
+
+class StoreEventFeed:
+    """The embedded feed: the event store's notification log, after a saved position."""
+
+    def __init__(self, app: TrunkplaneApp, name: str, positions: PositionStore,
+                 poll: float = 0.05) -> None:
+        self._app = app
+        self._name = name
+        self._positions = positions
+        self._poll = poll
+        self._tenants = TenantIndex(app)
+        self._position = positions.load(name)
+        self._read = self._position
+        self._wake = threading.Event()
+
+    def notify(self) -> None:
+        """New events were stored: stop waiting."""
+        self._wake.set()
+
+    def read(self, limit: int = 500, timeout: float = 1.0) -> list[FeedItem]:
+        waited = 0.0
+        while True:
+            notes = self._app.recorder.select_notifications(
+                self._read, limit, inclusive_of_start=False)
+            if notes:
+                break
+            if waited >= timeout:
+                return []
+            step = min(self._poll, timeout - waited)
+            self._wake.wait(step)
+            self._wake.clear()
+            waited += step
+        items = []
+        for note in notes:
+            event = self._app.mapper.to_domain_event(note)
+            if type(event) in PUBLISHED:
+                items.append(FeedItem(note.id, self._tenants.tenant_of(event), event))
+        self._read = notes[-1].id
+        return items
+
+    def commit(self) -> None:
+        if self._read != self._position:
+            self._positions.save(self._name, self._read)
+            self._position = self._read
+
+    def close(self) -> None:
+        self._wake.set()
+
+
+class VersionGate:
+    """Skips an event at or below the version already applied for its aggregate, so a
+    redelivered event changes nothing."""
+
+    def __init__(self) -> None:
+        self._applied: dict[UUID, int] = {}
+
+    def admit(self, event: Any) -> bool:
+        version = int(event.originator_version)
+        if version <= self._applied.get(event.originator_id, 0):
+            return False
+        self._applied[event.originator_id] = version
+        return True
+
+    def forget(self, keep: Callable[[UUID], bool]) -> None:
+        self._applied = {k: v for k, v in self._applied.items() if keep(k)}
+
+
+def is_created(event: Any) -> bool:
+    return isinstance(event, Configured.Created)

@@ -1,0 +1,1 @@
+"""The SIP agent: what it must hold on the wire (from the events), and the SIP engine."""

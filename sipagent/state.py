@@ -1,0 +1,119 @@
+"""The agent's desired state: every trunk and route of the tenants it owns, folded from
+the event feed. Redelivered events are skipped by version; when the agent loses a share of
+the tenants (a Kafka rebalance), it forgets them, and whoever takes them over rebuilds
+them from the log."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from domain.catalog import TenantCatalog
+from domain.feeds import FeedItem, VersionGate
+from domain.model import Configured
+from domain.routes import InboundRoute, OutboundRoute
+from domain.trunk import Trunk
+
+Listener = Callable[[str, str, dict[str, Any] | None], None]  # tenant, trunk id, settings
+
+
+@dataclass
+class TenantState:
+    trunks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outbound: dict[str, dict[str, Any]] = field(default_factory=dict)
+    inbound: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outbound_order: list[str] = field(default_factory=list)
+    partition: int = 0
+
+
+class AgentState:
+    """Thread-safe: the feed loop applies, the SIP engine and admission read."""
+
+    def __init__(self, on_trunk: Listener | None = None) -> None:
+        self._gate = VersionGate()
+        self._tenants: dict[str, TenantState] = {}
+        self._owner: dict[UUID, str] = {}
+        self._lock = threading.RLock()
+        self.on_trunk = on_trunk
+        self.applied = 0
+        self.skipped = 0
+        self.position = 0
+
+    def apply(self, items: Sequence[FeedItem]) -> int:
+        applied = 0
+        with self._lock:
+            for item in items:
+                if not self._gate.admit(item.event):
+                    self.skipped += 1
+                    continue
+                self._apply(item)
+                applied += 1
+                self.position = max(self.position, item.position)
+            self.applied += applied
+        return applied
+
+    def _apply(self, item: FeedItem) -> None:
+        event = item.event
+        tenant = self._tenants.setdefault(item.tenant, TenantState())
+        tenant.partition = item.partition
+        if isinstance(event, TenantCatalog.OutboundOrderChanged):
+            tenant.outbound_order = list(event.order)
+            return
+        kind = self._kind(event)
+        table = {"trunk": tenant.trunks, "outbound": tenant.outbound,
+                 "inbound": tenant.inbound}[kind]
+        key = str(event.originator_id)
+        self._owner[event.originator_id] = item.tenant
+        if isinstance(event, Configured.Created):
+            table[key] = dict(event.settings)
+        elif isinstance(event, Configured.Deleted):
+            table.pop(key, None)
+        elif key in table:
+            current = table[key]
+            if isinstance(event, Configured.Enabled):
+                table[key] = {**current, "enabled": True}
+            elif isinstance(event, Configured.Disabled):
+                table[key] = {**current, "enabled": False}
+            else:
+                table[key] = {**current, **event.changed_fields()}
+        if kind == "trunk" and self.on_trunk is not None:
+            self.on_trunk(item.tenant, key, table.get(key))
+
+    @staticmethod
+    def _kind(event: Any) -> str:
+        owner = type(event).__qualname__.rpartition(".")[0]
+        return {Trunk.__name__: "trunk", OutboundRoute.__name__: "outbound",
+                InboundRoute.__name__: "inbound"}[owner]
+
+    def forget_partitions(self, partitions: Sequence[int]) -> list[str]:
+        """Drops the tenants carried by partitions this agent no longer owns."""
+        lost = set(partitions)
+        with self._lock:
+            gone = [t for t, s in self._tenants.items() if s.partition in lost]
+            for name in gone:
+                state = self._tenants.pop(name)
+                if self.on_trunk is not None:
+                    for trunk_id in state.trunks:
+                        self.on_trunk(name, trunk_id, None)
+            self._gate.forget(lambda i: self._owner.get(i) not in gone)
+            self._owner = {i: t for i, t in self._owner.items() if t not in gone}
+        return gone
+
+    def tenants(self) -> list[str]:
+        with self._lock:
+            return sorted(self._tenants)
+
+    def tenant(self, name: str) -> TenantState | None:
+        with self._lock:
+            state = self._tenants.get(name)
+            if state is None:
+                return None
+            return TenantState(dict(state.trunks), dict(state.outbound), dict(state.inbound),
+                               list(state.outbound_order), state.partition)
+
+    def trunk_count(self) -> int:
+        with self._lock:
+            return sum(len(s.trunks) for s in self._tenants.values())
