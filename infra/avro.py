@@ -189,6 +189,11 @@ def canonical(schema: Mapping[str, Any]) -> str:
     return str(to_parsing_canonical_form(parse_schema(dict(schema), _write_hint=False)))
 
 
+def same(one: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+    """Equal to the letter, defaults and docs included (they matter when reading)."""
+    return json.dumps(one, sort_keys=True) == json.dumps(other, sort_keys=True)
+
+
 def schema_fingerprint(schema: Mapping[str, Any]) -> bytes:
     return bytes.fromhex(fingerprint(canonical(schema), "CRC-64-AVRO"))[::-1]
 
@@ -199,7 +204,7 @@ def release(directory: Path = SCHEMA_DIR) -> list[Path]:
     have = released(directory)
     for name, schema in current_schemas().items():
         versions = have.get(name, [])
-        if versions and canonical(versions[-1]) == canonical(schema):
+        if versions and same(versions[-1], schema):
             continue
         path = directory / name / f"v{len(versions) + 1}.avsc"
         path.parent.mkdir(parents=True, exist_ok=True)

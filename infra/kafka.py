@@ -163,6 +163,7 @@ class Relay:
         self.kafka = kafka
         self.positions = positions
         self.batch = batch
+        self.flush_timeout = 10.0  # then the broker counts as away: retry on back-off
         self.leader = leader or RelayLeader("")
         self._make_producer = make_producer or (lambda: producer(kafka, "trunkplane-relay"))
         self._producer: Any = None
@@ -196,7 +197,7 @@ class Relay:
             payload = self.codec.encode_event(event, note.id, tenant)
             sends.append(self._producer.send(self.kafka.events_topic, key=tenant.encode(),
                                              value=payload))
-        self._producer.flush(timeout=30)
+        self._producer.flush(timeout=self.flush_timeout)
         for future in sends:
             future.get(timeout=0)  # raises the broker's error for any record not acked
         self.position = notes[-1].id

@@ -1,0 +1,240 @@
+"""The distributed mode against a real Kafka-protocol broker and PostgreSQL: the relay
+survives a crash between publish and position commit, and a broker outage; bad records go
+to the dead-letter topic; agents in one group split and hand over tenants."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from domain import commands
+from domain.application import TrunkplaneApp
+from domain.feeds import PUBLISHED, FeedItem, MemoryPositions
+from domain.model import CommandMeta
+from infra.avro import Codec, WireCipher
+from infra.kafka import KafkaEventFeed, Relay, init_topics
+from infra.settings import KafkaSettings, Settings
+from infra.wiring import build_app
+from sipagent.runner import AgentRunner
+from sipagent.state import AgentState
+from tests.brokers import Broker, Proxy, free_port
+from tests.conftest import CIPHER_KEY
+
+ROOT = Path(__file__).resolve().parents[2]
+PASSWORD = "Kafka-Secret-Password-31"
+META = CommandMeta(actor="alice@example.com", reason="kafka test", request_id="")
+GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
+
+
+def create(app: TrunkplaneApp, tenant: str, name: str) -> None:
+    app.execute(partial(commands.create_trunk, tenant=tenant, template="", meta=META, raw={
+        "name": name, "type": "register", "host": "sip.example.com", "username": "1001",
+        "password": PASSWORD, "codecs": ["PCMU"]})).unwrap()
+
+
+def published(app: TrunkplaneApp) -> list[int]:
+    return [n.id for n in app.recorder.select_notifications(0, 1_000_000)
+            if type(app.mapper.to_domain_event(n)) in PUBLISHED]
+
+
+def read_topic(bootstrap: str, topic: str, partitions: int = 4) -> list[Any]:
+    """Every record of a topic, by partition and offset, with no consumer group."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    parts = [TopicPartition(topic, p) for p in range(partitions)]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    records: list[Any] = []
+    empty = 0
+    while empty < 3:
+        batch = consumer.poll(timeout_ms=500)
+        empty = 0 if batch else empty + 1
+        for part_records in batch.values():
+            records += part_records
+    consumer.close()
+    return sorted(records, key=lambda r: (r.partition, r.offset))
+
+
+@pytest.fixture
+def pg_settings(fresh_postgres_url: str, tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "var", database_url=fresh_postgres_url,
+                    cipher_key=CIPHER_KEY, listen="127.0.0.1:0", log_level="WARNING")
+
+
+def test_a_relay_killed_between_publish_and_commit_loses_nothing(
+        kafka: KafkaSettings, pg_settings: Settings, tmp_path: Path) -> None:
+    app = build_app(pg_settings)
+    for number in range(150):
+        create(app, f"tenant-{number % 7}", f"trunk-{number}")
+    expected = published(app)
+    run = [sys.executable, "-m", "tests.integration.relay_process",
+           "--database", pg_settings.database_url, "--bootstrap", kafka.bootstrap,
+           "--prefix", kafka.topic_prefix, "--wire-key", kafka.wire_key,
+           "--data", str(tmp_path / "var"), "--batch", "100"]
+    crashed = subprocess.run([*run, "--crash-after", "2"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=60)
+    assert crashed.returncode == 9, crashed.stderr  # died after the 2nd batch was acked
+    finished = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 0, finished.stderr
+    assert int(finished.stdout) == app.head()
+
+    codec = Codec(WireCipher(kafka.wire_key))
+    records = read_topic(kafka.bootstrap, kafka.events_topic)
+    decoded = [codec.decode(r.value) for r in records]
+    positions = [d.position for d in decoded]
+    assert set(positions) == set(expected)  # every event arrived
+    assert len(positions) > len(expected)  # the unrecorded batch went out twice
+    by_tenant: dict[str, list[int]] = {}
+    for record, d in zip(records, decoded, strict=True):
+        assert record.key == d.tenant.encode()
+        by_tenant.setdefault(d.tenant, []).append(d.position)
+    for tenant_positions in by_tenant.values():
+        first_seen = list(dict.fromkeys(tenant_positions))
+        assert first_seen == sorted(first_seen)  # in order per tenant
+    state = AgentState()
+    applied = state.apply([FeedItem(d.position, d.tenant, d.value) for d in decoded])
+    assert applied == len(expected) and state.skipped == len(positions) - len(expected)
+    assert state.trunk_count() == 150
+    app.close()
+
+
+def test_commands_are_accepted_while_the_broker_is_away_and_relayed_after(
+        tmp_path: Path, pg_settings: Settings) -> None:
+    proxy_port = free_port()
+    with Broker(tmp_path / "tansu.log", advertise=proxy_port) as broker:
+        proxy = Proxy(broker.port, proxy_port)
+        kafka = KafkaSettings(bootstrap=f"127.0.0.1:{proxy_port}", topic_prefix="outage.",
+                              partitions=4, replication=1, wire_key=f"w1:{WireCipher.new_key()}")
+        init_topics(kafka)
+        app = build_app(pg_settings)
+        relay = Relay(app, Codec(WireCipher(kafka.wire_key)), kafka, MemoryPositions())
+        relay.start()
+        try:
+            create(app, "acme", "before")
+            relay.notify()
+            deadline = time.monotonic() + 20
+            while relay.position < app.head() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert relay.position == app.head()
+            proxy.cut()
+            for number in range(20):
+                create(app, "acme", f"during-{number}")  # the store takes them
+            relay.notify()
+            deadline = time.monotonic() + 40
+            while not relay.last_error:  # it notices that the broker is away, and says so
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            assert relay.position < app.head()
+            proxy.restore()
+            deadline = time.monotonic() + 60
+            while relay.position < app.head() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert relay.position == app.head()
+            codec = Codec(WireCipher(kafka.wire_key))
+            positions = {codec.decode(r.value).position
+                         for r in read_topic(kafka.bootstrap, kafka.events_topic)}
+            assert positions == set(published(app))
+        finally:
+            relay.stop()
+            proxy.close()
+            app.close()
+
+
+def test_undecodable_records_go_to_the_dead_letter_topic_and_reading_goes_on(
+        kafka: KafkaSettings, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = Settings(data_dir=tmp_path / "var", database_url="", cipher_key=CIPHER_KEY,
+                        listen="127.0.0.1:0", log_level="WARNING")
+    app = build_app(settings)
+    codec = Codec(WireCipher(kafka.wire_key))
+    relay = Relay(app, codec, kafka, MemoryPositions())
+    create(app, "acme", "first")
+    relay.publish_once()
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap)
+    first = next(e for n in app.recorder.select_notifications(0, 10)
+                 if type(e := app.mapper.to_domain_event(n)) in PUBLISHED)
+    garbage = [b"not avro at all", b"\xc3\x01" + b"\x13" * 8 + b"body",
+               codec.encode_event(first, 1, "acme")[:-12]]
+    for payload in garbage:
+        producer.send(kafka.events_topic, key=b"acme", value=payload)
+    producer.flush()
+    create(app, "acme", "second")
+    relay.publish_once()
+    feed = KafkaEventFeed(kafka, "agents", codec, **GROUP_TIMEOUTS)
+    items: list[Any] = []
+    deadline = time.monotonic() + 30
+    while len(items) < 2 and time.monotonic() < deadline:
+        items += feed.read(timeout=0.5)
+    assert [i.event.settings["name"] for i in items] == ["first", "second"]
+    assert feed.dead_letters == 3
+    letters = read_topic(kafka.bootstrap, kafka.dead_letters(kafka.events_topic), 1)
+    assert [r.value for r in letters] == garbage
+    headers = dict(letters[1].headers)
+    assert headers["topic"] == kafka.events_topic.encode()
+    assert b"unknown writer schema fingerprint 1313131313131313" in headers["error"]
+    assert int(headers["offset"]) >= 0 and int(headers["partition"]) in range(4)
+    assert any("undecodable record at " + kafka.events_topic + " partition" in r.message
+               for r in caplog.records)
+    feed.close()
+    producer.close()
+    app.close()
+
+
+def test_two_agents_split_the_tenants_and_one_takes_over_when_the_other_stops(
+        kafka: KafkaSettings, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "var", database_url="", cipher_key=CIPHER_KEY,
+                        listen="127.0.0.1:0", log_level="WARNING")
+    app = build_app(settings)
+    codec = Codec(WireCipher(kafka.wire_key))
+    tenants = [f"tenant-{n}" for n in range(12)]
+    for tenant in tenants:
+        create(app, tenant, "primary")
+        create(app, tenant, "backup")
+    relay = Relay(app, codec, kafka, MemoryPositions())
+    relay.publish_once()
+
+    def agent(name: str) -> AgentRunner:
+        state = AgentState()
+        feed = KafkaEventFeed(kafka, "agents", codec, from_start=True, client_id=name,
+                              on_revoked=state.forget_partitions, **GROUP_TIMEOUTS)
+        runner = AgentRunner(feed, state, name)
+        runner.start()
+        return runner
+
+    first = agent("agent-a")
+    second = agent("agent-b")
+
+    def settled(*runners: AgentRunner) -> bool:
+        owned = [set(r.state.tenants()) for r in runners]
+        union = set().union(*owned)
+        return union == set(tenants) and sum(len(o) for o in owned) == len(tenants)
+
+    deadline = time.monotonic() + 45
+    while not (settled(first, second) and first.state.tenants() and second.state.tenants()):
+        assert time.monotonic() < deadline, (first.state.tenants(), second.state.tenants())
+        time.sleep(0.2)
+    assert first.state.trunk_count() + second.state.trunk_count() == 24
+    moved = set(first.state.tenants())
+    first.stop()  # leaves the group: its partitions go to the other agent
+    deadline = time.monotonic() + 45
+    while set(second.state.tenants()) != set(tenants):
+        assert time.monotonic() < deadline, second.state.tenants()
+        time.sleep(0.2)
+    for tenant in moved:  # rebuilt from the log, passwords included
+        state = second.state.tenant(tenant)
+        assert state is not None
+        assert sorted(t["name"] for t in state.trunks.values()) == ["backup", "primary"]
+        assert {t["password"] for t in state.trunks.values()} == {PASSWORD}
+    create(app, tenants[0], "third")  # and it follows new events of the moved tenants
+    relay.publish_once()
+    deadline = time.monotonic() + 30
+    while second.state.trunk_count() < 25:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    second.stop()
+    app.close()
