@@ -52,9 +52,51 @@ def examine(settings: Settings, server: str) -> Iterator[Finding]:
         yield Finding("ok", "event store", f"{settings.describe_store()}, {app.head()} events")
         yield from _server(server)
         yield from _metrics(settings)
+        yield from _broker(settings)
         yield from _trunks(app, settings.tenant)
     finally:
         app.close()
+
+
+def _broker(settings: Settings) -> Iterator[Finding]:
+    """The distributed mode's broker: reachable, topics made, wire key usable."""
+    kafka = settings.kafka
+    if kafka is None:
+        yield Finding("ok", "broker", "none (embedded mode: events go from the store to the "
+                                      "agent in this process)")
+        return
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    from infra.avro import WireCipher
+
+    try:
+        WireCipher(kafka.wire_key)
+        yield Finding("ok", "wire key", "TRUNKPLANE_WIRE_KEY present and valid")
+    except ValueError as error:
+        yield Finding("fail", "wire key", str(error),
+                      "set TRUNKPLANE_WIRE_KEY to the same id:key ring on control planes and "
+                      "agents")
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap, request_timeout_ms=5000,
+                                 client_id="trunkplane-doctor")
+        try:
+            topics = set(admin.list_topics())
+        finally:
+            admin.close()
+    except (KafkaError, OSError) as error:
+        yield Finding("fail", "broker", f"{kafka.bootstrap}: {type(error).__name__}: {error}",
+                      "check TRUNKPLANE_KAFKA_BOOTSTRAP, that the brokers run, and that this "
+                      "host may reach them (firewall, advertised listeners)")
+        return
+    missing = [t for t in (kafka.events_topic, kafka.status_topic,
+                           kafka.dead_letters(kafka.events_topic)) if t not in topics]
+    if missing:
+        yield Finding("fail", "broker", f"{kafka.bootstrap} lacks topics {', '.join(missing)}",
+                      "run `trunkplane kafka init` with the same TRUNKPLANE_KAFKA_* settings")
+    else:
+        yield Finding("ok", "broker", f"{kafka.bootstrap}, topics {kafka.events_topic} and "
+                                      f"{kafka.status_topic} present")
 
 
 def _server(address: str) -> Iterator[Finding]:

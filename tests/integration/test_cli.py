@@ -26,8 +26,9 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, data: Path, **env: str) -> None:
+    def __init__(self, data: Path, command: str = "serve", **env: str) -> None:
         self.data = data
+        self.command = command
         self.port = free_port()
         self.metrics_port = free_port()
         self.log = data / "serve.log"
@@ -37,10 +38,11 @@ class Server:
     def start(self) -> None:
         env = {**os.environ, "TRUNKPLANE_DATA": str(self.data / "var"),
                "TRUNKPLANE_LISTEN": f"127.0.0.1:{self.port}",
-               "TRUNKPLANE_METRICS_LISTEN": f"127.0.0.1:{self.metrics_port}", **self.env}
+               "TRUNKPLANE_METRICS_LISTEN": f"127.0.0.1:{self.metrics_port}"}
         env.pop("TRUNKPLANE_CIPHER_KEY", None)
         env.pop("TRUNKPLANE_DATABASE_URL", None)
-        self.process = subprocess.Popen([*CLI, "serve"], env=env, stdout=subprocess.DEVNULL,
+        env.update(self.env)
+        self.process = subprocess.Popen([*CLI, self.command], env=env, stdout=subprocess.DEVNULL,
                                         stderr=self.log.open("w"))
         deadline = time.monotonic() + 20
         while "serving gRPC on" not in self.log.read_text():  # the text or the JSON line

@@ -1,0 +1,132 @@
+"""The distributed mode as an operator runs it: `trunkplane kafka init`, a `trunkplane
+control` on PostgreSQL and a `trunkplane agent`, real processes, connected through a real
+Kafka-protocol broker; the CLI drives the control plane."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+from domain.status import StatusObservation, TrunkState
+from infra.avro import Codec, WireCipher
+from infra.kafka import KafkaStatusSink
+from infra.settings import KafkaSettings
+from tests.conftest import WIRE_KEY
+from tests.integration.test_cli import CLI, Server, free_port
+from tests.integration.test_kafka import read_topic
+
+PASSWORD = "Distributed-Password-8842"
+
+
+def metric(port: int, name: str) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    except OSError:  # not listening yet
+        return -1.0
+    found = re.search(rf"^{name} ([0-9.e+-]+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else -1.0
+
+
+def test_control_plane_and_agent_through_kafka(broker: object, fresh_postgres_url: str,
+                                               tmp_path: Path) -> None:
+    bootstrap = broker.bootstrap  # type: ignore[attr-defined]
+    env = {"TRUNKPLANE_KAFKA_BOOTSTRAP": bootstrap, "TRUNKPLANE_KAFKA_TOPIC_PREFIX": "e2e.",
+           "TRUNKPLANE_KAFKA_PARTITIONS": "4", "TRUNKPLANE_KAFKA_REPLICATION": "1",
+           "TRUNKPLANE_WIRE_KEY": f"w1:{WIRE_KEY}"}
+    init = subprocess.run([*CLI, "kafka", "init"], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert init.returncode == 0, init.stderr
+    assert "created  e2e.events  4 partitions" in init.stdout
+    again = subprocess.run([*CLI, "kafka", "init"], env={**os.environ, **env},
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert again.stdout.count("exists ") == 4
+
+    control = Server(tmp_path / "control", "control", TRUNKPLANE_DATABASE_URL=fresh_postgres_url,
+                     **env)
+    (tmp_path / "control").mkdir()
+    control.start()
+    agent_metrics = free_port()
+    agent_log = tmp_path / "agent.log"
+    agent = subprocess.Popen(
+        [*CLI, "agent"], env={**os.environ, **env, "TRUNKPLANE_AGENT_ID": "agent-1",
+                              "TRUNKPLANE_METRICS_LISTEN": f"127.0.0.1:{agent_metrics}"},
+        stdout=subprocess.DEVNULL, stderr=agent_log.open("w"))
+    try:
+        created = control.cli("trunk", "create", "voco", "--template", "thevoco", "--username",
+                              "1001", "--password-stdin", stdin=f"{PASSWORD}\n")
+        assert created.returncode == 0, created.stderr
+        deadline = time.monotonic() + 40
+        while metric(agent_metrics, "trunkplane_agent_trunks") != 1.0:
+            assert agent.poll() is None, agent_log.read_text()
+            assert time.monotonic() < deadline, agent_log.read_text()
+            time.sleep(0.2)
+        assert metric(control.metrics_port, "trunkplane_relay_lag_events") == 0.0
+        assert metric(control.metrics_port, "trunkplane_relay_leader") == 1.0
+
+        # an agent's observation, through the status topic, in `trunk status`
+        shown = json.loads(control.cli("--json", "trunk", "get", "voco").stdout)
+        kafka = KafkaSettings(bootstrap=bootstrap, topic_prefix="e2e.", wire_key=f"w1:{WIRE_KEY}")
+        sink = KafkaStatusSink(kafka, Codec(WireCipher(kafka.wire_key)))
+        now = datetime.now(UTC)
+        sink.publish([StatusObservation(
+            tenant="default", trunk_id=shown["id"], agent_id="agent-1", sequence=1,
+            observed_at=now, state=TrunkState.REGISTERED, since=now, sip_code=200,
+            reason="OK", registrations_up=1, registrations_wanted=1)])
+        sink.close()
+        deadline = time.monotonic() + 30
+        while "registered" not in control.cli("trunk", "status").stdout:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+
+        # no clear password on the broker
+        for topic in ("e2e.events", "e2e.status"):
+            for record in read_topic(bootstrap, topic):
+                assert PASSWORD.encode() not in record.value
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=30) == 0, agent_log.read_text()
+        assert control.stop() == 0
+    assert PASSWORD not in agent_log.read_text()
+    assert PASSWORD not in Path(control.log).read_text()
+
+
+def test_control_and_agent_refuse_to_start_without_their_settings(tmp_path: Path) -> None:
+    env = {**os.environ, "TRUNKPLANE_DATA": str(tmp_path)}
+    env.pop("TRUNKPLANE_KAFKA_BOOTSTRAP", None)
+    for command in ("control", "agent"):
+        done = subprocess.run([*CLI, command], env=env, capture_output=True, text=True,
+                              timeout=30, check=False)
+        assert done.returncode == 1 and "TRUNKPLANE_KAFKA_BOOTSTRAP" in done.stderr
+    env["TRUNKPLANE_KAFKA_BOOTSTRAP"] = "127.0.0.1:1"
+    done = subprocess.run([*CLI, "agent"], env=env, capture_output=True, text=True,
+                          timeout=30, check=False)
+    assert done.returncode == 1 and "TRUNKPLANE_WIRE_KEY" in done.stderr
+
+
+def test_doctor_checks_the_broker_and_its_topics(broker: object, tmp_path: Path) -> None:
+    bootstrap = broker.bootstrap  # type: ignore[attr-defined]
+    data = tmp_path / "var"
+    data.mkdir()
+    (data / "cipher.key").write_text(WireCipher.new_key() + "\n")
+    env = {**os.environ, "TRUNKPLANE_DATA": str(data), "TRUNKPLANE_KAFKA_BOOTSTRAP": bootstrap,
+           "TRUNKPLANE_KAFKA_TOPIC_PREFIX": "doctor.", "TRUNKPLANE_WIRE_KEY": f"w1:{WIRE_KEY}",
+           "TRUNKPLANE_METRICS_LISTEN": "off"}
+    env.pop("TRUNKPLANE_DATABASE_URL", None)
+    before = subprocess.run([*CLI, "doctor"], env=env, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert "FAIL broker: " + bootstrap + " lacks topics doctor.events" in before.stdout
+    assert "trunkplane kafka init" in before.stdout
+    subprocess.run([*CLI, "kafka", "init"], env={**env, "TRUNKPLANE_KAFKA_REPLICATION": "1"},
+                   check=True, capture_output=True, timeout=60)
+    after = subprocess.run([*CLI, "doctor"], env=env, capture_output=True, text=True,
+                           timeout=60, check=False)
+    assert "OK   broker: " + bootstrap + ", topics doctor.events" in after.stdout
+    assert "OK   wire key" in after.stdout
