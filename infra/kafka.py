@@ -282,7 +282,8 @@ class _KafkaFeed:
                  from_start: bool = False, client_id: str = "trunkplane",
                  on_assigned: Callable[[list[int]], None] | None = None,
                  on_revoked: Callable[[list[int]], None] | None = None,
-                 session_timeout_ms: int = 10000, heartbeat_interval_ms: int = 3000) -> None:
+                 session_timeout_ms: int = 10000, heartbeat_interval_ms: int = 3000,
+                 fetch_max_wait_ms: int = 50) -> None:
         self.kafka = kafka
         self.topic = topic
         self.codec = codec
@@ -294,7 +295,8 @@ class _KafkaFeed:
             bootstrap_servers=kafka.bootstrap, group_id=group, client_id=client_id,
             enable_auto_commit=False, auto_offset_reset="earliest",
             session_timeout_ms=session_timeout_ms,
-            heartbeat_interval_ms=heartbeat_interval_ms, max_poll_records=2000)
+            heartbeat_interval_ms=heartbeat_interval_ms, max_poll_records=2000,
+            fetch_max_wait_ms=fetch_max_wait_ms)
         self._consumer.subscribe([topic], listener=_Listener(self))
         self._letters: Any = None
 

