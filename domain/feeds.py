@@ -109,6 +109,7 @@ class StoreEventFeed:
         self._position = positions.load(name)
         self._read = self._position
         self._wake = threading.Event()
+        self._closed = False
 
     def notify(self) -> None:
         """New events were stored: stop waiting."""
@@ -121,7 +122,7 @@ class StoreEventFeed:
                 self._read, limit, inclusive_of_start=False)
             if notes:
                 break
-            if waited >= timeout:
+            if waited >= timeout or self._closed:
                 return []
             step = min(self._poll, timeout - waited)
             self._wake.wait(step)
@@ -141,6 +142,7 @@ class StoreEventFeed:
             self._position = self._read
 
     def close(self) -> None:
+        self._closed = True
         self._wake.set()
 
 

@@ -27,9 +27,13 @@ class AgentRunner:
 
     def stop(self) -> None:
         self._stopping.set()
+        threadsafe = hasattr(self.feed, "notify")  # the store feed may close while read waits
+        if threadsafe:
+            self.feed.close()
         if self._thread is not None:
             self._thread.join(timeout=15)
-        self.feed.close()
+        if not threadsafe:
+            self.feed.close()
 
     def step(self, timeout: float = 0.5) -> int:
         items = self.feed.read(timeout=timeout)
