@@ -13,11 +13,14 @@ from typing import Protocol
 
 class TrunkState(StrEnum):
     REGISTERING = "registering"
-    REGISTERED = "registered"
+    REGISTERED = "registered"  # every wanted registration is up
+    AUTH_FAILED = "auth_failed"  # 401/407 after credentials were sent
+    FORBIDDEN = "forbidden"  # 403: needs attention, retried only on the long back-off
+    OK = "ok"  # a peer trunk with at least one address answering OPTIONS
     REACHABLE = "reachable"
-    DEGRADED = "degraded"
-    UNREACHABLE = "unreachable"
-    FAILED = "failed"
+    DEGRADED = "degraded"  # some registrations or addresses up, not all
+    UNREACHABLE = "unreachable"  # timeout, refused, ICMP, TLS or DNS failure
+    FAILED = "failed"  # any other final response; the code and reason say which
     UNREGISTERED = "unregistered"
     DISABLED = "disabled"
 

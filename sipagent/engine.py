@@ -1,0 +1,623 @@
+"""The SIP engine: every enabled trunk live on the wire. Register and account trunks hold
+their registrations; peer trunks are watched with OPTIONS; every transition is a status
+observation. One asyncio loop in a thread of its own; `update()` is called from the feed
+thread with a trunk's settings (None when it was deleted)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import random
+import socket
+import ssl
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from domain.status import ContactStatus, PeerStatus, StatusObservation, StatusSink, TrunkState
+from domain.values import parse_host_port
+from sipagent.sip.digest import DigestClient, parse_challenge
+from sipagent.sip.message import Request, Response, SipParseError, split_list
+from sipagent.sip.transport import (
+    USER_AGENT,
+    Destination,
+    SipTransport,
+    TransportError,
+    new_tag,
+)
+
+log = logging.getLogger(__name__)
+WIRE_FIELDS = ("type", "host", "transport", "username", "password", "auth_id",
+               "max_registrations", "from_user", "from_domain", "peer_addresses", "nat",
+               "enabled")
+
+
+@dataclass(frozen=True)
+class SipSettings:
+    agent_id: str = "agent"
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 5062
+    t1: float = 0.5
+    register_expires: int = 3600
+    options_interval: float = 30.0
+    options_timeout: float = 3.0
+    down_after: int = 2
+    up_after: int = 1
+    max_in_flight: int = 100
+    startup_spread: float = 5.0  # initial registrations start at random within this
+    backoff_base: float = 30.0
+    backoff_max: float = 1800.0
+    tls_ca: str = ""  # PEM file of CAs trusted for providers' TLS (default: the system's)
+    destinations: tuple[str, ...] = ()  # CIDRs the agent may send to; empty: anywhere
+
+
+def backoff(failures: int, base: float, cap: float) -> float:
+    """RFC 5626 4.5: W = min(cap, base * 2^failures), waited uniformly in [W/2, W]."""
+    window = min(cap, base * 2 ** max(0, failures))
+    return random.uniform(window / 2, window)
+
+
+def refresh_after(granted: int) -> float:
+    """When to refresh a registration granted for `granted` seconds: halfway for short
+    grants, five minutes before expiry for long ones; never in the last seconds, so a
+    lost request still has a whole transaction (32 s) and a retry before expiry."""
+    return max(granted / 2, granted - 300.0)
+
+
+@dataclass
+class _Reported:
+    state: TrunkState
+    since: datetime
+
+
+class Reporter:
+    """Turns state into observations with a growing sequence; publishes in batches off the
+    event loop (the sink may write to a database)."""
+
+    def __init__(self, sink: StatusSink, agent_id: str) -> None:
+        self.sink = sink
+        self.agent_id = agent_id
+        self._sequence = int(time.time() * 1000)  # grows across restarts too
+        self._last: dict[str, _Reported] = {}
+        self._queue: list[StatusObservation] = []
+        self._lock = threading.Lock()
+        self.published = 0
+
+    def observe(self, tenant: str, trunk_id: str, state: TrunkState, **fields: Any) -> None:
+        now = datetime.now(UTC)
+        last = self._last.get(trunk_id)
+        if last is None or last.state != state:
+            last = self._last[trunk_id] = _Reported(state, now)
+        self._sequence += 1
+        observation = StatusObservation(
+            tenant=tenant, trunk_id=trunk_id, agent_id=self.agent_id, sequence=self._sequence,
+            observed_at=now, state=state, since=last.since, **fields)
+        with self._lock:
+            self._queue = [o for o in self._queue if o.trunk_id != trunk_id]
+            self._queue.append(observation)
+
+    def flush(self) -> int:
+        with self._lock:
+            batch, self._queue = self._queue, []
+        if batch:
+            self.sink.publish(batch)
+            self.published += len(batch)
+        return len(batch)
+
+
+@dataclass
+class TrunkSpec:
+    tenant: str
+    trunk_id: str
+    settings: dict[str, Any]
+
+    @property
+    def wire(self) -> tuple[Any, ...]:
+        return tuple(repr(self.settings.get(f)) for f in WIRE_FIELDS)
+
+
+@dataclass
+class Counters:
+    registers_sent: int = 0
+    registrations_ok: int = 0
+    registration_failures: dict[str, int] = field(default_factory=dict)
+    unregisters: int = 0
+    options_sent: int = 0
+    options_answered: int = 0
+    options_missed: int = 0
+
+
+class SipAgent:
+    def __init__(self, settings: SipSettings, sink: StatusSink) -> None:
+        self.settings = settings
+        self.reporter = Reporter(sink, settings.agent_id)
+        self.counters = Counters()
+        self.transport: SipTransport | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self._workers: dict[str, _Worker] = {}
+        self._specs: dict[str, TrunkSpec] = {}
+        self._in_flight: asyncio.Semaphore | None = None
+        self._networks = [ipaddress.ip_network(d, strict=False) for d in settings.destinations]
+        self._ready = threading.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._changing: dict[str, asyncio.Task[None]] = {}
+
+    # --- life cycle (any thread) ---------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="sip", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise OSError("the SIP engine did not start")
+        if self.transport is None:
+            raise OSError(f"cannot listen for SIP on {self.settings.listen_host}:"
+                          f"{self.settings.listen_port}")
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._open())
+        self._ready.set()
+        if self.transport is not None:
+            self._loop.run_forever()
+
+    async def _open(self) -> None:
+        context = None
+        if self.settings.tls_ca:
+            context = ssl.create_default_context(cafile=self.settings.tls_ca)
+        transport = SipTransport(self.settings.listen_host, self.settings.listen_port,
+                                 tls_context=context, t1=self.settings.t1)
+        try:
+            await transport.start()
+        except OSError as error:
+            log.error("SIP: cannot listen on %s:%d: %s", self.settings.listen_host,
+                      self.settings.listen_port, error)
+            return
+        self.transport = transport
+        self._in_flight = asyncio.Semaphore(self.settings.max_in_flight)
+        self._flusher = asyncio.ensure_future(self._flush_loop())
+        log.info("SIP agent %s on udp/tcp/tls from %s:%d", self.settings.agent_id,
+                 self.settings.listen_host, transport.listen_port)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Unregisters every registration (a clean shutdown), then stops."""
+        if self._thread is None or not self._thread.is_alive():
+            return
+        done: Future[None] = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+        try:
+            done.result(timeout)
+        except Exception as error:  # stop anyway
+            log.warning("SIP: shutdown incomplete: %s", error)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self.reporter.flush()
+
+    async def _shutdown(self) -> None:
+        workers = list(self._workers.values())
+        self._workers.clear()
+        await asyncio.gather(*(w.stop(unregister=True) for w in workers),
+                             return_exceptions=True)
+        if self._flusher is not None:
+            self._flusher.cancel()
+        if self.transport is not None:
+            self.transport.close()
+
+    def update(self, tenant: str, trunk_id: str, settings: dict[str, Any] | None) -> None:
+        """A trunk's new settings (None: deleted). Thread-safe."""
+        self._loop.call_soon_threadsafe(self._update, tenant, trunk_id, settings)
+
+    def call(self, coroutine: Any, timeout: float = 30.0) -> Any:
+        """Runs a coroutine on the engine's loop from another thread (tests, tools)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    @property
+    def sip_port(self) -> int:
+        return self.transport.listen_port if self.transport else 0
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the metrics read: trunks by state, peer round trips."""
+        states: dict[str, int] = {}
+        rtts: list[tuple[str, str, float]] = []
+        for worker in list(self._workers.values()):
+            states[worker.state.value] = states.get(worker.state.value, 0) + 1
+            for address, peer in getattr(worker, "peers", {}).items():
+                if peer.rtt_ms is not None:
+                    rtts.append((worker.spec.trunk_id, address, peer.rtt_ms))
+        return {"states": states, "rtts": rtts, "counters": self.counters}
+
+    # --- on the loop ---------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(0.1)
+            try:
+                await loop.run_in_executor(None, self.reporter.flush)
+            except Exception:
+                log.exception("SIP: publishing status failed; will retry")
+
+    def _update(self, tenant: str, trunk_id: str, settings: dict[str, Any] | None) -> None:
+        old = self._workers.get(trunk_id)
+        spec = TrunkSpec(tenant, trunk_id, dict(settings)) if settings is not None else None
+        if old is not None and spec is not None and old.spec.wire == spec.wire:
+            old.spec = spec
+            return
+        if old is not None:
+            del self._workers[trunk_id]
+        starting = spec is not None and bool(spec.settings.get("enabled", True))
+        worker: _Worker | None = None
+        if starting and spec is not None:
+            kind = spec.settings.get("type")
+            worker = _PeerWorker(self, spec) if kind == "peer" else _RegisterWorker(self, spec)
+            self._workers[trunk_id] = worker
+        before = self._changing.get(trunk_id)
+        task = asyncio.ensure_future(self._replace(before, old, worker, tenant, trunk_id, spec))
+        self._changing[trunk_id] = task
+        task.add_done_callback(lambda t: self._changing.pop(trunk_id, None)
+                               if self._changing.get(trunk_id) is t else None)
+
+    async def _replace(self, before: asyncio.Task[None] | None, old: _Worker | None,
+                       new: _Worker | None, tenant: str, trunk_id: str,
+                       spec: TrunkSpec | None) -> None:
+        if before is not None:  # changes of one trunk apply in order
+            await asyncio.gather(before, return_exceptions=True)
+        if old is not None:
+            await old.stop(unregister=True)  # a changed host/credential re-registers after
+        if new is not None:
+            if self._workers.get(trunk_id) is new:  # not replaced again meanwhile
+                new.start(first=old is None)
+        elif spec is None:
+            self.reporter.observe(tenant, trunk_id, TrunkState.UNREGISTERED,
+                                  reason="trunk deleted")
+        else:
+            self.reporter.observe(tenant, trunk_id, TrunkState.DISABLED,
+                                  reason="trunk disabled")
+
+    async def resolve(self, host: str, transport: str) -> Destination:
+        """host[:port] -> a destination, honouring the allowed destinations."""
+        try:
+            where = parse_host_port(host)
+        except ValueError as error:
+            raise TransportError(f"bad host '{host}': {error}") from None
+        port = where.port or (5061 if transport == "tls" else 5060)
+        address = where.host
+        if not where.is_ip:
+            if self._networks:
+                raise TransportError(f"{where.host}: names are not resolved while "
+                                     "TRUNKPLANE_SIP_DESTINATIONS restricts where SIP goes")
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    where.host, port, type=socket.SOCK_DGRAM)
+            except socket.gaierror as error:
+                raise TransportError(f"DNS: {where.host}: {error.strerror}") from None
+            address = str(infos[0][4][0])
+        if self._networks and not any(ipaddress.ip_address(address) in n
+                                      for n in self._networks):
+            raise TransportError(f"{address} is outside TRUNKPLANE_SIP_DESTINATIONS")
+        return Destination(transport, address, port, server_name=where.host)
+
+    async def send(self, request: Request, destination: Destination,
+                   timeout: float | None = None) -> Response:
+        assert self.transport is not None and self._in_flight is not None
+        async with self._in_flight:
+            return await self.transport.request(request, destination, timeout)
+
+
+class _Worker:
+    state: TrunkState = TrunkState.REGISTERING
+
+    def __init__(self, agent: SipAgent, spec: TrunkSpec) -> None:
+        self.agent = agent
+        self.spec = spec
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self, first: bool) -> None:
+        raise NotImplementedError
+
+    async def stop(self, unregister: bool) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def report(self, state: TrunkState, **fields: Any) -> None:
+        self.state = state
+        self.agent.reporter.observe(self.spec.tenant, self.spec.trunk_id, state, **fields)
+
+
+@dataclass
+class _Line:
+    """One registration of a trunk (an account trunk has several: distinct Contacts)."""
+
+    index: int
+    call_id: str
+    tag: str
+    cseq: int = 0
+    state: TrunkState = TrunkState.REGISTERING
+    code: int = 0
+    reason: str = ""
+    expires_at: datetime | None = None
+    contact: str = ""
+    failures: int = 0
+    destination: Destination | None = None
+    challenge: Any = None
+
+
+class _RegisterWorker(_Worker):
+    def __init__(self, agent: SipAgent, spec: TrunkSpec) -> None:
+        super().__init__(agent, spec)
+        count = int(spec.settings.get("max_registrations") or 1)
+        if spec.settings.get("type") != "account":
+            count = 1
+        self.lines = [_Line(i, f"{new_tag()}{new_tag()}@trunkplane", new_tag())
+                      for i in range(count)]
+        s = spec.settings
+        self.user = str(s.get("username") or "")
+        self.domain = str(s.get("from_domain") or parse_host_port(str(s["host"])).host)
+        self.digest = DigestClient(str(s.get("auth_id") or self.user), str(s.get("password")
+                                                                            or ""))
+
+    def start(self, first: bool) -> None:
+        spread = self.agent.settings.startup_spread if first else 0.0
+        self._tasks = [asyncio.ensure_future(self._hold(line, spread)) for line in self.lines]
+
+    async def stop(self, unregister: bool) -> None:
+        await super().stop(unregister)
+        if unregister:
+            await asyncio.gather(*(self._unregister(line) for line in self.lines
+                                   if line.state == TrunkState.REGISTERED),
+                                 return_exceptions=True)
+
+    def _summary(self) -> None:
+        up = sum(1 for line in self.lines if line.state == TrunkState.REGISTERED)
+        worst = next((line for line in self.lines if line.state != TrunkState.REGISTERED),
+                     None)
+        if worst is None:
+            state, code, reason = TrunkState.REGISTERED, self.lines[0].code, self.lines[0].reason
+        elif up:
+            state, code, reason = TrunkState.DEGRADED, worst.code, worst.reason
+        else:
+            state, code, reason = worst.state, worst.code, worst.reason
+        contacts = tuple(ContactStatus(line.contact, line.expires_at) for line in self.lines
+                         if line.state == TrunkState.REGISTERED)
+        self.report(state, sip_code=code, reason=reason, registrations_up=up,
+                    registrations_wanted=len(self.lines), contacts=contacts)
+
+    async def _hold(self, line: _Line, spread: float) -> None:
+        settings = self.agent.settings
+        if spread:
+            await asyncio.sleep(random.uniform(0, spread))
+        line.state = TrunkState.REGISTERING
+        self._summary()
+        while True:
+            wait = await self._attempt(line)
+            self._summary()
+            await asyncio.sleep(wait if wait is not None else backoff(
+                line.failures, settings.backoff_base, settings.backoff_max))
+
+    async def _attempt(self, line: _Line) -> float | None:
+        """One registration attempt; returns how long to wait before the next one (None:
+        the capped back-off)."""
+        settings = self.agent.settings
+        expires = settings.register_expires
+        try:
+            line.destination = await self.agent.resolve(
+                str(self.spec.settings["host"]), str(self.spec.settings.get("transport", "udp")))
+            response = await self._register(line, expires)
+        except TransportError as error:
+            return self._failed(line, TrunkState.UNREACHABLE, 0, str(error))
+        self.agent.counters.registers_sent += 1
+        if response.status < 300:
+            granted = self._granted(response, line, expires)
+            line.state, line.code, line.reason = TrunkState.REGISTERED, response.status, \
+                response.reason
+            line.failures = 0
+            line.expires_at = datetime.now(UTC) + timedelta(seconds=granted)
+            self.agent.counters.registrations_ok += 1
+            return refresh_after(granted)
+        retry_after = _retry_after(response)
+        if response.status in (401, 407):
+            return self._failed(line, TrunkState.AUTH_FAILED, response.status, response.reason)
+        if response.status == 403:
+            self._failed(line, TrunkState.FORBIDDEN, response.status, response.reason)
+            return random.uniform(settings.backoff_max / 2, settings.backoff_max)
+        if response.status >= 500 and retry_after is not None:
+            self._failed(line, TrunkState.FAILED, response.status, response.reason)
+            return float(retry_after)
+        return self._failed(line, TrunkState.FAILED, response.status, response.reason)
+
+    def _failed(self, line: _Line, state: TrunkState, code: int, reason: str) -> float | None:
+        """Records a failed attempt; None: wait the capped back-off."""
+        line.failures += 1
+        line.state, line.code, line.reason = state, code, reason
+        line.expires_at = None
+        key = state.value
+        failures = self.agent.counters.registration_failures
+        failures[key] = failures.get(key, 0) + 1
+        if line.failures == 1 or state == TrunkState.FORBIDDEN:
+            log.warning("trunk %s: %s (%s %s)", self.spec.trunk_id, state.value, code or "-",
+                        reason)
+        return None
+
+    async def _register(self, line: _Line, expires: int) -> Response:
+        """REGISTER, answering one challenge (and a stale nonce once more), and 423 with
+        the registrar's Min-Expires."""
+        assert line.destination is not None
+        answered = 0
+        interval_retries = 0
+        authorization: tuple[str, str] | None = None
+        while True:
+            request = self._request(line, expires, authorization)
+            response = await self.agent.send(request, line.destination)
+            if response.status in (401, 407):
+                header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+                try:
+                    challenge = parse_challenge(response.get(header), proxy=response.status == 407)
+                except SipParseError:
+                    return response
+                stale_retry = challenge.stale and answered == 1
+                if answered and not stale_retry:
+                    return response  # the credentials were refused: never loop
+                answered += 1
+                authorization = (challenge.header, self.digest.answer(
+                    challenge, "REGISTER", request.uri))
+                continue
+            if response.status == 423 and interval_retries < 3:
+                minimum = response.get("min-expires")
+                if minimum.isdigit() and int(minimum) > expires:
+                    expires = int(minimum)
+                    interval_retries += 1
+                    continue
+            return response
+
+    def _request(self, line: _Line, expires: int,
+                 authorization: tuple[str, str] | None) -> Request:
+        assert line.destination is not None and self.agent.transport is not None
+        host, port = self.agent.transport.local_address(line.destination)
+        nat = self.spec.settings.get("nat") or {}
+        if nat.get("enabled") and nat.get("external_ip"):
+            host = str(nat["external_ip"])
+        transport = line.destination.transport
+        params = "" if transport == "udp" else f";transport={transport}"
+        shown_host = f"[{host}]" if ":" in host else host
+        line.contact = (f"sip:{self.user}@{shown_host}:{port}{params}"
+                        f";line={self.spec.trunk_id[:8]}{line.index}")
+        line.cseq += 1
+        aor = f"<sip:{self.user}@{self.domain}>"
+        headers = [("Max-Forwards", "70"), ("From", f"{aor};tag={line.tag}"), ("To", aor),
+                   ("Call-ID", line.call_id), ("CSeq", f"{line.cseq} REGISTER"),
+                   ("Contact", f"<{line.contact}>"), ("Expires", str(expires)),
+                   ("Allow", "OPTIONS"), ("User-Agent", USER_AGENT)]
+        if authorization is not None:
+            headers.append(authorization)
+        return Request(method="REGISTER", uri=f"sip:{self.domain}", headers=headers)
+
+    def _granted(self, response: Response, line: _Line, asked: int) -> int:
+        """The expiry the registrar granted our Contact (its `expires` parameter, else the
+        Expires header, else what we asked)."""
+        mine = line.contact.lower()
+        for contact in response.all("contact"):
+            uri = contact[contact.find("<") + 1:contact.find(">")] if "<" in contact else \
+                contact.split(";")[0]
+            if uri.strip().lower() != mine:
+                continue
+            for param in split_list(contact[contact.find(">") + 1:] if ">" in contact else
+                                    ";".join(contact.split(";")[1:]), ";"):
+                name, _, value = param.partition("=")
+                if name.strip().lower() == "expires" and value.strip().isdigit():
+                    return int(value)
+        header = response.get("expires")
+        return int(header) if header.isdigit() else asked
+
+    async def _unregister(self, line: _Line) -> None:
+        if line.destination is None:
+            return
+        try:
+            await self._register(line, 0)
+            self.agent.counters.unregisters += 1
+        except TransportError as error:
+            log.info("trunk %s: unREGISTER failed: %s", self.spec.trunk_id, error)
+        line.state = TrunkState.UNREGISTERED
+
+
+@dataclass
+class _Peer:
+    address: str
+    up: bool | None = None
+    answers: int = 0
+    misses: int = 0
+    rtt_ms: float | None = None
+    since: datetime = field(default_factory=lambda: datetime.now(UTC))
+    code: int = 0
+    reason: str = ""
+
+
+class _PeerWorker(_Worker):
+    def __init__(self, agent: SipAgent, spec: TrunkSpec) -> None:
+        super().__init__(agent, spec)
+        addresses = list(spec.settings.get("peer_addresses") or [])
+        if not addresses and spec.settings.get("host"):
+            addresses = [str(spec.settings["host"])]
+        self.peers = {a: _Peer(a) for a in addresses}
+
+    def start(self, first: bool) -> None:
+        spread = min(self.agent.settings.startup_spread, self.agent.settings.options_interval)
+        self._tasks = [asyncio.ensure_future(self._watch(peer, spread if first else 0.0))
+                       for peer in self.peers.values()]
+
+    async def _watch(self, peer: _Peer, spread: float) -> None:
+        settings = self.agent.settings
+        if spread:
+            await asyncio.sleep(random.uniform(0, spread))
+        while True:
+            started = time.monotonic()
+            await self._probe(peer)
+            await asyncio.sleep(max(0.0, settings.options_interval - (time.monotonic()
+                                                                       - started)))
+
+    async def _probe(self, peer: _Peer) -> None:
+        settings = self.agent.settings
+        transport = str(self.spec.settings.get("transport", "udp"))
+        self.agent.counters.options_sent += 1
+        try:
+            destination = await self.agent.resolve(peer.address, transport)
+            request = self._options(destination)
+            sent = time.monotonic()
+            response = await self.agent.send(request, destination, settings.options_timeout)
+        except TransportError as error:
+            self.agent.counters.options_missed += 1
+            peer.answers, peer.misses = 0, peer.misses + 1
+            peer.code, peer.reason = 0, str(error)
+            if peer.up is not False and peer.misses >= settings.down_after:
+                self._flip(peer, False)
+            elif peer.up is None:
+                self._summary()
+            return
+        self.agent.counters.options_answered += 1
+        peer.rtt_ms = (time.monotonic() - sent) * 1000
+        peer.misses, peer.answers = 0, peer.answers + 1
+        peer.code, peer.reason = response.status, response.reason  # any answer is life
+        if peer.up is not True and peer.answers >= settings.up_after:
+            self._flip(peer, True)
+
+    def _flip(self, peer: _Peer, up: bool) -> None:
+        peer.up = up
+        peer.since = datetime.now(UTC)
+        log.info("trunk %s: peer %s %s", self.spec.trunk_id, peer.address,
+                 "up" if up else f"down ({peer.reason})")
+        self._summary()
+
+    def _summary(self) -> None:
+        peers = list(self.peers.values())
+        up = [p for p in peers if p.up]
+        first = next((p for p in peers if p.up), None)
+        if up:
+            state = TrunkState.OK
+            code, reason = first.code if first else 0, f"using {first.address}" if first else ""
+        elif any(p.up is None for p in peers):
+            state, code, reason = TrunkState.REGISTERING, 0, "probing"
+        else:
+            state, code, reason = TrunkState.UNREACHABLE, 0, peers[0].reason if peers else ""
+        self.report(state, sip_code=code, reason=reason, peers=tuple(
+            PeerStatus(p.address, bool(p.up), p.rtt_ms, p.since) for p in peers))
+
+    def _options(self, destination: Destination) -> Request:
+        assert self.agent.transport is not None
+        host, port = self.agent.transport.local_address(destination)
+        target = f"sip:{destination.host}:{destination.port}"
+        return Request(method="OPTIONS", uri=target, headers=[
+            ("Max-Forwards", "70"),
+            ("From", f"<sip:trunkplane@{host}:{port}>;tag={new_tag()}"),
+            ("To", f"<{target}>"), ("Call-ID", f"{new_tag()}{new_tag()}@trunkplane"),
+            ("CSeq", "1 OPTIONS"), ("Accept", "application/sdp"),
+            ("User-Agent", USER_AGENT)])
+
+
+def _retry_after(response: Response) -> int | None:
+    value = response.get("retry-after").split(";")[0].split("(")[0].strip()
+    return int(value) if value.isdigit() else None
+
+

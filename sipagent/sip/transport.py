@@ -1,0 +1,390 @@
+"""SIP transports and client transactions on asyncio (RFC 3261 sections 17.1.2 and 18).
+
+- UDP: one socket for everything; non-INVITE client transactions retransmit on Timer E
+  (T1 doubling up to T2) and give up on Timer F (64*T1, or the caller's shorter timeout).
+- TCP and TLS: one connection per destination, reused, opened again when lost, framed by
+  Content-Length, kept alive with CRLFCRLF (RFC 5626 3.5.1); no retransmissions.
+- Responses find their transaction by the Via branch; every request gets a fresh branch.
+- A small server side: OPTIONS is answered 200, other requests 405 or 481 as fits, and a
+  malformed request 400; a malformed datagram is logged once per source and dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sipagent.sip.message import Request, Response, SipParseError, frame_length, parse
+
+log = logging.getLogger(__name__)
+T1 = 0.5
+T2 = 4.0
+KEEPALIVE = 30.0
+USER_AGENT = "trunkplane-agent"
+
+
+class TransportError(OSError):
+    """The request could not be sent or no response came: the destination is unreachable."""
+
+
+@dataclass(frozen=True)
+class Destination:
+    transport: str  # udp | tcp | tls
+    host: str  # an IP address
+    port: int
+    server_name: str = ""  # TLS: the name the certificate must carry
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}:{host}:{self.port}"
+
+
+def new_branch() -> str:
+    return "z9hG4bK" + os.urandom(10).hex()
+
+
+def new_tag() -> str:
+    return os.urandom(6).hex()
+
+
+class _Stream:
+    """One TCP or TLS connection with its read loop."""
+
+    def __init__(self, layer: SipTransport, destination: Destination,
+                 reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.layer = layer
+        self.destination = destination
+        self.reader = reader
+        self.writer = writer
+        self.closed = False
+        self.local = writer.get_extra_info("sockname")[:2]
+        self._tasks = [asyncio.ensure_future(self._read()),
+                       asyncio.ensure_future(self._keepalive())]
+
+    async def _read(self) -> None:
+        buffer = b""
+        try:
+            while True:
+                chunk = await self.reader.read(65536)
+                if not chunk:
+                    break
+                buffer += chunk
+                while True:
+                    try:
+                        size = frame_length(buffer)
+                    except SipParseError as error:
+                        log.warning("closing %s: %s", self.destination, error)
+                        return
+                    if size is None:
+                        break
+                    frame, buffer = buffer[:size], buffer[size:]
+                    if frame.strip(b"\r\n"):
+                        self.layer.received(frame, self.destination, self)
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.close()
+
+    async def _keepalive(self) -> None:
+        while not self.closed:
+            await asyncio.sleep(self.layer.keepalive)
+            try:
+                self.writer.write(b"\r\n\r\n")
+                await self.writer.drain()
+            except OSError:
+                self.close()
+
+    def send(self, data: bytes) -> None:
+        if self.closed:
+            raise TransportError(f"connection to {self.destination} closed")
+        self.writer.write(data)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.layer.forget(self)
+        for task in self._tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, layer: SipTransport) -> None:
+        self.layer = layer
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int] | tuple[str, int, int, int]
+                          ) -> None:
+        if data.strip(b"\r\n"):
+            self.layer.received(data, Destination("udp", addr[0], addr[1]), None)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable surfaces here on Linux: a transaction will time out, or fail
+        # faster when the destination is known.
+        self.layer.icmp_error(exc)
+
+
+class SipTransport:
+    """Owns the sockets and the client transactions of one agent."""
+
+    def __init__(self, listen_host: str = "127.0.0.1", listen_port: int = 0,
+                 tls_context: ssl.SSLContext | None = None, t1: float = T1,
+                 keepalive: float = KEEPALIVE,
+                 on_request: Callable[[Request, Destination], Response | None] | None = None
+                 ) -> None:
+        self.listen_host = listen_host
+        self.listen_port = listen_port
+        self.tls_context = tls_context
+        self.t1 = t1
+        self.keepalive = keepalive
+        self.on_request = on_request
+        self._udp: asyncio.DatagramTransport | None = None
+        self._streams: dict[Destination, _Stream] = {}
+        self._connecting: dict[Destination, asyncio.Future[_Stream]] = {}
+        self._pending: dict[str, asyncio.Future[Response]] = {}
+        self._bad_sources: set[str] = set()
+        self._last_icmp: float = 0.0
+        self._proceeding: set[str] = set()  # branches that had a provisional response
+        self.sent = 0
+        self.retransmissions = 0
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Datagrams(self), local_addr=(self.listen_host, self.listen_port))
+        self._udp = transport
+        self.listen_port = transport.get_extra_info("sockname")[1]
+
+    def close(self) -> None:
+        for stream in list(self._streams.values()):
+            stream.close()
+        if self._udp is not None:
+            self._udp.close()
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(TransportError("agent stopping"))
+
+    def local_address(self, destination: Destination) -> tuple[str, int]:
+        """The address a peer reaches us at, for Via and Contact."""
+        if destination.transport != "udp":
+            stream = self._streams.get(destination)
+            if stream is not None:
+                return stream.local[0], int(stream.local[1])
+        host = self.listen_host
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - learning the route's source address
+            host = _source_address(destination.host)
+        return host, self.listen_port
+
+    # --- receiving -----------------------------------------------------------------------
+
+    def received(self, data: bytes, source: Destination, stream: _Stream | None) -> None:
+        try:
+            message = parse(data)
+        except SipParseError as error:
+            key = f"{source.transport}:{source.host}"
+            if key not in self._bad_sources:  # once per source, not a log flood
+                self._bad_sources.add(key)
+                log.warning("dropped a malformed SIP message from %s: %s", source, error)
+            self._answer_malformed(data, source, stream, str(error))
+            return
+        if isinstance(message, Response):
+            branch = _branch(message.get("via"))
+            future = self._pending.get(branch)
+            if future is not None and not future.done() and message.status >= 200:
+                future.set_result(message)
+            elif future is not None and message.status < 200:
+                self._provisional(branch)
+            return
+        reply = self._serve(message, source)
+        if reply is not None:
+            self._send_to(reply.to_bytes(), source, stream)
+
+    def _provisional(self, branch: str) -> None:
+        self._proceeding.add(branch)
+
+    def _serve(self, request: Request, source: Destination) -> Response | None:
+        if request.method == "ACK":
+            return None
+        if self.on_request is not None:
+            custom = self.on_request(request, source)
+            if custom is not None:
+                return custom
+        if request.method == "OPTIONS":
+            reply = response_to(request, 200, "OK")
+            reply.add("Allow", "OPTIONS")
+            reply.add("Accept", "application/sdp")
+            return reply
+        if request.method in ("BYE", "CANCEL", "NOTIFY", "INFO", "UPDATE", "PRACK"):
+            return response_to(request, 481, "Call/Transaction Does Not Exist")
+        reply = response_to(request, 405, "Method Not Allowed")
+        reply.add("Allow", "OPTIONS")
+        return reply
+
+    def _answer_malformed(self, data: bytes, source: Destination, stream: _Stream | None,
+                          why: str) -> None:
+        """A request we can still address gets a 400 naming the problem."""
+        head = data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace").split("\r\n")
+        if not head or head[0].startswith("SIP/") or len(head[0].split(" ")) < 2:
+            return
+        wanted = {"via", "v", "from", "f", "to", "t", "call-id", "i", "cseq"}
+        headers = [(n.strip(), v.strip()) for n, _, v in (h.partition(":") for h in head[1:])
+                   if n.strip().lower() in wanted]
+        if not any(n.lower() in ("via", "v") for n, _ in headers):
+            return
+        reason = "Bad Request - " + why.replace("\r", " ").replace("\n", " ")[:80]
+        reply = Response(status=400, reason=reason, headers=headers)
+        self._send_to(reply.to_bytes(), source, stream)
+
+    def icmp_error(self, error: Exception) -> None:
+        self._last_icmp = time.monotonic()
+        log.debug("ICMP error on the SIP socket: %s", error)
+
+    # --- sending -------------------------------------------------------------------------
+
+    def _send_to(self, data: bytes, destination: Destination, stream: _Stream | None) -> None:
+        try:
+            if stream is not None:
+                stream.send(data)
+            elif self._udp is not None:
+                self._udp.sendto(data, (destination.host, destination.port))
+        except OSError as error:
+            log.debug("could not answer %s: %s", destination, error)
+
+    async def _stream(self, destination: Destination, timeout: float) -> _Stream:
+        existing = self._streams.get(destination)
+        if existing is not None and not existing.closed:
+            return existing
+        pending = self._connecting.get(destination)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[_Stream] = asyncio.get_running_loop().create_future()
+        self._connecting[destination] = future
+        try:
+            context = self.tls_context if destination.transport == "tls" else None
+            if destination.transport == "tls" and context is None:
+                context = ssl.create_default_context()
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(
+                destination.host, destination.port, ssl=context,
+                server_hostname=(destination.server_name or destination.host) if context
+                else None), timeout)
+            stream = _Stream(self, destination, reader, writer)
+            self._streams[destination] = stream
+            future.set_result(stream)
+            return stream
+        except ssl.SSLError as error:
+            failure = TransportError(f"TLS with {destination} failed: {error.reason or error}")
+            future.set_exception(failure)
+            raise failure from None
+        except (OSError, TimeoutError) as error:
+            failure = TransportError(f"cannot connect to {destination}: "
+                                     f"{error.strerror or 'timed out'}"
+                                     if isinstance(error, OSError) and error.strerror else
+                                     f"cannot connect to {destination}: timed out")
+            future.set_exception(failure)
+            raise failure from None
+        finally:
+            if future.done() and not future.cancelled():
+                future.exception()  # retrieved: waiters that left early log nothing
+            self._connecting.pop(destination, None)
+
+    def forget(self, stream: _Stream) -> None:
+        if self._streams.get(stream.destination) is stream:
+            del self._streams[stream.destination]
+
+    async def request(self, request: Request, destination: Destination,
+                      timeout: float | None = None) -> Response:
+        """Runs one non-INVITE client transaction; the request's top Via is filled in here
+        with a fresh branch. Raises TransportError on timeout or a transport failure."""
+        timer_f = timeout if timeout is not None else 64 * self.t1
+        deadline = time.monotonic() + timer_f
+        stream = None
+        if destination.transport != "udp":
+            stream = await self._stream(destination, timer_f)
+        host, port = self.local_address(destination)
+        branch = new_branch()
+        via = (f"SIP/2.0/{destination.transport.upper()} {_host(host)}:{port};"
+               f"branch={branch};rport")
+        request.headers = [(n, v) for n, v in request.headers if n.lower() not in ("via", "v")]
+        request.headers.insert(0, ("Via", via))
+        data = request.to_bytes()
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._pending[branch] = future
+        sent_at = time.monotonic()
+        try:
+            if stream is not None:
+                stream.send(data)
+                self.sent += 1
+                remaining = deadline - time.monotonic()
+                return await asyncio.wait_for(asyncio.shield(future), max(0.0, remaining))
+            interval = self.t1
+            while True:
+                assert self._udp is not None, "start() the transport first"
+                self._udp.sendto(data, (destination.host, destination.port))
+                self.sent += 1
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                try:
+                    return await asyncio.wait_for(asyncio.shield(future),
+                                                  min(interval, remaining))
+                except TimeoutError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    if self._last_icmp > sent_at and interval >= 2 * self.t1:
+                        raise TransportError(f"{destination}: port unreachable (ICMP)") from None
+                    self.retransmissions += 1
+                    proceeding = branch in self._proceeding
+                    interval = T2 if proceeding else min(interval * 2, T2)
+        except TimeoutError:
+            raise TransportError(f"no answer from {destination} within {timer_f:g} s") from None
+        except OSError as error:
+            if isinstance(error, TransportError):
+                raise
+            raise TransportError(f"{destination}: {error.strerror or error}") from None
+        finally:
+            self._pending.pop(branch, None)
+            self._proceeding.discard(branch)
+
+
+def response_to(request: Request, status: int, reason: str) -> Response:
+    """A response carrying the request's Via, From, To (with a tag), Call-ID and CSeq."""
+    headers = [(n, v) for n, v in request.headers
+               if n.lower() in ("via", "v", "from", "f", "call-id", "i", "cseq")]
+    to = request.get("to")
+    if to and ";tag=" not in to:
+        to = f"{to};tag={new_tag()}"
+    headers.append(("To", to))
+    headers.append(("Server", USER_AGENT))
+    return Response(status=status, reason=reason, headers=headers)
+
+
+def _branch(via: str) -> str:
+    for param in via.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "branch":
+            return value.strip()
+    return ""
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _source_address(target: str) -> str:
+    """The local address the kernel routes `target` from (a UDP connect sends nothing)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in target else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((target, 9))
+            return str(probe.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"

@@ -1,0 +1,159 @@
+"""Kamailio from Debian as the provider's registrar and OPTIONS responder, for the tests:
+digest users in SQLite, UDP, TCP and TLS on loopback ports of its own, every runtime file
+in a temporary folder (see ../shared/INFRA-NOTES.md)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+import pytest
+
+from tests.brokers import free_port
+
+MODULES = ("kex corex tm tmx sl pv maxfwd textops siputils xlog sanity ctl usrloc registrar "
+           "db_sqlite auth auth_db tls").split()
+SCHEMAS = Path("/usr/share/kamailio/db_sqlite")
+
+CONFIG = """#!KAMAILIO
+debug=2
+log_stderror=yes
+children=2
+tcp_children=2
+auto_aliases=no
+listen=udp:{address}:{udp}
+listen=tcp:{address}:{tcp}
+listen=tls:{address}:{tls}
+enable_tls=yes
+mpath="{modules}"
+{loads}
+modparam("ctl", "binrpc", "unix:{dir}/kamailio_ctl")
+modparam("usrloc", "db_mode", 0)
+modparam("registrar", "default_expires", {default_expires})
+modparam("registrar", "min_expires", {min_expires})
+modparam("registrar", "max_expires", {max_expires})
+modparam("auth_db", "db_url", "sqlite://{dir}/kamailio.db")
+modparam("auth_db", "calculate_ha1", yes)
+modparam("auth_db", "password_column", "password")
+modparam("auth_db", "load_credentials", "")
+modparam("tls", "config", "{dir}/tls.cfg")
+
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+    if (is_method("OPTIONS")) {{ sl_send_reply("200", "OK"); exit; }}
+    if (is_method("REGISTER")) {{
+        if (!auth_check("$fd", "subscriber", "1")) {{
+            if ($rc == -3) {{ sl_send_reply("403", "Unknown User"); exit; }}
+            auth_challenge("$fd", "1");
+            exit;
+        }}
+        if (!save("location")) {{ sl_reply_error(); }}
+        exit;
+    }}
+    sl_send_reply("405", "Method Not Allowed");
+}}
+"""
+
+
+def _modules() -> Path | None:
+    for candidate in Path("/usr/lib").glob("*/kamailio/modules"):
+        if (candidate / "registrar.so").exists():
+            return candidate
+    return None
+
+
+class Kamailio:
+    def __init__(self, workdir: Path, users: dict[str, str], address: str = "127.0.0.1",
+                 domain: str = "127.0.0.1", default_expires: int = 3600,
+                 min_expires: int = 10, max_expires: int = 3600) -> None:
+        if shutil.which("kamailio") is None or _modules() is None:
+            if os.environ.get("TRUNKPLANE_REQUIRE_POSTGRES"):  # `make test`: all servers
+                raise RuntimeError("kamailio is not installed (make test installs it)")
+            pytest.skip("no kamailio: apt-get install kamailio kamailio-sqlite-modules "
+                        "kamailio-tls-modules (make test does)")
+        self.dir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.address = address
+        self.udp, self.tcp, self.tls = free_port(), free_port(), free_port()
+        self.cert = workdir / "tls.crt"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                        "-subj", f"/CN={address}", "-addext", f"subjectAltName=IP:{address}",
+                        "-keyout", str(workdir / "tls.key"), "-out", str(self.cert)],
+                       check=True, capture_output=True)
+        (workdir / "tls.cfg").write_text(
+            f"[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n"
+            f"require_certificate = no\nprivate_key = {workdir / 'tls.key'}\n"
+            f"certificate = {self.cert}\n")
+        database = sqlite3.connect(workdir / "kamailio.db")
+        for schema in ("standard-create.sql", "auth_db-create.sql"):
+            database.executescript((SCHEMAS / schema).read_text())
+        database.executemany("INSERT INTO subscriber (username, domain, password) "
+                             "VALUES (?, ?, ?)", [(u, domain, p) for u, p in users.items()])
+        database.commit()
+        database.close()
+        loads = "\n".join(f'loadmodule "{m}.so"' for m in MODULES)
+        self.config = workdir / "kamailio.cfg"
+        self.config.write_text(CONFIG.format(
+            address=address, udp=self.udp, tcp=self.tcp, tls=self.tls, modules=_modules(),
+            loads=loads, dir=workdir, default_expires=default_expires,
+            min_expires=min_expires, max_expires=max_expires))
+        self.log = workdir / "kamailio.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["kamailio", "-f", str(self.config), "-P", str(self.dir / "kamailio.pid"),
+             "-Y", str(self.dir), "-m", "64", "-M", "8", "-DD", "-E"],
+            stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 15
+        while not (self.dir / "kamailio_ctl").exists() or "ul" not in self._rpc(
+                "system.listMethods", check=False):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"kamailio did not start: {self.log.read_text()[-3000:]}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        (self.dir / "kamailio_ctl").unlink(missing_ok=True)
+
+    def _rpc(self, *command: str, check: bool = True) -> str:
+        done = subprocess.run(["kamcmd", "-s", f"unix:{self.dir}/kamailio_ctl", *command],
+                              capture_output=True, text=True, timeout=10, check=False)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"kamcmd {' '.join(command)}: {done.stderr}")
+        return done.stdout
+
+    def ul_dump(self) -> str:
+        return self._rpc("ul.dump")
+
+    def contacts(self, user: str) -> list[str]:
+        """The Contact URIs registered for a user (from `kamcmd ul.dump`)."""
+        found, current = [], ""
+        for line in self.ul_dump().splitlines():
+            text = line.strip()
+            if text.startswith("AoR:"):
+                current = text.split(":", 1)[1].strip()
+            elif text.startswith("Address:") and current.split("@")[0] == user:
+                found.append(text.split(":", 1)[1].strip())
+        return found
+
+    def __enter__(self) -> Kamailio:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.stop()
