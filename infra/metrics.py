@@ -46,8 +46,10 @@ class Metrics:
                    int(relay.leading)),
         ]))
 
-    def watch_agent(self, state: Any, feed: Any) -> None:
-        """state: sipagent.state.AgentState; feed: its EventFeed."""
+    def watch_agent(self, state: Any, feed: Any, sip: Any = None) -> None:
+        """state: sipagent.state.AgentState; feed: its EventFeed; sip: its SipAgent."""
+        if sip is not None:
+            self.registry.register(_SipCollector(sip))
         self.registry.register(_Gauges(lambda: [
             _gauge("trunkplane_agent_tenants", "Tenants this agent owns", len(state.tenants())),
             _gauge("trunkplane_agent_trunks", "Trunks of the tenants this agent owns",
@@ -130,3 +132,39 @@ class _Gauges(Collector):
 
     def collect(self) -> Iterator[Any]:
         yield from self.read()
+
+
+class _SipCollector(Collector):
+    """Registrations and keepalives of the agent's SIP engine."""
+
+    def __init__(self, sip: Any) -> None:
+        self.sip = sip
+
+    def collect(self) -> Iterator[Any]:
+        snapshot = self.sip.snapshot()
+        counters = snapshot["counters"]
+        states = GaugeMetricFamily("trunkplane_sip_trunks", "Trunks on the wire by state",
+                                   labels=["state"])
+        for state, count in snapshot["states"].items():
+            states.add_metric([state], count)
+        yield states
+        sent = CounterMetricFamily("trunkplane_sip_registers", "REGISTER attempts answered")
+        sent.add_metric([], counters.registers_sent)
+        yield sent
+        failures = CounterMetricFamily("trunkplane_sip_registration_failures",
+                                       "Failed registration attempts by outcome",
+                                       labels=["outcome"])
+        for outcome, count in counters.registration_failures.items():
+            failures.add_metric([outcome], count)
+        yield failures
+        options = CounterMetricFamily("trunkplane_sip_options", "OPTIONS keepalives by result",
+                                      labels=["result"])
+        options.add_metric(["answered"], counters.options_answered)
+        options.add_metric(["missed"], counters.options_missed)
+        yield options
+        rtt = GaugeMetricFamily("trunkplane_sip_options_rtt_ms",
+                                "Last OPTIONS round trip per peer address",
+                                labels=["trunk_id", "address"])
+        for trunk_id, address, ms in snapshot["rtts"]:
+            rtt.add_metric([trunk_id, address], ms)
+        yield rtt

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+
+from sipagent.engine import SipSettings
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_METRICS = "127.0.0.1:9464"
@@ -83,6 +87,7 @@ class Settings:
     tls_key: str = ""
     tls_client_ca: str = ""  # set: clients may prove themselves with certificates (mTLS)
     kafka: KafkaSettings | None = None  # None: embedded mode, no broker
+    sip: SipSettings | None = None  # None: the agent puts nothing on the wire
 
 
     @classmethod
@@ -109,6 +114,7 @@ class Settings:
             tls_key=env.get("TRUNKPLANE_TLS_KEY", ""),
             tls_client_ca=env.get("TRUNKPLANE_TLS_CLIENT_CA", ""),
             kafka=KafkaSettings.from_env(env),
+            sip=sip_settings(env),
         )
 
     def with_listen(self, listen: str) -> Settings:
@@ -143,6 +149,48 @@ class Settings:
             return f"SQLite {self.data_dir / 'events.sqlite'}"
         url = urlparse(self.database_url)
         return f"PostgreSQL {url.hostname}:{url.port or 5432}/{url.path.lstrip('/')}"
+
+
+def sip_settings(env: dict[str, str]) -> SipSettings | None:
+    """The SIP engine's settings (TRUNKPLANE_SIP=off: none, the agent stays off the wire)."""
+    if _choice(env, "TRUNKPLANE_SIP", "on", ("on", "off")) == "off":
+        return None
+    listen = env.get("TRUNKPLANE_SIP_LISTEN", "0.0.0.0:5062")  # providers send OPTIONS in
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise SettingsError(f"TRUNKPLANE_SIP_LISTEN must be host:port, not '{listen}'")
+    destinations = tuple(d.strip() for d in env.get("TRUNKPLANE_SIP_DESTINATIONS", "").split(",")
+                         if d.strip())
+    for cidr in destinations:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise SettingsError(f"TRUNKPLANE_SIP_DESTINATIONS: '{cidr}' is not a CIDR") from None
+    return SipSettings(
+        agent_id=env.get("TRUNKPLANE_AGENT_ID", "") or socket.gethostname(),
+        listen_host=host.strip("[]"), listen_port=int(port),
+        options_interval=_seconds(env, "TRUNKPLANE_SIP_OPTIONS_INTERVAL", 30.0),
+        options_timeout=_seconds(env, "TRUNKPLANE_SIP_OPTIONS_TIMEOUT", 3.0),
+        down_after=_number(env, "TRUNKPLANE_SIP_DOWN_AFTER", 2),
+        up_after=_number(env, "TRUNKPLANE_SIP_UP_AFTER", 1),
+        max_in_flight=max(1, _number(env, "TRUNKPLANE_SIP_MAX_IN_FLIGHT", 100)),
+        startup_spread=_seconds(env, "TRUNKPLANE_SIP_STARTUP_SPREAD", 5.0),
+        backoff_base=_seconds(env, "TRUNKPLANE_SIP_BACKOFF_BASE", 30.0),
+        backoff_max=_seconds(env, "TRUNKPLANE_SIP_BACKOFF_MAX", 1800.0),
+        register_expires=_number(env, "TRUNKPLANE_SIP_EXPIRES", 3600),
+        tls_ca=env.get("TRUNKPLANE_SIP_TLS_CA", ""),
+        destinations=destinations)
+
+
+def _seconds(env: dict[str, str], name: str, default: float) -> float:
+    text = env.get(name, str(default))
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise SettingsError(f"{name} must be a number of seconds, not '{text}'")
+    return value
 
 
 def _choice(env: dict[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:

@@ -9,7 +9,7 @@ import socket
 import threading
 from collections.abc import Callable
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -40,6 +40,7 @@ from projections.config_view import ConfigView
 from projections.db import Database
 from projections.runner import ProjectionRunner
 from projections.status import StatusView
+from sipagent.engine import SipAgent
 from sipagent.runner import AgentRunner
 from sipagent.state import AgentState
 from trunkplane.v1 import (
@@ -84,13 +85,14 @@ class ControlPlane:
     agent: AgentRunner | None = None  # embedded mode: the agent follows the store
     relay: Any = None  # distributed mode: infra.kafka.Relay
     status_pump: Any = None  # distributed mode: infra.kafka.StatusPump
+    sip: SipAgent | None = None  # the SIP engine of the embedded agent
 
     def stop(self, grace: float = 5.0) -> None:
         for name in ("", *SERVICES):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.server.stop(grace).wait()
         self.metrics.stop()
-        for part in (self.agent, self.relay, self.status_pump):
+        for part in (self.agent, self.sip, self.relay, self.status_pump):
             if part is not None:
                 part.stop()
         self.runner.stop()
@@ -144,11 +146,13 @@ def start(settings: Settings, workers: int = 32, mode: str = "serve") -> Control
         raise OSError(f"cannot listen on {settings.listen}")
     metrics.watch(app, store, status)
     agent = relay = pump = None
+    sip = None
     if mode == "serve":
         feed = StoreEventFeed(app, "agent", MemoryPositions())
         listeners.append(feed.notify)
-        agent = AgentRunner(feed, AgentState())
-        metrics.watch_agent(agent.state, feed)
+        sip = SipAgent(settings.sip, status) if settings.sip is not None else None
+        agent = AgentRunner(feed, AgentState(sip.update if sip is not None else None))
+        metrics.watch_agent(agent.state, feed, sip)
     else:
         relay, pump = _distributed(settings, app, views, status)
         listeners.append(relay.notify)
@@ -156,14 +160,14 @@ def start(settings: Settings, workers: int = 32, mode: str = "serve") -> Control
     metrics_port = 0 if settings.metrics_listen == "off" else metrics.serve(
         settings.metrics_listen)
     runner.start()
-    for part in (agent, relay, pump):
+    for part in (sip, agent, relay, pump):
         if part is not None:
             part.start()
     server.start()
     for name in ("", *SERVICES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return ControlPlane(app, server, port, health_servicer, runner, views, status, metrics,
-                        metrics_port, bus, agent, relay, pump)
+                        metrics_port, bus, agent, relay, pump, sip)
 
 
 def wire_codec(settings: Settings) -> Any:
@@ -238,7 +242,7 @@ def serve(settings: Settings, mode: str = "serve") -> None:
 def run_agent(settings: Settings) -> None:
     """`trunkplane agent`: one member of the agents' consumer group. It owns the tenants of
     the partitions it is assigned, rebuilding their state from the log."""
-    from infra.kafka import KafkaEventFeed
+    from infra.kafka import KafkaEventFeed, KafkaStatusSink
 
     kafka = settings.kafka
     if kafka is None:
@@ -246,23 +250,30 @@ def run_agent(settings: Settings) -> None:
                             "the Kafka brokers)")
     agent_id = kafka.agent_id or socket.gethostname()
     codec = wire_codec(settings)
-    state = AgentState()
+    sink = KafkaStatusSink(kafka, codec)
+    sip = SipAgent(replace(settings.sip, agent_id=agent_id), sink) if settings.sip else None
+    state = AgentState(sip.update if sip is not None else None)
     feed = KafkaEventFeed(kafka, kafka.agent_group, codec, from_start=True,
                           client_id=f"trunkplane-agent-{agent_id}",
                           on_revoked=state.forget_partitions)
     runner = AgentRunner(feed, state, name=f"agent-{agent_id}")
     metrics = Metrics()
-    metrics.watch_agent(state, feed)
+    metrics.watch_agent(state, feed, sip)
     if settings.metrics_listen != "off":
         port = metrics.serve(settings.metrics_listen)
         log.info("metrics on http://%s:%d/metrics", settings.metrics_listen.rpartition(":")[0],
                  port)
+    if sip is not None:
+        sip.start()
     runner.start()
     log.info("agent %s: consuming %s at %s in group %s", agent_id, kafka.events_topic,
              kafka.bootstrap, kafka.agent_group)
     _wait_for_signal()
     log.info("agent %s: stopping (its partitions go to the other agents)", agent_id)
     runner.stop()
+    if sip is not None:
+        sip.stop()  # unREGISTERs what it holds
+    sink.close()
     metrics.stop()
 
 

@@ -22,6 +22,10 @@ from tests.brokers import Broker
 from trunkplane.v1 import route_pb2_grpc, trunk_pb2_grpc
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+# Every agent a test starts, in this process or as a child, sends SIP only to loopback and
+# listens on a port of its own.
+os.environ["TRUNKPLANE_SIP_DESTINATIONS"] = "127.0.0.0/8,::1/128"
+os.environ["TRUNKPLANE_SIP_LISTEN"] = "127.0.0.1:0"
 CIPHER_KEY = "x8IuD0sEXGOXjG8ygnTpGaYgk9ip3kmMOW71V7tKmXQ="
 WIRE_KEY = "1uM3n3yb2hJb3HZl5t0i1bPV9fXr8N1kq0vQ8yqzv0Y="
 

@@ -17,8 +17,8 @@ import pytest
 
 from tests.brokers import free_port
 
-MODULES = ("kex corex tm tmx sl pv maxfwd textops siputils xlog sanity ctl usrloc registrar "
-           "db_sqlite auth auth_db tls").split()
+MODULES = ("kex", "corex", "tm", "tmx", "sl", "pv", "maxfwd", "textops", "siputils", "xlog",
+           "sanity", "ctl", "usrloc", "registrar", "db_sqlite", "auth", "auth_db", "tls")
 SCHEMAS = Path("/usr/share/kamailio/db_sqlite")
 
 CONFIG = """#!KAMAILIO
