@@ -14,6 +14,7 @@ run: $(RUNTIME)
 test: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	infra/scripts/ensure-sip-peers.sh
 	TRUNKPLANE_TEST_DATABASE_URL="$$(infra/scripts/ensure-postgres.sh)" \
 	TRUNKPLANE_REQUIRE_POSTGRES=1 $(BIN)/pytest -q
 

@@ -1,0 +1,191 @@
+"""The SIP engine against a real Kamailio (Debian's package) on loopback ports: register,
+refresh, wrong password, unknown user, unregister, account trunks, peer failover, and a
+registrar that goes away and comes back."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from domain.status import StatusObservation, TrunkState
+from sipagent.engine import SipAgent, SipSettings
+from tests.kamailio import Kamailio
+
+PASSWORD = "Long-Enough-Password-123"
+
+
+class Recorder:
+    """A StatusSink that keeps every observation and lets a test wait for one."""
+
+    def __init__(self) -> None:
+        self.seen: list[StatusObservation] = []
+        self._changed = threading.Condition()
+
+    def publish(self, observations: Sequence[StatusObservation]) -> None:
+        with self._changed:
+            self.seen += observations
+            self._changed.notify_all()
+
+    def latest(self, trunk_id: str) -> StatusObservation | None:
+        with self._changed:
+            return next((o for o in reversed(self.seen) if o.trunk_id == trunk_id), None)
+
+    def wait(self, trunk_id: str, test: Callable[[StatusObservation], bool],
+             timeout: float = 20.0) -> StatusObservation:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = self.latest(trunk_id)
+                if found is not None and test(found):
+                    return found
+                left = deadline - time.monotonic()
+                assert left > 0, f"{trunk_id}: last seen {found}"
+                self._changed.wait(left)
+
+
+def fast(**overrides: Any) -> SipSettings:
+    values: dict[str, Any] = {
+        "agent_id": "test-agent", "listen_port": 0, "t1": 0.1, "startup_spread": 0.0,
+        "backoff_base": 0.3, "backoff_max": 2.0, "options_interval": 0.5,
+        "options_timeout": 0.5, "destinations": ("127.0.0.0/8",)}
+    return SipSettings(**{**values, **overrides})
+
+
+@pytest.fixture
+def kamailio(tmp_path: Path) -> Iterator[Kamailio]:
+    with Kamailio(tmp_path / "kamailio", {"1001": PASSWORD, "2002": PASSWORD},
+                  min_expires=1, max_expires=4) as running:
+        yield running
+
+
+@pytest.fixture
+def agent(kamailio: Kamailio) -> Iterator[tuple[SipAgent, Recorder]]:
+    recorder = Recorder()
+    engine = SipAgent(fast(tls_ca=str(kamailio.cert)), recorder)
+    engine.start()
+    yield engine, recorder
+    engine.stop()
+
+
+def trunk(port: int, transport: str = "udp", **fields: Any) -> dict[str, Any]:
+    return {"type": "register", "host": f"127.0.0.1:{port}", "transport": transport,
+            "username": "1001", "password": PASSWORD, "enabled": True, **fields}
+
+
+def registered(o: StatusObservation) -> bool:
+    return o.state == TrunkState.REGISTERED
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
+def test_register_refresh_and_unregister_on_delete(
+        transport: str, kamailio: Kamailio, agent: tuple[SipAgent, Recorder]) -> None:
+    engine, recorder = agent
+    port = {"udp": kamailio.udp, "tcp": kamailio.tcp, "tls": kamailio.tls}[transport]
+    engine.update("acme", "t1", trunk(port, transport))
+    first = recorder.wait("t1", registered)
+    assert (first.sip_code, first.reason, first.registrations_up) == (200, "OK", 1)
+    contact = first.contacts[0].uri
+    assert kamailio.contacts("1001") == [contact]
+    assert (f";transport={transport}" in contact) == (transport != "udp")
+    # Kamailio grants 4 s (max_expires): the engine refreshes halfway, before expiry
+    expiry = first.contacts[0].expires_at
+    assert expiry is not None
+    recorder.wait("t1", lambda o: registered(o) and o.contacts[0].expires_at is not None
+                  and o.contacts[0].expires_at > expiry, timeout=10)
+    time.sleep(4.5)  # longer than the grant: still registered, never lapsed
+    assert kamailio.contacts("1001") == [contact]
+    engine.update("acme", "t1", None)
+    recorder.wait("t1", lambda o: o.state == TrunkState.UNREGISTERED)
+    assert kamailio.contacts("1001") == []
+
+
+def test_a_wrong_password_is_auth_failed_and_retried_only_on_the_back_off(
+        kamailio: Kamailio, agent: tuple[SipAgent, Recorder]) -> None:
+    engine, recorder = agent
+    engine.update("acme", "bad", trunk(kamailio.udp, password="Wrong-Password-000000"))
+    failed = recorder.wait("bad", lambda o: o.state == TrunkState.AUTH_FAILED)
+    assert (failed.sip_code, failed.reason) == (401, "Unauthorized")
+    time.sleep(3)
+    attempts = engine.counters.registration_failures["auth_failed"]
+    # back-off 0.3 s * 2^n, capped at 2 s, waited in [W/2, W]: at most 6 in 3 s
+    assert 2 <= attempts <= 6
+    assert kamailio.contacts("1001") == []
+
+
+def test_an_unknown_user_is_forbidden(kamailio: Kamailio,
+                                      agent: tuple[SipAgent, Recorder]) -> None:
+    engine, recorder = agent
+    engine.update("acme", "who", trunk(kamailio.udp, username="9999"))
+    forbidden = recorder.wait("who", lambda o: o.state == TrunkState.FORBIDDEN)
+    assert (forbidden.sip_code, forbidden.reason) == (403, "Unknown User")
+    time.sleep(1.0)  # the long back-off (1 to 2 s here): no retry yet
+    assert engine.counters.registration_failures["forbidden"] == 1
+
+
+def test_an_account_trunk_holds_several_registrations(
+        kamailio: Kamailio, agent: tuple[SipAgent, Recorder]) -> None:
+    engine, recorder = agent
+    engine.update("acme", "acct", trunk(kamailio.tcp, "tcp", type="account",
+                                        username="2002", auth_id="2002", max_registrations=3))
+    up = recorder.wait("acct", lambda o: o.registrations_up == 3)
+    assert up.state == TrunkState.REGISTERED and up.registrations_wanted == 3
+    assert len(set(kamailio.contacts("2002"))) == 3
+
+
+def test_changed_credentials_re_register_and_disabling_unregisters(
+        kamailio: Kamailio, agent: tuple[SipAgent, Recorder]) -> None:
+    engine, recorder = agent
+    engine.update("acme", "t1", trunk(kamailio.udp, password="Wrong-Password-000000"))
+    recorder.wait("t1", lambda o: o.state == TrunkState.AUTH_FAILED)
+    engine.update("acme", "t1", trunk(kamailio.udp))  # the operator fixes the password
+    recorder.wait("t1", registered)
+    assert len(kamailio.contacts("1001")) == 1
+    engine.update("acme", "t1", trunk(kamailio.udp, enabled=False))
+    recorder.wait("t1", lambda o: o.state == TrunkState.DISABLED)
+    assert kamailio.contacts("1001") == []
+
+
+def test_the_registrar_goes_away_and_comes_back(
+        kamailio: Kamailio, agent: tuple[SipAgent, Recorder]) -> None:
+    engine, recorder = agent
+    engine.update("acme", "t1", trunk(kamailio.udp))
+    recorder.wait("t1", registered)
+    kamailio.stop()
+    down = recorder.wait("t1", lambda o: o.state == TrunkState.UNREACHABLE, timeout=15)
+    assert down.registrations_up == 0 and "127.0.0.1" in down.reason
+    kamailio.start()  # the same ports, no registrations
+    recorder.wait("t1", registered, timeout=15)
+    assert len(kamailio.contacts("1001")) == 1
+
+
+def test_peer_failover_and_recovery(tmp_path: Path) -> None:
+    first = Kamailio(tmp_path / "k1", {}, address="127.0.0.1")
+    second = Kamailio(tmp_path / "k2", {}, address="127.0.0.2")
+    recorder = Recorder()
+    engine = SipAgent(fast(), recorder)
+    engine.start()
+    one, two = f"127.0.0.1:{first.udp}", f"127.0.0.2:{second.udp}"
+    try:
+        engine.update("acme", "peer", {"type": "peer", "transport": "udp", "enabled": True,
+                                       "peer_addresses": [one, two]})
+        both = recorder.wait("peer", lambda o: all(p.up for p in o.peers) and len(o.peers) == 2)
+        assert both.state == TrunkState.OK and both.reason == f"using {one}"
+        assert all(p.rtt_ms is not None and p.rtt_ms > 0 for p in both.peers)
+        first.stop()
+        failed_over = recorder.wait("peer", lambda o: not o.peers[0].up)
+        assert failed_over.state == TrunkState.OK and failed_over.reason == f"using {two}"
+        second.stop()
+        recorder.wait("peer", lambda o: o.state == TrunkState.UNREACHABLE)
+        first.start()
+        back = recorder.wait("peer", lambda o: o.state == TrunkState.OK)
+        assert back.reason == f"using {one}"
+        assert engine.counters.options_missed >= 4  # two misses per address went down
+    finally:
+        engine.stop()
+        first.stop()
+        second.stop()
