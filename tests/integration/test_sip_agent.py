@@ -189,3 +189,40 @@ def test_peer_failover_and_recovery(tmp_path: Path) -> None:
         engine.stop()
         first.stop()
         second.stop()
+
+
+def test_a_trunk_created_with_the_cli_is_registered_within_a_second(
+        kamailio: Kamailio, tmp_path: Path) -> None:
+    """The whole path: CLI -> gRPC -> event store -> embedded agent -> REGISTER ->
+    Kamailio's location table, and the status back in `trunk status`."""
+    from tests.integration.test_cli import Server
+
+    server = Server(tmp_path / "serve", TRUNKPLANE_SIP_STARTUP_SPREAD="0",
+                    TRUNKPLANE_SIP_TLS_CA=str(kamailio.cert))
+    (tmp_path / "serve").mkdir()
+    server.start()
+    try:
+        created = server.cli("trunk", "create", "kam", "--type", "register", "--host",
+                             f"127.0.0.1:{kamailio.tls}", "--transport", "tls",
+                             "--username", "1001", "--codecs", "PCMU", "--password-stdin",
+                             stdin=f"{PASSWORD}\n")
+        assert created.returncode == 0, created.stderr
+        started = time.monotonic()
+        while not kamailio.contacts("1001"):
+            assert time.monotonic() - started < 1.0, server.log.read_text()[-2000:]
+            time.sleep(0.02)
+        deadline = time.monotonic() + 10
+        while "registered" not in (shown := server.cli("trunk", "status").stdout):
+            assert time.monotonic() < deadline, shown
+            time.sleep(0.1)
+        row = next(line for line in shown.splitlines() if line.startswith("kam"))
+        assert "200 OK" in row and "1/1" in row
+        deleted = server.cli("trunk", "delete", "kam")
+        assert deleted.returncode == 0, deleted.stderr
+        deadline = time.monotonic() + 10
+        while kamailio.contacts("1001"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        assert server.stop() == 0
+    assert PASSWORD not in server.log.read_text()
