@@ -24,8 +24,8 @@ SCHEMAS = Path("/usr/share/kamailio/db_sqlite")
 CONFIG = """#!KAMAILIO
 debug=2
 log_stderror=yes
-children=2
-tcp_children=2
+children={children}
+tcp_children={children}
 auto_aliases=no
 listen=udp:{address}:{udp}
 listen=tcp:{address}:{tcp}
@@ -71,7 +71,7 @@ def _modules() -> Path | None:
 class Kamailio:
     def __init__(self, workdir: Path, users: dict[str, str], address: str = "127.0.0.1",
                  domain: str = "127.0.0.1", default_expires: int = 3600,
-                 min_expires: int = 10, max_expires: int = 3600) -> None:
+                 min_expires: int = 10, max_expires: int = 3600, children: int = 2) -> None:
         if shutil.which("kamailio") is None or _modules() is None:
             if os.environ.get("TRUNKPLANE_REQUIRE_POSTGRES"):  # `make test`: all servers
                 raise RuntimeError("kamailio is not installed (make test installs it)")
@@ -103,7 +103,7 @@ class Kamailio:
         self.config.write_text(CONFIG.format(
             address=address, udp=self.udp, tcp=self.tcp, tls=self.tls, modules=_modules(),
             loads=loads, dir=workdir, default_expires=default_expires,
-            min_expires=min_expires, max_expires=max_expires))
+            min_expires=min_expires, max_expires=max_expires, children=children))
         self.log = workdir / "kamailio.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
@@ -139,6 +139,16 @@ class Kamailio:
 
     def ul_dump(self) -> str:
         return self._rpc("ul.dump")
+
+    def location_counts(self) -> tuple[int, int]:
+        """(users, contacts) in the location table, from Kamailio's statistics (ul.dump
+        does not fit thousands of contacts into one kamcmd reply)."""
+        values = {}
+        for line in self._rpc("stats.get_statistics", "usrloc:").splitlines():
+            name, _, value = line.partition("=")
+            if value.strip().isdigit():
+                values[name.strip()] = int(value)
+        return values.get("usrloc:location_users", 0), values.get("usrloc:location_contacts", 0)
 
     def contacts(self, user: str) -> list[str]:
         """The Contact URIs registered for a user (from `kamcmd ul.dump`)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -150,10 +151,13 @@ def test_changed_credentials_re_register_and_disabling_unregisters(
     assert kamailio.contacts("1001") == []
 
 
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_the_registrar_goes_away_and_comes_back(
-        kamailio: Kamailio, agent: tuple[SipAgent, Recorder]) -> None:
+        transport: str, kamailio: Kamailio, agent: tuple[SipAgent, Recorder]) -> None:
+    """Over TCP the connection dies with Kamailio: the next attempt opens a new one."""
     engine, recorder = agent
-    engine.update("acme", "t1", trunk(kamailio.udp))
+    port = kamailio.udp if transport == "udp" else kamailio.tcp
+    engine.update("acme", "t1", trunk(port, transport))
     recorder.wait("t1", registered)
     kamailio.stop()
     down = recorder.wait("t1", lambda o: o.state == TrunkState.UNREACHABLE, timeout=15)
@@ -161,6 +165,19 @@ def test_the_registrar_goes_away_and_comes_back(
     kamailio.start()  # the same ports, no registrations
     recorder.wait("t1", registered, timeout=15)
     assert len(kamailio.contacts("1001")) == 1
+
+
+def test_a_clean_shutdown_unregisters_everything(kamailio: Kamailio) -> None:
+    recorder = Recorder()
+    engine = SipAgent(fast(), recorder)
+    engine.start()
+    engine.update("acme", "a", trunk(kamailio.udp))
+    engine.update("acme", "b", trunk(kamailio.tcp, "tcp", username="2002"))
+    recorder.wait("a", registered)
+    recorder.wait("b", registered)
+    assert kamailio.location_counts() == (2, 2)
+    engine.stop()
+    assert kamailio.location_counts() == (0, 0)
 
 
 def test_peer_failover_and_recovery(tmp_path: Path) -> None:
@@ -217,6 +234,10 @@ def test_a_trunk_created_with_the_cli_is_registered_within_a_second(
             time.sleep(0.1)
         row = next(line for line in shown.splitlines() if line.startswith("kam"))
         assert "200 OK" in row and "1/1" in row
+        metrics = urllib.request.urlopen(
+            f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
+        assert 'trunkplane_sip_trunks{state="registered"} 1.0' in metrics
+        assert "trunkplane_sip_registers_total 1.0" in metrics
         deleted = server.cli("trunk", "delete", "kam")
         assert deleted.returncode == 0, deleted.stderr
         deadline = time.monotonic() + 10

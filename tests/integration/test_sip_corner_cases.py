@@ -206,3 +206,22 @@ def test_the_agent_answers_options_and_malformed_requests(run: Callable[..., Any
         bad = parse(probe.recvfrom(65536)[0])
         assert isinstance(bad, Response) and bad.status == 400
         assert "CSeq method INVITE differs" in bad.reason
+
+
+def test_nat_settings_put_the_external_ip_in_the_contact() -> None:
+    registrar = ScriptedRegistrar(lambda request, before: ok(request))
+    recorder = Recorder()
+    engine = SipAgent(fast(), recorder)
+    engine.start()
+    try:
+        engine.update("acme", "t1", {
+            "type": "register", "host": f"127.0.0.1:{registrar.port}", "transport": "udp",
+            "username": "1001", "password": PASSWORD, "enabled": True,
+            "nat": {"enabled": True, "external_ip": "198.51.100.7", "local_networks": [],
+                    "stun_server": ""}})
+        recorder.wait("t1", lambda o: o.state == TrunkState.REGISTERED)
+        contact = registrar.seen[0].request.get("contact")
+        assert contact.startswith("<sip:1001@198.51.100.7:")
+    finally:
+        engine.stop(timeout=3)
+        registrar.close()

@@ -1,0 +1,104 @@
+"""Brings N register trunks up against Kamailio from cold and keeps them registered.
+Prints the time until all are registered, REGISTER transactions per second, the agent's CPU
+and memory, lost and duplicate registrations (from Kamailio's location table), and the
+agent's CPU while it holds them.
+
+    python bench/registrations.py [trunks]   (needs kamailio: make test installs it)"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common import machine  # noqa: E402
+from domain.status import StatusObservation, TrunkState  # noqa: E402
+from sipagent.engine import SipAgent, SipSettings  # noqa: E402
+from tests.kamailio import Kamailio  # noqa: E402
+
+PASSWORD = "Bench-Password-1234567"
+
+
+class Count:
+    def __init__(self) -> None:
+        self.registered: set[str] = set()
+        self.failed: dict[str, str] = {}
+        self.done = threading.Event()
+        self.wanted = 0
+
+    def publish(self, observations: Sequence[StatusObservation]) -> None:
+        for o in observations:
+            if o.state == TrunkState.REGISTERED:
+                self.registered.add(o.trunk_id)
+                self.failed.pop(o.trunk_id, None)
+            elif o.state != TrunkState.REGISTERING:
+                self.failed[o.trunk_id] = f"{o.state} {o.sip_code} {o.reason}"
+        if len(self.registered) >= self.wanted:
+            self.done.set()
+
+
+def cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
+    print(machine())
+    with tempfile.TemporaryDirectory() as tmp:
+        users = {f"u{n}": PASSWORD for n in range(count)}
+        kamailio = Kamailio(Path(tmp) / "kamailio", users, children=4)
+        sink = Count()
+        sink.wanted = count
+        agent = SipAgent(SipSettings(agent_id="bench", listen_port=0, startup_spread=2.0,
+                                     max_in_flight=100, destinations=("127.0.0.0/8",)), sink)
+        agent.start()
+        try:
+            start, cpu_start = time.perf_counter(), cpu()
+            for n in range(count):
+                agent.update("bench", f"trunk-{n}", {
+                    "type": "register", "host": f"127.0.0.1:{kamailio.udp}",
+                    "transport": "udp", "username": f"u{n}", "password": PASSWORD,
+                    "enabled": True})
+            finished = sink.done.wait(120)
+            elapsed = time.perf_counter() - start
+            busy = cpu() - cpu_start
+            transactions = agent.transport.sent if agent.transport else 0
+            retransmitted = agent.transport.retransmissions if agent.transport else 0
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            held_users, contacts = kamailio.location_counts()
+            print(f"{count:,} register trunks over UDP, startup spread 2 s, 100 in flight")
+            print(f"  all registered: {'yes' if finished else 'NO'} in {elapsed:.1f} s "
+                  f"(target 10 s); {len(sink.registered):,} registered, "
+                  f"{len(sink.failed):,} failing")
+            print(f"  {transactions:,} requests sent ({transactions / elapsed:,.0f}/s, "
+                  f"{retransmitted:,} retransmissions; two per registration: challenge, "
+                  f"answer)")
+            print(f"  Kamailio holds {contacts:,} contacts of {held_users:,} users: "
+                  f"{count - held_users:,} lost, {contacts - held_users:,} duplicated")
+            print(f"  agent CPU {busy:.1f} s over {elapsed:.1f} s "
+                  f"({busy / elapsed:.2f} cores); max RSS {rss:.0f} MiB")
+            hold_start, hold_cpu = time.perf_counter(), cpu()
+            time.sleep(10)
+            held = kamailio.location_counts()[1]
+            print(f"  holding for 10 s: {(cpu() - hold_cpu) / (time.perf_counter() - hold_start):.3f}"
+                  f" cores, {held:,} contacts still registered (target: under one core)")
+            for trunk, why in list(sink.failed.items())[:5]:
+                print(f"  failing: {trunk}: {why}")
+        finally:
+            stop_start = time.perf_counter()
+            agent.stop(timeout=120)
+            left = kamailio.location_counts()[1]
+            print(f"  clean shutdown: unREGISTERed in {time.perf_counter() - stop_start:.1f} s,"
+                  f" {left:,} contacts left")
+            kamailio.stop()
+
+
+if __name__ == "__main__":
+    main()
