@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import machine  # noqa: E402
-from domain.status import StatusObservation, TrunkState  # noqa: E402
-from sipagent.engine import SipAgent, SipSettings  # noqa: E402
-from tests.kamailio import Kamailio  # noqa: E402
+from common import machine
+from domain.status import StatusObservation, TrunkState
+from sipagent.engine import SipAgent, SipSettings
+from tests.kamailio import Kamailio
 
 PASSWORD = "Bench-Password-1234567"
 
@@ -87,8 +87,9 @@ def main() -> None:
             hold_start, hold_cpu = time.perf_counter(), cpu()
             time.sleep(10)
             held = kamailio.location_counts()[1]
-            print(f"  holding for 10 s: {(cpu() - hold_cpu) / (time.perf_counter() - hold_start):.3f}"
-                  f" cores, {held:,} contacts still registered (target: under one core)")
+            holding = (cpu() - hold_cpu) / (time.perf_counter() - hold_start)
+            print(f"  holding for 10 s: {holding:.3f} cores, {held:,} contacts still "
+                  "registered (target: under one core)")
             for trunk, why in list(sink.failed.items())[:5]:
                 print(f"  failing: {trunk}: {why}")
         finally:

@@ -1,7 +1,7 @@
 """`trunkplane doctor`: what is wrong with this installation and each trunk, and the fix.
 It reads the settings and the store directly and asks the running service for its health.
-Trunk reachability over TCP and TLS is tried with a connection; over UDP it needs a SIP
-request, which waits for the SIP client."""
+Per trunk: what the agents last reported (with the fix for each failure), a TCP or TLS
+connection, or one OPTIONS over UDP."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def examine(settings: Settings, server: str) -> Iterator[Finding]:
         yield from _server(server)
         yield from _metrics(settings)
         yield from _broker(settings)
-        yield from _trunks(app, settings.tenant)
+        yield from _trunks(app, settings)
     finally:
         app.close()
 
@@ -129,15 +129,113 @@ def _metrics(settings: Settings) -> Iterator[Finding]:
                       "is the service running with the same TRUNKPLANE_METRICS_LISTEN?")
 
 
-def _trunks(app: TrunkplaneApp, tenant: str) -> Iterator[Finding]:
+def _trunks(app: TrunkplaneApp, settings: Settings) -> Iterator[Finding]:
+    tenant = settings.tenant
     catalog = app.catalog(tenant)
     entries = catalog.entries[TRUNK] if catalog else {}
     if not entries:
         yield Finding("warn", "trunks", f"tenant '{tenant}' has no trunk",
                       "create one: trunkplane trunk create NAME --template thevoco ...")
+    reported = _reported(settings, tenant, list(entries))
     for trunk_id, entry in sorted(entries.items(), key=lambda e: e[1]["name"].casefold()):
         trunk: Any = app.aggregate(UUID(trunk_id))
         yield from check_trunk(entry["name"], trunk.settings)
+        if trunk.settings["enabled"]:
+            yield from _agent_view(entry["name"], trunk.settings, reported.get(trunk_id))
+            yield from _options_probe(entry["name"], trunk.settings, settings)
+
+
+def _reported(settings: Settings, tenant: str, trunk_ids: list[str]) -> dict[str, Any]:
+    """What the agents last reported, from the status view (empty if it cannot be read)."""
+    from infra.views import open_views
+    from projections.status import StatusView
+
+    try:
+        views = open_views(settings)
+    except Exception:  # no views yet: nothing reported
+        return {}
+    try:
+        return StatusView(views).of(tenant, trunk_ids)
+    except Exception:
+        return {}
+    finally:
+        views.close()
+
+
+ADVICE = {
+    "auth_failed": "the provider refused the credentials: check username, password and "
+                   "auth id (account trunks) against the provider's portal",
+    "forbidden": "the provider refuses this account (403): ask the provider; the agent "
+                 "retries only every 15-30 minutes",
+    "unreachable": "check the host name and port, DNS, that a firewall lets SIP out and "
+                   "back in (UDP/TCP 5060, TLS 5061), and that the transport matches the "
+                   "provider's",
+    "failed": "the provider answered with an error: see the code and reason",
+}
+
+
+def _agent_view(name: str, s: dict[str, Any], doc: Any) -> Iterator[Finding]:
+    subject = f"trunk {name}"
+    if doc is None:
+        yield Finding("warn", subject, "no agent has reported on it yet",
+                      "check that `trunkplane serve` or an agent runs (TRUNKPLANE_SIP=on)")
+        return
+    code = f" ({doc['sip_code']} {doc['reason']})" if doc["sip_code"] else (
+        f" ({doc['reason']})" if doc["reason"] else "")
+    state = doc["state"]
+    text = f"agent {doc['agent_id']} reports {state}{code} since {doc['since']}"
+    if state in ("registered", "ok"):
+        yield Finding("ok", subject, text)
+    elif state in ADVICE:
+        yield Finding("fail", subject, text, ADVICE[state])
+    else:
+        yield Finding("warn", subject, text)
+
+
+def _options_probe(name: str, s: dict[str, Any], settings: Settings) -> Iterator[Finding]:
+    """One OPTIONS over UDP to each address of a UDP trunk (TCP and TLS are tried above)."""
+    if s["transport"] != Transport.UDP.value or settings.sip is None:
+        return
+    import asyncio
+
+    targets = list(s["peer_addresses"]) or [s["host"]]
+    for target in targets:
+        try:
+            status, reason, ms = asyncio.run(_probe(settings.sip, target))
+        except OSError as error:
+            yield Finding("fail", f"trunk {name}", f"no answer to OPTIONS from {target} over "
+                          f"UDP: {error}", ADVICE["unreachable"])
+            continue
+        yield Finding("ok", f"trunk {name}", f"{target} answers OPTIONS over UDP: {status} "
+                      f"{reason} in {ms:.0f} ms")
+
+
+async def _probe(sip: Any, target: str) -> tuple[int, str, float]:
+    """sip: the agent's SipSettings (where it may send, the address to send from)."""
+    import ipaddress
+    import time
+
+    from sipagent.engine import resolve
+    from sipagent.sip.message import Request
+    from sipagent.sip.transport import SipTransport, new_tag
+
+    transport = SipTransport(sip.listen_host, 0, t1=0.5)
+    await transport.start()
+    try:
+        destination = await resolve(target, "udp", [
+            ipaddress.ip_network(d, strict=False) for d in sip.destinations])
+        host, port = transport.local_address(destination)
+        request = Request(method="OPTIONS", uri=f"sip:{destination.host}:{destination.port}",
+                          headers=[("Max-Forwards", "70"),
+                                   ("From", f"<sip:doctor@{host}:{port}>;tag={new_tag()}"),
+                                   ("To", f"<sip:{destination.host}>"),
+                                   ("Call-ID", f"{new_tag()}@trunkplane-doctor"),
+                                   ("CSeq", "1 OPTIONS")])
+        started = time.monotonic()
+        response = await transport.request(request, destination, timeout=CONNECT_TIMEOUT)
+        return response.status, response.reason, (time.monotonic() - started) * 1000
+    finally:
+        transport.close()
 
 
 def check_trunk(name: str, s: dict[str, Any]) -> Iterator[Finding]:

@@ -13,6 +13,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -278,33 +279,38 @@ class SipAgent:
                                   reason="trunk disabled")
 
     async def resolve(self, host: str, transport: str) -> Destination:
-        """host[:port] -> a destination, honouring the allowed destinations."""
-        try:
-            where = parse_host_port(host)
-        except ValueError as error:
-            raise TransportError(f"bad host '{host}': {error}") from None
-        port = where.port or (5061 if transport == "tls" else 5060)
-        address = where.host
-        if not where.is_ip:
-            if self._networks:
-                raise TransportError(f"{where.host}: names are not resolved while "
-                                     "TRUNKPLANE_SIP_DESTINATIONS restricts where SIP goes")
-            try:
-                infos = await asyncio.get_running_loop().getaddrinfo(
-                    where.host, port, type=socket.SOCK_DGRAM)
-            except socket.gaierror as error:
-                raise TransportError(f"DNS: {where.host}: {error.strerror}") from None
-            address = str(infos[0][4][0])
-        if self._networks and not any(ipaddress.ip_address(address) in n
-                                      for n in self._networks):
-            raise TransportError(f"{address} is outside TRUNKPLANE_SIP_DESTINATIONS")
-        return Destination(transport, address, port, server_name=where.host)
+        return await resolve(host, transport, self._networks)
 
     async def send(self, request: Request, destination: Destination,
                    timeout: float | None = None) -> Response:
         assert self.transport is not None and self._in_flight is not None
         async with self._in_flight:
             return await self.transport.request(request, destination, timeout)
+
+
+async def resolve(host: str, transport: str,
+                  networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = ()
+                  ) -> Destination:
+    """host[:port] -> a destination, honouring the allowed destinations (`networks`)."""
+    try:
+        where = parse_host_port(host)
+    except ValueError as error:
+        raise TransportError(f"bad host '{host}': {error}") from None
+    port = where.port or (5061 if transport == "tls" else 5060)
+    address = where.host
+    if not where.is_ip:
+        if networks:
+            raise TransportError(f"{where.host}: names are not resolved while "
+                                 "TRUNKPLANE_SIP_DESTINATIONS restricts where SIP goes")
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                where.host, port, type=socket.SOCK_DGRAM)
+        except socket.gaierror as error:
+            raise TransportError(f"DNS: {where.host}: {error.strerror}") from None
+        address = str(infos[0][4][0])
+    if networks and not any(ipaddress.ip_address(address) in n for n in networks):
+        raise TransportError(f"{address} is outside TRUNKPLANE_SIP_DESTINATIONS")
+    return Destination(transport, address, port, server_name=where.host)
 
 
 class _Worker:

@@ -4,6 +4,7 @@ registrar that goes away and comes back."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import urllib.request
@@ -238,6 +239,22 @@ def test_a_trunk_created_with_the_cli_is_registered_within_a_second(
             f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
         assert 'trunkplane_sip_trunks{state="registered"} 1.0' in metrics
         assert "trunkplane_sip_registers_total 1.0" in metrics
+
+        udp = server.cli("trunk", "create", "kamudp", "--type", "register", "--host",
+                         f"127.0.0.1:{kamailio.udp}", "--username", "2002", "--codecs", "PCMU",
+                         "--password-stdin", stdin=f"{PASSWORD}\n")
+        assert udp.returncode == 0, udp.stderr
+        while "2002" not in kamailio.ul_dump():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.3)  # the observation reaches the view
+        doctor = server.cli("doctor")
+        assert "OK   trunk kam: agent test" not in doctor.stdout  # the agent is this server's
+        assert re.search(r"OK   trunk kam: agent \S+ reports registered \(200 OK\)",
+                         doctor.stdout), doctor.stdout
+        assert re.search(rf"OK   trunk kamudp: 127.0.0.1:{kamailio.udp} answers OPTIONS over "
+                         r"UDP: 200 OK in \d+ ms", doctor.stdout), doctor.stdout
+        assert f"127.0.0.1:{kamailio.tls} accepts TCP connections" in doctor.stdout
         deleted = server.cli("trunk", "delete", "kam")
         assert deleted.returncode == 0, deleted.stderr
         deadline = time.monotonic() + 10
