@@ -237,12 +237,16 @@ class Relay:
                 sent = self.publish_once()
                 failures = 0
                 self.last_error = ""
-            except (KafkaError, OSError) as error:
+            except Exception as error:  # broker away, or a bug: never die, keep saying so
                 failures += 1
                 self.last_error = f"{type(error).__name__}: {error}"
                 pause = min(30.0, 0.5 * 2 ** min(failures, 6))
-                log.warning("relay: broker unavailable (%s); position stays %d, retrying "
-                            "in %.1f s", self.last_error, self.position, pause)
+                if isinstance(error, KafkaError | OSError):
+                    log.warning("relay: broker unavailable (%s); position stays %d, retrying "
+                                "in %.1f s", self.last_error, self.position, pause)
+                else:
+                    log.exception("relay: publishing from position %d failed; retrying in "
+                                  "%.1f s", self.position, pause)
                 self._drop_producer()
                 self._stopping.wait(pause)
                 continue

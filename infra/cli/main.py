@@ -197,11 +197,18 @@ def _serve(mode: str) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     configure_logs(settings.log_level, settings.log_format)
+    from kafka.errors import KafkaError
+
     try:
         if mode == "agent":
             run_agent(settings)
         else:
             serve(settings, mode)
+    except KafkaError as error:
+        kafka = settings.kafka.bootstrap if settings.kafka else "?"
+        print(f"error: Kafka at {kafka}: {type(error).__name__}: {error} (check "
+              "TRUNKPLANE_KAFKA_BOOTSTRAP and that the brokers run)", file=sys.stderr)
+        return 1
     except (SettingsError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

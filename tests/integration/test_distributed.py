@@ -118,3 +118,13 @@ def test_doctor_checks_the_broker_and_its_topics(broker: object, tmp_path: Path)
                            timeout=60, check=False)
     assert "OK   broker: " + bootstrap + ", topics doctor.events" in after.stdout
     assert "OK   wire key" in after.stdout
+
+
+def test_an_agent_without_a_broker_says_so(tmp_path: Path) -> None:
+    env = {**os.environ, "TRUNKPLANE_DATA": str(tmp_path),
+           "TRUNKPLANE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+           "TRUNKPLANE_WIRE_KEY": f"w1:{WIRE_KEY}", "TRUNKPLANE_METRICS_LISTEN": "off"}
+    done = subprocess.run([*CLI, "agent"], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 1, done.stderr
+    assert "error: Kafka at 127.0.0.1:" in done.stderr and "Traceback" not in done.stderr
