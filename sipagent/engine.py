@@ -273,7 +273,8 @@ class SipAgent:
                 new.start(first=old is None)
         elif spec is None:
             self.reporter.observe(tenant, trunk_id, TrunkState.UNREGISTERED,
-                                  reason="trunk deleted")
+                                  reason="not held here: deleted, or its tenant moved to "
+                                         "another agent")
         else:
             self.reporter.observe(tenant, trunk_id, TrunkState.DISABLED,
                                   reason="trunk disabled")
