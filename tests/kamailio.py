@@ -4,6 +4,7 @@ in a temporary folder (see ../shared/INFRA-NOTES.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -112,7 +113,8 @@ class Kamailio:
         self.process = subprocess.Popen(
             ["kamailio", "-f", str(self.config), "-P", str(self.dir / "kamailio.pid"),
              "-Y", str(self.dir), "-m", "64", "-M", "8", "-DD", "-E"],
-            stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+            stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+            start_new_session=True)  # its workers in a group of their own: stop() ends all
         deadline = time.monotonic() + 15
         while not (self.dir / "kamailio_ctl").exists() or "ul" not in self._rpc(
                 "system.listMethods", check=False):
@@ -121,13 +123,17 @@ class Kamailio:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
+        """Ends the main process and every worker it forked: a worker left behind would
+        keep the ports and answer for an instance the test believes stopped."""
+        if self.process is not None:
+            group = self.process.pid
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            with contextlib.suppress(ProcessLookupError):  # stragglers of the group
+                os.killpg(group, signal.SIGKILL)
+            self.process.wait()
         (self.dir / "kamailio_ctl").unlink(missing_ok=True)
 
     def _rpc(self, *command: str, check: bool = True) -> str:
