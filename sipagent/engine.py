@@ -85,21 +85,48 @@ class Reporter:
         self._sequence = int(time.time() * 1000)  # grows across restarts too
         self._last: dict[str, _Reported] = {}
         self._queue: list[StatusObservation] = []
-        self._lock = threading.Lock()
+        self._latest: dict[str, StatusObservation] = {}
+        self._calls: dict[str, tuple[int, int]] = {}
+        self._lock = threading.RLock()
         self.published = 0
 
     def observe(self, tenant: str, trunk_id: str, state: TrunkState, **fields: Any) -> None:
-        now = datetime.now(UTC)
-        last = self._last.get(trunk_id)
-        if last is None or last.state != state:
-            last = self._last[trunk_id] = _Reported(state, now)
-        self._sequence += 1
-        observation = StatusObservation(
-            tenant=tenant, trunk_id=trunk_id, agent_id=self.agent_id, sequence=self._sequence,
-            observed_at=now, state=state, since=last.since, **fields)
         with self._lock:
+            now = datetime.now(UTC)
+            last = self._last.get(trunk_id)
+            if last is None or last.state != state:
+                last = self._last[trunk_id] = _Reported(state, now)
+            inbound, outbound = self._calls.get(trunk_id, (0, 0))
+            fields = {"active_inbound": inbound, "active_outbound": outbound, **fields}
+            self._sequence += 1
+            observation = StatusObservation(
+                tenant=tenant, trunk_id=trunk_id, agent_id=self.agent_id,
+                sequence=self._sequence, observed_at=now, state=state, since=last.since,
+                **fields)
+            self._latest[trunk_id] = observation
             self._queue = [o for o in self._queue if o.trunk_id != trunk_id]
             self._queue.append(observation)
+
+    def calls(self, tenant: str, trunk_id: str, inbound: int, outbound: int,
+              fallback: TrunkState = TrunkState.REGISTERING,
+              reason: str = "no report yet") -> None:
+        """Active calls changed (admission): the trunk's last observation again, with them
+        (`fallback` and `reason` when nothing was observed yet)."""
+        with self._lock:
+            self._calls[trunk_id] = (inbound, outbound)
+            last = self._latest.get(trunk_id)
+        if last is None:
+            self.observe(tenant, trunk_id, fallback, reason=reason)
+            return
+        self.observe(tenant, trunk_id, last.state, sip_code=last.sip_code, reason=last.reason,
+                     registrations_up=last.registrations_up,
+                     registrations_wanted=last.registrations_wanted, contacts=last.contacts,
+                     peers=last.peers, active_inbound=inbound, active_outbound=outbound)
+
+    def state_of(self, trunk_id: str) -> TrunkState | None:
+        with self._lock:
+            last = self._latest.get(trunk_id)
+        return last.state if last is not None else None
 
     def flush(self) -> int:
         with self._lock:
@@ -215,6 +242,16 @@ class SipAgent:
         """Runs a coroutine on the engine's loop from another thread (tests, tools)."""
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
 
+    def live_state(self, trunk_id: str) -> TrunkState | None:
+        """What the engine last found on the wire for a trunk (None: nothing yet)."""
+        worker = self._workers.get(trunk_id)
+        return worker.state if worker is not None else None
+
+    def last_success(self, trunk_id: str) -> float:
+        """time.monotonic() of the trunk's last 200 to REGISTER or answer to OPTIONS."""
+        worker = self._workers.get(trunk_id)
+        return worker.last_success if worker is not None else 0.0
+
     @property
     def sip_port(self) -> int:
         return self.transport.listen_port if self.transport else 0
@@ -320,6 +357,7 @@ class _Worker:
     def __init__(self, agent: SipAgent, spec: TrunkSpec) -> None:
         self.agent = agent
         self.spec = spec
+        self.last_success = 0.0
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self, first: bool) -> None:
@@ -424,6 +462,7 @@ class _RegisterWorker(_Worker):
             line.failures = 0
             line.expires_at = datetime.now(UTC) + timedelta(seconds=granted)
             self.agent.counters.registrations_ok += 1
+            self.last_success = time.monotonic()
             return refresh_after(granted)
         retry_after = _retry_after(response)
         if response.status in (401, 407):
@@ -584,6 +623,7 @@ class _PeerWorker(_Worker):
                 self._summary()
             return
         self.agent.counters.options_answered += 1
+        self.last_success = time.monotonic()
         peer.rtt_ms = (time.monotonic() - sent) * 1000
         peer.misses, peer.answers = 0, peer.answers + 1
         peer.code, peer.reason = response.status, response.reason  # any answer is life

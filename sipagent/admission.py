@@ -1,0 +1,390 @@
+"""Call admission: which trunk carries a call, within each trunk's limits and live status.
+
+The PBX asks for a channel; the answer is a lease on one trunk (renewed while the call
+lasts, freed when released or when its TTL passes) or a refusal naming, for every trunk
+considered, why it was not taken. Counting is exact: one lock guards the leases, so a
+hundred concurrent requests at a trunk with ten channels get exactly ten leases."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from domain.dialplan import matches
+from domain.errors import ForbiddenError, NotFoundError, ValidationError
+from domain.routing import resolve_outbound
+from domain.status import TrunkState
+from sipagent.state import AgentState, TenantState
+
+OUTBOUND, INBOUND = "outbound", "inbound"
+UP_STATES = frozenset({TrunkState.REGISTERED, TrunkState.OK, TrunkState.DEGRADED})
+FAILOVER_CODES = frozenset({408})  # and every 5xx
+BREAKER_FAILURES = 3  # call failures within BREAKER_WINDOW open a trunk's breaker
+BREAKER_WINDOW = 60.0
+
+
+class RefusedError(Exception):
+    """No channel: `code` is the gRPC status name, `considered` says why per trunk."""
+
+    def __init__(self, code: str, message: str,
+                 considered: list[Consideration] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.considered = considered or []
+
+
+@dataclass(frozen=True)
+class Consideration:
+    trunk_id: str
+    trunk_name: str
+    outcome: str  # taken | disabled | down | full | degraded | deleted
+    detail: str = ""
+
+
+@dataclass
+class Lease:
+    lease_id: str
+    tenant: str
+    trunk_id: str
+    trunk_name: str
+    direction: str
+    call_id: str
+    number: str  # as it must be dialled (outbound) or the DID (inbound)
+    expires: float  # time.monotonic()
+    route_id: str = ""
+    destination: str = ""
+    tried: list[str] = field(default_factory=list)  # trunks of this call so far
+
+    def expires_at(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=max(0.0, self.expires - time.monotonic()))
+
+
+@dataclass
+class Grant:
+    lease: Lease
+    considered: list[Consideration]
+
+
+LiveState = Callable[[str], TrunkState | None]  # trunk id -> what the wire says (None: unknown)
+Published = Callable[[str, str, int, int], None]  # tenant, trunk, inbound, outbound
+
+
+class Admission:
+    def __init__(self, state: AgentState, live: LiveState | None, ttl: float = 120.0,
+                 on_calls: Published | None = None,
+                 last_success: Callable[[str], float] | None = None) -> None:
+        """live: None means no SIP engine runs here: trunks count as up when enabled."""
+        self.state = state
+        self.live = live
+        self.ttl = ttl
+        self.on_calls = on_calls
+        self.last_success = last_success or (lambda trunk_id: 0.0)
+        self._lock = threading.Lock()
+        self._leases: dict[str, Lease] = {}
+        self._active: dict[tuple[str, str], int] = {}  # (trunk, direction) -> calls
+        self._failures: dict[str, list[float]] = {}
+        self._open_since: dict[str, float] = {}  # trunk -> when its breaker opened
+        self.decisions: dict[str, int] = {}
+
+    # --- the PBX's requests --------------------------------------------------------------
+
+    def acquire(self, tenant: str, direction: str, number: str, extension: str = "",
+                did: str = "", trunk: str = "", call_id: str = "") -> Grant:
+        try:
+            if direction == OUTBOUND:
+                grant = self._outbound(tenant, number, extension, call_id)
+            elif direction == INBOUND:
+                grant = self._inbound(tenant, did or number, trunk, call_id)
+            else:
+                raise ValidationError.single("direction", "must be outbound or inbound")
+        except RefusedError as refusal:
+            self._count(refusal.code)
+            raise
+        self._count("granted")
+        return grant
+
+    def renew(self, lease_id: str) -> Lease:
+        with self._lock:
+            self._expire()
+            lease = self._leases.get(lease_id)
+            if lease is None:
+                raise NotFoundError(f"lease {lease_id} does not exist or has expired; "
+                                    "acquire a new channel")
+            lease.expires = time.monotonic() + self.ttl
+            return lease
+
+    def release(self, lease_id: str) -> bool:
+        """True when this call freed the channel; releasing twice is harmless (False)."""
+        with self._lock:
+            self._expire()
+            lease = self._leases.pop(lease_id, None)
+            if lease is not None:
+                self._take(lease, -1)
+        if lease is not None:
+            self._publish(lease.tenant, lease.trunk_id)
+        return lease is not None
+
+    def report_failure(self, lease_id: str, sip_code: int) -> tuple[Grant | None, bool]:
+        """The call failed on its trunk with `sip_code`. A 408 or 5xx releases the lease and
+        returns the next candidate of the same route (failed_over=True); anything else only
+        releases it (a wrong number stays wrong on another trunk)."""
+        with self._lock:
+            self._expire()
+            lease = self._leases.get(lease_id)
+        if lease is None:
+            raise NotFoundError(f"lease {lease_id} does not exist or has expired")
+        self.release(lease_id)
+        if not (sip_code in FAILOVER_CODES or 500 <= sip_code < 600):
+            return None, False
+        self._record_failure(lease.trunk_id)
+        if lease.direction != OUTBOUND:
+            return None, False
+        grant = self._outbound(lease.tenant, "", "", lease.call_id, after=lease)
+        self._count("failed_over")
+        return grant, True
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def active(self, trunk_id: str) -> tuple[int, int]:
+        with self._lock:
+            self._expire()
+            return (self._active.get((trunk_id, INBOUND), 0),
+                    self._active.get((trunk_id, OUTBOUND), 0))
+
+    def sweep(self) -> int:
+        """Frees expired leases; returns how many (a timer calls it)."""
+        with self._lock:
+            gone = self._expire()
+        for lease in gone:
+            self._publish(lease.tenant, lease.trunk_id)
+        return len(gone)
+
+    # --- outbound ------------------------------------------------------------------------
+
+    def _outbound(self, tenant: str, number: str, extension: str, call_id: str,
+                  after: Lease | None = None) -> Grant:
+        state = self._tenant(tenant)
+        skipped: list[Consideration] = []
+        if after is None:
+            order = [r for r in state.outbound_order if r in state.outbound]
+            try:
+                resolution = resolve_outbound([(r, state.outbound[r]) for r in order],
+                                              state.trunks, number, extension)
+            except ForbiddenError as error:
+                raise RefusedError("PERMISSION_DENIED", str(error)) from None
+            except NotFoundError as error:
+                raise RefusedError("NOT_FOUND", str(error)) from None
+            except ValidationError as error:
+                raise RefusedError("INVALID_ARGUMENT", str(error)) from None
+            route_id, strategy = resolution.route_id, resolution.strategy
+            dialled = resolution.number
+            items = [(c.trunk_id, c.weight) for c in resolution.candidates]
+            skipped = [Consideration("", s.split(":")[0], "disabled" if "disabled" in s
+                                     else "deleted", s) for s in resolution.skipped]
+        else:  # failover: the same route, the trunks this call has not tried
+            route = state.outbound.get(after.route_id)
+            if route is None or not route.get("enabled", True):
+                raise RefusedError("NOT_FOUND", f"route {after.route_id} is gone or disabled")
+            route_id, strategy, dialled = after.route_id, str(route["strategy"]), after.number
+            items = [(t["trunk_id"], t["weight"]) for t in route["trunks"]
+                     if t["trunk_id"] not in after.tried]
+        with self._lock:
+            self._expire()
+            considered = list(skipped)
+            usable: list[tuple[str, int, int]] = []  # trunk, weight, free channels
+            for trunk_id, weight in items:
+                verdict = self._usable(state, trunk_id, OUTBOUND)
+                if isinstance(verdict, Consideration):
+                    considered.append(verdict)
+                else:
+                    usable.append((trunk_id, weight, verdict))
+            chosen = self._pick(strategy, usable)
+            if chosen is None:
+                raise self._refusal(considered, route_id)
+            trunk = state.trunks[chosen]
+            lease = self._new_lease(tenant, chosen, str(trunk["name"]), OUTBOUND, call_id,
+                                    dialled, route_id)
+            lease.tried = [*(after.tried if after else []), chosen]
+            considered.append(Consideration(chosen, str(trunk["name"]), "taken"))
+        self._publish(tenant, chosen)
+        return Grant(lease, considered)
+
+    @staticmethod
+    def _pick(strategy: str, usable: list[tuple[str, int, int]]) -> str | None:
+        if not usable:
+            return None
+        if strategy == "spread":  # the most free channels; ties in route order
+            return max(enumerate(usable), key=lambda e: (e[1][2], -e[0]))[1][0]
+        if strategy == "weighted":
+            total = sum(w for _, w, _ in usable)
+            point = random.uniform(0, total)
+            for trunk_id, weight, _ in usable:
+                point -= weight
+                if point <= 0:
+                    return trunk_id
+            return usable[-1][0]
+        return usable[0][0]  # failover: the first usable in order
+
+    # --- inbound -------------------------------------------------------------------------
+
+    def _inbound(self, tenant: str, did: str, trunk_ref: str, call_id: str) -> Grant:
+        state = self._tenant(tenant)
+        trunk_id = self._trunk_id(state, trunk_ref)
+        if trunk_id is None:
+            raise RefusedError("NOT_FOUND", f"no trunk '{trunk_ref}' in tenant '{tenant}' (the "
+                          "trunk the call arrived on, by id or name)")
+        route = _inbound_route(state, did, trunk_id)
+        if route is None:
+            raise RefusedError("NOT_FOUND", f"no enabled inbound route matches DID '{did}' on "
+                          f"trunk {state.trunks[trunk_id]['name']}")
+        with self._lock:
+            self._expire()
+            verdict = self._usable(state, trunk_id, INBOUND, check_live=False)
+            if isinstance(verdict, Consideration):
+                raise self._refusal([verdict], "")
+            trunk = state.trunks[trunk_id]
+            lease = self._new_lease(tenant, trunk_id, str(trunk["name"]), INBOUND, call_id,
+                                    did, route[0])
+            lease.destination = str(route[1]["destination"])
+        self._publish(tenant, trunk_id)
+        return Grant(lease, [Consideration(trunk_id, str(trunk["name"]), "taken")])
+
+    # --- shared --------------------------------------------------------------------------
+
+    def _tenant(self, tenant: str) -> TenantState:
+        state = self.state.tenant(tenant)
+        if state is None:
+            raise RefusedError("FAILED_PRECONDITION", f"tenant '{tenant}' is not held by this "
+                               "agent (unknown, or owned by another agent of the group)")
+        return state
+
+    @staticmethod
+    def _trunk_id(state: TenantState, ref: str) -> str | None:
+        if ref in state.trunks:
+            return ref
+        folded = ref.casefold()
+        return next((i for i, t in state.trunks.items()
+                     if str(t["name"]).casefold() == folded), None)
+
+    def _usable(self, state: TenantState, trunk_id: str, direction: str,
+                check_live: bool = True) -> Consideration | int:
+        """Free channels of a trunk for a new call, or why it cannot take one. Called
+        with the lock held."""
+        trunk = state.trunks.get(trunk_id)
+        if trunk is None:
+            return Consideration(trunk_id, trunk_id, "deleted", "the trunk was deleted")
+        name = str(trunk["name"])
+        if not trunk.get("enabled", True):
+            return Consideration(trunk_id, name, "disabled", "the trunk is disabled")
+        if check_live and self.live is not None:
+            live = self.live(trunk_id)
+            if live not in UP_STATES:
+                return Consideration(trunk_id, name, "down",
+                                     f"{live.value if live else 'no status yet'} on the wire")
+        if trunk_id in self._open_since:
+            if self.last_success(trunk_id) > self._open_since[trunk_id]:
+                del self._open_since[trunk_id]  # a registration or keepalive since: closed
+                self._failures.pop(trunk_id, None)
+            elif self.live is not None or time.monotonic() - self._open_since[trunk_id] < \
+                    BREAKER_WINDOW:
+                return Consideration(trunk_id, name, "degraded",
+                                     f"{BREAKER_FAILURES} call failures within "
+                                     f"{BREAKER_WINDOW:.0f} s; waiting for a successful "
+                                     "registration or keepalive")
+            else:
+                del self._open_since[trunk_id]
+        limits = trunk.get("call_limits") or {}
+        inbound = self._active.get((trunk_id, INBOUND), 0)
+        outbound = self._active.get((trunk_id, OUTBOUND), 0)
+        free = 10**9
+        for limit, used, label in (
+                (limits.get("max_concurrent_calls"), inbound + outbound, "total"),
+                (limits.get(f"max_{direction}_calls"), outbound if direction == OUTBOUND
+                 else inbound, direction)):
+            if limit is None:
+                continue
+            if used >= int(limit):
+                return Consideration(trunk_id, name, "full",
+                                     f"{used} of {limit} {label} channels in use")
+            free = min(free, int(limit) - used)
+        return free
+
+    @staticmethod
+    def _refusal(considered: list[Consideration], route_id: str) -> RefusedError:
+        listed = "; ".join(f"{c.trunk_name}: {c.outcome} ({c.detail})" for c in considered)
+        if not considered:
+            return RefusedError("FAILED_PRECONDITION", "the route has no trunk", considered)
+        if any(c.outcome == "full" for c in considered):
+            return RefusedError("RESOURCE_EXHAUSTED", f"every trunk that is up is full: {listed}",
+                           considered)
+        return RefusedError("FAILED_PRECONDITION", f"no trunk is up: {listed}", considered)
+
+    def _new_lease(self, tenant: str, trunk_id: str, trunk_name: str, direction: str,
+                   call_id: str, number: str, route_id: str) -> Lease:
+        lease = Lease(uuid.uuid4().hex, tenant, trunk_id, trunk_name, direction, call_id,
+                      number, time.monotonic() + self.ttl, route_id)
+        self._leases[lease.lease_id] = lease
+        self._take(lease, +1)
+        return lease
+
+    def _take(self, lease: Lease, delta: int) -> None:
+        key = (lease.trunk_id, lease.direction)
+        self._active[key] = max(0, self._active.get(key, 0) + delta)
+
+    def _expire(self) -> list[Lease]:
+        now = time.monotonic()
+        gone = [lease for lease in self._leases.values() if lease.expires <= now]
+        for lease in gone:
+            del self._leases[lease.lease_id]
+            self._take(lease, -1)
+        return gone
+
+    def _record_failure(self, trunk_id: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._failures.get(trunk_id, []) if now - t < BREAKER_WINDOW]
+            recent.append(now)
+            self._failures[trunk_id] = recent
+            if len(recent) >= BREAKER_FAILURES and trunk_id not in self._open_since:
+                self._open_since[trunk_id] = now
+
+    def degraded(self, trunk_id: str) -> bool:
+        with self._lock:
+            return trunk_id in self._open_since
+
+    def _publish(self, tenant: str, trunk_id: str) -> None:
+        if self.on_calls is not None:
+            inbound, outbound = self.active(trunk_id)
+            self.on_calls(tenant, trunk_id, inbound, outbound)
+
+    def _count(self, outcome: str) -> None:
+        self.decisions[outcome] = self.decisions.get(outcome, 0) + 1
+
+
+def _inbound_route(state: TenantState, did: str, trunk_id: str) -> tuple[str, Any] | None:
+    """The most specific enabled inbound route for a DID on a trunk: an exact DID before a
+    pattern before a catch-all, a route for this trunk before one for any trunk."""
+    best: tuple[tuple[int, int], str, Any] | None = None
+    for route_id, route in state.inbound.items():
+        if not route.get("enabled", True):
+            continue
+        if route.get("trunk_id") and route["trunk_id"] != trunk_id:
+            continue
+        pattern = str(route.get("did_pattern") or "")
+        if pattern:
+            bare = pattern.removeprefix("_")
+            if not matches(bare, did):
+                continue
+            exact = 2 if bare == did else 1
+        else:
+            exact = 0
+        rank = (exact, 1 if route.get("trunk_id") else 0)
+        if best is None or rank > best[0]:
+            best = (rank, route_id, route)
+    return (best[1], best[2]) if best else None
