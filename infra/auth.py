@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROLES = ("admin", "operator", "auditor", "sre", "agent")
+ROLES = ("admin", "operator", "auditor", "sre", "agent", "pbx")
 TOKENS_FILE = "tokens.json"
 ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 (a file name, not a secret)
 
@@ -37,14 +37,17 @@ EXPORT = {"TrunkService": {"ExportConfiguration"}}  # with secrets: admin only
 AUDIT = {"AuditService": {"ListChanges", "ExportChanges", "GetTrunkAt", "DiffTrunk",
                           "VerifyChain"}}
 OPS = {"OpsService": {"GetProjectionStatus", "RebuildProjection", "VerifyProjection"}}
+ADMISSION = {"AgentService": {"AcquireChannel", "RenewChannel", "ReleaseChannel",
+                              "ReportCallFailure"}}
 OPEN = {"/grpc.health.v1.Health/", "/grpc.reflection."}  # no credentials needed
 
 GRANTS: dict[str, list[dict[str, set[str]]]] = {
-    "admin": [READ, WRITE, EXPORT, AUDIT, OPS],
+    "admin": [READ, WRITE, EXPORT, AUDIT, OPS, ADMISSION],
     "operator": [READ, WRITE, EXPORT],
     "auditor": [READ, EXPORT, AUDIT],
     "sre": [READ, OPS],
-    "agent": [],
+    "agent": [],  # agents take events and credentials from Kafka, not from an RPC
+    "pbx": [ADMISSION],  # the PBX asking an agent for channels
 }
 
 
@@ -160,7 +163,7 @@ def ensure_admin_token(data_dir: Path) -> Path | None:
 def table() -> list[list[Any]]:
     """The README's role table: one row per RPC, a column per role."""
     rows = []
-    for grant in (READ, WRITE, EXPORT, AUDIT, OPS):
+    for grant in (READ, WRITE, EXPORT, AUDIT, OPS, ADMISSION):
         for service, names in grant.items():
             for name in sorted(names):
                 method = f"/trunkplane.v1.{service}/{name}"

@@ -46,10 +46,14 @@ class Metrics:
                    int(relay.leading)),
         ]))
 
-    def watch_agent(self, state: Any, feed: Any, sip: Any = None) -> None:
-        """state: sipagent.state.AgentState; feed: its EventFeed; sip: its SipAgent."""
+    def watch_agent(self, state: Any, feed: Any, sip: Any = None,
+                    admission: Any = None) -> None:
+        """state: sipagent.state.AgentState; feed: its EventFeed; sip: its SipAgent;
+        admission: its sipagent.admission.Admission."""
         if sip is not None:
             self.registry.register(_SipCollector(sip))
+        if admission is not None:
+            self.registry.register(_AdmissionCollector(admission))
         self.registry.register(_Gauges(lambda: [
             _gauge("trunkplane_agent_tenants", "Tenants this agent owns", len(state.tenants())),
             _gauge("trunkplane_agent_trunks", "Trunks of the tenants this agent owns",
@@ -168,3 +172,18 @@ class _SipCollector(Collector):
         for trunk_id, address, ms in snapshot["rtts"]:
             rtt.add_metric([trunk_id, address], ms)
         yield rtt
+
+
+class _AdmissionCollector(Collector):
+    def __init__(self, admission: Any) -> None:
+        self.admission = admission
+
+    def collect(self) -> Iterator[Any]:
+        decisions = CounterMetricFamily("trunkplane_admission_decisions",
+                                        "Channel requests by outcome (granted, failed_over, or "
+                                        "the refusal's status code)", labels=["outcome"])
+        for outcome, count in sorted(self.admission.decisions.items()):
+            decisions.add_metric([outcome], count)
+        yield decisions
+        yield _gauge("trunkplane_admission_leases", "Channel leases held now",
+                     self.admission.leases())

@@ -88,6 +88,7 @@ class Settings:
     tls_client_ca: str = ""  # set: clients may prove themselves with certificates (mTLS)
     kafka: KafkaSettings | None = None  # None: embedded mode, no broker
     sip: SipSettings | None = None  # None: the agent puts nothing on the wire
+    lease_ttl: float = 120.0  # seconds a channel lease lives unless renewed
 
 
     @classmethod
@@ -115,6 +116,7 @@ class Settings:
             tls_client_ca=env.get("TRUNKPLANE_TLS_CLIENT_CA", ""),
             kafka=KafkaSettings.from_env(env),
             sip=sip_settings(env),
+            lease_ttl=_seconds(env, "TRUNKPLANE_LEASE_TTL", 120.0),
         )
 
     def with_listen(self, listen: str) -> Settings:

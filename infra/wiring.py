@@ -20,9 +20,10 @@ from grpc_reflection.v1alpha import reflection
 
 from domain.application import TrunkplaneApp
 from domain.feeds import MemoryPositions, StoreEventFeed
-from domain.status import StatusSink
+from domain.status import StatusSink, TrunkState
 from infra.auth import TOKENS_FILE, Authenticator, TokenStore, ensure_admin_token
 from infra.command_bus import CommandBus
+from infra.grpc_api.agent import AgentServicer
 from infra.grpc_api.audit import AuditServicer
 from infra.grpc_api.context import CallContextInterceptor
 from infra.grpc_api.limits import RateLimiter
@@ -40,10 +41,13 @@ from projections.config_view import ConfigView
 from projections.db import Database
 from projections.runner import ProjectionRunner
 from projections.status import StatusView
-from sipagent.engine import SipAgent
+from sipagent.admission import Admission
+from sipagent.engine import Reporter, SipAgent
 from sipagent.runner import AgentRunner
 from sipagent.state import AgentState
 from trunkplane.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
     audit_pb2,
     audit_pb2_grpc,
     ops_pb2,
@@ -62,6 +66,7 @@ SERVICES = (
     audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
     ops_pb2.DESCRIPTOR.services_by_name["OpsService"].full_name,
 )
+AGENT_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name
 
 
 def build_app(settings: Settings) -> TrunkplaneApp:
@@ -82,17 +87,16 @@ class ControlPlane:
     metrics: Metrics
     metrics_port: int
     bus: CommandBus
-    agent: AgentRunner | None = None  # embedded mode: the agent follows the store
+    agent: _EmbeddedAgent | None = None  # embedded mode: the agent follows the store
     relay: Any = None  # distributed mode: infra.kafka.Relay
     status_pump: Any = None  # distributed mode: infra.kafka.StatusPump
-    sip: SipAgent | None = None  # the SIP engine of the embedded agent
 
     def stop(self, grace: float = 5.0) -> None:
         for name in ("", *SERVICES):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.server.stop(grace).wait()
         self.metrics.stop()
-        for part in (self.agent, self.sip, self.relay, self.status_pump):
+        for part in (self.agent, self.relay, self.status_pump):
             if part is not None:
                 part.stop()
         self.runner.stop()
@@ -119,14 +123,7 @@ def start(settings: Settings, workers: int = 32, mode: str = "serve") -> Control
 
     bus = CommandBus(app, on_saved=on_saved)
     metrics = Metrics()
-    limiter = RateLimiter(settings.rate_limit, 2 * settings.rate_limit) if (
-        settings.rate_limit) else None
-    authenticator = Authenticator(TokenStore(settings.data_dir / TOKENS_FILE))
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
-        interceptors=[CallContextInterceptor(authenticator, metrics.observe_call, limiter)],
-        options=[("grpc.max_receive_message_length", settings.max_message_bytes),
-                 ("grpc.max_send_message_length", MAX_SEND)])
+    server = _grpc_server(settings, metrics, workers)
     base = ServicerBase(bus, view, HistoryReader(store), settings.tenant)
     status = StatusView(views)
     trunk_pb2_grpc.add_TrunkServiceServicer_to_server(TrunkServicer(base, status), server)
@@ -135,39 +132,114 @@ def start(settings: Settings, workers: int = 32, mode: str = "serve") -> Control
     audit_pb2_grpc.add_AuditServiceServicer_to_server(
         AuditServicer(base, runner.wait_for), server)
     ops_pb2_grpc.add_OpsServiceServicer_to_server(OpsServicer(app, store, runner), server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    served = list(SERVICES)
+    embedded: _EmbeddedAgent | None = None
+    if mode == "serve":
+        embedded = _embedded_agent(settings, app, status, metrics)
+        listeners.append(embedded.feed.notify)
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(
+            AgentServicer(embedded.admission, settings.tenant), server)
+        served.append(AGENT_SERVICE)
+    health_servicer = _health(server, served)
     port = _listen(server, settings)
     if port == 0:
         views.close()
         app.close()
         raise OSError(f"cannot listen on {settings.listen}")
     metrics.watch(app, store, status)
-    agent = relay = pump = None
-    sip = None
-    if mode == "serve":
-        feed = StoreEventFeed(app, "agent", MemoryPositions())
-        listeners.append(feed.notify)
-        sip = SipAgent(settings.sip, status) if settings.sip is not None else None
-        agent = AgentRunner(feed, AgentState(sip.update if sip is not None else None))
-        metrics.watch_agent(agent.state, feed, sip)
-    else:
+    relay = pump = None
+    if mode != "serve":
         relay, pump = _distributed(settings, app, views, status)
         listeners.append(relay.notify)
         metrics.watch_relay(app, relay)
     metrics_port = 0 if settings.metrics_listen == "off" else metrics.serve(
         settings.metrics_listen)
     runner.start()
-    for part in (sip, agent, relay, pump):
+    if embedded is not None:
+        embedded.start()
+    for part in (relay, pump):
         if part is not None:
             part.start()
     server.start()
-    for name in ("", *SERVICES):
+    for name in ("", *served):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return ControlPlane(app, server, port, health_servicer, runner, views, status, metrics,
-                        metrics_port, bus, agent, relay, pump, sip)
+                        metrics_port, bus, embedded, relay, pump)
+
+
+@dataclass
+class _EmbeddedAgent:
+    """An agent's parts: the feed loop, the SIP engine, admission, status reporting."""
+
+    feed: Any
+    runner: AgentRunner
+    sip: SipAgent | None
+    reporter: Reporter
+    admission: Admission
+
+    def start(self) -> None:
+        if self.sip is not None:
+            self.sip.start()
+        else:
+            self.reporter.start_flushing()
+        self.runner.start()
+        self.admission.start()
+
+    def stop(self) -> None:
+        self.admission.stop()
+        self.runner.stop()
+        if self.sip is not None:
+            self.sip.stop()  # unREGISTERs what it holds
+        else:
+            self.reporter.stop_flushing()
+
+
+def _agent_parts(settings: Settings, feed: Any, sink: StatusSink, agent_id: str,
+                 metrics: Metrics, name: str = "agent",
+                 on_revoked: bool = False) -> _EmbeddedAgent:
+    sip_settings = replace(settings.sip, agent_id=agent_id) if settings.sip else None
+    sip = SipAgent(sip_settings, sink) if sip_settings is not None else None
+    reporter = sip.reporter if sip is not None else Reporter(sink, agent_id)
+    state = AgentState(sip.update if sip is not None else None)
+    if on_revoked:
+        feed.on_revoked = state.forget_partitions
+    fallback = TrunkState.UNREGISTERED if sip is None else TrunkState.REGISTERING
+    why = "TRUNKPLANE_SIP=off: not checked on the wire" if sip is None else "no report yet"
+
+    def on_calls(tenant: str, trunk_id: str, inbound: int, outbound: int) -> None:
+        reporter.calls(tenant, trunk_id, inbound, outbound, fallback, why)
+
+    admission = Admission(state, sip.live_state if sip is not None else None,
+                          ttl=settings.lease_ttl, on_calls=on_calls,
+                          last_success=sip.last_success if sip is not None else None)
+    metrics.watch_agent(state, feed, sip, admission)
+    return _EmbeddedAgent(feed, AgentRunner(feed, state, name=name), sip, reporter, admission)
+
+
+def _embedded_agent(settings: Settings, app: TrunkplaneApp, status: StatusView,
+                    metrics: Metrics) -> _EmbeddedAgent:
+    feed = StoreEventFeed(app, "agent", MemoryPositions())
+    agent_id = settings.sip.agent_id if settings.sip else "embedded"
+    return _agent_parts(settings, feed, status, agent_id, metrics)
+
+
+def _grpc_server(settings: Settings, metrics: Metrics, workers: int) -> grpc.Server:
+    limiter = RateLimiter(settings.rate_limit, 2 * settings.rate_limit) if (
+        settings.rate_limit) else None
+    authenticator = Authenticator(TokenStore(settings.data_dir / TOKENS_FILE))
+    return grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
+        interceptors=[CallContextInterceptor(authenticator, metrics.observe_call, limiter)],
+        options=[("grpc.max_receive_message_length", settings.max_message_bytes),
+                 ("grpc.max_send_message_length", MAX_SEND)])
+
+
+def _health(server: grpc.Server, served: list[str]) -> health.HealthServicer:
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    reflection.enable_server_reflection(
+        (*served, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    return servicer
 
 
 def wire_codec(settings: Settings) -> Any:
@@ -251,28 +323,39 @@ def run_agent(settings: Settings) -> None:
     agent_id = kafka.agent_id or socket.gethostname()
     codec = wire_codec(settings)
     sink = KafkaStatusSink(kafka, codec)
-    sip = SipAgent(replace(settings.sip, agent_id=agent_id), sink) if settings.sip else None
-    state = AgentState(sip.update if sip is not None else None)
     feed = KafkaEventFeed(kafka, kafka.agent_group, codec, from_start=True,
-                          client_id=f"trunkplane-agent-{agent_id}",
-                          on_revoked=state.forget_partitions)
-    runner = AgentRunner(feed, state, name=f"agent-{agent_id}")
+                          client_id=f"trunkplane-agent-{agent_id}")
     metrics = Metrics()
-    metrics.watch_agent(state, feed, sip)
+    parts = _agent_parts(settings, feed, sink, agent_id, metrics, name=f"agent-{agent_id}",
+                         on_revoked=True)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    admin_token = ensure_admin_token(settings.data_dir)
+    server = _grpc_server(settings, metrics, 32)
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(
+        AgentServicer(parts.admission, settings.tenant), server)
+    health_servicer = _health(server, [AGENT_SERVICE])
+    port = _listen(server, settings)
+    if port == 0:
+        raise OSError(f"cannot listen on {settings.listen}")
     if settings.metrics_listen != "off":
-        port = metrics.serve(settings.metrics_listen)
+        metrics_port = metrics.serve(settings.metrics_listen)
         log.info("metrics on http://%s:%d/metrics", settings.metrics_listen.rpartition(":")[0],
-                 port)
-    if sip is not None:
-        sip.start()
-    runner.start()
-    log.info("agent %s: consuming %s at %s in group %s", agent_id, kafka.events_topic,
-             kafka.bootstrap, kafka.agent_group)
+                 metrics_port)
+    parts.start()
+    server.start()
+    for name in ("", AGENT_SERVICE):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    if admin_token is not None:
+        log.info("first start: an admin token is in %s", admin_token)
+    log.info("agent %s: consuming %s at %s in group %s; AgentService on %s:%d", agent_id,
+             kafka.events_topic, kafka.bootstrap, kafka.agent_group,
+             settings.listen.rsplit(":", 1)[0], port)
     _wait_for_signal()
     log.info("agent %s: stopping (its partitions go to the other agents)", agent_id)
-    runner.stop()
-    if sip is not None:
-        sip.stop()  # unREGISTERs what it holds
+    for name in ("", AGENT_SERVICE):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    server.stop(5).wait()
+    parts.stop()
     sink.close()
     metrics.stop()
 

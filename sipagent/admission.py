@@ -91,6 +91,26 @@ class Admission:
         self._failures: dict[str, list[float]] = {}
         self._open_since: dict[str, float] = {}  # trunk -> when its breaker opened
         self.decisions: dict[str, int] = {}
+        self._stopping = threading.Event()
+        self._sweeper: threading.Thread | None = None
+
+    def start(self, every: float = 1.0) -> None:
+        """Frees expired leases on a timer, so counts drop without waiting for a request."""
+        def sweep() -> None:
+            while not self._stopping.wait(every):
+                self.sweep()
+
+        self._sweeper = threading.Thread(target=sweep, name="lease-sweeper", daemon=True)
+        self._sweeper.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._sweeper is not None:
+            self._sweeper.join(timeout=5)
+
+    def leases(self) -> int:
+        with self._lock:
+            return len(self._leases)
 
     # --- the PBX's requests --------------------------------------------------------------
 

@@ -128,6 +128,26 @@ class Reporter:
             last = self._latest.get(trunk_id)
         return last.state if last is not None else None
 
+    def start_flushing(self, every: float = 0.1) -> None:
+        """A thread that publishes queued observations (when no engine loop does)."""
+        def run() -> None:
+            while not self._stopping.wait(every):
+                try:
+                    self.flush()
+                except Exception:
+                    log.exception("publishing status failed; will retry")
+
+        self._stopping = threading.Event()
+        self._flusher = threading.Thread(target=run, name="status-flush", daemon=True)
+        self._flusher.start()
+
+    def stop_flushing(self) -> None:
+        stopping = getattr(self, "_stopping", None)
+        if stopping is not None:
+            stopping.set()
+            self._flusher.join(timeout=5)
+        self.flush()
+
     def flush(self) -> int:
         with self._lock:
             batch, self._queue = self._queue, []

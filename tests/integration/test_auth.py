@@ -22,6 +22,8 @@ from infra.auth import ROLES, allowed, table
 from tests.conftest import Api, settings_for
 from tests.integration.helpers import create_trunk
 from trunkplane.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
     audit_pb2,
     audit_pb2_grpc,
     ops_pb2,
@@ -32,7 +34,7 @@ from trunkplane.v1 import (
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SERVICES = {"TrunkService": trunk_pb2, "RouteService": route_pb2, "AuditService": audit_pb2,
-            "OpsService": ops_pb2}
+            "OpsService": ops_pb2, "AgentService": agent_pb2}
 
 
 def rpcs() -> list[tuple[str, str]]:
@@ -43,7 +45,8 @@ def rpcs() -> list[tuple[str, str]]:
 def stub(api: Api, service: str) -> Any:
     stubs = {"TrunkService": api.trunks, "RouteService": api.routes,
              "AuditService": audit_pb2_grpc.AuditServiceStub(api.channel),
-             "OpsService": ops_pb2_grpc.OpsServiceStub(api.channel)}
+             "OpsService": ops_pb2_grpc.OpsServiceStub(api.channel),
+             "AgentService": agent_pb2_grpc.AgentServiceStub(api.channel)}
     return stubs[service]
 
 

@@ -1,0 +1,112 @@
+"""AgentService over gRPC on a real server: leases, refusals with a reason per trunk,
+release twice, active calls in the status view, and the pbx role."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from tests.conftest import Api
+from tests.integration.helpers import create_route, create_trunk
+from trunkplane.v1 import agent_pb2, agent_pb2_grpc, trunk_pb2
+
+
+def wait_for_agent(stub: agent_pb2_grpc.AgentServiceStub, request: agent_pb2.AcquireChannelRequest
+                   ) -> agent_pb2.AcquireChannelResponse:
+    """The embedded agent applies events a moment after they are stored."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            answer: agent_pb2.AcquireChannelResponse = stub.AcquireChannel(request)
+            return answer
+        except grpc.RpcError as error:
+            if time.monotonic() > deadline or error.code() not in (
+                    grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
+                raise
+            time.sleep(0.05)
+
+
+def outbound(number: str = "2125551234") -> agent_pb2.AcquireChannelRequest:
+    return agent_pb2.AcquireChannelRequest(direction=agent_pb2.OUTBOUND, number=number,
+                                           extension="100", call_id="call-1")
+
+
+def test_leases_refusals_and_status(api: Api) -> None:
+    create_trunk(api, "primary", type="peer", peer_addresses=["192.0.2.1"], password="",
+                 username="", call_limits=trunk_pb2.CallLimits(max_concurrent_calls=1))
+    create_trunk(api, "backup", type="peer", peer_addresses=["192.0.2.2"], password="",
+                 username="", call_limits=trunk_pb2.CallLimits(max_outbound_calls=1))
+    create_route(api, "us", ["primary", "backup"])
+    stub = agent_pb2_grpc.AgentServiceStub(api.channel)
+    first = wait_for_agent(stub, outbound())
+    assert first.lease.trunk_name == "primary" and first.lease.dial_number == "2125551234"
+    assert first.lease.expires_at.seconds > time.time()
+    second = stub.AcquireChannel(outbound())
+    assert second.lease.trunk_name == "backup"
+    assert [(c.trunk_name, c.outcome) for c in second.considered] == [
+        ("primary", "full"), ("backup", "taken")]
+
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.AcquireChannel(outbound())
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    status = rpc_status.from_call(refused.value)  # type: ignore[arg-type]
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    status.details[0].Unpack(info)
+    assert info.reason == "CHANNEL_RESOURCE_EXHAUSTED"
+    assert dict(info.metadata) == {"primary": "full: 1 of 1 total channels in use",
+                                   "backup": "full: 1 of 1 outbound channels in use"}
+
+    with pytest.raises(grpc.RpcError) as nowhere:
+        stub.AcquireChannel(outbound("0044207946000"))
+    assert nowhere.value.code() == grpc.StatusCode.NOT_FOUND
+
+    deadline = time.monotonic() + 5
+    while True:  # the active calls reach the status view
+        shown = api.trunks.GetTrunkStatus(trunk_pb2.GetTrunkRequest(trunk="primary"))
+        if shown.active_outbound == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert shown.active_outbound == 1 and shown.agent_id == "embedded"
+
+    renewed = stub.RenewChannel(agent_pb2.RenewChannelRequest(lease_id=first.lease.lease_id))
+    assert renewed.lease_id == first.lease.lease_id
+    assert stub.ReleaseChannel(agent_pb2.ReleaseChannelRequest(
+        lease_id=first.lease.lease_id)).released
+    assert not stub.ReleaseChannel(agent_pb2.ReleaseChannelRequest(
+        lease_id=first.lease.lease_id)).released
+    with pytest.raises(grpc.RpcError) as gone:
+        stub.RenewChannel(agent_pb2.RenewChannelRequest(lease_id=first.lease.lease_id))
+    assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+
+    failed = stub.ReportCallFailure(agent_pb2.ReportCallFailureRequest(
+        lease_id=second.lease.lease_id, sip_code=503))
+    assert failed.failed_over and failed.lease.trunk_name == "primary"
+    not_over = stub.ReportCallFailure(agent_pb2.ReportCallFailureRequest(
+        lease_id=failed.lease.lease_id, sip_code=486))
+    assert not not_over.failed_over and not not_over.HasField("lease")
+
+
+def test_bad_requests_and_roles(api: Api) -> None:
+    stub = agent_pb2_grpc.AgentServiceStub(api.channel)
+    with pytest.raises(grpc.RpcError) as bad:
+        stub.AcquireChannel(agent_pb2.AcquireChannelRequest(number="2125551234"))
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "direction" in (bad.value.details() or "")
+    with pytest.raises(grpc.RpcError) as inbound:
+        stub.AcquireChannel(agent_pb2.AcquireChannelRequest(direction=agent_pb2.INBOUND))
+    assert inbound.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as code:
+        stub.ReportCallFailure(agent_pb2.ReportCallFailureRequest(lease_id="x", sip_code=42))
+    assert code.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as operator:
+        stub.ReleaseChannel(agent_pb2.ReleaseChannelRequest(lease_id="x"),
+                            metadata=api.as_("ops", "operator"))
+    assert operator.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    answer = stub.ReleaseChannel(agent_pb2.ReleaseChannelRequest(lease_id="x"),
+                                 metadata=api.as_("pbx-1", "pbx"))
+    assert not answer.released
