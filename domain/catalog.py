@@ -10,6 +10,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from domain.guard import default_guard
 from domain.model import CommandMeta, uuid_for
 
 NAMESPACE = UUID("6f1c1a56-9a43-4a55-9d0e-2f0c3b7a1e11")
@@ -41,6 +42,15 @@ class TenantCatalog(Aggregate):
         def apply(self, aggregate: TenantCatalog) -> None:
             aggregate.entries[self.kind].pop(self.entry_id, None)
 
+    class PolicyChanged(Event):
+        """The tenant's own toll-fraud guard (every route's calls count against it)."""
+
+        tenant: str
+        policy: dict[str, Any]
+
+        def apply(self, aggregate: TenantCatalog) -> None:
+            aggregate.policy = dict(self.policy)
+
     class OutboundOrderChanged(Event):
         tenant: str
         order: list[str]
@@ -50,6 +60,7 @@ class TenantCatalog(Aggregate):
 
     def __init__(self, tenant: str) -> None:
         self.tenant = tenant
+        self.policy: dict[str, Any] = default_policy()
         self.entries: dict[str, dict[str, Entry]] = {TRUNK: {}, OUTBOUND: {}, INBOUND: {}}
         self.outbound_order: list[str] = []
 
@@ -83,6 +94,11 @@ class TenantCatalog(Aggregate):
                 return entry_id
         return None
 
+    def set_policy(self, policy: dict[str, Any], meta: CommandMeta) -> None:
+        if policy != self.policy:
+            self.trigger_event(self.PolicyChanged, tenant=self.tenant, policy=policy,
+                               **meta.event_kwargs())
+
     def routes_using(self, trunk_id: str) -> list[str]:
         outbound = [e["name"] for e in self.entries[OUTBOUND].values()
                     if trunk_id in e["trunk_ids"]]
@@ -113,6 +129,10 @@ class TenantCatalog(Aggregate):
         if order != self.outbound_order:
             self.trigger_event(self.OutboundOrderChanged, tenant=self.tenant, order=order,
                                **meta.event_kwargs())
+
+
+def default_policy() -> dict[str, Any]:
+    return {"guard": default_guard()}
 
 
 class CommandReceipt(Aggregate):

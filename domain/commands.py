@@ -15,6 +15,7 @@ from domain.errors import (
     ValidationError,
     Violations,
 )
+from domain.guard import validate_guard
 from domain.model import CommandMeta, Configured, Settings
 from domain.routes import InboundRoute, OutboundRoute, validate_inbound, validate_outbound
 from domain.templates import get_template
@@ -285,3 +286,19 @@ def update_inbound_route(uow: UnitOfWork, tenant: str, ref: str, patch: Settings
         return Outcome(route)
 
     return idempotent(uow, tenant, meta, "UpdateInboundRoute", handler)
+
+
+# The tenant's policy
+
+
+def update_tenant_policy(uow: UnitOfWork, tenant: str, patch: Settings,
+                         meta: CommandMeta) -> dict[str, Any]:
+    """Changes the fields of the tenant's guard that `patch["guard"]` names; setting the
+    same policy again records nothing (a retry is harmless)."""
+    catalog = catalog_of(uow, tenant, meta, write=True)
+    errors = Violations()
+    guard = validate_guard({**catalog.policy["guard"], **(patch.get("guard") or {})}, errors,
+                           "policy.guard")
+    errors.raise_if_any()
+    catalog.set_policy({"guard": guard}, meta)
+    return dict(catalog.policy)

@@ -21,7 +21,7 @@ from domain.trunk import Trunk
 
 def published_events() -> list[type[Any]]:
     """The event classes consumers outside the control plane receive: every change of a
-    trunk or a route, and the outbound route order. The catalog's name index and request
+    trunk or a route, the outbound route order and the tenant's policy. The catalog's name index and request
     receipts are bookkeeping the control plane derives; they stay in the store."""
     classes: list[type[Any]] = []
     for aggregate in (Trunk, OutboundRoute, InboundRoute):
@@ -30,7 +30,7 @@ def published_events() -> list[type[Any]]:
         if aggregate is Trunk:
             classes.append(Trunk.CodecsReordered)
         classes += [aggregate.Enabled, aggregate.Disabled, aggregate.Deleted]
-    classes.append(TenantCatalog.OutboundOrderChanged)
+    classes += [TenantCatalog.OutboundOrderChanged, TenantCatalog.PolicyChanged]
     return classes
 
 

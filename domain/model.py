@@ -91,6 +91,9 @@ class Configured(Aggregate):
             reason=meta.reason, request_id=meta.request_id,
         )
 
+    # Fields added after the first release: their value where older events lack them.
+    DEFAULTS: ClassVar[Settings] = {}
+
     # Which event class records a change of which settings field; subclasses fill it.
     EVENT_FOR_FIELD: ClassVar[dict[str, type[Configured.SettingsChanged]]] = {}
 
@@ -111,7 +114,7 @@ class Configured(Aggregate):
 
     def change_settings(self, new: Settings, meta: CommandMeta) -> None:
         """Triggers one event per group of changed fields, in a stable order."""
-        changed = {k for k, v in new.items() if self.settings.get(k) != v}
+        changed = {k for k, v in new.items() if self.settings.get(k, self.DEFAULTS.get(k)) != v}
         if "enabled" in changed:
             changed.discard("enabled")
             toggle = self.Enabled if new["enabled"] else self.Disabled

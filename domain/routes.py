@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from domain.dialplan import DialPattern, check_pattern
 from domain.errors import Violations
+from domain.guard import default_guard, validate_guard
 from domain.model import Configured, Settings
 from domain.values import parse_description, parse_enum, parse_name
 
@@ -25,6 +26,7 @@ class Strategy(StrEnum):
 
 class OutboundRoute(Configured):
     KIND: ClassVar[str] = "outbound route"
+    DEFAULTS: ClassVar[Settings] = {"guard": default_guard()}
 
     class RouteRenamed(Configured.SettingsChanged):
         name: str
@@ -42,6 +44,9 @@ class OutboundRoute(Configured):
     class DescriptionChanged(Configured.SettingsChanged):
         description: str
 
+    class GuardChanged(Configured.SettingsChanged):
+        guard: dict[str, Any]
+
     @property
     def trunk_ids(self) -> list[str]:
         return [t["trunk_id"] for t in self.settings["trunks"]]
@@ -54,6 +59,7 @@ OutboundRoute.EVENT_FOR_FIELD = {
     "strategy": OutboundRoute.RouteTrunksChanged,
     "allowed_extensions": OutboundRoute.AllowedExtensionsChanged,
     "description": OutboundRoute.DescriptionChanged,
+    "guard": OutboundRoute.GuardChanged,
 }
 
 
@@ -121,6 +127,7 @@ def validate_outbound(raw: Settings) -> Settings:
         _guard(errors, f"allowed_extensions[{i}]", check_pattern, str(p))
         for i, p in enumerate(raw.get("allowed_extensions") or [])
     ]
+    out["guard"] = validate_guard(raw.get("guard"), errors)
     errors.raise_if_any()
     return out
 

@@ -73,6 +73,20 @@ ROUTE_TRUNK = {
     "fields": [{"name": "trunk_id", "type": "string"}, {"name": "weight", "type": "int"}],
 }
 
+GUARD = {
+    "type": "record", "name": "CallGuard", "namespace": NS,
+    "fields": [{"name": "max_calls_per_minute", "type": ["null", "int"], "default": None},
+               {"name": "allow_prefixes", "type": _STRINGS, "default": []},
+               {"name": "block_prefixes", "type": _STRINGS, "default": []},
+               {"name": "daily_cap", "type": ["null", "int"], "default": None}],
+}
+NO_GUARD: dict[str, Any] = {"max_calls_per_minute": None, "allow_prefixes": [],
+                            "block_prefixes": [], "daily_cap": None}
+POLICY = {
+    "type": "record", "name": "TenantPolicy", "namespace": NS,
+    "fields": [{"name": "guard", "type": GUARD, "default": NO_GUARD}],
+}
+
 # The Avro type of every settings field, by name (names are the same in every aggregate).
 FIELD_TYPES: dict[str, Any] = {
     "name": "string", "type": "string", "host": "string", "transport": "string",
@@ -83,14 +97,17 @@ FIELD_TYPES: dict[str, Any] = {
     "strategy": "string", "dial_patterns": {"type": "array", "items": DIAL_PATTERN},
     "trunks": {"type": "array", "items": ROUTE_TRUNK}, "allowed_extensions": _STRINGS,
     "did_pattern": "string", "caller_id_pattern": "string", "trunk_id": "string",
-    "destination": "string", "order": _STRINGS, "tenant": "string",
+    "destination": "string", "order": _STRINGS, "tenant": "string", "guard": GUARD,
+    "policy": POLICY,
 }
+# Fields added after a record's first release need a default, so old payloads still read.
+FIELD_DEFAULTS: dict[str, Any] = {"guard": NO_GUARD}
 SETTINGS_FIELDS: dict[type, tuple[str, ...]] = {
     Trunk: ("name", "type", "host", "transport", "username", "password", "auth_id",
             "max_registrations", "from_user", "from_domain", "peer_addresses", "codecs",
             "dtmf_mode", "nat", "call_limits", "enabled", "description"),
     OutboundRoute: ("name", "strategy", "enabled", "description", "dial_patterns", "trunks",
-                    "allowed_extensions"),
+                    "allowed_extensions", "guard"),
     InboundRoute: ("did_pattern", "caller_id_pattern", "trunk_id", "destination", "enabled",
                    "description"),
 }
@@ -128,12 +145,17 @@ def event_schema(cls: type) -> dict[str, Any]:
     if issubclass(cls, Configured.Created):
         fields.append({"name": "settings", "type": {
             "type": "record", "name": f"{aggregate.__name__}Settings", "namespace": NS,
-            "fields": [{"name": f, "type": FIELD_TYPES[f]}
-                       for f in SETTINGS_FIELDS[aggregate]]}})
+            "fields": [_field(f) for f in SETTINGS_FIELDS[aggregate]]}})
     else:
-        fields += [{"name": f, "type": FIELD_TYPES[f]} for f in own_fields(cls)
-                   if f != "tenant"]
+        fields += [_field(f) for f in own_fields(cls) if f != "tenant"]
     return {"type": "record", "name": name, "namespace": namespace, "fields": fields}
+
+
+def _field(name: str) -> dict[str, Any]:
+    field: dict[str, Any] = {"name": name, "type": FIELD_TYPES[name]}
+    if name in FIELD_DEFAULTS:
+        field["default"] = FIELD_DEFAULTS[name]
+    return field
 
 
 def status_schema() -> dict[str, Any]:

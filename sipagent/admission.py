@@ -11,6 +11,7 @@ import random
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from typing import Any
 
 from domain.dialplan import matches
 from domain.errors import ForbiddenError, NotFoundError, ValidationError
+from domain.guard import prefix_of
 from domain.routing import resolve_outbound
 from domain.status import TrunkState
 from sipagent.state import AgentState, TenantState
@@ -93,6 +95,8 @@ class Admission:
         self.decisions: dict[str, int] = {}
         self._stopping = threading.Event()
         self._sweeper: threading.Thread | None = None
+        self._recent: dict[str, deque[float]] = {}  # guard key -> grant times, last minute
+        self._daily: dict[str, tuple[str, int]] = {}  # guard key -> (UTC day, grants)
 
     def start(self, every: float = 1.0) -> None:
         """Frees expired leases on a timer, so counts drop without waiting for a request."""
@@ -214,8 +218,17 @@ class Admission:
             route_id, strategy, dialled = after.route_id, str(route["strategy"]), after.number
             items = [(t["trunk_id"], t["weight"]) for t in route["trunks"]
                      if t["trunk_id"] not in after.tried]
+        guards = [] if after is not None else [  # a failover is the same call, counted once
+            (f"route {state.outbound[route_id].get('name', route_id)}", f"route:{route_id}",
+             state.outbound[route_id].get("guard")),
+            (f"tenant {tenant}", f"tenant:{tenant}", state.policy.get("guard"))]
+        for label, _, guard in guards:
+            self._check_prefixes(label, guard, number, dialled)
         with self._lock:
             self._expire()
+            now = time.time()
+            for label, key, guard in guards:
+                self._check_counts(label, key, guard, now)
             considered = list(skipped)
             usable: list[tuple[str, int, int]] = []  # trunk, weight, free channels
             for trunk_id, weight in items:
@@ -232,8 +245,48 @@ class Admission:
                                     dialled, route_id)
             lease.tried = [*(after.tried if after else []), chosen]
             considered.append(Consideration(chosen, str(trunk["name"]), "taken"))
+            for _, key, _ in guards:
+                self._recent.setdefault(key, deque()).append(now)
+                day = _day(now)
+                last_day, count = self._daily.get(key, (day, 0))
+                self._daily[key] = (day, count + 1 if last_day == day else 1)
         self._publish(tenant, chosen)
         return Grant(lease, considered)
+
+    @staticmethod
+    def _check_prefixes(label: str, guard: dict[str, Any] | None, number: str,
+                        dialled: str) -> None:
+        if not guard:
+            return
+        for form in dict.fromkeys((dialled, number)):
+            blocked = prefix_of(form, guard.get("block_prefixes") or [])
+            if blocked is not None:
+                raise RefusedError("PERMISSION_DENIED", f"{label}: guard block_prefixes: "
+                                   f"{form} starts with the blocked prefix {blocked}")
+        allowed = guard.get("allow_prefixes") or []
+        if allowed and all(prefix_of(f, allowed) is None for f in (dialled, number)):
+            raise RefusedError("PERMISSION_DENIED", f"{label}: guard allow_prefixes: {dialled} "
+                               f"starts with none of {', '.join(allowed[:10])}")
+
+    def _check_counts(self, label: str, key: str, guard: dict[str, Any] | None,
+                      now: float) -> None:
+        """Rate and daily cap; called with the lock held, so the count is exact."""
+        if not guard:
+            return
+        rate = guard.get("max_calls_per_minute")
+        if rate:
+            recent = self._recent.setdefault(key, deque())
+            while recent and now - recent[0] >= 60.0:
+                recent.popleft()
+            if len(recent) >= rate:
+                raise RefusedError("RESOURCE_EXHAUSTED", f"{label}: guard max_calls_per_minute "
+                                   f"({rate}) reached; retry in {60 - (now - recent[0]):.0f} s")
+        cap = guard.get("daily_cap")
+        if cap:
+            day, count = self._daily.get(key, (_day(now), 0))
+            if day == _day(now) and count >= cap:
+                raise RefusedError("RESOURCE_EXHAUSTED", f"{label}: guard daily_cap ({cap}) "
+                                   f"reached for {day} (UTC)")
 
     @staticmethod
     def _pick(strategy: str, usable: list[tuple[str, int, int]]) -> str | None:
@@ -385,6 +438,10 @@ class Admission:
 
     def _count(self, outcome: str) -> None:
         self.decisions[outcome] = self.decisions.get(outcome, 0) + 1
+
+
+def _day(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).date().isoformat()
 
 
 def _inbound_route(state: TenantState, did: str, trunk_id: str) -> tuple[str, Any] | None:

@@ -27,6 +27,7 @@ class TenantState:
     inbound: dict[str, dict[str, Any]] = field(default_factory=dict)
     outbound_order: list[str] = field(default_factory=list)
     partition: int = 0
+    policy: dict[str, Any] = field(default_factory=dict)
 
 
 class AgentState:
@@ -61,6 +62,9 @@ class AgentState:
         tenant.partition = item.partition
         if isinstance(event, TenantCatalog.OutboundOrderChanged):
             tenant.outbound_order = list(event.order)
+            return
+        if isinstance(event, TenantCatalog.PolicyChanged):
+            tenant.policy = dict(event.policy)
             return
         kind = self._kind(event)
         table = {"trunk": tenant.trunks, "outbound": tenant.outbound,
@@ -112,7 +116,8 @@ class AgentState:
             if state is None:
                 return None
             return TenantState(dict(state.trunks), dict(state.outbound), dict(state.inbound),
-                               list(state.outbound_order), state.partition)
+                               list(state.outbound_order), state.partition,
+                               dict(state.policy))
 
     def trunk_count(self) -> int:
         with self._lock:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from functools import partial
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest
 
 from domain import commands
 from domain.application import TrunkplaneApp
+from domain.errors import ValidationError
 from domain.feeds import MemoryPositions, StoreEventFeed
 from domain.model import CommandMeta
 from domain.status import TrunkState
@@ -297,3 +298,60 @@ def test_active_calls_are_published_per_trunk(tenant: Tenant) -> None:
     lease = out(admission).lease
     admission.release(lease.lease_id)
     assert seen == [(trunk, 0, 1), (trunk, 0, 0)]
+
+
+def test_route_and_tenant_guards(tenant: Tenant) -> None:
+    tenant.trunk("carrier")
+    route = tenant.route("world", [{"match": "X.", "prefix": "", "prepend": ""}], ["carrier"])
+    tenant.app.execute(partial(commands.update_outbound_route, tenant="acme", ref="world",
+                               patch={"guard": {"block_prefixes": ["1900", "+882"],
+                                                "max_calls_per_minute": 3}},
+                               position=None, etag="", meta=META)).unwrap()
+    tenant.app.execute(partial(commands.update_tenant_policy, tenant="acme", meta=META,
+                               patch={"guard": {"allow_prefixes": ["1", "0044"],
+                                                "daily_cap": 4}})).unwrap()
+    tenant.sync()
+    held = tenant.state.tenant("acme")
+    assert held is not None and held.outbound[route]["guard"]["max_calls_per_minute"] == 3
+    admission = tenant.admission()
+
+    with pytest.raises(RefusedError) as blocked:
+        out(admission, "19005551234")
+    assert blocked.value.code == "PERMISSION_DENIED"
+    assert "route world: guard block_prefixes: 19005551234 starts with the blocked prefix " \
+           "1900" in str(blocked.value)
+    with pytest.raises(RefusedError) as blocked:
+        out(admission, "008825551234")  # +882 in its 00 form
+    assert "blocked prefix +882" in str(blocked.value)
+    with pytest.raises(RefusedError) as elsewhere:
+        out(admission, "0033142685300")
+    assert "tenant acme: guard allow_prefixes" in str(elsewhere.value)
+
+    for _ in range(3):
+        admission.release(out(admission, "12125551234").lease.lease_id)
+    with pytest.raises(RefusedError) as rate:
+        out(admission, "12125551234")
+    assert rate.value.code == "RESOURCE_EXHAUSTED"
+    assert "route world: guard max_calls_per_minute (3) reached" in str(rate.value)
+    # the minute passes (the clock is moved, not waited for)
+    admission._recent = {k: deque(t - 61 for t in v) for k, v in admission._recent.items()}
+    admission.release(out(admission, "00442079460000").lease.lease_id)
+    with pytest.raises(RefusedError) as cap:
+        out(admission, "12125551234")
+    assert "tenant acme: guard daily_cap (4) reached" in str(cap.value)
+
+
+def test_guard_settings_are_validated(tenant: Tenant) -> None:
+    tenant.trunk("carrier")
+    tenant.route("world", [{"match": "X.", "prefix": "", "prepend": ""}], ["carrier"])
+    with pytest.raises(ValidationError) as bad:
+        tenant.app.execute(partial(
+            commands.update_outbound_route, tenant="acme", ref="world", position=None,
+            etag="", meta=META, patch={"guard": {"max_calls_per_minute": -1,
+                                                 "allow_prefixes": ["1", "abc"],
+                                                 "block_prefixes": ["1"]}})).unwrap()
+    assert {v.field for v in bad.value.violations} == {
+        "guard.max_calls_per_minute", "guard.allow_prefixes[1]", "guard.block_prefixes"}
+    with pytest.raises(ValidationError):
+        tenant.app.execute(partial(commands.update_tenant_policy, tenant="acme", meta=META,
+                                   patch={"guard": {"daily_cap": "many"}})).unwrap()
