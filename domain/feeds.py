@@ -21,8 +21,9 @@ from domain.trunk import Trunk
 
 def published_events() -> list[type[Any]]:
     """The event classes consumers outside the control plane receive: every change of a
-    trunk or a route, the outbound route order and the tenant's policy. The catalog's name index and request
-    receipts are bookkeeping the control plane derives; they stay in the store."""
+    trunk or a route, the outbound route order and the tenant's policy. The catalog's name
+    index and request receipts are bookkeeping the control plane derives; they stay in the
+    store."""
     classes: list[type[Any]] = []
     for aggregate in (Trunk, OutboundRoute, InboundRoute):
         classes.append(aggregate.Created)

@@ -26,12 +26,14 @@ READ = {
     "TrunkService": {"GetTrunk", "ListTrunks", "GetTrunkHistory", "ListProviderTemplates",
                      "GetTrunkStatus", "ListTrunkStatuses", "WatchTrunkStatus"},
     "RouteService": {"GetOutboundRoute", "ListOutboundRoutes", "GetInboundRoute",
-                     "ListInboundRoutes", "GetRouteHistory", "ResolveOutbound"},
+                     "ListInboundRoutes", "GetRouteHistory", "ResolveOutbound",
+                     "GetTenantPolicy"},
 }
 WRITE = {
     "TrunkService": {"CreateTrunk", "UpdateTrunk", "DeleteTrunk", "ImportConfiguration"},
     "RouteService": {"CreateOutboundRoute", "UpdateOutboundRoute", "DeleteOutboundRoute",
-                     "CreateInboundRoute", "UpdateInboundRoute", "DeleteInboundRoute"},
+                     "CreateInboundRoute", "UpdateInboundRoute", "DeleteInboundRoute",
+                     "UpdateTenantPolicy"},
 }
 EXPORT = {"TrunkService": {"ExportConfiguration"}}  # with secrets: admin only
 AUDIT = {"AuditService": {"ListChanges", "ExportChanges", "GetTrunkAt", "DiffTrunk",

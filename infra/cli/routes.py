@@ -11,11 +11,20 @@ from infra.cli.output import fields, print_json, table
 from infra.cli.trunks import print_history
 from trunkplane.v1 import common_pb2, route_pb2
 
+GUARD = [  # the toll-fraud guard, of a route or of the tenant (`route policy`)
+    Flag("--max-per-minute", "max_calls_per_minute", "int", help="new calls a minute; 0: none"),
+    Flag("--allow-prefix", "allow_prefixes", "list",
+         help="only numbers starting with it, e.g. +1; repeat"),
+    Flag("--block-prefix", "block_prefixes", "list", help="refuse numbers starting with it, "
+         "e.g. +882 or 1900; repeat"),
+    Flag("--daily-cap", "daily_cap", "int", help="outbound calls a day (UTC); 0: none"),
+]
 OUTBOUND = [
     Flag("--strategy", "strategy", help="failover | spread | weighted"),
     Flag("--allow", "allowed_extensions", "list", help="extension pattern; repeat"),
     Flag("--description", "description"),
     Flag("--enabled", "enabled", "onoff"),
+    *[Flag(f.flag, f"guard.{f.path}", f.kind, help=f.help) for f in GUARD],
 ]
 INBOUND = [
     Flag("--did", "did_pattern", help="DID or pattern; empty = any"),
@@ -35,6 +44,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     resolve.add_argument("number")
     resolve.add_argument("--from", dest="extension", default="", help="calling extension")
     resolve.set_defaults(handler=resolve_outbound)
+    policy = sub.add_parser("policy", help="the tenant's toll-fraud guard (all routes)")
+    add_flags(policy, GUARD)
+    _options(policy)
+    policy.set_defaults(handler=tenant_policy)
 
 
 def _options(parser: argparse.ArgumentParser) -> None:
@@ -234,6 +247,7 @@ def _show(args: argparse.Namespace, response: object, route: object, kind: str) 
                     for t in r.trunks)),
                 ("strategy", r.strategy),
                 ("allowed", ", ".join(r.allowed_extensions) or "every extension"),
+                *[(f"guard: {k}", v) for k, v in guard_rows(r.guard)],
                 ("enabled", "yes" if r.enabled else "no"), ("description", r.description),
                 ("version", f"{r.version} (etag {r.etag})")])
     else:
@@ -243,3 +257,32 @@ def _show(args: argparse.Namespace, response: object, route: object, kind: str) 
                 ("destination", i.destination), ("enabled", "yes" if i.enabled else "no"),
                 ("description", i.description), ("version", f"{i.version} (etag {i.etag})")])
     return 0
+
+
+def tenant_policy(client: Client, args: argparse.Namespace) -> int:
+    """Shows the tenant's guard; with flags, changes what they name first."""
+    policy = route_pb2.TenantPolicy()
+    paths = [f"guard.{p}" for p in apply_flags(policy.guard, args, GUARD)]
+    if paths:
+        request = route_pb2.UpdateTenantPolicyRequest(
+            tenant=client.tenant, policy=policy, options=common_pb2.CommandOptions(
+                reason=args.reason, request_id=args.request_id))
+        request.update_mask.paths.extend(paths)
+        shown = client.call(client.routes.UpdateTenantPolicy, request)
+    else:
+        shown = client.call(client.routes.GetTenantPolicy,
+                            route_pb2.GetTenantPolicyRequest(tenant=client.tenant))
+    if args.json:
+        print_json(shown)
+        return 0
+    fields(guard_rows(shown.guard))
+    return 0
+
+
+def guard_rows(guard: route_pb2.CallGuard) -> list[tuple[str, object]]:
+    return [
+        ("max calls a minute", guard.max_calls_per_minute or "no limit"),
+        ("allowed prefixes", ", ".join(guard.allow_prefixes) or "every number"),
+        ("blocked prefixes", ", ".join(guard.block_prefixes) or "none"),
+        ("daily cap", guard.daily_cap or "none"),
+    ]

@@ -18,7 +18,7 @@ from trunkplane.v1 import common_pb2, route_pb2, trunk_pb2
 
 OUTPUT_ONLY = frozenset({"id", "tenant", "password_set", "version", "etag", "create_time",
                          "update_time", "trunk_name"})
-NESTED = frozenset({"nat", "call_limits"})
+NESTED = frozenset({"nat", "call_limits", "guard"})
 
 
 def command_meta(request: Message, options: common_pb2.CommandOptions) -> CommandMeta:
@@ -69,7 +69,28 @@ def outbound_settings(msg: route_pb2.OutboundRoute) -> dict[str, Any]:
         "allowed_extensions": list(msg.allowed_extensions),
         "enabled": msg.enabled if msg.HasField("enabled") else True,
         "description": msg.description,
+        "guard": guard_settings(msg.guard),
     }
+
+
+def guard_settings(msg: route_pb2.CallGuard) -> dict[str, Any]:
+    return {
+        "max_calls_per_minute": msg.max_calls_per_minute or None,
+        "allow_prefixes": list(msg.allow_prefixes),
+        "block_prefixes": list(msg.block_prefixes),
+        "daily_cap": msg.daily_cap or None,
+    }
+
+
+def guard_message(guard: dict[str, Any] | None) -> route_pb2.CallGuard:
+    g = guard or {}
+    msg = route_pb2.CallGuard(allow_prefixes=g.get("allow_prefixes") or [],
+                              block_prefixes=g.get("block_prefixes") or [])
+    if g.get("max_calls_per_minute"):
+        msg.max_calls_per_minute = g["max_calls_per_minute"]
+    if g.get("daily_cap"):
+        msg.daily_cap = g["daily_cap"]
+    return msg
 
 
 def inbound_settings(msg: route_pb2.InboundRoute) -> dict[str, Any]:
@@ -148,7 +169,7 @@ def outbound_message(doc: Doc, position: int, names: dict[str, str]) -> route_pb
                                      trunk_name=names.get(t["trunk_id"], ""))
                 for t in s["trunks"]],
         strategy=s["strategy"], allowed_extensions=s["allowed_extensions"],
-        enabled=s["enabled"], description=s["description"],
+        enabled=s["enabled"], description=s["description"], guard=guard_message(s.get("guard")),
     )
     _stamp(msg, doc)
     return msg

@@ -12,6 +12,8 @@ from domain.errors import NotFoundError
 from domain.routes import OutboundRoute
 from infra.grpc_api.convert import (
     command_meta,
+    guard_message,
+    guard_settings,
     history_message,
     inbound_message,
     inbound_settings,
@@ -68,6 +70,25 @@ class RouteServicer(ServicerBase, route_pb2_grpc.RouteServiceServicer):  # type:
             uow, tenant, request.route, patch, position, request.etag, meta), "changes")
         return route_pb2.OutboundRouteResponse(
             route=self._outbound(tenant, done.unwrap().aggregate), position=done.position)
+
+    def GetTenantPolicy(self, request: route_pb2.GetTenantPolicyRequest, context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        catalog = self.bus.app.catalog(tenant)
+        policy = catalog.policy if catalog is not None else {}
+        return route_pb2.TenantPolicy(tenant=tenant, guard=guard_message(policy.get("guard")))
+
+    def UpdateTenantPolicy(self, request: route_pb2.UpdateTenantPolicyRequest,
+                           context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        meta = command_meta(request, request.options)
+        paths = list(request.update_mask.paths)
+        full = {"guard": guard_settings(request.policy.guard)}
+        patch = self.read(context, lambda: masked_patch(request.policy, full, paths,
+                                                        frozenset({"tenant"})))
+        done = self.run(context, lambda uow: commands.update_tenant_policy(
+            uow, tenant, patch, meta))
+        return route_pb2.TenantPolicy(tenant=tenant, guard=guard_message(
+            done.unwrap()["guard"]))
 
     def DeleteOutboundRoute(self, request: route_pb2.DeleteRouteRequest, context: Ctx) -> Any:
         done = self._delete(request, context, OUTBOUND)

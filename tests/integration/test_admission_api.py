@@ -12,7 +12,7 @@ from grpc_status import rpc_status
 
 from tests.conftest import Api
 from tests.integration.helpers import create_route, create_trunk
-from trunkplane.v1 import agent_pb2, agent_pb2_grpc, trunk_pb2
+from trunkplane.v1 import agent_pb2, agent_pb2_grpc, route_pb2, trunk_pb2
 
 
 def wait_for_agent(stub: agent_pb2_grpc.AgentServiceStub, request: agent_pb2.AcquireChannelRequest
@@ -110,3 +110,55 @@ def test_bad_requests_and_roles(api: Api) -> None:
     answer = stub.ReleaseChannel(agent_pb2.ReleaseChannelRequest(lease_id="x"),
                                  metadata=api.as_("pbx-1", "pbx"))
     assert not answer.released
+
+
+def test_guards_over_grpc_and_in_the_history(api: Api) -> None:
+    create_trunk(api, "carrier", type="peer", peer_addresses=["192.0.2.1"], password="",
+                 username="")
+    create_route(api, "us", ["carrier"])
+    changes = route_pb2.OutboundRoute(guard=route_pb2.CallGuard(
+        block_prefixes=["900"], max_calls_per_minute=50))
+    request = route_pb2.UpdateOutboundRouteRequest(route="us", changes=changes)
+    request.update_mask.paths.extend(["guard.block_prefixes", "guard.max_calls_per_minute"])
+    updated = api.routes.UpdateOutboundRoute(request).route
+    assert list(updated.guard.block_prefixes) == ["900"]
+    assert updated.guard.max_calls_per_minute == 50 and not updated.guard.HasField("daily_cap")
+    history = api.routes.GetRouteHistory(route_pb2.GetRouteRequest(route="us"))
+    assert history.entries[-1].event_type == "GuardChanged"
+
+    stub = agent_pb2_grpc.AgentServiceStub(api.channel)
+    refusal = ""
+    deadline = time.monotonic() + 10
+    while not refusal:  # the agent applies the guard a moment after it is stored
+        assert time.monotonic() < deadline
+        try:
+            granted = stub.AcquireChannel(outbound("9005551234"))
+            stub.ReleaseChannel(agent_pb2.ReleaseChannelRequest(lease_id=granted.lease.lease_id))
+            time.sleep(0.05)
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.PERMISSION_DENIED:
+                refusal = error.details() or ""
+    assert "route us: guard block_prefixes: 9005551234 starts with the blocked prefix 900" \
+        in refusal
+
+    policy = route_pb2.UpdateTenantPolicyRequest(policy=route_pb2.TenantPolicy(
+        guard=route_pb2.CallGuard(daily_cap=3)))
+    policy.update_mask.paths.append("guard.daily_cap")
+    assert api.routes.UpdateTenantPolicy(policy).guard.daily_cap == 3
+    assert api.routes.GetTenantPolicy(route_pb2.GetTenantPolicyRequest()).guard.daily_cap == 3
+    with pytest.raises(grpc.RpcError) as bad:
+        api.routes.UpdateTenantPolicy(route_pb2.UpdateTenantPolicyRequest(
+            policy=route_pb2.TenantPolicy(guard=route_pb2.CallGuard(allow_prefixes=["x1"]))))
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "policy.guard.allow_prefixes[0]" in (bad.value.details() or "")
+
+    granted_calls, capped = 0, ""
+    while not capped:  # grants before the agent saw the cap count too: at most 3 in all
+        assert granted_calls <= 3
+        try:
+            lease = stub.AcquireChannel(outbound()).lease
+            stub.ReleaseChannel(agent_pb2.ReleaseChannelRequest(lease_id=lease.lease_id))
+            granted_calls += 1
+        except grpc.RpcError as error:
+            capped = f"{error.code().name}: {error.details()}"
+    assert "RESOURCE_EXHAUSTED: tenant default: guard daily_cap (3) reached" in capped

@@ -27,51 +27,59 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from trunkplane.v1 import common_pb2 as trunkplane_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19trunkplane/v1/route.proto\x12\rtrunkplane.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atrunkplane/v1/common.proto\"=\n\x0b\x44ialPattern\x12\r\n\x05match\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\x0f\n\x07prepend\x18\x03 \x01(\t\"B\n\nRouteTrunk\x12\x10\n\x08trunk_id\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\r\x12\x12\n\ntrunk_name\x18\x03 \x01(\t\"\x8f\x03\n\rOutboundRoute\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x10\n\x08position\x18\x04 \x01(\r\x12\x31\n\rdial_patterns\x18\x05 \x03(\x0b\x32\x1a.trunkplane.v1.DialPattern\x12)\n\x06trunks\x18\x06 \x03(\x0b\x32\x19.trunkplane.v1.RouteTrunk\x12\x10\n\x08strategy\x18\x07 \x01(\t\x12\x1a\n\x12\x61llowed_extensions\x18\x08 \x03(\t\x12\x14\n\x07\x65nabled\x18\t \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x0b\x64\x65scription\x18\n \x01(\t\x12\x0f\n\x07version\x18\x0b \x01(\x03\x12\x0c\n\x04\x65tag\x18\x0c \x01(\t\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\n\n\x08_enabled\"\xb9\x02\n\x0cInboundRoute\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x13\n\x0b\x64id_pattern\x18\x03 \x01(\t\x12\x19\n\x11\x63\x61ller_id_pattern\x18\x04 \x01(\t\x12\x10\n\x08trunk_id\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x06 \x01(\t\x12\x14\n\x07\x65nabled\x18\x07 \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12\x0f\n\x07version\x18\t \x01(\x03\x12\x0c\n\x04\x65tag\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\n\n\x08_enabled\"\x89\x01\n\x1a\x43reateOutboundRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12+\n\x05route\x18\x02 \x01(\x0b\x32\x1c.trunkplane.v1.OutboundRoute\x12.\n\x07options\x18\x03 \x01(\x0b\x32\x1d.trunkplane.v1.CommandOptions\"\xd9\x01\n\x1aUpdateOutboundRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12-\n\x07\x63hanges\x18\x03 \x01(\x0b\x32\x1c.trunkplane.v1.OutboundRoute\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x0c\n\x04\x65tag\x18\x05 \x01(\t\x12.\n\x07options\x18\x06 \x01(\x0b\x32\x1d.trunkplane.v1.CommandOptions\"V\n\x15OutboundRouteResponse\x12+\n\x05route\x18\x01 \x01(\x0b\x32\x1c.trunkplane.v1.OutboundRoute\x12\x10\n\x08position\x18\x02 \x01(\x03\"\x87\x01\n\x19\x43reateInboundRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12*\n\x05route\x18\x02 \x01(\x0b\x32\x1b.trunkplane.v1.InboundRoute\x12.\n\x07options\x18\x03 \x01(\x0b\x32\x1d.trunkplane.v1.CommandOptions\"\xd7\x01\n\x19UpdateInboundRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12,\n\x07\x63hanges\x18\x03 \x01(\x0b\x32\x1b.trunkplane.v1.InboundRoute\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x0c\n\x04\x65tag\x18\x05 \x01(\t\x12.\n\x07options\x18\x06 \x01(\x0b\x32\x1d.trunkplane.v1.CommandOptions\"T\n\x14InboundRouteResponse\x12*\n\x05route\x18\x01 \x01(\x0b\x32\x1b.trunkplane.v1.InboundRoute\x12\x10\n\x08position\x18\x02 \x01(\x03\"F\n\x0fGetRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12\x14\n\x0cmin_position\x18\x03 \x01(\x03\"q\n\x12\x44\x65leteRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12\x0c\n\x04\x65tag\x18\x03 \x01(\t\x12.\n\x07options\x18\x04 \x01(\x0b\x32\x1d.trunkplane.v1.CommandOptions\"`\n\x11ListRoutesRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x14\n\x0cmin_position\x18\x04 \x01(\x03\"\x8e\x01\n\x1aListOutboundRoutesResponse\x12,\n\x06routes\x18\x01 \x03(\x0b\x32\x1c.trunkplane.v1.OutboundRoute\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\x12\x15\n\rview_position\x18\x04 \x01(\x03\"\x8c\x01\n\x19ListInboundRoutesResponse\x12+\n\x06routes\x18\x01 \x03(\x0b\x32\x1b.trunkplane.v1.InboundRoute\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\x12\x15\n\rview_position\x18\x04 \x01(\x03\"p\n\x17GetRouteHistoryResponse\x12\x10\n\x08route_id\x18\x01 \x01(\t\x12,\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x1b.trunkplane.v1.HistoryEntry\x12\x15\n\rview_position\x18\x03 \x01(\x03\"a\n\x16ResolveOutboundRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x11\n\textension\x18\x03 \x01(\t\x12\x14\n\x0cmin_position\x18\x04 \x01(\x03\"A\n\tCandidate\x12\x10\n\x08trunk_id\x18\x01 \x01(\t\x12\x12\n\ntrunk_name\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\r\"\xec\x01\n\x17ResolveOutboundResponse\x12\x10\n\x08route_id\x18\x01 \x01(\t\x12\x12\n\nroute_name\x18\x02 \x01(\t\x12\x10\n\x08strategy\x18\x03 \x01(\t\x12\x33\n\x0fmatched_pattern\x18\x04 \x01(\x0b\x32\x1a.trunkplane.v1.DialPattern\x12\x0e\n\x06number\x18\x05 \x01(\t\x12,\n\ncandidates\x18\x06 \x03(\x0b\x32\x18.trunkplane.v1.Candidate\x12\x0f\n\x07skipped\x18\x07 \x03(\t\x12\x15\n\rview_position\x18\x08 \x01(\x03\x32\x89\t\n\x0cRouteService\x12\x66\n\x13\x43reateOutboundRoute\x12).trunkplane.v1.CreateOutboundRouteRequest\x1a$.trunkplane.v1.OutboundRouteResponse\x12P\n\x10GetOutboundRoute\x12\x1e.trunkplane.v1.GetRouteRequest\x1a\x1c.trunkplane.v1.OutboundRoute\x12\x61\n\x12ListOutboundRoutes\x12 .trunkplane.v1.ListRoutesRequest\x1a).trunkplane.v1.ListOutboundRoutesResponse\x12\x66\n\x13UpdateOutboundRoute\x12).trunkplane.v1.UpdateOutboundRouteRequest\x1a$.trunkplane.v1.OutboundRouteResponse\x12^\n\x13\x44\x65leteOutboundRoute\x12!.trunkplane.v1.DeleteRouteRequest\x1a$.trunkplane.v1.OutboundRouteResponse\x12\x63\n\x12\x43reateInboundRoute\x12(.trunkplane.v1.CreateInboundRouteRequest\x1a#.trunkplane.v1.InboundRouteResponse\x12N\n\x0fGetInboundRoute\x12\x1e.trunkplane.v1.GetRouteRequest\x1a\x1b.trunkplane.v1.InboundRoute\x12_\n\x11ListInboundRoutes\x12 .trunkplane.v1.ListRoutesRequest\x1a(.trunkplane.v1.ListInboundRoutesResponse\x12\x63\n\x12UpdateInboundRoute\x12(.trunkplane.v1.UpdateInboundRouteRequest\x1a#.trunkplane.v1.InboundRouteResponse\x12\\\n\x12\x44\x65leteInboundRoute\x12!.trunkplane.v1.DeleteRouteRequest\x1a#.trunkplane.v1.InboundRouteResponse\x12Y\n\x0fGetRouteHistory\x12\x1e.trunkplane.v1.GetRouteRequest\x1a&.trunkplane.v1.GetRouteHistoryResponse\x12`\n\x0fResolveOutbound\x12%.trunkplane.v1.ResolveOutboundRequest\x1a&.trunkplane.v1.ResolveOutboundResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19trunkplane/v1/route.proto\x12\rtrunkplane.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atrunkplane/v1/common.proto\"\x9d\x01\n\tCallGuard\x12!\n\x14max_calls_per_minute\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x16\n\x0e\x61llow_prefixes\x18\x02 \x03(\t\x12\x16\n\x0e\x62lock_prefixes\x18\x03 \x03(\t\x12\x16\n\tdaily_cap\x18\x04 \x01(\rH\x01\x88\x01\x01\x42\x17\n\x15_max_calls_per_minuteB\x0c\n\n_daily_cap\"G\n\x0cTenantPolicy\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\'\n\x05guard\x18\x02 \x01(\x0b\x32\x18.trunkplane.v1.CallGuard\"(\n\x16GetTenantPolicyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"\xb9\x01\n\x19UpdateTenantPolicyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12+\n\x06policy\x18\x02 \x01(\x0b\x32\x1b.trunkplane.v1.TenantPolicy\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12.\n\x07options\x18\x04 \x01(\x0b\x32\x1d.trunkplane.v1.CommandOptions\"=\n\x0b\x44ialPattern\x12\r\n\x05match\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\x0f\n\x07prepend\x18\x03 \x01(\t\"B\n\nRouteTrunk\x12\x10\n\x08trunk_id\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\r\x12\x12\n\ntrunk_name\x18\x03 \x01(\t\"\xb8\x03\n\rOutboundRoute\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x10\n\x08position\x18\x04 \x01(\r\x12\x31\n\rdial_patterns\x18\x05 \x03(\x0b\x32\x1a.trunkplane.v1.DialPattern\x12)\n\x06trunks\x18\x06 \x03(\x0b\x32\x19.trunkplane.v1.RouteTrunk\x12\x10\n\x08strategy\x18\x07 \x01(\t\x12\x1a\n\x12\x61llowed_extensions\x18\x08 \x03(\t\x12\x14\n\x07\x65nabled\x18\t \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x0b\x64\x65scription\x18\n \x01(\t\x12\x0f\n\x07version\x18\x0b \x01(\x03\x12\x0c\n\x04\x65tag\x18\x0c \x01(\t\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x05guard\x18\x0f \x01(\x0b\x32\x18.trunkplane.v1.CallGuardB\n\n\x08_enabled\"\xb9\x02\n\x0cInboundRoute\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x13\n\x0b\x64id_pattern\x18\x03 \x01(\t\x12\x19\n\x11\x63\x61ller_id_pattern\x18\x04 \x01(\t\x12\x10\n\x08trunk_id\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x06 \x01(\t\x12\x14\n\x07\x65nabled\x18\x07 \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12\x0f\n\x07version\x18\t \x01(\x03\x12\x0c\n\x04\x65tag\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\n\n\x08_enabled\"\x89\x01\n\x1a\x43reateOutboundRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12+\n\x05route\x18\x02 \x01(\x0b\x32\x1c.trunkplane.v1.OutboundRoute\x12.\n\x07options\x18\x03 \x01(\x0b\x32\x1d.trunkplane.v1.CommandOptions\"\xd9\x01\n\x1aUpdateOutboundRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12-\n\x07\x63hanges\x18\x03 \x01(\x0b\x32\x1c.trunkplane.v1.OutboundRoute\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x0c\n\x04\x65tag\x18\x05 \x01(\t\x12.\n\x07options\x18\x06 \x01(\x0b\x32\x1d.trunkplane.v1.CommandOptions\"V\n\x15OutboundRouteResponse\x12+\n\x05route\x18\x01 \x01(\x0b\x32\x1c.trunkplane.v1.OutboundRoute\x12\x10\n\x08position\x18\x02 \x01(\x03\"\x87\x01\n\x19\x43reateInboundRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12*\n\x05route\x18\x02 \x01(\x0b\x32\x1b.trunkplane.v1.InboundRoute\x12.\n\x07options\x18\x03 \x01(\x0b\x32\x1d.trunkplane.v1.CommandOptions\"\xd7\x01\n\x19UpdateInboundRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12,\n\x07\x63hanges\x18\x03 \x01(\x0b\x32\x1b.trunkplane.v1.InboundRoute\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x0c\n\x04\x65tag\x18\x05 \x01(\t\x12.\n\x07options\x18\x06 \x01(\x0b\x32\x1d.trunkplane.v1.CommandOptions\"T\n\x14InboundRouteResponse\x12*\n\x05route\x18\x01 \x01(\x0b\x32\x1b.trunkplane.v1.InboundRoute\x12\x10\n\x08position\x18\x02 \x01(\x03\"F\n\x0fGetRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12\x14\n\x0cmin_position\x18\x03 \x01(\x03\"q\n\x12\x44\x65leteRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12\x0c\n\x04\x65tag\x18\x03 \x01(\t\x12.\n\x07options\x18\x04 \x01(\x0b\x32\x1d.trunkplane.v1.CommandOptions\"`\n\x11ListRoutesRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x14\n\x0cmin_position\x18\x04 \x01(\x03\"\x8e\x01\n\x1aListOutboundRoutesResponse\x12,\n\x06routes\x18\x01 \x03(\x0b\x32\x1c.trunkplane.v1.OutboundRoute\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\x12\x15\n\rview_position\x18\x04 \x01(\x03\"\x8c\x01\n\x19ListInboundRoutesResponse\x12+\n\x06routes\x18\x01 \x03(\x0b\x32\x1b.trunkplane.v1.InboundRoute\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\x12\x15\n\rview_position\x18\x04 \x01(\x03\"p\n\x17GetRouteHistoryResponse\x12\x10\n\x08route_id\x18\x01 \x01(\t\x12,\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x1b.trunkplane.v1.HistoryEntry\x12\x15\n\rview_position\x18\x03 \x01(\x03\"a\n\x16ResolveOutboundRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x11\n\textension\x18\x03 \x01(\t\x12\x14\n\x0cmin_position\x18\x04 \x01(\x03\"A\n\tCandidate\x12\x10\n\x08trunk_id\x18\x01 \x01(\t\x12\x12\n\ntrunk_name\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\r\"\xec\x01\n\x17ResolveOutboundResponse\x12\x10\n\x08route_id\x18\x01 \x01(\t\x12\x12\n\nroute_name\x18\x02 \x01(\t\x12\x10\n\x08strategy\x18\x03 \x01(\t\x12\x33\n\x0fmatched_pattern\x18\x04 \x01(\x0b\x32\x1a.trunkplane.v1.DialPattern\x12\x0e\n\x06number\x18\x05 \x01(\t\x12,\n\ncandidates\x18\x06 \x03(\x0b\x32\x18.trunkplane.v1.Candidate\x12\x0f\n\x07skipped\x18\x07 \x03(\t\x12\x15\n\rview_position\x18\x08 \x01(\x03\x32\xbd\n\n\x0cRouteService\x12\x66\n\x13\x43reateOutboundRoute\x12).trunkplane.v1.CreateOutboundRouteRequest\x1a$.trunkplane.v1.OutboundRouteResponse\x12P\n\x10GetOutboundRoute\x12\x1e.trunkplane.v1.GetRouteRequest\x1a\x1c.trunkplane.v1.OutboundRoute\x12\x61\n\x12ListOutboundRoutes\x12 .trunkplane.v1.ListRoutesRequest\x1a).trunkplane.v1.ListOutboundRoutesResponse\x12\x66\n\x13UpdateOutboundRoute\x12).trunkplane.v1.UpdateOutboundRouteRequest\x1a$.trunkplane.v1.OutboundRouteResponse\x12^\n\x13\x44\x65leteOutboundRoute\x12!.trunkplane.v1.DeleteRouteRequest\x1a$.trunkplane.v1.OutboundRouteResponse\x12\x63\n\x12\x43reateInboundRoute\x12(.trunkplane.v1.CreateInboundRouteRequest\x1a#.trunkplane.v1.InboundRouteResponse\x12N\n\x0fGetInboundRoute\x12\x1e.trunkplane.v1.GetRouteRequest\x1a\x1b.trunkplane.v1.InboundRoute\x12_\n\x11ListInboundRoutes\x12 .trunkplane.v1.ListRoutesRequest\x1a(.trunkplane.v1.ListInboundRoutesResponse\x12\x63\n\x12UpdateInboundRoute\x12(.trunkplane.v1.UpdateInboundRouteRequest\x1a#.trunkplane.v1.InboundRouteResponse\x12\\\n\x12\x44\x65leteInboundRoute\x12!.trunkplane.v1.DeleteRouteRequest\x1a#.trunkplane.v1.InboundRouteResponse\x12Y\n\x0fGetRouteHistory\x12\x1e.trunkplane.v1.GetRouteRequest\x1a&.trunkplane.v1.GetRouteHistoryResponse\x12`\n\x0fResolveOutbound\x12%.trunkplane.v1.ResolveOutboundRequest\x1a&.trunkplane.v1.ResolveOutboundResponse\x12U\n\x0fGetTenantPolicy\x12%.trunkplane.v1.GetTenantPolicyRequest\x1a\x1b.trunkplane.v1.TenantPolicy\x12[\n\x12UpdateTenantPolicy\x12(.trunkplane.v1.UpdateTenantPolicyRequest\x1a\x1b.trunkplane.v1.TenantPolicyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trunkplane.v1.route_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DIALPATTERN']._serialized_start=139
-  _globals['_DIALPATTERN']._serialized_end=200
-  _globals['_ROUTETRUNK']._serialized_start=202
-  _globals['_ROUTETRUNK']._serialized_end=268
-  _globals['_OUTBOUNDROUTE']._serialized_start=271
-  _globals['_OUTBOUNDROUTE']._serialized_end=670
-  _globals['_INBOUNDROUTE']._serialized_start=673
-  _globals['_INBOUNDROUTE']._serialized_end=986
-  _globals['_CREATEOUTBOUNDROUTEREQUEST']._serialized_start=989
-  _globals['_CREATEOUTBOUNDROUTEREQUEST']._serialized_end=1126
-  _globals['_UPDATEOUTBOUNDROUTEREQUEST']._serialized_start=1129
-  _globals['_UPDATEOUTBOUNDROUTEREQUEST']._serialized_end=1346
-  _globals['_OUTBOUNDROUTERESPONSE']._serialized_start=1348
-  _globals['_OUTBOUNDROUTERESPONSE']._serialized_end=1434
-  _globals['_CREATEINBOUNDROUTEREQUEST']._serialized_start=1437
-  _globals['_CREATEINBOUNDROUTEREQUEST']._serialized_end=1572
-  _globals['_UPDATEINBOUNDROUTEREQUEST']._serialized_start=1575
-  _globals['_UPDATEINBOUNDROUTEREQUEST']._serialized_end=1790
-  _globals['_INBOUNDROUTERESPONSE']._serialized_start=1792
-  _globals['_INBOUNDROUTERESPONSE']._serialized_end=1876
-  _globals['_GETROUTEREQUEST']._serialized_start=1878
-  _globals['_GETROUTEREQUEST']._serialized_end=1948
-  _globals['_DELETEROUTEREQUEST']._serialized_start=1950
-  _globals['_DELETEROUTEREQUEST']._serialized_end=2063
-  _globals['_LISTROUTESREQUEST']._serialized_start=2065
-  _globals['_LISTROUTESREQUEST']._serialized_end=2161
-  _globals['_LISTOUTBOUNDROUTESRESPONSE']._serialized_start=2164
-  _globals['_LISTOUTBOUNDROUTESRESPONSE']._serialized_end=2306
-  _globals['_LISTINBOUNDROUTESRESPONSE']._serialized_start=2309
-  _globals['_LISTINBOUNDROUTESRESPONSE']._serialized_end=2449
-  _globals['_GETROUTEHISTORYRESPONSE']._serialized_start=2451
-  _globals['_GETROUTEHISTORYRESPONSE']._serialized_end=2563
-  _globals['_RESOLVEOUTBOUNDREQUEST']._serialized_start=2565
-  _globals['_RESOLVEOUTBOUNDREQUEST']._serialized_end=2662
-  _globals['_CANDIDATE']._serialized_start=2664
-  _globals['_CANDIDATE']._serialized_end=2729
-  _globals['_RESOLVEOUTBOUNDRESPONSE']._serialized_start=2732
-  _globals['_RESOLVEOUTBOUNDRESPONSE']._serialized_end=2968
-  _globals['_ROUTESERVICE']._serialized_start=2971
-  _globals['_ROUTESERVICE']._serialized_end=4132
+  _globals['_CALLGUARD']._serialized_start=140
+  _globals['_CALLGUARD']._serialized_end=297
+  _globals['_TENANTPOLICY']._serialized_start=299
+  _globals['_TENANTPOLICY']._serialized_end=370
+  _globals['_GETTENANTPOLICYREQUEST']._serialized_start=372
+  _globals['_GETTENANTPOLICYREQUEST']._serialized_end=412
+  _globals['_UPDATETENANTPOLICYREQUEST']._serialized_start=415
+  _globals['_UPDATETENANTPOLICYREQUEST']._serialized_end=600
+  _globals['_DIALPATTERN']._serialized_start=602
+  _globals['_DIALPATTERN']._serialized_end=663
+  _globals['_ROUTETRUNK']._serialized_start=665
+  _globals['_ROUTETRUNK']._serialized_end=731
+  _globals['_OUTBOUNDROUTE']._serialized_start=734
+  _globals['_OUTBOUNDROUTE']._serialized_end=1174
+  _globals['_INBOUNDROUTE']._serialized_start=1177
+  _globals['_INBOUNDROUTE']._serialized_end=1490
+  _globals['_CREATEOUTBOUNDROUTEREQUEST']._serialized_start=1493
+  _globals['_CREATEOUTBOUNDROUTEREQUEST']._serialized_end=1630
+  _globals['_UPDATEOUTBOUNDROUTEREQUEST']._serialized_start=1633
+  _globals['_UPDATEOUTBOUNDROUTEREQUEST']._serialized_end=1850
+  _globals['_OUTBOUNDROUTERESPONSE']._serialized_start=1852
+  _globals['_OUTBOUNDROUTERESPONSE']._serialized_end=1938
+  _globals['_CREATEINBOUNDROUTEREQUEST']._serialized_start=1941
+  _globals['_CREATEINBOUNDROUTEREQUEST']._serialized_end=2076
+  _globals['_UPDATEINBOUNDROUTEREQUEST']._serialized_start=2079
+  _globals['_UPDATEINBOUNDROUTEREQUEST']._serialized_end=2294
+  _globals['_INBOUNDROUTERESPONSE']._serialized_start=2296
+  _globals['_INBOUNDROUTERESPONSE']._serialized_end=2380
+  _globals['_GETROUTEREQUEST']._serialized_start=2382
+  _globals['_GETROUTEREQUEST']._serialized_end=2452
+  _globals['_DELETEROUTEREQUEST']._serialized_start=2454
+  _globals['_DELETEROUTEREQUEST']._serialized_end=2567
+  _globals['_LISTROUTESREQUEST']._serialized_start=2569
+  _globals['_LISTROUTESREQUEST']._serialized_end=2665
+  _globals['_LISTOUTBOUNDROUTESRESPONSE']._serialized_start=2668
+  _globals['_LISTOUTBOUNDROUTESRESPONSE']._serialized_end=2810
+  _globals['_LISTINBOUNDROUTESRESPONSE']._serialized_start=2813
+  _globals['_LISTINBOUNDROUTESRESPONSE']._serialized_end=2953
+  _globals['_GETROUTEHISTORYRESPONSE']._serialized_start=2955
+  _globals['_GETROUTEHISTORYRESPONSE']._serialized_end=3067
+  _globals['_RESOLVEOUTBOUNDREQUEST']._serialized_start=3069
+  _globals['_RESOLVEOUTBOUNDREQUEST']._serialized_end=3166
+  _globals['_CANDIDATE']._serialized_start=3168
+  _globals['_CANDIDATE']._serialized_end=3233
+  _globals['_RESOLVEOUTBOUNDRESPONSE']._serialized_start=3236
+  _globals['_RESOLVEOUTBOUNDRESPONSE']._serialized_end=3472
+  _globals['_ROUTESERVICE']._serialized_start=3475
+  _globals['_ROUTESERVICE']._serialized_end=4816
 # @@protoc_insertion_point(module_scope)

@@ -11,6 +11,44 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class CallGuard(_message.Message):
+    __slots__ = ("max_calls_per_minute", "allow_prefixes", "block_prefixes", "daily_cap")
+    MAX_CALLS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_PREFIXES_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_PREFIXES_FIELD_NUMBER: _ClassVar[int]
+    DAILY_CAP_FIELD_NUMBER: _ClassVar[int]
+    max_calls_per_minute: int
+    allow_prefixes: _containers.RepeatedScalarFieldContainer[str]
+    block_prefixes: _containers.RepeatedScalarFieldContainer[str]
+    daily_cap: int
+    def __init__(self, max_calls_per_minute: _Optional[int] = ..., allow_prefixes: _Optional[_Iterable[str]] = ..., block_prefixes: _Optional[_Iterable[str]] = ..., daily_cap: _Optional[int] = ...) -> None: ...
+
+class TenantPolicy(_message.Message):
+    __slots__ = ("tenant", "guard")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    GUARD_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    guard: CallGuard
+    def __init__(self, tenant: _Optional[str] = ..., guard: _Optional[_Union[CallGuard, _Mapping]] = ...) -> None: ...
+
+class GetTenantPolicyRequest(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    def __init__(self, tenant: _Optional[str] = ...) -> None: ...
+
+class UpdateTenantPolicyRequest(_message.Message):
+    __slots__ = ("tenant", "policy", "update_mask", "options")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    policy: TenantPolicy
+    update_mask: _field_mask_pb2.FieldMask
+    options: _common_pb2.CommandOptions
+    def __init__(self, tenant: _Optional[str] = ..., policy: _Optional[_Union[TenantPolicy, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., options: _Optional[_Union[_common_pb2.CommandOptions, _Mapping]] = ...) -> None: ...
+
 class DialPattern(_message.Message):
     __slots__ = ("match", "prefix", "prepend")
     MATCH_FIELD_NUMBER: _ClassVar[int]
@@ -32,7 +70,7 @@ class RouteTrunk(_message.Message):
     def __init__(self, trunk_id: _Optional[str] = ..., weight: _Optional[int] = ..., trunk_name: _Optional[str] = ...) -> None: ...
 
 class OutboundRoute(_message.Message):
-    __slots__ = ("id", "tenant", "name", "position", "dial_patterns", "trunks", "strategy", "allowed_extensions", "enabled", "description", "version", "etag", "create_time", "update_time")
+    __slots__ = ("id", "tenant", "name", "position", "dial_patterns", "trunks", "strategy", "allowed_extensions", "enabled", "description", "version", "etag", "create_time", "update_time", "guard")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +85,7 @@ class OutboundRoute(_message.Message):
     ETAG_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    GUARD_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant: str
     name: str
@@ -61,7 +100,8 @@ class OutboundRoute(_message.Message):
     etag: str
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., name: _Optional[str] = ..., position: _Optional[int] = ..., dial_patterns: _Optional[_Iterable[_Union[DialPattern, _Mapping]]] = ..., trunks: _Optional[_Iterable[_Union[RouteTrunk, _Mapping]]] = ..., strategy: _Optional[str] = ..., allowed_extensions: _Optional[_Iterable[str]] = ..., enabled: _Optional[bool] = ..., description: _Optional[str] = ..., version: _Optional[int] = ..., etag: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    guard: CallGuard
+    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., name: _Optional[str] = ..., position: _Optional[int] = ..., dial_patterns: _Optional[_Iterable[_Union[DialPattern, _Mapping]]] = ..., trunks: _Optional[_Iterable[_Union[RouteTrunk, _Mapping]]] = ..., strategy: _Optional[str] = ..., allowed_extensions: _Optional[_Iterable[str]] = ..., enabled: _Optional[bool] = ..., description: _Optional[str] = ..., version: _Optional[int] = ..., etag: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., guard: _Optional[_Union[CallGuard, _Mapping]] = ...) -> None: ...
 
 class InboundRoute(_message.Message):
     __slots__ = ("id", "tenant", "did_pattern", "caller_id_pattern", "trunk_id", "destination", "enabled", "description", "version", "etag", "create_time", "update_time")

@@ -95,6 +95,16 @@ class RouteServiceStub:
                 request_serializer=trunkplane_dot_v1_dot_route__pb2.ResolveOutboundRequest.SerializeToString,
                 response_deserializer=trunkplane_dot_v1_dot_route__pb2.ResolveOutboundResponse.FromString,
                 _registered_method=True)
+        self.GetTenantPolicy = channel.unary_unary(
+                '/trunkplane.v1.RouteService/GetTenantPolicy',
+                request_serializer=trunkplane_dot_v1_dot_route__pb2.GetTenantPolicyRequest.SerializeToString,
+                response_deserializer=trunkplane_dot_v1_dot_route__pb2.TenantPolicy.FromString,
+                _registered_method=True)
+        self.UpdateTenantPolicy = channel.unary_unary(
+                '/trunkplane.v1.RouteService/UpdateTenantPolicy',
+                request_serializer=trunkplane_dot_v1_dot_route__pb2.UpdateTenantPolicyRequest.SerializeToString,
+                response_deserializer=trunkplane_dot_v1_dot_route__pb2.TenantPolicy.FromString,
+                _registered_method=True)
 
 
 class RouteServiceServicer:
@@ -174,6 +184,19 @@ class RouteServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTenantPolicy(self, request, context):
+        """The tenant's own toll-fraud guard: every outbound call of every route counts against it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateTenantPolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouteServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -236,6 +259,16 @@ def add_RouteServiceServicer_to_server(servicer, server):
                     servicer.ResolveOutbound,
                     request_deserializer=trunkplane_dot_v1_dot_route__pb2.ResolveOutboundRequest.FromString,
                     response_serializer=trunkplane_dot_v1_dot_route__pb2.ResolveOutboundResponse.SerializeToString,
+            ),
+            'GetTenantPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTenantPolicy,
+                    request_deserializer=trunkplane_dot_v1_dot_route__pb2.GetTenantPolicyRequest.FromString,
+                    response_serializer=trunkplane_dot_v1_dot_route__pb2.TenantPolicy.SerializeToString,
+            ),
+            'UpdateTenantPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTenantPolicy,
+                    request_deserializer=trunkplane_dot_v1_dot_route__pb2.UpdateTenantPolicyRequest.FromString,
+                    response_serializer=trunkplane_dot_v1_dot_route__pb2.TenantPolicy.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -563,6 +596,60 @@ class RouteService:
             '/trunkplane.v1.RouteService/ResolveOutbound',
             trunkplane_dot_v1_dot_route__pb2.ResolveOutboundRequest.SerializeToString,
             trunkplane_dot_v1_dot_route__pb2.ResolveOutboundResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTenantPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trunkplane.v1.RouteService/GetTenantPolicy',
+            trunkplane_dot_v1_dot_route__pb2.GetTenantPolicyRequest.SerializeToString,
+            trunkplane_dot_v1_dot_route__pb2.TenantPolicy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTenantPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trunkplane.v1.RouteService/UpdateTenantPolicy',
+            trunkplane_dot_v1_dot_route__pb2.UpdateTenantPolicyRequest.SerializeToString,
+            trunkplane_dot_v1_dot_route__pb2.TenantPolicy.FromString,
             options,
             channel_credentials,
             insecure,
