@@ -51,6 +51,19 @@ class TenantCatalog(Aggregate):
         def apply(self, aggregate: TenantCatalog) -> None:
             aggregate.policy = dict(self.policy)
 
+    class FraudAlertRaised(Event):
+        """An agent saw an unusual pattern of calls: recorded for the auditors, changes
+        nothing."""
+
+        tenant: str
+        kind: str  # burst | new_country | after_hours
+        detail: str
+        extension: str
+        route_id: str
+
+        def apply(self, aggregate: TenantCatalog) -> None:
+            pass
+
     class OutboundOrderChanged(Event):
         tenant: str
         order: list[str]
@@ -99,6 +112,11 @@ class TenantCatalog(Aggregate):
             self.trigger_event(self.PolicyChanged, tenant=self.tenant, policy=policy,
                                **meta.event_kwargs())
 
+    def raise_alert(self, kind: str, detail: str, extension: str, route_id: str,
+                    meta: CommandMeta) -> None:
+        self.trigger_event(self.FraudAlertRaised, tenant=self.tenant, kind=kind, detail=detail,
+                           extension=extension, route_id=route_id, **meta.event_kwargs())
+
     def routes_using(self, trunk_id: str) -> list[str]:
         outbound = [e["name"] for e in self.entries[OUTBOUND].values()
                     if trunk_id in e["trunk_ids"]]
@@ -132,7 +150,7 @@ class TenantCatalog(Aggregate):
 
 
 def default_policy() -> dict[str, Any]:
-    return {"guard": default_guard()}
+    return {"guard": default_guard(), "business_hours": None}
 
 
 class CommandReceipt(Aggregate):

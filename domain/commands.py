@@ -7,7 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID
 
-from domain.catalog import INBOUND, OUTBOUND, TRUNK, CommandReceipt, TenantCatalog
+from domain.catalog import (
+    INBOUND,
+    OUTBOUND,
+    TRUNK,
+    CommandReceipt,
+    TenantCatalog,
+    default_policy,
+)
 from domain.errors import (
     AlreadyExistsError,
     NotFoundError,
@@ -15,7 +22,7 @@ from domain.errors import (
     ValidationError,
     Violations,
 )
-from domain.guard import validate_guard
+from domain.guard import ALERT_KINDS, validate_guard, validate_hours
 from domain.model import CommandMeta, Configured, Settings
 from domain.routes import InboundRoute, OutboundRoute, validate_inbound, validate_outbound
 from domain.templates import get_template
@@ -297,8 +304,31 @@ def update_tenant_policy(uow: UnitOfWork, tenant: str, patch: Settings,
     same policy again records nothing (a retry is harmless)."""
     catalog = catalog_of(uow, tenant, meta, write=True)
     errors = Violations()
-    guard = validate_guard({**catalog.policy["guard"], **(patch.get("guard") or {})}, errors,
+    current = {**default_policy(), **catalog.policy}
+    guard = validate_guard({**current["guard"], **(patch.get("guard") or {})}, errors,
                            "policy.guard")
+    hours = current["business_hours"]
+    if "business_hours" in patch:
+        hours = patch["business_hours"] and {**(hours or {}), **patch["business_hours"]}
+    hours = validate_hours(hours, errors, "policy.business_hours")
     errors.raise_if_any()
-    catalog.set_policy({"guard": guard}, meta)
+    catalog.set_policy({"guard": guard, "business_hours": hours}, meta)
     return dict(catalog.policy)
+
+
+def record_fraud_alert(uow: UnitOfWork, tenant: str, kind: str, detail: str, extension: str,
+                       route_id: str, meta: CommandMeta) -> dict[str, str]:
+    """An agent's alert, recorded in the history (it changes no configuration)."""
+    errors = Violations()
+    if kind not in ALERT_KINDS:
+        errors.add("kind", f"must be one of {', '.join(ALERT_KINDS)}")
+    if not detail.strip() or len(detail) > 500 or not detail.isprintable():
+        errors.add("detail", "must be printable text of 1 to 500 characters")
+    if len(extension) > 64 or not extension.isprintable():
+        errors.add("extension", "must be printable, at most 64 characters")
+    if len(route_id) > 64 or not route_id.isprintable():
+        errors.add("route_id", "must be printable, at most 64 characters")
+    errors.raise_if_any()
+    catalog = catalog_of(uow, tenant, meta, write=True)
+    catalog.raise_alert(kind, detail.strip(), extension, route_id, meta)
+    return {"tenant": tenant, "kind": kind, "detail": detail.strip()}

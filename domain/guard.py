@@ -72,3 +72,44 @@ def prefix_of(number: str, prefixes: list[str]) -> str | None:
                 best.removeprefix("+"))):
             best = prefix
     return best
+
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ALERT_KINDS = ("burst", "new_country", "after_hours")
+
+
+def validate_hours(raw: Any, errors: Violations, field: str = "business_hours"
+                   ) -> dict[str, Any] | None:
+    """{"timezone": IANA name, "days": ["mon", ...], "start": "HH:MM", "end": "HH:MM"}, or
+    None (no business hours: no after-hours alerts)."""
+    if not raw:
+        return None
+    if not isinstance(raw, dict):
+        errors.add(field, "must be an object")
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    out: dict[str, Any] = {"timezone": str(raw.get("timezone") or "UTC"),
+                           "days": [], "start": "", "end": ""}
+    try:
+        ZoneInfo(out["timezone"])
+    except (ZoneInfoNotFoundError, ValueError):
+        errors.add(f"{field}.timezone", f"'{out['timezone'][:60]}' is not an IANA time zone "
+                   "(e.g. Europe/Berlin)")
+    days = [str(d).strip().lower()[:3] for d in raw.get("days") or DAYS[:5]]
+    bad = [d for d in days if d not in DAYS]
+    if bad:
+        errors.add(f"{field}.days", f"{', '.join(bad)}: days are mon, tue, wed, thu, fri, "
+                   "sat, sun")
+    out["days"] = [d for d in DAYS if d in days]
+    for name in ("start", "end"):
+        text = str(raw.get(name) or "")
+        hours, _, minutes = text.partition(":")
+        if not (hours.isdigit() and minutes.isdigit() and int(hours) < 24 and
+                int(minutes) < 60 and len(minutes) == 2):
+            errors.add(f"{field}.{name}", f"'{text[:10]}' is not a time HH:MM")
+        else:
+            out[name] = f"{int(hours):02d}:{minutes}"
+    if out["start"] and out["end"] and out["start"] >= out["end"]:
+        errors.add(f"{field}.end", "must be after start")
+    return out

@@ -59,6 +59,7 @@ class StatusObservation:
     peers: tuple[PeerStatus, ...] = field(default_factory=tuple)
     active_inbound: int = 0
     active_outbound: int = 0
+    alerts: tuple[str, ...] = ()  # recent fraud alerts of calls on this trunk, newest last
 
 
 class StatusSink(Protocol):

@@ -82,9 +82,17 @@ GUARD = {
 }
 NO_GUARD: dict[str, Any] = {"max_calls_per_minute": None, "allow_prefixes": [],
                             "block_prefixes": [], "daily_cap": None}
+HOURS = {
+    "type": "record", "name": "BusinessHours", "namespace": NS,
+    "fields": [{"name": "timezone", "type": "string"},
+               {"name": "days", "type": _STRINGS},
+               {"name": "start", "type": "string"},
+               {"name": "end", "type": "string"}],
+}
 POLICY = {
     "type": "record", "name": "TenantPolicy", "namespace": NS,
-    "fields": [{"name": "guard", "type": GUARD, "default": NO_GUARD}],
+    "fields": [{"name": "guard", "type": GUARD, "default": NO_GUARD},
+               {"name": "business_hours", "type": ["null", HOURS], "default": None}],
 }
 
 # The Avro type of every settings field, by name (names are the same in every aggregate).
@@ -186,6 +194,7 @@ def status_schema() -> dict[str, Any]:
                            {"name": "since", "type": stamp}]}}},
             {"name": "active_inbound", "type": "int"},
             {"name": "active_outbound", "type": "int"},
+            {"name": "alerts", "type": _STRINGS, "default": []},
         ],
     }
 
@@ -388,6 +397,7 @@ class Codec:
             "peers": [{"address": p.address, "up": p.up, "rtt_ms": p.rtt_ms,
                        "since": p.since} for p in o.peers],
             "active_inbound": o.active_inbound, "active_outbound": o.active_outbound,
+            "alerts": list(o.alerts),
         })
 
     def decode(self, payload: bytes) -> Decoded:
@@ -448,7 +458,8 @@ def _observation(r: dict[str, Any]) -> StatusObservation:
         contacts=tuple(ContactStatus(c["uri"], c["expires_at"]) for c in r["contacts"]),
         peers=tuple(PeerStatus(p["address"], p["up"], p["rtt_ms"], p["since"])
                     for p in r["peers"]),
-        active_inbound=r["active_inbound"], active_outbound=r["active_outbound"])
+        active_inbound=r["active_inbound"], active_outbound=r["active_outbound"],
+        alerts=tuple(r["alerts"]))
 
 
 def compatibility_problems(versions: Iterable[Mapping[str, Any]]) -> list[str]:

@@ -71,6 +71,25 @@ class KafkaSettings:
 
 
 @dataclass(frozen=True)
+class ControlSettings:
+    """A control plane a distributed agent calls (to record fraud alerts)."""
+
+    address: str
+    token: str = ""
+    ca: str = ""  # PEM of the CA of the control plane's certificate; empty: system CAs
+    tls: bool = True
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> ControlSettings | None:
+        address = env.get("TRUNKPLANE_CONTROL", "").strip()
+        if not address:
+            return None
+        return cls(address=address, token=env.get("TRUNKPLANE_CONTROL_TOKEN", ""),
+                   ca=env.get("TRUNKPLANE_CONTROL_CA", ""),
+                   tls=_choice(env, "TRUNKPLANE_CONTROL_TLS", "on", ("on", "off")) == "on")
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     database_url: str
@@ -89,6 +108,7 @@ class Settings:
     kafka: KafkaSettings | None = None  # None: embedded mode, no broker
     sip: SipSettings | None = None  # None: the agent puts nothing on the wire
     lease_ttl: float = 120.0  # seconds a channel lease lives unless renewed
+    control: ControlSettings | None = None  # where a distributed agent reports alerts
 
 
     @classmethod
@@ -117,6 +137,7 @@ class Settings:
             kafka=KafkaSettings.from_env(env),
             sip=sip_settings(env),
             lease_ttl=_seconds(env, "TRUNKPLANE_LEASE_TTL", 120.0),
+            control=ControlSettings.from_env(env),
         )
 
     def with_listen(self, listen: str) -> Settings:

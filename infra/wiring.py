@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -18,8 +19,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from domain import commands
 from domain.application import TrunkplaneApp
 from domain.feeds import MemoryPositions, StoreEventFeed
+from domain.model import CommandMeta
 from domain.status import StatusSink, TrunkState
 from infra.auth import TOKENS_FILE, Authenticator, TokenStore, ensure_admin_token
 from infra.command_bus import CommandBus
@@ -43,6 +46,7 @@ from projections.runner import ProjectionRunner
 from projections.status import StatusView
 from sipagent.admission import Admission
 from sipagent.engine import Reporter, SipAgent
+from sipagent.fraud import Alert, AlertRecorder, FraudDetector
 from sipagent.runner import AgentRunner
 from sipagent.state import AgentState
 from trunkplane.v1 import (
@@ -135,7 +139,7 @@ def start(settings: Settings, workers: int = 32, mode: str = "serve") -> Control
     served = list(SERVICES)
     embedded: _EmbeddedAgent | None = None
     if mode == "serve":
-        embedded = _embedded_agent(settings, app, status, metrics)
+        embedded = _embedded_agent(settings, bus, status, metrics)
         listeners.append(embedded.feed.notify)
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
             AgentServicer(embedded.admission, settings.tenant), server)
@@ -176,6 +180,7 @@ class _EmbeddedAgent:
     sip: SipAgent | None
     reporter: Reporter
     admission: Admission
+    alerts: AlertRecorder
 
     def start(self) -> None:
         if self.sip is not None:
@@ -187,6 +192,7 @@ class _EmbeddedAgent:
 
     def stop(self) -> None:
         self.admission.stop()
+        self.alerts.stop()
         self.runner.stop()
         if self.sip is not None:
             self.sip.stop()  # unREGISTERs what it holds
@@ -195,7 +201,7 @@ class _EmbeddedAgent:
 
 
 def _agent_parts(settings: Settings, feed: Any, sink: StatusSink, agent_id: str,
-                 metrics: Metrics, name: str = "agent",
+                 metrics: Metrics, record: Callable[[Alert], None], name: str = "agent",
                  on_revoked: bool = False) -> _EmbeddedAgent:
     sip_settings = replace(settings.sip, agent_id=agent_id) if settings.sip else None
     sip = SipAgent(sip_settings, sink) if sip_settings is not None else None
@@ -209,18 +215,58 @@ def _agent_parts(settings: Settings, feed: Any, sink: StatusSink, agent_id: str,
     def on_calls(tenant: str, trunk_id: str, inbound: int, outbound: int) -> None:
         reporter.calls(tenant, trunk_id, inbound, outbound, fallback, why)
 
+    def show(alert: Alert) -> None:
+        reporter.alert(alert.tenant, alert.trunk_id, f"{alert.kind}: {alert.detail}")
+
+    alerts = AlertRecorder(show, record)
     admission = Admission(state, sip.live_state if sip is not None else None,
                           ttl=settings.lease_ttl, on_calls=on_calls,
-                          last_success=sip.last_success if sip is not None else None)
+                          last_success=sip.last_success if sip is not None else None,
+                          detector=FraudDetector(alerts))
     metrics.watch_agent(state, feed, sip, admission)
-    return _EmbeddedAgent(feed, AgentRunner(feed, state, name=name), sip, reporter, admission)
+    return _EmbeddedAgent(feed, AgentRunner(feed, state, name=name), sip, reporter, admission,
+                          alerts)
 
 
-def _embedded_agent(settings: Settings, app: TrunkplaneApp, status: StatusView,
+def _embedded_agent(settings: Settings, bus: CommandBus, status: StatusView,
                     metrics: Metrics) -> _EmbeddedAgent:
-    feed = StoreEventFeed(app, "agent", MemoryPositions())
+    feed = StoreEventFeed(bus.app, "agent", MemoryPositions())
     agent_id = settings.sip.agent_id if settings.sip else "embedded"
-    return _agent_parts(settings, feed, status, agent_id, metrics)
+    meta = CommandMeta(actor=f"agent:{agent_id}", reason="fraud alert")
+
+    def record(alert: Alert) -> None:
+        bus.run(partial(commands.record_fraud_alert, tenant=alert.tenant, kind=alert.kind,
+                        detail=alert.detail, extension=alert.extension,
+                        route_id=alert.route_id, meta=meta), None).unwrap()
+
+    return _agent_parts(settings, feed, status, agent_id, metrics, record)
+
+
+def _control_alerts(settings: Settings, agent_id: str) -> Callable[[Alert], None]:
+    """A distributed agent records alerts through a control plane's RouteService
+    (TRUNKPLANE_CONTROL, with a token of role agent), or only logs them."""
+    address = settings.control.address if settings.control else ""
+    if not address or settings.control is None:
+        def unrecorded(alert: Alert) -> None:
+            log.warning("fraud alert not recorded in the history: set TRUNKPLANE_CONTROL "
+                        "and TRUNKPLANE_CONTROL_TOKEN on the agents")
+        return unrecorded
+    control = settings.control
+    if control.tls:
+        ca = Path(control.ca).read_bytes() if control.ca else None
+        channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(ca))
+    else:
+        channel = grpc.insecure_channel(address)
+    stub = route_pb2_grpc.RouteServiceStub(channel)
+    metadata = (("authorization", f"Bearer {control.token}"),) if control.token else ()
+
+    def record(alert: Alert) -> None:
+        stub.RecordFraudAlert(route_pb2.RecordFraudAlertRequest(
+            tenant=alert.tenant, kind=alert.kind, detail=alert.detail,
+            extension=alert.extension, route_id=alert.route_id), metadata=metadata,
+            timeout=10)
+
+    return record
 
 
 def _grpc_server(settings: Settings, metrics: Metrics, workers: int) -> grpc.Server:
@@ -326,7 +372,8 @@ def run_agent(settings: Settings) -> None:
     feed = KafkaEventFeed(kafka, kafka.agent_group, codec, from_start=True,
                           client_id=f"trunkplane-agent-{agent_id}")
     metrics = Metrics()
-    parts = _agent_parts(settings, feed, sink, agent_id, metrics, name=f"agent-{agent_id}",
+    parts = _agent_parts(settings, feed, sink, agent_id, metrics,
+                         _control_alerts(settings, agent_id), name=f"agent-{agent_id}",
                          on_revoked=True)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     admin_token = ensure_admin_token(settings.data_dir)

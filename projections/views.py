@@ -109,7 +109,7 @@ class HistoryProjection(Projection):
     hash chain over every stored event, which makes later edits of the log evident."""
 
     name = "history"
-    schema = 3
+    schema = 4  # 4: tenant policy and fraud alert rows
 
     def table_names(self, gen: int) -> list[str]:
         return [f"tp_history_g{gen}", f"tp_history_state_g{gen}", f"tp_chain_g{gen}"]
@@ -140,6 +140,8 @@ class HistoryProjection(Projection):
                     if kind in SUBJECTS and not isinstance(event, Configured.Created)}
         subjects |= {f"order:{e.tenant}" for _, e, _, _ in keyed
                      if isinstance(e, TenantCatalog.OutboundOrderChanged)}
+        subjects |= {f"policy:{e.tenant}" for _, e, _, _ in keyed
+                     if isinstance(e, TenantCatalog.PolicyChanged)}
         docs = self._docs(cur, state, subjects)
         rows = []
         for position, event, kind, key in keyed:
@@ -158,6 +160,18 @@ class HistoryProjection(Projection):
                 changes = diff({"order": before_order}, {"order": list(event.order)})
                 rows.append(_row(position, event, iso(event.timestamp), tenant, "route_order",
                                  tenant, "", changes))
+            elif isinstance(event, TenantCatalog.PolicyChanged):
+                key = f"policy:{event.tenant}"
+                before_policy = docs.get(key, {"policy": {}})["policy"]
+                docs[key] = {"policy": dict(event.policy)}
+                changes = diff(before_policy, dict(event.policy))
+                rows.append(_row(position, event, iso(event.timestamp), event.tenant,
+                                 "tenant_policy", event.tenant, "", changes))
+            elif isinstance(event, TenantCatalog.FraudAlertRaised):
+                changes = diff({}, {"alert": event.kind, "detail": event.detail,
+                                    "extension": event.extension, "route_id": event.route_id})
+                rows.append(_row(position, event, iso(event.timestamp), event.tenant,
+                                 "fraud_alert", event.tenant, "", changes))
         cur.append_rows(history, rows)
         cur.insert_rows(f"INSERT INTO {state}",
                         [(key, json.dumps(doc)) for key, doc in docs.items()],

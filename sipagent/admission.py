@@ -22,6 +22,7 @@ from domain.errors import ForbiddenError, NotFoundError, ValidationError
 from domain.guard import prefix_of
 from domain.routing import resolve_outbound
 from domain.status import TrunkState
+from sipagent.fraud import FraudDetector
 from sipagent.state import AgentState, TenantState
 
 OUTBOUND, INBOUND = "outbound", "inbound"
@@ -80,8 +81,10 @@ Published = Callable[[str, str, int, int], None]  # tenant, trunk, inbound, outb
 class Admission:
     def __init__(self, state: AgentState, live: LiveState | None, ttl: float = 120.0,
                  on_calls: Published | None = None,
-                 last_success: Callable[[str], float] | None = None) -> None:
+                 last_success: Callable[[str], float] | None = None,
+                 detector: FraudDetector | None = None) -> None:
         """live: None means no SIP engine runs here: trunks count as up when enabled."""
+        self.detector = detector
         self.state = state
         self.live = live
         self.ttl = ttl
@@ -245,6 +248,9 @@ class Admission:
                                     dialled, route_id)
             lease.tried = [*(after.tried if after else []), chosen]
             considered.append(Consideration(chosen, str(trunk["name"]), "taken"))
+            if self.detector is not None and after is None:
+                self.detector.observe(tenant, extension, dialled, route_id, chosen,
+                                      state.policy)
             for _, key, _ in guards:
                 self._recent.setdefault(key, deque()).append(now)
                 day = _day(now)

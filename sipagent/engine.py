@@ -87,6 +87,7 @@ class Reporter:
         self._queue: list[StatusObservation] = []
         self._latest: dict[str, StatusObservation] = {}
         self._calls: dict[str, tuple[int, int]] = {}
+        self._alerts: dict[str, list[str]] = {}
         self._lock = threading.RLock()
         self.published = 0
 
@@ -97,7 +98,8 @@ class Reporter:
             if last is None or last.state != state:
                 last = self._last[trunk_id] = _Reported(state, now)
             inbound, outbound = self._calls.get(trunk_id, (0, 0))
-            fields = {"active_inbound": inbound, "active_outbound": outbound, **fields}
+            fields = {"active_inbound": inbound, "active_outbound": outbound,
+                      "alerts": tuple(self._alerts.get(trunk_id, ())), **fields}
             self._sequence += 1
             observation = StatusObservation(
                 tenant=tenant, trunk_id=trunk_id, agent_id=self.agent_id,
@@ -121,7 +123,16 @@ class Reporter:
         self.observe(tenant, trunk_id, last.state, sip_code=last.sip_code, reason=last.reason,
                      registrations_up=last.registrations_up,
                      registrations_wanted=last.registrations_wanted, contacts=last.contacts,
-                     peers=last.peers, active_inbound=inbound, active_outbound=outbound)
+                     peers=last.peers, active_inbound=inbound, active_outbound=outbound,
+                     alerts=tuple(self._alerts.get(trunk_id, ())))
+
+    def alert(self, tenant: str, trunk_id: str, text: str) -> None:
+        """A fraud alert on calls of this trunk: shown with its status (the last five)."""
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
+        with self._lock:
+            self._alerts[trunk_id] = [*self._alerts.get(trunk_id, []), f"{stamp} {text}"][-5:]
+            inbound, outbound = self._calls.get(trunk_id, (0, 0))
+        self.calls(tenant, trunk_id, inbound, outbound)
 
     def state_of(self, trunk_id: str) -> TrunkState | None:
         with self._lock:

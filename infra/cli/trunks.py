@@ -250,8 +250,10 @@ def status_table(statuses: list[trunk_pb2.TrunkStatus]) -> None:
                                                                    "max_concurrent_calls")
         since = (s.since.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
                  if s.HasField("since") else "-")
-        rows.append((s.trunk_name, s.type, state, registrations, peers, calls, since))
-    table(["name", "type", "state", "registrations", "peers up", "calls", "since (utc)"], rows)
+        alert = s.alerts[-1] if s.alerts else "-"
+        rows.append((s.trunk_name, s.type, state, registrations, peers, calls, since, alert))
+    table(["name", "type", "state", "registrations", "peers up", "calls", "since (utc)",
+           "last fraud alert"], rows)
 
 
 def templates(client: Client, args: argparse.Namespace) -> int:

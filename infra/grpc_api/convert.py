@@ -82,6 +82,24 @@ def guard_settings(msg: route_pb2.CallGuard) -> dict[str, Any]:
     }
 
 
+def hours_settings(msg: route_pb2.TenantPolicy) -> dict[str, Any] | None:
+    if not msg.HasField("business_hours"):
+        return None
+    h = msg.business_hours
+    if not (h.timezone or h.days or h.start or h.end):
+        return None  # an empty message clears them
+    return {"timezone": h.timezone or "UTC", "days": list(h.days), "start": h.start,
+            "end": h.end}
+
+
+def policy_message(tenant: str, policy: dict[str, Any]) -> route_pb2.TenantPolicy:
+    msg = route_pb2.TenantPolicy(tenant=tenant, guard=guard_message(policy.get("guard")))
+    hours = policy.get("business_hours")
+    if hours:
+        msg.business_hours.CopyFrom(route_pb2.BusinessHours(**hours))
+    return msg
+
+
 def guard_message(guard: dict[str, Any] | None) -> route_pb2.CallGuard:
     g = guard or {}
     msg = route_pb2.CallGuard(allow_prefixes=g.get("allow_prefixes") or [],
@@ -211,6 +229,7 @@ def status_message(config: Doc, observed: Doc | None) -> trunk_pb2.TrunkStatus:
     msg.active_inbound = observed["active_inbound"]
     msg.active_outbound = observed["active_outbound"]
     msg.agent_id = observed["agent_id"]
+    msg.alerts.extend(observed.get("alerts") or [])
     msg.since.FromDatetime(datetime.fromisoformat(observed["since"]))
     msg.observed_at.FromDatetime(datetime.fromisoformat(observed["observed_at"]))
     for contact in observed["contacts"]:

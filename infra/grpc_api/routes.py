@@ -12,18 +12,19 @@ from domain.errors import NotFoundError
 from domain.routes import OutboundRoute
 from infra.grpc_api.convert import (
     command_meta,
-    guard_message,
     guard_settings,
     history_message,
+    hours_settings,
     inbound_message,
     inbound_settings,
     masked_patch,
     outbound_message,
     outbound_settings,
+    policy_message,
 )
 from infra.grpc_api.servicer_base import ServicerBase
 from projections.state import doc_of
-from trunkplane.v1 import route_pb2, route_pb2_grpc
+from trunkplane.v1 import common_pb2, route_pb2, route_pb2_grpc
 
 Ctx = grpc.ServicerContext
 POSITION = frozenset({"position"})
@@ -74,21 +75,28 @@ class RouteServicer(ServicerBase, route_pb2_grpc.RouteServiceServicer):  # type:
     def GetTenantPolicy(self, request: route_pb2.GetTenantPolicyRequest, context: Ctx) -> Any:
         tenant = self.tenant(context, request.tenant)
         catalog = self.bus.app.catalog(tenant)
-        policy = catalog.policy if catalog is not None else {}
-        return route_pb2.TenantPolicy(tenant=tenant, guard=guard_message(policy.get("guard")))
+        return policy_message(tenant, catalog.policy if catalog is not None else {})
 
     def UpdateTenantPolicy(self, request: route_pb2.UpdateTenantPolicyRequest,
                            context: Ctx) -> Any:
         tenant = self.tenant(context, request.tenant)
         meta = command_meta(request, request.options)
         paths = list(request.update_mask.paths)
-        full = {"guard": guard_settings(request.policy.guard)}
+        full = {"guard": guard_settings(request.policy.guard),
+                "business_hours": hours_settings(request.policy)}
         patch = self.read(context, lambda: masked_patch(request.policy, full, paths,
                                                         frozenset({"tenant"})))
         done = self.run(context, lambda uow: commands.update_tenant_policy(
             uow, tenant, patch, meta))
-        return route_pb2.TenantPolicy(tenant=tenant, guard=guard_message(
-            done.unwrap()["guard"]))
+        return policy_message(tenant, done.unwrap())
+
+    def RecordFraudAlert(self, request: route_pb2.RecordFraudAlertRequest, context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        meta = command_meta(request, common_pb2.CommandOptions())
+        done = self.run(context, lambda uow: commands.record_fraud_alert(
+            uow, tenant, request.kind, request.detail, request.extension, request.route_id,
+            meta))
+        return route_pb2.RecordFraudAlertResponse(position=done.position)
 
     def DeleteOutboundRoute(self, request: route_pb2.DeleteRouteRequest, context: Ctx) -> Any:
         done = self._delete(request, context, OUTBOUND)

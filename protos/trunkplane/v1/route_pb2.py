@@ -27,59 +27,65 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from trunkplane.v1 import common_pb2 as trunkplane_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19trunkplane/v1/route.proto\x12\rtrunkplane.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atrunkplane/v1/common.proto\"\x9d\x01\n\tCallGuard\x12!\n\x14max_calls_per_minute\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x16\n\x0e\x61llow_prefixes\x18\x02 \x03(\t\x12\x16\n\x0e\x62lock_prefixes\x18\x03 \x03(\t\x12\x16\n\tdaily_cap\x18\x04 \x01(\rH\x01\x88\x01\x01\x42\x17\n\x15_max_calls_per_minuteB\x0c\n\n_daily_cap\"G\n\x0cTenantPolicy\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\'\n\x05guard\x18\x02 \x01(\x0b\x32\x18.trunkplane.v1.CallGuard\"(\n\x16GetTenantPolicyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"\xb9\x01\n\x19UpdateTenantPolicyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12+\n\x06policy\x18\x02 \x01(\x0b\x32\x1b.trunkplane.v1.TenantPolicy\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12.\n\x07options\x18\x04 \x01(\x0b\x32\x1d.trunkplane.v1.CommandOptions\"=\n\x0b\x44ialPattern\x12\r\n\x05match\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\x0f\n\x07prepend\x18\x03 \x01(\t\"B\n\nRouteTrunk\x12\x10\n\x08trunk_id\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\r\x12\x12\n\ntrunk_name\x18\x03 \x01(\t\"\xb8\x03\n\rOutboundRoute\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x10\n\x08position\x18\x04 \x01(\r\x12\x31\n\rdial_patterns\x18\x05 \x03(\x0b\x32\x1a.trunkplane.v1.DialPattern\x12)\n\x06trunks\x18\x06 \x03(\x0b\x32\x19.trunkplane.v1.RouteTrunk\x12\x10\n\x08strategy\x18\x07 \x01(\t\x12\x1a\n\x12\x61llowed_extensions\x18\x08 \x03(\t\x12\x14\n\x07\x65nabled\x18\t \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x0b\x64\x65scription\x18\n \x01(\t\x12\x0f\n\x07version\x18\x0b \x01(\x03\x12\x0c\n\x04\x65tag\x18\x0c \x01(\t\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x05guard\x18\x0f \x01(\x0b\x32\x18.trunkplane.v1.CallGuardB\n\n\x08_enabled\"\xb9\x02\n\x0cInboundRoute\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x13\n\x0b\x64id_pattern\x18\x03 \x01(\t\x12\x19\n\x11\x63\x61ller_id_pattern\x18\x04 \x01(\t\x12\x10\n\x08trunk_id\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x06 \x01(\t\x12\x14\n\x07\x65nabled\x18\x07 \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12\x0f\n\x07version\x18\t \x01(\x03\x12\x0c\n\x04\x65tag\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\n\n\x08_enabled\"\x89\x01\n\x1a\x43reateOutboundRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12+\n\x05route\x18\x02 \x01(\x0b\x32\x1c.trunkplane.v1.OutboundRoute\x12.\n\x07options\x18\x03 \x01(\x0b\x32\x1d.trunkplane.v1.CommandOptions\"\xd9\x01\n\x1aUpdateOutboundRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12-\n\x07\x63hanges\x18\x03 \x01(\x0b\x32\x1c.trunkplane.v1.OutboundRoute\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x0c\n\x04\x65tag\x18\x05 \x01(\t\x12.\n\x07options\x18\x06 \x01(\x0b\x32\x1d.trunkplane.v1.CommandOptions\"V\n\x15OutboundRouteResponse\x12+\n\x05route\x18\x01 \x01(\x0b\x32\x1c.trunkplane.v1.OutboundRoute\x12\x10\n\x08position\x18\x02 \x01(\x03\"\x87\x01\n\x19\x43reateInboundRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12*\n\x05route\x18\x02 \x01(\x0b\x32\x1b.trunkplane.v1.InboundRoute\x12.\n\x07options\x18\x03 \x01(\x0b\x32\x1d.trunkplane.v1.CommandOptions\"\xd7\x01\n\x19UpdateInboundRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12,\n\x07\x63hanges\x18\x03 \x01(\x0b\x32\x1b.trunkplane.v1.InboundRoute\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x0c\n\x04\x65tag\x18\x05 \x01(\t\x12.\n\x07options\x18\x06 \x01(\x0b\x32\x1d.trunkplane.v1.CommandOptions\"T\n\x14InboundRouteResponse\x12*\n\x05route\x18\x01 \x01(\x0b\x32\x1b.trunkplane.v1.InboundRoute\x12\x10\n\x08position\x18\x02 \x01(\x03\"F\n\x0fGetRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12\x14\n\x0cmin_position\x18\x03 \x01(\x03\"q\n\x12\x44\x65leteRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12\x0c\n\x04\x65tag\x18\x03 \x01(\t\x12.\n\x07options\x18\x04 \x01(\x0b\x32\x1d.trunkplane.v1.CommandOptions\"`\n\x11ListRoutesRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x14\n\x0cmin_position\x18\x04 \x01(\x03\"\x8e\x01\n\x1aListOutboundRoutesResponse\x12,\n\x06routes\x18\x01 \x03(\x0b\x32\x1c.trunkplane.v1.OutboundRoute\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\x12\x15\n\rview_position\x18\x04 \x01(\x03\"\x8c\x01\n\x19ListInboundRoutesResponse\x12+\n\x06routes\x18\x01 \x03(\x0b\x32\x1b.trunkplane.v1.InboundRoute\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\x12\x15\n\rview_position\x18\x04 \x01(\x03\"p\n\x17GetRouteHistoryResponse\x12\x10\n\x08route_id\x18\x01 \x01(\t\x12,\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x1b.trunkplane.v1.HistoryEntry\x12\x15\n\rview_position\x18\x03 \x01(\x03\"a\n\x16ResolveOutboundRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x11\n\textension\x18\x03 \x01(\t\x12\x14\n\x0cmin_position\x18\x04 \x01(\x03\"A\n\tCandidate\x12\x10\n\x08trunk_id\x18\x01 \x01(\t\x12\x12\n\ntrunk_name\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\r\"\xec\x01\n\x17ResolveOutboundResponse\x12\x10\n\x08route_id\x18\x01 \x01(\t\x12\x12\n\nroute_name\x18\x02 \x01(\t\x12\x10\n\x08strategy\x18\x03 \x01(\t\x12\x33\n\x0fmatched_pattern\x18\x04 \x01(\x0b\x32\x1a.trunkplane.v1.DialPattern\x12\x0e\n\x06number\x18\x05 \x01(\t\x12,\n\ncandidates\x18\x06 \x03(\x0b\x32\x18.trunkplane.v1.Candidate\x12\x0f\n\x07skipped\x18\x07 \x03(\t\x12\x15\n\rview_position\x18\x08 \x01(\x03\x32\xbd\n\n\x0cRouteService\x12\x66\n\x13\x43reateOutboundRoute\x12).trunkplane.v1.CreateOutboundRouteRequest\x1a$.trunkplane.v1.OutboundRouteResponse\x12P\n\x10GetOutboundRoute\x12\x1e.trunkplane.v1.GetRouteRequest\x1a\x1c.trunkplane.v1.OutboundRoute\x12\x61\n\x12ListOutboundRoutes\x12 .trunkplane.v1.ListRoutesRequest\x1a).trunkplane.v1.ListOutboundRoutesResponse\x12\x66\n\x13UpdateOutboundRoute\x12).trunkplane.v1.UpdateOutboundRouteRequest\x1a$.trunkplane.v1.OutboundRouteResponse\x12^\n\x13\x44\x65leteOutboundRoute\x12!.trunkplane.v1.DeleteRouteRequest\x1a$.trunkplane.v1.OutboundRouteResponse\x12\x63\n\x12\x43reateInboundRoute\x12(.trunkplane.v1.CreateInboundRouteRequest\x1a#.trunkplane.v1.InboundRouteResponse\x12N\n\x0fGetInboundRoute\x12\x1e.trunkplane.v1.GetRouteRequest\x1a\x1b.trunkplane.v1.InboundRoute\x12_\n\x11ListInboundRoutes\x12 .trunkplane.v1.ListRoutesRequest\x1a(.trunkplane.v1.ListInboundRoutesResponse\x12\x63\n\x12UpdateInboundRoute\x12(.trunkplane.v1.UpdateInboundRouteRequest\x1a#.trunkplane.v1.InboundRouteResponse\x12\\\n\x12\x44\x65leteInboundRoute\x12!.trunkplane.v1.DeleteRouteRequest\x1a#.trunkplane.v1.InboundRouteResponse\x12Y\n\x0fGetRouteHistory\x12\x1e.trunkplane.v1.GetRouteRequest\x1a&.trunkplane.v1.GetRouteHistoryResponse\x12`\n\x0fResolveOutbound\x12%.trunkplane.v1.ResolveOutboundRequest\x1a&.trunkplane.v1.ResolveOutboundResponse\x12U\n\x0fGetTenantPolicy\x12%.trunkplane.v1.GetTenantPolicyRequest\x1a\x1b.trunkplane.v1.TenantPolicy\x12[\n\x12UpdateTenantPolicy\x12(.trunkplane.v1.UpdateTenantPolicyRequest\x1a\x1b.trunkplane.v1.TenantPolicyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19trunkplane/v1/route.proto\x12\rtrunkplane.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atrunkplane/v1/common.proto\"l\n\x17RecordFraudAlertRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x11\n\textension\x18\x04 \x01(\t\x12\x10\n\x08route_id\x18\x05 \x01(\t\",\n\x18RecordFraudAlertResponse\x12\x10\n\x08position\x18\x01 \x01(\x03\"\x9d\x01\n\tCallGuard\x12!\n\x14max_calls_per_minute\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x16\n\x0e\x61llow_prefixes\x18\x02 \x03(\t\x12\x16\n\x0e\x62lock_prefixes\x18\x03 \x03(\t\x12\x16\n\tdaily_cap\x18\x04 \x01(\rH\x01\x88\x01\x01\x42\x17\n\x15_max_calls_per_minuteB\x0c\n\n_daily_cap\"}\n\x0cTenantPolicy\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\'\n\x05guard\x18\x02 \x01(\x0b\x32\x18.trunkplane.v1.CallGuard\x12\x34\n\x0e\x62usiness_hours\x18\x03 \x01(\x0b\x32\x1c.trunkplane.v1.BusinessHours\"K\n\rBusinessHours\x12\x10\n\x08timezone\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ys\x18\x02 \x03(\t\x12\r\n\x05start\x18\x03 \x01(\t\x12\x0b\n\x03\x65nd\x18\x04 \x01(\t\"(\n\x16GetTenantPolicyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"\xb9\x01\n\x19UpdateTenantPolicyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12+\n\x06policy\x18\x02 \x01(\x0b\x32\x1b.trunkplane.v1.TenantPolicy\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12.\n\x07options\x18\x04 \x01(\x0b\x32\x1d.trunkplane.v1.CommandOptions\"=\n\x0b\x44ialPattern\x12\r\n\x05match\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\x0f\n\x07prepend\x18\x03 \x01(\t\"B\n\nRouteTrunk\x12\x10\n\x08trunk_id\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\r\x12\x12\n\ntrunk_name\x18\x03 \x01(\t\"\xb8\x03\n\rOutboundRoute\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x10\n\x08position\x18\x04 \x01(\r\x12\x31\n\rdial_patterns\x18\x05 \x03(\x0b\x32\x1a.trunkplane.v1.DialPattern\x12)\n\x06trunks\x18\x06 \x03(\x0b\x32\x19.trunkplane.v1.RouteTrunk\x12\x10\n\x08strategy\x18\x07 \x01(\t\x12\x1a\n\x12\x61llowed_extensions\x18\x08 \x03(\t\x12\x14\n\x07\x65nabled\x18\t \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x0b\x64\x65scription\x18\n \x01(\t\x12\x0f\n\x07version\x18\x0b \x01(\x03\x12\x0c\n\x04\x65tag\x18\x0c \x01(\t\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x05guard\x18\x0f \x01(\x0b\x32\x18.trunkplane.v1.CallGuardB\n\n\x08_enabled\"\xb9\x02\n\x0cInboundRoute\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x13\n\x0b\x64id_pattern\x18\x03 \x01(\t\x12\x19\n\x11\x63\x61ller_id_pattern\x18\x04 \x01(\t\x12\x10\n\x08trunk_id\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x06 \x01(\t\x12\x14\n\x07\x65nabled\x18\x07 \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12\x0f\n\x07version\x18\t \x01(\x03\x12\x0c\n\x04\x65tag\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\n\n\x08_enabled\"\x89\x01\n\x1a\x43reateOutboundRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12+\n\x05route\x18\x02 \x01(\x0b\x32\x1c.trunkplane.v1.OutboundRoute\x12.\n\x07options\x18\x03 \x01(\x0b\x32\x1d.trunkplane.v1.CommandOptions\"\xd9\x01\n\x1aUpdateOutboundRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12-\n\x07\x63hanges\x18\x03 \x01(\x0b\x32\x1c.trunkplane.v1.OutboundRoute\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x0c\n\x04\x65tag\x18\x05 \x01(\t\x12.\n\x07options\x18\x06 \x01(\x0b\x32\x1d.trunkplane.v1.CommandOptions\"V\n\x15OutboundRouteResponse\x12+\n\x05route\x18\x01 \x01(\x0b\x32\x1c.trunkplane.v1.OutboundRoute\x12\x10\n\x08position\x18\x02 \x01(\x03\"\x87\x01\n\x19\x43reateInboundRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12*\n\x05route\x18\x02 \x01(\x0b\x32\x1b.trunkplane.v1.InboundRoute\x12.\n\x07options\x18\x03 \x01(\x0b\x32\x1d.trunkplane.v1.CommandOptions\"\xd7\x01\n\x19UpdateInboundRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12,\n\x07\x63hanges\x18\x03 \x01(\x0b\x32\x1b.trunkplane.v1.InboundRoute\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x0c\n\x04\x65tag\x18\x05 \x01(\t\x12.\n\x07options\x18\x06 \x01(\x0b\x32\x1d.trunkplane.v1.CommandOptions\"T\n\x14InboundRouteResponse\x12*\n\x05route\x18\x01 \x01(\x0b\x32\x1b.trunkplane.v1.InboundRoute\x12\x10\n\x08position\x18\x02 \x01(\x03\"F\n\x0fGetRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12\x14\n\x0cmin_position\x18\x03 \x01(\x03\"q\n\x12\x44\x65leteRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12\x0c\n\x04\x65tag\x18\x03 \x01(\t\x12.\n\x07options\x18\x04 \x01(\x0b\x32\x1d.trunkplane.v1.CommandOptions\"`\n\x11ListRoutesRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x14\n\x0cmin_position\x18\x04 \x01(\x03\"\x8e\x01\n\x1aListOutboundRoutesResponse\x12,\n\x06routes\x18\x01 \x03(\x0b\x32\x1c.trunkplane.v1.OutboundRoute\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\x12\x15\n\rview_position\x18\x04 \x01(\x03\"\x8c\x01\n\x19ListInboundRoutesResponse\x12+\n\x06routes\x18\x01 \x03(\x0b\x32\x1b.trunkplane.v1.InboundRoute\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\x12\x15\n\rview_position\x18\x04 \x01(\x03\"p\n\x17GetRouteHistoryResponse\x12\x10\n\x08route_id\x18\x01 \x01(\t\x12,\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x1b.trunkplane.v1.HistoryEntry\x12\x15\n\rview_position\x18\x03 \x01(\x03\"a\n\x16ResolveOutboundRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x11\n\textension\x18\x03 \x01(\t\x12\x14\n\x0cmin_position\x18\x04 \x01(\x03\"A\n\tCandidate\x12\x10\n\x08trunk_id\x18\x01 \x01(\t\x12\x12\n\ntrunk_name\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\r\"\xec\x01\n\x17ResolveOutboundResponse\x12\x10\n\x08route_id\x18\x01 \x01(\t\x12\x12\n\nroute_name\x18\x02 \x01(\t\x12\x10\n\x08strategy\x18\x03 \x01(\t\x12\x33\n\x0fmatched_pattern\x18\x04 \x01(\x0b\x32\x1a.trunkplane.v1.DialPattern\x12\x0e\n\x06number\x18\x05 \x01(\t\x12,\n\ncandidates\x18\x06 \x03(\x0b\x32\x18.trunkplane.v1.Candidate\x12\x0f\n\x07skipped\x18\x07 \x03(\t\x12\x15\n\rview_position\x18\x08 \x01(\x03\x32\xa2\x0b\n\x0cRouteService\x12\x66\n\x13\x43reateOutboundRoute\x12).trunkplane.v1.CreateOutboundRouteRequest\x1a$.trunkplane.v1.OutboundRouteResponse\x12P\n\x10GetOutboundRoute\x12\x1e.trunkplane.v1.GetRouteRequest\x1a\x1c.trunkplane.v1.OutboundRoute\x12\x61\n\x12ListOutboundRoutes\x12 .trunkplane.v1.ListRoutesRequest\x1a).trunkplane.v1.ListOutboundRoutesResponse\x12\x66\n\x13UpdateOutboundRoute\x12).trunkplane.v1.UpdateOutboundRouteRequest\x1a$.trunkplane.v1.OutboundRouteResponse\x12^\n\x13\x44\x65leteOutboundRoute\x12!.trunkplane.v1.DeleteRouteRequest\x1a$.trunkplane.v1.OutboundRouteResponse\x12\x63\n\x12\x43reateInboundRoute\x12(.trunkplane.v1.CreateInboundRouteRequest\x1a#.trunkplane.v1.InboundRouteResponse\x12N\n\x0fGetInboundRoute\x12\x1e.trunkplane.v1.GetRouteRequest\x1a\x1b.trunkplane.v1.InboundRoute\x12_\n\x11ListInboundRoutes\x12 .trunkplane.v1.ListRoutesRequest\x1a(.trunkplane.v1.ListInboundRoutesResponse\x12\x63\n\x12UpdateInboundRoute\x12(.trunkplane.v1.UpdateInboundRouteRequest\x1a#.trunkplane.v1.InboundRouteResponse\x12\\\n\x12\x44\x65leteInboundRoute\x12!.trunkplane.v1.DeleteRouteRequest\x1a#.trunkplane.v1.InboundRouteResponse\x12Y\n\x0fGetRouteHistory\x12\x1e.trunkplane.v1.GetRouteRequest\x1a&.trunkplane.v1.GetRouteHistoryResponse\x12`\n\x0fResolveOutbound\x12%.trunkplane.v1.ResolveOutboundRequest\x1a&.trunkplane.v1.ResolveOutboundResponse\x12U\n\x0fGetTenantPolicy\x12%.trunkplane.v1.GetTenantPolicyRequest\x1a\x1b.trunkplane.v1.TenantPolicy\x12[\n\x12UpdateTenantPolicy\x12(.trunkplane.v1.UpdateTenantPolicyRequest\x1a\x1b.trunkplane.v1.TenantPolicy\x12\x63\n\x10RecordFraudAlert\x12&.trunkplane.v1.RecordFraudAlertRequest\x1a\'.trunkplane.v1.RecordFraudAlertResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trunkplane.v1.route_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CALLGUARD']._serialized_start=140
-  _globals['_CALLGUARD']._serialized_end=297
-  _globals['_TENANTPOLICY']._serialized_start=299
-  _globals['_TENANTPOLICY']._serialized_end=370
-  _globals['_GETTENANTPOLICYREQUEST']._serialized_start=372
-  _globals['_GETTENANTPOLICYREQUEST']._serialized_end=412
-  _globals['_UPDATETENANTPOLICYREQUEST']._serialized_start=415
-  _globals['_UPDATETENANTPOLICYREQUEST']._serialized_end=600
-  _globals['_DIALPATTERN']._serialized_start=602
-  _globals['_DIALPATTERN']._serialized_end=663
-  _globals['_ROUTETRUNK']._serialized_start=665
-  _globals['_ROUTETRUNK']._serialized_end=731
-  _globals['_OUTBOUNDROUTE']._serialized_start=734
-  _globals['_OUTBOUNDROUTE']._serialized_end=1174
-  _globals['_INBOUNDROUTE']._serialized_start=1177
-  _globals['_INBOUNDROUTE']._serialized_end=1490
-  _globals['_CREATEOUTBOUNDROUTEREQUEST']._serialized_start=1493
-  _globals['_CREATEOUTBOUNDROUTEREQUEST']._serialized_end=1630
-  _globals['_UPDATEOUTBOUNDROUTEREQUEST']._serialized_start=1633
-  _globals['_UPDATEOUTBOUNDROUTEREQUEST']._serialized_end=1850
-  _globals['_OUTBOUNDROUTERESPONSE']._serialized_start=1852
-  _globals['_OUTBOUNDROUTERESPONSE']._serialized_end=1938
-  _globals['_CREATEINBOUNDROUTEREQUEST']._serialized_start=1941
-  _globals['_CREATEINBOUNDROUTEREQUEST']._serialized_end=2076
-  _globals['_UPDATEINBOUNDROUTEREQUEST']._serialized_start=2079
-  _globals['_UPDATEINBOUNDROUTEREQUEST']._serialized_end=2294
-  _globals['_INBOUNDROUTERESPONSE']._serialized_start=2296
-  _globals['_INBOUNDROUTERESPONSE']._serialized_end=2380
-  _globals['_GETROUTEREQUEST']._serialized_start=2382
-  _globals['_GETROUTEREQUEST']._serialized_end=2452
-  _globals['_DELETEROUTEREQUEST']._serialized_start=2454
-  _globals['_DELETEROUTEREQUEST']._serialized_end=2567
-  _globals['_LISTROUTESREQUEST']._serialized_start=2569
-  _globals['_LISTROUTESREQUEST']._serialized_end=2665
-  _globals['_LISTOUTBOUNDROUTESRESPONSE']._serialized_start=2668
-  _globals['_LISTOUTBOUNDROUTESRESPONSE']._serialized_end=2810
-  _globals['_LISTINBOUNDROUTESRESPONSE']._serialized_start=2813
-  _globals['_LISTINBOUNDROUTESRESPONSE']._serialized_end=2953
-  _globals['_GETROUTEHISTORYRESPONSE']._serialized_start=2955
-  _globals['_GETROUTEHISTORYRESPONSE']._serialized_end=3067
-  _globals['_RESOLVEOUTBOUNDREQUEST']._serialized_start=3069
-  _globals['_RESOLVEOUTBOUNDREQUEST']._serialized_end=3166
-  _globals['_CANDIDATE']._serialized_start=3168
-  _globals['_CANDIDATE']._serialized_end=3233
-  _globals['_RESOLVEOUTBOUNDRESPONSE']._serialized_start=3236
-  _globals['_RESOLVEOUTBOUNDRESPONSE']._serialized_end=3472
-  _globals['_ROUTESERVICE']._serialized_start=3475
-  _globals['_ROUTESERVICE']._serialized_end=4816
+  _globals['_RECORDFRAUDALERTREQUEST']._serialized_start=139
+  _globals['_RECORDFRAUDALERTREQUEST']._serialized_end=247
+  _globals['_RECORDFRAUDALERTRESPONSE']._serialized_start=249
+  _globals['_RECORDFRAUDALERTRESPONSE']._serialized_end=293
+  _globals['_CALLGUARD']._serialized_start=296
+  _globals['_CALLGUARD']._serialized_end=453
+  _globals['_TENANTPOLICY']._serialized_start=455
+  _globals['_TENANTPOLICY']._serialized_end=580
+  _globals['_BUSINESSHOURS']._serialized_start=582
+  _globals['_BUSINESSHOURS']._serialized_end=657
+  _globals['_GETTENANTPOLICYREQUEST']._serialized_start=659
+  _globals['_GETTENANTPOLICYREQUEST']._serialized_end=699
+  _globals['_UPDATETENANTPOLICYREQUEST']._serialized_start=702
+  _globals['_UPDATETENANTPOLICYREQUEST']._serialized_end=887
+  _globals['_DIALPATTERN']._serialized_start=889
+  _globals['_DIALPATTERN']._serialized_end=950
+  _globals['_ROUTETRUNK']._serialized_start=952
+  _globals['_ROUTETRUNK']._serialized_end=1018
+  _globals['_OUTBOUNDROUTE']._serialized_start=1021
+  _globals['_OUTBOUNDROUTE']._serialized_end=1461
+  _globals['_INBOUNDROUTE']._serialized_start=1464
+  _globals['_INBOUNDROUTE']._serialized_end=1777
+  _globals['_CREATEOUTBOUNDROUTEREQUEST']._serialized_start=1780
+  _globals['_CREATEOUTBOUNDROUTEREQUEST']._serialized_end=1917
+  _globals['_UPDATEOUTBOUNDROUTEREQUEST']._serialized_start=1920
+  _globals['_UPDATEOUTBOUNDROUTEREQUEST']._serialized_end=2137
+  _globals['_OUTBOUNDROUTERESPONSE']._serialized_start=2139
+  _globals['_OUTBOUNDROUTERESPONSE']._serialized_end=2225
+  _globals['_CREATEINBOUNDROUTEREQUEST']._serialized_start=2228
+  _globals['_CREATEINBOUNDROUTEREQUEST']._serialized_end=2363
+  _globals['_UPDATEINBOUNDROUTEREQUEST']._serialized_start=2366
+  _globals['_UPDATEINBOUNDROUTEREQUEST']._serialized_end=2581
+  _globals['_INBOUNDROUTERESPONSE']._serialized_start=2583
+  _globals['_INBOUNDROUTERESPONSE']._serialized_end=2667
+  _globals['_GETROUTEREQUEST']._serialized_start=2669
+  _globals['_GETROUTEREQUEST']._serialized_end=2739
+  _globals['_DELETEROUTEREQUEST']._serialized_start=2741
+  _globals['_DELETEROUTEREQUEST']._serialized_end=2854
+  _globals['_LISTROUTESREQUEST']._serialized_start=2856
+  _globals['_LISTROUTESREQUEST']._serialized_end=2952
+  _globals['_LISTOUTBOUNDROUTESRESPONSE']._serialized_start=2955
+  _globals['_LISTOUTBOUNDROUTESRESPONSE']._serialized_end=3097
+  _globals['_LISTINBOUNDROUTESRESPONSE']._serialized_start=3100
+  _globals['_LISTINBOUNDROUTESRESPONSE']._serialized_end=3240
+  _globals['_GETROUTEHISTORYRESPONSE']._serialized_start=3242
+  _globals['_GETROUTEHISTORYRESPONSE']._serialized_end=3354
+  _globals['_RESOLVEOUTBOUNDREQUEST']._serialized_start=3356
+  _globals['_RESOLVEOUTBOUNDREQUEST']._serialized_end=3453
+  _globals['_CANDIDATE']._serialized_start=3455
+  _globals['_CANDIDATE']._serialized_end=3520
+  _globals['_RESOLVEOUTBOUNDRESPONSE']._serialized_start=3523
+  _globals['_RESOLVEOUTBOUNDRESPONSE']._serialized_end=3759
+  _globals['_ROUTESERVICE']._serialized_start=3762
+  _globals['_ROUTESERVICE']._serialized_end=5204
 # @@protoc_insertion_point(module_scope)

@@ -11,6 +11,26 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class RecordFraudAlertRequest(_message.Message):
+    __slots__ = ("tenant", "kind", "detail", "extension", "route_id")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    EXTENSION_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    kind: str
+    detail: str
+    extension: str
+    route_id: str
+    def __init__(self, tenant: _Optional[str] = ..., kind: _Optional[str] = ..., detail: _Optional[str] = ..., extension: _Optional[str] = ..., route_id: _Optional[str] = ...) -> None: ...
+
+class RecordFraudAlertResponse(_message.Message):
+    __slots__ = ("position",)
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    position: int
+    def __init__(self, position: _Optional[int] = ...) -> None: ...
+
 class CallGuard(_message.Message):
     __slots__ = ("max_calls_per_minute", "allow_prefixes", "block_prefixes", "daily_cap")
     MAX_CALLS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
@@ -24,12 +44,26 @@ class CallGuard(_message.Message):
     def __init__(self, max_calls_per_minute: _Optional[int] = ..., allow_prefixes: _Optional[_Iterable[str]] = ..., block_prefixes: _Optional[_Iterable[str]] = ..., daily_cap: _Optional[int] = ...) -> None: ...
 
 class TenantPolicy(_message.Message):
-    __slots__ = ("tenant", "guard")
+    __slots__ = ("tenant", "guard", "business_hours")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     GUARD_FIELD_NUMBER: _ClassVar[int]
+    BUSINESS_HOURS_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     guard: CallGuard
-    def __init__(self, tenant: _Optional[str] = ..., guard: _Optional[_Union[CallGuard, _Mapping]] = ...) -> None: ...
+    business_hours: BusinessHours
+    def __init__(self, tenant: _Optional[str] = ..., guard: _Optional[_Union[CallGuard, _Mapping]] = ..., business_hours: _Optional[_Union[BusinessHours, _Mapping]] = ...) -> None: ...
+
+class BusinessHours(_message.Message):
+    __slots__ = ("timezone", "days", "start", "end")
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    DAYS_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    timezone: str
+    days: _containers.RepeatedScalarFieldContainer[str]
+    start: str
+    end: str
+    def __init__(self, timezone: _Optional[str] = ..., days: _Optional[_Iterable[str]] = ..., start: _Optional[str] = ..., end: _Optional[str] = ...) -> None: ...
 
 class GetTenantPolicyRequest(_message.Message):
     __slots__ = ("tenant",)

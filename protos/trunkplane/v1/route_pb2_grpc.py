@@ -105,6 +105,11 @@ class RouteServiceStub:
                 request_serializer=trunkplane_dot_v1_dot_route__pb2.UpdateTenantPolicyRequest.SerializeToString,
                 response_deserializer=trunkplane_dot_v1_dot_route__pb2.TenantPolicy.FromString,
                 _registered_method=True)
+        self.RecordFraudAlert = channel.unary_unary(
+                '/trunkplane.v1.RouteService/RecordFraudAlert',
+                request_serializer=trunkplane_dot_v1_dot_route__pb2.RecordFraudAlertRequest.SerializeToString,
+                response_deserializer=trunkplane_dot_v1_dot_route__pb2.RecordFraudAlertResponse.FromString,
+                _registered_method=True)
 
 
 class RouteServiceServicer:
@@ -197,6 +202,13 @@ class RouteServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordFraudAlert(self, request, context):
+        """For agents: an unusual pattern of calls, recorded in the history (FraudAlertRaised).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouteServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -269,6 +281,11 @@ def add_RouteServiceServicer_to_server(servicer, server):
                     servicer.UpdateTenantPolicy,
                     request_deserializer=trunkplane_dot_v1_dot_route__pb2.UpdateTenantPolicyRequest.FromString,
                     response_serializer=trunkplane_dot_v1_dot_route__pb2.TenantPolicy.SerializeToString,
+            ),
+            'RecordFraudAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordFraudAlert,
+                    request_deserializer=trunkplane_dot_v1_dot_route__pb2.RecordFraudAlertRequest.FromString,
+                    response_serializer=trunkplane_dot_v1_dot_route__pb2.RecordFraudAlertResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -650,6 +667,33 @@ class RouteService:
             '/trunkplane.v1.RouteService/UpdateTenantPolicy',
             trunkplane_dot_v1_dot_route__pb2.UpdateTenantPolicyRequest.SerializeToString,
             trunkplane_dot_v1_dot_route__pb2.TenantPolicy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordFraudAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trunkplane.v1.RouteService/RecordFraudAlert',
+            trunkplane_dot_v1_dot_route__pb2.RecordFraudAlertRequest.SerializeToString,
+            trunkplane_dot_v1_dot_route__pb2.RecordFraudAlertResponse.FromString,
             options,
             channel_credentials,
             insecure,
