@@ -42,7 +42,10 @@ def apply_flags(message: Message, args: argparse.Namespace, flags: list[Flag]) -
             value = [v.strip() for v in value.split(",") if v.strip()]
         elif f.kind == "onoff":
             value = value == "on"
-        set_path(message, f.path, value)
+        try:
+            set_path(message, f.path, value)
+        except (ValueError, TypeError) as error:  # e.g. a negative number for a count
+            raise SystemExit(f"error: {f.flag} {value!r}: {error}") from None
         paths.append(f.path)
     return paths
 

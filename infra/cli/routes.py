@@ -44,8 +44,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     resolve.add_argument("number")
     resolve.add_argument("--from", dest="extension", default="", help="calling extension")
     resolve.set_defaults(handler=resolve_outbound)
-    policy = sub.add_parser("policy", help="the tenant's toll-fraud guard (all routes)")
+    policy = sub.add_parser("policy", help="the tenant's toll-fraud guard (all routes) and "
+                                           "business hours (calls outside them alert)")
     add_flags(policy, GUARD)
+    policy.add_argument("--hours", help="business hours HH:MM-HH:MM; 'none' removes them")
+    policy.add_argument("--days", help="business days, e.g. mon,tue,wed,thu,fri")
+    policy.add_argument("--timezone", help="IANA time zone of the hours, e.g. Europe/Berlin")
     _options(policy)
     policy.set_defaults(handler=tenant_policy)
 
@@ -263,6 +267,18 @@ def tenant_policy(client: Client, args: argparse.Namespace) -> int:
     """Shows the tenant's guard; with flags, changes what they name first."""
     policy = route_pb2.TenantPolicy()
     paths = [f"guard.{p}" for p in apply_flags(policy.guard, args, GUARD)]
+    if args.hours or args.days or args.timezone:
+        current = client.call(client.routes.GetTenantPolicy, route_pb2.GetTenantPolicyRequest(
+            tenant=client.tenant)).business_hours
+        hours = route_pb2.BusinessHours()
+        if args.hours != "none":
+            start, _, end = (args.hours or f"{current.start}-{current.end}").partition("-")
+            hours = route_pb2.BusinessHours(
+                timezone=args.timezone or current.timezone or "UTC",
+                days=(args.days.split(",") if args.days else list(current.days)),
+                start=start, end=end)
+        policy.business_hours.CopyFrom(hours)
+        paths.append("business_hours")
     if paths:
         request = route_pb2.UpdateTenantPolicyRequest(
             tenant=client.tenant, policy=policy, options=common_pb2.CommandOptions(
@@ -275,8 +291,15 @@ def tenant_policy(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         print_json(shown)
         return 0
-    fields(guard_rows(shown.guard))
+    fields([*guard_rows(shown.guard), ("business hours", hours_text(shown))])
     return 0
+
+
+def hours_text(policy: route_pb2.TenantPolicy) -> str:
+    if not policy.HasField("business_hours"):
+        return "none (no after-hours alerts)"
+    h = policy.business_hours
+    return f"{','.join(h.days)} {h.start}-{h.end} {h.timezone}"
 
 
 def guard_rows(guard: route_pb2.CallGuard) -> list[tuple[str, object]]:

@@ -331,3 +331,21 @@ def test_a_known_password_is_nowhere_to_be_read(tmp_path: Path) -> None:
     assert {"events.sqlite", "views.sqlite", "tokens.json"} <= places.keys()
     leaks = [name for name, text in places.items() if secret in text]
     assert leaks == []
+
+
+def test_route_policy(server: Server) -> None:
+    changed = server.cli("route", "policy", "--daily-cap", "100", "--block-prefix", "+882",
+                         "--block-prefix", "1900", "--hours", "09:00-17:00", "--days",
+                         "mon,tue", "--timezone", "Europe/Berlin", "--reason", "fraud review")
+    assert changed.returncode == 0, changed.stderr
+    assert "daily cap           100" in changed.stdout
+    assert "business hours      mon,tue 09:00-17:00 Europe/Berlin" in changed.stdout
+    shown = json.loads(server.cli("--json", "route", "policy").stdout)
+    assert shown["guard"]["block_prefixes"] == ["+882", "1900"]
+    cleared = server.cli("route", "policy", "--hours", "none")
+    assert "none (no after-hours alerts)" in cleared.stdout
+    bad = server.cli("route", "policy", "--daily-cap", "-5")
+    assert bad.returncode != 0 and "error: --daily-cap -5: Value out of range" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    history = server.cli("--json", "audit", "list")
+    assert "PolicyChanged" in history.stdout and "fraud review" in history.stdout

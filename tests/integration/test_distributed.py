@@ -12,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from infra.avro import WireCipher
 from tests.conftest import WIRE_KEY
 from tests.integration.test_cli import CLI, Server, free_port
@@ -128,3 +130,79 @@ def test_an_agent_without_a_broker_says_so(tmp_path: Path) -> None:
                           timeout=60, check=False)
     assert done.returncode == 1, done.stderr
     assert "error: Kafka at 127.0.0.1:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_agent_serves_admission_and_reports_alerts_to_the_control_plane(
+        broker: object, fresh_postgres_url: str, tmp_path: Path) -> None:
+    import grpc
+
+    from trunkplane.v1 import agent_pb2, agent_pb2_grpc
+
+    bootstrap = broker.bootstrap  # type: ignore[attr-defined]
+    env = {"TRUNKPLANE_KAFKA_BOOTSTRAP": bootstrap, "TRUNKPLANE_KAFKA_TOPIC_PREFIX": "adm.",
+           "TRUNKPLANE_KAFKA_PARTITIONS": "4", "TRUNKPLANE_KAFKA_REPLICATION": "1",
+           "TRUNKPLANE_WIRE_KEY": f"w1:{WIRE_KEY}"}
+    subprocess.run([*CLI, "kafka", "init"], env={**os.environ, **env}, check=True,
+                   capture_output=True, timeout=60)
+    (tmp_path / "control").mkdir()
+    control = Server(tmp_path / "control", "control", TRUNKPLANE_DATABASE_URL=fresh_postgres_url,
+                     **env)
+    control.start()
+    agent_token = subprocess.run(
+        [*CLI, "tokens", "create", "--principal", "agent-7", "--role", "agent"],
+        env=control.local_env(), capture_output=True, text=True, check=True).stdout.strip()
+    agent_dir = tmp_path / "agent"
+    agent_port = free_port()
+    agent_env = {**os.environ, **env, "TRUNKPLANE_AGENT_ID": "agent-7", "TRUNKPLANE_SIP": "off",
+                 "TRUNKPLANE_DATA": str(agent_dir), "TRUNKPLANE_TLS": "off",
+                 "TRUNKPLANE_LISTEN": f"127.0.0.1:{agent_port}",
+                 "TRUNKPLANE_METRICS_LISTEN": "off",
+                 "TRUNKPLANE_CONTROL": f"127.0.0.1:{control.port}",
+                 "TRUNKPLANE_CONTROL_TOKEN": agent_token,
+                 "TRUNKPLANE_CONTROL_CA": str(tmp_path / "control" / "var" / "tls.crt")}
+    agent_log = tmp_path / "agent.log"
+    agent = subprocess.Popen([*CLI, "agent"], env=agent_env, stdout=subprocess.DEVNULL,
+                             stderr=agent_log.open("w"))
+    try:
+        for args in (("trunk", "create", "carrier", "--type", "peer", "--peer", "192.0.2.1",
+                      "--codecs", "PCMU"),
+                     ("route", "outbound", "create", "us", "--pattern", "NXXNXXXXXX",
+                      "--trunk", "carrier"),
+                     ("route", "policy", "--hours", "00:00-00:01", "--days", "mon",
+                      "--timezone", "Pacific/Kiritimati")):
+            done = control.cli(*args)
+            assert done.returncode == 0, done.stderr
+        deadline = time.monotonic() + 30
+        while not (agent_dir / "admin.token").exists():
+            assert agent.poll() is None and time.monotonic() < deadline, agent_log.read_text()
+            time.sleep(0.1)
+        pbx = subprocess.run([*CLI, "tokens", "create", "--principal", "pbx-1", "--role", "pbx"],
+                             env={**os.environ, "TRUNKPLANE_DATA": str(agent_dir)},
+                             capture_output=True, text=True, check=True).stdout.strip()
+        channel = grpc.insecure_channel(f"127.0.0.1:{agent_port}")
+        stub = agent_pb2_grpc.AgentServiceStub(channel)
+        request = agent_pb2.AcquireChannelRequest(direction=agent_pb2.OUTBOUND,
+                                                  number="2125551234", extension="100")
+        metadata = (("authorization", f"Bearer {pbx}"),)
+        grant, refused = None, ""
+        while grant is None:  # until the agent holds the tenant (group join, replay)
+            assert time.monotonic() < deadline, (refused, agent_log.read_text())
+            try:
+                grant = stub.AcquireChannel(request, metadata=metadata, timeout=5)
+            except grpc.RpcError as error:
+                refused = error.details() or ""
+                time.sleep(0.2)
+        assert grant.lease.trunk_name == "carrier"
+        channel.close()
+        deadline = time.monotonic() + 20
+        while "FraudAlertRaised" not in (listed := control.cli("audit", "list").stdout):
+            assert time.monotonic() < deadline, agent_log.read_text()
+            time.sleep(0.2)
+        row = next(line for line in listed.splitlines() if "FraudAlertRaised" in line)
+        if "after_hours" not in listed:
+            pytest.skip("the test ran in the one open minute of the week")
+        assert "agent-7" in row  # the agent's authenticated principal is the actor
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=30) == 0, agent_log.read_text()
+        assert control.stop() == 0
