@@ -100,6 +100,7 @@ class Admission:
         self._sweeper: threading.Thread | None = None
         self._recent: dict[str, deque[float]] = {}  # guard key -> grant times, last minute
         self._daily: dict[str, tuple[str, int]] = {}  # guard key -> (UTC day, grants)
+        self._expired: set[tuple[str, str]] = set()  # (tenant, trunk) to publish
 
     def start(self, every: float = 1.0) -> None:
         """Frees expired leases on a timer, so counts drop without waiting for a request."""
@@ -164,9 +165,8 @@ class Admission:
         with self._lock:
             self._expire()
             lease = self._leases.get(lease_id)
-        if lease is None:
+        if lease is None or not self.release(lease_id):  # reported twice at once: one wins
             raise NotFoundError(f"lease {lease_id} does not exist or has expired")
-        self.release(lease_id)
         if not (sip_code in FAILOVER_CODES or 500 <= sip_code < 600):
             return None, False
         self._record_failure(lease.trunk_id)
@@ -185,11 +185,13 @@ class Admission:
                     self._active.get((trunk_id, OUTBOUND), 0))
 
     def sweep(self) -> int:
-        """Frees expired leases; returns how many (a timer calls it)."""
+        """Frees expired leases, and publishes the counts of every trunk whose leases
+        expired since the last sweep (here or in a request); returns how many expired."""
         with self._lock:
             gone = self._expire()
-        for lease in gone:
-            self._publish(lease.tenant, lease.trunk_id)
+            changed, self._expired = self._expired, set()
+        for tenant, trunk_id in changed:
+            self._publish(tenant, trunk_id)
         return len(gone)
 
     # --- outbound ------------------------------------------------------------------------
@@ -422,6 +424,7 @@ class Admission:
         for lease in gone:
             del self._leases[lease.lease_id]
             self._take(lease, -1)
+            self._expired.add((lease.tenant, lease.trunk_id))
         return gone
 
     def _record_failure(self, trunk_id: str) -> None:
