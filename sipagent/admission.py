@@ -253,8 +253,9 @@ class Admission:
             if self.detector is not None and after is None:
                 self.detector.observe(tenant, extension, dialled, route_id, chosen,
                                       state.policy)
-            for _, key, _ in guards:
-                self._recent.setdefault(key, deque()).append(now)
+            for _, key, guard in guards:
+                if guard and guard.get("max_calls_per_minute"):  # only what a rate reads
+                    self._recent.setdefault(key, deque()).append(now)
                 day = _day(now)
                 last_day, count = self._daily.get(key, (day, 0))
                 self._daily[key] = (day, count + 1 if last_day == day else 1)

@@ -47,6 +47,34 @@ def country_of(number: str) -> str | None:
     return digits[:2] if digits[:2] in TWO_DIGITS else digits[:3]
 
 
+class _Window:
+    """Calls per second over the last hour, with running totals for the last minute and
+    the rest of the hour: O(1) per call, at most 3,600 buckets."""
+
+    def __init__(self) -> None:
+        self._buckets: deque[list[int]] = deque()  # [second, calls]
+        self._minute: deque[list[int]] = deque()  # the buckets of the last minute
+        self.minute_total = 0
+        self.hour_total = 0
+
+    def add(self, now: float) -> tuple[int, int]:
+        """Counts a call; returns (calls in the last minute, calls earlier in the hour)."""
+        second = int(now)
+        if self._buckets and self._buckets[-1][0] == second:
+            self._buckets[-1][1] += 1
+        else:
+            bucket = [second, 1]
+            self._buckets.append(bucket)
+            self._minute.append(bucket)
+        self.minute_total += 1
+        self.hour_total += 1
+        while self._minute and second - self._minute[0][0] >= 60:
+            self.minute_total -= self._minute.popleft()[1]
+        while self._buckets and second - self._buckets[0][0] >= 3600:
+            self.hour_total -= self._buckets.popleft()[1]
+        return self.minute_total, self.hour_total - self.minute_total
+
+
 @dataclass(frozen=True)
 class Alert:
     tenant: str
@@ -75,7 +103,7 @@ class FraudDetector:
         self.on_alert = on_alert
         self.thresholds = thresholds or Thresholds()
         self.clock = clock
-        self._calls: dict[tuple[str, str], deque[float]] = {}  # (tenant, ext) -> last hour
+        self._calls: dict[tuple[str, str], _Window] = {}  # (tenant, extension) -> calls
         self._countries: dict[str, dict[str, deque[float]]] = {}  # tenant -> cc -> times
         self._started: dict[str, float] = {}  # tenant -> its first call seen here
         self._first_seen: dict[str, dict[str, float]] = {}  # tenant -> country -> time
@@ -102,12 +130,10 @@ class FraudDetector:
 
     def _burst(self, tenant: str, extension: str, now: float, route_id: str,
                trunk_id: str) -> Alert | None:
-        calls = self._calls.setdefault((tenant, extension), deque())
-        while calls and now - calls[0] >= 3600:
-            calls.popleft()
-        calls.append(now)
-        last_minute = sum(1 for t in calls if now - t < 60)
-        earlier = len(calls) - last_minute
+        window = self._calls.get((tenant, extension))
+        if window is None:
+            window = self._calls[(tenant, extension)] = _Window()
+        last_minute, earlier = window.add(now)
         usual = earlier / 59.0  # calls a minute over the rest of the hour
         limit = max(self.thresholds.burst_floor, self.thresholds.burst_factor * usual)
         if last_minute <= limit or not self._once((tenant, "burst", extension), now):
@@ -129,7 +155,8 @@ class FraudDetector:
         if first - started < self.thresholds.learning or now - first >= 3600:
             return None
         times = self._countries.setdefault(tenant, {}).setdefault(country, deque())
-        times.append(now)
+        if len(times) < self.thresholds.new_country_calls:  # never more than needed
+            times.append(now)
         if len(times) < self.thresholds.new_country_calls:
             return None
         if not self._once((tenant, "new_country", country), now):

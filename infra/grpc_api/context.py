@@ -36,8 +36,12 @@ def current() -> CallContext:
     return _current.get()
 
 
-def _metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
-    return {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
+def _call_metadata(context: grpc.ServicerContext) -> dict[str, str]:
+    return {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+
+
+def _new_request_id() -> str:
+    return uuid.uuid4().hex
 
 
 def _certificate_name(context: grpc.ServicerContext) -> str:
@@ -56,6 +60,7 @@ class CallContextInterceptor(grpc.ServerInterceptor):
         self._authenticator = authenticator
         self._observe = observe
         self._limiter = limiter
+        self._wrapped: dict[str, Any] = {}
 
     def intercept_service(self, continuation: Callable[[Any], Any],
                           details: grpc.HandlerCallDetails) -> Any:
@@ -64,15 +69,19 @@ class CallContextInterceptor(grpc.ServerInterceptor):
         if handler is None or is_open(method) or (
                 handler.unary_unary is None and handler.unary_stream is None):
             return handler
-        metadata = _metadata(details)
-        request_id = metadata.get("x-request-id", "")[:128] or uuid.uuid4().hex
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:  # one wrapper per method (a server has one handler each)
+            wrapped = self._wrapped[method] = self._wrap(handler, method)
+        return wrapped
+
+    def _wrap(self, handler: Any, method: str) -> Any:
         codecs = {"request_deserializer": handler.request_deserializer,
                   "response_serializer": handler.response_serializer}
         if handler.unary_unary is not None:
             unary = handler.unary_unary
 
             def answer(request: Any, context: grpc.ServicerContext) -> Any:
-                started, token = self._enter(metadata, context, method, request_id)
+                started, token = self._enter(_call_metadata(context), context, method)
                 try:
                     return unary(request, context)
                 finally:
@@ -82,7 +91,7 @@ class CallContextInterceptor(grpc.ServerInterceptor):
         stream = handler.unary_stream
 
         def answers(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            started, token = self._enter(metadata, context, method, request_id)
+            started, token = self._enter(_call_metadata(context), context, method)
             try:
                 yield from stream(request, context)
             finally:
@@ -90,9 +99,10 @@ class CallContextInterceptor(grpc.ServerInterceptor):
 
         return grpc.unary_stream_rpc_method_handler(answers, **codecs)
 
-    def _enter(self, metadata: dict[str, str], context: grpc.ServicerContext, method: str,
-               request_id: str) -> tuple[float, Any]:
+    def _enter(self, metadata: dict[str, str], context: grpc.ServicerContext,
+               method: str) -> tuple[float, Any]:
         started = time.perf_counter()
+        request_id = metadata.get("x-request-id", "")[:128] or _new_request_id()
         token = _current.set(CallContext("anonymous", request_id))
         try:
             _current.set(self._admit(metadata, context, method, request_id))
