@@ -15,7 +15,7 @@ from grpc_status import rpc_status
 
 from infra.auth import ADMIN_TOKEN_FILE
 from infra.tls import CERT_FILE
-from trunkplane.v1 import route_pb2_grpc, trunk_pb2_grpc
+from trunkplane.v1 import agent_pb2_grpc, route_pb2_grpc, trunk_pb2_grpc
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Client:
                 self.server, grpc.ssl_channel_credentials(root_certificates=self.ca_certificate))
         self.trunks = trunk_pb2_grpc.TrunkServiceStub(self.channel)
         self.routes = route_pb2_grpc.RouteServiceStub(self.channel)
+        self.agent = agent_pb2_grpc.AgentServiceStub(self.channel)
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         found = [("x-request-id", uuid.uuid4().hex)]

@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 
 from infra.auth import ROLES, TOKENS_FILE, TokenStore
-from infra.cli import audit, config, ops, routes, trunks
+from infra.cli import audit, channels, config, ops, routes, trunks
 from infra.cli.client import Client, credentials, report
 from infra.logs import configure as configure_logs
 from infra.settings import DEFAULT_LISTEN, Settings, SettingsError
@@ -51,6 +51,8 @@ def parser() -> argparse.ArgumentParser:
                                   "and each trunk, with the fix")
     trunks.register(sub.add_parser("trunk", help="create, change and read trunks"))
     routes.register(sub.add_parser("route", help="outbound and inbound routes"))
+    channels.register(sub.add_parser("channel", help="call admission by hand: acquire, "
+                                                     "renew, release a trunk channel"))
     audit.register(sub.add_parser("audit", help="the change history, for auditors"))
     config.register(sub.add_parser("config", help="backup and restore of the configuration"))
     ops.register(sub.add_parser("projections", help="status, rebuild and verify the views"))

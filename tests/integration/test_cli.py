@@ -349,3 +349,42 @@ def test_route_policy(server: Server) -> None:
     assert "Traceback" not in bad.stderr
     history = server.cli("--json", "audit", "list")
     assert "PolicyChanged" in history.stdout and "fraud review" in history.stdout
+
+
+def test_channels_by_hand(tmp_path: Path) -> None:
+    """Without SIP the agent has no liveness to consult: enabled trunks count as up."""
+    server = Server(tmp_path, TRUNKPLANE_SIP="off")
+    server.start()
+    try:
+        channels_by_hand(server)
+    finally:
+        assert server.stop() == 0
+
+
+def channels_by_hand(server: Server) -> None:
+    for args in (("trunk", "create", "primary", "--type", "peer", "--peer", "192.0.2.1",
+                  "--codecs", "PCMU", "--max-calls", "1"),
+                 ("trunk", "create", "backup", "--type", "peer", "--peer", "192.0.2.2",
+                  "--codecs", "PCMU"),
+                 ("route", "outbound", "create", "us", "--pattern", "1+|NXXNXXXXXX",
+                  "--trunk", "primary", "--trunk", "backup"),
+                 ("route", "inbound", "create", "--did", "15551234567", "--destination",
+                  "ext:100")):
+        done = server.cli(*args)
+        assert done.returncode == 0, done.stderr
+    deadline = time.monotonic() + 10
+    while (first := server.cli("--json", "channel", "acquire", "2125551234", "--from",
+                               "100")).returncode != 0:
+        assert time.monotonic() < deadline, first.stderr  # the agent applies the events
+        time.sleep(0.1)
+    lease = json.loads(first.stdout)["lease"]
+    assert (lease["trunk_name"], lease["dial_number"]) == ("primary", "12125551234")
+    second = server.cli("channel", "acquire", "2125551234", "--from", "100")
+    assert "backup" in second.stdout and "1 of 1 total channels in use" in second.stdout
+    failed = server.cli("channel", "fail", lease["lease_id"], "503")
+    assert "failed over:" in failed.stdout and "backup" in failed.stdout
+    inbound = server.cli("channel", "acquire", "15551234567", "--inbound-on", "backup")
+    assert "ext:100" in inbound.stdout, inbound.stderr
+    nowhere = server.cli("channel", "acquire", "0044207946000", "--from", "100")
+    assert nowhere.returncode != 0 and "NOT_FOUND" in nowhere.stderr
+    assert server.cli("channel", "release", lease["lease_id"]).stdout.startswith("already")
