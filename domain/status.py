@@ -62,5 +62,23 @@ class StatusObservation:
     alerts: tuple[str, ...] = ()  # recent fraud alerts of calls on this trunk, newest last
 
 
+@dataclass(frozen=True)
+class AgentHeartbeat:
+    """An agent says it is alive, where its AgentService answers, and which tenants it
+    holds: how a PBX finds the agent to ask for a channel, and how doctor finds a dead one."""
+
+    agent_id: str
+    address: str  # host:port of its AgentService
+    tenants: tuple[str, ...]
+    observed_at: datetime
+    started_at: datetime
+
+
 class StatusSink(Protocol):
     def publish(self, observations: Sequence[StatusObservation]) -> None: ...
+
+
+class AgentDirectory(Protocol):
+    """Where agents announce themselves (the status view, or the status topic)."""
+
+    def announce(self, heartbeat: AgentHeartbeat) -> None: ...

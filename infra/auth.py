@@ -39,18 +39,19 @@ EXPORT = {"TrunkService": {"ExportConfiguration"}}  # with secrets: admin only
 AUDIT = {"AuditService": {"ListChanges", "ExportChanges", "GetTrunkAt", "DiffTrunk",
                           "VerifyChain"}}
 OPS = {"OpsService": {"GetProjectionStatus", "RebuildProjection", "VerifyProjection"}}
+LOCATE = {"OpsService": {"ListAgents"}}  # which agent holds a tenant
 REPORT = {"RouteService": {"RecordFraudAlert"}}  # what agents tell the control plane
 ADMISSION = {"AgentService": {"AcquireChannel", "RenewChannel", "ReleaseChannel",
                               "ReportCallFailure"}}
 OPEN = {"/grpc.health.v1.Health/", "/grpc.reflection."}  # no credentials needed
 
 GRANTS: dict[str, list[dict[str, set[str]]]] = {
-    "admin": [READ, WRITE, EXPORT, AUDIT, OPS, ADMISSION, REPORT],
-    "operator": [READ, WRITE, EXPORT],
+    "admin": [READ, WRITE, EXPORT, AUDIT, OPS, LOCATE, ADMISSION, REPORT],
+    "operator": [READ, WRITE, EXPORT, LOCATE],
     "auditor": [READ, EXPORT, AUDIT],
-    "sre": [READ, OPS],
+    "sre": [READ, OPS, LOCATE],
     "agent": [REPORT],  # events, credentials and status travel through Kafka
-    "pbx": [ADMISSION],  # the PBX asking an agent for channels
+    "pbx": [ADMISSION, LOCATE],  # the PBX asking an agent for channels
 }
 
 
@@ -166,7 +167,7 @@ def ensure_admin_token(data_dir: Path) -> Path | None:
 def table() -> list[list[Any]]:
     """The README's role table: one row per RPC, a column per role."""
     rows = []
-    for grant in (READ, WRITE, EXPORT, AUDIT, OPS, ADMISSION, REPORT):
+    for grant in (READ, WRITE, EXPORT, AUDIT, OPS, LOCATE, ADMISSION, REPORT):
         for service, names in grant.items():
             for name in sorted(names):
                 method = f"/trunkplane.v1.{service}/{name}"

@@ -37,7 +37,13 @@ from domain.catalog import TenantCatalog
 from domain.feeds import published_events
 from domain.model import Configured, own_fields
 from domain.routes import InboundRoute, OutboundRoute
-from domain.status import ContactStatus, PeerStatus, StatusObservation, TrunkState
+from domain.status import (
+    AgentHeartbeat,
+    ContactStatus,
+    PeerStatus,
+    StatusObservation,
+    TrunkState,
+)
 from domain.trunk import Trunk
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "protos" / "avro"
@@ -199,10 +205,23 @@ def status_schema() -> dict[str, Any]:
     }
 
 
+def heartbeat_schema() -> dict[str, Any]:
+    stamp = {"type": "long", "logicalType": "timestamp-micros"}
+    return {
+        "type": "record", "name": "AgentHeartbeat", "namespace": "domain.status",
+        "fields": [{"name": "agent_id", "type": "string"},
+                   {"name": "address", "type": "string"},
+                   {"name": "tenants", "type": _STRINGS},
+                   {"name": "observed_at", "type": stamp},
+                   {"name": "started_at", "type": stamp}],
+    }
+
+
 def current_schemas() -> dict[str, dict[str, Any]]:
     """What the code writes today, by record full name."""
     schemas = {full_name(cls): event_schema(cls) for cls in published_events()}
     schemas["domain.status.StatusObservation"] = status_schema()
+    schemas["domain.status.AgentHeartbeat"] = heartbeat_schema()
     return schemas
 
 
@@ -400,6 +419,12 @@ class Codec:
             "alerts": list(o.alerts),
         })
 
+    def encode_heartbeat(self, heartbeat: AgentHeartbeat) -> bytes:
+        h = heartbeat
+        return self._write("domain.status.AgentHeartbeat", {
+            "agent_id": h.agent_id, "address": h.address, "tenants": list(h.tenants),
+            "observed_at": h.observed_at, "started_at": h.started_at})
+
     def decode(self, payload: bytes) -> Decoded:
         if len(payload) < 10 or payload[:2] != MAGIC:
             raise AvroError("not an Avro single-object payload (no C3 01 marker)")
@@ -420,6 +445,10 @@ class Codec:
             raise AvroError(f"corrupt {name} payload")
         if name == "domain.status.StatusObservation":
             return Decoded(name, 0, str(record["tenant"]), _observation(record))
+        if name == "domain.status.AgentHeartbeat":
+            return Decoded(name, 0, "", AgentHeartbeat(
+                record["agent_id"], record["address"], tuple(record["tenants"]),
+                record["observed_at"], record["started_at"]))
         return Decoded(name, int(record["position"]), str(record["tenant"]),
                        self._event(name, record))
 

@@ -53,6 +53,7 @@ def examine(settings: Settings, server: str) -> Iterator[Finding]:
         yield from _server(server)
         yield from _metrics(settings)
         yield from _broker(settings)
+        yield from _agents(settings)
         yield from _trunks(app, settings)
     finally:
         app.close()
@@ -143,6 +144,42 @@ def _trunks(app: TrunkplaneApp, settings: Settings) -> Iterator[Finding]:
         if trunk.settings["enabled"]:
             yield from _agent_view(entry["name"], trunk.settings, reported.get(trunk_id))
             yield from _options_probe(entry["name"], trunk.settings, settings)
+
+
+def _agents(settings: Settings) -> Iterator[Finding]:
+    """The agents' heartbeats: alive, silent, or none at all."""
+    from datetime import UTC, datetime
+
+    from infra.grpc_api.ops import STALE_AFTER
+    from infra.views import open_views
+    from projections.status import StatusView
+
+    try:
+        views = open_views(settings)
+    except Exception as error:
+        yield Finding("warn", "agents", f"cannot read the agent directory: {error}")
+        return
+    try:
+        agents = StatusView(views).agents()
+    finally:
+        views.close()
+    if not agents:
+        yield Finding("warn", "agents", "no agent has announced itself",
+                      "start `trunkplane serve`, or `trunkplane agent` with the same Kafka "
+                      "settings in the distributed mode")
+    now = datetime.now(UTC)
+    for agent in agents:
+        seen = datetime.fromisoformat(agent["observed_at"])
+        age = (now - seen).total_seconds()
+        held = ", ".join(agent["tenants"]) or "no tenant"
+        if age > STALE_AFTER:
+            yield Finding("fail", f"agent {agent['agent_id']}", f"silent for {age:.0f} s "
+                          f"(last heartbeat {seen:%Y-%m-%d %H:%M:%S} UTC; it held {held})",
+                          "check that it runs and reaches the broker; its tenants move to "
+                          "the other agents of the group when it leaves")
+        else:
+            yield Finding("ok", f"agent {agent['agent_id']}", f"alive, AgentService at "
+                          f"{agent['address'] or '?'}, holds {held}")
 
 
 def _reported(settings: Settings, tenant: str, trunk_ids: list[str]) -> dict[str, Any]:

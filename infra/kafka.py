@@ -20,7 +20,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from domain.application import TrunkplaneApp
 from domain.feeds import PUBLISHED, FeedItem, PositionStore, TenantIndex
-from domain.status import StatusObservation
+from domain.status import AgentHeartbeat, StatusObservation
 from infra.avro import AvroError, Codec
 from infra.settings import KafkaSettings
 from projections.db import Database
@@ -371,9 +371,10 @@ class KafkaStatusFeed(_KafkaFeed):
     def __init__(self, kafka: KafkaSettings, group: str, codec: Codec, **options: Any) -> None:
         super().__init__(kafka, kafka.status_topic, group, codec, **options)
 
-    def read(self, limit: int = 500, timeout: float = 1.0) -> list[StatusObservation]:
+    def read(self, limit: int = 500, timeout: float = 1.0
+             ) -> list[StatusObservation | AgentHeartbeat]:
         return [decoded.value for _, decoded in self._poll(limit, timeout)
-                if isinstance(decoded.value, StatusObservation)]
+                if isinstance(decoded.value, StatusObservation | AgentHeartbeat)]
 
 
 class KafkaStatusSink:
@@ -391,6 +392,11 @@ class KafkaStatusSink:
                                 value=self._codec.encode_status(o))
         self._producer.flush(timeout=30)
 
+    def announce(self, heartbeat: AgentHeartbeat) -> None:
+        self._producer.send(self._topic, key=f"agent:{heartbeat.agent_id}".encode(),
+                            value=self._codec.encode_heartbeat(heartbeat))
+        self._producer.flush(timeout=30)
+
     def close(self) -> None:
         with suppress(Exception):
             self._producer.close(timeout=5)
@@ -400,10 +406,11 @@ class StatusPump:
     """The control plane's end of the status topic: observations into the status view,
     committed after they are stored."""
 
-    def __init__(self, feed: KafkaStatusFeed, sink: Callable[[Sequence[StatusObservation]], None]
-                 ) -> None:
+    def __init__(self, feed: KafkaStatusFeed, sink: Callable[[Sequence[StatusObservation]], None],
+                 announce: Callable[[AgentHeartbeat], None] = lambda heartbeat: None) -> None:
         self.feed = feed
         self.sink = sink
+        self.announce = announce
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -420,9 +427,14 @@ class StatusPump:
     def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                observations = self.feed.read(timeout=0.5)
-                if observations:
-                    self.sink(observations)
+                records = self.feed.read(timeout=0.5)
+                if records:
+                    observations = [r for r in records if isinstance(r, StatusObservation)]
+                    if observations:
+                        self.sink(observations)
+                    for record in records:
+                        if isinstance(record, AgentHeartbeat):
+                            self.announce(record)
                     self.feed.commit()
             except KafkaError as error:
                 log.warning("status feed: %s; retrying", error)

@@ -109,6 +109,7 @@ class Settings:
     sip: SipSettings | None = None  # None: the agent puts nothing on the wire
     lease_ttl: float = 120.0  # seconds a channel lease lives unless renewed
     control: ControlSettings | None = None  # where a distributed agent reports alerts
+    advertise: str = ""  # host:port others reach this process's gRPC at
 
 
     @classmethod
@@ -138,6 +139,7 @@ class Settings:
             sip=sip_settings(env),
             lease_ttl=_seconds(env, "TRUNKPLANE_LEASE_TTL", 120.0),
             control=ControlSettings.from_env(env),
+            advertise=env.get("TRUNKPLANE_ADVERTISE", ""),
         )
 
     def with_listen(self, listen: str) -> Settings:

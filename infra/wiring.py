@@ -23,7 +23,7 @@ from domain import commands
 from domain.application import TrunkplaneApp
 from domain.feeds import MemoryPositions, StoreEventFeed
 from domain.model import CommandMeta
-from domain.status import StatusSink, TrunkState
+from domain.status import AgentDirectory, StatusSink, TrunkState
 from infra.auth import TOKENS_FILE, Authenticator, TokenStore, ensure_admin_token
 from infra.command_bus import CommandBus
 from infra.grpc_api.agent import AgentServicer
@@ -47,7 +47,7 @@ from projections.status import StatusView
 from sipagent.admission import Admission
 from sipagent.engine import Reporter, SipAgent
 from sipagent.fraud import Alert, AlertRecorder, FraudDetector
-from sipagent.runner import AgentRunner
+from sipagent.runner import AgentRunner, Heartbeat
 from sipagent.state import AgentState
 from trunkplane.v1 import (
     agent_pb2,
@@ -135,7 +135,8 @@ def start(settings: Settings, workers: int = 32, mode: str = "serve") -> Control
         RouteServicer(bus, view, base.history, settings.tenant), server)
     audit_pb2_grpc.add_AuditServiceServicer_to_server(
         AuditServicer(base, runner.wait_for), server)
-    ops_pb2_grpc.add_OpsServiceServicer_to_server(OpsServicer(app, store, runner), server)
+    ops_pb2_grpc.add_OpsServiceServicer_to_server(OpsServicer(app, store, runner, status),
+                                                  server)
     served = list(SERVICES)
     embedded: _EmbeddedAgent | None = None
     if mode == "serve":
@@ -150,6 +151,8 @@ def start(settings: Settings, workers: int = 32, mode: str = "serve") -> Control
         views.close()
         app.close()
         raise OSError(f"cannot listen on {settings.listen}")
+    if embedded is not None:
+        embedded.heartbeat.address = advertised(settings, port)
     metrics.watch(app, store, status)
     relay = pump = None
     if mode != "serve":
@@ -181,6 +184,7 @@ class _EmbeddedAgent:
     reporter: Reporter
     admission: Admission
     alerts: AlertRecorder
+    heartbeat: Heartbeat
 
     def start(self) -> None:
         if self.sip is not None:
@@ -189,8 +193,10 @@ class _EmbeddedAgent:
             self.reporter.start_flushing()
         self.runner.start()
         self.admission.start()
+        self.heartbeat.start()
 
     def stop(self) -> None:
+        self.heartbeat.stop()
         self.admission.stop()
         self.alerts.stop()
         self.runner.stop()
@@ -200,9 +206,9 @@ class _EmbeddedAgent:
             self.reporter.stop_flushing()
 
 
-def _agent_parts(settings: Settings, feed: Any, sink: StatusSink, agent_id: str,
-                 metrics: Metrics, record: Callable[[Alert], None], name: str = "agent",
-                 on_revoked: bool = False) -> _EmbeddedAgent:
+def _agent_parts(settings: Settings, feed: Any, sink: StatusSink, directory: AgentDirectory,
+                 agent_id: str, metrics: Metrics, record: Callable[[Alert], None],
+                 name: str = "agent", on_revoked: bool = False) -> _EmbeddedAgent:
     sip_settings = replace(settings.sip, agent_id=agent_id) if settings.sip else None
     sip = SipAgent(sip_settings, sink) if sip_settings is not None else None
     reporter = sip.reporter if sip is not None else Reporter(sink, agent_id)
@@ -225,7 +231,7 @@ def _agent_parts(settings: Settings, feed: Any, sink: StatusSink, agent_id: str,
                           detector=FraudDetector(alerts))
     metrics.watch_agent(state, feed, sip, admission)
     return _EmbeddedAgent(feed, AgentRunner(feed, state, name=name), sip, reporter, admission,
-                          alerts)
+                          alerts, Heartbeat(directory, agent_id, state))
 
 
 def _embedded_agent(settings: Settings, bus: CommandBus, status: StatusView,
@@ -239,7 +245,7 @@ def _embedded_agent(settings: Settings, bus: CommandBus, status: StatusView,
                         detail=alert.detail, extension=alert.extension,
                         route_id=alert.route_id, meta=meta), None).unwrap()
 
-    return _agent_parts(settings, feed, status, agent_id, metrics, record)
+    return _agent_parts(settings, feed, status, status, agent_id, metrics, record)
 
 
 def _control_alerts(settings: Settings, agent_id: str) -> Callable[[Alert], None]:
@@ -267,6 +273,17 @@ def _control_alerts(settings: Settings, agent_id: str) -> Callable[[Alert], None
             timeout=10)
 
     return record
+
+
+def advertised(settings: Settings, port: int) -> str:
+    """Where others reach this process's gRPC: TRUNKPLANE_ADVERTISE, or the listen host
+    (the host name when it listens on every address) and the port it got."""
+    if settings.advertise:
+        return settings.advertise
+    host = settings.listen.rsplit(":", 1)[0].strip("[]")
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - naming, not binding
+        host = socket.gethostname()
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _grpc_server(settings: Settings, metrics: Metrics, workers: int) -> grpc.Server:
@@ -314,7 +331,7 @@ def _distributed(settings: Settings, app: TrunkplaneApp, views: Database,
     relay = Relay(app, codec, kafka, DatabasePositions(views),
                   leader=RelayLeader(settings.database_url))
     feed = KafkaStatusFeed(kafka, "trunkplane-control", codec, client_id="trunkplane-control")
-    return relay, StatusPump(feed, status.publish)
+    return relay, StatusPump(feed, status.publish, status.announce)
 
 
 def _listen(server: grpc.Server, settings: Settings) -> int:
@@ -372,7 +389,7 @@ def run_agent(settings: Settings) -> None:
     feed = KafkaEventFeed(kafka, kafka.agent_group, codec, from_start=True,
                           client_id=f"trunkplane-agent-{agent_id}")
     metrics = Metrics()
-    parts = _agent_parts(settings, feed, sink, agent_id, metrics,
+    parts = _agent_parts(settings, feed, sink, sink, agent_id, metrics,
                          _control_alerts(settings, agent_id), name=f"agent-{agent_id}",
                          on_revoked=True)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -384,6 +401,7 @@ def run_agent(settings: Settings) -> None:
     port = _listen(server, settings)
     if port == 0:
         raise OSError(f"cannot listen on {settings.listen}")
+    parts.heartbeat.address = advertised(settings, port)
     if settings.metrics_listen != "off":
         metrics_port = metrics.serve(settings.metrics_listen)
         log.info("metrics on http://%s:%d/metrics", settings.metrics_listen.rpartition(":")[0],

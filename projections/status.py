@@ -13,11 +13,12 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from domain.status import StatusObservation
+from domain.status import AgentHeartbeat, StatusObservation
 from projections.db import Database
 
 TABLE = "tp_status"
 LOG = "tp_status_log"
+AGENTS = "tp_agents"
 Doc = dict[str, Any]
 
 
@@ -33,6 +34,8 @@ class StatusView:
             cur.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_tenant ON {TABLE} (tenant)")
             cur.execute(f"CREATE TABLE IF NOT EXISTS {LOG} (position {serial} PRIMARY KEY, "
                         "tenant TEXT NOT NULL, trunk_id TEXT NOT NULL, doc TEXT NOT NULL)")
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {AGENTS} (agent_id TEXT PRIMARY KEY, "
+                        "observed_at TEXT NOT NULL, doc TEXT NOT NULL)")
 
     def publish(self, observations: Sequence[StatusObservation]) -> None:
         """The in-process StatusSink: apply the observations in one transaction, logging
@@ -53,6 +56,22 @@ class StatusView:
                                 (o.tenant, o.trunk_id, doc))
         with self._changed:
             self._changed.notify_all()
+
+    def announce(self, heartbeat: AgentHeartbeat) -> None:
+        """The agent directory: the newest heartbeat of each agent."""
+        doc = json.dumps(asdict(heartbeat), default=_iso)
+        stamp = _iso(heartbeat.observed_at)
+        with self.db.transaction() as cur:
+            cur.execute(
+                f"INSERT INTO {AGENTS} VALUES (?, ?, ?) ON CONFLICT (agent_id) DO UPDATE SET "
+                f"observed_at = excluded.observed_at, doc = excluded.doc "
+                f"WHERE excluded.observed_at > {AGENTS}.observed_at",
+                (heartbeat.agent_id, stamp, doc))
+
+    def agents(self) -> list[Doc]:
+        with self.db.transaction() as cur:
+            cur.execute(f"SELECT doc FROM {AGENTS} ORDER BY agent_id")
+            return [json.loads(row[0]) for row in cur.fetchall()]
 
     def all(self) -> list[Doc]:
         with self.db.transaction() as cur:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from datetime import UTC, datetime
 
 from domain.feeds import EventFeed
+from domain.status import AgentDirectory, AgentHeartbeat
 from sipagent.state import AgentState
 
 log = logging.getLogger(__name__)
@@ -53,3 +56,49 @@ class AgentRunner:
                     log.exception("%s: reading events failed; retrying", self.name)
                 self.failure = f"{type(error).__name__}: {error}"
                 self._stopping.wait(1.0)
+
+
+class Heartbeat:
+    """Announces the agent every `every` seconds: its AgentService address and the tenants
+    it holds (a PBX finds its agent this way; doctor finds a silent one)."""
+
+    def __init__(self, directory: AgentDirectory, agent_id: str, state: AgentState,
+                 every: float = 10.0) -> None:
+        self.directory = directory
+        self.agent_id = agent_id
+        self.state = state
+        self.every = every
+        self.address = ""
+        self.started = datetime.now(UTC)
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def beat(self) -> None:
+        self.directory.announce(AgentHeartbeat(
+            self.agent_id, self.address, tuple(self.state.tenants()), datetime.now(UTC),
+            self.started))
+
+    def start(self) -> None:
+        def run() -> None:
+            sent: tuple[list[str], float] | None = None
+            while True:
+                tenants = self.state.tenants()
+                due = sent is None or sent[0] != tenants or (
+                    time.monotonic() - sent[1] >= self.every)
+                if due:  # on time, and at once when the tenants held change
+                    try:
+                        self.beat()
+                        sent = (tenants, time.monotonic())
+                    except Exception as error:  # the broker may be away: next time
+                        log.warning("%s: heartbeat not sent: %s", self.agent_id, error)
+                        sent = (tenants, time.monotonic())
+                if self._stopping.wait(min(1.0, self.every)):
+                    return
+
+        self._thread = threading.Thread(target=run, name="heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)

@@ -56,6 +56,8 @@ def parser() -> argparse.ArgumentParser:
     audit.register(sub.add_parser("audit", help="the change history, for auditors"))
     config.register(sub.add_parser("config", help="backup and restore of the configuration"))
     ops.register(sub.add_parser("projections", help="status, rebuild and verify the views"))
+    ops.register_agents(sub.add_parser("agents", help="the SIP agents: where each serves "
+                                                      "AgentService, which tenants it holds"))
     ops.register_replay(sub.add_parser(
         "replay", help="build every view as of a past point into a new directory "
                        "(reads the store named by the server settings)"))

@@ -85,3 +85,23 @@ def verify_view(client: Client, args: argparse.Namespace) -> int:
         for line in answer.differences:
             print(f"  {line}")
     return 0 if answer.equal else 3
+
+
+def register_agents(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tenant-only", action="store_true",
+                        help="only the agents holding the --tenant")
+    parser.set_defaults(handler=list_agents)
+
+
+def list_agents(client: Client, args: argparse.Namespace) -> int:
+    answer = _stub(client).ListAgents(
+        ops_pb2.ListAgentsRequest(tenant=client.tenant if args.tenant_only else ""),
+        metadata=client.metadata())
+    if args.json:
+        print_json(answer)
+        return 0
+    table(["agent", "AgentService at", "tenants", "last heartbeat (utc)", "state"], [
+        (a.agent_id, a.address or "-", ",".join(a.tenants) or "-",
+         a.observed_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"),
+         "STALE" if a.stale else "alive") for a in answer.agents])
+    return 0

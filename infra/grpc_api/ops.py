@@ -7,6 +7,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from domain.application import TrunkplaneApp
 from domain.errors import ValidationError
 from infra.grpc_api.errors import abort
 from projections.runner import ProjectionRunner, describe
+from projections.status import StatusView
 from projections.verify import verify
 from projections.views import ViewStore
 from trunkplane.v1 import ops_pb2, ops_pb2_grpc
@@ -23,12 +25,32 @@ from trunkplane.v1 import ops_pb2, ops_pb2_grpc
 Ctx = grpc.ServicerContext
 
 
+STALE_AFTER = 30.0  # seconds without a heartbeat (agents beat every 10 s)
+
+
 class OpsServicer(ops_pb2_grpc.OpsServiceServicer):  # type: ignore[misc]
-    def __init__(self, app: TrunkplaneApp, store: ViewStore, runner: ProjectionRunner) -> None:
+    def __init__(self, app: TrunkplaneApp, store: ViewStore, runner: ProjectionRunner,
+                 status: StatusView) -> None:
         self.app = app
         self.store = store
         self.runner = runner
+        self.status = status
         self._rebuilding = threading.Lock()
+
+    def ListAgents(self, request: ops_pb2.ListAgentsRequest, context: Ctx) -> Any:
+        now = datetime.now(UTC)
+        agents = []
+        for doc in self.status.agents():
+            if request.tenant and request.tenant not in doc["tenants"]:
+                continue
+            seen = datetime.fromisoformat(doc["observed_at"])
+            agent = ops_pb2.Agent(agent_id=doc["agent_id"], address=doc["address"],
+                                  tenants=doc["tenants"],
+                                  stale=(now - seen).total_seconds() > STALE_AFTER)
+            agent.observed_at.FromDatetime(seen)
+            agent.started_at.FromDatetime(datetime.fromisoformat(doc["started_at"]))
+            agents.append(agent)
+        return ops_pb2.ListAgentsResponse(agents=agents)
 
     def GetProjectionStatus(self, request: Any, context: Ctx) -> Any:
         failure = self.runner.failure

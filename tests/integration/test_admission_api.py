@@ -17,6 +17,8 @@ from trunkplane.v1 import (
     agent_pb2_grpc,
     audit_pb2,
     audit_pb2_grpc,
+    ops_pb2,
+    ops_pb2_grpc,
     route_pb2,
     trunk_pb2,
 )
@@ -214,3 +216,21 @@ def test_a_fraud_alert_reaches_the_history_and_the_status(api: Api) -> None:
     assert entry.actor == "agent:embedded" and entry.reason == "fraud alert"
     assert {c.field: c.new_value for c in entry.changes}["alert"] == "after_hours"
     stub.ReleaseChannel(agent_pb2.ReleaseChannelRequest(lease_id=lease.lease_id))
+
+
+def test_the_agent_directory_names_who_holds_a_tenant(api: Api) -> None:
+    create_trunk(api, "carrier", type="peer", peer_addresses=["192.0.2.1"], password="",
+                 username="")
+    ops = ops_pb2_grpc.OpsServiceStub(api.channel)
+    deadline = time.monotonic() + 10
+    while True:  # the heartbeat follows the tenants the agent holds at once
+        agents = ops.ListAgents(ops_pb2.ListAgentsRequest(tenant="default")).agents
+        if agents or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert [(a.agent_id, list(a.tenants), a.stale) for a in agents] == [
+        ("embedded", ["default"], False)]
+    assert agents[0].address == f"127.0.0.1:{api.plane.port}"
+    assert ops.ListAgents(ops_pb2.ListAgentsRequest(tenant="nobody")).agents == []
+    found = ops.ListAgents(ops_pb2.ListAgentsRequest(), metadata=api.as_("pbx-1", "pbx"))
+    assert len(found.agents) == 1

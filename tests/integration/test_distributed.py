@@ -194,6 +194,11 @@ def test_an_agent_serves_admission_and_reports_alerts_to_the_control_plane(
                 time.sleep(0.2)
         assert grant.lease.trunk_name == "carrier"
         channel.close()
+        pattern = rf"agent-7 +127\.0\.0\.1:{agent_port} +default +\S+ \S+ +alive"
+        deadline = time.monotonic() + 20
+        while not re.search(pattern, listed_agents := control.cli("agents").stdout):
+            assert time.monotonic() < deadline, listed_agents  # heartbeats via the topic
+            time.sleep(0.3)
         deadline = time.monotonic() + 20
         while "FraudAlertRaised" not in (listed := control.cli("audit", "list").stdout):
             assert time.monotonic() < deadline, agent_log.read_text()

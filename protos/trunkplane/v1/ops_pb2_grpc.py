@@ -50,6 +50,11 @@ class OpsServiceStub:
                 request_serializer=trunkplane_dot_v1_dot_ops__pb2.VerifyProjectionRequest.SerializeToString,
                 response_deserializer=trunkplane_dot_v1_dot_ops__pb2.VerifyProjectionResponse.FromString,
                 _registered_method=True)
+        self.ListAgents = channel.unary_unary(
+                '/trunkplane.v1.OpsService/ListAgents',
+                request_serializer=trunkplane_dot_v1_dot_ops__pb2.ListAgentsRequest.SerializeToString,
+                response_deserializer=trunkplane_dot_v1_dot_ops__pb2.ListAgentsResponse.FromString,
+                _registered_method=True)
 
 
 class OpsServiceServicer:
@@ -77,6 +82,14 @@ class OpsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAgents(self, request, context):
+        """The agents that announced themselves: where each serves AgentService and which
+        tenants it holds. A PBX asks an agent holding its tenant for channels.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OpsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +107,11 @@ def add_OpsServiceServicer_to_server(servicer, server):
                     servicer.VerifyProjection,
                     request_deserializer=trunkplane_dot_v1_dot_ops__pb2.VerifyProjectionRequest.FromString,
                     response_serializer=trunkplane_dot_v1_dot_ops__pb2.VerifyProjectionResponse.SerializeToString,
+            ),
+            'ListAgents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAgents,
+                    request_deserializer=trunkplane_dot_v1_dot_ops__pb2.ListAgentsRequest.FromString,
+                    response_serializer=trunkplane_dot_v1_dot_ops__pb2.ListAgentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +196,33 @@ class OpsService:
             '/trunkplane.v1.OpsService/VerifyProjection',
             trunkplane_dot_v1_dot_ops__pb2.VerifyProjectionRequest.SerializeToString,
             trunkplane_dot_v1_dot_ops__pb2.VerifyProjectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAgents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trunkplane.v1.OpsService/ListAgents',
+            trunkplane_dot_v1_dot_ops__pb2.ListAgentsRequest.SerializeToString,
+            trunkplane_dot_v1_dot_ops__pb2.ListAgentsResponse.FromString,
             options,
             channel_credentials,
             insecure,
