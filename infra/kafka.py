@@ -22,6 +22,7 @@ from domain.application import TrunkplaneApp
 from domain.feeds import PUBLISHED, FeedItem, PositionStore, TenantIndex
 from domain.status import AgentHeartbeat, StatusObservation
 from infra.avro import AvroError, Codec
+from infra.leader import RELAY_LOCK, Leader
 from infra.settings import KafkaSettings
 from projections.db import Database
 
@@ -105,50 +106,6 @@ class DatabasePositions:
                 "(name) DO UPDATE SET position = excluded.position", (name, position))
 
 
-class RelayLeader:
-    """One relay per store: in PostgreSQL a session advisory lock elects it, so several
-    control planes can share a store and only one publishes (the others stand by)."""
-
-    LOCK_KEY = 0x7472_756E_6B70  # "trunkp"
-
-    def __init__(self, database_url: str) -> None:
-        self._url = database_url
-        self._connection: Any = None
-
-    def acquire(self) -> bool:
-        if not self._url:
-            return True  # SQLite: one process owns the store
-        import psycopg
-
-        try:
-            if self._connection is None or self._connection.closed:
-                self._connection = psycopg.connect(self._url, autocommit=True)
-            row = self._connection.execute(
-                "SELECT pg_try_advisory_lock(%s)", (self.LOCK_KEY,)).fetchone()
-            return bool(row and row[0])
-        except psycopg.Error as error:
-            log.warning("relay election: %s", error)
-            self.release()
-            return False
-
-    def holds(self) -> bool:
-        """Still the leader: the session holding the lock is alive."""
-        if not self._url:
-            return True
-        try:
-            self._connection.execute("SELECT 1")
-            return True
-        except Exception:
-            self.release()
-            return False
-
-    def release(self) -> None:
-        if self._connection is not None:
-            with suppress(Exception):
-                self._connection.close()
-        self._connection = None
-
-
 class Relay:
     """Publishes the notification log to the events topic, in order, and records the new
     position only after the broker acknowledged every record of the batch. A crash at
@@ -156,7 +113,7 @@ class Relay:
 
     def __init__(self, app: TrunkplaneApp, codec: Codec, kafka: KafkaSettings,
                  positions: PositionStore, make_producer: Callable[[], Any] | None = None,
-                 batch: int = 2000, leader: RelayLeader | None = None,
+                 batch: int = 2000, leader: Leader | None = None,
                  on_published: Callable[[int, int], None] | None = None) -> None:
         self.app = app
         self.codec = codec
@@ -164,7 +121,7 @@ class Relay:
         self.positions = positions
         self.batch = batch
         self.flush_timeout = 10.0  # then the broker counts as away: retry on back-off
-        self.leader = leader or RelayLeader("")
+        self.leader = leader or Leader("", RELAY_LOCK)
         self._make_producer = make_producer or (lambda: producer(kafka, "trunkplane-relay"))
         self._producer: Any = None
         self._tenants = TenantIndex(app)

@@ -35,6 +35,7 @@ from infra.grpc_api.routes import RouteServicer
 from infra.grpc_api.servicer_base import ServicerBase
 from infra.grpc_api.trunks import TrunkServicer
 from infra.keys import cipher_key
+from infra.leader import PROJECTIONS_LOCK, RELAY_LOCK, Leader
 from infra.metrics import Metrics
 from infra.settings import Settings, SettingsError
 from infra.tls import ensure_self_signed
@@ -117,7 +118,8 @@ def start(settings: Settings, workers: int = 32, mode: str = "serve") -> Control
     app = build_app(settings)
     views = open_views(settings)
     store = view_store(settings, views)
-    runner = ProjectionRunner(app, store)
+    runner = ProjectionRunner(app, store, leader=Leader(settings.database_url,
+                                                        PROJECTIONS_LOCK))
     view = ConfigView(store, app.head, runner.wait_for)
     listeners: list[Callable[[], None]] = [runner.notify]
 
@@ -323,13 +325,13 @@ def wire_codec(settings: Settings) -> Any:
 
 def _distributed(settings: Settings, app: TrunkplaneApp, views: Database,
                  status: StatusView) -> tuple[Any, Any]:
-    from infra.kafka import DatabasePositions, KafkaStatusFeed, Relay, RelayLeader, StatusPump
+    from infra.kafka import DatabasePositions, KafkaStatusFeed, Relay, StatusPump
 
     kafka = settings.kafka
     assert kafka is not None
     codec = wire_codec(settings)
     relay = Relay(app, codec, kafka, DatabasePositions(views),
-                  leader=RelayLeader(settings.database_url))
+                  leader=Leader(settings.database_url, RELAY_LOCK))
     feed = KafkaStatusFeed(kafka, "trunkplane-control", codec, client_id="trunkplane-control")
     return relay, StatusPump(feed, status.publish, status.announce)
 

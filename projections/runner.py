@@ -27,7 +27,10 @@ class Until:
 
 class ProjectionRunner:
     def __init__(self, app: TrunkplaneApp, store: ViewStore, batch: int = BATCH,
-                 poll: float = 0.2) -> None:
+                 poll: float = 0.2, leader: Callable[[], bool] | None = None) -> None:
+        """leader: whether this process should apply the log now (control planes sharing a
+        store elect one); None: always. Reads and waits work either way."""
+        self.leader = leader
         self.app = app
         self.store = store
         self.batch = batch
@@ -48,6 +51,9 @@ class ProjectionRunner:
         self.notify()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        release = getattr(self.leader, "release", None)
+        if release is not None:
+            release()
 
     def notify(self) -> None:
         """New events were stored: look now instead of at the next poll."""
@@ -114,7 +120,8 @@ class ProjectionRunner:
     def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                self.catch_up_live()
+                if self.leader is None or self.leader():
+                    self.catch_up_live()
                 self.failure = None
             except Exception as error:  # keep serving the views we have; retry next round
                 if self.failure is None:
