@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -396,3 +397,60 @@ class StatusPump:
             except KafkaError as error:
                 log.warning("status feed: %s; retrying", error)
                 time.sleep(1.0)
+
+
+def seed_from_status(kafka: KafkaSettings, codec: Codec, partitions: list[int],
+                     seed: Callable[[str, str, int, int], None], ttl: float,
+                     timeout: float = 10.0) -> int:
+    """An agent that takes over partitions learns the calls in progress on their tenants'
+    trunks from the newest observation of each trunk on the status topic (whoever made
+    it), so it never admits more than the limits while those calls last. Returns how many
+    trunks it seeded."""
+    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False,
+                             client_id="trunkplane-seed")
+    try:
+        events = consumer.partitions_for_topic(kafka.events_topic) or set()
+        status = consumer.partitions_for_topic(kafka.status_topic) or set()
+        parts = [TopicPartition(kafka.status_topic, p) for p in sorted(status)]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        newest: dict[str, StatusObservation] = {}
+        deadline = time.monotonic() + timeout
+        quiet = 0
+        while quiet < 2 and time.monotonic() < deadline:  # to the end (tansu's end_offsets
+            batch = consumer.poll(timeout_ms=300)          # cannot be trusted)
+            quiet = 0 if batch else quiet + 1
+            for records in batch.values():
+                for record in records:
+                    try:
+                        value = codec.decode(record.value).value
+                    except AvroError:
+                        continue  # the control plane's pump sends it to the dead letters
+                    if isinstance(value, StatusObservation) and (
+                            value.trunk_id not in newest or
+                            value.observed_at > newest[value.trunk_id].observed_at):
+                        newest[value.trunk_id] = value
+    finally:
+        consumer.close()
+    owned = set(partitions)
+    every = sorted(events)
+    seeded = 0
+    now = datetime.now(UTC)
+    for o in newest.values():
+        if not (o.active_inbound or o.active_outbound) or not every:
+            continue
+        if (now - o.observed_at).total_seconds() > ttl:
+            continue  # its leases have expired since
+        if partition_of(o.tenant.encode(), every) in owned:
+            seed(o.tenant, o.trunk_id, o.active_inbound, o.active_outbound)
+            seeded += 1
+    return seeded
+
+
+def partition_of(key: bytes, partitions: list[int]) -> int:
+    """The partition the producer's default partitioner (murmur2, as Java's) picks."""
+    from kafka.partitioner.default import murmur2
+
+    every = sorted(partitions)
+    index: int = murmur2(key) & 0x7FFFFFFF
+    return every[index % len(every)]

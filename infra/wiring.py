@@ -247,7 +247,12 @@ def _embedded_agent(settings: Settings, bus: CommandBus, status: StatusView,
                         detail=alert.detail, extension=alert.extension,
                         route_id=alert.route_id, meta=meta), None).unwrap()
 
-    return _agent_parts(settings, feed, status, status, agent_id, metrics, record)
+    parts = _agent_parts(settings, feed, status, status, agent_id, metrics, record)
+    for doc in status.all():  # calls that were up when this process stopped
+        if doc["agent_id"] == agent_id and (doc["active_inbound"] or doc["active_outbound"]):
+            parts.admission.seed(doc["tenant"], doc["trunk_id"], doc["active_inbound"],
+                                 doc["active_outbound"])
+    return parts
 
 
 def _control_alerts(settings: Settings, agent_id: str) -> Callable[[Alert], None]:
@@ -379,7 +384,7 @@ def serve(settings: Settings, mode: str = "serve") -> None:
 def run_agent(settings: Settings) -> None:
     """`trunkplane agent`: one member of the agents' consumer group. It owns the tenants of
     the partitions it is assigned, rebuilding their state from the log."""
-    from infra.kafka import KafkaEventFeed, KafkaStatusSink
+    from infra.kafka import KafkaEventFeed, KafkaStatusSink, seed_from_status
 
     kafka = settings.kafka
     if kafka is None:
@@ -394,6 +399,15 @@ def run_agent(settings: Settings) -> None:
     parts = _agent_parts(settings, feed, sink, sink, agent_id, metrics,
                          _control_alerts(settings, agent_id), name=f"agent-{agent_id}",
                          on_revoked=True)
+
+    def on_assigned(partitions: list[int]) -> None:
+        seeded = seed_from_status(kafka, codec, partitions, parts.admission.seed,
+                                  settings.lease_ttl)
+        if seeded:
+            log.info("agent %s: calls in progress on %d trunks of its new tenants hold their "
+                     "channels", agent_id, seeded)
+
+    feed.on_assigned = on_assigned
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     admin_token = ensure_admin_token(settings.data_dir)
     server = _grpc_server(settings, metrics, 32)

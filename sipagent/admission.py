@@ -63,6 +63,7 @@ class Lease:
     route_id: str = ""
     destination: str = ""
     tried: list[str] = field(default_factory=list)  # trunks of this call so far
+    inherited: bool = False  # a call from before a restart or hand-over, not yet renewed
 
     def expires_at(self) -> datetime:
         return datetime.now(UTC) + timedelta(seconds=max(0.0, self.expires - time.monotonic()))
@@ -140,18 +141,59 @@ class Admission:
     def renew(self, lease_id: str) -> Lease:
         with self._lock:
             self._expire()
-            lease = self._leases.get(lease_id)
+            lease = self._leases.get(lease_id) or self._adopt(lease_id)
             if lease is None:
                 raise NotFoundError(f"lease {lease_id} does not exist or has expired; "
                                     "acquire a new channel")
             lease.expires = time.monotonic() + self.ttl
             return lease
 
+    def seed(self, tenant: str, trunk_id: str, inbound: int, outbound: int) -> None:
+        """Calls that were up when this agent (re)started or took the tenant over, as the
+        last status observation counted them: the ones this agent does not hold already
+        keep their channels for one TTL, or for as long as the PBX renews them (renewing
+        adopts them)."""
+        with self._lock:
+            for direction, count in ((INBOUND, inbound), (OUTBOUND, outbound)):
+                held = self._active.get((trunk_id, direction), 0)  # ours already count
+                for n in range(held, count):
+                    lease = Lease(f"inherited.{trunk_id}.{direction}.{n}", tenant, trunk_id,
+                                  "", direction, "", "", time.monotonic() + self.ttl,
+                                  inherited=True)
+                    if lease.lease_id not in self._leases:
+                        self._leases[lease.lease_id] = lease
+                        self._take(lease, +1)
+
+    def _adopt(self, lease_id: str) -> Lease | None:
+        """A lease another run of the agent granted (its id names trunk and direction)
+        takes the place of one inherited call of its trunk and direction; without one
+        (none was up, or a released lease renewed late) it is unknown. Lock held."""
+        parts = lease_id.split(".")
+        if len(parts) != 3 or parts[1] not in ("o", "i"):
+            return None
+        trunk_id, direction = parts[0], OUTBOUND if parts[1] == "o" else INBOUND
+        ghost = next((g for g in self._leases.values() if g.inherited and
+                      g.trunk_id == trunk_id and g.direction == direction), None)
+        if ghost is None:
+            return None  # never resurrect a released lease
+        del self._leases[ghost.lease_id]
+        self._take(ghost, -1)
+        tenant = ghost.tenant
+        state = self.state.tenant(tenant)
+        name = str(state.trunks.get(trunk_id, {}).get("name", "")) if state else ""
+        lease = Lease(lease_id, tenant, trunk_id, name, direction, "", "",
+                      time.monotonic() + self.ttl)
+        self._leases[lease_id] = lease
+        self._take(lease, +1)
+        return lease
+
     def release(self, lease_id: str) -> bool:
         """True when this call freed the channel; releasing twice is harmless (False)."""
         with self._lock:
             self._expire()
             lease = self._leases.pop(lease_id, None)
+            if lease is None and self._adopt(lease_id) is not None:
+                lease = self._leases.pop(lease_id)  # a call from an earlier run ended
             if lease is not None:
                 self._take(lease, -1)
         if lease is not None:
@@ -409,7 +451,8 @@ class Admission:
 
     def _new_lease(self, tenant: str, trunk_id: str, trunk_name: str, direction: str,
                    call_id: str, number: str, route_id: str) -> Lease:
-        lease = Lease(uuid.uuid4().hex, tenant, trunk_id, trunk_name, direction, call_id,
+        lease_id = f"{trunk_id}.{direction[0]}.{uuid.uuid4().hex}"  # adoptable elsewhere
+        lease = Lease(lease_id, tenant, trunk_id, trunk_name, direction, call_id,
                       number, time.monotonic() + self.ttl, route_id)
         self._leases[lease.lease_id] = lease
         self._take(lease, +1)

@@ -234,3 +234,26 @@ def test_the_agent_directory_names_who_holds_a_tenant(api: Api) -> None:
     assert ops.ListAgents(ops_pb2.ListAgentsRequest(tenant="nobody")).agents == []
     found = ops.ListAgents(ops_pb2.ListAgentsRequest(), metadata=api.as_("pbx-1", "pbx"))
     assert len(found.agents) == 1
+
+
+def test_a_restart_keeps_the_channels_of_calls_in_progress(api: Api) -> None:
+    create_trunk(api, "one", type="peer", peer_addresses=["192.0.2.1"], password="",
+                 username="", call_limits=trunk_pb2.CallLimits(max_concurrent_calls=1))
+    create_route(api, "us", ["one"])
+    stub = agent_pb2_grpc.AgentServiceStub(api.channel)
+    lease = wait_for_agent(stub, outbound()).lease
+    deadline = time.monotonic() + 5
+    while api.trunks.GetTrunkStatus(trunk_pb2.GetTrunkRequest(
+            trunk="one")).active_outbound != 1:  # the count reached the status view
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    api.restart()
+    stub = agent_pb2_grpc.AgentServiceStub(api.channel)
+    with pytest.raises(grpc.RpcError) as full:
+        wait_for_agent(stub, outbound())  # the call from before the restart still counts
+    assert full.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert stub.RenewChannel(agent_pb2.RenewChannelRequest(
+        lease_id=lease.lease_id)).trunk_name == "one"  # adopted by the new run
+    assert stub.ReleaseChannel(agent_pb2.ReleaseChannelRequest(
+        lease_id=lease.lease_id)).released
+    assert stub.AcquireChannel(outbound()).lease.trunk_name == "one"

@@ -19,7 +19,7 @@ from domain.application import TrunkplaneApp
 from domain.feeds import PUBLISHED, FeedItem, MemoryPositions
 from domain.model import CommandMeta
 from infra.avro import Codec, WireCipher
-from infra.kafka import KafkaEventFeed, Relay, init_topics
+from infra.kafka import KafkaEventFeed, Relay, init_topics, partition_of
 from infra.settings import KafkaSettings, Settings
 from infra.wiring import build_app
 from sipagent.runner import AgentRunner
@@ -93,6 +93,7 @@ def test_a_relay_killed_between_publish_and_commit_loses_nothing(
     by_tenant: dict[str, list[int]] = {}
     for record, d in zip(records, decoded, strict=True):
         assert record.key == d.tenant.encode()
+        assert record.partition == partition_of(record.key, list(range(4)))
         by_tenant.setdefault(d.tenant, []).append(d.position)
     for tenant_positions in by_tenant.values():
         first_seen = list(dict.fromkeys(tenant_positions))
@@ -238,3 +239,35 @@ def test_two_agents_split_the_tenants_and_one_takes_over_when_the_other_stops(
         time.sleep(0.1)
     second.stop()
     app.close()
+
+
+def test_a_new_owner_learns_the_calls_in_progress_from_the_status_topic(
+        kafka: KafkaSettings) -> None:
+    from datetime import UTC, datetime
+
+    from domain.status import StatusObservation, TrunkState
+    from infra.kafka import KafkaStatusSink, seed_from_status
+
+    codec = Codec(WireCipher(kafka.wire_key))
+    sink = KafkaStatusSink(kafka, codec)
+    now = datetime.now(UTC)
+
+    def seen(tenant: str, trunk: str, sequence: int, inbound: int, outbound: int,
+             agent: str = "agent-a") -> StatusObservation:
+        return StatusObservation(tenant=tenant, trunk_id=trunk, agent_id=agent,
+                                 sequence=sequence, observed_at=now.replace(
+                                     microsecond=sequence), state=TrunkState.OK, since=now,
+                                 active_inbound=inbound, active_outbound=outbound)
+
+    sink.publish([seen("acme", "t1", 1, 0, 5), seen("acme", "t1", 2, 1, 3),  # newest wins
+                  seen("acme", "t2", 1, 0, 0), seen("globex", "t3", 1, 2, 0)])
+    sink.close()
+    partitions = list(range(4))
+    acme = partition_of(b"acme", partitions)
+    seeded: list[tuple[str, str, int, int]] = []
+    count = seed_from_status(kafka, codec, [acme], lambda *a: seeded.append(a), ttl=120)
+    expected = [("acme", "t1", 1, 3)]
+    if partition_of(b"globex", partitions) == acme:
+        expected.append(("globex", "t3", 2, 0))
+    assert sorted(seeded) == sorted(expected) and count == len(expected)
+    assert seed_from_status(kafka, codec, [acme], lambda *a: None, ttl=0) == 0  # too old

@@ -14,7 +14,7 @@ import pytest
 
 from domain import commands
 from domain.application import TrunkplaneApp
-from domain.errors import ValidationError
+from domain.errors import NotFoundError, ValidationError
 from domain.feeds import MemoryPositions, StoreEventFeed
 from domain.model import CommandMeta
 from domain.status import TrunkState
@@ -355,3 +355,36 @@ def test_guard_settings_are_validated(tenant: Tenant) -> None:
     with pytest.raises(ValidationError):
         tenant.app.execute(partial(commands.update_tenant_policy, tenant="acme", meta=META,
                                    patch={"guard": {"daily_cap": "many"}})).unwrap()
+
+
+def test_calls_from_before_a_restart_keep_their_channels(tenant: Tenant) -> None:
+    trunk = tenant.trunk("one", call_limits={"max_concurrent_calls": 2})
+    tenant.route("us", US, ["one"])
+    before = tenant.admission(ttl=0.5)
+    old = [out(before).lease.lease_id for _ in range(2)]
+    assert old[0].startswith(f"{trunk}.o.")
+    after = tenant.admission(ttl=0.5)  # the agent restarted: it knows no lease
+    after.seed("acme", trunk, 0, 2)  # what its last status observation counted
+    with pytest.raises(RefusedError) as full:
+        out(after)
+    assert full.value.code == "RESOURCE_EXHAUSTED"
+    assert after.renew(old[0]).lease_id == old[0]  # the PBX renews: adopted, still 2
+    assert after.active(trunk) == (0, 2)
+    assert after.release(old[1]) is True  # ended while the agent was away
+    assert after.release(old[1]) is False
+    assert after.active(trunk) == (0, 1)
+    time.sleep(0.6)  # the adopted lease was not renewed again
+    assert after.active(trunk) == (0, 0)
+    with pytest.raises(NotFoundError):
+        after.renew("not-a-lease")
+
+
+def test_inherited_calls_that_nobody_renews_free_their_channels(tenant: Tenant) -> None:
+    trunk = tenant.trunk("one", call_limits={"max_concurrent_calls": 1})
+    tenant.route("us", US, ["one"])
+    admission = tenant.admission(ttl=0.3)
+    admission.seed("acme", trunk, 1, 0)
+    with pytest.raises(RefusedError):
+        out(admission)
+    time.sleep(0.35)
+    assert out(admission).lease.trunk_id == trunk
