@@ -163,7 +163,13 @@ class Reporter:
         with self._lock:
             batch, self._queue = self._queue, []
         if batch:
-            self.sink.publish(batch)
+            try:
+                self.sink.publish(batch)
+            except Exception:  # kept for the next flush, unless a newer one came meanwhile
+                with self._lock:
+                    newer = {o.trunk_id for o in self._queue}
+                    self._queue = [o for o in batch if o.trunk_id not in newer] + self._queue
+                raise
             self.published += len(batch)
         return len(batch)
 

@@ -70,3 +70,4 @@ def test_calls_outside_business_hours_alert_once_an_hour() -> None:
     assert [a.kind for a in raised] == ["after_hours"]
     assert raised[0].detail == ("a call at mon 21:00 Europe/Berlin, outside business hours "
                                 "(mon,tue 09:00-17:00)")
+
