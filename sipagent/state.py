@@ -44,21 +44,34 @@ class AgentState:
         self.position = 0
 
     def apply(self, items: Sequence[FeedItem]) -> int:
+        """Each tenant a batch changes gets a new TenantState, published when the batch is
+        done: readers get a consistent snapshot without copying, and a batch copies a
+        tenant's tables once however many of its events it holds."""
         applied = 0
         with self._lock:
+            drafts: dict[str, TenantState] = {}
             for item in items:
                 if not self._gate.admit(item.event):
                     self.skipped += 1
                     continue
-                self._apply(item)
+                self._apply(item, self._draft(item.tenant, drafts))
                 applied += 1
                 self.position = max(self.position, item.position)
+            self._tenants.update(drafts)
             self.applied += applied
         return applied
 
-    def _apply(self, item: FeedItem) -> None:
+    def _draft(self, name: str, drafts: dict[str, TenantState]) -> TenantState:
+        draft = drafts.get(name)
+        if draft is None:
+            old = self._tenants.get(name)
+            draft = drafts[name] = TenantState() if old is None else TenantState(
+                dict(old.trunks), dict(old.outbound), dict(old.inbound),
+                list(old.outbound_order), old.partition, dict(old.policy))
+        return draft
+
+    def _apply(self, item: FeedItem, tenant: TenantState) -> None:
         event = item.event
-        tenant = self._tenants.setdefault(item.tenant, TenantState())
         tenant.partition = item.partition
         if isinstance(event, TenantCatalog.OutboundOrderChanged):
             tenant.outbound_order = list(event.order)
@@ -111,13 +124,9 @@ class AgentState:
             return sorted(self._tenants)
 
     def tenant(self, name: str) -> TenantState | None:
+        """A snapshot: never changed once published (read it, do not change it)."""
         with self._lock:
-            state = self._tenants.get(name)
-            if state is None:
-                return None
-            return TenantState(dict(state.trunks), dict(state.outbound), dict(state.inbound),
-                               list(state.outbound_order), state.partition,
-                               dict(state.policy))
+            return self._tenants.get(name)
 
     def trunk_count(self) -> int:
         with self._lock:
