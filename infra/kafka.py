@@ -399,6 +399,26 @@ class StatusPump:
                 time.sleep(1.0)
 
 
+def scan_topic(consumer: Any, topic: str, timeout: float = 10.0, quiet_polls: int = 2,
+               poll_ms: int = 300) -> list[Any]:
+    """Every record of a topic from its start, read by `consumer` with no group, until
+    `quiet_polls` polls in a row bring nothing (tansu's end_offsets cannot be trusted) or
+    `timeout` passes; in partition and offset order."""
+    parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic)
+                                                       or ())]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while quiet < quiet_polls and time.monotonic() < deadline:
+        batch = consumer.poll(timeout_ms=poll_ms)
+        quiet = 0 if batch else quiet + 1
+        for part_records in batch.values():
+            records += part_records
+    return sorted(records, key=lambda r: (r.partition, r.offset))
+
+
 def seed_from_status(kafka: KafkaSettings, codec: Codec, partitions: list[int],
                      seed: Callable[[str, str, int, int], None], ttl: float,
                      timeout: float = 10.0) -> int:
@@ -410,26 +430,16 @@ def seed_from_status(kafka: KafkaSettings, codec: Codec, partitions: list[int],
                              client_id="trunkplane-seed")
     try:
         events = consumer.partitions_for_topic(kafka.events_topic) or set()
-        status = consumer.partitions_for_topic(kafka.status_topic) or set()
-        parts = [TopicPartition(kafka.status_topic, p) for p in sorted(status)]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
         newest: dict[str, StatusObservation] = {}
-        deadline = time.monotonic() + timeout
-        quiet = 0
-        while quiet < 2 and time.monotonic() < deadline:  # to the end (tansu's end_offsets
-            batch = consumer.poll(timeout_ms=300)          # cannot be trusted)
-            quiet = 0 if batch else quiet + 1
-            for records in batch.values():
-                for record in records:
-                    try:
-                        value = codec.decode(record.value).value
-                    except AvroError:
-                        continue  # the control plane's pump sends it to the dead letters
-                    if isinstance(value, StatusObservation) and (
-                            value.trunk_id not in newest or
-                            value.observed_at > newest[value.trunk_id].observed_at):
-                        newest[value.trunk_id] = value
+        for record in scan_topic(consumer, kafka.status_topic, timeout=timeout):
+            try:
+                value = codec.decode(record.value).value
+            except AvroError:
+                continue  # the control plane's pump sends it to the dead letters
+            if isinstance(value, StatusObservation) and (
+                    value.trunk_id not in newest or
+                    value.observed_at > newest[value.trunk_id].observed_at):
+                newest[value.trunk_id] = value
     finally:
         consumer.close()
     owned = set(partitions)

@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer
 
 from domain import commands
 from domain.application import TrunkplaneApp
 from domain.feeds import PUBLISHED, FeedItem, MemoryPositions
 from domain.model import CommandMeta
 from infra.avro import Codec, WireCipher
-from infra.kafka import KafkaEventFeed, Relay, init_topics, partition_of
+from infra.kafka import KafkaEventFeed, Relay, init_topics, partition_of, scan_topic
 from infra.settings import KafkaSettings, Settings
 from infra.wiring import build_app
 from sipagent.runner import AgentRunner
@@ -44,21 +44,13 @@ def published(app: TrunkplaneApp) -> list[int]:
             if type(app.mapper.to_domain_event(n)) in PUBLISHED]
 
 
-def read_topic(bootstrap: str, topic: str, partitions: int = 4) -> list[Any]:
+def read_topic(bootstrap: str, topic: str) -> list[Any]:
     """Every record of a topic, by partition and offset, with no consumer group."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    parts = [TopicPartition(topic, p) for p in range(partitions)]
-    consumer.assign(parts)
-    consumer.seek_to_beginning(*parts)
-    records: list[Any] = []
-    empty = 0
-    while empty < 3:
-        batch = consumer.poll(timeout_ms=500)
-        empty = 0 if batch else empty + 1
-        for part_records in batch.values():
-            records += part_records
-    consumer.close()
-    return sorted(records, key=lambda r: (r.partition, r.offset))
+    try:
+        return scan_topic(consumer, topic, timeout=60, quiet_polls=3, poll_ms=500)
+    finally:
+        consumer.close()
 
 
 @pytest.fixture
@@ -173,7 +165,7 @@ def test_undecodable_records_go_to_the_dead_letter_topic_and_reading_goes_on(
         items += feed.read(timeout=0.5)
     assert [i.event.settings["name"] for i in items] == ["first", "second"]
     assert feed.dead_letters == 3
-    letters = read_topic(kafka.bootstrap, kafka.dead_letters(kafka.events_topic), 1)
+    letters = read_topic(kafka.bootstrap, kafka.dead_letters(kafka.events_topic))
     assert [r.value for r in letters] == garbage
     headers = dict(letters[1].headers)
     assert headers["topic"] == kafka.events_topic.encode()
