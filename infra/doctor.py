@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import socket
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import grpc
@@ -24,6 +24,7 @@ from infra.keys import cipher_key
 from infra.settings import Settings, SettingsError
 
 CONNECT_TIMEOUT = 2.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -151,18 +152,12 @@ def _agents(settings: Settings) -> Iterator[Finding]:
     from datetime import UTC, datetime
 
     from infra.grpc_api.ops import STALE_AFTER
-    from infra.views import open_views
-    from projections.status import StatusView
 
     try:
-        views = open_views(settings)
+        agents = _read_status(settings, lambda status: status.agents())
     except Exception as error:
         yield Finding("warn", "agents", f"cannot read the agent directory: {error}")
         return
-    try:
-        agents = StatusView(views).agents()
-    finally:
-        views.close()
     if not agents:
         yield Finding("warn", "agents", "no agent has announced itself",
                       "start `trunkplane serve`, or `trunkplane agent` with the same Kafka "
@@ -184,17 +179,20 @@ def _agents(settings: Settings) -> Iterator[Finding]:
 
 def _reported(settings: Settings, tenant: str, trunk_ids: list[str]) -> dict[str, Any]:
     """What the agents last reported, from the status view (empty if it cannot be read)."""
+    try:
+        return _read_status(settings, lambda status: status.of(tenant, trunk_ids))
+    except Exception:  # no views yet: nothing reported
+        return {}
+
+
+def _read_status(settings: Settings, read: Callable[[Any], T]) -> T:
+    """One read of the status view (agents' reports and heartbeats), closed after."""
     from infra.views import open_views
     from projections.status import StatusView
 
+    views = open_views(settings)
     try:
-        views = open_views(settings)
-    except Exception:  # no views yet: nothing reported
-        return {}
-    try:
-        return StatusView(views).of(tenant, trunk_ids)
-    except Exception:
-        return {}
+        return read(StatusView(views))
     finally:
         views.close()
 
