@@ -182,7 +182,7 @@ class _AdmissionCollector(Collector):
         decisions = CounterMetricFamily("trunkplane_admission_decisions",
                                         "Channel requests by outcome (granted, failed_over, or "
                                         "the refusal's status code)", labels=["outcome"])
-        for outcome, count in sorted(self.admission.decisions.items()):
+        for outcome, count in sorted(self.admission.decision_counts().items()):
             decisions.add_metric([outcome], count)
         yield decisions
         yield _gauge("trunkplane_admission_leases", "Channel leases held now",

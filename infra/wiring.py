@@ -255,7 +255,7 @@ def _embedded_agent(settings: Settings, bus: CommandBus, status: StatusView,
     return parts
 
 
-def _control_alerts(settings: Settings, agent_id: str) -> Callable[[Alert], None]:
+def _control_alerts(settings: Settings) -> Callable[[Alert], None]:
     """A distributed agent records alerts through a control plane's RouteService
     (TRUNKPLANE_CONTROL, with a token of role agent), or only logs them."""
     address = settings.control.address if settings.control else ""
@@ -397,7 +397,7 @@ def run_agent(settings: Settings) -> None:
                           client_id=f"trunkplane-agent-{agent_id}")
     metrics = Metrics()
     parts = _agent_parts(settings, feed, sink, sink, agent_id, metrics,
-                         _control_alerts(settings, agent_id), name=f"agent-{agent_id}",
+                         _control_alerts(settings), name=f"agent-{agent_id}",
                          on_revoked=True)
 
     def on_assigned(partitions: list[int]) -> None:

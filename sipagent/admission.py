@@ -490,7 +490,12 @@ class Admission:
             self.on_calls(tenant, trunk_id, inbound, outbound)
 
     def _count(self, outcome: str) -> None:
-        self.decisions[outcome] = self.decisions.get(outcome, 0) + 1
+        with self._lock:  # requests arrive on many threads: no increment lost
+            self.decisions[outcome] = self.decisions.get(outcome, 0) + 1
+
+    def decision_counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.decisions)
 
 
 def _day(now: float) -> str:
