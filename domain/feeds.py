@@ -14,7 +14,6 @@ from uuid import UUID
 
 from domain.application import TrunkplaneApp
 from domain.catalog import TenantCatalog
-from domain.model import Configured
 from domain.routes import InboundRoute, OutboundRoute
 from domain.trunk import Trunk
 
@@ -164,6 +163,3 @@ class VersionGate:
     def forget(self, keep: Callable[[UUID], bool]) -> None:
         self._applied = {k: v for k, v in self._applied.items() if keep(k)}
 
-
-def is_created(event: Any) -> bool:
-    return isinstance(event, Configured.Created)

@@ -275,10 +275,6 @@ class SipAgent:
         """A trunk's new settings (None: deleted). Thread-safe."""
         self._loop.call_soon_threadsafe(self._update, tenant, trunk_id, settings)
 
-    def call(self, coroutine: Any, timeout: float = 30.0) -> Any:
-        """Runs a coroutine on the engine's loop from another thread (tests, tools)."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
-
     def live_state(self, trunk_id: str) -> TrunkState | None:
         """What the engine last found on the wire for a trunk (None: nothing yet)."""
         worker = self._workers.get(trunk_id)
@@ -288,10 +284,6 @@ class SipAgent:
         """time.monotonic() of the trunk's last 200 to REGISTER or answer to OPTIONS."""
         worker = self._workers.get(trunk_id)
         return worker.last_success if worker is not None else 0.0
-
-    @property
-    def sip_port(self) -> int:
-        return self.transport.listen_port if self.transport else 0
 
     def snapshot(self) -> dict[str, Any]:
         """What the metrics read: trunks by state, peer round trips."""
