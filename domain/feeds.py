@@ -141,6 +141,23 @@ class StoreEventFeed:
             self._positions.save(self._name, self._read)
             self._position = self._read
 
+    @property
+    def position(self) -> int:
+        """The committed position."""
+        return self._position
+
+    @property
+    def uncommitted(self) -> bool:
+        """read() went past the committed position (maybe over events it filtered out)."""
+        return self._read != self._position
+
+    def rewind(self, reload: bool = False) -> None:
+        """The next read starts after the committed position again (`reload`: as saved
+        in the position store, e.g. by another process)."""
+        if reload:
+            self._position = self._positions.load(self._name)
+        self._read = self._position
+
     def close(self) -> None:
         self._closed = True
         self._wake.set()

@@ -20,7 +20,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from domain.application import TrunkplaneApp
-from domain.feeds import PUBLISHED, FeedItem, PositionStore, TenantIndex
+from domain.feeds import FeedItem, PositionStore, StoreEventFeed
 from domain.status import AgentHeartbeat, StatusObservation
 from infra.avro import AvroError, Codec
 from infra.leader import RELAY_LOCK, Leader
@@ -119,18 +119,16 @@ class Relay:
         self.app = app
         self.codec = codec
         self.kafka = kafka
-        self.positions = positions
         self.batch = batch
         self.flush_timeout = 10.0  # then the broker counts as away: retry on back-off
         self.leader = leader or Leader("", RELAY_LOCK)
         self._make_producer = make_producer or (lambda: producer(kafka, "trunkplane-relay"))
         self._producer: Any = None
-        self._tenants = TenantIndex(app)
+        self._feed = StoreEventFeed(app, RELAY, positions)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._on_published = on_published
-        self.position = positions.load(RELAY)
         self.published = 0
         self.leading = False
         self.last_error = ""
@@ -138,28 +136,30 @@ class Relay:
     def notify(self) -> None:
         self._wake.set()
 
+    @property
+    def position(self) -> int:
+        """The last log position the broker acknowledged (saved in the position store)."""
+        return self._feed.position
+
     def publish_once(self) -> int:
         """Publishes the next batch; returns how many records went out (0: up to date)."""
-        notes = self.app.recorder.select_notifications(
-            self.position, self.batch, inclusive_of_start=False)
-        if not notes:
+        items = self._feed.read(self.batch, timeout=0)
+        if not self._feed.uncommitted:
             return 0
-        if self._producer is None:
-            self._producer = self._make_producer()
-        sends = []
-        for note in notes:
-            event = self.app.mapper.to_domain_event(note)
-            if type(event) not in PUBLISHED:
-                continue
-            tenant = self._tenants.tenant_of(event)
-            payload = self.codec.encode_event(event, note.id, tenant)
-            sends.append(self._producer.send(self.kafka.events_topic, key=tenant.encode(),
-                                             value=payload))
-        self._producer.flush(timeout=self.flush_timeout)
-        for future in sends:
-            future.get(timeout=0)  # raises the broker's error for any record not acked
-        self.position = notes[-1].id
-        self.positions.save(RELAY, self.position)
+        try:
+            if self._producer is None:
+                self._producer = self._make_producer()
+            sends = [self._producer.send(
+                self.kafka.events_topic, key=item.tenant.encode(),
+                value=self.codec.encode_event(item.event, item.position, item.tenant))
+                for item in items]
+            self._producer.flush(timeout=self.flush_timeout)
+            for future in sends:
+                future.get(timeout=0)  # raises the broker's error for any record not acked
+        except BaseException:
+            self._feed.rewind()  # the batch goes out again: at least once, never skipped
+            raise
+        self._feed.commit()
         self.published += len(sends)
         if self._on_published is not None:
             self._on_published(self.position, len(sends))
@@ -188,7 +188,7 @@ class Relay:
                 if not self.leading:
                     self._stopping.wait(2.0)
                     continue
-                self.position = self.positions.load(RELAY)  # the last leader's progress
+                self._feed.rewind(reload=True)  # from the last leader's progress
                 log.info("relay: publishing to %s from position %d",
                          self.kafka.events_topic, self.position)
             try:
