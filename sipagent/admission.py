@@ -23,6 +23,7 @@ from domain.guard import prefix_of
 from domain.routing import resolve_outbound
 from domain.status import TrunkState
 from sipagent.fraud import FraudDetector
+from sipagent.runner import Ticker
 from sipagent.state import AgentState, TenantState
 
 OUTBOUND, INBOUND = "outbound", "inbound"
@@ -97,25 +98,18 @@ class Admission:
         self._failures: dict[str, list[float]] = {}
         self._open_since: dict[str, float] = {}  # trunk -> when its breaker opened
         self.decisions: dict[str, int] = {}
-        self._stopping = threading.Event()
-        self._sweeper: threading.Thread | None = None
+        self._sweeper: Ticker | None = None
         self._recent: dict[str, deque[float]] = {}  # guard key -> grant times, last minute
         self._daily: dict[str, tuple[str, int]] = {}  # guard key -> (UTC day, grants)
         self._expired: set[tuple[str, str]] = set()  # (tenant, trunk) to publish
 
     def start(self, every: float = 1.0) -> None:
         """Frees expired leases on a timer, so counts drop without waiting for a request."""
-        def sweep() -> None:
-            while not self._stopping.wait(every):
-                self.sweep()
-
-        self._sweeper = threading.Thread(target=sweep, name="lease-sweeper", daemon=True)
-        self._sweeper.start()
+        self._sweeper = Ticker("lease-sweeper", every, self.sweep).start()
 
     def stop(self) -> None:
-        self._stopping.set()
         if self._sweeper is not None:
-            self._sweeper.join(timeout=5)
+            self._sweeper.stop()
 
     def leases(self) -> int:
         with self._lock:

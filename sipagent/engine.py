@@ -21,6 +21,7 @@ from typing import Any
 
 from domain.status import ContactStatus, PeerStatus, StatusObservation, StatusSink, TrunkState
 from domain.values import parse_host_port
+from sipagent.runner import Ticker
 from sipagent.sip.digest import DigestClient, parse_challenge
 from sipagent.sip.message import Request, Response, SipParseError, split_list
 from sipagent.sip.transport import (
@@ -87,6 +88,7 @@ class Reporter:
         self._queue: list[StatusObservation] = []
         self._latest: dict[str, StatusObservation] = {}
         self._calls: dict[str, tuple[int, int]] = {}
+        self._flusher: Ticker | None = None
         self._alerts: dict[str, list[str]] = {}
         self._lock = threading.RLock()
         self.published = 0
@@ -141,22 +143,11 @@ class Reporter:
 
     def start_flushing(self, every: float = 0.1) -> None:
         """A thread that publishes queued observations (when no engine loop does)."""
-        def run() -> None:
-            while not self._stopping.wait(every):
-                try:
-                    self.flush()
-                except Exception:
-                    log.exception("publishing status failed; will retry")
-
-        self._stopping = threading.Event()
-        self._flusher = threading.Thread(target=run, name="status-flush", daemon=True)
-        self._flusher.start()
+        self._flusher = Ticker("status-flush", every, self.flush).start()
 
     def stop_flushing(self) -> None:
-        stopping = getattr(self, "_stopping", None)
-        if stopping is not None:
-            stopping.set()
-            self._flusher.join(timeout=5)
+        if self._flusher is not None:
+            self._flusher.stop()
         self.flush()
 
     def flush(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from domain.feeds import EventFeed
@@ -56,6 +57,38 @@ class AgentRunner:
                     log.exception("%s: reading events failed; retrying", self.name)
                 self.failure = f"{type(error).__name__}: {error}"
                 self._stopping.wait(1.0)
+
+
+class Ticker:
+    """Calls `work` every `every` seconds on a thread of its own until stopped; a failure
+    is logged once per run of failures and the next tick tries again."""
+
+    def __init__(self, name: str, every: float, work: Callable[[], object]) -> None:
+        self.name = name
+        self.every = every
+        self.work = work
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> Ticker:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        failing = False
+        while not self._stopping.wait(self.every):
+            try:
+                self.work()
+                failing = False
+            except Exception:
+                if not failing:
+                    log.exception("%s failed; trying again every %g s", self.name, self.every)
+                failing = True
 
 
 class Heartbeat:
