@@ -85,7 +85,7 @@ class Reporter:
         self.agent_id = agent_id
         self._sequence = int(time.time() * 1000)  # grows across restarts too
         self._last: dict[str, _Reported] = {}
-        self._queue: list[StatusObservation] = []
+        self._queue: dict[str, StatusObservation] = {}  # per trunk the newest, oldest first
         self._latest: dict[str, StatusObservation] = {}
         self._calls: dict[str, tuple[int, int]] = {}
         self._flusher: Ticker | None = None
@@ -108,8 +108,8 @@ class Reporter:
                 sequence=self._sequence, observed_at=now, state=state, since=last.since,
                 **fields)
             self._latest[trunk_id] = observation
-            self._queue = [o for o in self._queue if o.trunk_id != trunk_id]
-            self._queue.append(observation)
+            self._queue.pop(trunk_id, None)
+            self._queue[trunk_id] = observation
 
     def calls(self, tenant: str, trunk_id: str, inbound: int, outbound: int,
               fallback: TrunkState = TrunkState.REGISTERING,
@@ -152,14 +152,13 @@ class Reporter:
 
     def flush(self) -> int:
         with self._lock:
-            batch, self._queue = self._queue, []
+            batch, self._queue = list(self._queue.values()), {}
         if batch:
             try:
                 self.sink.publish(batch)
             except Exception:  # kept for the next flush, unless a newer one came meanwhile
                 with self._lock:
-                    newer = {o.trunk_id for o in self._queue}
-                    self._queue = [o for o in batch if o.trunk_id not in newer] + self._queue
+                    self._queue = {**{o.trunk_id: o for o in batch}, **self._queue}
                 raise
             self.published += len(batch)
         return len(batch)
