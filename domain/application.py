@@ -16,6 +16,7 @@ from eventsourcing.persistence import IntegrityError, Recording
 
 from domain.catalog import TenantCatalog
 from domain.errors import DomainError
+from domain.pbx import Pbx
 from domain.routes import InboundRoute, OutboundRoute
 from domain.trunk import Trunk
 from domain.unit_of_work import UnitOfWork
@@ -50,7 +51,7 @@ class TrunkplaneApp(Application[UUID]):
 
     name = "trunkplane"
     snapshotting_intervals: ClassVar[dict[Any, int]] = {
-        Trunk: 50, OutboundRoute: 50, InboundRoute: 50, TenantCatalog: 100,
+        Trunk: 50, OutboundRoute: 50, InboundRoute: 50, TenantCatalog: 100, Pbx: 50,
     }
     env: ClassVar[dict[str, str]] = {
         "AGGREGATE_CACHE_MAXSIZE": "10000",

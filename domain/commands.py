@@ -17,13 +17,15 @@ from domain.catalog import (
 )
 from domain.errors import (
     AlreadyExistsError,
+    ConflictError,
     NotFoundError,
     PreconditionError,
     ValidationError,
     Violations,
 )
 from domain.guard import ALERT_KINDS, validate_guard, validate_hours
-from domain.model import CommandMeta, Configured, Settings
+from domain.model import CommandMeta, Configured, Settings, etag_for
+from domain.pbx import Pbx, default_pbx, validate_pbx
 from domain.routes import InboundRoute, OutboundRoute, validate_inbound, validate_outbound
 from domain.templates import get_template
 from domain.trunk import Trunk
@@ -332,3 +334,26 @@ def record_fraud_alert(uow: UnitOfWork, tenant: str, kind: str, detail: str, ext
     catalog = catalog_of(uow, tenant, meta, write=True)
     catalog.raise_alert(kind, detail.strip(), extension, route_id, meta)
     return {"tenant": tenant, "kind": kind, "detail": detail.strip()}
+
+
+# The tenant's PBX
+
+
+def update_pbx(uow: UnitOfWork, tenant: str, patch: Settings, etag: str,
+               meta: CommandMeta) -> Outcome:
+    """Changes the fields of the tenant's PBX access that `patch` names (the first change
+    creates it); what does not change records nothing."""
+    def handler() -> Outcome:
+        pbx = uow.find(Pbx.id_for(tenant), Pbx)
+        if pbx is None:
+            if etag and etag != etag_for(0):
+                raise ConflictError(f"the PBX of tenant '{tenant}' is not configured yet "
+                                    f"(etag {etag_for(0)}, got {etag})")
+            created = Pbx.start(tenant, validate_pbx(merge(default_pbx(), patch)), meta)
+            uow.add(created)
+            return Outcome(created)
+        pbx.check_etag(etag)
+        pbx.change_settings(validate_pbx(merge(pbx.settings, patch)), meta)
+        return Outcome(pbx)
+
+    return idempotent(uow, tenant, meta, "UpdatePbx", handler)

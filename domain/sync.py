@@ -1,7 +1,8 @@
 """Bringing a tenant to a desired configuration (a restored backup) with the ordinary
 commands, so every difference is recorded as the usual events. Trunks and outbound routes
-are matched by name, inbound routes by what they match (DID, caller ID, trunk). What the
-tenant has beyond the desired configuration is kept and reported, never deleted."""
+are matched by name, inbound routes by what they match (DID, caller ID, trunk), the PBX
+access is the tenant's one. What the tenant has beyond the desired configuration is kept
+and reported, never deleted."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from uuid import UUID
 from domain import commands
 from domain.catalog import INBOUND, OUTBOUND, TRUNK, TenantCatalog
 from domain.model import CommandMeta, Settings
+from domain.pbx import Pbx, default_pbx, validate_pbx
 from domain.routes import InboundRoute, OutboundRoute, validate_inbound, validate_outbound
 from domain.trunk import Trunk
 from domain.trunk_settings import validate_trunk
@@ -25,6 +27,7 @@ class DesiredConfig:
     trunks: list[Settings] = field(default_factory=list)
     outbound_routes: list[Settings] = field(default_factory=list)  # in route order
     inbound_routes: list[Settings] = field(default_factory=list)
+    pbx: Settings | None = None  # None: the document says nothing about the PBX
 
 
 @dataclass
@@ -39,6 +42,7 @@ def sync_tenant(uow: UnitOfWork, tenant: str, desired: DesiredConfig,
     _sync_trunks(uow, tenant, desired.trunks, meta, report)
     _sync_outbound(uow, tenant, desired.outbound_routes, meta, report)
     _sync_inbound(uow, tenant, desired.inbound_routes, meta, report)
+    _sync_pbx(uow, tenant, desired.pbx, meta, report)
     return report
 
 
@@ -109,6 +113,22 @@ def _sync_inbound(uow: UnitOfWork, tenant: str, wanted: list[Settings], meta: Co
     report.kept += [f"inbound route {e['did_pattern'] or 'any DID'} ({rid})"
                     for rid, e in _catalog(uow, tenant, meta).entries[INBOUND].items()
                     if rid not in matched]
+
+
+def _sync_pbx(uow: UnitOfWork, tenant: str, wanted: Settings | None, meta: CommandMeta,
+              report: SyncReport) -> None:
+    """Without a password in the document the current one stays, as for trunks."""
+    pbx = uow.peek(Pbx.id_for(tenant), Pbx)
+    if wanted is None:
+        if pbx is not None:
+            report.kept.append("pbx")
+        return
+    current = default_pbx() if pbx is None else pbx.settings
+    patch = _differences(current, validate_pbx({**current, **wanted}))
+    if patch:
+        commands.update_pbx(uow, tenant, patch, "", meta)
+        verb = "create pbx" if pbx is None else "update pbx"
+        report.changes.append(f"{verb}: {', '.join(sorted(patch))}")
 
 
 def _not_named(catalog: TenantCatalog, kind: str, label: str,

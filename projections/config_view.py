@@ -19,7 +19,8 @@ from projections.views import ViewStore
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
 READ_WAIT = 10.0
-LABELS = {"trunk": "trunk", "outbound": "outbound route", "inbound": "inbound route"}
+LABELS = {"trunk": "trunk", "outbound": "outbound route", "inbound": "inbound route",
+          "pbx": "PBX"}
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,11 @@ class ConfigView:
             cur.execute(f"SELECT route_ids FROM {table} WHERE tenant = ?", (tenant,))
             row = cur.fetchone()
         return [] if row is None else list(json.loads(row[0]))
+
+    def pbx(self, tenant: str) -> Doc | None:
+        """The tenant's PBX access (secrets as fingerprints), None until first set."""
+        rows = self._select("tenant = ? AND kind = 'pbx'", [tenant])
+        return rows[0] if rows else None
 
     def trunk_docs(self, tenant: str) -> list[Doc]:
         return self._select("tenant = ? AND kind = 'trunk' AND deleted = 0", [tenant])

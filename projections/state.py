@@ -9,6 +9,7 @@ from typing import Any
 
 from domain.catalog import CommandReceipt, TenantCatalog
 from domain.model import Configured, own_fields
+from domain.pbx import Pbx
 from domain.routes import InboundRoute, OutboundRoute
 from domain.trunk import Trunk
 from domain.trunk_settings import SECRET_FIELDS
@@ -16,11 +17,11 @@ from domain.trunk_settings import SECRET_FIELDS
 Fingerprint = Callable[[str], str]
 Doc = dict[str, Any]
 KINDS: dict[type[Configured], str] = {Trunk: "trunk", OutboundRoute: "outbound",
-                                      InboundRoute: "inbound"}
+                                      InboundRoute: "inbound", Pbx: "pbx"}
 
 
 def kind_of(event: Any) -> str | None:
-    """trunk, outbound, inbound, catalog, or None for events no view reads."""
+    """trunk, outbound, inbound, pbx, catalog, or None for events no view reads."""
     event_class = type(event)
     if event_class not in _KIND_OF:
         owner = event_class.__qualname__.split(".")[0]
@@ -77,8 +78,11 @@ def iso(moment: datetime) -> str:
 
 
 def display_name(doc: Doc) -> str:
-    """What a trunk or route is called: its name, or an inbound route's DID pattern."""
+    """What a trunk or route is called: its name, or an inbound route's DID pattern; a
+    tenant's PBX (one per tenant) is called `pbx`."""
     settings = doc["settings"]
+    if "source_cidrs" in settings:
+        return "pbx"
     return str(settings.get("name") or settings.get("did_pattern") or "")
 
 

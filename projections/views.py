@@ -22,7 +22,7 @@ from projections.history import FieldChange, diff, flatten, render
 from projections.state import Doc, Fingerprint, display_name, fold, iso, kind_of
 
 Batch = Sequence[tuple[int, Any, Any]]  # (log position, domain event, event as stored)
-SUBJECTS = frozenset({"trunk", "outbound", "inbound"})
+SUBJECTS = frozenset({"trunk", "outbound", "inbound", "pbx"})
 
 
 class Projection(ABC):
@@ -55,8 +55,8 @@ class Projection(ABC):
 
 
 class ConfigProjection(Projection):
-    """Current settings of every trunk and route (secrets as fingerprints), and the order
-    of each tenant's outbound routes."""
+    """Current settings of every trunk, route and tenant PBX (secrets as fingerprints),
+    and the order of each tenant's outbound routes."""
 
     name = "config"
     schema = 2
@@ -86,7 +86,7 @@ class ConfigProjection(Projection):
         orders: dict[str, list[str]] = {}
         for position, event, _ in batch:
             kind = kind_of(event)
-            if kind in ("trunk", "outbound", "inbound"):
+            if kind in SUBJECTS:
                 key = str(event.originator_id)
                 docs[key] = fold(docs.get(key), event, self.fingerprint)[0]
                 touched[key] = (kind, position)

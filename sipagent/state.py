@@ -1,7 +1,7 @@
-"""The agent's desired state: every trunk and route of the tenants it owns, folded from
-the event feed. Redelivered events are skipped by version; when the agent loses a share of
-the tenants (a Kafka rebalance), it forgets them, and whoever takes them over rebuilds
-them from the log."""
+"""The agent's desired state: every trunk and route of the tenants it owns, and their
+PBXes, folded from the event feed. Redelivered events are skipped by version; when the
+agent loses a share of the tenants (a Kafka rebalance), it forgets them, and whoever takes
+them over rebuilds them from the log."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+from domain.calls import PbxAccess
 from domain.catalog import TenantCatalog
 from domain.feeds import FeedItem, VersionGate
 from domain.model import Configured
+from domain.pbx import Pbx
 from domain.routes import InboundRoute, OutboundRoute
 from domain.trunk import Trunk
+from sipagent.pbx_directory import SourceIndex, access_of
 
 Listener = Callable[[str, str, dict[str, Any] | None], None]  # tenant, trunk id, settings
 
@@ -28,10 +31,12 @@ class TenantState:
     outbound_order: list[str] = field(default_factory=list)
     partition: int = 0
     policy: dict[str, Any] = field(default_factory=dict)
+    pbx: dict[str, Any] | None = None  # the PBX access settings, password in clear
 
 
 class AgentState:
-    """Thread-safe: the feed loop applies, the SIP engine and admission read."""
+    """Thread-safe: the feed loop applies, the SIP engine and admission read. It is the
+    B2BUA's `domain.calls.PbxDirectory`."""
 
     def __init__(self, on_trunk: Listener | None = None) -> None:
         self._gate = VersionGate()
@@ -42,6 +47,9 @@ class AgentState:
         self.applied = 0
         self.skipped = 0
         self.position = 0
+        self._pbxes: dict[str, PbxAccess] = {}
+        self._sources = SourceIndex(())
+        self._pbx_changed = False
 
     def apply(self, items: Sequence[FeedItem]) -> int:
         """Each tenant a batch changes gets a new TenantState, published when the batch is
@@ -59,7 +67,17 @@ class AgentState:
                 self.position = max(self.position, item.position)
             self._tenants.update(drafts)
             self.applied += applied
+            if self._pbx_changed:
+                self._index_pbxes()
         return applied
+
+    def _index_pbxes(self) -> None:
+        """Rebuilt whole when a PBX changes: rare, and readers never see half an index."""
+        self._pbx_changed = False
+        self._pbxes = {name: access_of(name, state.pbx)
+                       for name, state in self._tenants.items()
+                       if state.pbx is not None and state.pbx["enabled"]}
+        self._sources = SourceIndex(self._pbxes.values())
 
     def _draft(self, name: str, drafts: dict[str, TenantState]) -> TenantState:
         draft = drafts.get(name)
@@ -67,7 +85,7 @@ class AgentState:
             old = self._tenants.get(name)
             draft = drafts[name] = TenantState() if old is None else TenantState(
                 dict(old.trunks), dict(old.outbound), dict(old.inbound),
-                list(old.outbound_order), old.partition, dict(old.policy))
+                list(old.outbound_order), old.partition, dict(old.policy), old.pbx)
         return draft
 
     def _apply(self, item: FeedItem, tenant: TenantState) -> None:
@@ -80,22 +98,20 @@ class AgentState:
             tenant.policy = dict(event.policy)
             return
         kind = self._kind(event)
+        self._owner[event.originator_id] = item.tenant
+        if kind == "pbx":
+            tenant.pbx = _changed(tenant.pbx, event)
+            self._pbx_changed = True
+            return
         table = {"trunk": tenant.trunks, "outbound": tenant.outbound,
                  "inbound": tenant.inbound}[kind]
         key = str(event.originator_id)
-        self._owner[event.originator_id] = item.tenant
         if isinstance(event, Configured.Created):
             table[key] = dict(event.settings)
         elif isinstance(event, Configured.Deleted):
             table.pop(key, None)
         elif key in table:
-            current = table[key]
-            if isinstance(event, Configured.Enabled):
-                table[key] = {**current, "enabled": True}
-            elif isinstance(event, Configured.Disabled):
-                table[key] = {**current, "enabled": False}
-            else:
-                table[key] = {**current, **event.changed_fields()}
+            table[key] = _changed(table[key], event) or {}
         if kind == "trunk" and self.on_trunk is not None:
             self.on_trunk(item.tenant, key, table.get(key))
 
@@ -103,7 +119,7 @@ class AgentState:
     def _kind(event: Any) -> str:
         owner = type(event).__qualname__.rpartition(".")[0]
         return {Trunk.__name__: "trunk", OutboundRoute.__name__: "outbound",
-                InboundRoute.__name__: "inbound"}[owner]
+                InboundRoute.__name__: "inbound", Pbx.__name__: "pbx"}[owner]
 
     def forget_partitions(self, partitions: Sequence[int]) -> list[str]:
         """Drops the tenants carried by partitions this agent no longer owns."""
@@ -117,6 +133,7 @@ class AgentState:
                         self.on_trunk(name, trunk_id, None)
             self._gate.forget(lambda i: self._owner.get(i) not in gone)
             self._owner = {i: t for i, t in self._owner.items() if t not in gone}
+            self._index_pbxes()
         return gone
 
     def tenants(self) -> list[str]:
@@ -131,3 +148,30 @@ class AgentState:
     def trunk_count(self) -> int:
         with self._lock:
             return sum(len(s.trunks) for s in self._tenants.values())
+
+    def pbx_for_source(self, address: str) -> PbxAccess | None:
+        """The tenant whose PBX may send calls from this address: the most specific source
+        network wins; None when it is nobody's, or two tenants' equally specific networks
+        hold it."""
+        return self._sources.best(address)
+
+    def pbx_candidates(self, address: str) -> list[PbxAccess]:
+        """Every PBX whose networks hold the address, most specific first (ties included),
+        for telling tenants apart by their digest username."""
+        return self._sources.candidates(address)
+
+    def pbx(self, tenant: str) -> PbxAccess | None:
+        """The tenant's PBX access; None when it is not set, disabled, or not held here."""
+        return self._pbxes.get(tenant)
+
+
+def _changed(settings: dict[str, Any] | None, event: Any) -> dict[str, Any] | None:
+    """Settings after a Created, Enabled, Disabled or field event (None stays None: an
+    event of an aggregate whose creation this agent never saw)."""
+    if isinstance(event, Configured.Created):
+        return dict(event.settings)
+    if settings is None:
+        return None
+    if isinstance(event, Configured.Enabled | Configured.Disabled):
+        return {**settings, "enabled": isinstance(event, Configured.Enabled)}
+    return {**settings, **event.changed_fields()}
