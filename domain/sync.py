@@ -6,12 +6,13 @@ and reported, never deleted."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
 
 from domain import commands
-from domain.catalog import INBOUND, OUTBOUND, TRUNK, TenantCatalog
+from domain.catalog import INBOUND, OUTBOUND, TRUNK, CommandReceipt, TenantCatalog
+from domain.errors import PreconditionError
 from domain.model import CommandMeta, Settings
 from domain.pbx import Pbx, default_pbx, validate_pbx
 from domain.routes import InboundRoute, OutboundRoute, validate_inbound, validate_outbound
@@ -30,20 +31,43 @@ class DesiredConfig:
     pbx: Settings | None = None  # None: the document says nothing about the PBX
 
 
+IMPORT = "ImportConfiguration"
+
+
 @dataclass
 class SyncReport:
     changes: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
+    replayed: bool = False  # the request id was already applied: nothing changed now
 
 
 def sync_tenant(uow: UnitOfWork, tenant: str, desired: DesiredConfig,
                 meta: CommandMeta) -> SyncReport:
+    """The request id covers the whole import: a retry changes nothing. Its commands run
+    without it (each carries it on its events), since they are parts of one request, not
+    retries of each other."""
+    if meta.idempotency_key and _already_applied(uow, tenant, meta):
+        return SyncReport(replayed=True)
+    each = replace(meta, idempotency_key="", fingerprint="")
     report = SyncReport()
-    _sync_trunks(uow, tenant, desired.trunks, meta, report)
-    _sync_outbound(uow, tenant, desired.outbound_routes, meta, report)
-    _sync_inbound(uow, tenant, desired.inbound_routes, meta, report)
-    _sync_pbx(uow, tenant, desired.pbx, meta, report)
+    _sync_trunks(uow, tenant, desired.trunks, each, report)
+    _sync_outbound(uow, tenant, desired.outbound_routes, each, report)
+    _sync_inbound(uow, tenant, desired.inbound_routes, each, report)
+    _sync_pbx(uow, tenant, desired.pbx, each, report)
+    if meta.idempotency_key:
+        uow.add(CommandReceipt.issue(tenant, meta.idempotency_key, IMPORT, meta.fingerprint,
+                                     _catalog(uow, tenant, each).id))
     return report
+
+
+def _already_applied(uow: UnitOfWork, tenant: str, meta: CommandMeta) -> bool:
+    receipt = uow.peek(CommandReceipt.id_for(tenant, meta.idempotency_key), CommandReceipt)
+    if receipt is None:
+        return False
+    if receipt.command != IMPORT or receipt.fingerprint != meta.fingerprint:
+        raise PreconditionError(
+            f"request_id '{meta.idempotency_key}' was already used for a different request")
+    return True
 
 
 def _catalog(uow: UnitOfWork, tenant: str, meta: CommandMeta) -> TenantCatalog:
