@@ -80,7 +80,7 @@ class PostgresProofRecorder(PostgresApplicationRecorder):
 
     def query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(POSTGRES.sql(statement), params)  # type: ignore[arg-type]
+            curs.execute(POSTGRES.sql(statement), params)
             return [tuple(row.values()) for row in curs.fetchall()]
 
 

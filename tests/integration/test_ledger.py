@@ -120,7 +120,7 @@ def forge(store: Store, position: int, actor: str) -> None:
     someone holding the data directory (and so the cipher key) could do."""
     notification = store.app.recorder.select_notifications(position, 1)[0]
     event = store.app.mapper.to_domain_event(notification)
-    forged = dataclasses.replace(event, actor=actor)  # type: ignore[type-var]
+    forged: Any = dataclasses.replace(event, actor=actor)  # type: ignore[type-var]
     state = store.app.mapper.to_stored_event(forged).state
     store.sql("UPDATE {table} SET state = ? WHERE {key} = ?", state, position)
 
@@ -136,8 +136,8 @@ def test_a_flipped_byte_is_an_edit(store: Store) -> None:
 def test_a_forged_event_reencrypted_with_the_key_is_named(store: Store) -> None:
     populate(store)
     forge(store, 5, "mallory")
-    assert store.app.mapper.to_domain_event(  # it reads well: only the proof tells
-        store.app.recorder.select_notifications(5, 1)[0]).actor == "mallory"
+    read: Any = store.app.mapper.to_domain_event(store.app.recorder.select_notifications(5, 1)[0])
+    assert read.actor == "mallory"  # it reads well: only the proof tells
     assert kinds(store.verify()) == [("forged", 5)]
 
 
@@ -159,7 +159,7 @@ def test_writing_after_a_truncation_is_refused(store: Store) -> None:
         store.trunk("after")
         assert kinds(store.verify()) == [("removed", head)]
         return
-    with pytest.raises(RuntimeError, match="truncated|removed from the end"):
+    with pytest.raises(RuntimeError, match="removed from the end"):
         store.trunk("after")  # SQLite reuses the rowid: appending would hide the hole
 
 
