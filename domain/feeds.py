@@ -6,8 +6,9 @@ a `VersionGate`."""
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
@@ -16,6 +17,8 @@ from domain.application import TrunkplaneApp
 from domain.catalog import TenantCatalog
 from domain.routes import InboundRoute, OutboundRoute
 from domain.trunk import Trunk
+
+log = logging.getLogger(__name__)
 
 
 def published_events() -> list[type[Any]]:
@@ -164,19 +167,86 @@ class StoreEventFeed:
 
 
 class VersionGate:
-    """Skips an event at or below the version already applied for its aggregate, so a
-    redelivered event changes nothing."""
+    """Orders each aggregate's events for a consumer that may receive them late, twice or
+    out of order (a broker emptied and refilled, a redelivery). An event at or below the
+    version applied is a duplicate; a change that arrives before the version it follows
+    is held until that version has been applied, never dropped. Only what the consumer
+    reports applied (`applied`) counts: a held or skipped event is not recorded, so the
+    event it waits for is still taken when it comes.
 
-    def __init__(self) -> None:
-        self._applied: dict[UUID, int] = {}
+    Events that carry the whole state they set (a Created, the catalog's route order and
+    policy) depend on nothing before them: the newest applies, kept per event type when
+    one aggregate has several such kinds. `max_held` bounds what waits in memory; beyond
+    it the oldest waiting event is dropped and counted in `dropped` (the consumer then
+    needs its partition read again)."""
 
-    def admit(self, event: Any) -> bool:
+    def __init__(self, whole_state: Callable[[Any], bool] = lambda event: False,
+                 max_held: int = 100_000) -> None:
+        self._whole_state = whole_state
+        self._applied: dict[Any, int] = {}
+        self._held: dict[UUID, dict[int, Any]] = {}
+        self._max_held = max_held
+        self.held = 0
+        self.dropped = 0
+
+    def _key(self, event: Any) -> Any:
+        if self._whole_state(event) and int(event.originator_version) > 1:
+            return (event.originator_id, type(event).__qualname__)
+        return event.originator_id
+
+    def release(self, item: Any, event: Any) -> Iterator[Any]:
+        """Yields the items to apply now, in order: `item` (whose event is `event`) unless
+        it is a duplicate or must wait, then every held successor it unblocks. Call
+        `applied` for each one before taking the next."""
         version = int(event.originator_version)
-        if version <= self._applied.get(event.originator_id, 0):
-            return False
-        self._applied[event.originator_id] = version
-        return True
+        key = self._key(event)
+        last = self._applied.get(key, 0)
+        if version <= last:
+            return
+        if not self._whole_state(event) and version > last + 1:
+            self._hold(event.originator_id, version, item)
+            return
+        yield item
+        waiting = self._held.get(event.originator_id)
+        while waiting:
+            after = waiting.pop(self._applied.get(event.originator_id, 0) + 1, None)
+            if after is None:
+                break
+            self.held -= 1
+            yield after
+        if waiting == {}:
+            self._held.pop(event.originator_id, None)
+
+    def version(self, event: Any) -> int:
+        """The version applied of what `event` changes (0: nothing yet)."""
+        return self._applied.get(self._key(event), 0)
+
+    def applied(self, event: Any) -> None:
+        key = self._key(event)
+        self._applied[key] = max(self._applied.get(key, 0), int(event.originator_version))
+
+    def _hold(self, aggregate: UUID, version: int, item: Any) -> None:
+        waiting = self._held.setdefault(aggregate, {})
+        if version not in waiting:
+            self.held += 1
+        waiting[version] = item
+        if self.held > self._max_held:
+            oldest = next(iter(self._held))
+            lost = self._held[oldest].pop(min(self._held[oldest]))
+            if not self._held[oldest]:
+                del self._held[oldest]
+            self.held -= 1
+            self.dropped += 1
+            log.error("more than %d events wait for their predecessors; dropped %r",
+                      self._max_held, lost)
+
+    def waiting(self) -> dict[UUID, tuple[int, list[int]]]:
+        """Per aggregate with held events: the version applied and the versions held."""
+        return {k: (self._applied.get(k, 0), sorted(v)) for k, v in self._held.items()}
 
     def forget(self, keep: Callable[[UUID], bool]) -> None:
-        self._applied = {k: v for k, v in self._applied.items() if keep(k)}
-
+        self._applied = {k: v for k, v in self._applied.items()
+                         if keep(k[0] if isinstance(k, tuple) else k)}
+        held = {k: v for k, v in self._held.items() if keep(k)}
+        self.held = sum(len(v) for v in held.values())
+        self._held = held

@@ -18,6 +18,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import NAMESPACE_URL, uuid5
 
 from domain.status import ContactStatus, PeerStatus, StatusObservation, StatusSink, TrunkState
 from domain.values import parse_host_port
@@ -201,6 +202,7 @@ class SipAgent:
         self._ready = threading.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._changing: dict[str, asyncio.Task[None]] = {}
+        self._parked: dict[str, _Worker] = {}
 
     # --- life cycle (any thread) ---------------------------------------------------------
 
@@ -265,6 +267,27 @@ class SipAgent:
         """A trunk's new settings (None: deleted). Thread-safe."""
         self._loop.call_soon_threadsafe(self._update, tenant, trunk_id, settings)
 
+    def release(self, tenant: str, trunk_id: str) -> None:
+        """Another agent holds the trunk now: stop refreshing it, without unREGISTER and
+        without a status report. Its binding stays until the new owner's REGISTER
+        replaces it (same +sip.instance and reg-id), so no call finds it unregistered.
+        Thread-safe."""
+        self._loop.call_soon_threadsafe(self._release, trunk_id)
+
+    def park(self, timeout: float = 10.0) -> list[str]:
+        """A clean stop that hands over: every trunk stops refreshing and keeps its
+        bindings for whoever takes the trunks over. Returns the trunks parked; then
+        `unregister_parked` removes the bindings nobody took over. Thread-safe."""
+        done = asyncio.run_coroutine_threadsafe(self._park(), self._loop)
+        return done.result(timeout)
+
+    def unregister_parked(self, keep: Sequence[str], timeout: float = 10.0) -> int:
+        """unREGISTERs the parked trunks except `keep` (taken over by another agent: their
+        binding is the new owner's now). Returns how many trunks it unregistered."""
+        done = asyncio.run_coroutine_threadsafe(self._unregister_parked(set(keep)),
+                                                self._loop)
+        return done.result(timeout)
+
     def live_state(self, trunk_id: str) -> TrunkState | None:
         """What the engine last found on the wire for a trunk (None: nothing yet)."""
         worker = self._workers.get(trunk_id)
@@ -296,6 +319,32 @@ class SipAgent:
                 await loop.run_in_executor(None, self.reporter.flush)
             except Exception:
                 log.exception("SIP: publishing status failed; will retry")
+
+    def _release(self, trunk_id: str) -> None:
+        old = self._workers.pop(trunk_id, None)
+        if old is not None:
+            before = self._changing.get(trunk_id)
+            self._changing[trunk_id] = asyncio.ensure_future(self._stop_after(before, old))
+
+    @staticmethod
+    async def _stop_after(before: asyncio.Task[None] | None, old: _Worker) -> None:
+        if before is not None:
+            await asyncio.gather(before, return_exceptions=True)
+        await old.stop(unregister=False)
+
+    async def _park(self) -> list[str]:
+        await asyncio.gather(*self._changing.values(), return_exceptions=True)
+        self._parked = dict(self._workers)
+        self._workers.clear()
+        await asyncio.gather(*(w.stop(unregister=False) for w in self._parked.values()),
+                             return_exceptions=True)
+        return sorted(self._parked)
+
+    async def _unregister_parked(self, keep: set[str]) -> int:
+        gone = [w for trunk_id, w in self._parked.items() if trunk_id not in keep]
+        await asyncio.gather(*(w.unregister() for w in gone), return_exceptions=True)
+        self._parked = {}
+        return len(gone)
 
     def _update(self, tenant: str, trunk_id: str, settings: dict[str, Any] | None) -> None:
         old = self._workers.get(trunk_id)
@@ -387,6 +436,9 @@ class _Worker:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    async def unregister(self) -> None:
+        """Removes what the worker holds on the wire (registrations); after stop()."""
+
     def report(self, state: TrunkState, **fields: Any) -> None:
         self.state = state
         self.agent.reporter.observe(self.spec.tenant, self.spec.trunk_id, state, **fields)
@@ -431,9 +483,12 @@ class _RegisterWorker(_Worker):
     async def stop(self, unregister: bool) -> None:
         await super().stop(unregister)
         if unregister:
-            await asyncio.gather(*(self._unregister(line) for line in self.lines
-                                   if line.state == TrunkState.REGISTERED),
-                                 return_exceptions=True)
+            await self.unregister()
+
+    async def unregister(self) -> None:
+        await asyncio.gather(*(self._unregister(line) for line in self.lines
+                               if line.state == TrunkState.REGISTERED),
+                             return_exceptions=True)
 
     def _summary(self) -> None:
         up = sum(1 for line in self.lines if line.state == TrunkState.REGISTERED)
@@ -554,11 +609,23 @@ class _RegisterWorker(_Worker):
         aor = f"<sip:{self.user}@{self.domain}>"
         headers = [("Max-Forwards", "70"), ("From", f"{aor};tag={line.tag}"), ("To", aor),
                    ("Call-ID", line.call_id), ("CSeq", f"{line.cseq} REGISTER"),
-                   ("Contact", f"<{line.contact}>"), ("Expires", str(expires)),
-                   ("Allow", "OPTIONS"), ("User-Agent", USER_AGENT)]
+                   ("Contact", f"<{line.contact}>{self._instance(line, expires)}"),
+                   ("Expires", str(expires)), ("Allow", "OPTIONS"),
+                   ("User-Agent", USER_AGENT)]
         if authorization is not None:
             headers.append(authorization)
         return Request(method="REGISTER", uri=f"sip:{self.domain}", headers=headers)
+
+    def _instance(self, line: _Line, expires: int) -> str:
+        """RFC 5626 +sip.instance and reg-id, derived from the trunk and the line, not the
+        agent: whichever agent registers the trunk, the registrar sees one instance and
+        replaces its binding instead of adding one (a rebalance or a crash leaves no
+        duplicate). An unREGISTER leaves them out, so it removes only this agent's own
+        Contact, never the binding a new owner has registered meanwhile."""
+        if expires == 0:
+            return ""
+        instance = uuid5(NAMESPACE_URL, f"trunkplane:trunk:{self.spec.trunk_id}")
+        return f';+sip.instance="<urn:uuid:{instance}>";reg-id={line.index + 1}'
 
     def _granted(self, response: Response, line: _Line, asked: int) -> int:
         """The expiry the registrar granted our Contact (its `expires` parameter, else the

@@ -1,7 +1,9 @@
 """The agent's desired state: every trunk and route of the tenants it owns, and their
-PBXes, folded from the event feed. Redelivered events are skipped by version; when the
-agent loses a share of the tenants (a Kafka rebalance), it forgets them, and whoever takes
-them over rebuilds them from the log."""
+PBXes, folded from the event feed. Redelivered events are skipped by version and early
+ones wait for their predecessors (`VersionGate`). A Kafka rebalance first revokes every
+partition, then assigns the new share: the tenants of partitions assigned again are kept
+as they are (their trunks stay registered), the others are released to whoever takes
+them over, who rebuilds them from the log."""
 
 from __future__ import annotations
 
@@ -21,6 +23,13 @@ from domain.trunk import Trunk
 from sipagent.pbx_directory import SourceIndex, access_of
 
 Listener = Callable[[str, str, dict[str, Any] | None], None]  # tenant, trunk id, settings
+Release = Callable[[str, str], None]  # tenant, trunk id: now held by another agent
+
+
+def whole_state(event: Any) -> bool:
+    """Events that set all they describe, depending on no earlier event of theirs."""
+    return isinstance(event, Configured.Created | TenantCatalog.OutboundOrderChanged
+                      | TenantCatalog.PolicyChanged)
 
 
 @dataclass
@@ -38,12 +47,15 @@ class AgentState:
     """Thread-safe: the feed loop applies, the SIP engine and admission read. It is the
     B2BUA's `domain.calls.PbxDirectory`."""
 
-    def __init__(self, on_trunk: Listener | None = None) -> None:
-        self._gate = VersionGate()
+    def __init__(self, on_trunk: Listener | None = None,
+                 on_release: Release | None = None) -> None:
+        self._gate = VersionGate(whole_state)
         self._tenants: dict[str, TenantState] = {}
         self._owner: dict[UUID, str] = {}
         self._lock = threading.RLock()
+        self._revoked: set[int] | None = None  # revoked, not yet assigned again
         self.on_trunk = on_trunk
+        self.on_release = on_release
         self.applied = 0
         self.skipped = 0
         self.position = 0
@@ -59,12 +71,16 @@ class AgentState:
         with self._lock:
             drafts: dict[str, TenantState] = {}
             for item in items:
-                if not self._gate.admit(item.event):
+                self._owner[item.event.originator_id] = item.tenant
+                taken = 0
+                for ready in self._gate.release(item, item.event):
+                    self._apply(ready, self._draft(ready.tenant, drafts))
+                    self._gate.applied(ready.event)
+                    self.position = max(self.position, ready.position)
+                    taken += 1
+                applied += taken
+                if not taken and item.event.originator_version <= self._version(item):
                     self.skipped += 1
-                    continue
-                self._apply(item, self._draft(item.tenant, drafts))
-                applied += 1
-                self.position = max(self.position, item.position)
             self._tenants.update(drafts)
             self.applied += applied
             if self._pbx_changed:
@@ -115,21 +131,52 @@ class AgentState:
         if kind == "trunk" and self.on_trunk is not None:
             self.on_trunk(item.tenant, key, table.get(key))
 
+    def _version(self, item: FeedItem) -> int:
+        return self._gate.version(item.event)
+
+    @property
+    def held(self) -> int:
+        """Events waiting for an earlier version of their aggregate."""
+        return self._gate.held
+
     @staticmethod
     def _kind(event: Any) -> str:
         owner = type(event).__qualname__.rpartition(".")[0]
         return {Trunk.__name__: "trunk", OutboundRoute.__name__: "outbound",
                 InboundRoute.__name__: "inbound", Pbx.__name__: "pbx"}[owner]
 
+    def revoked(self, partitions: Sequence[int]) -> None:
+        """A rebalance began: keep everything until the new share is known (most of it
+        usually comes back), so nothing is unregistered in between."""
+        with self._lock:
+            self._revoked = set(partitions) | (self._revoked or set())
+
+    def assigned(self, partitions: Sequence[int]) -> list[str]:
+        """The rebalance ended with `partitions`: releases the tenants of partitions
+        revoked and not assigned again."""
+        with self._lock:
+            lost = (self._revoked or set()) - set(partitions)
+            self._revoked = None
+        return self.forget_partitions(sorted(lost)) if lost else []
+
+    def revoked_since(self) -> bool:
+        """A rebalance is under way (partitions revoked, none assigned yet)."""
+        with self._lock:
+            return self._revoked is not None
+
     def forget_partitions(self, partitions: Sequence[int]) -> list[str]:
-        """Drops the tenants carried by partitions this agent no longer owns."""
+        """Drops the tenants carried by partitions this agent no longer owns; their
+        trunks are released (left registered for the new owner to take over), not
+        unregistered."""
         lost = set(partitions)
         with self._lock:
             gone = [t for t, s in self._tenants.items() if s.partition in lost]
             for name in gone:
                 state = self._tenants.pop(name)
-                if self.on_trunk is not None:
-                    for trunk_id in state.trunks:
+                for trunk_id in state.trunks:
+                    if self.on_release is not None:
+                        self.on_release(name, trunk_id)
+                    elif self.on_trunk is not None:
                         self.on_trunk(name, trunk_id, None)
             self._gate.forget(lambda i: self._owner.get(i) not in gone)
             self._owner = {i: t for i, t in self._owner.items() if t not in gone}

@@ -233,12 +233,23 @@ def _check(message: Request | Response) -> None:
 
 
 def _after_address(value: str) -> str:
-    """The header parameters of a name-addr or addr-spec value."""
-    close = value.rfind(">")
-    if close >= 0:
-        return value[close + 1:]
-    semicolon = value.find(";")
-    return value[semicolon:] if semicolon >= 0 else ""
+    """The header parameters of a name-addr or addr-spec value. The address ends at the
+    first '>' after the first '<' outside quotes: a quoted display name or parameter may
+    hold either (RFC 5626's +sip.instance="<urn:uuid:...>")."""
+    quoted = escaped = False
+    for index, char in enumerate(value):
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif not quoted and char == "<":
+            close = value.find(">", index)
+            return value[close + 1:] if close >= 0 else ""
+        elif not quoted and char == ";":
+            return value[index:]
+    return ""
 
 
 def _params(text: str, where: str) -> None:
