@@ -118,12 +118,14 @@ class Admission:
     # --- the PBX's requests --------------------------------------------------------------
 
     def acquire(self, tenant: str, direction: str, number: str, extension: str = "",
-                did: str = "", trunk: str = "", call_id: str = "") -> Grant:
+                did: str = "", trunk: str = "", call_id: str = "", caller: str = "") -> Grant:
+        """`caller` (inbound): the caller ID, matched against the routes' caller-ID
+        patterns."""
         try:
             if direction == OUTBOUND:
                 grant = self._outbound(tenant, number, extension, call_id)
             elif direction == INBOUND:
-                grant = self._inbound(tenant, did or number, trunk, call_id)
+                grant = self._inbound(tenant, did or number, trunk, call_id, caller)
             else:
                 raise ValidationError.single("direction", "must be outbound or inbound")
         except RefusedError as refusal:
@@ -351,16 +353,17 @@ class Admission:
 
     # --- inbound -------------------------------------------------------------------------
 
-    def _inbound(self, tenant: str, did: str, trunk_ref: str, call_id: str) -> Grant:
+    def _inbound(self, tenant: str, did: str, trunk_ref: str, call_id: str,
+                 caller: str = "") -> Grant:
         state = self._tenant(tenant)
         trunk_id = self._trunk_id(state, trunk_ref)
         if trunk_id is None:
             raise RefusedError("NOT_FOUND", f"no trunk '{trunk_ref}' in tenant '{tenant}' (the "
                           "trunk the call arrived on, by id or name)")
-        route = _inbound_route(state, did, trunk_id)
+        route = _inbound_route(state, did, trunk_id, caller)
         if route is None:
-            raise RefusedError("NOT_FOUND", f"no enabled inbound route matches DID '{did}' on "
-                          f"trunk {state.trunks[trunk_id]['name']}")
+            raise RefusedError("NOT_FOUND", f"no enabled inbound route matches DID '{did}' "
+                               f"(caller '{caller}') on trunk {state.trunks[trunk_id]['name']}")
         with self._lock:
             self._expire()
             verdict = self._usable(state, trunk_id, INBOUND, check_live=False)
@@ -496,10 +499,13 @@ def _day(now: float) -> str:
     return datetime.fromtimestamp(now, UTC).date().isoformat()
 
 
-def _inbound_route(state: TenantState, did: str, trunk_id: str) -> tuple[str, Any] | None:
-    """The most specific enabled inbound route for a DID on a trunk: an exact DID before a
-    pattern before a catch-all, a route for this trunk before one for any trunk."""
-    best: tuple[tuple[int, int], str, Any] | None = None
+def _inbound_route(state: TenantState, did: str, trunk_id: str,
+                   caller: str = "") -> tuple[str, Any] | None:
+    """The most specific enabled inbound route for a DID (and caller ID) on a trunk: an
+    exact DID before a pattern before a catch-all, then a route with a caller-ID pattern
+    (that matches) before one without, a route for this trunk before one for any trunk. A
+    route with a caller-ID pattern never takes a call whose caller ID does not match it."""
+    best: tuple[tuple[int, int, int], str, Any] | None = None
     for route_id, route in state.inbound.items():
         if not route.get("enabled", True):
             continue
@@ -513,7 +519,11 @@ def _inbound_route(state: TenantState, did: str, trunk_id: str) -> tuple[str, An
             exact = 2 if bare == did else 1
         else:
             exact = 0
-        rank = (exact, 1 if route.get("trunk_id") else 0)
+        caller_pattern = str(route.get("caller_id_pattern") or "").removeprefix("_")
+        if caller_pattern and not (matches(caller_pattern, caller) or
+                                   matches(caller_pattern, caller.lstrip("+"))):
+            continue
+        rank = (exact, 1 if caller_pattern else 0, 1 if route.get("trunk_id") else 0)
         if best is None or rank > best[0]:
             best = (rank, route_id, route)
     return (best[1], best[2]) if best else None

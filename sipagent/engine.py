@@ -13,11 +13,11 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from uuid import NAMESPACE_URL, uuid5
 
 from domain.status import ContactStatus, PeerStatus, StatusObservation, StatusSink, TrunkState
@@ -34,6 +34,7 @@ from sipagent.sip.transport import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 WIRE_FIELDS = ("type", "host", "transport", "username", "password", "auth_id",
                "max_registrations", "from_user", "from_domain", "peer_addresses", "nat",
                "enabled")
@@ -56,6 +57,10 @@ class SipSettings:
     backoff_max: float = 1800.0
     tls_ca: str = ""  # PEM file of CAs trusted for providers' TLS (default: the system's)
     destinations: tuple[str, ...] = ()  # CIDRs the agent may send to; empty: anywhere
+    tcp_port: int | None = None  # the provider face over TCP (None: no TCP listener)
+    tls_port: int | None = None  # over TLS, with tls_cert and tls_key
+    tls_cert: str = ""
+    tls_key: str = ""
 
 
 def backoff(failures: int, base: float, cap: float) -> float:
@@ -234,11 +239,48 @@ class SipAgent:
             log.error("SIP: cannot listen on %s:%d: %s", self.settings.listen_host,
                       self.settings.listen_port, error)
             return
+        try:
+            await transport.listen_streams(self.settings.tcp_port, self.settings.tls_port,
+                                           self._server_tls())
+        except (OSError, ssl.SSLError) as error:
+            log.error("SIP: cannot listen for TCP/TLS on %s: %s", self.settings.listen_host,
+                      error)
+            transport.close()
+            return
         self.transport = transport
         self._in_flight = asyncio.Semaphore(self.settings.max_in_flight)
         self._flusher = asyncio.ensure_future(self._flush_loop())
         log.info("SIP agent %s on udp/tcp/tls from %s:%d", self.settings.agent_id,
                  self.settings.listen_host, transport.listen_port)
+
+    def _server_tls(self) -> ssl.SSLContext | None:
+        if not (self.settings.tls_cert and self.settings.tls_key):
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.settings.tls_cert, self.settings.tls_key)
+        return context
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+        """Runs a coroutine on the engine's loop and waits for its result (any thread)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    def trunk_for_line(self, line: str) -> tuple[str, str] | None:
+        """(tenant, trunk id) of the registration whose Contact carries `;line=<line>`:
+        how an inbound call sent to a registered Contact finds its trunk."""
+        for worker in list(self._workers.values()):
+            if isinstance(worker, _RegisterWorker) and any(
+                    c.contact.endswith(f";line={line}") for c in worker.lines):
+                return worker.spec.tenant, worker.spec.trunk_id
+        return None
+
+    def peer_destination(self, trunk_id: str) -> str | None:
+        """A peer trunk's address to call: the first one answering OPTIONS, else the
+        first listed."""
+        worker = self._workers.get(trunk_id)
+        if not isinstance(worker, _PeerWorker) or not worker.peers:
+            return None
+        up = [a for a, p in worker.peers.items() if p.up]
+        return str(up[0] if up else next(iter(worker.peers)))
 
     def stop(self, timeout: float = 10.0) -> None:
         """Unregisters every registration (a clean shutdown), then stops."""

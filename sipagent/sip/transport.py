@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import ssl
@@ -26,6 +27,10 @@ T1 = 0.5
 T2 = 4.0
 KEEPALIVE = 30.0
 USER_AGENT = "trunkplane-agent"
+
+
+# (message, where from, the connection it came on or None) -> True when it was handled
+MessageHook = Callable[["Request | Response", "Destination", "_Stream | None"], bool]
 
 
 class TransportError(OSError):
@@ -137,14 +142,18 @@ class SipTransport:
     def __init__(self, listen_host: str = "127.0.0.1", listen_port: int = 0,
                  tls_context: ssl.SSLContext | None = None, t1: float = T1,
                  keepalive: float = KEEPALIVE,
-                 on_request: Callable[[Request, Destination], Response | None] | None = None
-                 ) -> None:
+                 on_request: Callable[[Request, Destination], Response | None] | None = None,
+                 on_message: MessageHook | None = None) -> None:
         self.listen_host = listen_host
         self.listen_port = listen_port
         self.tls_context = tls_context
         self.t1 = t1
         self.keepalive = keepalive
         self.on_request = on_request
+        self.on_message = on_message  # the B2BUA: sees every message first
+        self.on_malformed: Callable[[Destination], None] | None = None
+        self._servers: list[asyncio.Server] = []
+        self.stream_ports: dict[str, int] = {}  # tcp/tls -> the port listened on
         self._udp: asyncio.DatagramTransport | None = None
         self._streams: dict[Destination, _Stream] = {}
         self._connecting: dict[Destination, asyncio.Future[_Stream]] = {}
@@ -162,7 +171,43 @@ class SipTransport:
         self._udp = transport
         self.listen_port = transport.get_extra_info("sockname")[1]
 
+    async def listen_streams(self, tcp_port: int | None, tls_port: int | None,
+                             tls_server: ssl.SSLContext | None = None) -> None:
+        """Accepts TCP (and TLS, with a server context) connections on the listen host;
+        port 0 picks a free one (see stream_ports), None does not listen."""
+        for kind, port, context in (("tcp", tcp_port, None), ("tls", tls_port, tls_server)):
+            if port is None or (kind == "tls" and context is None):
+                continue
+            server = await asyncio.start_server(
+                functools.partial(self._accepted, kind), self.listen_host, port, ssl=context)
+            self._servers.append(server)
+            self.stream_ports[kind] = int(server.sockets[0].getsockname()[1])
+
+    def _accepted(self, kind: str, reader: asyncio.StreamReader,
+                  writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        destination = Destination(kind, str(peer[0]), int(peer[1]))
+        self._streams[destination] = _Stream(self, destination, reader, writer)
+
+    async def send_to(self, data: bytes, destination: Destination, timeout: float = 5.0
+                      ) -> None:
+        """Sends one message as it is (the caller made its Via): over the connection to
+        the destination (opened when needed) or as a datagram. Raises TransportError."""
+        try:
+            if destination.transport == "udp":
+                assert self._udp is not None, "start() the transport first"
+                self._udp.sendto(data, (destination.host, destination.port))
+            else:
+                (await self._stream(destination, timeout)).send(data)
+            self.sent += 1
+        except OSError as error:
+            if isinstance(error, TransportError):
+                raise
+            raise TransportError(f"{destination}: {error.strerror or error}") from None
+
     def close(self) -> None:
+        for server in self._servers:
+            server.close()
         for stream in list(self._streams.values()):
             stream.close()
         if self._udp is not None:
@@ -192,7 +237,11 @@ class SipTransport:
             if key not in self._bad_sources:  # once per source, not a log flood
                 self._bad_sources.add(key)
                 log.warning("dropped a malformed SIP message from %s: %s", source, error)
+            if self.on_malformed is not None:
+                self.on_malformed(source)
             self._answer_malformed(data, source, stream, str(error))
+            return
+        if self.on_message is not None and self.on_message(message, source, stream):
             return
         if isinstance(message, Response):
             branch = _branch(message.get("via"))

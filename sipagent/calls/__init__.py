@@ -1,0 +1,1 @@
+"""The agent as a signalling B2BUA between the PBX and the providers (issue 12)."""

@@ -1,0 +1,291 @@
+"""The B2BUA against scripted SIP peers on loopback (tests/sipua.py): every protocol case
+that needs a peer to misbehave on cue (503, 486, silence, a vanished far end), with what
+the far side received, the channel counts and the call records."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from domain.calls import PbxAccess
+from sipagent.calls.sdp import codecs_of
+from sipagent.sip.message import Request
+from tests.calls_rig import Rig, wait_for
+from tests.sipua import ThreadedUA
+
+
+@pytest.fixture
+def rig() -> Iterator[Rig]:
+    running = Rig()
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def pbx() -> Iterator[ThreadedUA]:
+    phone = ThreadedUA()
+    yield phone
+    phone.close()
+
+
+def provider(answer: int | str = "answer") -> ThreadedUA:
+    return ThreadedUA(answer)
+
+
+def peer_trunk(rig: Rig, name: str, far: ThreadedUA, **fields: object) -> str:
+    trunk_id = rig.trunk(name, peer_addresses=[f"127.0.0.1:{far.port}"], **fields)
+    rig.wait_live(trunk_id)
+    return trunk_id
+
+
+def test_outbound_call_is_answered_carried_and_freed_on_bye(rig: Rig, pbx: ThreadedUA) -> None:
+    far = provider()
+    try:
+        trunk = peer_trunk(rig, "carrier", far, codecs=["PCMA"], dtmf_mode="info",
+                           from_user="15550001")
+        rig.route("all", [trunk], [{"match": ".", "prefix": "9", "prepend": "1"}])
+        outcome = pbx.run(pbx.ua.call(rig.pbx_address, "92125551234", caller="201"))
+        assert outcome.code == 200
+        assert [r.status for r in outcome.responses][-2:] == [180, 200]
+        invite = far.ua.received("INVITE")[0]
+        assert invite.uri.startswith("sip:12125551234@127.0.0.1:")  # strip 9, prepend 1
+        assert "<sip:15550001@127.0.0.1>" in invite.get("from")  # the trunk's From user
+        assert codecs_of(invite.body) == ["PCMA"]  # no telephone-event: DTMF as INFO
+        assert rig.channels(trunk) == (0, 1)
+        wait_for(lambda: bool(far.ua.received("ACK")), 5, "the ACK end to end")
+        assert pbx.run(pbx.ua.bye(rig.pbx_address, outcome)).status == 200
+        wait_for(lambda: bool(far.ua.received("BYE")), 5, "BYE relayed")
+        assert rig.channels(trunk) == (0, 0)
+        record = rig.records.records[-1]
+        assert (record.direction, record.final_code, record.hangup_by) == (
+            "outbound", 200, "pbx")
+        assert (record.number_received, record.number_sent) == ("92125551234", "12125551234")
+        assert record.answered_at is not None and record.trunk_id == trunk
+    finally:
+        far.close()
+
+
+def test_rfc2833_trunk_keeps_telephone_event(rig: Rig, pbx: ThreadedUA) -> None:
+    far = provider()
+    try:
+        trunk = peer_trunk(rig, "carrier", far, codecs=["PCMU"], dtmf_mode="rfc2833")
+        rig.route("all", [trunk])
+        outcome = pbx.run(pbx.ua.call(rig.pbx_address, "2125551234"))
+        assert outcome.code == 200
+        assert codecs_of(far.ua.received("INVITE")[0].body) == ["PCMU", "telephone-event"]
+        pbx.run(pbx.ua.bye(rig.pbx_address, outcome))
+    finally:
+        far.close()
+
+
+def test_503_fails_over_486_does_not(rig: Rig, pbx: ThreadedUA) -> None:
+    bad, good, busy = provider(503), provider(), provider(486)
+    try:
+        first = peer_trunk(rig, "first", bad)
+        second = peer_trunk(rig, "second", good)
+        rig.route("all", [first, second], [{"match": "2.", "prefix": "", "prepend": ""}])
+        outcome = pbx.run(pbx.ua.call(rig.pbx_address, "2125551234"))
+        assert outcome.code == 200 and len(good.ua.received("INVITE")) == 1
+        assert len(bad.ua.received("ACK")) == 1  # the 503 ACKed hop by hop
+        pbx.run(pbx.ua.bye(rig.pbx_address, outcome))
+        wait_for(lambda: rig.channels(second) == (0, 0), 5, "freed")
+        record = rig.records.records[-1]
+        assert [(a.trunk_name, a.code) for a in record.attempts] == [("first", 503),
+                                                                    ("second", 200)]
+        third = peer_trunk(rig, "busy", busy)
+        rig.route("busy-first", [third, second], [{"match": "3XX", "prefix": "", "prepend": ""}])
+        before = len(good.ua.received("INVITE"))
+        outcome = pbx.run(pbx.ua.call(rig.pbx_address, "300"))
+        assert outcome.code == 486
+        assert len(good.ua.received("INVITE")) == before  # nothing retried
+        assert rig.channels(third) == (0, 0)
+    finally:
+        for far in (bad, good, busy):
+            far.close()
+
+
+def test_silent_provider_fails_over_on_timeout(rig: Rig, pbx: ThreadedUA) -> None:
+    silent, good = provider("silent"), provider()
+    try:
+        first = peer_trunk(rig, "first", silent)
+        second = peer_trunk(rig, "second", good)
+        rig.route("all", [first, second])
+        outcome = pbx.run(pbx.ua.call(rig.pbx_address, "2125551234"))
+        assert outcome.code == 200
+        assert len(silent.ua.received("INVITE")) >= 2  # retransmitted on UDP
+        record_attempts = None
+        pbx.run(pbx.ua.bye(rig.pbx_address, outcome))
+        wait_for(lambda: bool(rig.records.records), 5, "a record")
+        record_attempts = [a.code for a in rig.records.records[-1].attempts]
+        assert record_attempts == [0, 200]
+    finally:
+        silent.close()
+        good.close()
+
+
+def test_two_channel_trunk_never_carries_a_third_call(rig: Rig, pbx: ThreadedUA) -> None:
+    far = provider()
+    try:
+        trunk = peer_trunk(rig, "small", far, call_limits={"max_concurrent_calls": 2})
+        rig.route("all", [trunk])
+        calls = [pbx.run(pbx.ua.call(rig.pbx_address, "2125551234")) for _ in range(3)]
+        assert [c.code for c in calls] == [200, 200, 486]
+        assert len(far.ua.received("INVITE")) == 2 and far.ua.max_up == 2
+        assert rig.channels(trunk) == (0, 2)
+        for outcome in calls[:2]:
+            pbx.run(pbx.ua.bye(rig.pbx_address, outcome))
+        wait_for(lambda: rig.channels(trunk) == (0, 0), 5, "freed")
+    finally:
+        far.close()
+
+
+def test_cancel_before_answer(rig: Rig, pbx: ThreadedUA) -> None:
+    far = provider("ring")
+    try:
+        trunk = peer_trunk(rig, "carrier", far)
+        rig.route("all", [trunk])
+        invite = pbx.ua.invite(rig.pbx_address, "2125551234", "201", "cancel-test@pbx")
+
+        async def ring_then_cancel() -> object:
+            import asyncio
+            placing = asyncio.ensure_future(pbx.ua.send_invite(rig.pbx_address, invite))
+            await asyncio.sleep(0.5)
+            await pbx.ua.cancel(rig.pbx_address, invite)
+            return await placing
+        outcome = pbx.run(ring_then_cancel())
+        assert outcome.code == 487
+        wait_for(lambda: bool(far.ua.received("CANCEL")), 5, "CANCEL relayed")
+        wait_for(lambda: rig.channels(trunk) == (0, 0), 5, "freed")
+        assert rig.records.records[-1].hangup_by == "pbx"
+    finally:
+        far.close()
+
+
+def test_vanished_far_end_is_freed_by_the_guard(rig: Rig, pbx: ThreadedUA) -> None:
+    far = provider()
+    try:
+        trunk = peer_trunk(rig, "carrier", far)
+        rig.route("all", [trunk])
+        outcome = pbx.run(pbx.ua.call(rig.pbx_address, "2125551234"))
+        assert outcome.code == 200 and rig.channels(trunk) == (0, 1)
+        far.ua.dead = True  # its BYE will never come, nor answers to probes
+        wait_for(lambda: rig.channels(trunk) == (0, 0), 20, "the guard to free the channel")
+        assert rig.records.records[-1].hangup_by == "guard"
+        wait_for(lambda: bool(pbx.ua.received("BYE")), 5, "BYE to the PBX")
+    finally:
+        far.close()
+
+
+def test_nat_external_ip_in_contact_and_via(rig: Rig, pbx: ThreadedUA) -> None:
+    far = provider()
+    try:
+        trunk = peer_trunk(rig, "carrier", far, nat={"enabled": True,
+                                                     "external_ip": "203.0.113.7"})
+        rig.route("all", [trunk])
+        outcome = pbx.run(pbx.ua.call(rig.pbx_address, "2125551234"))
+        invite = far.ua.received("INVITE")[0]
+        assert "203.0.113.7" in invite.get("contact") and "203.0.113.7" in invite.get("via")
+        pbx.run(pbx.ua.bye(rig.pbx_address, outcome))
+    finally:
+        far.close()
+
+
+def test_unknown_pbx_source_gets_403() -> None:
+    rig = Rig(access=PbxAccess("acme", ("10.9.9.0/24",)))
+    phone = ThreadedUA()
+    try:
+        outcome = phone.run(phone.ua.call(rig.pbx_address, "2125551234"))
+        assert outcome.code == 403
+        assert rig.b2bua.counters.calls.get("pbx_refused_source") == 1
+    finally:
+        phone.close()
+        rig.close()
+
+
+def test_pbx_digest_is_checked() -> None:
+    rig = Rig(access=PbxAccess("acme", ("127.0.0.0/8",), "pbx1", "Secret-Pass-123"))
+    phone = ThreadedUA()
+    far = provider()
+    try:
+        trunk = peer_trunk(rig, "carrier", far)
+        rig.route("all", [trunk])
+        outcome = phone.run(phone.ua.call(rig.pbx_address, "2125551234"))
+        assert outcome.code == 407
+        from sipagent.sip.digest import DigestClient, parse_challenge
+        challenge = parse_challenge(outcome.final.get("proxy-authenticate"), True)
+        for password, code in (("wrong-password-1", 407), ("Secret-Pass-123", 200)):
+            answer = DigestClient("pbx1", password).answer(challenge, "INVITE",
+                                                          outcome.invite.uri)
+            again = phone.run(phone.ua.call(rig.pbx_address, "2125551234", extra=[
+                ("Proxy-Authorization", answer)]))
+            assert again.code == code
+        assert len(far.ua.received("INVITE")) == 1
+    finally:
+        phone.close()
+        far.close()
+        rig.close()
+
+
+def test_inbound_on_peer_trunk_goes_to_the_pbx_with_headers(rig: Rig) -> None:
+    far, pbx_phone = provider(), ThreadedUA()
+    try:
+        trunk = peer_trunk(rig, "carrier", far)
+        rig.inbound("15550100", "ext:100", trunk)
+        rig.inbound("15550100", "ivr:vip", trunk, caller="+4420XXXXXXXX")
+        rig.targets(f"sip:127.0.0.1:{pbx_phone.port}")
+        outcome = far.run(far.ua.call(rig.provider_address, "15550100", caller="12125550000"))
+        assert outcome.code == 200
+        invite = pbx_phone.ua.received("INVITE")[0]
+        assert invite.get("x-trunkplane-did") == "15550100"
+        assert invite.get("x-trunkplane-trunk") == "carrier"
+        assert invite.get("x-trunkplane-destination") == "ext:100"
+        assert rig.channels(trunk) == (1, 0)
+        far.run(far.ua.bye(rig.provider_address, outcome))
+        wait_for(lambda: rig.channels(trunk) == (0, 0), 5, "freed")
+        vip = far.run(far.ua.call(rig.provider_address, "15550100", caller="+442071234567"))
+        assert pbx_phone.ua.received("INVITE")[-1].get("x-trunkplane-destination") == "ivr:vip"
+        far.run(far.ua.bye(rig.provider_address, vip))
+        missing = far.run(far.ua.call(rig.provider_address, "15559999"))
+        assert missing.code == 404
+        assert rig.b2bua.counters.calls.get("inbound_no_route") == 1
+    finally:
+        far.close()
+        pbx_phone.close()
+
+
+def test_inbound_from_an_unlisted_address_gets_403(rig: Rig) -> None:
+    far, stranger = provider(), ThreadedUA()
+    try:
+        trunk = rig.trunk("carrier", peer_addresses=["127.0.0.99:5060"])
+        rig.inbound("15550100", "ext:100", trunk)
+        outcome = stranger.run(stranger.ua.call(rig.provider_address, "15550100"))
+        assert outcome.code == 403
+        assert rig.b2bua.counters.calls.get("inbound_refused_source") == 1
+    finally:
+        far.close()
+        stranger.close()
+
+
+def test_malformed_invites_get_400_and_count_nothing(rig: Rig, pbx: ThreadedUA) -> None:
+    bad = [
+        b"INVITE sip:1@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx\r\n"
+        b"From: <sip:a@b>;tag=1\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+        b"INVITE sip:1@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKy\r\n"
+        b"From: <sip:a@b>;tag=1\r\nTo: <sip:1@b>\r\nCall-ID: y\r\nCSeq: x INVITE\r\n"
+        b"Content-Length: 0\r\n\r\n",
+        b"INVITE sip:1@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKz\r\n"
+        b"From: <sip:a@b>\r\nTo: <sip:1@b>\r\nCall-ID: z\r\nCSeq: 1 INVITE\r\n"
+        b"Content-Length: 0\r\n\r\n",
+    ]
+    for address in (rig.pbx_address, rig.provider_address):
+        for data in bad:
+            pbx.ua.requests.clear()
+            pbx.call_soon(pbx.ua.send_raw, data, address)
+    wait_for(lambda: True, 0.1)
+    assert rig.b2bua.counters.calls == {}
+    assert not rig.b2bua.calls
+
+
+def _unused(_: Request) -> None:
+    pass
