@@ -1,0 +1,274 @@
+"""The web console in a real browser (Debian's headless Chromium through Selenium) against
+a real `trunkplane serve`, its embedded agent registering at a real Kamailio. Screenshots
+go to the test's folder, and to $TRUNKPLANE_SCREENSHOTS when set (the README's come from
+there: `TRUNKPLANE_SCREENSHOTS=docs/console pytest tests/integration/test_web.py`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+
+from infra.tls import CERT_FILE, KEY_FILE
+from infra.web.app import WebConsole, WebSettings
+from tests.brokers import free_port
+from tests.integration.browser import by_id, chromium, overflows, unlabelled_inputs, wait_for
+from tests.integration.test_cli import CLI, Server
+from tests.kamailio import Kamailio
+
+PASSWORD = "Kamailio-Password-1001"
+
+
+class Site:
+    """The service, its console, and the tokens the tests sign in with."""
+
+    def __init__(self, server: Server, url: str, auditor: str) -> None:
+        self.server, self.url, self.auditor = server, url, auditor
+
+    def trunks(self) -> list[dict[str, object]]:
+        listing = self.server.cli("--json", "trunk", "list")
+        assert listing.returncode == 0, listing.stderr
+        found: list[dict[str, object]] = json.loads(listing.stdout).get("trunks", [])
+        return found
+
+
+@pytest.fixture
+def kamailio(tmp_path: Path) -> Iterator[Kamailio]:
+    """No subscriber yet: the first REGISTER is refused (403 Unknown User) until the test
+    provisions 1001, so the status cell has a change to show while the page watches."""
+    with Kamailio(tmp_path / "kamailio", {}) as running:
+        yield running
+
+
+@pytest.fixture
+def site(tmp_path: Path, kamailio: Kamailio) -> Iterator[Site]:
+    (tmp_path / "serve").mkdir()
+    server = Server(tmp_path / "serve", TRUNKPLANE_SIP_STARTUP_SPREAD="0",
+                    TRUNKPLANE_SIP_BACKOFF_BASE="1", TRUNKPLANE_SIP_BACKOFF_MAX="3")
+    server.start()
+    var = tmp_path / "serve" / "var"
+    console = WebConsole(WebSettings(
+        listen=f"127.0.0.1:{free_port()}", cert=var / CERT_FILE, key=var / KEY_FILE,
+        grpc_target=f"127.0.0.1:{server.port}",
+        grpc_ca=(var / CERT_FILE).read_bytes())).start()
+    auditor = subprocess.run(
+        [*CLI, "tokens", "create", "--principal", "audrey@example.com", "--role", "auditor"],
+        env=server.local_env(), capture_output=True, text=True, timeout=30, check=True)
+    try:
+        yield Site(server, console.address, auditor.stdout.strip())
+    finally:
+        console.stop()
+        assert server.stop() == 0
+    assert PASSWORD not in server.log.read_text()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    driver = chromium(tmp_path / "chromium-profile")
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def shot(browser: webdriver.Chrome, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.png"
+    assert browser.save_screenshot(str(path))
+    if os.environ.get("TRUNKPLANE_SCREENSHOTS"):
+        target = Path(os.environ["TRUNKPLANE_SCREENSHOTS"])
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target / path.name)
+    return path
+
+
+def sign_in(browser: webdriver.Chrome, site: Site, token: str) -> None:
+    browser.get(f"{site.url}/signin")
+    by_id(browser, "token").send_keys(token)
+    by_id(browser, "signin").click()
+    wait_for(browser, lambda b: b.current_url.endswith("/trunks"), message="not signed in")
+
+
+def sign_out(browser: webdriver.Chrome, site: Site) -> None:
+    by_id(browser, "signout").click()
+    wait_for(browser, lambda b: b.current_url.endswith("/signin"))
+    browser.get(f"{site.url}/trunks")  # the session is gone: back to the sign-in page
+    assert browser.current_url.endswith("/signin")
+
+
+def fill(browser: webdriver.Chrome, name: str, value: str) -> None:
+    field = browser.find_element(By.NAME, name)
+    field.clear()
+    field.send_keys(value)
+
+
+def cell_text(browser: webdriver.Chrome, trunk_id: str) -> str:
+    return str(by_id(browser, f"status-{trunk_id}").text)
+
+
+def add_user(kamailio: Kamailio, user: str) -> None:
+    with sqlite3.connect(kamailio.dir / "kamailio.db") as database:
+        database.execute("INSERT INTO subscriber (username, domain, password) VALUES (?, ?, ?)",
+                         (user, "127.0.0.1", PASSWORD))
+
+
+def create_trunk(browser: webdriver.Chrome, site: Site, kamailio: Kamailio,
+                 tmp_path: Path) -> str:
+    """From the TheVoĉo template: a wrong host is refused next to its field, with the other
+    mistake of the same request beside its own field, and nothing is stored."""
+    by_id(browser, "add-trunk").click()
+    by_id(browser, "template-thevoco").click()
+    assert not by_id(browser, "f-peer_addresses").is_displayed()  # a register trunk's fields
+    assert by_id(browser, "f-host").get_attribute("value") == "sip.thevoco.com"
+    assert unlabelled_inputs(browser) == []
+    fill(browser, "name", "voco")
+    fill(browser, "host", "sip thevoco com")
+    fill(browser, "username", "1001")
+    fill(browser, "password", PASSWORD)
+    fill(browser, "call_limits.max_concurrent_calls", "2")
+    fill(browser, "call_limits.max_inbound_calls", "5")
+    by_id(browser, "save").click()
+    host_error = wait_for(browser, lambda b: b.find_element(By.ID, "host-error"))
+    assert "is not a valid domain name" in host_error.text
+    limit_error = by_id(browser, "call_limits-max_inbound_calls-error")
+    assert "exceeds max_concurrent_calls (2)" in limit_error.text
+    assert by_id(browser, "f-host").get_attribute("aria-invalid") == "true"
+    assert site.trunks() == []
+    shot(browser, tmp_path, "trunk-form-errors")
+
+    fill(browser, "host", f"127.0.0.1:{kamailio.udp}")
+    fill(browser, "call_limits.max_inbound_calls", "")
+    by_id(browser, "save").click()
+    row = wait_for(browser, lambda b: b.find_element(By.CSS_SELECTOR, "tr[data-name=voco]"))
+    return str(row.get_attribute("id")).removeprefix("trunk-")
+
+
+def watch_status(browser: webdriver.Chrome, kamailio: Kamailio, trunk_id: str) -> None:
+    """The registrar refuses the unknown user, then accepts it once provisioned: the cell
+    follows without a reload (the page's own marker survives)."""
+    wait_for(browser, lambda b: "live" in b.find_element(By.ID, "live").text)
+    browser.execute_script("window.notReloaded = true")
+    wait_for(browser, lambda b: "403 Unknown User" in cell_text(b, trunk_id), 15,
+             f"no 403 shown: {cell_text(browser, trunk_id)}")
+    assert "forbidden" in cell_text(browser, trunk_id)
+    add_user(kamailio, "1001")
+    wait_for(browser, lambda b: "registered" in cell_text(b, trunk_id), 20,
+             f"not registered: {cell_text(browser, trunk_id)}")
+    text = cell_text(browser, trunk_id)
+    assert "200 OK" in text and "reg 1/1" in text and "calls 0/2" in text
+    assert browser.execute_script("return window.notReloaded === true")
+    assert kamailio.contacts("1001")
+
+
+def drag(browser: webdriver.Chrome, item: str, before: str) -> None:
+    """SortableJS's pointer fallback follows the mouse: press on the handle, move in steps
+    over the target's upper half, release."""
+    handle = browser.find_element(By.CSS_SELECTOR, f"li[data-codec={item}] .handle")
+    target = browser.find_element(By.CSS_SELECTOR, f"li[data-codec={before}]")
+    actions = ActionChains(browser, duration=50)
+    actions.click_and_hold(handle).move_by_offset(0, -4)
+    actions.move_to_element_with_offset(target, 0, -8).move_by_offset(0, -3).release()
+    actions.perform()
+
+
+def reorder_codecs(browser: webdriver.Chrome, site: Site, trunk_id: str,
+                   tmp_path: Path) -> None:
+    browser.get(f"{site.url}/trunks/{trunk_id}/edit")
+    order = [e.get_attribute("data-codec") for e in browser.find_elements(By.CSS_SELECTOR,
+                                                                          "li.codec")]
+    assert order == ["PCMU", "PCMA", "OPUS", "G729"]  # the template's three, then the rest
+    drag(browser, "OPUS", "PCMU")
+    order = [e.get_attribute("data-codec") for e in browser.find_elements(By.CSS_SELECTOR,
+                                                                          "li.codec")]
+    assert order == ["OPUS", "PCMU", "PCMA", "G729"]
+    fill(browser, "reason", "prefer opus, ticket OPS-7")
+    by_id(browser, "save").click()
+    wait_for(browser, lambda b: b.current_url.endswith("/trunks"))
+    assert site.trunks()[0]["codecs"] == ["OPUS", "PCMU", "PCMA"]
+
+
+def read_history(browser: webdriver.Chrome, site: Site, trunk_id: str,
+                 tmp_path: Path) -> None:
+    browser.get(f"{site.url}/trunks/{trunk_id}/history")
+    entry = browser.find_element(By.CSS_SELECTOR, "tr[data-event=CodecsReordered]")
+    assert entry.find_element(By.CSS_SELECTOR, ".before").text == "PCMU, PCMA, OPUS"
+    assert entry.find_element(By.CSS_SELECTOR, ".after").text == "OPUS, PCMU, PCMA"
+    assert "prefer opus, ticket OPS-7" in entry.text and "ops@example.com" in entry.text
+    created = browser.find_element(By.CSS_SELECTOR, "tr[data-event=TrunkCreated]")
+    assert "password: — → (set)" in created.text and PASSWORD not in browser.page_source
+    shot(browser, tmp_path, "trunk-history")
+    fill(browser, "version", "1")
+    by_id(browser, "show-at").click()
+    wait_for(browser, lambda b: "as it was at version 1" in b.find_element(By.TAG_NAME,
+                                                                           "h1").text)
+    assert by_id(browser, "s-codecs").text == "PCMU, PCMA, OPUS"
+    assert by_id(browser, "s-version").text == "1"
+
+
+def test_an_administrator_adds_a_trunk_watches_it_register_and_reorders_its_codecs(
+        site: Site, browser: webdriver.Chrome, kamailio: Kamailio, tmp_path: Path) -> None:
+    sign_in(browser, site, site.server.token)
+    trunk_id = create_trunk(browser, site, kamailio, tmp_path)
+    watch_status(browser, kamailio, trunk_id)
+    shot(browser, tmp_path, "trunks")
+    reorder_codecs(browser, site, trunk_id, tmp_path)
+    read_history(browser, site, trunk_id, tmp_path)
+    sign_out(browser, site)
+
+
+def forged_post(browser: webdriver.Chrome, path: str, with_csrf: bool) -> dict[str, object]:
+    """A POST the page offers no control for, sent from the signed-in page itself."""
+    answer: dict[str, object] = browser.execute_async_script("""
+        const [path, withCsrf, done] = arguments;
+        const body = new URLSearchParams({etag: ""});
+        if (withCsrf) body.set("csrf", document.body.dataset.csrf);
+        fetch(path, {method: "POST", body: body, credentials: "same-origin"})
+          .then(r => r.text().then(t => done({status: r.status, text: t})));""",
+        path, with_csrf)
+    return answer
+
+
+def test_an_auditor_sees_no_edit_control_and_a_forged_post_is_refused(
+        site: Site, browser: webdriver.Chrome, tmp_path: Path) -> None:
+    created = site.server.cli("trunk", "create", "carrier", "--type", "peer", "--peer",
+                              "127.0.0.1:9", "--codecs", "PCMA")
+    assert created.returncode == 0, created.stderr
+    trunk_id = str(site.trunks()[0]["id"])
+    sign_in(browser, site, site.auditor)
+    assert "auditor" in by_id(browser, "main").find_element(By.XPATH, "//header").text
+    assert browser.find_elements(By.ID, "add-trunk") == []
+    assert browser.find_elements(By.CSS_SELECTOR, "#trunks a.edit, #trunks form") == []
+    browser.get(f"{site.url}/routes")
+    assert browser.find_elements(By.CSS_SELECTOR, "form[method=post]:not([action='/signout'])"
+                                 ) == []
+    refused = forged_post(browser, f"/trunks/{trunk_id}/disable", with_csrf=True)
+    assert refused["status"] == 403 and "PERMISSION_DENIED" in str(refused["text"])
+    assert "needs the role admin or operator" in str(refused["text"])
+    no_token = forged_post(browser, f"/trunks/{trunk_id}/disable", with_csrf=False)
+    assert no_token["status"] == 403 and "not from your session" in str(no_token["text"])
+    assert site.trunks()[0]["enabled"] is True
+    browser.get(f"{site.url}/history")
+    assert "TrunkCreated" in by_id(browser, "changes").text
+    sign_out(browser, site)
+
+
+def test_pages_fit_a_phone(site: Site, tmp_path: Path) -> None:
+    phone = chromium(tmp_path / "phone-profile", phone=True)
+    try:
+        sign_in(phone, site, site.server.token)
+        assert phone.execute_script("return window.innerWidth") == 390
+        for page in ("/trunks", "/routes", "/history", "/ops", "/trunks/new?template=thevoco"):
+            phone.get(f"{site.url}{page}")
+            assert not overflows(phone), page
+            assert unlabelled_inputs(phone) == [], page
+        shot(phone, tmp_path, "phone-trunk-form")
+    finally:
+        phone.quit()

@@ -1,0 +1,67 @@
+"""The console's trunk form and sessions, without a browser or a server."""
+
+from __future__ import annotations
+
+from starlette.datastructures import FormData, UploadFile
+
+from infra.web import forms
+from infra.web.sessions import Abilities, Sessions
+
+
+def posted(**values: str | list[str]) -> FormData:
+    items: list[tuple[str, str | UploadFile]] = []
+    for key, value in values.items():
+        name = key.replace("__", ".")
+        items += [(name, v) for v in value] if isinstance(value, list) else [(name, value)]
+    return FormData(items)
+
+
+def test_only_the_chosen_types_fields_are_read() -> None:
+    form = forms.from_post(posted(type="peer", name="carrier", host="ignored", username="u",
+                                  peer_addresses="192.0.2.10\n192.0.2.11:5080",
+                                  codecs=["PCMA", "G722", "PCMU"]))
+    trunk = forms.to_trunk(form)
+    assert trunk.host == "" and trunk.username == ""
+    assert list(trunk.peer_addresses) == ["192.0.2.10", "192.0.2.11:5080"]
+    assert list(trunk.codecs) == ["PCMA", "PCMU"]  # in the order posted, unknown ones out
+    assert "host" not in forms.update_mask(form)
+
+
+def test_violations_land_next_to_their_inputs_and_the_rest_on_top() -> None:
+    form = forms.from_post(posted(type="register", name="x"))
+    form.take_violations({"trunk.host": ["bad host"], "trunk.codecs": ["[1] bad"],
+                          "trunk.call_limits.max_inbound_calls": ["too many"],
+                          "template": ["unknown template"]})
+    assert form.errors == {"host": ["bad host"], "codecs": ["[1] bad"],
+                           "call_limits.max_inbound_calls": ["too many"],
+                           "": ["template: unknown template"]}
+
+
+def test_a_number_that_is_not_one_is_its_inputs_error() -> None:
+    form = forms.from_post(posted(type="register", **{"call_limits.max_concurrent_calls": "ten"}))
+    trunk = forms.to_trunk(form)
+    assert not trunk.call_limits.HasField("max_concurrent_calls")
+    assert form.errors == {"call_limits.max_concurrent_calls": ["'ten' is not a whole number"]}
+
+
+def test_a_blank_password_keeps_the_stored_one() -> None:
+    blank = forms.from_post(posted(type="register", password=""))
+    assert "password" not in forms.update_mask(blank)
+    given = forms.from_post(posted(type="register", password="Long-Enough-Password"))
+    assert "password" in forms.update_mask(given)
+
+
+def test_the_role_follows_from_what_the_api_allowed() -> None:
+    assert Abilities(edit=True, audit=True, operate=True).role == "admin"
+    assert Abilities(edit=True).role == "operator"
+    assert Abilities(audit=True).role == "auditor"
+    assert Abilities(operate=True).role == "sre"
+
+
+def test_sessions_expire_when_idle_and_ids_are_never_reused() -> None:
+    sessions = Sessions(idle_seconds=-1)
+    first, session = sessions.new()
+    assert sessions.get(first) is None  # idle longer than allowed
+    second, _ = Sessions().new()
+    assert first != second and session.csrf_matches(session.csrf)
+    assert not session.csrf_matches("forged")
