@@ -11,7 +11,7 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,21 +97,23 @@ class Verdict:
         return not self.problems
 
 
-def verify_export(text: str, pinned_key: str = "") -> Verdict:
+def verify_export(data: bytes, pinned_key: str = "") -> Verdict:
     """Checks an export without the service: the key, the head's and the export's
-    signatures, and every row's inclusion in the signed head."""
-    jsonl = text.lstrip().startswith("{")
-    lines = text.splitlines(keepends=True)
+    signatures, and every row's inclusion in the signed head. Lines are split on bytes:
+    JSON escapes line breaks, and the CSV trailer holds none."""
+    jsonl = data.lstrip().startswith(b"{")
+    lines = data.splitlines(keepends=True)
     cut = len(lines) - (1 if jsonl else TRAILER_ROWS)
     verdict = Verdict()
     if cut < 1:
         verdict.problems.append("the export is empty or lacks its trailer")
         return verdict
-    body, tail = "".join(lines[:cut]), "".join(lines[cut:])
+    raw_body = b"".join(lines[:cut])
+    body, tail = raw_body.decode(), b"".join(lines[cut:]).decode()
     try:
         values = _trailer(tail, jsonl)
         rows, verdict.header = (_jsonl_rows(body) if jsonl else _csv_rows(body))
-    except (ValueError, KeyError) as error:
+    except (ValueError, KeyError, IndexError) as error:
         verdict.problems.append(f"the export is malformed: {error}")
         return verdict
     public = _key(values, pinned_key, verdict)
@@ -125,7 +127,7 @@ def verify_export(text: str, pinned_key: str = "") -> Verdict:
         verdict.problems.append("the signed head does not verify with the public key")
     try:
         public.verify(bytes.fromhex(values["export_signature"]),
-                      EXPORT_CONTEXT + hashlib.sha256(body.encode()).digest())
+                      EXPORT_CONTEXT + hashlib.sha256(raw_body).digest())
     except InvalidSignature:
         verdict.problems.append("the export was changed after it was signed (header or rows)")
     for position, proof in rows:
@@ -186,8 +188,46 @@ def _proof(doc: dict[str, Any]) -> RowProof:
                     [bytes.fromhex(p) for p in doc["inclusion_path"]])
 
 
-def body_digest(chunks: Iterator[bytes]) -> bytes:
-    digest = hashlib.sha256()
-    for chunk in chunks:
-        digest.update(chunk)
-    return digest.digest()
+class ExportWriter:
+    """Writes an export as it streams: a header, rows with their proofs, the trailer
+    signed over every byte before it."""
+
+    def __init__(self, fmt: str, header: dict[str, str], signer: HeadSigner) -> None:
+        self.fmt = fmt
+        self.header = header
+        self.signer = signer
+        self.digest = hashlib.sha256()
+
+    def _out(self, text: str) -> bytes:
+        data = text.encode()
+        self.digest.update(data)
+        return data
+
+    def start(self) -> bytes:
+        if self.fmt == "jsonl":
+            return self._out(json.dumps({"export": self.header}, sort_keys=True) + "\n")
+        return self._out(csv_lines([CSV_COLUMNS, *(csv_meta(k, v)
+                                                   for k, v in self.header.items())]))
+
+    def row(self, row: Any, proof: RowProof) -> bytes:
+        """`row` is a projections.audit.ChangeRow."""
+        base = {"position": row.position, "time": row.time.isoformat(), "tenant": row.tenant,
+                "subject_kind": row.subject_kind, "subject_id": row.subject_id,
+                "subject_name": row.subject_name, "version": row.version, "actor": row.actor,
+                "reason": row.reason, "request_id": row.request_id,
+                "event_type": row.event_type}
+        if self.fmt == "jsonl":
+            doc = {**base, "changes": [{"field": c.field, "old": c.old_value,
+                                        "new": c.new_value} for c in row.changes],
+                   **proof.as_json()}
+            return self._out(json.dumps(doc, ensure_ascii=False) + "\n")
+        cells = [(c.field, c.old_value, c.new_value) for c in row.changes] or [("", "", "")]
+        fixed = ["change", *base.values()]
+        tail = [proof.leaf_index, proof.leaf_hash.hex(), " ".join(p.hex() for p in proof.path)]
+        return self._out(csv_lines([*fixed, *change, *tail] for change in cells))
+
+    def finish(self, head: SignedHead, head_position: int) -> bytes:
+        values = trailer(head, head_position, self.signer, self.digest.digest())
+        if self.fmt == "jsonl":
+            return jsonl_trailer(values).encode()
+        return csv_lines(csv_meta(key, values[key]) for key in TRAILER_KEYS).encode()

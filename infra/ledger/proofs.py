@@ -8,15 +8,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
+from infra.ledger.export import RowProof, row_proof
 from infra.ledger.merkle import (
     EMPTY_ROOT,
     MemoryTree,
     Perfect,
     consistency_path,
     inclusion_path,
+    leaf_hash,
 )
 from infra.ledger.signing import HeadSigner, SignedHead
-from infra.ledger.tables import HEADS, LEAVES, NODES
+from infra.ledger.tables import HEADS, LEAVES, NODES, event_data
 
 PAGE = 5000
 
@@ -142,3 +144,43 @@ class Ledger:
 
 def _head(row: tuple[Any, ...]) -> SignedHead:
     return SignedHead(int(row[0]), int(row[1]), bytes(row[2]), str(row[3]), bytes(row[4]))
+
+
+class RowProofs:
+    """Proofs for export rows against a tree of `size` leaves. Each row's leaf hash is
+    recomputed from the event stored at its position now, so an export taken after the
+    log was edited does not verify."""
+
+    def __init__(self, ledger: Ledger, log: Any, size: int) -> None:
+        self.ledger = ledger
+        self.log = log
+        self.size = size
+        self.tree = ledger.memory_tree(size)
+
+    def for_positions(self, positions: list[int]) -> dict[int, RowProof]:
+        if not positions:
+            return {}
+        marks = ", ".join("?" * len(positions))
+        rows = self.ledger.recorder.query(
+            f"SELECT position, idx FROM {LEAVES} WHERE position IN ({marks})", positions)
+        indexes = {int(p): int(i) for p, i in rows}
+        stored = {n.id: n for n in self._stored(min(positions), max(positions))}
+        proofs = {}
+        for position in positions:
+            event = stored.get(position)
+            leaf = None if event is None else leaf_hash(event_data(
+                event.id, event.originator_id, event.originator_version, event.topic,
+                event.state))
+            proofs[position] = row_proof(self.tree, self.size, indexes.get(position), leaf)
+        return proofs
+
+    def _stored(self, first: int, last: int) -> list[Any]:
+        found: list[Any] = []
+        start = first
+        while start <= last:
+            page = self.log.select_notifications(start, PAGE, stop=last)
+            if not page:
+                break
+            found += page
+            start = page[-1].id + 1
+        return found
