@@ -29,7 +29,7 @@ from domain.pbx import Pbx, default_pbx, validate_pbx
 from domain.routes import InboundRoute, OutboundRoute, validate_inbound, validate_outbound
 from domain.templates import get_template
 from domain.trunk import Trunk
-from domain.trunk_settings import validate_trunk
+from domain.trunk_settings import validate_trunk, with_default_codecs
 from domain.unit_of_work import UnitOfWork
 
 C = TypeVar("C", bound=Configured)
@@ -100,7 +100,8 @@ def _check_unique_name(catalog: TenantCatalog, kind: str, name: str, own_id: UUI
 def create_trunk(uow: UnitOfWork, tenant: str, raw: Settings, template: str,
                  meta: CommandMeta) -> Outcome:
     def handler() -> Outcome:
-        settings, warnings = validate_trunk(get_template(template).apply(raw) if template else raw)
+        settings, warnings = validate_trunk(
+            with_default_codecs(get_template(template).apply(raw) if template else raw))
         catalog = catalog_of(uow, tenant, meta, write=True)
         _check_unique_name(catalog, TRUNK, settings["name"], None, "trunk")
         trunk = Trunk.create(tenant, settings, meta)

@@ -29,6 +29,9 @@ SECRET_FIELDS = frozenset({"password"})
 WEAK_PASSWORD_LENGTH = 16
 MAX_REGISTRATIONS = 100
 LIMIT_FIELDS = ("max_concurrent_calls", "max_inbound_calls", "max_outbound_calls")
+# What every PBX form offers when nobody chose: G.711 in both laws, which every provider
+# takes. A template's own list wins; a change to an empty list is still refused.
+DEFAULT_CODECS = ("PCMU", "PCMA")
 
 Settings = dict[str, Any]
 
@@ -43,6 +46,11 @@ def default_settings() -> Settings:
         "call_limits": dict.fromkeys(LIMIT_FIELDS),
         "enabled": True, "description": "",
     }
+
+
+def with_default_codecs(raw: Settings) -> Settings:
+    """The settings of a new trunk, with the default codecs when none were given."""
+    return raw if raw.get("codecs") else {**raw, "codecs": list(DEFAULT_CODECS)}
 
 
 class _Checker:
@@ -140,14 +148,18 @@ def _codecs(value: Any) -> list[str]:
     if not items:
         raise ValueError("at least one codec is required (PCMU, PCMA, G729, OPUS)")
     codecs: list[str] = []
+    mistakes: list[str] = []  # every unknown or repeated codec, not only the first
     for index, item in enumerate(items):
         try:
             codec = parse_codec(_str(item)).value
         except ValueError as error:
-            raise ValueError(f"[{index}] {error}") from None
+            mistakes.append(f"[{index}] {error}")
+            continue
         if codec in codecs:
-            raise ValueError(f"[{index}] {codec} is listed twice")
+            mistakes.append(f"[{index}] {codec} is listed twice")
         codecs.append(codec)
+    if mistakes:
+        raise ValueError("; ".join(mistakes))
     return codecs
 
 

@@ -189,8 +189,29 @@ def parse_description(text: str) -> str:
     return text
 
 
+# Other spellings of the codecs, as PBX forms and provider documents write them: the source
+# documentation's "G.711u (PCMU)", the ulaw/alaw of Asterisk's allow=, G.711's own names.
+# (U+039C is what both the micro sign and the Greek mu of "µ-law" become in upper case.)
+CODEC_ALIASES = {
+    "ULAW": Codec.PCMU, "MULAW": Codec.PCMU, "\u039cLAW": Codec.PCMU, "G711U": Codec.PCMU,
+    "G711ULAW": Codec.PCMU, "G711MULAW": Codec.PCMU,
+    "ALAW": Codec.PCMA, "G711A": Codec.PCMA, "G711ALAW": Codec.PCMA,
+}
+CODEC_NOISE = re.compile(r"[\s.\-_/]")
+CODEC_IN_PARENTHESES = re.compile(r"^[^()]*\(([^()]+)\)\s*$")
+
+
 def parse_codec(text: str) -> Codec:
-    return parse_enum(Codec, text.replace(".", ""), case="upper")
+    """The canonical codec of any usual spelling: PCMU, pcmu, G.711u (PCMU), ulaw, u-law."""
+    inner = CODEC_IN_PARENTHESES.match(text)
+    key = CODEC_NOISE.sub("", (inner.group(1) if inner else text).upper())
+    if key in CODEC_ALIASES:
+        return CODEC_ALIASES[key]
+    try:
+        return Codec(key)
+    except ValueError:
+        allowed = ", ".join(m.value for m in Codec)
+        raise ValueError(f"'{text}' is not one of {allowed}") from None
 
 
 def parse_limit(value: int | None) -> int | None:

@@ -7,50 +7,70 @@ import sys
 from datetime import UTC, datetime
 
 from infra.cli.client import Client
-from infra.cli.output import print_json, table
+from infra.cli.output import note, print_data, print_json, table
 from infra.cli.trunks import show_trunk
 from trunkplane.v1 import audit_pb2, audit_pb2_grpc
 
+EXAMPLES = """examples:
+  trunkplane audit list --subject voco --since 2026-11-01T00:00:00Z
+  trunkplane audit export --format jsonl --output changes.jsonl
+  trunkplane audit at voco --version 1
+  trunkplane audit diff voco --from-version 1          # up to now
+  trunkplane audit verify"""
+
 
 def register(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="action", required=True)
-    listing = sub.add_parser("list", help="changes, oldest first")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = sub.add_parser("list", help="changes, oldest first", epilog=EXAMPLES)
     _filters(listing)
-    listing.add_argument("--page-size", type=int, default=100)
-    listing.add_argument("--page-token", default="")
+    listing.add_argument("--page-size", type=int, default=100, metavar="N",
+                         help="changes per page, 1-1000 (default 100)")
+    listing.add_argument("--page-token", default="", metavar="TOKEN",
+                         help="the next page, as the previous page said")
     listing.set_defaults(handler=list_changes)
-    export = sub.add_parser("export", help="every matching change as CSV or JSON lines")
+    export = sub.add_parser("export", help="every matching change as CSV or JSON lines",
+                            epilog=EXAMPLES)
     _filters(export)
-    export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
-    export.add_argument("--output", help="file to write (default: standard output)")
+    export.add_argument("--format", choices=("csv", "jsonl"), default="csv",
+                        help="csv (default) or jsonl, one JSON object a line")
+    export.add_argument("--output", metavar="FILE",
+                        help="file to write (default: standard output)")
     export.set_defaults(handler=export_changes)
     at = sub.add_parser("at", help="a trunk's settings at a version or a time")
     at.add_argument("trunk", help="id, or name of a live trunk")
-    _point(at, "")
+    _point(at, "", required=True)
     at.set_defaults(handler=trunk_at)
     verify = sub.add_parser("verify", help="check that no stored event was edited, removed "
                                            "or inserted since it was recorded")
     verify.set_defaults(handler=verify_chain)
-    diff = sub.add_parser("diff", help="what changed in a trunk between two points")
-    diff.add_argument("trunk")
-    _point(diff, "from-")
-    _point(diff, "to-")
+    diff = sub.add_parser("diff", help="what changed in a trunk between two points (the "
+                                       "second defaults to now)", epilog=EXAMPLES)
+    diff.add_argument("trunk", help="id, or name of a live trunk")
+    _point(diff, "from-", required=True)
+    _point(diff, "to-", required=False)
     diff.set_defaults(handler=trunk_diff)
 
 
 def _filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--all-tenants", action="store_true")
-    parser.add_argument("--subject", default="", help="a trunk or route: id or name")
-    parser.add_argument("--actor", default="")
-    parser.add_argument("--type", default="", help="event type, e.g. CredentialsChanged")
-    parser.add_argument("--since", type=parse_time, help="ISO time, inclusive")
-    parser.add_argument("--until", type=parse_time, help="ISO time, exclusive")
+    parser.add_argument("--all-tenants", action="store_true",
+                        help="every tenant, not only --tenant")
+    parser.add_argument("--subject", default="", metavar="NAME",
+                        help="a trunk or route: id or name")
+    parser.add_argument("--actor", default="", metavar="PRINCIPAL",
+                        help="only changes made by this principal")
+    parser.add_argument("--type", default="", metavar="EVENT",
+                        help="event type, e.g. CredentialsChanged")
+    parser.add_argument("--since", type=parse_time, metavar="TIME", help="ISO time, inclusive")
+    parser.add_argument("--until", type=parse_time, metavar="TIME", help="ISO time, exclusive")
 
 
-def _point(parser: argparse.ArgumentParser, prefix: str) -> None:
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument(f"--{prefix}version", type=int)
-    group.add_argument(f"--{prefix}time", type=parse_time)
+def _point(parser: argparse.ArgumentParser, prefix: str, required: bool) -> None:
+    group = parser.add_mutually_exclusive_group(required=required)
+    which = {"": "", "from-": " (the earlier point)", "to-": " (the later point; default: now)"}
+    group.add_argument(f"--{prefix}version", type=int, metavar="N",
+                       help=f"the trunk's version{which[prefix]}")
+    group.add_argument(f"--{prefix}time", type=parse_time, metavar="TIME",
+                       help=f"an ISO time{which[prefix]}")
 
 
 def parse_time(text: str) -> datetime:
@@ -99,22 +119,30 @@ def export_changes(client: Client, args: argparse.Namespace) -> int:
     request = audit_pb2.ExportChangesRequest(filter=_filter(client, args), format=args.format)
     chunks = _stub(client).ExportChanges(request, metadata=client.metadata(), timeout=3600)
     out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
+    written = 0
     try:
         for chunk in chunks:
             out.write(chunk.data)
+            written += len(chunk.data)
     finally:
         if args.output:
             out.close()
+    if args.output:
+        if args.json:
+            print_data({"written": args.output, "bytes": written, "format": args.format})
+        else:
+            note(f"wrote {args.output} ({written} bytes of {args.format})")
     return 0
 
 
 def _at(args: argparse.Namespace, prefix: str) -> audit_pb2.PointInTime:
     version = getattr(args, f"{prefix}version")
+    moment = getattr(args, f"{prefix}time")
     point = audit_pb2.PointInTime()
     if version is not None:
         point.version = version
-    else:
-        point.time.FromDatetime(getattr(args, f"{prefix}time"))
+    else:  # no point given (only `diff --to-`): now
+        point.time.FromDatetime(moment or datetime.now(UTC))
     return point
 
 

@@ -8,25 +8,33 @@ from infra.cli.client import Client
 from infra.cli.output import fields, print_json, table
 from trunkplane.v1 import agent_pb2
 
+EXAMPLES = """examples:
+  trunkplane channel acquire 92125551234 --from 1001
+  trunkplane channel acquire 15551234567 --inbound-on voco
+  trunkplane channel release LEASE_ID --json"""
+
 
 def register(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="action", required=True)
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     acquire = sub.add_parser("acquire", help="which trunk would carry this call now; holds a "
                                              "lease until released or expired")
     acquire.add_argument("number", help="outbound: the number dialled; inbound: the DID")
-    acquire.add_argument("--from", dest="extension", default="",
+    acquire.add_argument("--from", dest="extension", default="", metavar="EXTENSION",
                          help="outbound: the calling extension")
-    acquire.add_argument("--inbound-on", dest="trunk", default="",
+    acquire.add_argument("--inbound-on", dest="trunk", default="", metavar="TRUNK",
                          help="inbound: the trunk the call arrived on (id or name)")
-    acquire.add_argument("--call-id", default="")
+    acquire.add_argument("--call-id", default="", metavar="ID",
+                         help="the PBX's call id, for the logs and call records")
     acquire.set_defaults(handler=acquire_channel)
-    for action, handler in (("renew", renew_channel), ("release", release_channel)):
-        p = sub.add_parser(action)
-        p.add_argument("lease")
+    for action, handler, text in (
+            ("renew", renew_channel, "keep a lease alive for another TTL"),
+            ("release", release_channel, "the call ended: free the channel")):
+        p = sub.add_parser(action, help=text)
+        p.add_argument("lease", help="the lease id that acquire printed")
         p.set_defaults(handler=handler)
     fail = sub.add_parser("fail", help="the call failed with a SIP code: 408/5xx fail over")
-    fail.add_argument("lease")
-    fail.add_argument("sip_code", type=int)
+    fail.add_argument("lease", help="the lease id that acquire printed")
+    fail.add_argument("sip_code", type=int, help="the final SIP answer, e.g. 503")
     fail.set_defaults(handler=report_failure)
 
 
@@ -65,7 +73,10 @@ def renew_channel(client: Client, args: argparse.Namespace) -> int:
 def release_channel(client: Client, args: argparse.Namespace) -> int:
     answer = client.call(client.agent.ReleaseChannel,
                          agent_pb2.ReleaseChannelRequest(lease_id=args.lease))
-    print("released" if answer.released else "already released or expired")
+    if args.json:
+        print_json(answer)
+    else:
+        print("released" if answer.released else "already released or expired")
     return 0
 
 

@@ -8,33 +8,54 @@ import sys
 from pathlib import Path
 
 from infra.cli.client import Client
-from infra.cli.output import print_json
+from infra.cli.exits import Exit
+from infra.cli.output import note, print_data, print_json
 from trunkplane.v1 import common_pb2, trunk_pb2
+
+EXAMPLES = """examples:
+  trunkplane config export --output backup.json                  # passwords left out
+  trunkplane config export --with-secrets --output backup.json   # asks for a passphrase
+  echo "$PASSPHRASE" | trunkplane config export --with-secrets --passphrase-stdin \\
+      --output backup.json                                       # in a script
+  trunkplane config import backup.json --dry-run"""
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="action", required=True)
-    export = sub.add_parser("export", help="every trunk and route as one JSON document")
-    export.add_argument("--all-tenants", action="store_true")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    export = sub.add_parser("export", help="every trunk, route and tenant policy as one "
+                                           "JSON document", epilog=EXAMPLES)
+    export.add_argument("--all-tenants", action="store_true",
+                        help="every tenant, not only --tenant")
     export.add_argument("--with-secrets", action="store_true",
-                        help="seal the passwords for a passphrase (asked for)")
-    export.add_argument("--passphrase-stdin", action="store_true")
-    export.add_argument("--output", help="file to write (default: standard output)")
+                        help="seal the passwords for a passphrase (asked for at a terminal; "
+                             "else --passphrase-stdin)")
+    export.add_argument("--passphrase-stdin", action="store_true",
+                        help="read the passphrase from standard input (scripts)")
+    export.add_argument("--output", metavar="FILE",
+                        help="file to write (default: standard output)")
     export.set_defaults(handler=export_config)
-    restore = sub.add_parser("import", help="bring the configuration to a document")
-    restore.add_argument("file")
+    restore = sub.add_parser("import", help="bring the configuration to a document",
+                             epilog=EXAMPLES)
+    restore.add_argument("file", help="a document `config export` wrote")
     restore.add_argument("--dry-run", action="store_true", help="show the changes only")
-    restore.add_argument("--passphrase-stdin", action="store_true")
-    restore.add_argument("--request-id", default="")
+    restore.add_argument("--passphrase-stdin", action="store_true",
+                         help="read the passphrase of sealed passwords from standard input")
+    restore.add_argument("--request-id", default="", metavar="ID",
+                         help="makes a retry change nothing")
     restore.set_defaults(handler=import_config)
 
 
 def _passphrase(args: argparse.Namespace, confirm: bool) -> str:
     if args.passphrase_stdin:
         return sys.stdin.readline().rstrip("\n")
+    if not sys.stdin.isatty():
+        print("error: no terminal to ask for the passphrase: pipe it in with "
+              "--passphrase-stdin", file=sys.stderr)
+        raise SystemExit(Exit.USAGE)
     first = getpass.getpass("passphrase: ")
     if confirm and getpass.getpass("again: ") != first:
-        raise SystemExit("error: the passphrases differ")
+        print("error: the passphrases differ", file=sys.stderr)
+        raise SystemExit(Exit.USAGE)
     return first
 
 
@@ -44,10 +65,17 @@ def export_config(client: Client, args: argparse.Namespace) -> int:
                            trunk_pb2.ExportConfigurationRequest(
                                tenant=client.tenant, all_tenants=args.all_tenants,
                                with_secrets=args.with_secrets, passphrase=passphrase))
-    if args.output:
-        Path(args.output).write_text(document.json)
-    else:
+    if not args.output:
         sys.stdout.write(document.json)
+        return 0
+    Path(args.output).write_text(document.json)
+    summary = {"written": args.output, "bytes": len(document.json.encode()),
+               "passwords": "sealed" if args.with_secrets else "left out"}
+    if args.json:
+        print_data(summary)
+    else:
+        note(f"wrote {args.output} ({summary['bytes']} bytes; passwords "
+             f"{summary['passwords']})")
     return 0
 
 

@@ -4,10 +4,13 @@ that names exactly the fields given."""
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import Message
+
+from infra.cli.exits import Exit
 
 
 @dataclass(frozen=True)
@@ -18,17 +21,24 @@ class Flag:
     help: str = ""
 
 
+def metavar(f: Flag) -> str:
+    """The placeholder people read in --help: N for numbers, else the flag's own name
+    (argparse would show the dest, e.g. SET_CALL_LIMITS__MAX_CONCURRENT_CALLS)."""
+    return "N" if f.kind == "int" else f.flag.lstrip("-").upper().replace("-", "_")
+
+
 def add_flags(parser: argparse.ArgumentParser, flags: list[Flag]) -> None:
     for f in flags:
         dest = f"set_{f.path.replace('.', '__')}"
         if f.kind == "list":
-            parser.add_argument(f.flag, dest=dest, action="append", help=f.help)
+            parser.add_argument(f.flag, dest=dest, action="append", metavar=metavar(f),
+                                help=f.help)
         elif f.kind == "int":
-            parser.add_argument(f.flag, dest=dest, type=int, help=f.help)
+            parser.add_argument(f.flag, dest=dest, type=int, metavar="N", help=f.help)
         elif f.kind == "onoff":
             parser.add_argument(f.flag, dest=dest, choices=("on", "off"), help=f.help)
         else:
-            parser.add_argument(f.flag, dest=dest, help=f.help)
+            parser.add_argument(f.flag, dest=dest, metavar=metavar(f), help=f.help)
 
 
 def apply_flags(message: Message, args: argparse.Namespace, flags: list[Flag]) -> list[str]:
@@ -44,8 +54,9 @@ def apply_flags(message: Message, args: argparse.Namespace, flags: list[Flag]) -
             value = value == "on"
         try:
             set_path(message, f.path, value)
-        except (ValueError, TypeError) as error:  # e.g. a negative number for a count
-            raise SystemExit(f"error: {f.flag} {value!r}: {error}") from None
+        except (ValueError, TypeError) as error:  # e.g. a number beyond 32 bits
+            print(f"error: {f.flag} {value!r}: {error}", file=sys.stderr)
+            raise SystemExit(Exit.USAGE) from None
         paths.append(f.path)
     return paths
 

@@ -4,35 +4,34 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TextIO
 
-from infra.cli.audit import parse_time
 from infra.cli.client import Client
-from infra.cli.output import print_json, table
+from infra.cli.output import print_data, print_json, table
 from trunkplane.v1 import ops_pb2, ops_pb2_grpc
 
 NAMES = ("config", "history")
 
 
+EXAMPLES = """examples:
+  trunkplane projections status
+  trunkplane projections rebuild --all      # reads go on; a progress bar at a terminal
+  trunkplane projections verify history     # exit 3 when the view differs"""
+
+
 def register(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="action", required=True)
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     sub.add_parser("status", help="position, head and lag of each view").set_defaults(
         handler=status)
-    rebuild = sub.add_parser("rebuild", help="rebuild a view from the first event")
+    rebuild = sub.add_parser("rebuild", help="rebuild a view from the first event",
+                             epilog=EXAMPLES)
     which = rebuild.add_mutually_exclusive_group(required=True)
-    which.add_argument("name", nargs="?", choices=NAMES)
-    which.add_argument("--all", action="store_true")
+    which.add_argument("name", nargs="?", choices=NAMES, help="the view to rebuild")
+    which.add_argument("--all", action="store_true", help="every view, one after the other")
     rebuild.set_defaults(handler=rebuild_views)
     verify = sub.add_parser("verify", help="compare a view with a fresh rebuild")
-    verify.add_argument("name", choices=NAMES)
+    verify.add_argument("name", choices=NAMES, help="the view to compare")
     verify.set_defaults(handler=verify_view)
-
-
-def register_replay(parser: argparse.ArgumentParser) -> None:
-    point = parser.add_mutually_exclusive_group(required=True)
-    point.add_argument("--until", type=parse_time, help="ISO time: events up to it")
-    point.add_argument("--position", type=int, help="log position: events up to it")
-    parser.add_argument("--into", required=True, help="a new directory for the views")
-    parser.set_defaults(handler=None)
 
 
 def _stub(client: Client) -> ops_pb2_grpc.OpsServiceStub:
@@ -54,23 +53,49 @@ def status(client: Client, args: argparse.Namespace) -> int:
 
 
 def rebuild_views(client: Client, args: argparse.Namespace) -> int:
+    done = []
     for name in NAMES if args.all else (args.name,):
         progress = _stub(client).RebuildProjection(
             ops_pb2.RebuildProjectionRequest(name=name), metadata=client.metadata(),
             timeout=24 * 3600)
+        bar = Progress(name, sys.stderr)
         for step in progress:
-            _bar(name, step)
-        print(file=sys.stderr)
-        print(f"{name}: rebuilt as generation {step.generation}, now live")
+            bar.show(step)
+        bar.end()
+        done.append({"view": name, "generation": step.generation, "position": step.position})
+        if not args.json:
+            print(f"{name}: rebuilt as generation {step.generation}, now live")
+    if args.json:
+        print_data({"rebuilt": done})
     return 0
 
 
-def _bar(name: str, step: ops_pb2.RebuildProgress, width: int = 30) -> None:
-    share = step.position / step.head if step.head else 1.0
-    filled = int(share * width)
-    print(f"\r{name} [{'#' * filled}{' ' * (width - filled)}] {share:6.1%} "
-          f"{step.position}/{step.head} events, {step.events_per_second:,.0f} ev/s, "
-          f"ETA {step.eta_seconds:.0f} s", end="", file=sys.stderr, flush=True)
+class Progress:
+    """A bar redrawn in place at a terminal; piped, one plain line every 10% (a `\r` would
+    run the lines together in a file)."""
+
+    def __init__(self, name: str, stream: TextIO, width: int = 30) -> None:
+        self.name, self.stream, self.width = name, stream, width
+        self.live = stream.isatty()
+        self.last_tenth = -1
+        self.drawn = False
+
+    def show(self, step: ops_pb2.RebuildProgress) -> None:
+        share = step.position / step.head if step.head else 1.0
+        text = (f"{share:6.1%} {step.position}/{step.head} events, "
+                f"{step.events_per_second:,.0f} ev/s, ETA {step.eta_seconds:.0f} s")
+        if self.live:
+            filled = int(share * self.width)
+            print(f"\r{self.name} [{'#' * filled}{' ' * (self.width - filled)}] {text}",
+                  end="", file=self.stream, flush=True)
+            self.drawn = True
+        elif int(share * 10) > self.last_tenth:
+            self.last_tenth = int(share * 10)
+            print(f"{self.name}: {text.strip()}", file=self.stream, flush=True)
+
+    def end(self) -> None:
+        if self.drawn:
+            print(file=self.stream)
 
 
 def verify_view(client: Client, args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from infra.cli.client import Client
 from infra.cli.flags import Flag, add_flags, apply_flags
 from infra.cli.output import fields, print_json, table
 from infra.cli.trunks import print_history
-from trunkplane.v1 import common_pb2, route_pb2
+from trunkplane.v1 import common_pb2, route_pb2, trunk_pb2
 
 GUARD = [  # the toll-fraud guard, of a route or of the tenant (`route policy`)
     Flag("--max-per-minute", "max_calls_per_minute", "int", help="new calls a minute; 0: none"),
@@ -22,8 +22,8 @@ GUARD = [  # the toll-fraud guard, of a route or of the tenant (`route policy`)
 OUTBOUND = [
     Flag("--strategy", "strategy", help="failover | spread | weighted"),
     Flag("--allow", "allowed_extensions", "list", help="extension pattern; repeat"),
-    Flag("--description", "description"),
-    Flag("--enabled", "enabled", "onoff"),
+    Flag("--description", "description", help="free text for people"),
+    Flag("--enabled", "enabled", "onoff", help="off: kept, but matches no call"),
     *[Flag(f.flag, f"guard.{f.path}", f.kind, help=f.help) for f in GUARD],
 ]
 INBOUND = [
@@ -31,47 +31,67 @@ INBOUND = [
     Flag("--cid", "caller_id_pattern", help="caller ID pattern; empty = any"),
     Flag("--trunk", "trunk_id", help="only calls arriving on this trunk (id or name)"),
     Flag("--destination", "destination", help="ext:1001, ivr:main, queue:support, hangup"),
-    Flag("--description", "description"),
-    Flag("--enabled", "enabled", "onoff"),
+    Flag("--description", "description", help="free text for people"),
+    Flag("--enabled", "enabled", "onoff", help="off: kept, but matches no call"),
 ]
+EXAMPLES = """examples:
+  trunkplane route outbound create US --pattern '1+9|NXXNXXXXXX' --trunk voco \\
+      --trunk carrier --allow 1XXX
+  trunkplane route inbound create --did 15551234567 --destination ivr:main
+  trunkplane route resolve 92125551234 --from 1001
+  trunkplane route policy --block-prefix +882 --daily-cap 500"""
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="kind", required=True)
-    _outbound(sub.add_parser("outbound", help="routes for calls to the network"))
-    _inbound(sub.add_parser("inbound", help="routes for calls from the network"))
+    sub = parser.add_subparsers(dest="kind", required=True, metavar="KIND")
+    _outbound(sub.add_parser("outbound", help="routes for calls to the network",
+                             epilog=EXAMPLES))
+    _inbound(sub.add_parser("inbound", help="routes for calls from the network",
+                            epilog=EXAMPLES))
     resolve = sub.add_parser("resolve", help="which trunks would carry this number")
-    resolve.add_argument("number")
-    resolve.add_argument("--from", dest="extension", default="", help="calling extension")
+    resolve.add_argument("number", help="the number as the extension dials it")
+    resolve.add_argument("--from", dest="extension", default="", metavar="EXTENSION",
+                         help="calling extension")
     resolve.set_defaults(handler=resolve_outbound)
     policy = sub.add_parser("policy", help="the tenant's toll-fraud guard (all routes) and "
-                                           "business hours (calls outside them alert)")
+                                           "business hours (calls outside them alert)",
+                            epilog=EXAMPLES)
     add_flags(policy, GUARD)
-    policy.add_argument("--hours", help="business hours HH:MM-HH:MM; 'none' removes them")
-    policy.add_argument("--days", help="business days, e.g. mon,tue,wed,thu,fri")
-    policy.add_argument("--timezone", help="IANA time zone of the hours, e.g. Europe/Berlin")
+    policy.add_argument("--hours", metavar="HH:MM-HH:MM",
+                        help="business hours HH:MM-HH:MM; 'none' removes them")
+    policy.add_argument("--days", metavar="DAYS",
+                        help="business days, e.g. mon,tue,wed,thu,fri")
+    policy.add_argument("--timezone", metavar="ZONE",
+                        help="IANA time zone of the hours, e.g. Europe/Berlin")
     _options(policy)
     policy.set_defaults(handler=tenant_policy)
 
 
 def _options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--reason", default="")
-    parser.add_argument("--request-id", default="")
+    parser.add_argument("--reason", default="", metavar="TEXT",
+                        help="why; recorded in the history")
+    parser.add_argument("--request-id", default="", metavar="ID",
+                        help="makes a retry change nothing")
 
 
 def _outbound(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="action", required=True)
-    for action in ("create", "update"):
-        p = sub.add_parser(action)
-        p.add_argument("name" if action == "create" else "route")
-        if action == "update":
-            p.add_argument("--name", dest="new_name")
-            p.add_argument("--etag", default="")
-        p.add_argument("--pattern", action="append",
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, text in (("create", "create an outbound route"),
+                         ("update", "change the fields given, nothing else")):
+        p = sub.add_parser(action, help=text, epilog=EXAMPLES)
+        if action == "create":
+            p.add_argument("name", help="unique in the tenant, ignoring case")
+        else:
+            p.add_argument("route", help="id or name")
+            p.add_argument("--name", dest="new_name", metavar="NAME", help="rename")
+            p.add_argument("--etag", default="",
+                           help="fail if the route changed since this etag")
+        p.add_argument("--pattern", action="append", metavar="PATTERN",
                        help="dial pattern, FreePBX form prepend+prefix|match; repeat")
-        p.add_argument("--trunk", action="append",
+        p.add_argument("--trunk", action="append", metavar="TRUNK[:WEIGHT]",
                        help="trunk id or name[:weight]; repeat, in order")
-        p.add_argument("--position", type=int, help="1-based place in the route order")
+        p.add_argument("--position", type=int, metavar="N",
+                       help="1-based place in the route order")
         add_flags(p, OUTBOUND)
         _options(p)
         p.set_defaults(handler=save_outbound)
@@ -79,14 +99,14 @@ def _outbound(parser: argparse.ArgumentParser) -> None:
 
 
 def _inbound(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="action", required=True)
-    create = sub.add_parser("create")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = sub.add_parser("create", help="create an inbound route", epilog=EXAMPLES)
     add_flags(create, INBOUND)
     _options(create)
     create.set_defaults(handler=save_inbound, route=None)
-    update = sub.add_parser("update")
+    update = sub.add_parser("update", help="change the fields given, nothing else")
     update.add_argument("route", help="id")
-    update.add_argument("--etag", default="")
+    update.add_argument("--etag", default="", help="fail if the route changed since this etag")
     add_flags(update, INBOUND)
     _options(update)
     update.set_defaults(handler=save_inbound)
@@ -94,15 +114,31 @@ def _inbound(parser: argparse.ArgumentParser) -> None:
 
 
 def _common(sub: argparse._SubParsersAction[argparse.ArgumentParser], kind: str) -> None:
-    sub.add_parser("list").set_defaults(handler=list_routes, kind=kind)
-    for action, handler in (("get", get_route), ("delete", delete_route),
-                            ("history", route_history)):
-        p = sub.add_parser(action)
+    sub.add_parser("list", help=f"every {kind} route").set_defaults(
+        handler=list_routes, kind=kind)
+    for action, handler, text in (("get", get_route, "show one route"),
+                                  ("delete", delete_route, "delete a route"),
+                                  ("history", route_history, "every change, who and why")):
+        p = sub.add_parser(action, help=text)
         p.add_argument("route", help="id" if kind == "inbound" else "id or name")
         if action == "delete":
-            p.add_argument("--etag", default="")
+            p.add_argument("--etag", default="",
+                           help="fail if the route changed since this etag")
             _options(p)
         p.set_defaults(handler=handler, kind=kind)
+
+
+def trunk_names(client: Client) -> dict[str, str]:
+    """Trunk id -> name, so people read names where the API gives ids."""
+    listed = client.call(client.trunks.ListTrunks, trunk_pb2.ListTrunksRequest(
+        tenant=client.tenant, page_size=500))
+    return {t.id: t.name for t in listed.trunks}
+
+
+def named(text: str, names: dict[str, str]) -> str:
+    for trunk_id, name in names.items():
+        text = text.replace(trunk_id, name)
+    return text
 
 
 def _trunks(items: list[str]) -> list[route_pb2.RouteTrunk]:
@@ -143,7 +179,7 @@ def save_outbound(client: Client, args: argparse.Namespace) -> int:
             options=options)
         request.update_mask.paths.extend(paths)
         response = client.call(client.routes.UpdateOutboundRoute, request)
-    return _show(args, response, response.route, "outbound")
+    return _show(args, response, response.route, "outbound", client)
 
 
 def save_inbound(client: Client, args: argparse.Namespace) -> int:
@@ -160,7 +196,7 @@ def save_inbound(client: Client, args: argparse.Namespace) -> int:
             options=options)
         request.update_mask.paths.extend(paths)
         response = client.call(client.routes.UpdateInboundRoute, request)
-    return _show(args, response, response.route, "inbound")
+    return _show(args, response, response.route, "inbound", client)
 
 
 def list_routes(client: Client, args: argparse.Namespace) -> int:
@@ -180,8 +216,10 @@ def list_routes(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         print_json(inbound)
         return 0
+    names = trunk_names(client)
     table(["did", "caller id", "trunk", "destination", "enabled", "id"], [
-        (r.did_pattern or "any", r.caller_id_pattern or "any", r.trunk_id or "any",
+        (r.did_pattern or "any", r.caller_id_pattern or "any",
+         names.get(r.trunk_id, r.trunk_id) or "any",
          r.destination, "yes" if r.enabled else "no", r.id) for r in inbound.routes])
     return 0
 
@@ -192,7 +230,7 @@ def get_route(client: Client, args: argparse.Namespace) -> int:
         route = client.call(client.routes.GetOutboundRoute, request)
     else:
         route = client.call(client.routes.GetInboundRoute, request)
-    return _show(args, route, route, args.kind)
+    return _show(args, route, route, args.kind, client)
 
 
 def delete_route(client: Client, args: argparse.Namespace) -> int:
@@ -215,7 +253,7 @@ def route_history(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         print_json(response)
     else:
-        print_history(response.entries)
+        print_history(response.entries, trunk_names(client))
     return 0
 
 
@@ -238,7 +276,8 @@ def _pattern(p: route_pb2.DialPattern) -> str:
     return str(DialPattern(match=p.match, prefix=p.prefix, prepend=p.prepend))
 
 
-def _show(args: argparse.Namespace, response: object, route: object, kind: str) -> int:
+def _show(args: argparse.Namespace, response: object, route: object, kind: str,
+          client: Client) -> int:
     if args.json:
         print_json(response)  # type: ignore[arg-type]
         return 0
@@ -257,7 +296,8 @@ def _show(args: argparse.Namespace, response: object, route: object, kind: str) 
     else:
         i: route_pb2.InboundRoute = route  # type: ignore[assignment]
         fields([("id", i.id), ("did", i.did_pattern or "any"),
-                ("caller id", i.caller_id_pattern or "any"), ("trunk", i.trunk_id or "any"),
+                ("caller id", i.caller_id_pattern or "any"),
+                ("trunk", trunk_names(client).get(i.trunk_id, i.trunk_id) or "any"),
                 ("destination", i.destination), ("enabled", "yes" if i.enabled else "no"),
                 ("description", i.description), ("version", f"{i.version} (etag {i.etag})")])
     return 0

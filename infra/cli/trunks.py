@@ -6,43 +6,67 @@ import argparse
 import json
 import sys
 import time
+from typing import Any
 
 import grpc
 
-from infra.cli.client import Client
+from infra.cli.client import Client, report
 from infra.cli.flags import Flag, add_flags, apply_flags
-from infra.cli.output import as_dict, fields, print_json, table, warn
-from trunkplane.v1 import common_pb2, trunk_pb2
+from infra.cli.output import (
+    as_dict,
+    fields,
+    is_terminal,
+    print_json,
+    state_colour,
+    table,
+    warn,
+)
+from trunkplane.v1 import audit_pb2, audit_pb2_grpc, common_pb2, trunk_pb2
 
 SETTINGS = [
     Flag("--type", "type", help="register | peer | account"),
     Flag("--host", "host", help="provider host[:port]"),
-    Flag("--transport", "transport", help="udp | tcp | tls"),
-    Flag("--username", "username"),
-    Flag("--auth-id", "auth_id", help="authentication id (account trunks)"),
+    Flag("--transport", "transport", help="udp | tcp | tls (default udp)"),
+    Flag("--username", "username", help="the account's user name at the provider"),
+    Flag("--auth-id", "auth_id", help="authentication id, when not the username (account "
+                                      "trunks)"),
     Flag("--max-registrations", "max_registrations", "int", help="account trunks: 1-100"),
-    Flag("--from-user", "from_user"),
-    Flag("--from-domain", "from_domain"),
+    Flag("--from-user", "from_user", help="user part of From (default: the username)"),
+    Flag("--from-domain", "from_domain", help="domain of From (default: the host)"),
     Flag("--peer", "peer_addresses", "list", help="provider IP[:port]; repeat in failover order"),
-    Flag("--codecs", "codecs", "csv", help="ordered, e.g. PCMU,PCMA,OPUS"),
-    Flag("--dtmf", "dtmf_mode", help="rfc2833 | info | inband"),
-    Flag("--nat", "nat.enabled", "onoff"),
-    Flag("--external-ip", "nat.external_ip"),
-    Flag("--local-network", "nat.local_networks", "list", help="CIDR; repeat"),
-    Flag("--stun", "nat.stun_server", help="host[:port]"),
-    Flag("--max-calls", "call_limits.max_concurrent_calls", "int", help="9999 = unlimited"),
-    Flag("--max-inbound", "call_limits.max_inbound_calls", "int"),
-    Flag("--max-outbound", "call_limits.max_outbound_calls", "int"),
-    Flag("--description", "description"),
-    Flag("--enabled", "enabled", "onoff"),
+    Flag("--codecs", "codecs", "csv", help="ordered, e.g. PCMU,PCMA,OPUS (default PCMU,PCMA "
+                                           "or the template's); ulaw, alaw and 'G.711u (PCMU)' "
+                                           "spellings are accepted"),
+    Flag("--dtmf", "dtmf_mode", help="rfc2833 | info | inband (default rfc2833)"),
+    Flag("--nat", "nat.enabled", "onoff", help="rewrite Contact/Via for an agent behind NAT"),
+    Flag("--external-ip", "nat.external_ip", help="the public IP the provider sees (NAT)"),
+    Flag("--local-network", "nat.local_networks", "list", help="CIDR not behind the NAT; "
+                                                               "repeat"),
+    Flag("--stun", "nat.stun_server", help="STUN host[:port] to learn the public IP (NAT)"),
+    Flag("--max-calls", "call_limits.max_concurrent_calls", "int",
+         help="calls at once, both directions; 9999 = unlimited"),
+    Flag("--max-inbound", "call_limits.max_inbound_calls", "int",
+         help="inbound calls at once, at most --max-calls"),
+    Flag("--max-outbound", "call_limits.max_outbound_calls", "int",
+         help="outbound calls at once, at most --max-calls"),
+    Flag("--description", "description", help="free text for people"),
+    Flag("--enabled", "enabled", "onoff", help="off: kept, but not registered nor used"),
 ]
+EXAMPLES = """examples:
+  echo "$PASSWORD" | trunkplane trunk create voco --template thevoco --username 1001 \\
+      --password-stdin --reason "ticket OPS-12"
+  trunkplane trunk create carrier --type peer --peer 192.0.2.10 --peer 192.0.2.11:5080
+  trunkplane trunk update voco --codecs "G.711u (PCMU),alaw" --max-outbound 4
+  trunkplane trunk status            # every trunk; `trunk status voco` for one in detail
+  trunkplane trunk history voco --json"""
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="action", required=True)
-    create = sub.add_parser("create", help="create a trunk")
-    create.add_argument("name")
-    create.add_argument("--template", default="", help="start from a provider template")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = sub.add_parser("create", help="create a trunk", epilog=EXAMPLES)
+    create.add_argument("name", help="unique in the tenant, ignoring case")
+    create.add_argument("--template", default="", metavar="ID",
+                        help="start from a provider template (see `trunk templates`)")
     _command_options(create)
     _password_flags(create)
     add_flags(create, SETTINGS)
@@ -50,7 +74,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     update = sub.add_parser("update", help="change the fields given, nothing else")
     update.add_argument("trunk", help="id or name")
-    update.add_argument("--name", dest="set_name", help="rename")
+    update.add_argument("--name", dest="set_name", metavar="NAME", help="rename")
     update.add_argument("--etag", default="", help="fail if the trunk changed since this etag")
     _command_options(update)
     _password_flags(update)
@@ -59,35 +83,47 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     for name, handler, text in (("get", get_trunk, "show one trunk"),
                                 ("delete", delete_trunk, "delete a trunk no route uses"),
-                                ("history", trunk_history, "every change, who and why")):
+                                ("history", trunk_history, "every change, who and why "
+                                                           "(deleted trunks: by id)")):
         p = sub.add_parser(name, help=text)
         p.add_argument("trunk", help="id or name")
         if name == "delete":
-            p.add_argument("--etag", default="")
+            p.add_argument("--etag", default="",
+                           help="fail if the trunk changed since this etag")
             _command_options(p)
         p.set_defaults(handler=handler)
 
     listing = sub.add_parser("list", help="list trunks by name")
-    listing.add_argument("--type", default="")
-    listing.add_argument("--enabled", choices=("yes", "no"))
-    listing.add_argument("--page-size", type=int, default=0)
-    listing.add_argument("--page-token", default="")
+    listing.add_argument("--type", default="", help="only register, peer or account trunks")
+    listing.add_argument("--enabled", choices=("yes", "no"), help="only enabled or disabled")
+    listing.add_argument("--page-size", type=int, default=0, metavar="N",
+                         help="trunks per page, 1-500 (default 50)")
+    listing.add_argument("--page-token", default="", metavar="TOKEN",
+                         help="the next page, as the previous page said")
     listing.set_defaults(handler=list_trunks)
     sub.add_parser("templates", help="provider templates").set_defaults(handler=templates)
-    status = sub.add_parser("status", help="what the agents observe of each trunk")
-    status.add_argument("--type", default="")
-    status.add_argument("--watch", action="store_true", help="keep the table live")
+    status = sub.add_parser("status", help="what the agents observe of each trunk, or of "
+                                           "one in detail")
+    status.add_argument("trunk", nargs="?", default="",
+                        help="id or name: contacts, expiry, each peer address with its "
+                             "round trip, recent alerts")
+    status.add_argument("--type", default="", help="only register, peer or account trunks")
+    status.add_argument("--watch", action="store_true",
+                        help="keep the table live (redrawn on each change)")
     status.set_defaults(handler=trunk_status)
 
 
 def _command_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--reason", default="", help="why; recorded in the history")
-    parser.add_argument("--request-id", default="", help="makes a retry change nothing")
+    parser.add_argument("--reason", default="", metavar="TEXT",
+                        help="why; recorded in the history")
+    parser.add_argument("--request-id", default="", metavar="ID",
+                        help="makes a retry change nothing")
 
 
 def _password_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--password", help="visible to other local users; prefer --password-stdin")
+    group.add_argument("--password", metavar="SECRET",
+                       help="visible to other local users; prefer --password-stdin")
     group.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
 
 
@@ -165,8 +201,16 @@ def list_trunks(client: Client, args: argparse.Namespace) -> int:
 
 
 def trunk_history(client: Client, args: argparse.Namespace) -> int:
-    response = client.call(client.trunks.GetTrunkHistory, trunk_pb2.GetTrunkHistoryRequest(
-        tenant=client.tenant, trunk=args.trunk))
+    try:
+        response = client.call(client.trunks.GetTrunkHistory, trunk_pb2.GetTrunkHistoryRequest(
+            tenant=client.tenant, trunk=args.trunk))
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.NOT_FOUND:
+            status = report(error, client, args.json)
+            for line in deleted_hint(client, args.trunk):
+                print(f"  {line}", file=sys.stderr)
+            return status
+        raise
     if args.json:
         print_json(response)
         return 0
@@ -174,19 +218,59 @@ def trunk_history(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def print_history(entries: object) -> None:
+def deleted_hint(client: Client, name: str) -> list[str]:
+    """A deleted trunk keeps its history under its id: find the ids that had this name."""
+    request = audit_pb2.ListChangesRequest(page_size=1000, filter=audit_pb2.ChangeFilter(
+        tenant=client.tenant, event_type="TrunkDeleted"))
+    try:
+        page = client.call(audit_pb2_grpc.AuditServiceStub(client.channel).ListChanges,
+                           request)
+    except grpc.RpcError:  # e.g. an operator, who may not read the audit trail
+        return ["a deleted trunk keeps its history under its id: `trunkplane audit list "
+                "--type TrunkDeleted` shows it, then `trunkplane trunk history ID`"]
+    ids = [c.subject_id for c in page.changes
+           if c.subject_name.casefold() == name.strip().casefold()]
+    return [f"trunk '{name}' was deleted; its history: trunkplane trunk history {i}"
+            for i in ids]
+
+
+def print_history(entries: object, names: dict[str, str] | None = None) -> None:
+    """names: trunk id -> name, to show names in values that hold trunk ids."""
     rows = []
     for e in entries:  # type: ignore[attr-defined]
         when = e.time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
-        changes = "; ".join(f"{c.field}: {c.old_value or '-'} -> {c.new_value or '-'}"
-                            for c in e.changes)
+        changes = "; ".join(f"{c.field}: {_value(c.old_value, names)} -> "
+                            f"{_value(c.new_value, names)}" for c in e.changes)
         rows.append((e.version, when, e.actor, e.event_type, e.reason, changes))
     table(["version", "time (utc)", "actor", "event", "reason", "changes"], rows)
+
+
+def _value(text: str, names: dict[str, str] | None) -> str:
+    """A history value for people: a route's trunk list as `voco, carrier (weight 2)`
+    rather than the JSON of ids it is stored as."""
+    if not text:
+        return "-"
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(value, list) and all(isinstance(v, dict) and "trunk_id" in v for v in value):
+        return ", ".join((names or {}).get(v["trunk_id"], v["trunk_id"]) + (
+            f" (weight {v['weight']})" if v.get("weight", 1) != 1 else "") for v in value)
+    return text
 
 
 def trunk_status(client: Client, args: argparse.Namespace) -> int:
     if args.watch:
         return watch_status(client, args)
+    if args.trunk:
+        one = client.call(client.trunks.GetTrunkStatus, trunk_pb2.GetTrunkRequest(
+            tenant=client.tenant, trunk=args.trunk))
+        if args.json:
+            print_json(one)
+        else:
+            status_detail(one)
+        return 0
     response = client.call(client.trunks.ListTrunkStatuses, trunk_pb2.ListTrunksRequest(
         tenant=client.tenant, type=args.type, page_size=500))
     if args.json:
@@ -230,17 +314,28 @@ def _expected(client: Client, args: argparse.Namespace) -> int:
 
 
 def _redraw(statuses: list[trunk_pb2.TrunkStatus]) -> None:
-    if sys.stdout.isatty():
+    """At a terminal the table is drawn over the last one; piped, each redraw follows the
+    last, so a log of the changes remains."""
+    if is_terminal():
         print("\x1b[H\x1b[2J", end="")
     print(time.strftime("%H:%M:%S"))
     status_table(sorted(statuses, key=lambda s: s.trunk_name.casefold()))
     print(flush=True)
 
 
+def _time(stamp: Any) -> str:
+    return str(stamp.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def state_text(s: trunk_pb2.TrunkStatus) -> str:
+    if s.stale:
+        return f"stale ({s.state}, last reported {_time(s.observed_at)})"
+    return s.state
+
+
 def status_table(statuses: list[trunk_pb2.TrunkStatus]) -> None:
     rows = []
     for s in statuses:
-        state = s.state + (f" ({s.sip_code} {s.reason})" if s.sip_code else "")
         reported = s.HasField("observed_at")
         registrations = (f"{s.registrations_up if reported else '?'}/{s.registrations_wanted}"
                          if s.type != "peer" else "-")
@@ -248,12 +343,37 @@ def status_table(statuses: list[trunk_pb2.TrunkStatus]) -> None:
                  if s.type == "peer" and reported else "-")
         calls = f"{s.active_inbound + s.active_outbound}/" + _limit(s.call_limits,
                                                                    "max_concurrent_calls")
-        since = (s.since.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
-                 if s.HasField("since") else "-")
+        since = _time(s.since) if s.HasField("since") else "-"
         alert = s.alerts[-1] if s.alerts else "-"
-        rows.append((s.trunk_name, s.type, state, registrations, peers, calls, since, alert))
-    table(["name", "type", "state", "registrations", "peers up", "calls", "since (utc)",
-           "last fraud alert"], rows)
+        rows.append((s.trunk_name, s.type, state_text(s), s.sip_code or "-", s.reason or "-",
+                     registrations, peers, calls, since, alert))
+    table(["name", "type", "state", "code", "reason", "registrations", "peers up", "calls",
+           "since (utc)", "last fraud alert"], rows, colour={2: state_colour})
+
+
+def status_detail(s: trunk_pb2.TrunkStatus) -> None:
+    reported = s.HasField("observed_at")
+    rows: list[tuple[str, object]] = [
+        ("trunk", f"{s.trunk_name} ({s.type}, {'enabled' if s.enabled else 'disabled'})"),
+        ("state", state_colour(state_text(s))),
+        ("since (utc)", _time(s.since) if s.HasField("since") else "-"),
+        ("provider said", f"{s.sip_code} {s.reason}".strip() if s.sip_code else "-"),
+        ("reported by", f"{s.agent_id} at {_time(s.observed_at)}" if reported else
+         "no agent yet"),
+        ("calls in/out", f"{s.active_inbound}/{s.active_outbound} of "
+                         f"{_limit(s.call_limits, 'max_concurrent_calls')}"),
+    ]
+    if s.type != "peer":
+        rows.append(("registrations", f"{s.registrations_up}/{s.registrations_wanted}"))
+        rows += [(f"contact {i + 1}", f"{c.uri}, expires "
+                  f"{_time(c.expires_at) if c.HasField('expires_at') else '-'}")
+                 for i, c in enumerate(s.contacts)]
+    rows += [(f"peer {p.address}", f"{'up' if p.up else 'down'}, round trip "
+              f"{f'{p.rtt_ms:.1f} ms' if p.up else '-'}, since {_time(p.since)}")
+             for p in s.peers]
+    rows += [(f"alert {i + 1}", text) for i, text in enumerate(s.alerts)] or [
+        ("alerts", "none")]
+    fields(rows)
 
 
 def templates(client: Client, args: argparse.Namespace) -> int:

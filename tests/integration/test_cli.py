@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from infra.cli.exits import Exit
+
 CLI = [str(Path(sys.executable).parent / "trunkplane")]
 
 
@@ -95,7 +97,7 @@ def test_tour(server: Server) -> None:
     assert "warning: password: shorter than 16 characters" in weak.stderr
 
     bad = server.cli("trunk", "create", "bad", "--type", "register", "--host", "a b")
-    assert bad.returncode == 2
+    assert bad.returncode == Exit.INVALID
     assert "trunk.host: 'a b' is not a valid domain name" in bad.stderr
     assert "trunk.username: a register trunk needs a username" in bad.stderr
 
@@ -115,10 +117,10 @@ def test_tour(server: Server) -> None:
     resolved = server.cli("route", "resolve", "92125551234", "--from", "1001")
     assert "12125551234" in resolved.stdout and "voco" in resolved.stdout
     denied = server.cli("route", "resolve", "92125551234", "--from", "2001")
-    assert denied.returncode == 1 and "PERMISSION_DENIED" in denied.stderr
+    assert denied.returncode == Exit.NOT_ALLOWED and "PERMISSION_DENIED" in denied.stderr
 
     blocked = server.cli("trunk", "delete", "carrier")
-    assert blocked.returncode == 1
+    assert blocked.returncode == Exit.CONFLICT
     assert "FAILED_PRECONDITION: trunk 'carrier' is used by routes: US" in blocked.stderr
 
     inbound = server.cli("route", "inbound", "create", "--did", "15551234567",
@@ -158,7 +160,7 @@ def test_tour(server: Server) -> None:
 def test_unreachable_server_says_how_to_start_one(tmp_path: Path) -> None:
     result = subprocess.run([*CLI, "--server", f"127.0.0.1:{free_port()}", "trunk", "list"],
                             capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 1
+    assert result.returncode == Exit.UNAVAILABLE
     assert "UNAVAILABLE" in result.stderr and "make run" in result.stderr
 
 
@@ -203,7 +205,7 @@ def test_auditor_and_sre_tools(server: Server, tmp_path: Path) -> None:
     assert json.loads((into / "REPLAY.json").read_text())["until_position"] == 3
     again = subprocess.run([*CLI, "replay", "--position", "3", "--into", str(into)],
                            env=env, capture_output=True, text=True, timeout=60, check=False)
-    assert again.returncode == 2 and "not empty" in again.stderr
+    assert again.returncode == Exit.SETTINGS and "not empty" in again.stderr
 
     def keys(action: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*CLI, "keys", action], env=env, capture_output=True, text=True,
@@ -345,7 +347,7 @@ def test_route_policy(server: Server) -> None:
     cleared = server.cli("route", "policy", "--hours", "none")
     assert "none (no after-hours alerts)" in cleared.stdout
     bad = server.cli("route", "policy", "--daily-cap", "-5")
-    assert bad.returncode != 0 and "error: --daily-cap -5: Value out of range" in bad.stderr
+    assert bad.returncode == Exit.INVALID and "guard.daily_cap: must be" in bad.stderr
     assert "Traceback" not in bad.stderr
     history = server.cli("--json", "audit", "list")
     assert "PolicyChanged" in history.stdout and "fraud review" in history.stdout
