@@ -157,7 +157,10 @@ GENERIC_EVENT_NAMES = frozenset({"Created", "Deleted", "Enabled", "Disabled"})
 
 def event_name(event: Any) -> str:
     """`TrunkCreated` for `Trunk.Created`; specific names such as `ServerChanged` as they are."""
-    event_class = type(event)
+    return class_event_name(type(event))
+
+
+def class_event_name(event_class: type) -> str:
     name = _EVENT_NAMES.get(event_class)
     if name is None:
         owner, _, own = event_class.__qualname__.rpartition(".")

@@ -3,6 +3,7 @@ difference between two points. Past states come from replaying the trunk's own e
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,10 +11,16 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.domain import Aggregate
+
 from domain.application import TrunkplaneApp
+from domain.catalog import TenantCatalog
 from domain.errors import NotFoundError, ValidationError
+from domain.model import Configured, class_event_name
+from domain.operations import ACTIONS
 from domain.trunk import Trunk
 from projections.history import FieldChange, diff, flatten
+from projections.state import KINDS
 from projections.views import ViewStore
 
 MAX_PAGE = 1000
@@ -24,6 +31,7 @@ DEFAULT_PAGE = 100
 class ChangeQuery:
     tenant: str = ""
     subject_id: str = ""
+    subject_ids: tuple[str, ...] = ()  # any of them (every subject that had a name)
     actor: str = ""
     event_type: str = ""
     start: datetime | None = None
@@ -70,6 +78,36 @@ class HistoryReader:
                 return
             after = rows[-1].position
 
+    def subjects_named(self, tenant: str, name: str) -> list[str]:
+        """Every trunk or route that ever had the name (ignoring case), deleted ones and
+        ones renamed since included, oldest first."""
+        where: list[str] = ["LOWER(subject_name) = ?"]
+        params: list[object] = [name.casefold()]
+        if tenant:
+            where.append("tenant = ?")
+            params.append(tenant)
+        return [str(r[0]) for r in self._query(
+            f"SELECT subject_id, MIN(position) AS first FROM {{table}} "
+            f"WHERE {' AND '.join(where)} GROUP BY subject_id ORDER BY first", params)]
+
+    def actors_like(self, text: str, limit: int = 10) -> list[str]:
+        """Recorded actors that contain the text (ignoring case): the hint for a filter
+        on an actor nobody is."""
+        pattern = "%" + text.casefold().replace("%", "").replace("_", "") + "%"
+        return [str(r[0]) for r in self._query(
+            "SELECT DISTINCT actor FROM {table} WHERE LOWER(actor) LIKE ? ORDER BY actor "
+            f"LIMIT {int(limit)}", [pattern])]
+
+    def event_types(self) -> list[str]:
+        return [str(r[0]) for r in self._query(
+            "SELECT DISTINCT event_type FROM {table} ORDER BY event_type", [])]
+
+    def _query(self, sql: str, params: list[object]) -> list[tuple[Any, ...]]:
+        table = f"tp_history_g{self.store.live('history')}"
+        with self.store.db.transaction() as cur:
+            cur.execute(sql.format(table=table), params)
+            return [tuple(r) for r in cur.fetchall()]
+
     def view_position(self) -> int:
         return self.store.position("history", self.store.live("history"))[0]
 
@@ -82,6 +120,9 @@ class HistoryReader:
             if value:
                 where.append(f"{column} = ?")
                 params.append(value)
+        if query.subject_ids:
+            where.append(f"subject_id IN ({', '.join('?' * len(query.subject_ids))})")
+            params.extend(query.subject_ids)
         if query.start is not None:
             where.append("time >= ?")
             params.append(query.start.isoformat(timespec="microseconds"))
@@ -95,6 +136,30 @@ class HistoryReader:
             return [_row(r) for r in cur.fetchall()]
 
 
+def known_event_types() -> list[str]:
+    """Every event type the history can show, recorded yet or not: what a filter on an
+    unknown type is compared with."""
+    names = {"OutboundRoutesReordered", *ACTIONS.values()}
+    for owner in (*KINDS, TenantCatalog):
+        for value in vars(owner).values():
+            if (isinstance(value, type) and issubclass(value, Aggregate.Event)
+                    and value.__name__ != "Event"):
+                names.add(class_event_name(value))
+    return sorted(names)
+
+
+def event_type_hint(wanted: str, known: list[str]) -> str:
+    """Why a filter on an event type will find nothing, or "" when it is one we know."""
+    if wanted in known:
+        return ""
+    lowered = {k.casefold(): k for k in known}
+    close = ([lowered[wanted.casefold()]] if wanted.casefold() in lowered
+             else difflib.get_close_matches(wanted, known, n=3, cutoff=0.6))
+    hint = f"; did you mean {' or '.join(close)}?" if close else (
+        f"; known types: {', '.join(known)}")
+    return f"'{wanted}' is not an event type{hint}"
+
+
 def _row(r: tuple[Any, ...]) -> ChangeRow:
     return ChangeRow(
         position=int(r[0]), tenant=r[1], subject_kind=r[2], subject_id=r[3],
@@ -106,22 +171,30 @@ def _row(r: tuple[Any, ...]) -> ChangeRow:
 def trunk_at(app: TrunkplaneApp, trunk_id: UUID, version: int | None = None,
              moment: datetime | None = None) -> Trunk:
     """The trunk after its events up to a version or a moment."""
+    found = configured_at(app, trunk_id, Trunk, "trunk", version, moment)
+    assert isinstance(found, Trunk)
+    return found
+
+
+def configured_at(app: TrunkplaneApp, subject_id: UUID, cls: type[Configured], label: str,
+                  version: int | None = None, moment: datetime | None = None) -> Configured:
+    """A trunk or route after its events up to a version or a moment."""
     if version is not None and version < 1:
         raise ValidationError.single("at.version", f"versions start at 1, got {version}")
     aggregate: Any = None
     event: Any
-    for event in app.events.get(trunk_id, lte=version):
+    for event in app.events.get(subject_id, lte=version):
         if moment is not None and event.timestamp > moment:
             break
         aggregate = event.mutate(aggregate)
-    if not isinstance(aggregate, Trunk):
+    if not isinstance(aggregate, cls):
         point = f"version {version}" if version is not None else f"{moment}"
-        raise NotFoundError(f"trunk {trunk_id} did not exist at {point}")
+        raise NotFoundError(f"{label} {subject_id} did not exist at {point}")
     if version is not None and aggregate.version < version:
-        raise NotFoundError(f"trunk {trunk_id} has no version {version} "
+        raise NotFoundError(f"{label} {subject_id} has no version {version} "
                             f"(latest is {aggregate.version})")
     return aggregate
 
 
-def trunk_diff(before: Trunk, after: Trunk) -> list[FieldChange]:
+def trunk_diff(before: Configured, after: Configured) -> list[FieldChange]:
     return diff(flatten(before.settings), flatten(after.settings))

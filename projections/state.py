@@ -9,6 +9,7 @@ from typing import Any
 
 from domain.catalog import CommandReceipt, TenantCatalog
 from domain.model import Configured, own_fields
+from domain.operations import OperatorAction
 from domain.pbx import Pbx
 from domain.routes import InboundRoute, OutboundRoute
 from domain.trunk import Trunk
@@ -21,12 +22,14 @@ KINDS: dict[type[Configured], str] = {Trunk: "trunk", OutboundRoute: "outbound",
 
 
 def kind_of(event: Any) -> str | None:
-    """trunk, outbound, inbound, pbx, catalog, or None for events no view reads."""
+    """trunk, outbound, inbound, pbx, catalog, operation, or None for events no view
+    reads."""
     event_class = type(event)
     if event_class not in _KIND_OF:
         owner = event_class.__qualname__.split(".")[0]
         kinds = {cls.__name__: kind for cls, kind in KINDS.items()}
         kinds[TenantCatalog.__name__] = "catalog"
+        kinds[OperatorAction.__name__] = "operation"
         assert owner in kinds or owner == CommandReceipt.__name__, (
             f"unknown event {event_class.__qualname__}")
         _KIND_OF[event_class] = kinds.get(owner)

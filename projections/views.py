@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 
 from domain.catalog import TenantCatalog
 from domain.model import Configured, event_name
+from domain.operations import OperatorAction
+from domain.operations import event_type as operation_type
 from domain.trunk_settings import SECRET_FIELDS
 from projections.chain import GENESIS, link
 from projections.db import Cursor, Database
@@ -109,7 +111,7 @@ class HistoryProjection(Projection):
     hash chain over every stored event, which makes later edits of the log evident."""
 
     name = "history"
-    schema = 4  # 4: tenant policy and fraud alert rows
+    schema = 5  # 4: tenant policy and fraud alert rows; 5: operator actions
 
     def table_names(self, gen: int) -> list[str]:
         return [f"tp_history_g{gen}", f"tp_history_state_g{gen}", f"tp_chain_g{gen}"]
@@ -172,6 +174,10 @@ class HistoryProjection(Projection):
                                     "extension": event.extension, "route_id": event.route_id})
                 rows.append(_row(position, event, iso(event.timestamp), event.tenant,
                                  "fraud_alert", event.tenant, "", changes))
+            elif isinstance(event, OperatorAction.Recorded):
+                rows.append(_row(position, event, iso(event.timestamp), event.tenant,
+                                 "operation", key, event.action, diff({}, event.detail),
+                                 operation_type(event)))
         cur.append_rows(history, rows)
         cur.insert_rows(f"INSERT INTO {state}",
                         [(key, json.dumps(doc)) for key, doc in docs.items()],
@@ -211,11 +217,11 @@ def _config_row(key: str, kind: str, position: int, doc: Doc) -> tuple[Any, ...]
 
 
 def _row(position: int, event: Any, time: str, tenant: str, kind: str, subject_id: str,
-         name: str, changes: list[Any]) -> tuple[Any, ...]:
+         name: str, changes: list[Any], event_type: str = "") -> tuple[Any, ...]:
+    if not event_type:
+        event_type = event_name(event) if kind != "route_order" else "OutboundRoutesReordered"
     return (position, tenant, kind, subject_id, name, event.originator_version, time,
-            event.actor, event.reason, event.request_id,
-            event_name(event) if kind != "route_order" else "OutboundRoutesReordered",
-            _changes_json(changes))
+            event.actor, event.reason, event.request_id, event_type, _changes_json(changes))
 
 
 def _changes_json(changes: list[Any]) -> str:
