@@ -47,6 +47,7 @@ modparam("tls", "config", "{dir}/tls.cfg")
 
 request_route {{
     if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+{calls}
     if (is_method("OPTIONS")) {{ sl_send_reply("200", "OK"); exit; }}
     if (is_method("REGISTER")) {{
         if (!auth_check("$fd", "subscriber", "1")) {{
@@ -57,9 +58,32 @@ request_route {{
         if (!save("location")) {{ sl_reply_error(); }}
         exit;
     }}
+{invite}
     sl_send_reply("405", "Method Not Allowed");
 }}
 """
+# Call-proxy mode: in-dialog requests follow the Record-Route; INVITEs are authenticated
+# (407, proxy_authorize) and go to the registered Contact of the user called, a DID first
+# mapped to the user of the trunk that owns it.
+CALL_MODULES = ("rr",)
+CALL_PARAMS = """modparam("tm", "fr_timer", 2000)
+modparam("tm", "fr_inv_timer", 30000)
+"""
+IN_DIALOG = """    if (has_totag()) {
+        if (loose_route()) { t_relay(); exit; }
+        if (is_method("ACK")) { if (t_check_trans()) { t_relay(); } exit; }
+        sl_send_reply("404", "Not here"); exit;
+    }
+    if (is_method("CANCEL")) { if (t_check_trans()) { t_relay(); } exit; }"""
+INVITE = """    if (is_method("INVITE")) {
+        if (!proxy_authorize("$fd", "subscriber")) { proxy_challenge("$fd", "1"); exit; }
+        consume_credentials();
+        record_route();
+%s
+        if (!lookup("location")) { sl_send_reply("404", "Not Found"); exit; }
+        t_relay();
+        exit;
+    }"""
 
 
 def _modules() -> Path | None:
@@ -72,7 +96,10 @@ def _modules() -> Path | None:
 class Kamailio:
     def __init__(self, workdir: Path, users: dict[str, str], address: str = "127.0.0.1",
                  domain: str = "127.0.0.1", default_expires: int = 3600,
-                 min_expires: int = 10, max_expires: int = 3600, children: int = 2) -> None:
+                 min_expires: int = 10, max_expires: int = 3600, children: int = 2,
+                 calls: bool = False, dids: dict[str, str] | None = None) -> None:
+        """calls: proxy calls too (see CALL_*); dids: DID -> the user whose registered
+        Contact gets calls for it."""
         if shutil.which("kamailio") is None or _modules() is None:
             if os.environ.get("TRUNKPLANE_REQUIRE_POSTGRES"):  # `make test`: all servers
                 raise RuntimeError("kamailio is not installed (make test installs it)")
@@ -99,12 +126,18 @@ class Kamailio:
                              "VALUES (?, ?, ?)", [(u, domain, p) for u, p in users.items()])
         database.commit()
         database.close()
-        loads = "\n".join(f'loadmodule "{m}.so"' for m in MODULES)
+        modules = MODULES + (CALL_MODULES if calls else ())
+        loads = "\n".join(f'loadmodule "{m}.so"' for m in modules)
+        if calls:
+            loads += "\n" + CALL_PARAMS
+        mapping = "\n".join(f'        if ($rU == "{did}") {{ $rU = "{user}"; }}'
+                            for did, user in (dids or {}).items())
         self.config = workdir / "kamailio.cfg"
         self.config.write_text(CONFIG.format(
             address=address, udp=self.udp, tcp=self.tcp, tls=self.tls, modules=_modules(),
             loads=loads, dir=workdir, default_expires=default_expires,
-            min_expires=min_expires, max_expires=max_expires, children=children))
+            min_expires=min_expires, max_expires=max_expires, children=children,
+            calls=IN_DIALOG if calls else "", invite=INVITE % mapping if calls else ""))
         self.log = workdir / "kamailio.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.start()

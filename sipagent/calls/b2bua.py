@@ -571,7 +571,9 @@ class B2BUA:
         except TransportError as error:
             return 0, str(error)
         params = "".join(f";{k}={v}" if v else f";{k}" for k, v in where.params.items())
-        uri = f"sip:{did}@{where.hostport}{params}"
+        # a target with a user part is called as it is (the DID is in To and the
+        # header); without one, the DID becomes the user
+        uri = target if where.user else f"sip:{did}@{where.hostport}{params}"
         host, _ = self.pbx.transport.local_address(destination)
         leg = self._uac_leg(self.pbx, destination, f"<sip:{caller}@{host_text(host)}>",
                             f"<sip:{did}@{where.hostport}>", uri, caller, "")
@@ -924,7 +926,7 @@ class B2BUA:
             if leg is None or call.state != "up":
                 continue
             answer = await self._fire(call, leg, self._dialog_request(leg, "OPTIONS", []))
-            if answer is None or answer.status in (404, 408, 410, 416, 480, 481):
+            if answer is None or answer.status in (404, 408, 410, 416, 477, 480, 481, 503):
                 self.counters.add("guard_probe_failed")
                 await self._hang_up(call, "guard", "no sign of life in the dialog")
                 return
