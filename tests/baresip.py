@@ -66,8 +66,9 @@ class Baresip:
         self._token = 0
         self.log = self.dir / "baresip.log"
         self.process = subprocess.Popen(
-            ["baresip", "-4", *(["-s"] if trace else []), "-f", str(self.dir)], stdin=subprocess.DEVNULL,
-            stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+            ["baresip", "-4", *(["-s"] if trace else []), "-f", str(self.dir)],
+            stdin=subprocess.DEVNULL, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+            start_new_session=True)
         self._socket = self._connect()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
