@@ -101,7 +101,6 @@ class WebConsole:
         return f"{self.scheme}://{self.server.config.host}:{self.port}"
 
     def stop(self) -> None:
-        """Open event streams end with the server (SSE responses are cut, not awaited)."""
+        """Open event streams are cut after the graceful shutdown's 2 s."""
         self.server.should_exit = True
-        self.server.force_exit = True
         self._thread.join(timeout=10)

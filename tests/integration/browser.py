@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
@@ -44,7 +45,10 @@ def chromium(profile: Path, width: int = 1100, height: int = 900,
 
 def wait_for(browser: webdriver.Chrome, test: Callable[[Any], T], timeout: float = 10,
              message: str = "") -> T:
-    return WebDriverWait(browser, timeout, poll_frequency=0.1).until(test, message)
+    """Elements an htmx swap or a live update replaced meanwhile are looked up again."""
+    return WebDriverWait(browser, timeout, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(
+        test, message)
 
 
 def by_id(browser: webdriver.Chrome, element_id: str) -> WebElement:

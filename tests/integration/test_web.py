@@ -213,6 +213,18 @@ def read_history(browser: webdriver.Chrome, site: Site, trunk_id: str,
     assert by_id(browser, "s-version").text == "1"
 
 
+def edit_after_someone_else(browser: webdriver.Chrome, site: Site, trunk_id: str) -> None:
+    """A change saved by someone else after the form was opened: refused, not overwritten."""
+    browser.get(f"{site.url}/trunks/{trunk_id}/edit")
+    meanwhile = site.server.cli("trunk", "update", "voco", "--description", "theirs")
+    assert meanwhile.returncode == 0, meanwhile.stderr
+    fill(browser, "description", "mine")
+    by_id(browser, "save").click()
+    refusal = wait_for(browser, lambda b: b.find_element(By.ID, "form-errors"))
+    assert "Someone changed this trunk after you opened it" in refusal.text
+    assert site.trunks()[0]["description"] == "theirs"
+
+
 def test_an_administrator_adds_a_trunk_watches_it_register_and_reorders_its_codecs(
         site: Site, browser: webdriver.Chrome, kamailio: Kamailio, tmp_path: Path) -> None:
     sign_in(browser, site, site.server.token)
@@ -221,6 +233,7 @@ def test_an_administrator_adds_a_trunk_watches_it_register_and_reorders_its_code
     shot(browser, tmp_path, "trunks")
     reorder_codecs(browser, site, trunk_id, tmp_path)
     read_history(browser, site, trunk_id, tmp_path)
+    edit_after_someone_else(browser, site, trunk_id)
     sign_out(browser, site)
 
 
@@ -272,3 +285,98 @@ def test_pages_fit_a_phone(site: Site, tmp_path: Path) -> None:
         shot(phone, tmp_path, "phone-trunk-form")
     finally:
         phone.quit()
+
+
+def fetch_text(browser: webdriver.Chrome, path: str) -> str:
+    text: str = browser.execute_async_script("""
+        const [path, done] = arguments;
+        fetch(path, {credentials: "same-origin"}).then(r => r.text()).then(done);""", path)
+    return text
+
+
+def route_order(site: Site) -> list[str]:
+    listing = site.server.cli("--json", "route", "outbound", "list")
+    assert listing.returncode == 0, listing.stderr
+    return [r["name"] for r in json.loads(listing.stdout)["routes"]]
+
+
+def test_routes_history_and_operations(site: Site, browser: webdriver.Chrome,
+                                       tmp_path: Path) -> None:
+    for name in ("carrier", "backup"):
+        made = site.server.cli("trunk", "create", name, "--type", "peer", "--peer",
+                               "127.0.0.1:9", "--codecs", "PCMA")
+        assert made.returncode == 0, made.stderr
+    assert site.server.cli("trunk", "update", "carrier", "--codecs", "PCMU,PCMA").returncode == 0
+    made = site.server.cli("route", "outbound", "create", "Intl", "--pattern", "011|.",
+                           "--trunk", "backup")
+    assert made.returncode == 0, made.stderr
+    sign_in(browser, site, site.server.token)
+
+    browser.get(f"{site.url}/routes")
+    browser.find_element(By.CSS_SELECTOR, "#outbound-form").find_element(
+        By.XPATH, "./ancestor::details/summary").click()
+    fill(browser, "name", "US")
+    fill(browser, "dial_patterns", "1+9|NXXNXXXXXX")
+    fill(browser, "trunks", "nope")
+    fill(browser, "allowed_extensions", "1XXX")
+    browser.find_element(By.CSS_SELECTOR, "#outbound-form button[type=submit]").click()
+    assert "no trunk 'nope'" in wait_for(browser, lambda b: b.find_element(
+        By.ID, "o-trunks-error")).text
+    assert route_order(site) == ["Intl"]
+    fill(browser, "trunks", "carrier\nbackup")
+    browser.find_element(By.CSS_SELECTOR, "#outbound-form button[type=submit]").click()
+    wait_for(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, "li.route")) == 2)
+    assert route_order(site) == ["Intl", "US"]
+
+    us = browser.find_element(By.CSS_SELECTOR, "li.route:nth-child(2) .handle")
+    first = browser.find_element(By.CSS_SELECTOR, "li.route:nth-child(1)")
+    actions = ActionChains(browser, duration=50)
+    actions.click_and_hold(us).move_by_offset(0, -4)
+    actions.move_to_element_with_offset(first, 0, -20).move_by_offset(0, -3).release()
+    actions.perform()
+    wait_for(browser, lambda b: route_order(site) == ["US", "Intl"], message="not moved")
+
+    fill(browser, "number", "92125551234")
+    fill(browser, "extension", "1001")
+    by_id(browser, "resolve").click()
+    result = wait_for(browser, lambda b: b.find_element(By.CSS_SELECTOR,
+                                                        "#resolve-result .candidate"))
+    assert result.text == "carrier" and "12125551234" in by_id(browser, "resolve-result").text
+    fill(browser, "extension", "2001")
+    by_id(browser, "resolve").click()
+    wait_for(browser, lambda b: "PERMISSION_DENIED" in b.find_element(
+        By.ID, "resolve-result").text)
+
+    browser.get(f"{site.url}/trunks")
+    browser.find_element(By.CSS_SELECTOR, "tr[data-name=carrier] button.danger").click()
+    browser.switch_to.alert.accept()
+    flash = wait_for(browser, lambda b: b.find_element(By.CSS_SELECTOR, ".flash"))
+    assert "Not deleted" in flash.text and "is used by routes: US;" in flash.text
+    browser.find_element(By.CSS_SELECTOR, "tr[data-name=backup] form[action$=disable] button"
+                         ).click()
+    wait_for(browser, lambda b: "Trunk backup disabled." in b.find_element(
+        By.CSS_SELECTOR, ".flash").text)
+    assert [t.get("enabled", False) for t in site.trunks() if t["name"] == "backup"] == [False]
+
+    carrier = next(t for t in site.trunks() if t["name"] == "carrier")
+    browser.get(f"{site.url}/trunks/{carrier['id']}/history")
+    fill(browser, "from_version", "1")
+    fill(browser, "to_version", "2")
+    by_id(browser, "show-diff").click()
+    row = wait_for(browser, lambda b: b.find_element(By.CSS_SELECTOR, "#diff tbody tr"))
+    assert row.text == "codecs PCMA PCMU, PCMA"
+
+    browser.get(f"{site.url}/history?event_type=OutboundRouteCreated")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#changes tr.entry")
+    assert [r.get_attribute("data-event") for r in rows] == ["OutboundRouteCreated"] * 2
+    exported = fetch_text(browser, by_id(browser, "export-jsonl").get_attribute("href") or "")
+    lines = [json.loads(line) for line in exported.splitlines()]
+    assert [x["event_type"] for x in lines[:-1]] == ["OutboundRouteCreated"] * 2
+    assert "chain_head" in lines[-1]
+
+    browser.get(f"{site.url}/ops")
+    assert "embedded" in by_id(browser, "agents").text or by_id(browser, "agents").text
+    by_id(browser, "rebuild-history").click()
+    done = wait_for(browser, lambda b: b.find_element(By.CSS_SELECTOR, "#progress-history .done"),
+                    20)
+    assert "generation 2" in done.text

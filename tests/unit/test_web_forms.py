@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 from starlette.datastructures import FormData, UploadFile
 
 from infra.web import forms
@@ -65,3 +68,16 @@ def test_sessions_expire_when_idle_and_ids_are_never_reused() -> None:
     second, _ = Sessions().new()
     assert first != second and session.csrf_matches(session.csrf)
     assert not session.csrf_matches("forged")
+
+
+def test_the_package_ships_every_template_and_static_file() -> None:
+    """The wheel carries what pyproject's package-data names: a new kind of file in
+    templates/ or static/ must be named there too, or the installed console lacks it."""
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["infra.web"]
+    web = root / "infra" / "web"
+    files = [p for d in ("templates", "static") for p in (web / d).iterdir()]
+    assert files
+    for path in files:
+        assert any(path.relative_to(web).match(pattern) for pattern in patterns), path
