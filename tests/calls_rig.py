@@ -41,7 +41,8 @@ class Rig:
         self.engine = SipAgent(SipSettings(**{
             "agent_id": "test-agent", "listen_port": 0, "t1": 0.1, "startup_spread": 0.0,
             "backoff_base": 0.3, "backoff_max": 2.0, "options_interval": 0.5,
-            "options_timeout": 0.5, "destinations": ("127.0.0.0/8",), **(sip or {})}),
+            "options_timeout": 0.5, "destinations": ("127.0.0.0/8",), "tcp_port": 0,
+            **(sip or {})}),
             Sink())
         self.state = AgentState(on_trunk=self.engine.update)
         self.engine.start()

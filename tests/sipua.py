@@ -14,7 +14,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from sipagent.sip.message import Request, Response, parse
+from sipagent.sip.message import Request, Response, SipParseError, parse
 
 SDP = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
        "m=audio {port} RTP/AVP 0 8 18 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
@@ -61,6 +61,9 @@ class ScriptedUA(asyncio.DatagramProtocol):
         self._waiting: dict[str, asyncio.Queue[Response]] = {}
         self._pending: dict[str, Request] = {}  # call-id -> INVITE ringing here
         self.answer_delay = 0.0
+        self.keep_responses = False
+        self.responses: list[Response] = []
+        self.unparsable = 0
 
     async def start(self, host: str = "127.0.0.1") -> int:
         loop = asyncio.get_running_loop()
@@ -79,8 +82,14 @@ class ScriptedUA(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if self.dead or not data.strip():
             return
-        message = parse(data)
+        try:
+            message = parse(data)
+        except SipParseError:
+            self.unparsable += 1
+            return
         if isinstance(message, Response):
+            if self.keep_responses:
+                self.responses.append(message)
             queue = self._waiting.get(message.get("call-id"))
             if queue is not None:
                 queue.put_nowait(message)

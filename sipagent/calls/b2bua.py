@@ -325,6 +325,10 @@ class B2BUA:
         if access.needs_digest and not self._authorized(tx, access):
             return
         number = parse_uri(request.uri).user
+        if not number:
+            tx.respond(_reply(request, 400, "Bad Request - no number in the Request-URI",
+                              new_tag()))
+            return
         caller = user_of(request.get("from"))
         call = self._new_call(OUTBOUND, access.tenant, tx, number, caller)
         try:
