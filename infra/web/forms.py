@@ -100,6 +100,14 @@ def _lines(text: str) -> list[str]:
     return [part.strip() for part in text.replace(",", "\n").splitlines() if part.strip()]
 
 
+def _number(text: str) -> int | None:
+    """A whole number, negative ones too: the API's rule about them is the one shown."""
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
 def to_trunk(form: TrunkForm) -> trunk_pb2.Trunk:
     """The API's Trunk from the form; a number that is not one is an error of its input
     (and left unset, so the API still reports everything else at once)."""
@@ -111,10 +119,11 @@ def to_trunk(form: TrunkForm) -> trunk_pb2.Trunk:
         attribute = tail or head
         if name in NUMBERS:
             if value:
-                if not str(value).isdigit():
+                number = _number(str(value))
+                if number is None:
                     form.error(name, f"'{value}' is not a whole number")
                     continue
-                setattr(target, attribute, int(value))
+                setattr(target, attribute, number)
         elif name in LISTS:
             getattr(target, attribute).extend(_lines(str(value or "")))
         elif name == "codecs":

@@ -347,6 +347,17 @@ def test_routes_history_and_operations(site: Site, browser: webdriver.Chrome,
     wait_for(browser, lambda b: "PERMISSION_DENIED" in b.find_element(
         By.ID, "resolve-result").text)
 
+    browser.find_element(By.CSS_SELECTOR, "#inbound-form").find_element(
+        By.XPATH, "./ancestor::details/summary").click()
+    fill(browser, "did_pattern", "15551234567")
+    fill(browser, "destination", "somewhere")
+    browser.find_element(By.CSS_SELECTOR, "#inbound-form button[type=submit]").click()
+    assert wait_for(browser, lambda b: b.find_element(By.ID, "i-destination-error")).text
+    fill(browser, "destination", "ivr:main")
+    browser.find_element(By.CSS_SELECTOR, "#inbound-form button[type=submit]").click()
+    wait_for(browser, lambda b: "ivr:main" in b.find_element(By.ID, "inbound").text)
+    assert "15551234567" in by_id(browser, "inbound").text
+
     browser.get(f"{site.url}/trunks")
     browser.find_element(By.CSS_SELECTOR, "tr[data-name=carrier] button.danger").click()
     browser.switch_to.alert.accept()

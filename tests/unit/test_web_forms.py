@@ -81,3 +81,8 @@ def test_the_package_ships_every_template_and_static_file() -> None:
     assert files
     for path in files:
         assert any(path.relative_to(web).match(pattern) for pattern in patterns), path
+
+
+def test_a_negative_limit_reaches_the_api_which_names_the_rule() -> None:
+    form = forms.from_post(posted(type="register", **{"call_limits.max_inbound_calls": "-1"}))
+    assert forms.to_trunk(form).call_limits.max_inbound_calls == -1 and not form.errors
