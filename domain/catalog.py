@@ -12,6 +12,7 @@ from eventsourcing.domain import Aggregate
 
 from domain.guard import default_guard
 from domain.model import CommandMeta, uuid_for
+from domain.text import name_key
 
 NAMESPACE = UUID("6f1c1a56-9a43-4a55-9d0e-2f0c3b7a1e11")
 TRUNK, OUTBOUND, INBOUND = "trunk", "outbound", "inbound"
@@ -97,13 +98,14 @@ class TenantCatalog(Aggregate):
         )
 
     def find(self, kind: str, ref: str, key: str = "name") -> str | None:
-        """The id of the entry whose id equals ref, or whose `key` equals ref ignoring case."""
+        """The id of the entry whose id equals ref, or whose `key` is the same name as ref
+        (`domain.text.name_key`: ignoring case, width, NFC/NFD and look-alike letters)."""
         entries = self.entries[kind]
         if ref in entries:
             return ref
-        folded = ref.strip().casefold()
+        wanted = name_key(ref)
         for entry_id, entry in entries.items():
-            if str(entry.get(key, "")).casefold() == folded:
+            if name_key(str(entry.get(key, ""))) == wanted:
                 return entry_id
         return None
 

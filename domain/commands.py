@@ -31,6 +31,7 @@ from domain.templates import get_template
 from domain.trunk import Trunk
 from domain.trunk_settings import validate_trunk, with_default_codecs
 from domain.unit_of_work import UnitOfWork
+from domain.values import parse_tenant
 
 C = TypeVar("C", bound=Configured)
 
@@ -43,7 +44,14 @@ class Outcome:
 
 def catalog_of(uow: UnitOfWork, tenant: str, meta: CommandMeta,
                write: bool = False) -> TenantCatalog:
-    """The tenant's catalog: shared for reading, or a copy to change when `write`."""
+    """The tenant's catalog: shared for reading, or a copy to change when `write`. Every
+    command passes here, so this is where the tenant and the request's free text are
+    checked (a tenant `default\\n` would be a second tenant that looks like `default`)."""
+    try:
+        parse_tenant(tenant)
+    except ValueError as error:
+        raise ValidationError.single("tenant", str(error)) from None
+    meta.check()
     catalog_id = TenantCatalog.id_for(tenant)
     catalog = uow.find(catalog_id, TenantCatalog) if write else uow.peek(
         catalog_id, TenantCatalog)

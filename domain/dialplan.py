@@ -44,11 +44,11 @@ def pattern_regex(pattern: str) -> str:
 
 
 def _char_set(pattern: str, body: str, at: int) -> str:
-    if not body or not re.fullmatch(r"(\d(-\d)?)+", body):
+    if not body or not re.fullmatch(r"([0-9](-[0-9])?)+", body):
         raise ValueError(
             f"'{pattern}': set at position {at + 1} must hold digits or ranges like [1-5] or [135]"
         )
-    for low, high in re.findall(r"(\d)-(\d)", body):
+    for low, high in re.findall(r"([0-9])-([0-9])", body):
         if low > high:
             raise ValueError(f"'{pattern}': range {low}-{high} runs backwards")
     return f"[{body}]"

@@ -105,7 +105,7 @@ def validate_hours(raw: Any, errors: Violations, field: str = "business_hours"
     for name in ("start", "end"):
         text = str(raw.get(name) or "")
         hours, _, minutes = text.partition(":")
-        if not (hours.isdigit() and minutes.isdigit() and int(hours) < 24 and
+        if not (text.isascii() and hours.isdigit() and minutes.isdigit() and int(hours) < 24 and
                 int(minutes) < 60 and len(minutes) == 2):
             errors.add(f"{field}.{name}", f"'{text[:10]}' is not a time HH:MM")
         else:

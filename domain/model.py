@@ -11,7 +11,8 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-from domain.errors import ConflictError, NotFoundError
+from domain.errors import ConflictError, NotFoundError, Violations
+from domain.values import parse_reason, parse_request_id
 
 Settings = dict[str, Any]
 META_FIELDS = ("actor", "reason", "request_id")
@@ -29,6 +30,21 @@ class CommandMeta:
     request_id: str = ""
     idempotency_key: str = ""
     fingerprint: str = ""
+    # The caller may send a trunk's credentials somewhere new without giving them again
+    # (the admin role); see Trunk.check_credentials_stay.
+    may_move_credentials: bool = False
+
+    def check(self) -> None:
+        """Reason and request id are free text shown in tables and exports: one printable
+        line each, of bounded length."""
+        errors = Violations()
+        for field, parse, value in (("options.reason", parse_reason, self.reason),
+                                    ("options.request_id", parse_request_id, self.request_id)):
+            try:
+                parse(value)
+            except ValueError as error:
+                errors.add(field, str(error))
+        errors.raise_if_any()
 
     def event_kwargs(self) -> dict[str, str]:
         return {"actor": self.actor, "reason": self.reason, "request_id": self.request_id}

@@ -14,7 +14,7 @@ from domain.values import parse_description, parse_enum, parse_name
 
 MAX_WEIGHT = 1000
 DESTINATION = re.compile(
-    r"^(?:hangup|(?:ext|ivr|queue|ringgroup|voicemail|conference|announcement):[A-Za-z0-9_.+-]{1,64})$"
+    r"(?:hangup|(?:ext|ivr|queue|ringgroup|voicemail|conference|announcement):[A-Za-z0-9_.+-]{1,64})"
 )
 
 
@@ -158,7 +158,7 @@ def validate_inbound(raw: Settings) -> Settings:
         return check_pattern(value.removeprefix("_")) if value.strip() else ""
 
     def destination(value: str) -> str:
-        if not DESTINATION.match(value.strip()):
+        if not DESTINATION.fullmatch(value.strip()):
             raise ValueError(
                 f"'{value}' is not a destination: use kind:target with kind one of ext, ivr, "
                 "queue, ringgroup, voicemail, conference, announcement (e.g. ext:1001), or hangup"

@@ -12,10 +12,11 @@ from uuid import UUID
 
 from domain import commands
 from domain.catalog import INBOUND, OUTBOUND, TRUNK, CommandReceipt, TenantCatalog
-from domain.errors import PreconditionError
+from domain.errors import PreconditionError, Violations
 from domain.model import CommandMeta, Settings
 from domain.pbx import Pbx, default_pbx, validate_pbx
 from domain.routes import InboundRoute, OutboundRoute, validate_inbound, validate_outbound
+from domain.text import name_key
 from domain.trunk import Trunk
 from domain.trunk_settings import validate_trunk
 from domain.unit_of_work import UnitOfWork
@@ -49,6 +50,7 @@ def sync_tenant(uow: UnitOfWork, tenant: str, desired: DesiredConfig,
     if meta.idempotency_key and _already_applied(uow, tenant, meta):
         return SyncReport(replayed=True)
     each = replace(meta, idempotency_key="", fingerprint="")
+    _check_distinct_names(desired)
     report = SyncReport()
     _sync_trunks(uow, tenant, desired.trunks, each, report)
     _sync_outbound(uow, tenant, desired.outbound_routes, each, report)
@@ -70,6 +72,24 @@ def _already_applied(uow: UnitOfWork, tenant: str, meta: CommandMeta) -> bool:
     return True
 
 
+def _check_distinct_names(desired: DesiredConfig) -> None:
+    """Two entries with the same name (`dup1` and `DUP1`) would be matched to one trunk:
+    created, then renamed. Refused instead, naming both."""
+    errors = Violations()
+    for label, items in (("trunks", desired.trunks),
+                         ("outbound_routes", desired.outbound_routes)):
+        seen: dict[str, int] = {}
+        for index, raw in enumerate(items):
+            name = str(raw.get("name", ""))
+            first = seen.setdefault(name_key(name), index)
+            if first != index:
+                errors.add(f"{label}[{index}].name",
+                           f"'{name}' is the same name as {label}[{first}] "
+                           f"'{items[first].get('name')}' (names compare ignoring case, width "
+                           "and look-alike letters)")
+    errors.raise_if_any()
+
+
 def _catalog(uow: UnitOfWork, tenant: str, meta: CommandMeta) -> TenantCatalog:
     return commands.catalog_of(uow, tenant, meta)
 
@@ -86,6 +106,8 @@ def _sync_trunks(uow: UnitOfWork, tenant: str, wanted: list[Settings], meta: Com
         assert trunk is not None
         settings, _ = validate_trunk({**trunk.settings, **raw})
         patch = _differences(trunk.settings, settings)
+        if patch and raw.get("password"):  # given again: it may go to a new host
+            patch["password"] = settings["password"]
         if patch:
             commands.update_trunk(uow, tenant, existing, patch, "", meta)
             report.changes.append(f"update trunk {raw['name']}: {', '.join(sorted(patch))}")
@@ -157,9 +179,9 @@ def _sync_pbx(uow: UnitOfWork, tenant: str, wanted: Settings | None, meta: Comma
 
 def _not_named(catalog: TenantCatalog, kind: str, label: str,
                wanted: list[Settings]) -> list[str]:
-    names = {str(raw.get("name", "")).casefold() for raw in wanted}
+    names = {name_key(str(raw.get("name", ""))) for raw in wanted}
     return [f"{label} {e['name']}" for e in catalog.entries[kind].values()
-            if e["name"].casefold() not in names]
+            if name_key(e["name"]) not in names]
 
 
 def _find_inbound(catalog: TenantCatalog, settings: Settings) -> str | None:

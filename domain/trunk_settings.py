@@ -83,7 +83,7 @@ def validate_trunk(raw: Settings) -> tuple[Settings, list[str]]:
     c.field("host", lambda v: str(parse_host_port(_str(v))), optional=True)
     c.field("username", _text(parse_sip_user), optional=True)
     c.field("password", _text(parse_password), optional=True)
-    c.field("auth_id", _text(parse_sip_user), optional=True)
+    c.field("auth_id", _text(lambda v: parse_sip_user(v, in_uri=False)), optional=True)
     c.field("from_user", _text(parse_sip_user), optional=True)
     c.field("from_domain", _text(_from_domain), optional=True)
     c.field("description", _text(parse_description), optional=True)

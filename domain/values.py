@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
@@ -12,7 +13,11 @@ from typing import TypeVar
 UNLIMITED = 9999
 MAX_NAME = 64
 MAX_DESCRIPTION = 1024
-DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+MAX_REASON = 500
+MAX_REQUEST_ID = 128
+# Every pattern here is applied with fullmatch: `$` would also accept a trailing newline.
+DOMAIN_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+TENANT = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 SIP_USER_FORBIDDEN = re.compile(r"[\s@:<>\"]")
 E = TypeVar("E", bound=StrEnum)
 
@@ -77,7 +82,7 @@ def _ip_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
 
 
 def parse_port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
         raise ValueError(f"port '{text}' must be a number from 1 to 65535")
     return int(text)
 
@@ -88,7 +93,7 @@ def parse_domain(text: str) -> str:
         raise ValueError("a domain name has 1 to 253 characters")
     labels = name.split(".")
     for label in labels:
-        if not DOMAIN_LABEL.match(label):
+        if not DOMAIN_LABEL.fullmatch(label):
             raise ValueError(
                 f"'{text}' is not a valid domain name (label '{label}': letters, digits and "
                 "inner hyphens, 1-63 characters)"
@@ -150,6 +155,8 @@ def parse_cidr(text: str) -> str:
 
 
 def check_printable(text: str, *, allow_newlines: bool = False) -> None:
+    """No control or format characters (escape sequences, bidi overrides, zero-width
+    letters, line separators); a description may have line feeds and tabs."""
     for index, char in enumerate(text):
         if allow_newlines and char in "\n\t":
             continue
@@ -158,20 +165,47 @@ def check_printable(text: str, *, allow_newlines: bool = False) -> None:
 
 
 def parse_name(text: str) -> str:
-    name = text.strip()
+    """Stored in NFC (one spelling of `café`); compared by `domain.text.name_key`."""
+    name = unicodedata.normalize("NFC", text.strip())
     if not 1 <= len(name) <= MAX_NAME:
         raise ValueError(f"must have 1 to {MAX_NAME} characters (got {len(name)})")
     check_printable(name)
     return name
 
 
-def parse_sip_user(text: str) -> str:
+def parse_tenant(text: str) -> str:
+    if not TENANT.fullmatch(text):
+        raise ValueError(f"'{text[:80]}' is not a tenant id (a-z, 0-9, '-', '_', up to 64, "
+                         "starting with a letter or digit)")
+    return text
+
+
+def parse_reason(text: str) -> str:
+    """Why a change was made: one printable line (it is shown in tables and exports)."""
+    if len(text) > MAX_REASON:
+        raise ValueError(f"must have at most {MAX_REASON} characters (got {len(text)})")
+    check_printable(text)
+    return text
+
+
+def parse_request_id(text: str) -> str:
+    if len(text) > MAX_REQUEST_ID:
+        raise ValueError(f"must have at most {MAX_REQUEST_ID} characters (got {len(text)})")
+    check_printable(text)
+    return text
+
+
+def parse_sip_user(text: str, *, in_uri: bool = True) -> str:
+    """A user name; one that goes into a SIP URI (username, from_user) takes no backslash
+    either. An auth_id only travels quoted (and escaped) in the Authorization header."""
     if not 1 <= len(text) <= 128:
         raise ValueError(f"must have 1 to 128 characters (got {len(text)})")
     check_printable(text)
     bad = SIP_USER_FORBIDDEN.search(text)
     if bad:
         raise ValueError(f"'{bad.group()}' is not allowed in a SIP user name")
+    if in_uri and "\\" in text:
+        raise ValueError("'\\' is not allowed in a SIP user name that goes into a URI")
     return text
 
 

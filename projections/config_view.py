@@ -87,7 +87,7 @@ class ConfigView:
     def outbound_routes(self, tenant: str, page_size: int, token: str) -> Page:
         order = self.outbound_order(tenant)
         size = _page_size(page_size)
-        start = int(_decode_token(token)[0]) if token else 0
+        start = _decode_offset(token) if token else 0
         ids = order[start:start + size]
         docs = {d["id"]: d for d in self._by_ids(ids)}
         more = start + size < len(order)
@@ -179,6 +179,13 @@ def _page_size(page_size: int) -> int:
 
 def _encode_token(key: tuple[str, str]) -> str:
     return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
+
+
+def _decode_offset(token: str) -> int:
+    text = _decode_token(token)[0]
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:
+        raise ValidationError.single("page_token", "is not a token this service returned")
+    return int(text)
 
 
 def _decode_token(token: str) -> tuple[str, str]:

@@ -6,7 +6,6 @@ thread with a trunk's settings (None when it was deleted)."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import random
 import socket
@@ -22,6 +21,7 @@ from uuid import NAMESPACE_URL, uuid5
 
 from domain.status import ContactStatus, PeerStatus, StatusObservation, StatusSink, TrunkState
 from domain.values import parse_host_port
+from sipagent.destinations import Destinations, Network
 from sipagent.runner import Ticker
 from sipagent.sip.digest import DigestClient, parse_challenge
 from sipagent.sip.message import Request, Response, SipParseError, split_list
@@ -56,7 +56,8 @@ class SipSettings:
     backoff_base: float = 30.0
     backoff_max: float = 1800.0
     tls_ca: str = ""  # PEM file of CAs trusted for providers' TLS (default: the system's)
-    destinations: tuple[str, ...] = ()  # CIDRs the agent may send to; empty: anywhere
+    # Where the agent may send SIP: CIDRs, or "any"; empty: public addresses only.
+    destinations: tuple[str, ...] = ()
     tcp_port: int | None = None  # the provider face over TCP (None: no TCP listener)
     tls_port: int | None = None  # over TLS, with tls_cert and tls_key
     tls_cert: str = ""
@@ -203,7 +204,7 @@ class SipAgent:
         self._workers: dict[str, _Worker] = {}
         self._specs: dict[str, TrunkSpec] = {}
         self._in_flight: asyncio.Semaphore | None = None
-        self._networks = [ipaddress.ip_network(d, strict=False) for d in settings.destinations]
+        self._destinations = Destinations.parse(",".join(settings.destinations))
         self._ready = threading.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._changing: dict[str, asyncio.Task[None]] = {}
@@ -427,7 +428,7 @@ class SipAgent:
                                   reason="trunk disabled")
 
     async def resolve(self, host: str, transport: str) -> Destination:
-        return await resolve(host, transport, self._networks)
+        return await resolve(host, transport, self._destinations)
 
     async def send(self, request: Request, destination: Destination,
                    timeout: float | None = None) -> Response:
@@ -437,9 +438,11 @@ class SipAgent:
 
 
 async def resolve(host: str, transport: str,
-                  networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = ()
-                  ) -> Destination:
-    """host[:port] -> a destination, honouring the allowed destinations (`networks`)."""
+                  allowed: Destinations | Sequence[Network] = ()) -> Destination:
+    """host[:port] -> a destination, honouring the allowed destinations (a list of
+    networks: those; an empty list: anywhere)."""
+    if not isinstance(allowed, Destinations):
+        allowed = Destinations(tuple(allowed), anywhere=not allowed)
     try:
         where = parse_host_port(host)
     except ValueError as error:
@@ -447,7 +450,7 @@ async def resolve(host: str, transport: str,
     port = where.port or (5061 if transport == "tls" else 5060)
     address = where.host
     if not where.is_ip:
-        if networks:
+        if not allowed.resolves_names:
             raise TransportError(f"{where.host}: names are not resolved while "
                                  "TRUNKPLANE_SIP_DESTINATIONS restricts where SIP goes")
         try:
@@ -456,8 +459,8 @@ async def resolve(host: str, transport: str,
         except socket.gaierror as error:
             raise TransportError(f"DNS: {where.host}: {error.strerror}") from None
         address = str(infos[0][4][0])
-    if networks and not any(ipaddress.ip_address(address) in n for n in networks):
-        raise TransportError(f"{address} is outside TRUNKPLANE_SIP_DESTINATIONS")
+    if not allowed.allows(address):
+        raise TransportError(f"{address} is outside TRUNKPLANE_SIP_DESTINATIONS ({allowed})")
     return Destination(transport, address, port, server_name=where.host)
 
 
@@ -629,7 +632,7 @@ class _RegisterWorker(_Worker):
                 continue
             if response.status == 423 and interval_retries < 3:
                 minimum = response.get("min-expires")
-                if minimum.isdigit() and int(minimum) > expires:
+                if minimum.isascii() and minimum.isdigit() and int(minimum) > expires:
                     expires = int(minimum)
                     interval_retries += 1
                     continue
@@ -681,10 +684,11 @@ class _RegisterWorker(_Worker):
             for param in split_list(contact[contact.find(">") + 1:] if ">" in contact else
                                     ";".join(contact.split(";")[1:]), ";"):
                 name, _, value = param.partition("=")
-                if name.strip().lower() == "expires" and value.strip().isdigit():
+                value = value.strip()
+                if name.strip().lower() == "expires" and value.isascii() and value.isdigit():
                     return int(value)
         header = response.get("expires")
-        return int(header) if header.isdigit() else asked
+        return int(header) if header.isascii() and header.isdigit() else asked
 
     async def _unregister(self, line: _Line) -> None:
         if line.destination is None:
@@ -793,6 +797,6 @@ class _PeerWorker(_Worker):
 
 def _retry_after(response: Response) -> int | None:
     value = response.get("retry-after").split(";")[0].split("(")[0].strip()
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() else None
 
 

@@ -7,7 +7,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 
-from sipagent.sip.message import SipParseError, split_list
+from sipagent.sip.message import SipParseError, quote, split_list, unquote
 
 ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 
@@ -36,8 +36,7 @@ def parse_challenge(value: str, proxy: bool = False) -> Challenge:
         name, eq, raw = item.partition("=")
         if not eq:
             continue
-        raw = raw.strip()
-        params[name.strip().lower()] = raw[1:-1] if raw.startswith('"') else raw
+        params[name.strip().lower()] = unquote(raw)
     if "realm" not in params or "nonce" not in params:
         raise SipParseError("a Digest challenge needs realm and nonce")
     algorithm = params.get("algorithm", "MD5").upper()
@@ -67,8 +66,8 @@ class DigestClient:
         algorithm = challenge.algorithm
         ha1 = _hash(algorithm, f"{self.username}:{challenge.realm}:{self.password}")
         ha2 = _hash(algorithm, f"{method}:{uri}")
-        parts = [f'username="{self.username}"', f'realm="{challenge.realm}"',
-                 f'nonce="{challenge.nonce}"', f'uri="{uri}"']
+        parts = [f"username={quote(self.username)}", f"realm={quote(challenge.realm)}",
+                 f"nonce={quote(challenge.nonce)}", f"uri={quote(uri)}"]
         if "auth" in challenge.qop:
             count = self._counts.get(challenge.nonce, 0) + 1
             self._counts = {challenge.nonce: count}  # only the current nonce matters
@@ -76,10 +75,10 @@ class DigestClient:
             cnonce = cnonce or os.urandom(8).hex()
             response = _hash(algorithm, f"{ha1}:{challenge.nonce}:{nc}:{cnonce}:auth:{ha2}")
             parts += [f'response="{response}"', f"algorithm={algorithm}",
-                      f'cnonce="{cnonce}"', "qop=auth", f"nc={nc}"]
+                      f"cnonce={quote(cnonce)}", "qop=auth", f"nc={nc}"]
         else:
             response = _hash(algorithm, f"{ha1}:{challenge.nonce}:{ha2}")
             parts += [f'response="{response}"', f"algorithm={algorithm}"]
         if challenge.opaque:
-            parts.append(f'opaque="{challenge.opaque}"')
+            parts.append(f"opaque={quote(challenge.opaque)}")
         return "Digest " + ", ".join(parts)

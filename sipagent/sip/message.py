@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from domain.text import escape_control
+
 CRLF = "\r\n"
 COMPACT = {
     "i": "call-id", "m": "contact", "e": "content-encoding", "l": "content-length",
@@ -22,11 +24,11 @@ COMPACT = {
 SINGLE = frozenset({"call-id", "cseq", "from", "to", "content-length", "max-forwards",
                     "content-type"})
 WORD = r"[A-Za-z0-9\-.!%*_+`'~]+"  # an RFC 3261 token
-_TOKEN = re.compile(rf"^{WORD}$")
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>]+$")
-_STATUS = re.compile(r"^SIP/2\.0 ([1-6]\d\d) (.*)$")
-_CSEQ = re.compile(rf"^(\d{{1,10}})\s+({WORD})$")
-_VIA = re.compile(r"^SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-]+)\s+([^\s;]+)\s*(;.*)?$", re.DOTALL)
+_TOKEN = re.compile(WORD)
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>]+")
+_STATUS = re.compile(r"SIP/2\.0 ([1-6][0-9][0-9]) (.*)")
+_CSEQ = re.compile(rf"([0-9]{{1,10}})\s+({WORD})")
+_VIA = re.compile(r"SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-]+)\s+([^\s;]+)\s*(;.*)?", re.DOTALL)
 MAX_CSEQ = 2**31 - 1
 MAX_MESSAGE = 65535
 
@@ -126,6 +128,28 @@ def split_list(value: str, separator: str = ",") -> list[str]:
     return parts
 
 
+def quote(value: str) -> str:
+    """A quoted-string (RFC 3261 25.1): backslash and double quote escaped, so a value
+    ending in a backslash cannot escape the closing quote."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def unquote(value: str) -> str:
+    """The text of a quoted-string (quoted-pairs resolved), or the value as it is."""
+    value = value.strip()
+    if len(value) < 2 or not (value.startswith('"') and value.endswith('"')):
+        return value
+    out: list[str] = []
+    escaped = False
+    for char in value[1:-1]:
+        if escaped or char != "\\":
+            out.append(char)
+            escaped = False
+        else:
+            escaped = True
+    return "".join(out)
+
+
 def frame_length(buffer: bytes) -> int | None:
     """On a stream: the size of the first complete message in `buffer` (head, empty line,
     Content-Length bytes of body), or None until it has arrived. Leading CRLFs (keepalives)
@@ -141,7 +165,7 @@ def frame_length(buffer: bytes) -> int | None:
     for line in head.split(CRLF)[1:]:
         name, colon, value = line.partition(":")
         if colon and _canonical(name) == "content-length":
-            if not value.strip().isdigit():
+            if not (value.strip().isascii() and value.strip().isdigit()):
                 raise SipParseError(f"Content-Length '{value.strip()}' is not a number")
             length = int(value.strip())
     total = end + 4 + length
@@ -162,8 +186,10 @@ def parse(data: bytes) -> Request | Response:
     message = _start(lines[0])
     for line in lines[1:]:
         name, colon, value = line.partition(":")
-        if not colon or not _TOKEN.match(name.strip()):
+        if not colon or not _TOKEN.fullmatch(name.strip()):
             raise SipParseError(f"not a header line: '{line[:80]}'")
+        if "\n" in value or "\r" in value:
+            raise SipParseError(f"a bare line break in the {name.strip()[:40]} header")
         message.headers.append((name.strip(), value.strip()))
     _check(message)
     message.body = _body(message, body)
@@ -184,11 +210,12 @@ def _unfold(lines: list[str]) -> list[str]:
 
 def _start(line: str) -> Request | Response:
     if line.startswith("SIP/"):
-        found = _STATUS.match(line)
+        found = _STATUS.fullmatch(line)
         if found is None:
             raise SipParseError(f"bad status line '{line[:80]}': want SIP/2.0, a 3-digit code "
                                 "from 100 to 699, and a reason")
-        return Response(status=int(found.group(1)), reason=found.group(2))
+        # The reason phrase reaches status tables and logs: controls (ESC, BEL) escaped.
+        return Response(status=int(found.group(1)), reason=escape_control(found.group(2)))
     parts = line.split(" ")
     if len(parts) != 3 or not all(parts):
         raise SipParseError(f"bad request line '{line[:80]}': want METHOD SP URI SP SIP/2.0 "
@@ -196,9 +223,9 @@ def _start(line: str) -> Request | Response:
     method, uri, version = parts
     if version != "SIP/2.0":
         raise SipParseError(f"unsupported version '{version[:20]}'")
-    if not _TOKEN.match(method):
+    if not _TOKEN.fullmatch(method):
         raise SipParseError(f"'{method[:40]}' is not a method token")
-    if not _URI.match(uri):
+    if not _URI.fullmatch(uri):
         raise SipParseError(f"'{uri[:80]}' is not a Request-URI (scheme:rest, no <> or spaces)")
     return Request(method=method, uri=uri)
 
@@ -212,7 +239,7 @@ def _check(message: Request | Response) -> None:
             raise SipParseError(f"{key} appears more than once")
     cseq = message.get("cseq")
     if cseq:
-        found = _CSEQ.match(cseq)
+        found = _CSEQ.fullmatch(cseq)
         if found is None or int(found.group(1)) > MAX_CSEQ:
             raise SipParseError(f"bad CSeq '{cseq[:60]}': want a number up to 2**31-1 and a "
                                 "method")
@@ -220,7 +247,7 @@ def _check(message: Request | Response) -> None:
             raise SipParseError(f"CSeq method {found.group(2)} differs from the request "
                                 f"method {message.method}")
     for via in message.all("via"):
-        found = _VIA.match(via)
+        found = _VIA.fullmatch(via)
         if found is None:
             raise SipParseError(f"bad Via '{via[:80]}'")
         _params(found.group(3) or "", "Via")
@@ -260,7 +287,7 @@ def _params(text: str, where: str) -> None:
         raise SipParseError(f"{where}: unexpected '{text[:40]}' after the address")
     for param in split_list(text[1:], ";"):
         name = param.partition("=")[0].strip()
-        if not name or not _TOKEN.match(name):
+        if not name or not _TOKEN.fullmatch(name):
             raise SipParseError(f"{where}: empty or bad parameter in '{text[:60]}'")
 
 
@@ -270,7 +297,7 @@ def _body(message: Request | Response, body: bytes) -> bytes:
         if body.strip(b"\r\n"):
             raise SipParseError("a body without Content-Length")
         return b""
-    if not declared.isdigit():
+    if not (declared.isascii() and declared.isdigit()):
         raise SipParseError(f"Content-Length '{declared[:20]}' is not a number of bytes")
     length = int(declared)
     if length > len(body):

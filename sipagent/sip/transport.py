@@ -6,7 +6,11 @@
   Content-Length, kept alive with CRLFCRLF (RFC 5626 3.5.1); no retransmissions.
 - Responses find their transaction by the Via branch; every request gets a fresh branch.
 - A small server side: OPTIONS is answered 200, other requests 405 or 481 as fits, and a
-  malformed request 400; a malformed datagram is logged once per source and dropped."""
+  malformed request 400; a malformed datagram is logged once per source and dropped.
+- No amplification: a request without the headers a reply needs (Via, From, To, Call-ID,
+  CSeq) gets no answer, and over UDP, where the source address may be forged, no answer
+  is larger than the datagram that asked for it (optional headers go first, then the
+  answer)."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from domain.text import one_line
 from sipagent.sip.message import Request, Response, SipParseError, frame_length, parse
 
 log = logging.getLogger(__name__)
@@ -27,6 +32,9 @@ T1 = 0.5
 T2 = 4.0
 KEEPALIVE = 30.0
 USER_AGENT = "trunkplane-agent"
+REPLY_NEEDS = ("via", "from", "to", "call-id", "cseq")
+COMPACT_NEEDED = {"v": "via", "f": "from", "t": "to", "i": "call-id"}
+OPTIONAL_REPLY_HEADERS = ("server", "accept", "allow")  # dropped first to fit a datagram
 
 
 # (message, where from, the connection it came on or None) -> True when it was handled
@@ -236,11 +244,14 @@ class SipTransport:
             key = f"{source.transport}:{source.host}"
             if key not in self._bad_sources:  # once per source, not a log flood
                 self._bad_sources.add(key)
-                log.warning("dropped a malformed SIP message from %s: %s", source, error)
+                log.warning("dropped a malformed SIP message from %s: %s", source,
+                            one_line(str(error)))
             if self.on_malformed is not None:
                 self.on_malformed(source)
             self._answer_malformed(data, source, stream, str(error))
             return
+        if isinstance(message, Request) and not _addressable(message.headers):
+            return  # nowhere to send a reply that the sender could match
         if self.on_message is not None and self.on_message(message, source, stream):
             return
         if isinstance(message, Response):
@@ -253,7 +264,13 @@ class SipTransport:
             return
         reply = self._serve(message, source)
         if reply is not None:
-            self._send_to(reply.to_bytes(), source, stream)
+            self._reply(reply, len(data), source, stream)
+
+    def _reply(self, reply: Response, received: int, source: Destination,
+               stream: _Stream | None) -> None:
+        data = reply.to_bytes() if stream is not None else _fitted(reply, received)
+        if data is not None:
+            self._send_to(data, source, stream)
 
     def _provisional(self, branch: str) -> None:
         self._proceeding.add(branch)
@@ -278,18 +295,21 @@ class SipTransport:
 
     def _answer_malformed(self, data: bytes, source: Destination, stream: _Stream | None,
                           why: str) -> None:
-        """A request we can still address gets a 400 naming the problem."""
+        """A request we can still address (every header a reply needs) gets a 400 naming
+        the problem; over UDP only if it is no larger than what came."""
         head = data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace").split("\r\n")
         if not head or head[0].startswith("SIP/") or len(head[0].split(" ")) < 2:
             return
         wanted = {"via", "v", "from", "f", "to", "t", "call-id", "i", "cseq"}
         headers = [(n.strip(), v.strip()) for n, _, v in (h.partition(":") for h in head[1:])
                    if n.strip().lower() in wanted]
-        if not any(n.lower() in ("via", "v") for n, _ in headers):
+        if not _addressable(headers):
             return
-        reason = "Bad Request - " + why.replace("\r", " ").replace("\n", " ")[:80]
-        reply = Response(status=400, reason=reason, headers=headers)
-        self._send_to(reply.to_bytes(), source, stream)
+        detail = "".join(c for c in why if c.isascii() and c.isprintable())[:80]
+        reply = Response(status=400, reason=f"Bad Request - {detail}", headers=headers)
+        if stream is None and len(reply.to_bytes()) > len(data):
+            reply.reason = "Bad Request"
+        self._reply(reply, len(data), source, stream)
 
     def icmp_error(self, error: Exception) -> None:
         self._last_icmp = time.monotonic()
@@ -412,6 +432,25 @@ def response_to(request: Request, status: int, reason: str) -> Response:
     headers.append(("To", to))
     headers.append(("Server", USER_AGENT))
     return Response(status=status, reason=reason, headers=headers)
+
+
+def _addressable(headers: list[tuple[str, str]]) -> bool:
+    """Whether a request carries every header its reply must echo (RFC 3261 8.2.6.2)."""
+    present = {COMPACT_NEEDED.get(n.strip().lower(), n.strip().lower())
+               for n, v in headers if v.strip()}
+    return all(name in present for name in REPLY_NEEDS)
+
+
+def _fitted(reply: Response, limit: int) -> bytes | None:
+    """The reply in at most `limit` bytes, dropping optional headers as needed; None when
+    even the bare reply is larger (then nothing is sent)."""
+    data = reply.to_bytes()
+    for name in OPTIONAL_REPLY_HEADERS:
+        if len(data) <= limit:
+            break
+        reply.headers = [(n, v) for n, v in reply.headers if n.lower() != name]
+        data = reply.to_bytes()
+    return data if len(data) <= limit else None
 
 
 def _branch(via: str) -> str:

@@ -201,11 +201,21 @@ def test_the_agent_answers_options_and_malformed_requests(run: Callable[..., Any
         assert ";tag=" in reply.get("to") and reply.get("call-id") == "probe1"
         probe.sendto(b"OPTIONS sip:agent@127.0.0.1 SIP/2.0\r\n"
                      b"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKprobe2\r\n"
-                     b"Call-ID: probe2\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+                     b"From: <sip:p@127.0.0.1>;tag=1\r\nTo: <sip:agent@127.0.0.1>\r\n"
+                     b"Call-ID: probe2\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+                     b"User-Agent: a probe that says who it is\r\nContent-Length: 0\r\n\r\n",
                      ("127.0.0.1", port))
         bad = parse(probe.recvfrom(65536)[0])
         assert isinstance(bad, Response) and bad.status == 400
         assert "CSeq method INVITE differs" in bad.reason
+        # Without From and To a reply could not be matched: none is sent (issue 20).
+        probe.sendto(b"OPTIONS sip:agent@127.0.0.1 SIP/2.0\r\n"
+                     b"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKprobe3\r\n"
+                     b"Call-ID: probe3\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+                     ("127.0.0.1", port))
+        probe.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            probe.recvfrom(65536)
 
 
 def test_nat_settings_put_the_external_ip_in_the_contact() -> None:

@@ -26,7 +26,8 @@ from projections.db import SqliteDatabase
 from projections.runner import ProjectionRunner
 from projections.views import HistoryProjection, ViewStore
 
-ALICE = CommandMeta(actor="alice", reason="ticket-7", request_id="req-1")
+ALICE = CommandMeta(actor="alice", reason="ticket-7", request_id="req-1",
+                    may_move_credentials=True)  # an admin
 VOCO: dict[str, Any] = {"name": "voco", "username": "1001", "password": "s3cret-password-xyz"}
 
 
@@ -75,7 +76,7 @@ def test_each_change_is_its_own_event_with_the_actor(app: TrunkplaneApp) -> None
     trunk = create(app)
     update(app, {"codecs": ["OPUS", "PCMA", "PCMU"], "host": "sip2.thevoco.com",
                  "call_limits": {"max_concurrent_calls": 4}, "enabled": False},
-           meta=CommandMeta(actor="bob"))
+           meta=CommandMeta(actor="bob", may_move_credentials=True))
     events = events_of(app, trunk.id)
     assert [event_name(e) for e in events] == [
         "TrunkCreated", "TrunkDisabled", "CallLimitsChanged", "CodecsReordered", "ServerChanged"]
