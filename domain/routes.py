@@ -10,7 +10,15 @@ from domain.dialplan import DialPattern, check_pattern
 from domain.errors import Violations
 from domain.guard import default_guard, validate_guard
 from domain.model import Configured, Settings
-from domain.values import parse_description, parse_enum, parse_name
+from domain.values import (
+    MAX_ALLOWED_EXTENSIONS,
+    MAX_DIAL_PATTERNS,
+    MAX_ROUTE_TRUNKS,
+    check_count,
+    parse_description,
+    parse_enum,
+    parse_name,
+)
 
 MAX_WEIGHT = 1000
 DESTINATION = re.compile(
@@ -108,6 +116,14 @@ def validate_outbound(raw: Settings) -> Settings:
                               str(raw.get("description") or "")),
     }
     patterns: list[DialPattern] = []
+    for field, limit in (("dial_patterns", MAX_DIAL_PATTERNS), ("trunks", MAX_ROUTE_TRUNKS),
+                         ("allowed_extensions", MAX_ALLOWED_EXTENSIONS)):
+        items = _items(raw, field)
+        try:
+            check_count(items, limit)
+        except ValueError as error:
+            errors.add(field, str(error))
+            raw = {**raw, field: items[:limit]}  # the rest is not even looked at
     for i, item in enumerate(raw.get("dial_patterns") or []):
         pattern = item if isinstance(item, DialPattern) else DialPattern(
             match=str(item.get("match", "")), prefix=str(item.get("prefix", "")),
@@ -130,6 +146,11 @@ def validate_outbound(raw: Settings) -> Settings:
     out["guard"] = validate_guard(raw.get("guard"), errors)
     errors.raise_if_any()
     return out
+
+
+def _items(raw: Settings, field: str) -> list[Any]:
+    value = raw.get(field) or []
+    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 def _validate_route_trunks(items: list[Any], strategy: str, errors: Violations) -> list[Any]:

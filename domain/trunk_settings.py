@@ -8,10 +8,14 @@ from typing import Any
 
 from domain.errors import Violations
 from domain.values import (
+    MAX_CODECS,
+    MAX_LOCAL_NETWORKS,
+    MAX_PEER_ADDRESSES,
     DtmfMode,
     HostPort,
     Transport,
     TrunkType,
+    check_count,
     parse_cidr,
     parse_codec,
     parse_description,
@@ -126,9 +130,10 @@ def _int(value: Any) -> int:
     return value
 
 
-def _list(value: Any) -> list[Any]:
+def _list(value: Any, limit: int) -> list[Any]:
     if not isinstance(value, list | tuple):
         raise ValueError(f"must be a list, got {type(value).__name__}")
+    check_count(value, limit)
     return list(value)
 
 
@@ -144,7 +149,7 @@ def _max_registrations(value: Any) -> int:
 
 
 def _codecs(value: Any) -> list[str]:
-    items = _list(value)
+    items = _list(value, MAX_CODECS)
     if not items:
         raise ValueError("at least one codec is required (PCMU, PCMA, G729, OPUS)")
     codecs: list[str] = []
@@ -166,7 +171,7 @@ def _codecs(value: Any) -> list[str]:
 def _peer_addresses(value: Any) -> list[str]:
     addresses: list[str] = []
     seen: set[tuple[str, int | None]] = set()
-    for index, item in enumerate(_list(value)):
+    for index, item in enumerate(_list(value, MAX_PEER_ADDRESSES)):
         try:
             address = parse_host_port(_str(item), ip_only=True)
         except ValueError as error:
@@ -187,7 +192,8 @@ def _check_nat(c: _Checker) -> None:
         ("enabled", _bool),
         ("external_ip", lambda v: parse_ip(v) if _str(v) else ""),
         ("stun_server", lambda v: str(_stun(_str(v))) if _str(v) else ""),
-        ("local_networks", lambda v: [parse_cidr(_str(n)) for n in _list(v)]),
+        ("local_networks",
+         lambda v: [parse_cidr(_str(n)) for n in _list(v, MAX_LOCAL_NETWORKS)]),
     ):
         try:
             out[key] = parse(nat[key])

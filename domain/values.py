@@ -15,6 +15,14 @@ MAX_NAME = 64
 MAX_DESCRIPTION = 1024
 MAX_REASON = 500
 MAX_REQUEST_ID = 128
+# Caps on repeated fields: a request cannot grow the views without bound (the README's
+# "Limits" lists them). Checked before any item is parsed.
+MAX_PEER_ADDRESSES = 32
+MAX_LOCAL_NETWORKS = 32
+MAX_CODECS = 8
+MAX_DIAL_PATTERNS = 100
+MAX_ROUTE_TRUNKS = 32
+MAX_ALLOWED_EXTENSIONS = 100
 # Every pattern here is applied with fullmatch: `$` would also accept a trailing newline.
 DOMAIN_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 TENANT = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -49,6 +57,11 @@ class DtmfMode(StrEnum):
     RFC2833 = "rfc2833"
     INFO = "info"
     INBAND = "inband"
+
+
+def check_count(items: list[object] | tuple[object, ...], limit: int) -> None:
+    if len(items) > limit:
+        raise ValueError(f"at most {limit} items (got {len(items)})")
 
 
 def parse_enum(kind: type[E], text: str, *, case: str = "lower") -> E:

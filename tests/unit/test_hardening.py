@@ -140,3 +140,23 @@ def test_destinations_are_public_until_the_operator_chooses() -> None:
     assert not chosen.resolves_names
     with pytest.raises(ValueError, match="'public' is not a CIDR"):
         Destinations.parse("public,10.0.0.0/8")
+
+
+def test_repeated_fields_are_capped() -> None:
+    from domain.routes import validate_outbound
+
+    peers = [f"10.0.{i // 256}.{i % 256}" for i in range(33)]
+    with pytest.raises(ValidationError, match="peer_addresses: at most 32 items"):
+        validate_trunk({"name": "p", "type": "peer", "peer_addresses": peers,
+                        "codecs": ["PCMU"]})
+    with pytest.raises(ValidationError, match="nat.local_networks: at most 32 items"):
+        validate_trunk({**VOCO, "nat": {"local_networks": ["10.0.0.0/8"] * 33}})
+    route = {"name": "r", "dial_patterns": [{"match": "NXXNXXXXXX"}] * 101,
+             "trunks": [{"trunk_id": f"t{i}"} for i in range(33)],
+             "allowed_extensions": ["1XXX"] * 101}
+    with pytest.raises(ValidationError) as caught:
+        validate_outbound(route)
+    found = {v.field: v.description for v in caught.value.violations}
+    assert found["dial_patterns"] == "at most 100 items (got 101)"
+    assert found["trunks"] == "at most 32 items (got 33)"
+    assert found["allowed_extensions"] == "at most 100 items (got 101)"
