@@ -149,7 +149,7 @@ def test_repeated_fields_are_capped() -> None:
     with pytest.raises(ValidationError, match="peer_addresses: at most 32 items"):
         validate_trunk({"name": "p", "type": "peer", "peer_addresses": peers,
                         "codecs": ["PCMU"]})
-    with pytest.raises(ValidationError, match="nat.local_networks: at most 32 items"):
+    with pytest.raises(ValidationError, match=r"nat\.local_networks: at most 32 items"):
         validate_trunk({**VOCO, "nat": {"local_networks": ["10.0.0.0/8"] * 33}})
     route = {"name": "r", "dial_patterns": [{"match": "NXXNXXXXXX"}] * 101,
              "trunks": [{"trunk_id": f"t{i}"} for i in range(33)],
