@@ -26,18 +26,47 @@ def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()]
 
 
+OUTBOUND_FIELDS = ("name", "dial_patterns", "trunks", "strategy", "allowed_extensions",
+                   "enabled", "description")
+
+
+def _trunk(line: str) -> route_pb2.RouteTrunk:
+    """`name` or `name:weight` (the weighted strategy's share), as the CLI takes them."""
+    name, _, weight = line.rpartition(":")
+    if name and weight.isdigit():
+        return route_pb2.RouteTrunk(trunk_id=name.strip(), weight=int(weight))
+    return route_pb2.RouteTrunk(trunk_id=line)
+
+
 def outbound_from(posted: FormData) -> route_pb2.OutboundRoute:
     route = route_pb2.OutboundRoute(
         name=str(posted.get("name", "")).strip(),
         strategy=str(posted.get("strategy", "failover")),
-        allowed_extensions=_lines(str(posted.get("allowed_extensions", ""))))
+        allowed_extensions=_lines(str(posted.get("allowed_extensions", ""))),
+        enabled=posted.get("enabled") == "on",
+        description=str(posted.get("description", "")).strip())
     for text in _lines(str(posted.get("dial_patterns", ""))):
         parsed = DialPattern.parse(text)
         route.dial_patterns.add(match=parsed.match, prefix=parsed.prefix,
                                 prepend=parsed.prepend)
-    for name in _lines(str(posted.get("trunks", ""))):
-        route.trunks.add(trunk_id=name)
+    route.trunks.extend(_trunk(line) for line in _lines(str(posted.get("trunks", ""))))
     return route
+
+
+def shown(posted: FormData) -> dict[str, str]:
+    """Posted values to show again; an unticked box is absent from a form, not "off"."""
+    return {**{k: str(v) for k, v in posted.items()}, "enabled": str(posted.get("enabled", ""))}
+
+
+def form_of(route: route_pb2.OutboundRoute) -> dict[str, str]:
+    weighted = route.strategy == "weighted"
+    return {
+        "name": route.name, "strategy": route.strategy or "failover",
+        "dial_patterns": "\n".join(pattern_text(p) for p in route.dial_patterns),
+        "trunks": "\n".join((t.trunk_name or t.trunk_id) + (f":{t.weight}" if weighted else "")
+                            for t in route.trunks),
+        "allowed_extensions": "\n".join(route.allowed_extensions),
+        "enabled": "on" if route.enabled else "", "description": route.description}
 
 
 def _errors(error: ApiError) -> dict[str, list[str]]:
@@ -77,8 +106,37 @@ def routes(console: Console) -> list[Route]:
                                      tenant=visit.tenant, route=route,
                                      options=options(visit, posted)))
         except ApiError as error:
-            return await page_of(visit, 400, errors=_errors(error), posted=posted)
+            return await page_of(visit, 400, errors=_errors(error), posted=shown(posted))
         visit.session.flash.append(f"Outbound route {route.name} created.")
+        return see_other("/routes")
+
+    async def edit(visit: Visit) -> Response:
+        route = await visit.api.call(visit.api.routes.GetOutboundRoute, route_pb2.GetRouteRequest(
+            tenant=visit.tenant, route=visit.request.path_params["route"]))
+        return console.render(visit.request, "route_edit.html", visit.session, route=route,
+                              etag=route.etag, posted=form_of(route), errors={},
+                              strategies=STRATEGIES)
+
+    async def update(visit: Visit) -> Response:
+        posted = await visit.request.form()
+        route_id, etag = visit.request.path_params["route"], str(posted.get("etag", ""))
+        try:
+            done = await visit.api.call(
+                visit.api.routes.UpdateOutboundRoute, route_pb2.UpdateOutboundRouteRequest(
+                    tenant=visit.tenant, route=route_id, changes=outbound_from(posted),
+                    update_mask={"paths": OUTBOUND_FIELDS}, etag=etag,
+                    options=options(visit, posted)))
+        except ApiError as error:
+            errors = ({"": ["Someone changed this route after you opened it, so nothing was "
+                            "saved. Open it again to see their change."]}
+                      if error.code == "ABORTED" else _errors(error))
+            route = await visit.api.call(visit.api.routes.GetOutboundRoute,
+                                         route_pb2.GetRouteRequest(tenant=visit.tenant,
+                                                                   route=route_id))
+            return console.render(visit.request, "route_edit.html", visit.session, 409,
+                                  route=route, etag=etag, posted=shown(posted), errors=errors,
+                                  strategies=STRATEGIES)
+        visit.session.flash.append(f"Outbound route {done.route.name} saved.")
         return see_other("/routes")
 
     async def move(visit: Visit) -> Response:
@@ -118,7 +176,8 @@ def routes(console: Console) -> list[Route]:
                                      tenant=visit.tenant, route=route,
                                      options=options(visit, posted)))
         except ApiError as error:
-            return await page_of(visit, 400, inbound_errors=_errors(error), posted=posted)
+            return await page_of(visit, 400, inbound_errors=_errors(error),
+                                 posted=shown(posted))
         visit.session.flash.append(f"Inbound route for {route.did_pattern or 'any DID'} "
                                    "created.")
         return see_other("/routes")
@@ -148,6 +207,8 @@ def routes(console: Console) -> list[Route]:
         Route("/routes/resolve", page(resolve), methods=["GET"]),
         Route("/routes/outbound", page(create_outbound), methods=["POST"]),
         Route("/routes/outbound/{route}/move", page(move), methods=["POST"]),
+        Route("/routes/outbound/{route}/edit", page(edit), methods=["GET"]),
+        Route("/routes/outbound/{route}/edit", page(update), methods=["POST"]),
         Route("/routes/inbound", page(create_inbound), methods=["POST"]),
         Route("/routes/{kind:str}/{route}/delete", page(delete), methods=["POST"]),
     ]

@@ -11,12 +11,14 @@ import shutil
 import sqlite3
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
 from infra.tls import CERT_FILE, KEY_FILE
 from infra.web.app import WebConsole, WebSettings
@@ -336,6 +338,17 @@ def test_routes_history_and_operations(site: Site, browser: webdriver.Chrome,
     actions.perform()
     wait_for(browser, lambda b: route_order(site) == ["US", "Intl"], message="not moved")
 
+    browser.find_element(By.CSS_SELECTOR, "li.route:nth-child(1) a.edit").click()
+    assert by_id(browser, "o-trunks").get_attribute("value") == "carrier\nbackup"
+    fill(browser, "dial_patterns", "1+9|NXXNXXXXXX\n1+91|NXXNXXXXXX")
+    Select(by_id(browser, "o-strategy")).select_by_visible_text("spread")
+    fill(browser, "reason", "spread the load")
+    by_id(browser, "save").click()
+    wait_for(browser, lambda b: b.current_url.endswith("/routes"))
+    listing = json.loads(site.server.cli("--json", "route", "outbound", "list").stdout)
+    us = listing["routes"][0]
+    assert us["strategy"] == "spread" and len(us["dial_patterns"]) == 2
+
     fill(browser, "number", "92125551234")
     fill(browser, "extension", "1001")
     by_id(browser, "resolve").click()
@@ -376,6 +389,11 @@ def test_routes_history_and_operations(site: Site, browser: webdriver.Chrome,
     by_id(browser, "show-diff").click()
     row = wait_for(browser, lambda b: b.find_element(By.CSS_SELECTOR, "#diff tbody tr"))
     assert row.text == "codecs PCMA PCMU, PCMA"
+
+    moment = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")  # as datetime-local sends it
+    browser.get(f"{site.url}/trunks/{carrier['id']}/at?time={moment}")
+    assert by_id(browser, "s-codecs").text == "PCMU, PCMA"
+    assert f"as it was at {moment} UTC" in browser.find_element(By.TAG_NAME, "h1").text
 
     browser.get(f"{site.url}/history?event_type=OutboundRouteCreated")
     rows = browser.find_elements(By.CSS_SELECTOR, "#changes tr.entry")
