@@ -184,7 +184,9 @@ class Admission:
         return lease
 
     def release(self, lease_id: str) -> bool:
-        """True when this call freed the channel; releasing twice is harmless (False)."""
+        """True when this call freed the channel; releasing twice is harmless (False). An
+        id this agent cannot have issued (not of the lease form, or naming a trunk of no
+        tenant it holds) is NotFoundError: a typo should not pass for a finished call."""
         with self._lock:
             self._expire()
             lease = self._leases.pop(lease_id, None)
@@ -192,9 +194,20 @@ class Admission:
                 lease = self._leases.pop(lease_id)  # a call from an earlier run ended
             if lease is not None:
                 self._take(lease, -1)
+            elif not self._could_have_issued(lease_id):
+                raise NotFoundError(f"lease '{lease_id}' was never issued here (a lease id "
+                                    "is TRUNK_ID.o|i.HEX, as AcquireChannel returned it)")
         if lease is not None:
             self._publish(lease.tenant, lease.trunk_id)
         return lease is not None
+
+    def _could_have_issued(self, lease_id: str) -> bool:
+        """The form `_grant` gives lease ids, naming a trunk of a tenant held. Lock held."""
+        parts = lease_id.split(".")
+        if len(parts) != 3 or parts[1] not in ("o", "i") or len(parts[2]) != 32:
+            return False
+        return any(parts[0] in state.trunks for name in self.state.tenants()
+                   if (state := self.state.tenant(name)) is not None)
 
     def report_failure(self, lease_id: str, sip_code: int) -> tuple[Grant | None, bool]:
         """The call failed on its trunk with `sip_code`. A 408 or 5xx releases the lease and
