@@ -6,10 +6,15 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run test lint typecheck unit protos bench bench-rebuild bench-relay bench-registrations bench-admission clean
+.PHONY: run demo-provider test lint typecheck unit protos bench bench-rebuild bench-relay bench-registrations bench-admission clean
 
 run: $(RUNTIME)
 	$(BIN)/trunkplane serve
+
+# The tour's provider and phone on loopback (Kamailio and baresip); Ctrl-C stops them.
+demo-provider: $(RUNTIME)
+	infra/demo/ensure.sh
+	$(BIN)/python infra/demo/provider.py
 
 test: $(DEV)
 	$(BIN)/ruff check .

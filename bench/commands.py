@@ -74,12 +74,22 @@ def auth() -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {CREDENTIALS['token']}"),)
 
 
-def start_server(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
-    address = f"127.0.0.1:{free_port()}"
+def server_env(directory: Path, address: str) -> dict[str, str]:
+    """The bench server's settings. Its agent keeps SIP on, as in production, but may send
+    only to loopback: it does not look up the trunks' made-up host (sip.example.com) nor
+    register anywhere, it reports them unreachable."""
     env = {**os.environ, "TRUNKPLANE_DATA": str(directory), "TRUNKPLANE_LISTEN": address,
            "TRUNKPLANE_CIPHER_KEY": KEY, "TRUNKPLANE_LOG_LEVEL": "WARNING",
-           "TRUNKPLANE_METRICS_LISTEN": "off", "TRUNKPLANE_RATE_LIMIT": "0"}
+           "TRUNKPLANE_METRICS_LISTEN": "off", "TRUNKPLANE_RATE_LIMIT": "0",
+           "TRUNKPLANE_SIP_DESTINATIONS": "127.0.0.0/8,::1/128",
+           "TRUNKPLANE_SIP_LISTEN": "127.0.0.1:0"}
     env.pop("TRUNKPLANE_DATABASE_URL", None)
+    return env
+
+
+def start_server(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+    address = f"127.0.0.1:{free_port()}"
+    env = server_env(directory, address)
     server = subprocess.Popen([str(Path(sys.executable).parent / "trunkplane"), "serve"],
                               env=env)
     deadline = time.monotonic() + 30

@@ -11,7 +11,14 @@ from typing import Any
 from uuid import UUID
 
 from domain import commands
-from domain.catalog import INBOUND, OUTBOUND, TRUNK, CommandReceipt, TenantCatalog
+from domain.catalog import (
+    INBOUND,
+    OUTBOUND,
+    TRUNK,
+    CommandReceipt,
+    TenantCatalog,
+    default_policy,
+)
 from domain.errors import PreconditionError, Violations
 from domain.model import CommandMeta, Settings
 from domain.pbx import Pbx, default_pbx, validate_pbx
@@ -30,6 +37,7 @@ class DesiredConfig:
     outbound_routes: list[Settings] = field(default_factory=list)  # in route order
     inbound_routes: list[Settings] = field(default_factory=list)
     pbx: Settings | None = None  # None: the document says nothing about the PBX
+    policy: Settings | None = None  # the tenant's guard and hours; None: not in the document
 
 
 IMPORT = "ImportConfiguration"
@@ -56,6 +64,7 @@ def sync_tenant(uow: UnitOfWork, tenant: str, desired: DesiredConfig,
     _sync_outbound(uow, tenant, desired.outbound_routes, each, report)
     _sync_inbound(uow, tenant, desired.inbound_routes, each, report)
     _sync_pbx(uow, tenant, desired.pbx, each, report)
+    _sync_policy(uow, tenant, desired.policy, each, report)
     if meta.idempotency_key:
         uow.add(CommandReceipt.issue(tenant, meta.idempotency_key, IMPORT, meta.fingerprint,
                                      _catalog(uow, tenant, each).id))
@@ -175,6 +184,23 @@ def _sync_pbx(uow: UnitOfWork, tenant: str, wanted: Settings | None, meta: Comma
         commands.update_pbx(uow, tenant, patch, "", meta)
         verb = "create pbx" if pbx is None else "update pbx"
         report.changes.append(f"{verb}: {', '.join(sorted(patch))}")
+
+
+def _sync_policy(uow: UnitOfWork, tenant: str, wanted: Settings | None, meta: CommandMeta,
+                 report: SyncReport) -> None:
+    """The document's policy replaces the tenant's whole guard and business hours: a
+    restore must bring back the fraud guard exactly as it was exported."""
+    if wanted is None:
+        return
+    catalog = _catalog(uow, tenant, meta)
+    before = dict(catalog.policy)
+    policy = {**default_policy(), **wanted}
+    guard = {**default_policy()["guard"], **(policy["guard"] or {})}
+    after = commands.update_tenant_policy(
+        uow, tenant, {"guard": guard, "business_hours": policy["business_hours"]}, meta)
+    if after != before:
+        changed = sorted(k for k in after if after[k] != before.get(k))
+        report.changes.append(f"update policy: {', '.join(changed)}")
 
 
 def _not_named(catalog: TenantCatalog, kind: str, label: str,

@@ -1,0 +1,125 @@
+"""The README's tour, as written, against `make demo-provider`'s Kamailio and baresip and a
+real `trunkplane serve`: every command runs with the exit code the README gives it (0 unless
+marked `(exit N)`). Ports are the test's own (the README's 5070/5072 and 50051 are
+replaced), so the test can run beside anything else on the machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.brokers import free_port
+from tests.integration.test_cli import Server
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Step:
+    command: str
+    exit_code: int
+
+
+def tour_steps(readme: str) -> list[Step]:
+    """The commands of the tour's first sh block, continuation lines joined, with the
+    exit code its comments announce."""
+    section = readme[readme.index("## A five-minute tour"):]
+    block = section[section.index("```sh\n") + 6:section.index("```\n", section.index("```sh"))]
+    steps: list[Step] = []
+    pending = 0
+    lines = block.replace("\\\n", " ").splitlines()
+    for line in lines:
+        code, _, comment = line.partition("  #") if not line.startswith("#") else ("", "", line)
+        marked = re.search(r"\(exit (\d+)\)", comment)
+        if not code.strip():
+            pending = int(marked.group(1)) if marked else pending
+            continue
+        steps.append(Step(" ".join(code.split()), int(marked.group(1)) if marked else pending))
+        pending = 0
+    return steps
+
+
+@dataclass
+class Demo:
+    port: int
+    process: subprocess.Popen[bytes]
+    directory: Path
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    if subprocess.run(["which", "kamailio", "baresip"], capture_output=True,
+                      check=False).returncode != 0:
+        if os.environ.get("TRUNKPLANE_REQUIRE_POSTGRES"):
+            raise RuntimeError("kamailio or baresip is missing (make test installs them)")
+        pytest.skip("no kamailio or baresip: make demo-provider installs them")
+    port = free_port()
+    directory = tmp_path / "demo"
+    env = {**os.environ, "DEMO_DIR": str(directory), "DEMO_SIP_PORT": str(port),
+           "DEMO_PHONE_PORT": str(free_port())}
+    process = subprocess.Popen([sys.executable, str(ROOT / "infra/demo/provider.py")],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert process.stdout is not None
+    banner = process.stdout.readline().decode()
+    assert banner.startswith("demo provider:"), banner + process.stdout.read().decode()
+    yield Demo(port, process, directory)
+    process.terminate()
+    assert process.wait(timeout=30) == 0
+
+
+def _run(step: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", step], env=env, capture_output=True, text=True,
+                          timeout=60, check=False, cwd=env["TOUR_DIR"])
+
+
+def test_the_readme_tour_word_for_word(demo: Demo, tmp_path: Path) -> None:
+    server = Server(tmp_path)
+    server.start()
+    env = {**server.local_env(), "PATH": f"{BIN}:{os.environ['PATH']}",
+           "TRUNKPLANE_SERVER": f"127.0.0.1:{server.port}", "TOUR_DIR": str(tmp_path)}
+    silent = free_port()
+    lease = ""
+    outputs: dict[str, str] = {}
+    try:
+        for step in tour_steps((ROOT / "README.md").read_text()):
+            command = (step.command.replace("127.0.0.1:5070", f"127.0.0.1:{demo.port}")
+                       .replace("127.0.0.1:5072", f"127.0.0.1:{silent}")
+                       .replace("LEASE_ID", lease))
+            deadline = time.monotonic() + 20
+            while True:  # reads of what the agent observes: it registers within seconds
+                done = _run(command, env)
+                settled = "registering" not in done.stdout and "unknown" not in done.stdout
+                if (done.returncode == step.exit_code and settled) or not any(
+                        command.startswith(f"trunkplane {r}")
+                        for r in ("trunk status", "channel acquire")) \
+                        or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            assert done.returncode == step.exit_code, (command, done.stdout, done.stderr)
+            assert "Traceback" not in done.stderr, done.stderr
+            outputs[command] = done.stdout
+            if command.startswith("trunkplane channel acquire"):
+                lease = re.search(r"^lease\s+(\S+)", done.stdout, re.M).group(1)  # type: ignore[union-attr]
+        status = json.loads(_run("trunkplane trunk status --json", env).stdout)["statuses"]
+        states = {s["trunk_name"]: (s["state"], s.get("sip_code")) for s in status}
+        assert states["voco"] == ("registered", 200)
+        assert states["carrier"] == ("ok", 200)
+        table = next(v for k, v in outputs.items() if k == "trunkplane trunk status")
+        voco = next(line for line in table.splitlines() if line.startswith("voco"))
+        assert re.search(r"registered\s+200\s+OK", voco), voco
+        resolved = next(v for k, v in outputs.items() if "--from 1001" in k and "resolve" in k)
+        assert "12125551234" in resolved and "voco" in resolved
+        acquired = next(v for k, v in outputs.items() if "channel acquire" in k)
+        assert re.search(r"^trunk\s+voco$", acquired, re.M), acquired
+    finally:
+        server.stop()
