@@ -26,7 +26,7 @@ from common import KEY, machine
 from domain.application import TrunkplaneApp
 from domain.model import CommandMeta
 from domain.trunk import Trunk
-from infra.settings import Settings
+from infra.config.settings import Settings
 from trunkplane.v1 import trunk_pb2, trunk_pb2_grpc
 
 TRUNK: dict[str, Any] = {

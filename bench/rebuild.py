@@ -25,8 +25,8 @@ from common import KEY, machine
 from domain.application import TrunkplaneApp
 from domain.model import CommandMeta
 from domain.trunk import Trunk
-from infra.keys import secret_fingerprint
-from infra.settings import Settings
+from infra.config.settings import Settings
+from infra.security.keys import secret_fingerprint
 from projections.db import Database, PostgresDatabase, SqliteDatabase
 from projections.runner import ProjectionRunner
 from projections.views import PROJECTIONS, ViewStore

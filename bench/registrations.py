@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import machine
 from domain.status import StatusObservation, TrunkState
-from sipagent.engine import SipAgent, SipSettings
+from sipagent.engine import SipAgent
+from sipagent.settings import SipSettings
 from tests.kamailio import Kamailio
 
 PASSWORD = "Bench-Password-1234567"

@@ -26,9 +26,12 @@ from domain.feeds import MemoryPositions
 from domain.model import CommandMeta
 from domain.trunk import Trunk
 from domain.trunk_settings import validate_trunk
-from infra.avro import Codec, WireCipher
-from infra.kafka import KafkaEventFeed, Relay, init_topics
-from infra.settings import KafkaSettings, Settings
+from infra.config.settings import KafkaSettings, Settings
+from infra.messaging.codec import AvroCodec
+from infra.messaging.feeds import KafkaEventFeed
+from infra.messaging.relay import Relay
+from infra.messaging.topics import init_topics
+from infra.security.sealing import WireCipher
 from sipagent.runner import AgentRunner
 from sipagent.state import AgentState
 
@@ -75,12 +78,12 @@ def throughput(bootstrap: str, count: int, data: Path) -> None:
     settings = Settings(data_dir=data, database_url="", cipher_key=KEY,
                         listen="127.0.0.1:0", log_level="WARNING")
     data.mkdir(parents=True, exist_ok=True)
-    from infra.wiring import build_app
+    from infra.app.control import build_app
 
     app = build_app(settings)
     fill(app, count)
     kafka = topics(bootstrap)
-    codec = Codec(WireCipher(kafka.wire_key))
+    codec = AvroCodec(WireCipher(kafka.wire_key))
     notes = app.recorder.select_notifications(0, count + 10)
     payloads = [(e.tenant.encode(), codec.encode_event(e, n.id, e.tenant))  # type: ignore[attr-defined]
                 for n in notes if (e := app.mapper.to_domain_event(n))]
@@ -124,13 +127,13 @@ def throughput(bootstrap: str, count: int, data: Path) -> None:
 def latency(bootstrap: str, count: int, data: Path) -> None:
     """A command committed -> relayed -> consumed -> applied in an agent, one at a time at
     about 20 per second (not a saturation test)."""
-    from infra.wiring import build_app
+    from infra.app.control import build_app
 
     data.mkdir(parents=True, exist_ok=True)
     app = build_app(Settings(data_dir=data, database_url="", cipher_key=KEY,
                              listen="127.0.0.1:0", log_level="WARNING"))
     kafka = topics(bootstrap)
-    codec = Codec(WireCipher(kafka.wire_key))
+    codec = AvroCodec(WireCipher(kafka.wire_key))
     relay = Relay(app, codec, kafka, MemoryPositions())
     arrived: dict[str, float] = {}
     seen = threading.Condition()

@@ -24,7 +24,7 @@ from domain.errors import (
     Violations,
 )
 from domain.guard import ALERT_KINDS, validate_guard, validate_hours
-from domain.model import CommandMeta, Configured, Settings, etag_for
+from domain.model import CommandMeta, Configured, Fields, etag_for
 from domain.pbx import Pbx, default_pbx, validate_pbx
 from domain.routes import InboundRoute, OutboundRoute, validate_inbound, validate_outbound
 from domain.templates import get_template
@@ -105,7 +105,7 @@ def _check_unique_name(catalog: TenantCatalog, kind: str, name: str, own_id: UUI
 # Trunks
 
 
-def create_trunk(uow: UnitOfWork, tenant: str, raw: Settings, template: str,
+def create_trunk(uow: UnitOfWork, tenant: str, raw: Fields, template: str,
                  meta: CommandMeta) -> Outcome:
     def handler() -> Outcome:
         settings, warnings = validate_trunk(
@@ -120,7 +120,7 @@ def create_trunk(uow: UnitOfWork, tenant: str, raw: Settings, template: str,
     return idempotent(uow, tenant, meta, "CreateTrunk", handler)
 
 
-def update_trunk(uow: UnitOfWork, tenant: str, ref: str, patch: Settings, etag: str,
+def update_trunk(uow: UnitOfWork, tenant: str, ref: str, patch: Fields, etag: str,
                  meta: CommandMeta) -> Outcome:
     def handler() -> Outcome:
         catalog = catalog_of(uow, tenant, meta)
@@ -160,7 +160,7 @@ def _trunk_entry(trunk: Trunk) -> dict[str, Any]:
     return {"name": s["name"], "type": s["type"], "enabled": s["enabled"]}
 
 
-def merge(current: Settings, patch: Settings) -> Settings:
+def merge(current: Fields, patch: Fields) -> Fields:
     """Applies masked fields; nested settings (nat, call_limits) merge one level deep."""
     merged = dict(current)
     for key, value in patch.items():
@@ -174,7 +174,7 @@ def merge(current: Settings, patch: Settings) -> Settings:
 # Outbound routes
 
 
-def resolve_route_trunks(catalog: TenantCatalog, settings: Settings) -> Settings:
+def resolve_route_trunks(catalog: TenantCatalog, settings: Fields) -> Fields:
     errors = Violations()
     for i, item in enumerate(settings["trunks"]):
         trunk_id = catalog.find(TRUNK, item["trunk_id"])
@@ -200,7 +200,7 @@ def _check_position(position: int | None) -> None:
         raise ValidationError.single("position", f"must be 1 or more (0 = last), got {position}")
 
 
-def create_outbound_route(uow: UnitOfWork, tenant: str, raw: Settings, position: int | None,
+def create_outbound_route(uow: UnitOfWork, tenant: str, raw: Fields, position: int | None,
                           meta: CommandMeta) -> Outcome:
     def handler() -> Outcome:
         _check_position(position)
@@ -216,7 +216,7 @@ def create_outbound_route(uow: UnitOfWork, tenant: str, raw: Settings, position:
     return idempotent(uow, tenant, meta, "CreateOutboundRoute", handler)
 
 
-def update_outbound_route(uow: UnitOfWork, tenant: str, ref: str, patch: Settings,
+def update_outbound_route(uow: UnitOfWork, tenant: str, ref: str, patch: Fields,
                           position: int | None, etag: str, meta: CommandMeta) -> Outcome:
     def handler() -> Outcome:
         _check_position(position)
@@ -256,7 +256,7 @@ def _inbound_entry(catalog: TenantCatalog, route: InboundRoute) -> dict[str, Any
             "caller_id_pattern": s["caller_id_pattern"], "trunk_id": s["trunk_id"]}
 
 
-def resolve_inbound_trunk(catalog: TenantCatalog, settings: Settings) -> Settings:
+def resolve_inbound_trunk(catalog: TenantCatalog, settings: Fields) -> Fields:
     """The route's trunk filter as a trunk id (it may be given by name)."""
     if settings["trunk_id"]:
         trunk_id = catalog.find(TRUNK, settings["trunk_id"])
@@ -267,7 +267,7 @@ def resolve_inbound_trunk(catalog: TenantCatalog, settings: Settings) -> Setting
     return settings
 
 
-def _checked_inbound(catalog: TenantCatalog, raw: Settings, own_id: UUID | None) -> Settings:
+def _checked_inbound(catalog: TenantCatalog, raw: Fields, own_id: UUID | None) -> Fields:
     settings = resolve_inbound_trunk(catalog, validate_inbound(raw))
     for entry_id, entry in catalog.entries[INBOUND].items():
         same = all(entry[k] == settings[k] for k in ("did_pattern", "caller_id_pattern",
@@ -280,7 +280,7 @@ def _checked_inbound(catalog: TenantCatalog, raw: Settings, own_id: UUID | None)
     return settings
 
 
-def create_inbound_route(uow: UnitOfWork, tenant: str, raw: Settings,
+def create_inbound_route(uow: UnitOfWork, tenant: str, raw: Fields,
                          meta: CommandMeta) -> Outcome:
     def handler() -> Outcome:
         catalog = catalog_of(uow, tenant, meta, write=True)
@@ -292,7 +292,7 @@ def create_inbound_route(uow: UnitOfWork, tenant: str, raw: Settings,
     return idempotent(uow, tenant, meta, "CreateInboundRoute", handler)
 
 
-def update_inbound_route(uow: UnitOfWork, tenant: str, ref: str, patch: Settings, etag: str,
+def update_inbound_route(uow: UnitOfWork, tenant: str, ref: str, patch: Fields, etag: str,
                          meta: CommandMeta) -> Outcome:
     def handler() -> Outcome:
         catalog = catalog_of(uow, tenant, meta, write=True)
@@ -309,7 +309,7 @@ def update_inbound_route(uow: UnitOfWork, tenant: str, ref: str, patch: Settings
 # The tenant's policy
 
 
-def update_tenant_policy(uow: UnitOfWork, tenant: str, patch: Settings,
+def update_tenant_policy(uow: UnitOfWork, tenant: str, patch: Fields,
                          meta: CommandMeta) -> dict[str, Any]:
     """Changes the fields of the tenant's guard that `patch["guard"]` names; setting the
     same policy again records nothing (a retry is harmless)."""
@@ -348,7 +348,7 @@ def record_fraud_alert(uow: UnitOfWork, tenant: str, kind: str, detail: str, ext
 # The tenant's PBX
 
 
-def update_pbx(uow: UnitOfWork, tenant: str, patch: Settings, etag: str,
+def update_pbx(uow: UnitOfWork, tenant: str, patch: Fields, etag: str,
                meta: CommandMeta) -> Outcome:
     """Changes the fields of the tenant's PBX access that `patch` names (the first change
     creates it); what does not change records nothing."""

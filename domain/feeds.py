@@ -1,7 +1,7 @@
 """How events reach their consumers (the agents, the relay): an `EventFeed` reads after a
 position, waits for more, and commits what its consumer has applied. In one process the
 feed is the event store's notification log; in the distributed mode a Kafka consumer group
-(infra.kafka). Consumers see the same domain events either way, and skip redeliveries with
+(infra.messaging). Consumers see the same domain events either way, and skip redeliveries with
 a `VersionGate`."""
 
 from __future__ import annotations

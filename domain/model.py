@@ -14,7 +14,7 @@ from eventsourcing.domain import Aggregate
 from domain.errors import ConflictError, NotFoundError, Violations
 from domain.values import parse_reason, parse_request_id
 
-Settings = dict[str, Any]
+Fields = dict[str, Any]  # an aggregate's field values by name (settings of a trunk or route)
 META_FIELDS = ("actor", "reason", "request_id")
 BASE_FIELDS = frozenset(
     {"originator_id", "originator_version", "originator_topic", "timestamp", *META_FIELDS}
@@ -85,7 +85,7 @@ class Configured(Aggregate):
             aggregate.__dict__["_deleted"] = True
 
     tenant: str
-    settings: Settings
+    settings: Fields
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Self:
         """Events replace the settings dict and its values, never change them in place,
@@ -101,14 +101,14 @@ class Configured(Aggregate):
         return bool(getattr(self, "_deleted", False))
 
     @classmethod
-    def create(cls, tenant: str, settings: Settings, meta: CommandMeta) -> Self:
+    def create(cls, tenant: str, settings: Fields, meta: CommandMeta) -> Self:
         return cls._create(
             cls.Created, tenant=tenant, settings=dict(settings), actor=meta.actor,
             reason=meta.reason, request_id=meta.request_id,
         )
 
     # Fields added after the first release: their value where older events lack them.
-    DEFAULTS: ClassVar[Settings] = {}
+    DEFAULTS: ClassVar[Fields] = {}
 
     # Which event class records a change of which settings field; subclasses fill it.
     EVENT_FOR_FIELD: ClassVar[dict[str, type[Configured.SettingsChanged]]] = {}
@@ -128,7 +128,7 @@ class Configured(Aggregate):
         if self.deleted:
             raise NotFoundError(f"{self.KIND} {self.id} was deleted")
 
-    def change_settings(self, new: Settings, meta: CommandMeta) -> None:
+    def change_settings(self, new: Fields, meta: CommandMeta) -> None:
         """Triggers one event per group of changed fields, in a stable order."""
         changed = {k for k, v in new.items() if self.settings.get(k, self.DEFAULTS.get(k)) != v}
         if "enabled" in changed:
@@ -141,7 +141,7 @@ class Configured(Aggregate):
                                **meta.event_kwargs())
 
     def refine_event(
-        self, event_class: type[Configured.SettingsChanged], new: Settings
+        self, event_class: type[Configured.SettingsChanged], new: Fields
     ) -> type[Configured.SettingsChanged]:
         """Lets a subclass pick a more precise event name for the same fields."""
         return event_class

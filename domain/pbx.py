@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Self
 from uuid import UUID
 
 from domain.errors import Violations
-from domain.model import CommandMeta, Configured, Settings, uuid_for
+from domain.model import CommandMeta, Configured, Fields, uuid_for
 from domain.values import (
     check_printable,
     parse_cidr,
@@ -55,7 +55,7 @@ class Pbx(Configured):
         return uuid_for(NAMESPACE, "pbx", tenant)
 
     @classmethod
-    def start(cls, tenant: str, settings: Settings, meta: CommandMeta) -> Self:
+    def start(cls, tenant: str, settings: Fields, meta: CommandMeta) -> Self:
         return cls._create(cls.Created, id=cls.id_for(tenant), tenant=tenant,
                            settings=dict(settings), **meta.event_kwargs())
 
@@ -68,16 +68,16 @@ Pbx.EVENT_FOR_FIELD = {
 }
 
 
-def default_pbx() -> Settings:
+def default_pbx() -> Fields:
     return {"source_cidrs": [], "username": "", "password": "", "targets": [],
             "enabled": True}
 
 
-def validate_pbx(raw: Settings, prefix: str = "pbx") -> Settings:
+def validate_pbx(raw: Fields, prefix: str = "pbx") -> Fields:
     """The canonical settings, or ValidationError naming every field that breaks a rule."""
     merged = {**default_pbx(), **raw}
     errors = Violations()
-    out: Settings = {
+    out: Fields = {
         "source_cidrs": _each(errors, f"{prefix}.source_cidrs", merged["source_cidrs"],
                               _sources),
         "targets": _each(errors, f"{prefix}.targets", merged["targets"], _targets),

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from domain.dialplan import DialPattern, check_pattern
 from domain.errors import Violations
 from domain.guard import default_guard, validate_guard
-from domain.model import Configured, Settings
+from domain.model import Configured, Fields
 from domain.values import (
     MAX_ALLOWED_EXTENSIONS,
     MAX_DIAL_PATTERNS,
@@ -34,7 +34,7 @@ class Strategy(StrEnum):
 
 class OutboundRoute(Configured):
     KIND: ClassVar[str] = "outbound route"
-    DEFAULTS: ClassVar[Settings] = {"guard": default_guard()}
+    DEFAULTS: ClassVar[Fields] = {"guard": default_guard()}
 
     class RouteRenamed(Configured.SettingsChanged):
         name: str
@@ -103,9 +103,9 @@ def _guard(errors: Violations, field: str, parse: Any, value: Any) -> Any:
         return None
 
 
-def validate_outbound(raw: Settings) -> Settings:
+def validate_outbound(raw: Fields) -> Fields:
     errors = Violations()
-    out: Settings = {
+    out: Fields = {
         "name": _guard(errors, "name", parse_name, str(raw.get("name") or "")),
         "strategy": _guard(
             errors, "strategy", lambda v: parse_enum(Strategy, v or "failover").value,
@@ -148,7 +148,7 @@ def validate_outbound(raw: Settings) -> Settings:
     return out
 
 
-def _items(raw: Settings, field: str) -> list[Any]:
+def _items(raw: Fields, field: str) -> list[Any]:
     value = raw.get(field) or []
     return list(value) if isinstance(value, list | tuple) else [value]
 
@@ -172,7 +172,7 @@ def _validate_route_trunks(items: list[Any], strategy: str, errors: Violations) 
     return trunks
 
 
-def validate_inbound(raw: Settings) -> Settings:
+def validate_inbound(raw: Fields) -> Fields:
     errors = Violations()
 
     def optional_pattern(value: str) -> str:
@@ -186,7 +186,7 @@ def validate_inbound(raw: Settings) -> Settings:
             )
         return value.strip()
 
-    out: Settings = {
+    out: Fields = {
         "did_pattern": _guard(errors, "did_pattern", optional_pattern,
                               str(raw.get("did_pattern") or "")),
         "caller_id_pattern": _guard(errors, "caller_id_pattern", optional_pattern,

@@ -4,12 +4,10 @@ the number and whose allowed extensions include the caller, gives the candidate 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from domain.dialplan import DialPattern, check_digits, matches
 from domain.errors import ForbiddenError, NotFoundError, ValidationError
-
-Settings = dict[str, Any]
+from domain.model import Fields
 
 
 @dataclass(frozen=True)
@@ -31,7 +29,7 @@ class Resolution:
 
 
 def resolve_outbound(
-    routes: list[tuple[str, Settings]], trunks: dict[str, Settings], number: str, extension: str
+    routes: list[tuple[str, Fields]], trunks: dict[str, Fields], number: str, extension: str
 ) -> Resolution:
     _check_number(number)
     refused: list[str] = []
@@ -63,7 +61,7 @@ def _check_number(number: str) -> None:
         raise ValidationError.single("number", str(error)) from None
 
 
-def _first_match(route: Settings, number: str) -> tuple[DialPattern, str] | None:
+def _first_match(route: Fields, number: str) -> tuple[DialPattern, str] | None:
     for raw in route["dial_patterns"]:
         pattern = DialPattern(**raw)
         dialled = pattern.rewrite(number)
@@ -72,8 +70,8 @@ def _first_match(route: Settings, number: str) -> tuple[DialPattern, str] | None
     return None
 
 
-def _candidates(route_id: str, route: Settings, pattern: DialPattern, dialled: str,
-                trunks: dict[str, Settings]) -> Resolution:
+def _candidates(route_id: str, route: Fields, pattern: DialPattern, dialled: str,
+                trunks: dict[str, Fields]) -> Resolution:
     candidates, skipped = [], []
     for item in route["trunks"]:
         trunk = trunks.get(item["trunk_id"])

@@ -10,6 +10,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
+# Seconds without a heartbeat before an agent counts as silent (agents beat every 10 s).
+STALE_AFTER = 30.0
+
 
 class TrunkState(StrEnum):
     REGISTERING = "registering"

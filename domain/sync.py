@@ -20,7 +20,7 @@ from domain.catalog import (
     default_policy,
 )
 from domain.errors import PreconditionError, Violations
-from domain.model import CommandMeta, Settings
+from domain.model import CommandMeta, Fields
 from domain.pbx import Pbx, default_pbx, validate_pbx
 from domain.routes import InboundRoute, OutboundRoute, validate_inbound, validate_outbound
 from domain.text import name_key
@@ -33,11 +33,11 @@ from domain.unit_of_work import UnitOfWork
 class DesiredConfig:
     """Trunks by name (no password: keep the current one); routes name their trunks."""
 
-    trunks: list[Settings] = field(default_factory=list)
-    outbound_routes: list[Settings] = field(default_factory=list)  # in route order
-    inbound_routes: list[Settings] = field(default_factory=list)
-    pbx: Settings | None = None  # None: the document says nothing about the PBX
-    policy: Settings | None = None  # the tenant's guard and hours; None: not in the document
+    trunks: list[Fields] = field(default_factory=list)
+    outbound_routes: list[Fields] = field(default_factory=list)  # in route order
+    inbound_routes: list[Fields] = field(default_factory=list)
+    pbx: Fields | None = None  # None: the document says nothing about the PBX
+    policy: Fields | None = None  # the tenant's guard and hours; None: not in the document
 
 
 IMPORT = "ImportConfiguration"
@@ -103,7 +103,7 @@ def _catalog(uow: UnitOfWork, tenant: str, meta: CommandMeta) -> TenantCatalog:
     return commands.catalog_of(uow, tenant, meta)
 
 
-def _sync_trunks(uow: UnitOfWork, tenant: str, wanted: list[Settings], meta: CommandMeta,
+def _sync_trunks(uow: UnitOfWork, tenant: str, wanted: list[Fields], meta: CommandMeta,
                  report: SyncReport) -> None:
     for raw in wanted:
         existing = _catalog(uow, tenant, meta).find(TRUNK, str(raw.get("name", "")))
@@ -123,7 +123,7 @@ def _sync_trunks(uow: UnitOfWork, tenant: str, wanted: list[Settings], meta: Com
     report.kept += _not_named(_catalog(uow, tenant, meta), TRUNK, "trunk", wanted)
 
 
-def _sync_outbound(uow: UnitOfWork, tenant: str, wanted: list[Settings], meta: CommandMeta,
+def _sync_outbound(uow: UnitOfWork, tenant: str, wanted: list[Fields], meta: CommandMeta,
                    report: SyncReport) -> None:
     for index, raw in enumerate(wanted):
         catalog = _catalog(uow, tenant, meta)
@@ -145,7 +145,7 @@ def _sync_outbound(uow: UnitOfWork, tenant: str, wanted: list[Settings], meta: C
     report.kept += _not_named(_catalog(uow, tenant, meta), OUTBOUND, "outbound route", wanted)
 
 
-def _sync_inbound(uow: UnitOfWork, tenant: str, wanted: list[Settings], meta: CommandMeta,
+def _sync_inbound(uow: UnitOfWork, tenant: str, wanted: list[Fields], meta: CommandMeta,
                   report: SyncReport) -> None:
     matched: set[str] = set()
     for raw in wanted:
@@ -170,7 +170,7 @@ def _sync_inbound(uow: UnitOfWork, tenant: str, wanted: list[Settings], meta: Co
                     if rid not in matched]
 
 
-def _sync_pbx(uow: UnitOfWork, tenant: str, wanted: Settings | None, meta: CommandMeta,
+def _sync_pbx(uow: UnitOfWork, tenant: str, wanted: Fields | None, meta: CommandMeta,
               report: SyncReport) -> None:
     """Without a password in the document the current one stays, as for trunks."""
     pbx = uow.peek(Pbx.id_for(tenant), Pbx)
@@ -186,7 +186,7 @@ def _sync_pbx(uow: UnitOfWork, tenant: str, wanted: Settings | None, meta: Comma
         report.changes.append(f"{verb}: {', '.join(sorted(patch))}")
 
 
-def _sync_policy(uow: UnitOfWork, tenant: str, wanted: Settings | None, meta: CommandMeta,
+def _sync_policy(uow: UnitOfWork, tenant: str, wanted: Fields | None, meta: CommandMeta,
                  report: SyncReport) -> None:
     """The document's policy replaces the tenant's whole guard and business hours: a
     restore must bring back the fraud guard exactly as it was exported."""
@@ -204,13 +204,13 @@ def _sync_policy(uow: UnitOfWork, tenant: str, wanted: Settings | None, meta: Co
 
 
 def _not_named(catalog: TenantCatalog, kind: str, label: str,
-               wanted: list[Settings]) -> list[str]:
+               wanted: list[Fields]) -> list[str]:
     names = {name_key(str(raw.get("name", ""))) for raw in wanted}
     return [f"{label} {e['name']}" for e in catalog.entries[kind].values()
             if name_key(e["name"]) not in names]
 
 
-def _find_inbound(catalog: TenantCatalog, settings: Settings) -> str | None:
+def _find_inbound(catalog: TenantCatalog, settings: Fields) -> str | None:
     keys = ("did_pattern", "caller_id_pattern", "trunk_id")
     for route_id, entry in catalog.entries[INBOUND].items():
         if all(entry[k] == settings[k] for k in keys):
@@ -218,5 +218,5 @@ def _find_inbound(catalog: TenantCatalog, settings: Settings) -> str | None:
     return None
 
 
-def _differences(current: Settings, wanted: Settings) -> dict[str, Any]:
+def _differences(current: Fields, wanted: Fields) -> dict[str, Any]:
     return {k: v for k, v in wanted.items() if current.get(k) != v}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from domain.model import Configured, Settings
+from domain.model import Configured, Fields
 
 
 class Trunk(Configured):
@@ -54,7 +54,7 @@ class Trunk(Configured):
         description: str
 
     def refine_event(
-        self, event_class: type[Configured.SettingsChanged], new: Settings
+        self, event_class: type[Configured.SettingsChanged], new: Fields
     ) -> type[Configured.SettingsChanged]:
         if event_class is Trunk.CodecsChanged and sorted(new["codecs"]) == sorted(
             self.settings["codecs"]

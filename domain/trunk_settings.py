@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from domain.errors import Violations
+from domain.model import Fields
 from domain.values import (
     MAX_CODECS,
     MAX_LOCAL_NETWORKS,
@@ -37,10 +38,9 @@ LIMIT_FIELDS = ("max_concurrent_calls", "max_inbound_calls", "max_outbound_calls
 # takes. A template's own list wins; a change to an empty list is still refused.
 DEFAULT_CODECS = ("PCMU", "PCMA")
 
-Settings = dict[str, Any]
 
 
-def default_settings() -> Settings:
+def default_settings() -> Fields:
     return {
         "name": "", "type": "", "host": "", "transport": "udp",
         "username": "", "password": "", "auth_id": "", "max_registrations": 1,
@@ -52,15 +52,15 @@ def default_settings() -> Settings:
     }
 
 
-def with_default_codecs(raw: Settings) -> Settings:
+def with_default_codecs(raw: Fields) -> Fields:
     """The settings of a new trunk, with the default codecs when none were given."""
     return raw if raw.get("codecs") else {**raw, "codecs": list(DEFAULT_CODECS)}
 
 
 class _Checker:
-    def __init__(self, raw: Settings) -> None:
+    def __init__(self, raw: Fields) -> None:
         self.raw = raw
-        self.out: Settings = {}
+        self.out: Fields = {}
         self.errors = Violations()
 
     def field(self, name: str, parse: Callable[[Any], Any], *, optional: bool = False) -> Any:
@@ -76,7 +76,7 @@ class _Checker:
         return self.out[name]
 
 
-def validate_trunk(raw: Settings) -> tuple[Settings, list[str]]:
+def validate_trunk(raw: Fields) -> tuple[Fields, list[str]]:
     """Returns (canonical settings, warnings) or raises ValidationError naming every field
     that breaks a rule."""
     c = _Checker({**default_settings(), **raw})
@@ -187,7 +187,7 @@ def _peer_addresses(value: Any) -> list[str]:
 def _check_nat(c: _Checker) -> None:
     raw = c.raw.get("nat") or {}
     nat = {**default_settings()["nat"], **raw}
-    out: Settings = {}
+    out: Fields = {}
     for key, parse in (
         ("enabled", _bool),
         ("external_ip", lambda v: parse_ip(v) if _str(v) else ""),
@@ -212,7 +212,7 @@ def _stun(text: str) -> HostPort:
 
 def _check_limits(c: _Checker) -> None:
     raw = c.raw.get("call_limits") or {}
-    limits: Settings = {}
+    limits: Fields = {}
     for key in LIMIT_FIELDS:
         try:
             value = raw.get(key)
@@ -254,7 +254,7 @@ def _check_kind_rules(c: _Checker, kind: TrunkType) -> None:
         errors.add("max_registrations", "only account trunks hold more than one registration")
 
 
-def _warnings(out: Settings) -> list[str]:
+def _warnings(out: Fields) -> list[str]:
     warnings = []
     password = out.get("password") or ""
     if password and len(password) < WEAK_PASSWORD_LENGTH:

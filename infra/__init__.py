@@ -1,1 +1,1 @@
-"""Adapters and wiring: settings, event store, gRPC servers, CLI."""
+"""Adapters and wiring, one sub-package per role (see the README's layout table)."""

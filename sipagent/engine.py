@@ -23,6 +23,7 @@ from domain.status import ContactStatus, PeerStatus, StatusObservation, StatusSi
 from domain.values import parse_host_port
 from sipagent.destinations import Destinations, Network
 from sipagent.runner import Ticker
+from sipagent.settings import SipSettings
 from sipagent.sip.digest import DigestClient, parse_challenge
 from sipagent.sip.message import Request, Response, SipParseError, split_list
 from sipagent.sip.transport import (
@@ -38,30 +39,6 @@ T = TypeVar("T")
 WIRE_FIELDS = ("type", "host", "transport", "username", "password", "auth_id",
                "max_registrations", "from_user", "from_domain", "peer_addresses", "nat",
                "enabled")
-
-
-@dataclass(frozen=True)
-class SipSettings:
-    agent_id: str = "agent"
-    listen_host: str = "127.0.0.1"
-    listen_port: int = 5062
-    t1: float = 0.5
-    register_expires: int = 3600
-    options_interval: float = 30.0
-    options_timeout: float = 3.0
-    down_after: int = 2
-    up_after: int = 1
-    max_in_flight: int = 100
-    startup_spread: float = 5.0  # initial registrations start at random within this
-    backoff_base: float = 30.0
-    backoff_max: float = 1800.0
-    tls_ca: str = ""  # PEM file of CAs trusted for providers' TLS (default: the system's)
-    # Where the agent may send SIP: CIDRs, or "any"; empty: public addresses only.
-    destinations: tuple[str, ...] = ()
-    tcp_port: int | None = None  # the provider face over TCP (None: no TCP listener)
-    tls_port: int | None = None  # over TLS, with tls_cert and tls_key
-    tls_cert: str = ""
-    tls_key: str = ""
 
 
 def backoff(failures: int, base: float, cap: float) -> float:

@@ -17,7 +17,8 @@ from domain.model import CommandMeta
 from domain.status import StatusObservation, TrunkState
 from sipagent.admission import Admission
 from sipagent.calls.b2bua import B2BUA, CallSettings
-from sipagent.engine import SipAgent, SipSettings
+from sipagent.engine import SipAgent
+from sipagent.settings import SipSettings
 from sipagent.state import AgentState
 
 META = CommandMeta(actor="test", reason="", request_id="")

@@ -13,11 +13,11 @@ import grpc
 import psycopg
 import pytest
 
-from infra.auth import TOKENS_FILE, TokenStore
-from infra.kafka import init_topics
-from infra.settings import KafkaSettings, Settings
-from infra.tls import CERT_FILE
-from infra.wiring import ControlPlane, start
+from infra.app.control import ControlPlane, start
+from infra.config.settings import KafkaSettings, Settings
+from infra.messaging.topics import init_topics
+from infra.security.tls import CERT_FILE
+from infra.security.tokens import TOKENS_FILE, TokenStore
 from tests.brokers import Broker
 from trunkplane.v1 import route_pb2_grpc, trunk_pb2_grpc
 

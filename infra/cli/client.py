@@ -2,58 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from infra.auth import ADMIN_TOKEN_FILE
 from infra.cli.exits import Exit, for_status
 from infra.cli.output import print_data
-from infra.tls import CERT_FILE
+from infra.grpc_api.clients import Credentials
 from trunkplane.v1 import agent_pb2_grpc, route_pb2_grpc, trunk_pb2_grpc
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """Where the CLI's token and trust come from, kept to name them when TLS fails."""
-
-    token: str
-    tls: bool
-    ca_path: Path
-    ca_certificate: bytes | None  # None with TLS on: the system's CAs
-
-    @property
-    def trust(self) -> str:
-        if self.ca_certificate is not None:
-            return f"the CA file {self.ca_path}"
-        return f"the system's CAs ({self.ca_path}, the CA file tried, does not exist)"
-
-
-def connection(env: dict[str, str] | None = None) -> Credentials:
-    """The token from TRUNKPLANE_TOKEN / TRUNKPLANE_TOKEN_FILE, the CA from
-    TRUNKPLANE_TLS_CA; by default both from the data directory the local service made."""
-    env = dict(os.environ if env is None else env)
-    data = Path(env.get("TRUNKPLANE_DATA", "./var"))
-    token = env.get("TRUNKPLANE_TOKEN", "")
-    token_file = Path(env.get("TRUNKPLANE_TOKEN_FILE", data / ADMIN_TOKEN_FILE))
-    if not token and token_file.exists():
-        token = token_file.read_text().strip()
-    ca = Path(env.get("TRUNKPLANE_TLS_CA", data / CERT_FILE))
-    tls = env.get("TRUNKPLANE_TLS", "on") != "off"
-    return Credentials(token, tls, ca, ca.read_bytes() if tls and ca.exists() else None)
-
-
-def credentials(env: dict[str, str] | None = None) -> tuple[str, bytes | None]:
-    """The token and the CA certificate (None: plaintext, or the system's CAs)."""
-    found = connection(env)
-    return found.token, found.ca_certificate
 
 
 @dataclass

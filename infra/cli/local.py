@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from infra.auth import ROLES, TOKENS_FILE, TokenStore
 from infra.cli import completion
 from infra.cli.audit import parse_time
 from infra.cli.exits import Exit
 from infra.cli.output import print_data
-from infra.logs import configure as configure_logs
-from infra.settings import Settings, SettingsError
+from infra.config.settings import Settings, SettingsError
+from infra.ops.logs import configure as configure_logs
+from infra.security.tokens import ROLES, TOKENS_FILE, TokenStore
 from projections.runner import Until
 
 Sub: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -146,7 +146,7 @@ def _token_action(args: argparse.Namespace) -> int:
 
 
 def _keys(args: argparse.Namespace) -> int:
-    from infra.keys import key_ring, rotate
+    from infra.security.keys import key_ring, rotate
 
     settings = _settings(args)
     if settings is None:
@@ -170,7 +170,7 @@ def _keys(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from infra.doctor import examine
+    from infra.ops.doctor import examine
 
     try:
         settings = Settings.from_env()
@@ -194,7 +194,7 @@ def _doctor(args: argparse.Namespace) -> int:
 def _kafka_init(args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
 
-    from infra.kafka import init_topics
+    from infra.messaging.topics import init_topics
 
     settings = _settings(args)
     if settings is None:
@@ -214,7 +214,7 @@ def _kafka_init(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from infra.replay import replay
+    from infra.ops.replay import replay
 
     settings = _settings(args)
     if settings is None:
@@ -242,7 +242,8 @@ def _completion(args: argparse.Namespace) -> int:
 
 
 def _serve(mode: str) -> int:
-    from infra.wiring import run_agent, serve
+    from infra.app.agent import run_agent
+    from infra.app.control import serve
 
     try:
         settings = Settings.from_env()

@@ -10,9 +10,10 @@ from importlib.metadata import PackageNotFoundError, version
 import grpc
 
 from infra.cli import audit, channels, config, local, ops, routes, trunks
-from infra.cli.client import Client, connection, report
+from infra.cli.client import Client, report
 from infra.cli.common import add_common, finish
 from infra.cli.exits import Exit, table_text
+from infra.grpc_api.clients import connection
 
 EXAMPLES = """\
 examples:

@@ -14,8 +14,8 @@ from typing import Any
 
 import grpc
 
-from infra.auth import Authenticator, AuthError, is_open
 from infra.grpc_api.limits import RateLimiter
+from infra.security.tokens import Authenticator, AuthError, is_open
 
 log = logging.getLogger("trunkplane.rpc")
 
@@ -66,8 +66,7 @@ class CallContextInterceptor(grpc.ServerInterceptor):
                           details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(details)
         method = details.method
-        if handler is None or is_open(method) or (
-                handler.unary_unary is None and handler.unary_stream is None):
+        if handler is None or is_open(method):
             return handler
         wrapped = self._wrapped.get(method)
         if wrapped is None:  # one wrapper per method (a server has one handler each)
@@ -75,29 +74,28 @@ class CallContextInterceptor(grpc.ServerInterceptor):
         return wrapped
 
     def _wrap(self, handler: Any, method: str) -> Any:
+        """Every call shape is wrapped: a shape left out would be open to anyone."""
+        behaviour, make = _shape(handler)
         codecs = {"request_deserializer": handler.request_deserializer,
                   "response_serializer": handler.response_serializer}
-        if handler.unary_unary is not None:
-            unary = handler.unary_unary
-
-            def answer(request: Any, context: grpc.ServicerContext) -> Any:
+        if handler.response_streaming:
+            def answers(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
                 started, token = self._enter(_call_metadata(context), context, method)
                 try:
-                    return unary(request, context)
+                    yield from behaviour(request, context)
                 finally:
                     self._leave(context, method, started, token)
 
-            return grpc.unary_unary_rpc_method_handler(answer, **codecs)
-        stream = handler.unary_stream
+            return make(answers, **codecs)
 
-        def answers(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        def answer(request: Any, context: grpc.ServicerContext) -> Any:
             started, token = self._enter(_call_metadata(context), context, method)
             try:
-                yield from stream(request, context)
+                return behaviour(request, context)
             finally:
                 self._leave(context, method, started, token)
 
-        return grpc.unary_stream_rpc_method_handler(answers, **codecs)
+        return make(answer, **codecs)
 
     def _enter(self, metadata: dict[str, str], context: grpc.ServicerContext,
                method: str) -> tuple[float, Any]:
@@ -134,6 +132,17 @@ class CallContextInterceptor(grpc.ServerInterceptor):
                           f"{record.principal} is over its limit of {self._limiter.rate:g} "
                           f"requests/s; retry in {wait:.2f} s")
         return CallContext(record.principal, request_id, record.role)
+
+
+def _shape(handler: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The handler's behaviour and the constructor of a handler of the same shape."""
+    if handler.request_streaming:
+        if handler.response_streaming:
+            return handler.stream_stream, grpc.stream_stream_rpc_method_handler
+        return handler.stream_unary, grpc.stream_unary_rpc_method_handler
+    if handler.response_streaming:
+        return handler.unary_stream, grpc.unary_stream_rpc_method_handler
+    return handler.unary_unary, grpc.unary_unary_rpc_method_handler
 
 
 def _code_name(context: grpc.ServicerContext) -> str:

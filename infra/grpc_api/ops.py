@@ -15,6 +15,7 @@ import grpc
 
 from domain.application import TrunkplaneApp
 from domain.errors import ValidationError
+from domain.status import STALE_AFTER
 from infra.grpc_api.errors import abort
 from projections.runner import ProjectionRunner, describe
 from projections.status import StatusView
@@ -25,7 +26,6 @@ from trunkplane.v1 import ops_pb2, ops_pb2_grpc
 Ctx = grpc.ServicerContext
 
 
-STALE_AFTER = 30.0  # seconds without a heartbeat (agents beat every 10 s)
 
 
 class OpsServicer(ops_pb2_grpc.OpsServiceServicer):  # type: ignore[misc]

@@ -12,9 +12,9 @@ from eventsourcing.persistence import PersistenceError
 
 from domain.application import Command, Done
 from domain.errors import DomainError, ValidationError
-from infra.command_bus import CommandBus, DeadlineExpiredError
 from infra.grpc_api.context import current
 from infra.grpc_api.errors import abort, abort_store
+from infra.store.command_bus import CommandBus, DeadlineExpiredError
 from projections.audit import ChangeQuery, ChangeRow, HistoryReader
 from projections.config_view import READ_WAIT, ConfigView
 from projections.db import DATABASE_ERRORS

@@ -14,7 +14,7 @@ from domain.sync import SyncReport, sync_tenant
 from domain.templates import TEMPLATES
 from domain.trunk import Trunk
 from domain.unit_of_work import UnitOfWork
-from infra.config_io import Sealer, dumps, export_document, read_document
+from infra.backup.config_document import dumps, export_document, read_document
 from infra.grpc_api.context import current
 from infra.grpc_api.convert import (
     command_meta,
@@ -26,6 +26,7 @@ from infra.grpc_api.convert import (
 )
 from infra.grpc_api.errors import abort
 from infra.grpc_api.servicer_base import ServicerBase
+from infra.security.sealing import PassphraseSealer
 from projections.config_view import Page
 from projections.state import doc_of
 from projections.status import StatusView
@@ -144,7 +145,7 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
         if request.with_secrets and current().role != "admin":
             context.abort(grpc.StatusCode.PERMISSION_DENIED,
                           "exporting passwords needs the role admin")
-        sealer = (self.read(context, lambda: Sealer(request.passphrase))
+        sealer = (self.read(context, lambda: PassphraseSealer(request.passphrase))
                   if request.with_secrets else None)
         document = export_document(self.bus.app, tenants, sealer)
         return trunk_pb2.ConfigurationDocument(json=dumps(document))

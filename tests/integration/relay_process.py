@@ -8,10 +8,11 @@ import argparse
 import os
 from pathlib import Path
 
-from infra.avro import Codec, WireCipher
-from infra.kafka import DatabasePositions, Relay
-from infra.settings import KafkaSettings, Settings
-from infra.wiring import build_app
+from infra.app.control import build_app
+from infra.config.settings import KafkaSettings, Settings
+from infra.messaging.codec import AvroCodec
+from infra.messaging.relay import DatabasePositions, Relay
+from infra.security.sealing import WireCipher
 from projections.db import PostgresDatabase
 from tests.conftest import CIPHER_KEY
 
@@ -43,7 +44,7 @@ def main() -> None:
                           wire_key=args.wire_key, replication=1, partitions=4)
     app = build_app(settings)
     positions = CrashingPositions(PostgresDatabase(args.database), args.crash_after)
-    relay = Relay(app, Codec(WireCipher(kafka.wire_key)), kafka, positions, batch=args.batch)
+    relay = Relay(app, AvroCodec(WireCipher(kafka.wire_key)), kafka, positions, batch=args.batch)
     while relay.publish_once():
         pass
     relay.stop()

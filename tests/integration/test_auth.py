@@ -7,7 +7,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import grpc
@@ -18,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from infra.auth import ROLES, allowed, table
+from infra.grpc_api.context import CallContextInterceptor
+from infra.security.tokens import ROLES, Authenticator, TokenStore, allowed, table
 from tests.conftest import Api, settings_for
 from tests.integration.helpers import create_trunk
 from trunkplane.v1 import (
@@ -70,6 +73,36 @@ def test_every_rpc_is_in_the_policy_and_the_readme_table_is_the_policy() -> None
     rows = [[cell.strip() for cell in line.strip("|").split("|")]
             for line in text.splitlines() if re.match(r"^\| `\w+Service\.\w+` \|", line)]
     assert [[row[0].strip("`"), *row[1:]] for row in rows] == table()
+
+
+def _same(handler: Any, details: Any) -> Any:
+    return handler
+
+
+def _handler_of_shape(client_streaming: bool, server_streaming: bool) -> Any:
+    behaviour = lambda request, context: None  # noqa: E731 - never called here
+    make = {(False, False): grpc.unary_unary_rpc_method_handler,
+            (False, True): grpc.unary_stream_rpc_method_handler,
+            (True, False): grpc.stream_unary_rpc_method_handler,
+            (True, True): grpc.stream_stream_rpc_method_handler}
+    return make[(client_streaming, server_streaming)](behaviour)
+
+
+def test_every_rpc_and_every_call_shape_passes_through_authentication(tmp_path: Path) -> None:
+    """The interceptor wraps each RPC whatever its shape: one it returned untouched would
+    answer callers without credentials."""
+    interceptor = CallContextInterceptor(Authenticator(TokenStore(tmp_path / "tokens.json")))
+    shapes = [(m.client_streaming, m.server_streaming) for module in SERVICES.values()
+              for service in module.DESCRIPTOR.services_by_name.values()
+              for m in service.methods]
+    shapes += [(False, False), (False, True), (True, False), (True, True)]
+    for number, (client_streaming, server_streaming) in enumerate(shapes):
+        handler = _handler_of_shape(client_streaming, server_streaming)
+        details = SimpleNamespace(method=f"/trunkplane.v1.X/M{number}")
+        wrapped = interceptor.intercept_service(partial(_same, handler), details)
+        assert wrapped is not handler, (client_streaming, server_streaming)
+        assert (wrapped.request_streaming, wrapped.response_streaming) == (
+            client_streaming, server_streaming)
 
 
 @pytest.mark.parametrize("role", ROLES)

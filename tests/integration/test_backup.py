@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from infra.config_io import Sealer
+from infra.config.settings import Settings
 from infra.ledger.backup import (
     Keys,
     RestoreError,
@@ -22,7 +22,7 @@ from infra.ledger.backup import (
     read_manifest,
     restore_rows,
 )
-from infra.settings import Settings
+from infra.security.sealing import PassphraseSealer as Sealer
 from tests.conftest import CIPHER_KEY, settings_for
 from tests.integration.test_ledger import Store, populate
 

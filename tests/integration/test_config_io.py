@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from infra.settings import Settings
+from infra.config.settings import Settings
 from tests.conftest import CIPHER_KEY, Api
 from tests.integration.helpers import PASSWORD, create_route, create_trunk, update_trunk
 from trunkplane.v1 import common_pb2, route_pb2, trunk_pb2

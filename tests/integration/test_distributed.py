@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.avro import WireCipher
+from infra.security.sealing import WireCipher
 from tests.conftest import WIRE_KEY
 from tests.integration.test_cli import CLI, Server, free_port
 from tests.integration.test_kafka import read_topic

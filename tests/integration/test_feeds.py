@@ -17,17 +17,12 @@ from domain import commands
 from domain.feeds import PUBLISHED, EventFeed, FeedItem, MemoryPositions, StoreEventFeed
 from domain.model import CommandMeta
 from domain.status import StatusObservation, TrunkState
-from infra.avro import Codec, WireCipher
-from infra.kafka import (
-    DatabasePositions,
-    KafkaEventFeed,
-    KafkaStatusFeed,
-    KafkaStatusSink,
-    Relay,
-    StatusPump,
-)
-from infra.settings import KafkaSettings, Settings
-from infra.wiring import build_app
+from infra.app.control import build_app
+from infra.config.settings import KafkaSettings, Settings
+from infra.messaging.codec import AvroCodec
+from infra.messaging.feeds import KafkaEventFeed, KafkaStatusFeed, KafkaStatusSink, StatusPump
+from infra.messaging.relay import DatabasePositions, Relay
+from infra.security.sealing import WireCipher
 from projections.db import SqliteDatabase
 from projections.status import StatusView
 from sipagent.state import AgentState
@@ -46,7 +41,7 @@ class Rig:
         self.app = build_app(settings)
         self.kafka = kafka
         self.positions = DatabasePositions(SqliteDatabase(settings.data_dir / "feeds.sqlite"))
-        self.codec = Codec(WireCipher(kafka.wire_key)) if kafka else Codec(None)
+        self.codec = AvroCodec(WireCipher(kafka.wire_key)) if kafka else AvroCodec(None)
         self.relay = Relay(self.app, self.codec, kafka, MemoryPositions()) if kafka else None
         self.feeds: list[EventFeed] = []
 
@@ -188,7 +183,7 @@ def test_observations_reach_the_status_view_once(path: str, request: pytest.Fixt
     sink: Any = view
     if path == "kafka":
         kafka: KafkaSettings = request.getfixturevalue("kafka")
-        codec = Codec(WireCipher(kafka.wire_key))
+        codec = AvroCodec(WireCipher(kafka.wire_key))
         sink = KafkaStatusSink(kafka, codec)
         pump = StatusPump(KafkaStatusFeed(kafka, "control", codec, **GROUP_TIMEOUTS),
                           view.publish)

@@ -18,10 +18,13 @@ from domain import commands
 from domain.application import TrunkplaneApp
 from domain.feeds import PUBLISHED, FeedItem, MemoryPositions
 from domain.model import CommandMeta
-from infra.avro import Codec, WireCipher
-from infra.kafka import KafkaEventFeed, Relay, init_topics, partition_of, scan_topic
-from infra.settings import KafkaSettings, Settings
-from infra.wiring import build_app
+from infra.app.control import build_app
+from infra.config.settings import KafkaSettings, Settings
+from infra.messaging.codec import AvroCodec
+from infra.messaging.feeds import KafkaEventFeed
+from infra.messaging.relay import Relay
+from infra.messaging.topics import init_topics, partition_of, scan_topic
+from infra.security.sealing import WireCipher
 from sipagent.runner import AgentRunner
 from sipagent.state import AgentState
 from tests.brokers import Broker, Proxy, free_port
@@ -76,7 +79,7 @@ def test_a_relay_killed_between_publish_and_commit_loses_nothing(
     assert finished.returncode == 0, finished.stderr
     assert int(finished.stdout) == app.head()
 
-    codec = Codec(WireCipher(kafka.wire_key))
+    codec = AvroCodec(WireCipher(kafka.wire_key))
     records = read_topic(kafka.bootstrap, kafka.events_topic)
     decoded = [codec.decode(r.value) for r in records]
     positions = [d.position for d in decoded]
@@ -106,7 +109,7 @@ def test_commands_are_accepted_while_the_broker_is_away_and_relayed_after(
                               partitions=4, replication=1, wire_key=f"w1:{WireCipher.new_key()}")
         init_topics(kafka)
         app = build_app(pg_settings)
-        relay = Relay(app, Codec(WireCipher(kafka.wire_key)), kafka, MemoryPositions())
+        relay = Relay(app, AvroCodec(WireCipher(kafka.wire_key)), kafka, MemoryPositions())
         relay.start()
         try:
             create(app, "acme", "before")
@@ -129,7 +132,7 @@ def test_commands_are_accepted_while_the_broker_is_away_and_relayed_after(
             while relay.position < app.head() and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert relay.position == app.head()
-            codec = Codec(WireCipher(kafka.wire_key))
+            codec = AvroCodec(WireCipher(kafka.wire_key))
             positions = {codec.decode(r.value).position
                          for r in read_topic(kafka.bootstrap, kafka.events_topic)}
             assert positions == set(published(app))
@@ -144,7 +147,7 @@ def test_undecodable_records_go_to_the_dead_letter_topic_and_reading_goes_on(
     settings = Settings(data_dir=tmp_path / "var", database_url="", cipher_key=CIPHER_KEY,
                         listen="127.0.0.1:0", log_level="WARNING")
     app = build_app(settings)
-    codec = Codec(WireCipher(kafka.wire_key))
+    codec = AvroCodec(WireCipher(kafka.wire_key))
     relay = Relay(app, codec, kafka, MemoryPositions())
     create(app, "acme", "first")
     relay.publish_once()
@@ -183,7 +186,7 @@ def test_two_agents_split_the_tenants_and_one_takes_over_when_the_other_stops(
     settings = Settings(data_dir=tmp_path / "var", database_url="", cipher_key=CIPHER_KEY,
                         listen="127.0.0.1:0", log_level="WARNING")
     app = build_app(settings)
-    codec = Codec(WireCipher(kafka.wire_key))
+    codec = AvroCodec(WireCipher(kafka.wire_key))
     tenants = [f"tenant-{n}" for n in range(12)]
     for tenant in tenants:
         create(app, tenant, "primary")
@@ -238,9 +241,9 @@ def test_a_new_owner_learns_the_calls_in_progress_from_the_status_topic(
     from datetime import UTC, datetime
 
     from domain.status import StatusObservation, TrunkState
-    from infra.kafka import KafkaStatusSink, seed_from_status
+    from infra.messaging.feeds import KafkaStatusSink, seed_from_status
 
-    codec = Codec(WireCipher(kafka.wire_key))
+    codec = AvroCodec(WireCipher(kafka.wire_key))
     sink = KafkaStatusSink(kafka, codec)
     now = datetime.now(UTC)
 

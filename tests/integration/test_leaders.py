@@ -12,7 +12,7 @@ import pytest
 
 from domain import commands
 from domain.model import CommandMeta
-from infra.wiring import start
+from infra.app.control import start
 from tests.conftest import settings_for
 
 META = CommandMeta(actor="test", reason="", request_id="")

@@ -20,12 +20,12 @@ import pytest
 from domain import commands
 from domain.application import TrunkplaneApp
 from domain.model import CommandMeta
+from infra.config.settings import Settings
 from infra.ledger import decoder, proof_env
 from infra.ledger.merkle import verify_consistency, verify_inclusion
 from infra.ledger.proofs import Ledger
 from infra.ledger.signing import HeadSigner, load_signer
 from infra.ledger.verify import Report, verify
-from infra.settings import Settings
 from tests.conftest import CIPHER_KEY, settings_for
 
 ALICE = CommandMeta(actor="alice")

@@ -400,7 +400,7 @@ def test_the_sip_agent_does_not_amplify(serve: Serve) -> None:
 
 @PENDING
 def test_sip_listens_on_loopback_unless_chosen() -> None:
-    from infra.settings import Settings
+    from infra.config.settings import Settings
 
     settings = Settings.from_env({"TRUNKPLANE_DATA": "/nonexistent"})
     assert settings.sip is not None and settings.sip.listen_host == "127.0.0.1"

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from domain.status import StatusObservation, TrunkState
-from sipagent.engine import SipAgent, SipSettings
+from sipagent.engine import SipAgent
+from sipagent.settings import SipSettings
 from tests.kamailio import Kamailio
 
 PASSWORD = "Long-Enough-Password-123"

@@ -21,9 +21,9 @@ from domain.errors import AlreadyExistsError
 from domain.model import CommandMeta
 from domain.trunk import Trunk
 from domain.unit_of_work import UnitOfWork
-from infra.keys import KEY_FILE, MAGIC, cipher_key, rotate
-from infra.settings import Settings, SettingsError
-from infra.wiring import build_app
+from infra.app.control import build_app
+from infra.config.settings import Settings, SettingsError
+from infra.security.keys import KEY_FILE, MAGIC, cipher_key, rotate
 from tests.conftest import settings_for
 
 SECRET = "Unmistakable-Secret-Value-9000"

@@ -16,9 +16,9 @@ import pytest
 from domain import commands
 from domain.application import TrunkplaneApp
 from domain.model import CommandMeta
-from infra.settings import Settings
-from infra.views import open_views, view_store
-from infra.wiring import build_app
+from infra.app.control import build_app
+from infra.config.settings import Settings
+from infra.store.views import open_views, view_store
 from projections.audit import ChangeQuery, HistoryReader
 from projections.runner import ProjectionRunner, Until
 from projections.verify import verify
@@ -56,9 +56,9 @@ def populate(app: TrunkplaneApp, trunks: int = 6, updates: int = 4) -> None:
 CRASHING_RUNNER = textwrap.dedent("""
     import os, sys
     from pathlib import Path
-    from infra.settings import Settings
-    from infra.views import open_views, view_store
-    from infra.wiring import build_app
+    from infra.config.settings import Settings
+    from infra.store.views import open_views, view_store
+    from infra.app.control import build_app
     from projections.runner import ProjectionRunner
     from projections.views import HistoryProjection
 

@@ -20,7 +20,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from infra.tls import CERT_FILE, KEY_FILE
+from infra.security.tls import CERT_FILE, KEY_FILE
 from infra.web.app import WebConsole, WebSettings
 from tests.brokers import free_port
 from tests.integration.browser import by_id, chromium, overflows, unlabelled_inputs, wait_for

@@ -20,19 +20,17 @@ from domain.application import TrunkplaneApp
 from domain.feeds import PUBLISHED
 from domain.model import CommandMeta
 from domain.status import ContactStatus, PeerStatus, StatusObservation, TrunkState
-from infra.avro import (
-    MAGIC,
-    AvroError,
-    Codec,
-    WireCipher,
+from infra.messaging.codec import MAGIC, AvroCodec, AvroError
+from infra.messaging.schemas import (
     compatibility_problems,
     current_schemas,
-    full_name,
+    record_name,
     release,
     released,
     same,
     schema_fingerprint,
 )
+from infra.security.sealing import SealError, WireCipher
 
 PASSWORD = "Wire-Secret-Password-9"
 META = CommandMeta(actor="alice", reason="r", request_id="")
@@ -76,9 +74,9 @@ def events() -> Iterator[list[tuple[int, Any]]]:
 def test_the_code_writes_the_newest_released_schema_of_every_record() -> None:
     versions = released()
     for name, schema in current_schemas().items():
-        assert name in versions, f"{name} was never released: python -m infra.avro release"
+        assert name in versions, f"{name} was never released: python -m infra.messaging.release"
         assert same(versions[name][-1], schema), (
-            f"{name} changed without a release: python -m infra.avro release")
+            f"{name} changed without a release: python -m infra.messaging.release")
 
 
 def test_every_released_version_reads_and_is_read_by_every_other() -> None:
@@ -124,14 +122,14 @@ def test_old_payloads_decode_with_the_newest_reader(tmp_path: Path) -> None:
         "originator_version": 3, "timestamp": datetime(2026, 1, 1, tzinfo=UTC), "actor": "a",
         "reason": "", "request_id": ""})
     payload = MAGIC + schema_fingerprint(v1) + body.getvalue()
-    decoded = Codec(None, {**released(), name: [v1, v2]}).decode(payload)
+    decoded = AvroCodec(None, {**released(), name: [v1, v2]}).decode(payload)
     assert decoded.position == 7 and decoded.value.description == ""
 
 
 def test_every_event_round_trips_and_no_password_is_on_the_wire(
         events: list[tuple[int, Any]]) -> None:
-    codec = Codec(WireCipher(K1))
-    kinds = {full_name(type(e)) for _, e in events}
+    codec = AvroCodec(WireCipher(K1))
+    kinds = {record_name(type(e)) for _, e in events}
     assert len(kinds) >= 14
     for position, event in events:
         payload = codec.encode_event(event, position, "acme")
@@ -143,25 +141,25 @@ def test_every_event_round_trips_and_no_password_is_on_the_wire(
 
 def test_rotated_wire_keys_still_open_old_payloads(events: list[tuple[int, Any]]) -> None:
     position, created = events[0]
-    old = Codec(WireCipher(K1)).encode_event(created, position, "acme")
-    rotated = Codec(WireCipher(f"{K1},{K2}"))
+    old = AvroCodec(WireCipher(K1)).encode_event(created, position, "acme")
+    rotated = AvroCodec(WireCipher(f"{K1},{K2}"))
     assert rotated.decode(old).value.settings["password"] == PASSWORD
     new = rotated.encode_event(created, position, "acme")
     assert b'w2' in new
     with pytest.raises(AvroError, match=r"w2.*lacks"):
-        Codec(WireCipher(K1)).decode(new)
+        AvroCodec(WireCipher(K1)).decode(new)
     with pytest.raises(AvroError, match="no wire key"):
-        Codec(None).decode(new)
+        AvroCodec(None).decode(new)
 
 
 def test_a_sealed_password_is_bound_to_its_trunk(events: list[tuple[int, Any]]) -> None:
-    codec = Codec(WireCipher(K1))
+    codec = AvroCodec(WireCipher(K1))
     (p1, first), (p2, second) = events[0], events[1]
     one = codec.encode_event(first, p1, "acme")
     other = codec.encode_event(second, p2, "acme")
     assert b"w1" in one and b"w1" not in other  # the peer trunk has no password
     sealed = codec.cipher.seal(PASSWORD, f"{first.originator_id}/password")  # type: ignore[union-attr]
-    with pytest.raises(AvroError, match="does not open"):
+    with pytest.raises(SealError, match="does not open"):
         codec.cipher.open(sealed, f"{second.originator_id}/password")  # type: ignore[union-attr]
 
 
@@ -172,11 +170,11 @@ def test_a_sealed_password_is_bound_to_its_trunk(events: list[tuple[int, Any]]) 
 ])
 def test_bad_payloads_are_clear_errors(payload: bytes, message: str) -> None:
     with pytest.raises(AvroError, match=message):
-        Codec(None).decode(payload)
+        AvroCodec(None).decode(payload)
 
 
 def test_a_truncated_or_padded_body_is_corrupt(events: list[tuple[int, Any]]) -> None:
-    codec = Codec(WireCipher(K1))
+    codec = AvroCodec(WireCipher(K1))
     position, event = events[0]
     payload = codec.encode_event(event, position, "acme")
     with pytest.raises(AvroError, match=r"corrupt domain\.trunk\.Trunk\.Created"):
@@ -195,7 +193,7 @@ def test_status_observations_round_trip() -> None:
         peers=(PeerStatus("192.0.2.1:5060", True, 12.5, at),
                PeerStatus("192.0.2.2:5060", False, None, at)),
         active_inbound=2, active_outbound=3)
-    codec = Codec(None)
+    codec = AvroCodec(None)
     assert codec.decode(codec.encode_status(observation)).value == observation
 
 

@@ -9,8 +9,8 @@ import pytest
 from eventsourcing.cryptography import AESCipher
 from eventsourcing.utils import Environment
 
-from infra.keys import MAGIC, KeyRingCipher, cipher_key, rotate, secret_fingerprint
-from infra.settings import Settings, SettingsError
+from infra.config.settings import Settings, SettingsError
+from infra.security.keys import MAGIC, KeyRingCipher, cipher_key, rotate, secret_fingerprint
 
 
 def cipher(ring: str) -> KeyRingCipher:

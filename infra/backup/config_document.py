@@ -6,53 +6,22 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from typing import Any
 from uuid import UUID
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from domain.application import TrunkplaneApp
 from domain.catalog import INBOUND, TRUNK
 from domain.errors import ValidationError
 from domain.sync import DesiredConfig
+from infra.security.sealing import PassphraseSealer
 
 FORMAT = "trunkplane.config"
 VERSION = 1
-SCRYPT = {"n": 2**15, "r": 8, "p": 1}
 Document = dict[str, Any]
 
 
-class Sealer:
-    """Seals secrets for a passphrase; the salt travels in the document."""
-
-    def __init__(self, passphrase: str, salt: bytes | None = None) -> None:
-        if len(passphrase) < 8:
-            raise ValidationError.single("passphrase", "must have at least 8 characters")
-        self.salt = salt or os.urandom(16)
-        kdf = Scrypt(salt=self.salt, length=32, **SCRYPT)
-        self._aead = AESGCM(kdf.derive(passphrase.encode()))
-
-    def seal(self, secret: str, context: str) -> str:
-        nonce = os.urandom(12)
-        return base64.b64encode(nonce + self._aead.encrypt(
-            nonce, secret.encode(), context.encode())).decode()
-
-    def open(self, sealed: str, context: str) -> str:
-        raw = base64.b64decode(sealed)
-        try:
-            return self._aead.decrypt(raw[:12], raw[12:], context.encode()).decode()
-        except InvalidTag:
-            raise ValidationError.single(
-                "passphrase", f"does not open the sealed password of {context}") from None
-
-    def header(self) -> dict[str, Any]:
-        return {"kdf": "scrypt", "salt": base64.b64encode(self.salt).decode(), **SCRYPT}
-
-
-def export_document(app: TrunkplaneApp, tenants: list[str], sealer: Sealer | None) -> Document:
+def export_document(app: TrunkplaneApp, tenants: list[str],
+                    sealer: PassphraseSealer | None) -> Document:
     document: Document = {"format": FORMAT, "version": VERSION, "tenants": {}}
     if sealer is not None:
         document["secrets"] = sealer.header()
@@ -79,7 +48,7 @@ def _settings(app: TrunkplaneApp, aggregate_id: UUID) -> dict[str, Any]:
 
 
 def _trunk(app: TrunkplaneApp, tenant: str, trunk_id: UUID,
-           sealer: Sealer | None) -> dict[str, Any]:
+           sealer: PassphraseSealer | None) -> dict[str, Any]:
     settings = _settings(app, trunk_id)
     password = settings.pop("password")
     if sealer is not None and password:
@@ -126,17 +95,18 @@ def read_document(text: str, passphrase: str) -> dict[str, DesiredConfig]:
     return desired
 
 
-def _opener(document: Document, passphrase: str) -> Sealer | None:
+def _opener(document: Document, passphrase: str) -> PassphraseSealer | None:
     header = document.get("secrets")
     if header is None:
         return None
     if not passphrase:
         raise ValidationError.single("passphrase", "the document holds sealed passwords: "
                                                    "give the passphrase they were sealed with")
-    return Sealer(passphrase, base64.b64decode(header["salt"]))
+    return PassphraseSealer(passphrase, base64.b64decode(header["salt"]))
 
 
-def _desired_trunk(tenant: str, trunk: dict[str, Any], sealer: Sealer | None) -> dict[str, Any]:
+def _desired_trunk(tenant: str, trunk: dict[str, Any],
+                   sealer: PassphraseSealer | None) -> dict[str, Any]:
     wanted = {k: v for k, v in trunk.items() if k != "password_sealed"}
     if "password_sealed" in trunk and sealer is not None:
         wanted["password"] = sealer.open(trunk["password_sealed"], f"{tenant}/{trunk['name']}")

@@ -17,11 +17,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from domain.application import TrunkplaneApp
 from domain.catalog import TRUNK
+from domain.status import STALE_AFTER
 from domain.trunk_settings import WEAK_PASSWORD_LENGTH
 from domain.values import Transport, parse_host_port
-from infra.cli.client import credentials
-from infra.keys import cipher_key
-from infra.settings import Settings, SettingsError
+from infra.config.settings import Settings, SettingsError
+from infra.grpc_api.clients import credentials
+from infra.security.keys import cipher_key
 
 CONNECT_TIMEOUT = 2.0
 T = TypeVar("T")
@@ -70,7 +71,7 @@ def _broker(settings: Settings) -> Iterator[Finding]:
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
-    from infra.avro import WireCipher
+    from infra.security.sealing import WireCipher
 
     try:
         WireCipher(kafka.wire_key)
@@ -151,7 +152,6 @@ def _agents(settings: Settings) -> Iterator[Finding]:
     """The agents' heartbeats: alive, silent, or none at all."""
     from datetime import UTC, datetime
 
-    from infra.grpc_api.ops import STALE_AFTER
 
     try:
         agents = _read_status(settings, lambda status: status.agents())
@@ -187,7 +187,7 @@ def _reported(settings: Settings, tenant: str, trunk_ids: list[str]) -> dict[str
 
 def _read_status(settings: Settings, read: Callable[[Any], T]) -> T:
     """One read of the status view (agents' reports and heartbeats), closed after."""
-    from infra.views import open_views
+    from infra.store.views import open_views
     from projections.status import StatusView
 
     views = open_views(settings)

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 from domain.application import TrunkplaneApp
-from infra.keys import cipher_key
-from infra.settings import Settings, SettingsError
-from infra.views import view_store
+from infra.config.settings import Settings, SettingsError
+from infra.security.keys import cipher_key
+from infra.store.views import view_store
 from projections.db import SqliteDatabase
 from projections.runner import ProjectionRunner, Until
 

@@ -21,7 +21,7 @@ from eventsourcing.cryptography import AESCipher
 from eventsourcing.persistence import Cipher
 from eventsourcing.utils import Environment
 
-from infra.settings import Settings, SettingsError
+from infra.config.settings import Settings, SettingsError
 
 KEY_FILE = "cipher.key"
 FIRST_ID = "k0"

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from sipagent.engine import SipSettings
+from sipagent.settings import SipSettings
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_METRICS = "127.0.0.1:9464"
@@ -148,7 +148,7 @@ class Settings:
     def store_env(self, cipher_key: str) -> dict[str, str]:
         """The eventsourcing environment for the event store these settings name."""
         env = {
-            "CIPHER_TOPIC": "infra.keys:KeyRingCipher",
+            "CIPHER_TOPIC": "infra.security.keys:KeyRingCipher",
             "CIPHER_KEY": cipher_key,
             "COMPRESSOR_TOPIC": "eventsourcing.compressor:ZlibCompressor",
         }

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from infra.keys import cipher_key, secret_fingerprint
-from infra.settings import Settings
+from infra.config.settings import Settings
+from infra.security.keys import cipher_key, secret_fingerprint
 from projections.db import Database, PostgresDatabase, SqliteDatabase
 from projections.views import PROJECTIONS, ViewStore
 

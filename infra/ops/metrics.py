@@ -35,7 +35,8 @@ class Metrics:
         self.registry.register(_StateCollector(app, store, status))
 
     def watch_relay(self, app: TrunkplaneApp, relay: Any) -> None:
-        """relay: infra.kafka.Relay (not imported here: the embedded mode has no Kafka)."""
+        """relay: infra.messaging.relay.Relay (not imported here: the embedded mode has no
+        Kafka)."""
         self.registry.register(_Gauges(lambda: [
             _gauge("trunkplane_relay_lag_events",
                    "Stored events the relay has not published to the broker yet",

@@ -1,0 +1,1 @@
+"""Process assemblies (`serve`, `control`, `agent`) and their one shared life cycle."""

@@ -1,0 +1,186 @@
+"""The SIP agent's assembly: the feed loop, the SIP engine, admission and status reporting,
+embedded in `serve` or run on its own by `trunkplane agent` (a member of the agents'
+consumer group, owning the tenants of the partitions it is assigned)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
+
+from domain import commands
+from domain.feeds import EventFeed, MemoryPositions, StoreEventFeed
+from domain.model import CommandMeta
+from domain.status import AgentDirectory, StatusSink, TrunkState
+from infra.app.lifecycle import Closing, Process, advertised, wait_for_signal
+from infra.config.settings import Settings, SettingsError
+from infra.grpc_api.agent import AgentServicer
+from infra.grpc_api.clients import alert_recorder
+from infra.ops.metrics import Metrics
+from infra.security.sealing import WireCipher
+from infra.security.tokens import ensure_admin_token
+from infra.store.command_bus import CommandBus
+from projections.status import StatusView
+from sipagent.admission import Admission
+from sipagent.engine import Reporter, SipAgent
+from sipagent.fraud import Alert, AlertRecorder, FraudDetector
+from sipagent.runner import AgentRunner, Heartbeat
+from sipagent.state import AgentState
+from trunkplane.v1 import agent_pb2, agent_pb2_grpc
+
+log = logging.getLogger("trunkplane")
+AGENT_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name
+
+
+@dataclass
+class AgentParts:
+    """An agent's parts, started and stopped as one part of its process."""
+
+    feed: Any  # an EventFeed that may also take notify() and on_revoked/on_assigned
+    runner: AgentRunner
+    sip: SipAgent | None
+    reporter: Reporter
+    admission: Admission
+    alerts: AlertRecorder
+    heartbeat: Heartbeat
+
+    def start(self) -> None:
+        if self.sip is not None:
+            self.sip.start()
+        else:
+            self.reporter.start_flushing()
+        self.runner.start()
+        self.admission.start()
+        self.heartbeat.start()
+
+    def stop(self) -> None:
+        self.heartbeat.stop()
+        self.admission.stop()
+        self.alerts.stop()
+        self.runner.stop()
+        if self.sip is not None:
+            self.sip.stop()  # unREGISTERs what it holds
+        else:
+            self.reporter.stop_flushing()
+
+    def serve_admission(self, process: Process, tenant: str) -> None:
+        process.serve(AGENT_SERVICE, partial(agent_pb2_grpc.add_AgentServiceServicer_to_server,
+                                             AgentServicer(self.admission, tenant)))
+
+
+def agent_parts(settings: Settings, feed: EventFeed, sink: StatusSink,
+                directory: AgentDirectory, agent_id: str, metrics: Metrics,
+                record: Callable[[Alert], None], name: str = "agent",
+                on_revoked: bool = False) -> AgentParts:
+    sip_settings = replace(settings.sip, agent_id=agent_id) if settings.sip else None
+    sip = SipAgent(sip_settings, sink) if sip_settings is not None else None
+    reporter = sip.reporter if sip is not None else Reporter(sink, agent_id)
+    state = AgentState(sip.update if sip is not None else None)
+    if on_revoked:
+        feed.on_revoked = state.forget_partitions  # type: ignore[attr-defined]
+    fallback = TrunkState.UNREGISTERED if sip is None else TrunkState.REGISTERING
+    why = "TRUNKPLANE_SIP=off: not checked on the wire" if sip is None else "no report yet"
+
+    def on_calls(tenant: str, trunk_id: str, inbound: int, outbound: int) -> None:
+        reporter.calls(tenant, trunk_id, inbound, outbound, fallback, why)
+
+    def show(alert: Alert) -> None:
+        reporter.alert(alert.tenant, alert.trunk_id, f"{alert.kind}: {alert.detail}")
+
+    alerts = AlertRecorder(show, record)
+    admission = Admission(state, sip.live_state if sip is not None else None,
+                          ttl=settings.lease_ttl, on_calls=on_calls,
+                          last_success=sip.last_success if sip is not None else None,
+                          detector=FraudDetector(alerts))
+    metrics.watch_agent(state, feed, sip, admission)
+    return AgentParts(feed, AgentRunner(feed, state, name=name), sip, reporter, admission,
+                      alerts, Heartbeat(directory, agent_id, state))
+
+
+def embedded_agent(settings: Settings, bus: CommandBus, status: StatusView,
+                   metrics: Metrics) -> AgentParts:
+    """`serve`'s agent: it follows the store and records fraud alerts through the bus."""
+    feed = StoreEventFeed(bus.app, "agent", MemoryPositions())
+    agent_id = settings.sip.agent_id if settings.sip else "embedded"
+    meta = CommandMeta(actor=f"agent:{agent_id}", reason="fraud alert")
+
+    def record(alert: Alert) -> None:
+        bus.run(partial(commands.record_fraud_alert, tenant=alert.tenant, kind=alert.kind,
+                        detail=alert.detail, extension=alert.extension,
+                        route_id=alert.route_id, meta=meta), None).unwrap()
+
+    parts = agent_parts(settings, feed, status, status, agent_id, metrics, record)
+    for doc in status.all():  # calls that were up when this process stopped
+        if doc["agent_id"] == agent_id and (doc["active_inbound"] or doc["active_outbound"]):
+            parts.admission.seed(doc["tenant"], doc["trunk_id"], doc["active_inbound"],
+                                 doc["active_outbound"])
+    return parts
+
+
+def wire_codec(settings: Settings) -> Any:
+    from infra.messaging.codec import AvroCodec
+
+    kafka = settings.kafka
+    assert kafka is not None
+    if not kafka.wire_key:
+        raise SettingsError(
+            "the distributed mode needs TRUNKPLANE_WIRE_KEY (the same on control planes and "
+            "agents; it seals passwords on the broker), for example "
+            f"w1:{WireCipher.new_key()}")
+    try:
+        return AvroCodec(WireCipher(kafka.wire_key))
+    except ValueError as error:
+        raise SettingsError(str(error)) from None
+
+
+def start_agent(settings: Settings) -> Process:
+    """`trunkplane agent`'s process, started: consuming, registering, serving admission."""
+    from infra.messaging.feeds import KafkaEventFeed, KafkaStatusSink, seed_from_status
+
+    kafka = settings.kafka
+    if kafka is None:
+        raise SettingsError("trunkplane agent needs TRUNKPLANE_KAFKA_BOOTSTRAP (host:port of "
+                            "the Kafka brokers)")
+    agent_id = kafka.agent_id or socket.gethostname()
+    codec = wire_codec(settings)
+    sink = KafkaStatusSink(kafka, codec)
+    feed = KafkaEventFeed(kafka, kafka.agent_group, codec, from_start=True,
+                          client_id=f"trunkplane-agent-{agent_id}")
+    metrics = Metrics()
+    parts = agent_parts(settings, feed, sink, sink, agent_id, metrics,
+                        alert_recorder(settings.control), name=f"agent-{agent_id}",
+                        on_revoked=True)
+
+    def on_assigned(partitions: list[int]) -> None:
+        seeded = seed_from_status(kafka, codec, partitions, parts.admission.seed,
+                                  settings.lease_ttl)
+        if seeded:
+            log.info("agent %s: calls in progress on %d trunks of its new tenants hold their "
+                     "channels", agent_id, seeded)
+
+    feed.on_assigned = on_assigned
+    process = Process(settings, metrics)
+    process.add(Closing(sink.close))
+    process.add(parts)
+    parts.serve_admission(process, settings.tenant)
+    parts.heartbeat.address = advertised(settings, process.listen())
+    process.start()
+    log.info("agent %s: consuming %s at %s in group %s", agent_id, kafka.events_topic,
+             kafka.bootstrap, kafka.agent_group)
+    return process
+
+
+def run_agent(settings: Settings) -> None:
+    """`trunkplane agent` until SIGINT or SIGTERM."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    admin_token = ensure_admin_token(settings.data_dir)
+    process = start_agent(settings)
+    if admin_token is not None:
+        log.info("first start: an admin token is in %s", admin_token)
+    process.log_listening("AgentService")
+    wait_for_signal()
+    log.info("stopping: its partitions go to the other agents")
+    process.stop()

@@ -1,0 +1,181 @@
+"""The control plane's assembly: the store, the command bus, the views and the gRPC
+services; in `serve` also the embedded agent, in `control` the Kafka relay and status pump.
+Every process is built on infra.app.lifecycle and nowhere else."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from domain.application import TrunkplaneApp
+from infra.app.agent import AgentParts, embedded_agent, wire_codec
+from infra.app.lifecycle import Closing, Process, advertised, wait_for_signal
+from infra.config.settings import Settings, SettingsError
+from infra.grpc_api.audit import AuditServicer
+from infra.grpc_api.ops import OpsServicer
+from infra.grpc_api.routes import RouteServicer
+from infra.grpc_api.servicer_base import ServicerBase
+from infra.grpc_api.trunks import TrunkServicer
+from infra.ops.metrics import Metrics
+from infra.security.keys import cipher_key
+from infra.security.tokens import ensure_admin_token
+from infra.store.command_bus import CommandBus
+from infra.store.leader import PROJECTIONS_LOCK, RELAY_LOCK, Leader
+from infra.store.views import open_views, view_store
+from projections.audit import HistoryReader
+from projections.config_view import ConfigView
+from projections.db import Database
+from projections.runner import ProjectionRunner
+from projections.status import StatusView
+from trunkplane.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
+    ops_pb2,
+    ops_pb2_grpc,
+    route_pb2,
+    route_pb2_grpc,
+    trunk_pb2,
+    trunk_pb2_grpc,
+)
+
+log = logging.getLogger("trunkplane")
+
+
+def _name(module: Any, service: str) -> str:
+    return str(module.DESCRIPTOR.services_by_name[service].full_name)
+
+
+SERVICES = (_name(trunk_pb2, "TrunkService"), _name(route_pb2, "RouteService"),
+            _name(audit_pb2, "AuditService"), _name(ops_pb2, "OpsService"))
+
+
+def build_app(settings: Settings) -> TrunkplaneApp:
+    if not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return TrunkplaneApp(env=settings.store_env(cipher_key(settings)))
+
+
+@dataclass
+class ControlPlane:
+    process: Process
+    app: TrunkplaneApp
+    runner: ProjectionRunner
+    views: Database
+    status_sink: StatusView
+    bus: CommandBus
+    agent: AgentParts | None = None  # embedded mode: the agent follows the store
+    relay: Any = None  # distributed mode: infra.messaging.relay.Relay
+    status_pump: Any = None  # distributed mode: infra.messaging.feeds.StatusPump
+
+    @property
+    def port(self) -> int:
+        return self.process.port
+
+    @property
+    def metrics_port(self) -> int:
+        return self.process.metrics_port
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.process.metrics
+
+    def stop(self, grace: float = 5.0) -> None:
+        self.process.stop(grace)
+
+
+def start(settings: Settings, workers: int = 32, mode: str = "serve") -> ControlPlane:
+    """mode `serve`: everything in one process, the agent reading the store; `control`:
+    the control plane of the distributed mode, publishing to Kafka (settings.kafka)."""
+    if mode == "control" and settings.kafka is None:
+        raise SettingsError("trunkplane control needs TRUNKPLANE_KAFKA_BOOTSTRAP (host:port of "
+                            "the Kafka brokers); `trunkplane serve` runs without Kafka")
+    app = build_app(settings)
+    process = Process(settings, Metrics(), workers)
+    process.add(Closing(app.close))
+    views = open_views(settings)
+    process.add(Closing(views.close))
+    store = view_store(settings, views)
+    runner = ProjectionRunner(app, store, leader=Leader(settings.database_url,
+                                                        PROJECTIONS_LOCK))
+    process.add(runner)
+    listeners: list[Callable[[], None]] = [runner.notify]
+
+    def on_saved() -> None:
+        for notify in listeners:
+            notify()
+
+    bus = CommandBus(app, on_saved=on_saved)
+    status = StatusView(views)
+    plane = ControlPlane(process, app, runner, views, status, bus)
+    _serve_control(plane, ConfigView(store, app.head, runner.wait_for), store)
+    if mode == "serve":
+        plane.agent = embedded_agent(settings, bus, status, process.metrics)
+        listeners.append(plane.agent.feed.notify)
+        process.add(plane.agent)
+        plane.agent.serve_admission(process, settings.tenant)
+    port = process.listen()
+    if plane.agent is not None:
+        plane.agent.heartbeat.address = advertised(settings, port)
+    process.metrics.watch(app, store, status)
+    if mode != "serve":
+        _distributed(plane, settings, listeners)
+    process.start()
+    return plane
+
+
+def _serve_control(plane: ControlPlane, view: ConfigView, store: Any) -> None:
+    process, settings = plane.process, plane.process.settings
+    base = ServicerBase(plane.bus, view, HistoryReader(store), settings.tenant)
+    process.serve(SERVICES[0], partial(trunk_pb2_grpc.add_TrunkServiceServicer_to_server,
+                                       TrunkServicer(base, plane.status_sink)))
+    process.serve(SERVICES[1], partial(route_pb2_grpc.add_RouteServiceServicer_to_server,
+                                       RouteServicer(plane.bus, view, base.history,
+                                                     settings.tenant)))
+    process.serve(SERVICES[2], partial(audit_pb2_grpc.add_AuditServiceServicer_to_server,
+                                       AuditServicer(base, plane.runner.wait_for)))
+    process.serve(SERVICES[3], partial(ops_pb2_grpc.add_OpsServiceServicer_to_server,
+                                       OpsServicer(plane.app, store, plane.runner,
+                                                   plane.status_sink)))
+
+
+def _distributed(plane: ControlPlane, settings: Settings,
+                 listeners: list[Callable[[], None]]) -> None:
+    from infra.messaging.feeds import KafkaStatusFeed, StatusPump
+    from infra.messaging.relay import DatabasePositions, Relay
+
+    kafka = settings.kafka
+    assert kafka is not None
+    codec = wire_codec(settings)
+    plane.relay = Relay(plane.app, codec, kafka, DatabasePositions(plane.views),
+                        leader=Leader(settings.database_url, RELAY_LOCK))
+    feed = KafkaStatusFeed(kafka, "trunkplane-control", codec, client_id="trunkplane-control")
+    plane.status_pump = StatusPump(feed, plane.status_sink.publish, plane.status_sink.announce)
+    listeners.append(plane.relay.notify)
+    plane.process.metrics.watch_relay(plane.app, plane.relay)
+    plane.process.add(plane.relay)
+    plane.process.add(plane.status_pump)
+
+
+def serve(settings: Settings, mode: str = "serve") -> None:
+    """Runs the embedded service (or, mode `control`, a control plane of the distributed
+    mode) until SIGINT or SIGTERM."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    admin_token = ensure_admin_token(settings.data_dir)
+    plane = start(settings, mode=mode)
+    if admin_token is not None:
+        log.info("first start: an admin token is in %s (the CLI reads it from there)",
+                 admin_token)
+    if settings.tls and not settings.tls_cert:
+        log.info("TLS with the self-signed certificate %s (the CLI trusts it from there)",
+                 settings.data_dir / "tls.crt")
+    plane.process.log_listening("trunkplane serving gRPC", f"store: {settings.describe_store()}, "
+                                                           f"tenant: {settings.tenant}")
+    if plane.relay is not None and settings.kafka is not None:
+        log.info("relaying events to %s at %s", settings.kafka.events_topic,
+                 settings.kafka.bootstrap)
+    wait_for_signal()
+    log.info("stopping: finishing calls in flight")
+    plane.stop()

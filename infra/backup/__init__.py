@@ -1,0 +1,2 @@
+"""What leaves the service to be kept: the configuration documents of `config export`
+and `config import`."""

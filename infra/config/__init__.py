@@ -1,0 +1,1 @@
+"""Process settings: the TRUNKPLANE_* variables, read and checked once at start."""

@@ -1,0 +1,1 @@
+"""Kafka (topics, relay, feeds) and Avro (schemas, codec, release tool)."""

@@ -1,0 +1,1 @@
+"""Tokens and roles, the store's key ring, TLS, and sealing for the wire and for backups."""

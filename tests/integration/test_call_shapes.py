@@ -1,0 +1,79 @@
+"""A real server with one method of each of gRPC's four call shapes behind the
+interceptor: none answers a caller without credentials, each answers a valid token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from infra.grpc_api.context import CallContextInterceptor
+from infra.security.tokens import Authenticator, TokenStore
+
+SERVICE = "trunkplane.v1.TrunkService"  # a real service name, so the role table applies
+METHOD = "GetTrunk"  # readable by every role that may read trunks
+
+
+def _identity(value: bytes) -> bytes:
+    return value
+
+
+def _server(tokens: TokenStore) -> tuple[grpc.Server, int]:
+    def unary(request: bytes, context: Any) -> bytes:
+        return request
+
+    def server_stream(request: bytes, context: Any) -> Iterator[bytes]:
+        yield request
+
+    def client_stream(requests: Iterator[bytes], context: Any) -> bytes:
+        return b"".join(requests)
+
+    def both(requests: Iterator[bytes], context: Any) -> Iterator[bytes]:
+        yield from requests
+
+    handlers = {
+        f"{METHOD}": grpc.unary_unary_rpc_method_handler(unary, _identity, _identity),
+        f"{METHOD}Stream": grpc.unary_stream_rpc_method_handler(server_stream, _identity,
+                                                                 _identity),
+        f"{METHOD}Upload": grpc.stream_unary_rpc_method_handler(client_stream, _identity,
+                                                                 _identity),
+        f"{METHOD}Chat": grpc.stream_stream_rpc_method_handler(both, _identity, _identity),
+    }
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
+                         interceptors=[CallContextInterceptor(Authenticator(tokens))])
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, handlers)])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, port
+
+
+@pytest.mark.parametrize("suffix", ["", "Stream", "Upload", "Chat"])
+def test_no_call_shape_answers_without_credentials(tmp_path: Path, suffix: str) -> None:
+    tokens = TokenStore(tmp_path / "tokens.json")
+    server, port = _server(tokens)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            path = f"/{SERVICE}/{METHOD}{suffix}"
+            request_streaming = suffix in ("Upload", "Chat")
+            response_streaming = suffix in ("Stream", "Chat")
+            call: Any = {
+                (False, False): channel.unary_unary,
+                (False, True): channel.unary_stream,
+                (True, False): channel.stream_unary,
+                (True, True): channel.stream_stream,
+            }[(request_streaming, response_streaming)](path)
+            payload: Any = iter([b"x"]) if request_streaming else b"x"
+
+            def answer() -> Any:
+                reply = call(payload, timeout=5)
+                return list(reply) if response_streaming else reply
+
+            with pytest.raises(grpc.RpcError) as refused:
+                answer()
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        server.stop(0)
