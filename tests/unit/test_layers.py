@@ -20,8 +20,8 @@ TOP = {
     "infra": {"infra", "sipagent", "projections", "domain"},
 }
 # infra's sub-packages, lowest first: each may import itself and what stands before it.
-INFRA = ["config", "security", "ledger", "store", "backup", "messaging", "grpc_api", "ops", "web", "app",
-         "cli"]
+INFRA = ["config", "security", "ledger", "store", "backup", "messaging", "grpc_api", "ops",
+         "web", "app", "cli"]
 
 
 def imports(path: Path) -> set[str]:
