@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.cli.exits import Exit
 from infra.security.sealing import WireCipher
 from tests.conftest import WIRE_KEY
 from tests.integration.test_cli import CLI, Server, free_port
@@ -94,11 +95,11 @@ def test_control_and_agent_refuse_to_start_without_their_settings(tmp_path: Path
     for command in ("control", "agent"):
         done = subprocess.run([*CLI, command], env=env, capture_output=True, text=True,
                               timeout=30, check=False)
-        assert done.returncode == 1 and "TRUNKPLANE_KAFKA_BOOTSTRAP" in done.stderr
+        assert done.returncode == Exit.SETTINGS and "TRUNKPLANE_KAFKA_BOOTSTRAP" in done.stderr
     env["TRUNKPLANE_KAFKA_BOOTSTRAP"] = "127.0.0.1:1"
     done = subprocess.run([*CLI, "agent"], env=env, capture_output=True, text=True,
                           timeout=30, check=False)
-    assert done.returncode == 1 and "TRUNKPLANE_WIRE_KEY" in done.stderr
+    assert done.returncode == Exit.SETTINGS and "TRUNKPLANE_WIRE_KEY" in done.stderr
 
 
 def test_doctor_checks_the_broker_and_its_topics(broker: object, tmp_path: Path) -> None:
@@ -128,7 +129,7 @@ def test_an_agent_without_a_broker_says_so(tmp_path: Path) -> None:
            "TRUNKPLANE_WIRE_KEY": f"w1:{WIRE_KEY}", "TRUNKPLANE_METRICS_LISTEN": "off"}
     done = subprocess.run([*CLI, "agent"], env=env, capture_output=True, text=True,
                           timeout=60, check=False)
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == Exit.UNAVAILABLE, done.stderr
     assert "error: Kafka at 127.0.0.1:" in done.stderr and "Traceback" not in done.stderr
 
 
