@@ -31,8 +31,8 @@ class CallQuery:
     direction: str = ""  # outbound | inbound | "" (both)
     trunk_id: str = ""  # the call tried this trunk (carried or not)
     number: str = ""  # dialled or calling number, as received or as sent
-    start: datetime | None = None  # started at or after
-    end: datetime | None = None  # started before
+    start_time: datetime | None = None  # started at or after
+    end_time: datetime | None = None  # started before
     final_code: int = 0  # 0: any
 
 
@@ -92,7 +92,7 @@ def _filters(query: CallQuery) -> tuple[list[str], list[Any]]:
         raise ValidationError.single("direction", "must be outbound, inbound or empty (both)")
     if not 0 <= query.final_code <= 699:
         raise ValidationError.single("final_code", "must be a SIP code 100-699, or 0 (any)")
-    if query.start and query.end and query.start >= query.end:
+    if query.start_time and query.end_time and query.start_time >= query.end_time:
         raise ValidationError.single("end_time", "must be after start_time")
     where: list[str] = ["tenant = ?"]
     params: list[Any] = [query.tenant]
@@ -106,12 +106,12 @@ def _filters(query: CallQuery) -> tuple[list[str], list[Any]]:
     if query.number:
         where.append("? IN (number_received, number_sent, caller_received, caller_sent)")
         params.append(query.number)
-    if query.start is not None:
+    if query.start_time is not None:
         where.append("started_at >= ?")
-        params.append(_iso(query.start))
-    if query.end is not None:
+        params.append(_iso(query.start_time))
+    if query.end_time is not None:
         where.append("started_at < ?")
-        params.append(_iso(query.end))
+        params.append(_iso(query.end_time))
     return where, params
 
 

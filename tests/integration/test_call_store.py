@@ -92,14 +92,14 @@ def test_filters(db: Database) -> None:
     assert find(number="1001", direction="outbound", final_code=200) == [
         "call-5", "call-4", "call-1"]
     berlin = timezone(timedelta(hours=1))
-    assert find(start=T0 + timedelta(minutes=2), end=(T0 + timedelta(minutes=4)).astimezone(
-        berlin)) == ["call-3", "call-2"]
+    end = (T0 + timedelta(minutes=4)).astimezone(berlin)
+    assert find(start_time=T0 + timedelta(minutes=2), end_time=end) == ["call-3", "call-2"]
 
 
 @pytest.mark.parametrize(("query", "size", "token", "field"), [
     (CallQuery(direction="sideways"), 0, "", "direction"),
     (CallQuery(final_code=700), 0, "", "final_code"),
-    (CallQuery(start=T0, end=T0), 0, "", "end_time"),
+    (CallQuery(start_time=T0, end_time=T0), 0, "", "end_time"),
     (CallQuery(), 1001, "", "page_size"),
     (CallQuery(), 0, "garbage!", "page_token"),
 ])

@@ -342,3 +342,67 @@ class ResolveOutboundResponse(_message.Message):
     skipped: _containers.RepeatedScalarFieldContainer[str]
     view_position: int
     def __init__(self, route_id: _Optional[str] = ..., route_name: _Optional[str] = ..., strategy: _Optional[str] = ..., matched_pattern: _Optional[_Union[DialPattern, _Mapping]] = ..., number: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., skipped: _Optional[_Iterable[str]] = ..., view_position: _Optional[int] = ...) -> None: ...
+
+class PbxTarget(_message.Message):
+    __slots__ = ("uri", "priority", "weight")
+    URI_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    uri: str
+    priority: int
+    weight: int
+    def __init__(self, uri: _Optional[str] = ..., priority: _Optional[int] = ..., weight: _Optional[int] = ...) -> None: ...
+
+class PbxAccess(_message.Message):
+    __slots__ = ("tenant", "source_cidrs", "username", "password", "password_set", "targets", "enabled", "version", "etag", "update_time")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_CIDRS_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_SET_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    source_cidrs: _containers.RepeatedScalarFieldContainer[str]
+    username: str
+    password: str
+    password_set: bool
+    targets: _containers.RepeatedCompositeFieldContainer[PbxTarget]
+    enabled: bool
+    version: int
+    etag: str
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, tenant: _Optional[str] = ..., source_cidrs: _Optional[_Iterable[str]] = ..., username: _Optional[str] = ..., password: _Optional[str] = ..., password_set: _Optional[bool] = ..., targets: _Optional[_Iterable[_Union[PbxTarget, _Mapping]]] = ..., enabled: _Optional[bool] = ..., version: _Optional[int] = ..., etag: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetPbxAccessRequest(_message.Message):
+    __slots__ = ("tenant", "min_position")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    MIN_POSITION_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    min_position: int
+    def __init__(self, tenant: _Optional[str] = ..., min_position: _Optional[int] = ...) -> None: ...
+
+class UpdatePbxAccessRequest(_message.Message):
+    __slots__ = ("tenant", "pbx", "update_mask", "etag", "options")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    PBX_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    pbx: PbxAccess
+    update_mask: _field_mask_pb2.FieldMask
+    etag: str
+    options: _common_pb2.CommandOptions
+    def __init__(self, tenant: _Optional[str] = ..., pbx: _Optional[_Union[PbxAccess, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., etag: _Optional[str] = ..., options: _Optional[_Union[_common_pb2.CommandOptions, _Mapping]] = ...) -> None: ...
+
+class PbxAccessResponse(_message.Message):
+    __slots__ = ("pbx", "position")
+    PBX_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    pbx: PbxAccess
+    position: int
+    def __init__(self, pbx: _Optional[_Union[PbxAccess, _Mapping]] = ..., position: _Optional[int] = ...) -> None: ...

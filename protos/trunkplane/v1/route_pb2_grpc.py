@@ -110,6 +110,16 @@ class RouteServiceStub:
                 request_serializer=trunkplane_dot_v1_dot_route__pb2.RecordFraudAlertRequest.SerializeToString,
                 response_deserializer=trunkplane_dot_v1_dot_route__pb2.RecordFraudAlertResponse.FromString,
                 _registered_method=True)
+        self.GetPbxAccess = channel.unary_unary(
+                '/trunkplane.v1.RouteService/GetPbxAccess',
+                request_serializer=trunkplane_dot_v1_dot_route__pb2.GetPbxAccessRequest.SerializeToString,
+                response_deserializer=trunkplane_dot_v1_dot_route__pb2.PbxAccess.FromString,
+                _registered_method=True)
+        self.UpdatePbxAccess = channel.unary_unary(
+                '/trunkplane.v1.RouteService/UpdatePbxAccess',
+                request_serializer=trunkplane_dot_v1_dot_route__pb2.UpdatePbxAccessRequest.SerializeToString,
+                response_deserializer=trunkplane_dot_v1_dot_route__pb2.PbxAccessResponse.FromString,
+                _registered_method=True)
 
 
 class RouteServiceServicer:
@@ -209,6 +219,20 @@ class RouteServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPbxAccess(self, request, context):
+        """The tenant's PBX as the agents' PBX face sees it (Twilio Elastic SIP Trunking's
+        termination ACL and credential list, and origination URIs).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdatePbxAccess(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouteServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -286,6 +310,16 @@ def add_RouteServiceServicer_to_server(servicer, server):
                     servicer.RecordFraudAlert,
                     request_deserializer=trunkplane_dot_v1_dot_route__pb2.RecordFraudAlertRequest.FromString,
                     response_serializer=trunkplane_dot_v1_dot_route__pb2.RecordFraudAlertResponse.SerializeToString,
+            ),
+            'GetPbxAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPbxAccess,
+                    request_deserializer=trunkplane_dot_v1_dot_route__pb2.GetPbxAccessRequest.FromString,
+                    response_serializer=trunkplane_dot_v1_dot_route__pb2.PbxAccess.SerializeToString,
+            ),
+            'UpdatePbxAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePbxAccess,
+                    request_deserializer=trunkplane_dot_v1_dot_route__pb2.UpdatePbxAccessRequest.FromString,
+                    response_serializer=trunkplane_dot_v1_dot_route__pb2.PbxAccessResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -694,6 +728,60 @@ class RouteService:
             '/trunkplane.v1.RouteService/RecordFraudAlert',
             trunkplane_dot_v1_dot_route__pb2.RecordFraudAlertRequest.SerializeToString,
             trunkplane_dot_v1_dot_route__pb2.RecordFraudAlertResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPbxAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trunkplane.v1.RouteService/GetPbxAccess',
+            trunkplane_dot_v1_dot_route__pb2.GetPbxAccessRequest.SerializeToString,
+            trunkplane_dot_v1_dot_route__pb2.PbxAccess.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePbxAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trunkplane.v1.RouteService/UpdatePbxAccess',
+            trunkplane_dot_v1_dot_route__pb2.UpdatePbxAccessRequest.SerializeToString,
+            trunkplane_dot_v1_dot_route__pb2.PbxAccessResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -352,3 +352,81 @@ class TrunkStatusChange(_message.Message):
     status: TrunkStatus
     current: bool
     def __init__(self, position: _Optional[int] = ..., status: _Optional[_Union[TrunkStatus, _Mapping]] = ..., current: _Optional[bool] = ...) -> None: ...
+
+class CallAttempt(_message.Message):
+    __slots__ = ("trunk_id", "trunk_name", "code", "reason")
+    TRUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    TRUNK_NAME_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    trunk_id: str
+    trunk_name: str
+    code: int
+    reason: str
+    def __init__(self, trunk_id: _Optional[str] = ..., trunk_name: _Optional[str] = ..., code: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class CallRecord(_message.Message):
+    __slots__ = ("call_id", "tenant", "direction", "agent_id", "attempts", "number_received", "number_sent", "caller_received", "caller_sent", "trunk_id", "started_at", "answered_at", "ended_at", "final_code", "final_reason", "hangup_by")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_SENT_FIELD_NUMBER: _ClassVar[int]
+    CALLER_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    CALLER_SENT_FIELD_NUMBER: _ClassVar[int]
+    TRUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINAL_CODE_FIELD_NUMBER: _ClassVar[int]
+    FINAL_REASON_FIELD_NUMBER: _ClassVar[int]
+    HANGUP_BY_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    tenant: str
+    direction: str
+    agent_id: str
+    attempts: _containers.RepeatedCompositeFieldContainer[CallAttempt]
+    number_received: str
+    number_sent: str
+    caller_received: str
+    caller_sent: str
+    trunk_id: str
+    started_at: _timestamp_pb2.Timestamp
+    answered_at: _timestamp_pb2.Timestamp
+    ended_at: _timestamp_pb2.Timestamp
+    final_code: int
+    final_reason: str
+    hangup_by: str
+    def __init__(self, call_id: _Optional[str] = ..., tenant: _Optional[str] = ..., direction: _Optional[str] = ..., agent_id: _Optional[str] = ..., attempts: _Optional[_Iterable[_Union[CallAttempt, _Mapping]]] = ..., number_received: _Optional[str] = ..., number_sent: _Optional[str] = ..., caller_received: _Optional[str] = ..., caller_sent: _Optional[str] = ..., trunk_id: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., answered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., final_code: _Optional[int] = ..., final_reason: _Optional[str] = ..., hangup_by: _Optional[str] = ...) -> None: ...
+
+class ListCallsRequest(_message.Message):
+    __slots__ = ("tenant", "page_size", "page_token", "direction", "trunk", "number", "start_time", "end_time", "final_code")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    TRUNK_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    FINAL_CODE_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    page_size: int
+    page_token: str
+    direction: str
+    trunk: str
+    number: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    final_code: int
+    def __init__(self, tenant: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., direction: _Optional[str] = ..., trunk: _Optional[str] = ..., number: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., final_code: _Optional[int] = ...) -> None: ...
+
+class ListCallsResponse(_message.Message):
+    __slots__ = ("calls", "next_page_token")
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    calls: _containers.RepeatedCompositeFieldContainer[CallRecord]
+    next_page_token: str
+    def __init__(self, calls: _Optional[_Iterable[_Union[CallRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -95,6 +95,11 @@ class TrunkServiceStub:
                 request_serializer=trunkplane_dot_v1_dot_trunk__pb2.ImportConfigurationRequest.SerializeToString,
                 response_deserializer=trunkplane_dot_v1_dot_trunk__pb2.ImportConfigurationResponse.FromString,
                 _registered_method=True)
+        self.ListCalls = channel.unary_unary(
+                '/trunkplane.v1.TrunkService/ListCalls',
+                request_serializer=trunkplane_dot_v1_dot_trunk__pb2.ListCallsRequest.SerializeToString,
+                response_deserializer=trunkplane_dot_v1_dot_trunk__pb2.ListCallsResponse.FromString,
+                _registered_method=True)
 
 
 class TrunkServiceServicer:
@@ -178,6 +183,15 @@ class TrunkServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListCalls(self, request, context):
+        """Call records of the calls the agents carried through the trunks (or refused), newest
+        first. Served here, by the control plane that keeps them, not by the agents: an agent
+        holds only some tenants, and a tenant moves between agents.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrunkServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -240,6 +254,11 @@ def add_TrunkServiceServicer_to_server(servicer, server):
                     servicer.ImportConfiguration,
                     request_deserializer=trunkplane_dot_v1_dot_trunk__pb2.ImportConfigurationRequest.FromString,
                     response_serializer=trunkplane_dot_v1_dot_trunk__pb2.ImportConfigurationResponse.SerializeToString,
+            ),
+            'ListCalls': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCalls,
+                    request_deserializer=trunkplane_dot_v1_dot_trunk__pb2.ListCallsRequest.FromString,
+                    response_serializer=trunkplane_dot_v1_dot_trunk__pb2.ListCallsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -567,6 +586,33 @@ class TrunkService:
             '/trunkplane.v1.TrunkService/ImportConfiguration',
             trunkplane_dot_v1_dot_trunk__pb2.ImportConfigurationRequest.SerializeToString,
             trunkplane_dot_v1_dot_trunk__pb2.ImportConfigurationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCalls(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trunkplane.v1.TrunkService/ListCalls',
+            trunkplane_dot_v1_dot_trunk__pb2.ListCallsRequest.SerializeToString,
+            trunkplane_dot_v1_dot_trunk__pb2.ListCallsResponse.FromString,
             options,
             channel_credentials,
             insecure,
