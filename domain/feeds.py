@@ -15,6 +15,7 @@ from uuid import UUID
 
 from domain.application import TrunkplaneApp
 from domain.catalog import TenantCatalog
+from domain.pbx import Pbx
 from domain.routes import InboundRoute, OutboundRoute
 from domain.trunk import Trunk
 
@@ -23,9 +24,9 @@ log = logging.getLogger(__name__)
 
 def published_events() -> list[type[Any]]:
     """The event classes consumers outside the control plane receive: every change of a
-    trunk or a route, the outbound route order and the tenant's policy. The catalog's name
-    index and request receipts are bookkeeping the control plane derives; they stay in the
-    store."""
+    trunk or a route, the outbound route order, the tenant's policy and its PBX access.
+    The catalog's name index and request receipts are bookkeeping the control plane
+    derives; they stay in the store."""
     classes: list[type[Any]] = []
     for aggregate in (Trunk, OutboundRoute, InboundRoute):
         classes.append(aggregate.Created)
@@ -34,6 +35,8 @@ def published_events() -> list[type[Any]]:
             classes.append(Trunk.CodecsReordered)
         classes += [aggregate.Enabled, aggregate.Disabled, aggregate.Deleted]
     classes += [TenantCatalog.OutboundOrderChanged, TenantCatalog.PolicyChanged]
+    classes += [Pbx.Created, *dict.fromkeys(Pbx.EVENT_FOR_FIELD.values()), Pbx.Enabled,
+                Pbx.Disabled]  # a tenant's PBX is never deleted, only emptied or disabled
     return classes
 
 

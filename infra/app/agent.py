@@ -23,8 +23,10 @@ from infra.ops.metrics import Metrics
 from infra.security.sealing import WireCipher
 from infra.security.tokens import ensure_admin_token
 from infra.store.command_bus import CommandBus
+from projections.calls import CallStore
 from projections.status import StatusView
 from sipagent.admission import Admission
+from sipagent.call_records import QueuedCallSink, Writer
 from sipagent.engine import Reporter, SipAgent
 from sipagent.fraud import Alert, AlertRecorder, FraudDetector
 from sipagent.runner import AgentRunner, Heartbeat
@@ -46,8 +48,10 @@ class AgentParts:
     admission: Admission
     alerts: AlertRecorder
     heartbeat: Heartbeat
+    calls: QueuedCallSink  # the B2BUA's CallRecordSink
 
     def start(self) -> None:
+        self.calls.start()
         if self.sip is not None:
             self.sip.start()
         else:
@@ -65,6 +69,7 @@ class AgentParts:
             self.sip.stop()  # unREGISTERs what it holds
         else:
             self.reporter.stop_flushing()
+        self.calls.stop()  # after the calls ended: their records are written too
 
     def serve_admission(self, process: Process, tenant: str) -> None:
         process.serve(AGENT_SERVICE, partial(agent_pb2_grpc.add_AgentServiceServicer_to_server,
@@ -73,7 +78,7 @@ class AgentParts:
 
 def agent_parts(settings: Settings, feed: EventFeed, sink: StatusSink,
                 directory: AgentDirectory, agent_id: str, metrics: Metrics,
-                record: Callable[[Alert], None], name: str = "agent",
+                record: Callable[[Alert], None], write_calls: Writer, name: str = "agent",
                 on_revoked: bool = False) -> AgentParts:
     sip_settings = replace(settings.sip, agent_id=agent_id) if settings.sip else None
     sip = SipAgent(sip_settings, sink) if sip_settings is not None else None
@@ -97,12 +102,13 @@ def agent_parts(settings: Settings, feed: EventFeed, sink: StatusSink,
                           detector=FraudDetector(alerts))
     metrics.watch_agent(state, feed, sip, admission)
     return AgentParts(feed, AgentRunner(feed, state, name=name), sip, reporter, admission,
-                      alerts, Heartbeat(directory, agent_id, state))
+                      alerts, Heartbeat(directory, agent_id, state), QueuedCallSink(write_calls))
 
 
 def embedded_agent(settings: Settings, bus: CommandBus, status: StatusView,
-                   metrics: Metrics) -> AgentParts:
-    """`serve`'s agent: it follows the store and records fraud alerts through the bus."""
+                   calls: CallStore, metrics: Metrics) -> AgentParts:
+    """`serve`'s agent: it follows the store, records fraud alerts through the bus and
+    writes call records straight into the control plane's store."""
     feed = StoreEventFeed(bus.app, "agent", MemoryPositions())
     agent_id = settings.sip.agent_id if settings.sip else "embedded"
     meta = CommandMeta(actor=f"agent:{agent_id}", reason="fraud alert")
@@ -112,7 +118,7 @@ def embedded_agent(settings: Settings, bus: CommandBus, status: StatusView,
                         detail=alert.detail, extension=alert.extension,
                         route_id=alert.route_id, meta=meta), None).unwrap()
 
-    parts = agent_parts(settings, feed, status, status, agent_id, metrics, record)
+    parts = agent_parts(settings, feed, status, status, agent_id, metrics, record, calls.record)
     for doc in status.all():  # calls that were up when this process stopped
         if doc["agent_id"] == agent_id and (doc["active_inbound"] or doc["active_outbound"]):
             parts.admission.seed(doc["tenant"], doc["trunk_id"], doc["active_inbound"],
@@ -138,6 +144,7 @@ def wire_codec(settings: Settings) -> Any:
 
 def start_agent(settings: Settings) -> Process:
     """`trunkplane agent`'s process, started: consuming, registering, serving admission."""
+    from infra.messaging.calls import KafkaCallSink
     from infra.messaging.feeds import KafkaEventFeed, KafkaStatusSink, seed_from_status
 
     kafka = settings.kafka
@@ -147,12 +154,13 @@ def start_agent(settings: Settings) -> Process:
     agent_id = kafka.agent_id or socket.gethostname()
     codec = wire_codec(settings)
     sink = KafkaStatusSink(kafka, codec)
+    call_sink = KafkaCallSink(kafka, codec)
     feed = KafkaEventFeed(kafka, kafka.agent_group, codec, from_start=True,
                           client_id=f"trunkplane-agent-{agent_id}")
     metrics = Metrics()
     parts = agent_parts(settings, feed, sink, sink, agent_id, metrics,
-                        alert_recorder(settings.control), name=f"agent-{agent_id}",
-                        on_revoked=True)
+                        alert_recorder(settings.control), call_sink.publish,
+                        name=f"agent-{agent_id}", on_revoked=True)
 
     def on_assigned(partitions: list[int]) -> None:
         seeded = seed_from_status(kafka, codec, partitions, parts.admission.seed,
@@ -164,6 +172,7 @@ def start_agent(settings: Settings) -> Process:
     feed.on_assigned = on_assigned
     process = Process(settings, metrics)
     process.add(Closing(sink.close))
+    process.add(Closing(call_sink.close))
     process.add(parts)
     parts.serve_admission(process, settings.tenant)
     parts.heartbeat.address = advertised(settings, process.listen())

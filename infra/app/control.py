@@ -26,6 +26,7 @@ from infra.store.command_bus import CommandBus
 from infra.store.leader import PROJECTIONS_LOCK, RELAY_LOCK, Leader
 from infra.store.views import open_views, view_store
 from projections.audit import HistoryReader
+from projections.calls import CallStore
 from projections.config_view import ConfigView
 from projections.db import Database
 from projections.runner import ProjectionRunner
@@ -66,9 +67,11 @@ class ControlPlane:
     views: Database
     status_sink: StatusView
     bus: CommandBus
+    calls: CallStore  # the call records the agents report
     agent: AgentParts | None = None  # embedded mode: the agent follows the store
     relay: Any = None  # distributed mode: infra.messaging.relay.Relay
     status_pump: Any = None  # distributed mode: infra.messaging.feeds.StatusPump
+    call_pump: Any = None  # distributed mode: infra.messaging.calls.CallPump
 
     @property
     def port(self) -> int:
@@ -109,10 +112,10 @@ def start(settings: Settings, workers: int = 32, mode: str = "serve") -> Control
 
     bus = CommandBus(app, on_saved=on_saved)
     status = StatusView(views)
-    plane = ControlPlane(process, app, runner, views, status, bus)
+    plane = ControlPlane(process, app, runner, views, status, bus, CallStore(views))
     _serve_control(plane, ConfigView(store, app.head, runner.wait_for), store)
     if mode == "serve":
-        plane.agent = embedded_agent(settings, bus, status, process.metrics)
+        plane.agent = embedded_agent(settings, bus, status, plane.calls, process.metrics)
         listeners.append(plane.agent.feed.notify)
         process.add(plane.agent)
         plane.agent.serve_admission(process, settings.tenant)
@@ -130,7 +133,7 @@ def _serve_control(plane: ControlPlane, view: ConfigView, store: Any) -> None:
     process, settings = plane.process, plane.process.settings
     base = ServicerBase(plane.bus, view, HistoryReader(store), settings.tenant)
     process.serve(SERVICES[0], partial(trunk_pb2_grpc.add_TrunkServiceServicer_to_server,
-                                       TrunkServicer(base, plane.status_sink)))
+                                       TrunkServicer(base, plane.status_sink, plane.calls)))
     process.serve(SERVICES[1], partial(route_pb2_grpc.add_RouteServiceServicer_to_server,
                                        RouteServicer(plane.bus, view, base.history,
                                                      settings.tenant)))
@@ -143,6 +146,7 @@ def _serve_control(plane: ControlPlane, view: ConfigView, store: Any) -> None:
 
 def _distributed(plane: ControlPlane, settings: Settings,
                  listeners: list[Callable[[], None]]) -> None:
+    from infra.messaging.calls import CONTROL_GROUP, CallPump, KafkaCallFeed
     from infra.messaging.feeds import KafkaStatusFeed, StatusPump
     from infra.messaging.relay import DatabasePositions, Relay
 
@@ -157,6 +161,10 @@ def _distributed(plane: ControlPlane, settings: Settings,
     plane.process.metrics.watch_relay(plane.app, plane.relay)
     plane.process.add(plane.relay)
     plane.process.add(plane.status_pump)
+    plane.call_pump = CallPump(KafkaCallFeed(kafka, CONTROL_GROUP, codec,
+                                             client_id="trunkplane-control-calls"),
+                               plane.calls.record)
+    plane.process.add(plane.call_pump)
 
 
 def serve(settings: Settings, mode: str = "serve") -> None:

@@ -1,6 +1,7 @@
-"""The configuration backup document: every trunk and route of one or more tenants as one
-versioned JSON document, the same bytes for the same configuration. Passwords are left out,
-or sealed for a passphrase (scrypt, then AES-GCM bound to the tenant and trunk name)."""
+"""The configuration backup document: every trunk and route of one or more tenants, and
+their PBX access, as one versioned JSON document, the same bytes for the same
+configuration. Passwords are left out, or sealed for a passphrase (scrypt, then AES-GCM
+bound to the tenant and trunk name, or to the tenant's PBX)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from uuid import UUID
 from domain.application import TrunkplaneApp
 from domain.catalog import INBOUND, TRUNK
 from domain.errors import ValidationError
+from domain.pbx import Pbx
 from domain.sync import DesiredConfig
 from infra.security.sealing import PassphraseSealer
 
@@ -27,7 +29,10 @@ def export_document(app: TrunkplaneApp, tenants: list[str],
         document["secrets"] = sealer.header()
     for tenant in sorted(tenants):
         catalog = app.catalog(tenant)
+        pbx = _pbx(app, tenant, sealer)
         if catalog is None:
+            if pbx is not None:
+                document["tenants"][tenant] = {"pbx": pbx}
             continue
         names = {rid: e["name"] for rid, e in catalog.entries[TRUNK].items()}
         document["tenants"][tenant] = {
@@ -39,7 +44,26 @@ def export_document(app: TrunkplaneApp, tenants: list[str],
                 (_inbound(app, UUID(rid), names) for rid in catalog.entries[INBOUND]),
                 key=lambda r: (r["did_pattern"], r["caller_id_pattern"], r["trunk"])),
         }
+        if pbx is not None:
+            document["tenants"][tenant]["pbx"] = pbx
     return document
+
+
+def _pbx_context(tenant: str) -> str:
+    """Not of the form `tenant/name`: a trunk's sealed password never opens as the PBX's."""
+    return f"pbx:{tenant}"
+
+
+def _pbx(app: TrunkplaneApp, tenant: str,
+         sealer: PassphraseSealer | None) -> dict[str, Any] | None:
+    aggregate = app.aggregate(Pbx.id_for(tenant))
+    if not isinstance(aggregate, Pbx):
+        return None
+    settings = dict(aggregate.settings)
+    password = settings.pop("password")
+    if sealer is not None and password:
+        settings["password_sealed"] = sealer.seal(password, _pbx_context(tenant))
+    return settings
 
 
 def _settings(app: TrunkplaneApp, aggregate_id: UUID) -> dict[str, Any]:
@@ -91,8 +115,18 @@ def read_document(text: str, passphrase: str) -> dict[str, DesiredConfig]:
                              for r in body.get("outbound_routes", [])],
             inbound_routes=[{**{k: v for k, v in r.items() if k != "trunk"},
                              "trunk_id": r.get("trunk", "")}
-                            for r in body.get("inbound_routes", [])])
+                            for r in body.get("inbound_routes", [])],
+            pbx=_desired_pbx(tenant, body["pbx"], sealer) if "pbx" in body else None)
     return desired
+
+
+def _desired_pbx(tenant: str, pbx: Any, sealer: PassphraseSealer | None) -> dict[str, Any]:
+    if not isinstance(pbx, dict):
+        raise ValidationError.single(f"tenants.{tenant}.pbx", "must be an object")
+    wanted = {k: v for k, v in pbx.items() if k != "password_sealed"}
+    if "password_sealed" in pbx and sealer is not None:
+        wanted["password"] = sealer.open(pbx["password_sealed"], _pbx_context(tenant))
+    return wanted
 
 
 def _opener(document: Document, passphrase: str) -> PassphraseSealer | None:

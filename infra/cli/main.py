@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import grpc
 
-from infra.cli import audit, channels, config, local, ops, routes, trunks
+from infra.cli import audit, channels, config, local, ops, pbx, routes, trunks
 from infra.cli.client import Client, report
 from infra.cli.common import add_common, finish
 from infra.cli.exits import Exit, table_text
@@ -46,6 +46,10 @@ def parser() -> argparse.ArgumentParser:
                                    epilog=trunks.EXAMPLES))
     routes.register(sub.add_parser("route", help="outbound and inbound routes, the tenant's "
                                                  "fraud guard", epilog=routes.EXAMPLES))
+    pbx.register(sub.add_parser("pbx", help="the tenant's PBX: source networks, digest, "
+                                            "where inbound calls go", epilog=pbx.EXAMPLES))
+    pbx.register_calls(sub.add_parser("calls", help="call records: newest first, filtered",
+                                      epilog=pbx.CALL_EXAMPLES))
     channels.register(sub.add_parser("channel", help="call admission by hand: acquire, "
                                                      "renew, release a trunk channel",
                                      epilog=channels.EXAMPLES))

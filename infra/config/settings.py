@@ -32,6 +32,7 @@ class KafkaSettings:
     replication: int = 3
     events_retention_ms: int = -1  # agents rebuild their tenants' state from the log
     status_retention_ms: int = 7 * 24 * 3600 * 1000
+    calls_retention_ms: int = 7 * 24 * 3600 * 1000  # control planes copy them to their store
     wire_key: str = ""  # id:base64key,...: seals passwords on the wire
     agent_group: str = "trunkplane-agents"
     agent_id: str = ""
@@ -43,6 +44,10 @@ class KafkaSettings:
     @property
     def status_topic(self) -> str:
         return f"{self.topic_prefix}status"
+
+    @property
+    def calls_topic(self) -> str:
+        return f"{self.topic_prefix}calls"
 
     def dead_letters(self, topic: str) -> str:
         return f"{topic}.dlq"
@@ -64,6 +69,8 @@ class KafkaSettings:
             events_retention_ms=int(retention),
             status_retention_ms=_number(env, "TRUNKPLANE_KAFKA_STATUS_RETENTION_MS",
                                         7 * 24 * 3600 * 1000),
+            calls_retention_ms=_number(env, "TRUNKPLANE_KAFKA_CALLS_RETENTION_MS",
+                                       7 * 24 * 3600 * 1000),
             wire_key=env.get("TRUNKPLANE_WIRE_KEY", ""),
             agent_group=env.get("TRUNKPLANE_AGENT_GROUP", "trunkplane-agents"),
             agent_id=env.get("TRUNKPLANE_AGENT_ID", ""),

@@ -8,6 +8,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from domain.calls import CallRecord
 from domain.errors import ValidationError
 from domain.model import CommandMeta, etag_for
 from domain.trunk_settings import LIMIT_FIELDS
@@ -240,4 +241,45 @@ def status_message(config: Doc, observed: Doc | None) -> trunk_pb2.TrunkStatus:
         health = msg.peers.add(address=peer["address"], up=peer["up"],
                                rtt_ms=peer["rtt_ms"] or 0.0)
         health.since.FromDatetime(datetime.fromisoformat(peer["since"]))
+    return msg
+
+
+def pbx_settings(msg: route_pb2.PbxAccess) -> dict[str, Any]:
+    return {
+        "source_cidrs": list(msg.source_cidrs), "username": msg.username,
+        "password": msg.password,
+        "targets": [{"uri": t.uri, "priority": t.priority if t.HasField("priority") else 10,
+                     "weight": t.weight or 1} for t in msg.targets],
+        "enabled": msg.enabled if msg.HasField("enabled") else True,
+    }
+
+
+def pbx_message(tenant: str, doc: Doc | None) -> route_pb2.PbxAccess:
+    """The tenant's PBX for a reader (unset: version 0, the defaults); the password is
+    never in it, only whether one is set."""
+    if doc is None:
+        return route_pb2.PbxAccess(tenant=tenant, enabled=True, etag=etag_for(0))
+    s = doc["settings"]
+    msg = route_pb2.PbxAccess(
+        tenant=tenant, source_cidrs=s["source_cidrs"], username=s["username"],
+        password_set=bool(s["password"]), enabled=s["enabled"],
+        targets=[route_pb2.PbxTarget(**t) for t in s["targets"]],
+        version=doc["version"], etag=etag_for(doc["version"]))
+    msg.update_time.FromDatetime(datetime.fromisoformat(doc["update_time"]))
+    return msg
+
+
+def call_message(record: CallRecord) -> trunk_pb2.CallRecord:
+    r = record
+    msg = trunk_pb2.CallRecord(
+        call_id=r.call_id, tenant=r.tenant, direction=r.direction, agent_id=r.agent_id,
+        attempts=[trunk_pb2.CallAttempt(trunk_id=a.trunk_id, trunk_name=a.trunk_name,
+                                        code=a.code, reason=a.reason) for a in r.attempts],
+        number_received=r.number_received, number_sent=r.number_sent,
+        caller_received=r.caller_received, caller_sent=r.caller_sent, trunk_id=r.trunk_id,
+        final_code=r.final_code, final_reason=r.final_reason, hangup_by=r.hangup_by)
+    msg.started_at.FromDatetime(r.started_at)
+    msg.ended_at.FromDatetime(r.ended_at)
+    if r.answered_at is not None:
+        msg.answered_at.FromDatetime(r.answered_at)
     return msg

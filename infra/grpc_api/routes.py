@@ -20,6 +20,8 @@ from infra.grpc_api.convert import (
     masked_patch,
     outbound_message,
     outbound_settings,
+    pbx_message,
+    pbx_settings,
     policy_message,
 )
 from infra.grpc_api.servicer_base import ServicerBase
@@ -97,6 +99,21 @@ class RouteServicer(ServicerBase, route_pb2_grpc.RouteServiceServicer):  # type:
             uow, tenant, request.kind, request.detail, request.extension, request.route_id,
             meta))
         return route_pb2.RecordFraudAlertResponse(position=done.position)
+
+    def GetPbxAccess(self, request: route_pb2.GetPbxAccessRequest, context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        self.ready(context, request.min_position)
+        return pbx_message(tenant, self.read(context, lambda: self.view.pbx(tenant)))
+
+    def UpdatePbxAccess(self, request: route_pb2.UpdatePbxAccessRequest, context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        meta = command_meta(request, request.options)
+        patch = self.read(context, lambda: masked_patch(
+            request.pbx, pbx_settings(request.pbx), list(request.update_mask.paths)))
+        done = self.run(context, lambda uow: commands.update_pbx(
+            uow, tenant, patch, request.etag, meta))
+        return route_pb2.PbxAccessResponse(
+            pbx=pbx_message(tenant, doc_of(done.unwrap().aggregate)), position=done.position)
 
     def DeleteOutboundRoute(self, request: route_pb2.DeleteRouteRequest, context: Ctx) -> Any:
         done = self._delete(request, context, OUTBOUND)

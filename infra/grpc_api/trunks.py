@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -17,6 +18,7 @@ from domain.unit_of_work import UnitOfWork
 from infra.backup.config_document import dumps, export_document, read_document
 from infra.grpc_api.context import current
 from infra.grpc_api.convert import (
+    call_message,
     command_meta,
     history_message,
     masked_patch,
@@ -27,6 +29,7 @@ from infra.grpc_api.convert import (
 from infra.grpc_api.errors import abort
 from infra.grpc_api.servicer_base import ServicerBase
 from infra.security.sealing import PassphraseSealer
+from projections.calls import CallQuery, CallStore
 from projections.config_view import Page
 from projections.state import doc_of
 from projections.status import StatusView
@@ -37,9 +40,25 @@ WATCH_POLL = 0.5
 
 
 class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type: ignore[misc]
-    def __init__(self, base: ServicerBase, status: StatusView) -> None:
+    def __init__(self, base: ServicerBase, status: StatusView, calls: CallStore) -> None:
         super().__init__(base.bus, base.view, base.history, base.default_tenant)
         self.status = status
+        self.calls = calls
+
+    def ListCalls(self, request: trunk_pb2.ListCallsRequest, context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        trunk_id = ""
+        if request.trunk:
+            trunk_id = self.read(context, lambda: self.view.subject_id(
+                tenant, TRUNK, request.trunk))
+        query = CallQuery(
+            tenant=tenant, direction=request.direction, trunk_id=trunk_id,
+            number=request.number, final_code=request.final_code,
+            start_time=_moment(request, "start_time"), end_time=_moment(request, "end_time"))
+        records, token = self.read(context, lambda: self.calls.page(
+            query, request.page_size, request.page_token))
+        return trunk_pb2.ListCallsResponse(calls=[call_message(r) for r in records],
+                                           next_page_token=token)
 
     def CreateTrunk(self, request: trunk_pb2.CreateTrunkRequest, context: Ctx) -> Any:
         tenant = self.tenant(context, request.tenant)
@@ -186,3 +205,9 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
         assert isinstance(outcome.aggregate, Trunk)
         return trunk_pb2.TrunkResponse(trunk=trunk_message(doc_of(outcome.aggregate)),
                                        warnings=outcome.warnings, position=position)
+
+
+def _moment(request: trunk_pb2.ListCallsRequest, name: str) -> datetime | None:
+    if not request.HasField(name):
+        return None
+    return getattr(request, name).ToDatetime(UTC)  # type: ignore[no-any-return]

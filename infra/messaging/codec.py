@@ -1,4 +1,5 @@
-"""Domain events and status observations as Avro, in Avro's single-object encoding.
+"""Domain events, status observations and call records as Avro, in Avro's single-object
+encoding.
 
 A payload is `C3 01`, the CRC-64-AVRO fingerprint of the writer schema (8 bytes, little
 endian), then the schemaless body. The decoder finds the writer schema by fingerprint and
@@ -17,6 +18,7 @@ from uuid import UUID
 from eventsourcing.utils import get_topic
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
+from domain.calls import CallAttempt, CallRecord
 from domain.feeds import published_events
 from domain.model import Configured, own_fields
 from domain.status import (
@@ -28,6 +30,7 @@ from domain.status import (
 )
 from domain.trunk_settings import SECRET_FIELDS
 from infra.messaging.schemas import (
+    CALL_RECORD,
     HEARTBEAT_RECORD,
     STATUS_RECORD,
     aggregate_of,
@@ -51,7 +54,7 @@ class Decoded:
     record: str  # the record's published name
     position: int
     tenant: str
-    value: Any  # the domain event, or a StatusObservation
+    value: Any  # the domain event, a StatusObservation, AgentHeartbeat or CallRecord
 
 
 class AvroCodec:
@@ -154,6 +157,19 @@ class AvroCodec:
             "agent_id": h.agent_id, "address": h.address, "tenants": list(h.tenants),
             "observed_at": h.observed_at, "started_at": h.started_at})
 
+    def encode_call(self, record: CallRecord) -> bytes:
+        r = record
+        return self._write(CALL_RECORD, {
+            "call_id": r.call_id, "tenant": r.tenant, "direction": r.direction,
+            "agent_id": r.agent_id,
+            "attempts": [{"trunk_id": a.trunk_id, "trunk_name": a.trunk_name, "code": a.code,
+                          "reason": a.reason} for a in r.attempts],
+            "number_received": r.number_received, "number_sent": r.number_sent,
+            "caller_received": r.caller_received, "caller_sent": r.caller_sent,
+            "trunk_id": r.trunk_id, "started_at": r.started_at, "answered_at": r.answered_at,
+            "ended_at": r.ended_at, "final_code": r.final_code,
+            "final_reason": r.final_reason, "hangup_by": r.hangup_by})
+
     def decode(self, payload: bytes) -> Decoded:
         if len(payload) < 10 or payload[:2] != MAGIC:
             raise AvroError("not an Avro single-object payload (no C3 01 marker)")
@@ -174,6 +190,8 @@ class AvroCodec:
             raise AvroError(f"corrupt {name} payload")
         if name == STATUS_RECORD:
             return Decoded(name, 0, str(record["tenant"]), _observation(record))
+        if name == CALL_RECORD:
+            return Decoded(name, 0, str(record["tenant"]), _call(record))
         if name == HEARTBEAT_RECORD:
             return Decoded(name, 0, "", AgentHeartbeat(
                 record["agent_id"], record["address"], tuple(record["tenants"]),
@@ -219,3 +237,16 @@ def _observation(r: dict[str, Any]) -> StatusObservation:
         active_inbound=r["active_inbound"], active_outbound=r["active_outbound"],
         alerts=tuple(r["alerts"]))
 
+
+
+def _call(r: dict[str, Any]) -> CallRecord:
+    return CallRecord(
+        call_id=r["call_id"], tenant=r["tenant"], direction=r["direction"],
+        agent_id=r["agent_id"],
+        attempts=tuple(CallAttempt(a["trunk_id"], a["trunk_name"], a["code"], a["reason"])
+                       for a in r["attempts"]),
+        number_received=r["number_received"], number_sent=r["number_sent"],
+        caller_received=r["caller_received"], caller_sent=r["caller_sent"],
+        trunk_id=r["trunk_id"], started_at=r["started_at"], answered_at=r["answered_at"],
+        ended_at=r["ended_at"], final_code=r["final_code"], final_reason=r["final_reason"],
+        hangup_by=r["hangup_by"])

@@ -1,5 +1,5 @@
-"""The Avro schemas of what trunkplane publishes: domain events, status observations and
-agent heartbeats.
+"""The Avro schemas of what trunkplane publishes: domain events, status observations,
+agent heartbeats and call records.
 
 Each published event class has one record schema, generated from the class's fields and
 named by the table of published names below (not by the module the class lives in). Every
@@ -24,6 +24,7 @@ import trunkplane
 from domain.catalog import TenantCatalog
 from domain.feeds import published_events
 from domain.model import Configured, own_fields
+from domain.pbx import Pbx
 from domain.routes import InboundRoute, OutboundRoute
 from domain.trunk import Trunk
 
@@ -40,9 +41,11 @@ AGGREGATE_RECORDS: dict[type, str] = {
     OutboundRoute: "domain.routes.OutboundRoute",
     InboundRoute: "domain.routes.InboundRoute",
     TenantCatalog: "domain.catalog.TenantCatalog",
+    Pbx: "domain.pbx.Pbx",
 }
 STATUS_RECORD = "domain.status.StatusObservation"  # published name, kept as released
 HEARTBEAT_RECORD = "domain.status.AgentHeartbeat"  # published name, kept as released
+CALL_RECORD = "domain.calls.CallRecord"  # published name: keep it when the class moves
 _AGGREGATES = {aggregate.__name__: aggregate for aggregate in AGGREGATE_RECORDS}
 
 _STRINGS = {"type": "array", "items": "string"}
@@ -90,6 +93,11 @@ HOURS = {
                {"name": "start", "type": "string"},
                {"name": "end", "type": "string"}],
 }
+PBX_TARGET = {
+    "type": "record", "name": "PbxTarget", "namespace": NS,
+    "fields": [{"name": "uri", "type": "string"}, {"name": "priority", "type": "int"},
+               {"name": "weight", "type": "int"}],
+}
 POLICY = {
     "type": "record", "name": "TenantPolicy", "namespace": NS,
     "fields": [{"name": "guard", "type": GUARD, "default": NO_GUARD},
@@ -107,7 +115,8 @@ FIELD_TYPES: dict[str, Any] = {
     "trunks": {"type": "array", "items": ROUTE_TRUNK}, "allowed_extensions": _STRINGS,
     "did_pattern": "string", "caller_id_pattern": "string", "trunk_id": "string",
     "destination": "string", "order": _STRINGS, "tenant": "string", "guard": GUARD,
-    "policy": POLICY,
+    "policy": POLICY, "source_cidrs": _STRINGS,
+    "targets": {"type": "array", "items": PBX_TARGET},
 }
 # Fields added after a record's first release need a default, so old payloads still read.
 FIELD_DEFAULTS: dict[str, Any] = {"guard": NO_GUARD}
@@ -119,6 +128,7 @@ SETTINGS_FIELDS: dict[type, tuple[str, ...]] = {
                     "allowed_extensions", "guard"),
     InboundRoute: ("did_pattern", "caller_id_pattern", "trunk_id", "destination", "enabled",
                    "description"),
+    Pbx: ("source_cidrs", "username", "password", "targets", "enabled"),
 }
 
 
@@ -210,11 +220,37 @@ def heartbeat_schema() -> dict[str, Any]:
     }
 
 
+def call_schema() -> dict[str, Any]:
+    """A call record (domain.calls.CallRecord): no secrets, so nothing sealed."""
+    stamp = {"type": "long", "logicalType": "timestamp-micros"}
+    attempt = {"type": "record", "name": "CallAttempt", "namespace": NS,
+               "fields": [{"name": "trunk_id", "type": "string"},
+                          {"name": "trunk_name", "type": "string"},
+                          {"name": "code", "type": "int"},
+                          {"name": "reason", "type": "string"}]}
+    text = ("call_id", "tenant", "direction", "agent_id")
+    numbers = ("number_received", "number_sent", "caller_received", "caller_sent", "trunk_id")
+    return {
+        "type": "record", "name": CALL_RECORD.rpartition(".")[2],
+        "namespace": CALL_RECORD.rpartition(".")[0],
+        "fields": [*({"name": n, "type": "string"} for n in text),
+                   {"name": "attempts", "type": {"type": "array", "items": attempt}},
+                   *({"name": n, "type": "string"} for n in numbers),
+                   {"name": "started_at", "type": stamp},
+                   {"name": "answered_at", "type": ["null", stamp]},
+                   {"name": "ended_at", "type": stamp},
+                   {"name": "final_code", "type": "int"},
+                   {"name": "final_reason", "type": "string"},
+                   {"name": "hangup_by", "type": "string"}],
+    }
+
+
 def current_schemas() -> dict[str, dict[str, Any]]:
     """What the code writes today, by record full name."""
     schemas = {record_name(cls): event_schema(cls) for cls in published_events()}
     schemas[STATUS_RECORD] = status_schema()
     schemas[HEARTBEAT_RECORD] = heartbeat_schema()
+    schemas[CALL_RECORD] = call_schema()
     return schemas
 
 

@@ -26,16 +26,19 @@ class TopicResult:
 
 
 def init_topics(kafka: KafkaSettings, timeout: float = 30.0) -> list[TopicResult]:
-    """Creates the events and status topics and their dead-letter topics; topics that
-    exist are left as they are. Idempotent."""
+    """Creates the events, status and calls topics and their dead-letter topics; topics
+    that exist are left as they are. Idempotent."""
     events = {"retention.ms": str(kafka.events_retention_ms), "cleanup.policy": "delete"}
     status = {"cleanup.policy": "compact", "retention.ms": str(kafka.status_retention_ms)}
+    calls = {"retention.ms": str(kafka.calls_retention_ms), "cleanup.policy": "delete"}
     letters = {"retention.ms": str(30 * 24 * 3600 * 1000), "cleanup.policy": "delete"}
     wanted = [
         (kafka.events_topic, kafka.partitions, events),
         (kafka.status_topic, kafka.partitions, status),
+        (kafka.calls_topic, kafka.partitions, calls),
         (kafka.dead_letters(kafka.events_topic), 1, letters),
         (kafka.dead_letters(kafka.status_topic), 1, letters),
+        (kafka.dead_letters(kafka.calls_topic), 1, letters),
     ]
     admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap, client_id="trunkplane-init",
                              request_timeout_ms=int(timeout * 1000))

@@ -92,14 +92,14 @@ def _broker(settings: Settings) -> Iterator[Finding]:
                       "check TRUNKPLANE_KAFKA_BOOTSTRAP, that the brokers run, and that this "
                       "host may reach them (firewall, advertised listeners)")
         return
-    missing = [t for t in (kafka.events_topic, kafka.status_topic,
+    missing = [t for t in (kafka.events_topic, kafka.status_topic, kafka.calls_topic,
                            kafka.dead_letters(kafka.events_topic)) if t not in topics]
     if missing:
         yield Finding("fail", "broker", f"{kafka.bootstrap} lacks topics {', '.join(missing)}",
                       "run `trunkplane kafka init` with the same TRUNKPLANE_KAFKA_* settings")
     else:
-        yield Finding("ok", "broker", f"{kafka.bootstrap}, topics {kafka.events_topic} and "
-                                      f"{kafka.status_topic} present")
+        yield Finding("ok", "broker", f"{kafka.bootstrap}, topics {kafka.events_topic}, "
+                                      f"{kafka.status_topic} and {kafka.calls_topic} present")
 
 
 def _server(address: str) -> Iterator[Finding]:

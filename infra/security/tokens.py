@@ -24,16 +24,16 @@ ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 (a file name, not a secret)
 
 READ = {
     "TrunkService": {"GetTrunk", "ListTrunks", "GetTrunkHistory", "ListProviderTemplates",
-                     "GetTrunkStatus", "ListTrunkStatuses", "WatchTrunkStatus"},
+                     "GetTrunkStatus", "ListTrunkStatuses", "WatchTrunkStatus", "ListCalls"},
     "RouteService": {"GetOutboundRoute", "ListOutboundRoutes", "GetInboundRoute",
                      "ListInboundRoutes", "GetRouteHistory", "ResolveOutbound",
-                     "GetTenantPolicy"},
+                     "GetTenantPolicy", "GetPbxAccess"},
 }
 WRITE = {
     "TrunkService": {"CreateTrunk", "UpdateTrunk", "DeleteTrunk", "ImportConfiguration"},
     "RouteService": {"CreateOutboundRoute", "UpdateOutboundRoute", "DeleteOutboundRoute",
                      "CreateInboundRoute", "UpdateInboundRoute", "DeleteInboundRoute",
-                     "UpdateTenantPolicy"},
+                     "UpdateTenantPolicy", "UpdatePbxAccess"},
 }
 EXPORT = {"TrunkService": {"ExportConfiguration"}}  # with secrets: admin only
 AUDIT = {"AuditService": {"ListChanges", "ExportChanges", "GetTrunkAt", "DiffTrunk",

@@ -45,7 +45,7 @@ def test_control_plane_and_agent_through_kafka(broker: object, fresh_postgres_ur
     assert "created  e2e.events  4 partitions" in init.stdout
     again = subprocess.run([*CLI, "kafka", "init"], env={**os.environ, **env},
                            capture_output=True, text=True, timeout=60, check=False)
-    assert again.stdout.count("exists ") == 4
+    assert again.stdout.count("exists ") == 6  # events, status, calls and their dead letters
 
     control = Server(tmp_path / "control", "control", TRUNKPLANE_DATABASE_URL=fresh_postgres_url,
                      **env)
@@ -119,7 +119,8 @@ def test_doctor_checks_the_broker_and_its_topics(broker: object, tmp_path: Path)
                    check=True, capture_output=True, timeout=60)
     after = subprocess.run([*CLI, "doctor"], env=env, capture_output=True, text=True,
                            timeout=60, check=False)
-    assert "OK   broker: " + bootstrap + ", topics doctor.events" in after.stdout
+    assert ("OK   broker: " + bootstrap + ", topics doctor.events, doctor.status and "
+            "doctor.calls present") in after.stdout
     assert "OK   wire key" in after.stdout
 
 

@@ -1,0 +1,90 @@
+"""`trunkplane pbx` and `trunkplane calls` against `trunkplane serve` as a real process."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.cli.exits import Exit
+from projections.calls import CallStore
+from projections.db import SqliteDatabase
+from tests.integration.test_call_store import VOCO, call
+from tests.integration.test_cli import Server
+
+SECRET = "cli-pbx-digest-secret"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    running = Server(tmp_path)
+    running.start()
+    yield running
+    if running.process.poll() is None:
+        running.stop()
+
+
+def test_pbx_set_and_show(server: Server) -> None:
+    empty = server.cli("pbx", "show")
+    assert empty.returncode == 0, empty.stderr
+    assert "none: no PBX may send calls" in empty.stdout
+    changed = server.cli("pbx", "set", "--source", "192.0.2.10", "--source", "198.51.100.0/24",
+                         "--target", "sip:pbx.example.com;transport=tcp,20",
+                         "--target", "sip:192.0.2.10:5060,10,5", "--username", "pbx-1",
+                         "--password-stdin", "--reason", "OPS-44", stdin=f"{SECRET}\n")
+    assert changed.returncode == 0, changed.stderr
+    assert "192.0.2.10/32, 198.51.100.0/24" in changed.stdout
+    assert "sip:192.0.2.10:5060 (priority 10, weight 5); sip:pbx.example.com;transport=tcp " \
+           "(priority 20, weight 1)" in changed.stdout
+    assert "pbx-1, password set" in changed.stdout and SECRET not in changed.stdout
+    shown = json.loads(server.cli("--json", "pbx", "show").stdout)
+    assert shown["password_set"] is True and "password" not in shown
+    assert shown["version"] == "1" and shown["etag"] == 'W/"1"'
+    stale = server.cli("pbx", "set", "--enabled", "off", "--etag", 'W/"0"')
+    assert stale.returncode != 0 and "etag" in stale.stderr
+    off = server.cli("pbx", "set", "--enabled", "off", "--no-credentials", "--etag", 'W/"1"')
+    assert off.returncode == 0, off.stderr
+    assert "none (address alone)" in off.stdout and "enabled          no" in off.stdout
+    bad = server.cli("pbx", "set", "--source", "0.0.0.0/0", "--target", "tel:+1")
+    assert bad.returncode == Exit.INVALID
+    assert "pbx.source_cidrs" in bad.stderr and "pbx.targets" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    nothing = server.cli("pbx", "set")
+    assert nothing.returncode == Exit.USAGE
+    history = server.cli("--json", "audit", "list")
+    assert "PbxCredentialsChanged" in history.stdout and "OPS-44" in history.stdout
+    assert SECRET not in history.stdout
+
+
+def test_calls_lists_the_records_newest_first_with_filters(server: Server) -> None:
+    created = server.cli("trunk", "create", "voco", "--template", "thevoco", "--username",
+                         "1001", "--password-stdin", stdin="a-long-trunk-password-1\n")
+    assert created.returncode == 0, created.stderr
+    trunk_id = json.loads(server.cli("--json", "trunk", "get", "voco").stdout)["id"]
+    store = CallStore(SqliteDatabase(server.data / "var" / "views.sqlite"))
+    store.record([call(1, tenant="default", trunks=((trunk_id, 200),)),
+                  call(2, tenant="default", code=486, trunks=((VOCO, 486),)),
+                  call(3, tenant="default", direction="inbound", number="15551234567",
+                       trunks=((trunk_id, 200),))])
+    listed = server.cli("calls")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].split()[:3] == ["STARTED", "(UTC)", "DIRECTION"]
+    assert [line.split()[2] for line in lines[1:]] == ["inbound", "outbound", "outbound"]
+    assert "voco 486" in listed.stdout and "486 Busy Here" in listed.stdout
+    busy = json.loads(server.cli("--json", "calls", "--code", "486").stdout)
+    assert [c["call_id"] for c in busy["calls"]] == ["call-2"]
+    on_voco = json.loads(server.cli("--json", "calls", "--trunk", "voco").stdout)
+    assert [c["call_id"] for c in on_voco["calls"]] == ["call-3", "call-1"]
+    paged = json.loads(server.cli("--json", "calls", "--limit", "2").stdout)
+    rest = json.loads(server.cli("--json", "calls", "--limit", "2", "--page-token",
+                                 paged["next_page_token"]).stdout)
+    assert [c["call_id"] for c in paged["calls"] + rest["calls"]] == [
+        "call-3", "call-2", "call-1"]
+    windowed = json.loads(server.cli("--json", "calls", "--since", "2026-11-29T12:02:00Z",
+                                     "--until", "2026-11-29T12:03:00Z").stdout)
+    assert [c["call_id"] for c in windowed["calls"]] == ["call-2"]
+    bad = server.cli("calls", "--direction", "sideways")
+    assert bad.returncode == Exit.USAGE
