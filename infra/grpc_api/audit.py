@@ -126,12 +126,12 @@ class AuditServicer(ServicerBase, audit_pb2_grpc.AuditServiceServicer):  # type:
             return str(UUID(subject))
         except ValueError:
             pass
-        for kind in ("trunk", "outbound"):
+        for kind in ("trunk", "outbound", "pbx"):  # a trunk named "pbx" comes first
             try:
                 return self.view.subject_id(tenant or self.default_tenant, kind, subject)
             except NotFoundError:
                 continue
-        raise NotFoundError(f"no trunk or route '{subject}'")
+        raise NotFoundError(f"no trunk, route or PBX '{subject}'")
 
 
 def _bad(field: str, description: str) -> None:

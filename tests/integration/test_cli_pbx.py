@@ -53,7 +53,7 @@ def test_pbx_set_and_show(server: Server) -> None:
     assert "Traceback" not in bad.stderr
     nothing = server.cli("pbx", "set")
     assert nothing.returncode == Exit.USAGE
-    history = server.cli("--json", "audit", "list")
+    history = server.cli("--json", "audit", "list", "--subject", "pbx")
     assert "PbxCredentialsChanged" in history.stdout and "OPS-44" in history.stdout
     assert SECRET not in history.stdout
 
