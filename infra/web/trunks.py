@@ -41,7 +41,7 @@ def routes(console: Console) -> list[Route]:
                                   trunk_pb2.ListTrunksRequest(tenant=tenant, page_size=PAGE))
         by_id = {s.trunk_id: s for s in statuses.statuses}
         return console.render(visit.request, "trunks.html", visit.session,
-                              trunks=trunks.trunks, statuses=by_id)
+                              trunks=trunks.trunks, statuses=by_id, total=trunks.total_size)
 
     async def status_events(visit: Visit) -> Response:
         """Server-sent events from WatchTrunkStatus: each change as the cell's new HTML; a

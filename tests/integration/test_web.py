@@ -18,6 +18,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
 from infra.security.tls import CERT_FILE, KEY_FILE
@@ -181,12 +182,23 @@ def drag(browser: webdriver.Chrome, item: str, before: str) -> None:
     actions.perform()
 
 
+def codec_order(browser: webdriver.Chrome) -> list[str]:
+    return [str(e.get_attribute("data-codec"))
+            for e in browser.find_elements(By.CSS_SELECTOR, "li.codec")]
+
+
 def reorder_codecs(browser: webdriver.Chrome, site: Site, trunk_id: str,
                    tmp_path: Path) -> None:
     browser.get(f"{site.url}/trunks/{trunk_id}/edit")
     order = [e.get_attribute("data-codec") for e in browser.find_elements(By.CSS_SELECTOR,
                                                                           "li.codec")]
     assert order == ["PCMU", "PCMA", "OPUS", "G729"]  # the template's three, then the rest
+    by_id(browser, "codec-G729").find_element(By.XPATH, "../button[contains(@class,'up')]"
+                                              ).send_keys(Keys.ENTER)  # by keyboard
+    assert codec_order(browser) == ["PCMU", "PCMA", "G729", "OPUS"]
+    browser.switch_to.active_element.find_element(By.XPATH, "../button[contains(@class,"
+                                                  "'down')]").send_keys(Keys.ENTER)
+    assert codec_order(browser) == ["PCMU", "PCMA", "OPUS", "G729"]
     drag(browser, "OPUS", "PCMU")
     order = [e.get_attribute("data-codec") for e in browser.find_elements(By.CSS_SELECTOR,
                                                                           "li.codec")]
