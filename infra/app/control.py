@@ -25,6 +25,7 @@ from infra.security.tokens import ensure_admin_token
 from infra.store.command_bus import CommandBus
 from infra.store.leader import PROJECTIONS_LOCK, RELAY_LOCK, Leader
 from infra.store.views import open_views, view_store
+from infra.web.app import WebConsole, for_service
 from projections.audit import HistoryReader
 from projections.calls import CallStore
 from projections.config_view import ConfigView
@@ -120,6 +121,9 @@ def start(settings: Settings, workers: int = 32, mode: str = "serve") -> Control
         process.add(plane.agent)
         plane.agent.serve_admission(process, settings.tenant)
     port = process.listen()
+    web = for_service(settings, port)
+    if web is not None:
+        process.add(WebConsole(web))
     if plane.agent is not None:
         plane.agent.heartbeat.address = advertised(settings, port)
     process.metrics.watch(app, store, status)

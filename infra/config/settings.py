@@ -13,6 +13,7 @@ from sipagent.settings import SipSettings
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_METRICS = "127.0.0.1:9464"
+DEFAULT_WEB = "127.0.0.1:8080"
 DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024
 DEFAULT_RATE_LIMIT = 500
 
@@ -117,6 +118,7 @@ class Settings:
     lease_ttl: float = 120.0  # seconds a channel lease lives unless renewed
     control: ControlSettings | None = None  # where a distributed agent reports alerts
     advertise: str = ""  # host:port others reach this process's gRPC at
+    web_listen: str = "off"  # the web console's address; off (the default in code): none
 
 
     @classmethod
@@ -147,6 +149,7 @@ class Settings:
             lease_ttl=_seconds(env, "TRUNKPLANE_LEASE_TTL", 120.0),
             control=ControlSettings.from_env(env),
             advertise=env.get("TRUNKPLANE_ADVERTISE", ""),
+            web_listen=env.get("TRUNKPLANE_WEB_LISTEN", DEFAULT_WEB),
         )
 
     def with_listen(self, listen: str) -> Settings:

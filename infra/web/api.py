@@ -61,9 +61,13 @@ def api_error(error: grpc.aio.AioRpcError) -> ApiError:
 class Api:
     """One channel to the service for the whole console; stubs per service."""
 
-    def __init__(self, target: str, ca_certificate: bytes | None) -> None:
+    def __init__(self, target: str, ca_certificate: bytes | None,
+                 server_name: str = "") -> None:
         self.target = target
         self.ca_certificate = ca_certificate
+        # The name to check the service's certificate against, when it is not the host
+        # of the target (the console calls its own process on loopback).
+        self.server_name = server_name
         self._channel: grpc.aio.Channel | None = None
 
     def channel(self) -> grpc.aio.Channel:
@@ -74,7 +78,9 @@ class Api:
                 self._channel = grpc.aio.insecure_channel(self.target)
             else:
                 credentials = grpc.ssl_channel_credentials(root_certificates=self.ca_certificate)
-                self._channel = grpc.aio.secure_channel(self.target, credentials)
+                options = ([("grpc.ssl_target_name_override", self.server_name)]
+                           if self.server_name else [])
+                self._channel = grpc.aio.secure_channel(self.target, credentials, options)
         return self._channel
 
     async def close(self) -> None:

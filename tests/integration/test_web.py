@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
+import ssl
 import subprocess
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,8 +25,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
-from infra.security.tls import CERT_FILE, KEY_FILE
-from infra.web.app import WebConsole, WebSettings
+from infra.config.settings import KafkaSettings
 from tests.brokers import free_port
 from tests.integration.browser import by_id, chromium, overflows, unlabelled_inputs, wait_for
 from tests.integration.test_cli import CLI, Server
@@ -54,22 +57,21 @@ def kamailio(tmp_path: Path) -> Iterator[Kamailio]:
 
 @pytest.fixture
 def site(tmp_path: Path, kamailio: Kamailio) -> Iterator[Site]:
+    """`trunkplane serve` with its console on a port of the test's own."""
     (tmp_path / "serve").mkdir()
+    web_port = free_port()
     server = Server(tmp_path / "serve", TRUNKPLANE_SIP_STARTUP_SPREAD="0",
-                    TRUNKPLANE_SIP_BACKOFF_BASE="1", TRUNKPLANE_SIP_BACKOFF_MAX="3")
+                    TRUNKPLANE_SIP_BACKOFF_BASE="1", TRUNKPLANE_SIP_BACKOFF_MAX="3",
+                    TRUNKPLANE_WEB_LISTEN=f"127.0.0.1:{web_port}")
     server.start()
-    var = tmp_path / "serve" / "var"
-    console = WebConsole(WebSettings(
-        listen=f"127.0.0.1:{free_port()}", cert=var / CERT_FILE, key=var / KEY_FILE,
-        grpc_target=f"127.0.0.1:{server.port}",
-        grpc_ca=(var / CERT_FILE).read_bytes())).start()
+    url = f"https://127.0.0.1:{web_port}"
+    assert f"web console on {url}" in server.log.read_text()
     auditor = subprocess.run(
         [*CLI, "tokens", "create", "--principal", "audrey@example.com", "--role", "auditor"],
         env=server.local_env(), capture_output=True, text=True, timeout=30, check=True)
     try:
-        yield Site(server, console.address, auditor.stdout.strip())
+        yield Site(server, url, auditor.stdout.strip())
     finally:
-        console.stop()
         assert server.stop() == 0
     assert PASSWORD not in server.log.read_text()
 
@@ -421,3 +423,35 @@ def test_routes_history_and_operations(site: Site, browser: webdriver.Chrome,
     done = wait_for(browser, lambda b: b.find_element(By.CSS_SELECTOR, "#progress-history .done"),
                     20)
     assert "generation 2" in done.text
+
+
+def test_trunkplane_control_serves_the_console_too(
+        kafka: KafkaSettings, fresh_postgres_url: str, tmp_path: Path) -> None:
+    """No browser here: an HTTPS client that trusts only the service's certificate signs
+    in through the forms, as a browser would, and reads the trunk list."""
+    (tmp_path / "control").mkdir()
+    web_port = free_port()
+    control = Server(tmp_path / "control", "control", TRUNKPLANE_DATABASE_URL=fresh_postgres_url,
+                     TRUNKPLANE_KAFKA_BOOTSTRAP=kafka.bootstrap,
+                     TRUNKPLANE_KAFKA_TOPIC_PREFIX=kafka.topic_prefix,
+                     TRUNKPLANE_WIRE_KEY=kafka.wire_key,
+                     TRUNKPLANE_WEB_LISTEN=f"127.0.0.1:{web_port}")
+    control.start()
+    try:
+        made = control.cli("trunk", "create", "carrier", "--type", "peer", "--peer",
+                           "127.0.0.1:9")
+        assert made.returncode == 0, made.stderr
+        tls = ssl.create_default_context(cafile=str(tmp_path / "control" / "var" / "tls.crt"))
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=tls),
+                                             urllib.request.HTTPCookieProcessor())
+        url = f"https://127.0.0.1:{web_port}"
+        form = opener.open(f"{url}/signin", timeout=10).read().decode()
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+        assert csrf is not None
+        body = urllib.parse.urlencode({"csrf": csrf[1], "token": control.token}).encode()
+        page = opener.open(f"{url}/signin", data=body, timeout=10)
+        assert page.url == f"{url}/trunks"
+        listing = page.read().decode()
+        assert 'data-name="carrier"' in listing and "admin · tenant default" in listing
+    finally:
+        assert control.stop() == 0
