@@ -43,7 +43,7 @@ def chromium(profile: Path, width: int = 1100, height: int = 900,
     return webdriver.Chrome(options=options, service=Service(driver))
 
 
-def wait_for(browser: webdriver.Chrome, test: Callable[[Any], T], timeout: float = 10,
+def wait_for(browser: webdriver.Chrome, test: Callable[[Any], T], timeout: float = 20,
              message: str = "") -> T:
     """Elements an htmx swap or a live update replaced meanwhile are looked up again."""
     return WebDriverWait(browser, timeout, poll_frequency=0.1,

@@ -346,11 +346,15 @@ def test_routes_history_and_operations(site: Site, browser: webdriver.Chrome,
 
     us = browser.find_element(By.CSS_SELECTOR, "li.route:nth-child(2) .handle")
     first = browser.find_element(By.CSS_SELECTOR, "li.route:nth-child(1)")
+    browser.execute_script("window.beforeTheDrop = true")
     actions = ActionChains(browser, duration=50)
     actions.click_and_hold(us).move_by_offset(0, -4)
     actions.move_to_element_with_offset(first, 0, -20).move_by_offset(0, -3).release()
     actions.perform()
     wait_for(browser, lambda b: route_order(site) == ["US", "Intl"], message="not moved")
+    wait_for(browser, lambda b: b.execute_script(  # the page reloads after the move
+        "return window.beforeTheDrop !== true && document.readyState === 'complete'"))
+    assert browser.find_element(By.CSS_SELECTOR, "li.route:nth-child(1) h3").text == "1. US"
 
     browser.find_element(By.CSS_SELECTOR, "li.route:nth-child(1) a.edit").click()
     assert by_id(browser, "o-trunks").get_attribute("value") == "carrier\nbackup"
