@@ -21,6 +21,7 @@ test: $(DEV)
 	$(BIN)/mypy
 	infra/scripts/ensure-sip-peers.sh
 	infra/scripts/ensure-browser.sh
+	infra/scripts/ensure-prometheus.sh
 	TRUNKPLANE_TEST_DATABASE_URL="$$(infra/scripts/ensure-postgres.sh)" \
 	TRUNKPLANE_REQUIRE_POSTGRES=1 $(BIN)/pytest -q
 

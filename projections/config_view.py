@@ -109,6 +109,10 @@ class ConfigView:
     def trunk_docs(self, tenant: str) -> list[Doc]:
         return self._select("tenant = ? AND kind = 'trunk' AND deleted = 0", [tenant])
 
+    def every_trunk(self) -> list[Doc]:
+        """Every live trunk of every tenant (metrics label their series with the names)."""
+        return self._select("kind = 'trunk' AND deleted = 0", [])
+
     def trunk_doc(self, tenant: str, trunk_id: str) -> Doc | None:
         return self._find(tenant, "trunk", trunk_id, include_deleted=False)
 

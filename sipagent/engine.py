@@ -321,12 +321,13 @@ class SipAgent:
     def snapshot(self) -> dict[str, Any]:
         """What the metrics read: trunks by state, peer round trips."""
         states: dict[str, int] = {}
-        rtts: list[tuple[str, str, float]] = []
+        rtts: list[tuple[str, str, str, float]] = []  # trunk id, trunk name, address, ms
         for worker in list(self._workers.values()):
             states[worker.state.value] = states.get(worker.state.value, 0) + 1
+            name = str(worker.spec.settings.get("name", ""))
             for address, peer in getattr(worker, "peers", {}).items():
                 if peer.rtt_ms is not None:
-                    rtts.append((worker.spec.trunk_id, address, peer.rtt_ms))
+                    rtts.append((worker.spec.trunk_id, name, address, peer.rtt_ms))
         return {"states": states, "rtts": rtts, "counters": self.counters}
 
     # --- on the loop ---------------------------------------------------------------------

@@ -5,6 +5,7 @@ trunk states the agents report) is read when Prometheus scrapes."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -12,9 +13,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from domain.application import TrunkplaneApp
+from projections.config_view import ConfigView
 from projections.runner import describe
 from projections.status import StatusView
 from projections.views import ViewStore
+
+Doc = dict[str, Any]
 
 
 class Metrics:
@@ -90,6 +94,8 @@ class Metrics:
 class _StateCollector(Collector):
     def __init__(self, app: TrunkplaneApp, store: ViewStore, status: StatusView) -> None:
         self.app, self.store, self.status = app, store, status
+        # Metrics read whatever the view holds now: they never wait for the log's head.
+        self.config = ConfigView(store, app.head, lambda position, timeout: True)
 
     def collect(self) -> Iterator[Any]:
         head = GaugeMetricFamily("trunkplane_log_head", "Position of the last stored event")
@@ -112,17 +118,54 @@ class _StateCollector(Collector):
         states = GaugeMetricFamily("trunkplane_trunks_by_state",
                                    "Trunks by the state the agents last reported",
                                    labels=["tenant", "state"])
-        calls = GaugeMetricFamily("trunkplane_active_calls", "Active calls per trunk",
-                                  labels=["tenant", "trunk_id", "direction"])
         for (tenant, state), count in self.status.count_by_state().items():
             states.add_metric([tenant, state], count)
-        for observed in self.status.all():
-            calls.add_metric([observed["tenant"], observed["trunk_id"], "inbound"],
-                             observed["active_inbound"])
-            calls.add_metric([observed["tenant"], observed["trunk_id"], "outbound"],
-                             observed["active_outbound"])
         yield states
-        yield calls
+        yield from _trunk_families(self.status.all(), self.config.every_trunk())
+        yield _agents_silence(self.status.agents())
+
+
+TRUNK_LABELS = ["tenant", "trunk_id", "trunk"]  # the name too: panels show names, not UUIDs
+
+
+def _trunk_families(observed: list[Doc], trunks: list[Doc]) -> Iterator[GaugeMetricFamily]:
+    """Per trunk: its state, calls in progress against its limit, each peer address up or
+    down; labelled with the trunk's name as well as its id."""
+    names = {doc["id"]: str(doc["settings"].get("name", "")) for doc in trunks}
+    state = GaugeMetricFamily("trunkplane_trunk_state", "1 for the state the agents last "
+                              "reported for the trunk", labels=[*TRUNK_LABELS, "state"])
+    calls = GaugeMetricFamily("trunkplane_active_calls", "Active calls per trunk",
+                              labels=[*TRUNK_LABELS, "direction"])
+    peers = GaugeMetricFamily("trunkplane_peer_up", "1 when the peer address answers OPTIONS",
+                              labels=[*TRUNK_LABELS, "address"])
+    for doc in observed:
+        labels = [doc["tenant"], doc["trunk_id"], names.get(doc["trunk_id"], "")]
+        state.add_metric([*labels, doc["state"]], 1)
+        calls.add_metric([*labels, "inbound"], doc["active_inbound"])
+        calls.add_metric([*labels, "outbound"], doc["active_outbound"])
+        for peer in doc.get("peers", ()):
+            peers.add_metric([*labels, peer["address"]], int(bool(peer["up"])))
+    yield from (state, calls, peers, _limits(trunks))
+
+
+def _limits(trunks: list[Doc]) -> GaugeMetricFamily:
+    limit = GaugeMetricFamily("trunkplane_trunk_call_limit", "A trunk's max_concurrent_calls "
+                              "(trunks without a limit have no series)", labels=TRUNK_LABELS)
+    for doc in trunks:
+        most = (doc["settings"].get("call_limits") or {}).get("max_concurrent_calls")
+        if most:
+            limit.add_metric([doc["tenant"], doc["id"], str(doc["settings"]["name"])], most)
+    return limit
+
+
+def _agents_silence(agents: list[Doc]) -> GaugeMetricFamily:
+    silent = GaugeMetricFamily("trunkplane_agent_heartbeat_age_seconds",
+                               "Seconds since each agent's last heartbeat", labels=["agent_id"])
+    now = datetime.now(UTC)
+    for agent in agents:
+        seen = datetime.fromisoformat(agent["observed_at"])
+        silent.add_metric([agent["agent_id"]], max(0.0, (now - seen).total_seconds()))
+    return silent
 
 
 def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
@@ -169,9 +212,9 @@ class _SipCollector(Collector):
         yield options
         rtt = GaugeMetricFamily("trunkplane_sip_options_rtt_ms",
                                 "Last OPTIONS round trip per peer address",
-                                labels=["trunk_id", "address"])
-        for trunk_id, address, ms in snapshot["rtts"]:
-            rtt.add_metric([trunk_id, address], ms)
+                                labels=["trunk_id", "trunk", "address"])
+        for trunk_id, name, address, ms in snapshot["rtts"]:
+            rtt.add_metric([trunk_id, name, address], ms)
         yield rtt
 
 
