@@ -11,11 +11,11 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from domain.guard import default_guard
-from domain.model import CommandMeta, uuid_for
+from domain.model import CommandMeta, Subject, uuid_for
 from domain.text import name_key
 
 NAMESPACE = UUID("6f1c1a56-9a43-4a55-9d0e-2f0c3b7a1e11")
-TRUNK, OUTBOUND, INBOUND = "trunk", "outbound", "inbound"
+TRUNK, OUTBOUND, INBOUND = Subject.TRUNK, Subject.OUTBOUND, Subject.INBOUND
 Entry = dict[str, Any]
 
 

@@ -64,7 +64,7 @@ def catalog_of(uow: UnitOfWork, tenant: str, meta: CommandMeta,
 def load(uow: UnitOfWork, catalog: TenantCatalog, kind: str, cls: type[C], ref: str) -> C:
     key = "name" if kind != INBOUND else "id"
     entry_id = catalog.find(kind, ref, key)
-    label = {TRUNK: "trunk", OUTBOUND: "outbound route", INBOUND: "inbound route"}[kind]
+    label = cls.KIND
     if entry_id is None:
         raise NotFoundError(f"no {label} '{ref}' in tenant '{catalog.tenant}'")
     found = uow.find(UUID(entry_id), cls)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, ClassVar, Self
 from uuid import UUID, uuid5
 
@@ -50,10 +51,28 @@ class CommandMeta:
         return {"actor": self.actor, "reason": self.reason, "request_id": self.request_id}
 
 
+class Subject(StrEnum):
+    """What a configuration change is about: the name used in views, history filters, the
+    catalog and the agent's tables alike."""
+
+    TRUNK = "trunk"
+    OUTBOUND = "outbound"
+    INBOUND = "inbound"
+    PBX = "pbx"
+
+
+class Direction(StrEnum):
+    """Which way a call goes through a trunk."""
+
+    OUTBOUND = "outbound"
+    INBOUND = "inbound"
+
+
 class Configured(Aggregate):
     """Base of aggregates whose state is a settings dict changed by field events."""
 
-    KIND: ClassVar[str] = ""
+    KIND: ClassVar[str] = ""  # how people read it: "trunk", "outbound route"...
+    SUBJECT: ClassVar[Subject]
 
     class Event(Aggregate.Event):
         actor: str

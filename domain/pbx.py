@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Self
 from uuid import UUID
 
 from domain.errors import Violations
-from domain.model import CommandMeta, Configured, Fields, uuid_for
+from domain.model import CommandMeta, Configured, Fields, Subject, uuid_for
 from domain.values import (
     check_printable,
     parse_cidr,
@@ -39,6 +39,7 @@ PARAM = re.compile(r"^[A-Za-z0-9\-_.!~*'()%]+(?:=[A-Za-z0-9\-_.!~*'()%\[\]/:&+$]
 
 class Pbx(Configured):
     KIND: ClassVar[str] = "pbx"
+    SUBJECT = Subject.PBX
 
     class PbxSourcesChanged(Configured.SettingsChanged):
         source_cidrs: list[str]

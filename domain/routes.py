@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from domain.dialplan import DialPattern, check_pattern
 from domain.errors import Violations
 from domain.guard import default_guard, validate_guard
-from domain.model import Configured, Fields
+from domain.model import Configured, Fields, Subject
 from domain.values import (
     MAX_ALLOWED_EXTENSIONS,
     MAX_DIAL_PATTERNS,
@@ -34,6 +34,7 @@ class Strategy(StrEnum):
 
 class OutboundRoute(Configured):
     KIND: ClassVar[str] = "outbound route"
+    SUBJECT = Subject.OUTBOUND
     DEFAULTS: ClassVar[Fields] = {"guard": default_guard()}
 
     class RouteRenamed(Configured.SettingsChanged):
@@ -73,6 +74,7 @@ OutboundRoute.EVENT_FOR_FIELD = {
 
 class InboundRoute(Configured):
     KIND: ClassVar[str] = "inbound route"
+    SUBJECT = Subject.INBOUND
 
     class MatchChanged(Configured.SettingsChanged):
         did_pattern: str
@@ -108,7 +110,7 @@ def validate_outbound(raw: Fields) -> Fields:
     out: Fields = {
         "name": _guard(errors, "name", parse_name, str(raw.get("name") or "")),
         "strategy": _guard(
-            errors, "strategy", lambda v: parse_enum(Strategy, v or "failover").value,
+            errors, "strategy", lambda v: parse_enum(Strategy, v or Strategy.FAILOVER).value,
             str(raw.get("strategy") or ""),
         ),
         "enabled": bool(raw.get("enabled", True)),

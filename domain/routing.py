@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from domain.dialplan import DialPattern, check_digits, matches
 from domain.errors import ForbiddenError, NotFoundError, ValidationError
 from domain.model import Fields
+from domain.routes import Strategy
 
 
 @dataclass(frozen=True)
@@ -18,14 +19,26 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """A trunk of the route that cannot carry calls whatever its state on the wire."""
+
+    trunk_id: str
+    trunk_name: str  # the id, when the trunk is deleted
+    outcome: str  # "disabled" or "deleted"
+
+    def __str__(self) -> str:
+        return f"{self.trunk_name}: {self.outcome}"
+
+
+@dataclass(frozen=True)
 class Resolution:
     route_id: str
     route_name: str
-    strategy: str
+    strategy: Strategy
     pattern: DialPattern
     number: str
     candidates: list[Candidate] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
 
 
 def resolve_outbound(
@@ -72,14 +85,16 @@ def _first_match(route: Fields, number: str) -> tuple[DialPattern, str] | None:
 
 def _candidates(route_id: str, route: Fields, pattern: DialPattern, dialled: str,
                 trunks: dict[str, Fields]) -> Resolution:
-    candidates, skipped = [], []
+    candidates: list[Candidate] = []
+    skipped: list[Skipped] = []
     for item in route["trunks"]:
-        trunk = trunks.get(item["trunk_id"])
+        trunk_id = item["trunk_id"]
+        trunk = trunks.get(trunk_id)
         if trunk is None:
-            skipped.append(f"{item['trunk_id']}: deleted")
+            skipped.append(Skipped(trunk_id, trunk_id, "deleted"))
         elif not trunk["enabled"]:
-            skipped.append(f"{trunk['name']}: disabled")
+            skipped.append(Skipped(trunk_id, trunk["name"], "disabled"))
         else:
-            candidates.append(Candidate(item["trunk_id"], trunk["name"], item["weight"]))
-    return Resolution(route_id, route["name"], route["strategy"], pattern, dialled,
+            candidates.append(Candidate(trunk_id, trunk["name"], item["weight"]))
+    return Resolution(route_id, route["name"], Strategy(route["strategy"]), pattern, dialled,
                       candidates, skipped)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from domain.model import Configured, Fields
+from domain.model import Configured, Fields, Subject
 
 
 class Trunk(Configured):
     KIND: ClassVar[str] = "trunk"
+    SUBJECT = Subject.TRUNK
 
     class TrunkRenamed(Configured.SettingsChanged):
         name: str

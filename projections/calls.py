@@ -13,12 +13,13 @@ from typing import Any
 
 from domain.calls import CallAttempt, CallRecord
 from domain.errors import ValidationError
+from domain.model import Direction
 from projections.db import Database
 
 TABLE = "tp_calls"
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
-DIRECTIONS = ("outbound", "inbound")
+DIRECTIONS = tuple(Direction)
 COLUMNS = ("record_key", "tenant", "direction", "agent_id", "call_id", "trunk_id", "trunks",
            "number_received", "number_sent", "caller_received", "caller_sent",
            "started_at", "answered_at", "ended_at", "final_code", "final_reason", "hangup_by",

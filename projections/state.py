@@ -17,8 +17,8 @@ from domain.trunk_settings import SECRET_FIELDS
 
 Fingerprint = Callable[[str], str]
 Doc = dict[str, Any]
-KINDS: dict[type[Configured], str] = {Trunk: "trunk", OutboundRoute: "outbound",
-                                      InboundRoute: "inbound", Pbx: "pbx"}
+KINDS: dict[type[Configured], str] = {
+    aggregate: aggregate.SUBJECT for aggregate in (Trunk, OutboundRoute, InboundRoute, Pbx)}
 
 
 def kind_of(event: Any) -> str | None:

@@ -14,7 +14,7 @@ from json.encoder import encode_basestring_ascii as quote
 from typing import Any, ClassVar
 
 from domain.catalog import TenantCatalog
-from domain.model import Configured, event_name
+from domain.model import Configured, Subject, event_name
 from domain.operations import OperatorAction
 from domain.operations import event_type as operation_type
 from domain.trunk_settings import SECRET_FIELDS
@@ -24,7 +24,7 @@ from projections.history import FieldChange, diff, flatten, render
 from projections.state import Doc, Fingerprint, display_name, fold, iso, kind_of
 
 Batch = Sequence[tuple[int, Any, Any]]  # (log position, domain event, event as stored)
-SUBJECTS = frozenset({"trunk", "outbound", "inbound", "pbx"})
+SUBJECTS = frozenset(Subject)
 
 
 class Projection(ABC):

@@ -20,13 +20,15 @@ from typing import Any
 from domain.dialplan import matches
 from domain.errors import ForbiddenError, NotFoundError, ValidationError
 from domain.guard import prefix_of
+from domain.model import Direction
+from domain.routes import Strategy
 from domain.routing import resolve_outbound
 from domain.status import TrunkState
 from sipagent.fraud import FraudDetector
 from sipagent.runner import Ticker
 from sipagent.state import AgentState, TenantState
 
-OUTBOUND, INBOUND = "outbound", "inbound"
+OUTBOUND, INBOUND = Direction.OUTBOUND, Direction.INBOUND
 UP_STATES = frozenset({TrunkState.REGISTERED, TrunkState.OK, TrunkState.DEGRADED})
 FAILOVER_CODES = frozenset({408})  # and every 5xx
 BREAKER_FAILURES = 3  # call failures within BREAKER_WINDOW open a trunk's breaker
@@ -59,7 +61,7 @@ class Lease:
     trunk_name: str
     direction: str
     call_id: str
-    number: str  # as it must be dialled (outbound) or the DID (inbound)
+    dial_number: str  # as it must be dialled (outbound) or the DID (inbound)
     expires: float  # time.monotonic()
     route_id: str = ""
     destination: str = ""
@@ -265,13 +267,14 @@ class Admission:
             route_id, strategy = resolution.route_id, resolution.strategy
             dialled = resolution.number
             items = [(c.trunk_id, c.weight) for c in resolution.candidates]
-            skipped = [Consideration("", s.split(":")[0], "disabled" if "disabled" in s
-                                     else "deleted", s) for s in resolution.skipped]
+            skipped = [Consideration(s.trunk_id, s.trunk_name, s.outcome, str(s))
+                       for s in resolution.skipped]
         else:  # failover: the same route, the trunks this call has not tried
             route = state.outbound.get(after.route_id)
             if route is None or not route.get("enabled", True):
                 raise RefusedError("NOT_FOUND", f"route {after.route_id} is gone or disabled")
-            route_id, strategy, dialled = after.route_id, str(route["strategy"]), after.number
+            route_id, dialled = after.route_id, after.dial_number
+            strategy = Strategy(route["strategy"])
             items = [(t["trunk_id"], t["weight"]) for t in route["trunks"]
                      if t["trunk_id"] not in after.tried]
         guards = [] if after is not None else [  # a failover is the same call, counted once
@@ -349,12 +352,12 @@ class Admission:
                                    f"reached for {day} (UTC)")
 
     @staticmethod
-    def _pick(strategy: str, usable: list[tuple[str, int, int]]) -> str | None:
+    def _pick(strategy: Strategy, usable: list[tuple[str, int, int]]) -> str | None:
         if not usable:
             return None
-        if strategy == "spread":  # the most free channels; ties in route order
+        if strategy is Strategy.SPREAD:  # the most free channels; ties in route order
             return max(enumerate(usable), key=lambda e: (e[1][2], -e[0]))[1][0]
-        if strategy == "weighted":
+        if strategy is Strategy.WEIGHTED:
             total = sum(w for _, w, _ in usable)
             point = random.uniform(0, total)
             for trunk_id, weight, _ in usable:

@@ -142,8 +142,8 @@ class AgentState:
     @staticmethod
     def _kind(event: Any) -> str:
         owner = type(event).__qualname__.rpartition(".")[0]
-        return {Trunk.__name__: "trunk", OutboundRoute.__name__: "outbound",
-                InboundRoute.__name__: "inbound", Pbx.__name__: "pbx"}[owner]
+        return {aggregate.__name__: aggregate.SUBJECT
+                for aggregate in (Trunk, OutboundRoute, InboundRoute, Pbx)}[owner]
 
     def revoked(self, partitions: Sequence[int]) -> None:
         """A rebalance began: keep everything until the new share is known (most of it

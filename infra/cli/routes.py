@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from domain.dialplan import DialPattern
+from domain.routes import Strategy
 from infra.cli.client import Client
 from infra.cli.flags import Flag, add_flags, apply_flags
 from infra.cli.output import fields, print_json, table
@@ -286,7 +287,7 @@ def _show(args: argparse.Namespace, response: object, route: object, kind: str,
         fields([("id", r.id), ("name", r.name), ("position", r.position),
                 ("patterns", " ".join(_pattern(p) for p in r.dial_patterns)),
                 ("trunks", ", ".join(f"{t.trunk_name or t.trunk_id}" + (
-                    f" (weight {t.weight})" if r.strategy == "weighted" else "")
+                    f" (weight {t.weight})" if r.strategy == Strategy.WEIGHTED else "")
                     for t in r.trunks)),
                 ("strategy", r.strategy),
                 ("allowed", ", ".join(r.allowed_extensions) or "every extension"),

@@ -16,7 +16,7 @@ from sipagent.admission import INBOUND, OUTBOUND, Admission, Consideration, Leas
 from trunkplane.v1 import agent_pb2, agent_pb2_grpc
 
 DIRECTIONS = {agent_pb2.OUTBOUND: OUTBOUND, agent_pb2.INBOUND: INBOUND}
-NAMES = {OUTBOUND: agent_pb2.OUTBOUND, INBOUND: agent_pb2.INBOUND}
+NAMES: dict[str, agent_pb2.Direction] = {OUTBOUND: agent_pb2.OUTBOUND, INBOUND: agent_pb2.INBOUND}
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):  # type: ignore[misc]
@@ -83,7 +83,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):  # type: ignore[misc]
 def lease_pb(lease: Lease) -> agent_pb2.Lease:
     message = agent_pb2.Lease(
         lease_id=lease.lease_id, trunk_id=lease.trunk_id, trunk_name=lease.trunk_name,
-        direction=NAMES[lease.direction], dial_number=lease.number,
+        direction=NAMES[lease.direction], dial_number=lease.dial_number,
         destination=lease.destination, route_id=lease.route_id, call_id=lease.call_id)
     message.expires_at.FromDatetime(lease.expires_at())
     return message

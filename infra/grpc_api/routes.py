@@ -192,7 +192,7 @@ class RouteServicer(ServicerBase, route_pb2_grpc.RouteServiceServicer):  # type:
             number=found.number,
             candidates=[route_pb2.Candidate(trunk_id=c.trunk_id, trunk_name=c.trunk_name,
                                             weight=c.weight) for c in found.candidates],
-            skipped=found.skipped, view_position=position)
+            skipped=[str(s) for s in found.skipped], view_position=position)
 
     def _delete(self, request: route_pb2.DeleteRouteRequest, context: Ctx, kind: str) -> Any:
         tenant = self.tenant(context, request.tenant)

@@ -406,11 +406,11 @@ class B2BUA:
         domain = str(trunk.get("from_domain") or "") or _bare_host(host or "")
         nat = trunk.get("nat") or {}
         nat_ip = str(nat.get("external_ip") or "") if nat.get("enabled") else ""
-        call.number_sent, call.caller_sent, call.trunk_id = lease.number, user, lease.trunk_id
+        call.number_sent, call.caller_sent, call.trunk_id = lease.dial_number, user, lease.trunk_id
         params = "" if transport == "udp" else f";transport={transport}"
-        uri = f"sip:{lease.number}@{host}{params}"
+        uri = f"sip:{lease.dial_number}@{host}{params}"
         face = self.faces["provider"]
-        leg = self._uac_leg(face, destination, f"<sip:{user}@{domain}>", f"<sip:{lease.number}"
+        leg = self._uac_leg(face, destination, f"<sip:{user}@{domain}>", f"<sip:{lease.dial_number}"
                             f"@{domain}>", uri, user, nat_ip)
         call.b = leg
         credentials = DigestClient(str(trunk.get("auth_id") or trunk.get("username") or ""),
@@ -772,8 +772,10 @@ class B2BUA:
             tx.respond(_reply(request, 200, "OK", ""))
             other = call.leg(other_side)
             spawn(self._fire(call, other, self._dialog_request(other, "BYE", [])))
-            who = {("a", OUTBOUND): "pbx", ("b", OUTBOUND): "provider",
-                   ("a", INBOUND): "provider", ("b", INBOUND): "pbx"}[(side, call.direction)]
+            sides: dict[tuple[str, str], str] = {
+                ("a", OUTBOUND): "pbx", ("b", OUTBOUND): "provider",
+                ("a", INBOUND): "provider", ("b", INBOUND): "pbx"}
+            who = sides[(side, call.direction)]
             self.counters.add(f"{call.direction}_completed")
             self._end(call, 200, "OK", who)
             return

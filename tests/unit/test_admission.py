@@ -93,7 +93,7 @@ def test_failover_takes_the_backup_only_when_the_primary_is_down_or_full(
     tenant.route("us", US, ["primary", "backup"])
     admission = tenant.admission()
     first = out(admission)
-    assert first.lease.trunk_id == primary and first.lease.number == "12125551234"
+    assert first.lease.trunk_id == primary and first.lease.dial_number == "12125551234"
     assert out(admission).lease.trunk_id == backup  # primary full
     admission.release(first.lease.lease_id)
     tenant.live[primary] = TrunkState.UNREACHABLE
@@ -239,7 +239,7 @@ def test_inbound_matches_the_did_and_enforces_inbound_limits(tenant: Tenant) -> 
     tenant.inbound("15551234567", "ext:1001", trunk="carrier")
     admission = tenant.admission()
     exact = admission.acquire("acme", INBOUND, "", did="15551234567", trunk="carrier")
-    assert exact.lease.destination == "ext:1001" and exact.lease.number == "15551234567"
+    assert exact.lease.destination == "ext:1001" and exact.lease.dial_number == "15551234567"
     with pytest.raises(RefusedError) as refused:
         admission.acquire("acme", INBOUND, "", did="15559999999", trunk="carrier")
     assert refused.value.code == "RESOURCE_EXHAUSTED"
@@ -260,7 +260,7 @@ def test_a_5xx_fails_over_to_the_next_trunk_a_404_does_not(tenant: Tenant) -> No
     lease = out(admission).lease
     grant, failed_over = admission.report_failure(lease.lease_id, 503)
     assert failed_over and grant is not None and grant.lease.trunk_id == second
-    assert grant.lease.number == "12125551234" and admission.active(first) == (0, 0)
+    assert grant.lease.dial_number == "12125551234" and admission.active(first) == (0, 0)
     grant, failed_over = admission.report_failure(grant.lease.lease_id, 408)
     assert grant is not None and grant.lease.trunk_name == "third"
     with pytest.raises(RefusedError) as refused:

@@ -6,7 +6,7 @@ import pytest
 
 from domain.errors import ForbiddenError, NotFoundError, ValidationError
 from domain.routes import validate_inbound, validate_outbound
-from domain.routing import resolve_outbound
+from domain.routing import Skipped, resolve_outbound
 
 ROUTE: dict[str, Any] = {
     "name": "US", "dial_patterns": [{"match": "NXXNXXXXXX", "prefix": "9"}],
@@ -57,7 +57,7 @@ def test_first_matching_route_wins_and_disabled_trunks_are_skipped() -> None:
     assert found.route_name == "US"
     assert found.number == "2125551234"
     assert [c.trunk_name for c in found.candidates] == ["A"]
-    assert found.skipped == ["B: disabled"]
+    assert found.skipped == [Skipped("b", "B", "disabled")]
 
 
 def test_extension_not_allowed_is_forbidden_and_no_match_is_not_found() -> None:

@@ -217,7 +217,7 @@ class GetTrunkHistoryResponse(_message.Message):
     view_position: int
     def __init__(self, trunk_id: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[_common_pb2.HistoryEntry, _Mapping]]] = ..., view_position: _Optional[int] = ...) -> None: ...
 
-class RegisteredContact(_message.Message):
+class ContactStatus(_message.Message):
     __slots__ = ("uri", "expires_at")
     URI_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
@@ -225,7 +225,7 @@ class RegisteredContact(_message.Message):
     expires_at: _timestamp_pb2.Timestamp
     def __init__(self, uri: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
-class PeerHealth(_message.Message):
+class PeerStatus(_message.Message):
     __slots__ = ("address", "up", "rtt_ms", "since")
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     UP_FIELD_NUMBER: _ClassVar[int]
@@ -268,8 +268,8 @@ class TrunkStatus(_message.Message):
     reason: str
     registrations_up: int
     registrations_wanted: int
-    contacts: _containers.RepeatedCompositeFieldContainer[RegisteredContact]
-    peers: _containers.RepeatedCompositeFieldContainer[PeerHealth]
+    contacts: _containers.RepeatedCompositeFieldContainer[ContactStatus]
+    peers: _containers.RepeatedCompositeFieldContainer[PeerStatus]
     active_inbound: int
     active_outbound: int
     call_limits: CallLimits
@@ -277,7 +277,7 @@ class TrunkStatus(_message.Message):
     observed_at: _timestamp_pb2.Timestamp
     alerts: _containers.RepeatedScalarFieldContainer[str]
     stale: bool
-    def __init__(self, trunk_id: _Optional[str] = ..., trunk_name: _Optional[str] = ..., type: _Optional[str] = ..., enabled: _Optional[bool] = ..., state: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sip_code: _Optional[int] = ..., reason: _Optional[str] = ..., registrations_up: _Optional[int] = ..., registrations_wanted: _Optional[int] = ..., contacts: _Optional[_Iterable[_Union[RegisteredContact, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[PeerHealth, _Mapping]]] = ..., active_inbound: _Optional[int] = ..., active_outbound: _Optional[int] = ..., call_limits: _Optional[_Union[CallLimits, _Mapping]] = ..., agent_id: _Optional[str] = ..., observed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., alerts: _Optional[_Iterable[str]] = ..., stale: _Optional[bool] = ...) -> None: ...
+    def __init__(self, trunk_id: _Optional[str] = ..., trunk_name: _Optional[str] = ..., type: _Optional[str] = ..., enabled: _Optional[bool] = ..., state: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sip_code: _Optional[int] = ..., reason: _Optional[str] = ..., registrations_up: _Optional[int] = ..., registrations_wanted: _Optional[int] = ..., contacts: _Optional[_Iterable[_Union[ContactStatus, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[PeerStatus, _Mapping]]] = ..., active_inbound: _Optional[int] = ..., active_outbound: _Optional[int] = ..., call_limits: _Optional[_Union[CallLimits, _Mapping]] = ..., agent_id: _Optional[str] = ..., observed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., alerts: _Optional[_Iterable[str]] = ..., stale: _Optional[bool] = ...) -> None: ...
 
 class ListTrunkStatusesResponse(_message.Message):
     __slots__ = ("statuses", "next_page_token", "total_size", "view_position")
