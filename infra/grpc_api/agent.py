@@ -9,7 +9,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from domain.errors import DomainError, ValidationError
+from domain.errors import DomainError, NotFoundError, ValidationError
 from infra.grpc_api.errors import abort
 from infra.grpc_api.servicer_base import TENANT
 from sipagent.admission import INBOUND, OUTBOUND, Admission, Consideration, Lease, RefusedError
@@ -57,8 +57,11 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):  # type: ignore[misc]
 
     def ReleaseChannel(self, request: agent_pb2.ReleaseChannelRequest,
                        context: grpc.ServicerContext) -> agent_pb2.ReleaseChannelResponse:
-        return agent_pb2.ReleaseChannelResponse(
-            released=self.admission.release(request.lease_id))
+        try:
+            released = self.admission.release(request.lease_id)
+        except NotFoundError as error:  # an id this agent cannot have issued
+            abort(context, error)
+        return agent_pb2.ReleaseChannelResponse(released=released)
 
     def ReportCallFailure(self, request: agent_pb2.ReportCallFailureRequest,
                           context: grpc.ServicerContext

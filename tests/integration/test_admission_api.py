@@ -116,9 +116,10 @@ def test_bad_requests_and_roles(api: Api) -> None:
         stub.ReleaseChannel(agent_pb2.ReleaseChannelRequest(lease_id="x"),
                             metadata=api.as_("ops", "operator"))
     assert operator.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    answer = stub.ReleaseChannel(agent_pb2.ReleaseChannelRequest(lease_id="x"),
-                                 metadata=api.as_("pbx-1", "pbx"))
-    assert not answer.released
+    with pytest.raises(grpc.RpcError) as never_issued:
+        stub.ReleaseChannel(agent_pb2.ReleaseChannelRequest(lease_id="x"),
+                            metadata=api.as_("pbx-1", "pbx"))
+    assert never_issued.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 def test_guards_over_grpc_and_in_the_history(api: Api) -> None:
