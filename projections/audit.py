@@ -90,6 +90,16 @@ class HistoryReader:
             f"SELECT subject_id, MIN(position) AS first FROM {{table}} "
             f"WHERE {' AND '.join(where)} GROUP BY subject_id ORDER BY first", params)]
 
+    def subject_at(self, position: int, subject_id: str) -> tuple[str, str, str] | None:
+        """(tenant, kind, name) of the subject as the history shows it at the position,
+        else as it shows it last."""
+        rows = self._query("SELECT tenant, subject_kind, subject_name FROM {table} "
+                           "WHERE position = ? AND subject_id = ?", [position, subject_id])
+        rows = rows or self._query(
+            "SELECT tenant, subject_kind, subject_name FROM {table} WHERE subject_id = ? "
+            "ORDER BY position DESC LIMIT 1", [subject_id])
+        return (str(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else None
+
     def actors_like(self, text: str, limit: int = 10) -> list[str]:
         """Recorded actors that contain the text (ignoring case): the hint for a filter
         on an actor nobody is."""
