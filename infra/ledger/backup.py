@@ -10,6 +10,7 @@ replays each aggregate from its events instead."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -240,3 +241,17 @@ def _restore_table(source: sqlite3.Connection, cur: Any, table: str, postgres: b
     while batch := rows.fetchmany(PAGE):
         marks = ", ".join(["%s" if postgres else "?"] * len(batch[0]))
         cur.executemany(f"INSERT INTO {table} VALUES ({marks})", batch)
+
+
+def write_key_files(data_dir: Path, keys: Keys, cipher_file: str, signing_path: Path) -> None:
+    """The restored keys, mode 0600: the cipher key ring in the data directory's key file
+    format (`id key` per line, oldest first) and the signing key where settings look."""
+    lines = [item.replace(":", " ", 1) for item in keys.cipher_ring.split(",") if item]
+    for path, text in ((data_dir / cipher_file, "\n".join(lines) + "\n"),
+                       (signing_path, keys.signing_key + "\n")):
+        if path.exists():
+            raise RestoreError(f"{path} exists: restore only into an empty data directory")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
