@@ -75,7 +75,7 @@ def populate(app: TrunkplaneApp, events: int) -> float:
 def verify_rate(app: TrunkplaneApp) -> float:
     """`trunkplane audit verify` without the service: the log against the proof."""
     started = time.perf_counter()
-    report = verify(Ledger(app.recorder), app.recorder, decoder(app), [])
+    report = verify(Ledger(app.recorder), app.recorder, decoder(app), [])  # type: ignore[arg-type]
     assert report.intact, report.findings[:3]
     return report.size / (time.perf_counter() - started)
 

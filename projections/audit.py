@@ -108,6 +108,10 @@ class HistoryReader:
             "SELECT DISTINCT actor FROM {table} WHERE LOWER(actor) LIKE ? ORDER BY actor "
             f"LIMIT {int(limit)}", [pattern])]
 
+    def tenants(self) -> list[str]:
+        return [str(r[0]) for r in self._query(
+            "SELECT DISTINCT tenant FROM {table} WHERE tenant <> '' ORDER BY tenant", [])]
+
     def event_types(self) -> list[str]:
         return [str(r[0]) for r in self._query(
             "SELECT DISTINCT event_type FROM {table} ORDER BY event_type", [])]

@@ -18,7 +18,6 @@ from domain.model import Configured, Subject, event_name
 from domain.operations import OperatorAction
 from domain.operations import event_type as operation_type
 from domain.trunk_settings import SECRET_FIELDS
-from projections.chain import GENESIS, link
 from projections.db import Cursor, Database
 from projections.history import FieldChange, diff, flatten, render
 from projections.state import Doc, Fingerprint, display_name, fold, iso, kind_of
@@ -107,17 +106,19 @@ class ConfigProjection(Projection):
 
 
 class HistoryProjection(Projection):
-    """One row per event of a trunk or route, and per change of the route order; and the
-    hash chain over every stored event, which makes later edits of the log evident."""
+    """One row per event of a trunk or route, per change of the route order or policy, per
+    fraud alert and per operator action. The tamper evidence is not a view: the recorder
+    writes it with the events (infra.ledger), so no rebuild can re-derive it."""
 
     name = "history"
-    schema = 5  # 4: tenant policy and fraud alert rows; 5: operator actions
+    # 4: tenant policy and fraud alert rows; 5: operator actions; 6: no hash chain
+    schema = 6
 
     def table_names(self, gen: int) -> list[str]:
-        return [f"tp_history_g{gen}", f"tp_history_state_g{gen}", f"tp_chain_g{gen}"]
+        return [f"tp_history_g{gen}", f"tp_history_state_g{gen}"]
 
     def tables(self, gen: int) -> list[str]:
-        history, state, chain = self.table_names(gen)
+        history, state = self.table_names(gen)
         return [
             f"CREATE TABLE IF NOT EXISTS {history} (position BIGINT PRIMARY KEY, "
             "tenant TEXT NOT NULL, subject_kind TEXT NOT NULL, subject_id TEXT NOT NULL, "
@@ -129,13 +130,10 @@ class HistoryProjection(Projection):
             f"CREATE INDEX IF NOT EXISTS {history}_actor ON {history} (actor, position)",
             f"CREATE INDEX IF NOT EXISTS {history}_time ON {history} (time)",
             f"CREATE TABLE IF NOT EXISTS {state} (id TEXT PRIMARY KEY, doc TEXT NOT NULL)",
-            f"CREATE TABLE IF NOT EXISTS {chain} (position BIGINT PRIMARY KEY, "
-            "hash TEXT NOT NULL)",
         ]
 
     def apply(self, cur: Cursor, gen: int, batch: Batch) -> None:
-        history, state, chain = self.table_names(gen)
-        cur.append_rows(chain, self._links(cur, chain, batch))
+        history, state = self.table_names(gen)
         keyed = [(position, event, kind_of(event), str(event.originator_id))
                  for position, event, _ in batch]
         subjects = {key for _, event, kind, key in keyed
@@ -182,18 +180,6 @@ class HistoryProjection(Projection):
         cur.insert_rows(f"INSERT INTO {state}",
                         [(key, json.dumps(doc)) for key, doc in docs.items()],
                         "ON CONFLICT (id) DO UPDATE SET doc = excluded.doc")
-
-
-    @staticmethod
-    def _links(cur: Cursor, chain: str, batch: Batch) -> list[tuple[int, str]]:
-        cur.execute(f"SELECT hash FROM {chain} ORDER BY position DESC LIMIT 1")
-        row = cur.fetchone()
-        previous = GENESIS if row is None else str(row[0])
-        links = []
-        for position, _, stored in batch:
-            previous = link(previous, position, stored)
-            links.append((position, previous))
-        return links
 
 
 def _changes(before: Doc, after: Doc, keys: Iterable[str]) -> list[Any]:

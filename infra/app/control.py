@@ -19,6 +19,8 @@ from infra.grpc_api.ops import OpsServicer
 from infra.grpc_api.routes import RouteServicer
 from infra.grpc_api.servicer_base import ServicerBase
 from infra.grpc_api.trunks import TrunkServicer
+from infra.ledger.service import LedgerService
+from infra.ledger.signing import load_signer
 from infra.ops.metrics import Metrics
 from infra.security.keys import cipher_key
 from infra.security.tokens import ensure_admin_token
@@ -55,9 +57,13 @@ SERVICES = (_name(trunk_pb2, "TrunkService"), _name(route_pb2, "RouteService"),
 
 
 def build_app(settings: Settings) -> TrunkplaneApp:
+    """The store, its recorder writing each event's proof and signing the tree head of
+    every write batch."""
     if not settings.database_url:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return TrunkplaneApp(env=settings.store_env(cipher_key(settings)))
+    app = TrunkplaneApp(env=settings.store_env(cipher_key(settings)))
+    app.recorder.proof.signer = load_signer(settings)  # type: ignore[attr-defined]
+    return app
 
 
 @dataclass
@@ -142,10 +148,15 @@ def _serve_control(plane: ControlPlane, view: ConfigView, store: Any) -> None:
                                        RouteServicer(plane.bus, view, base.history,
                                                      settings.tenant)))
     process.serve(SERVICES[2], partial(audit_pb2_grpc.add_AuditServiceServicer_to_server,
-                                       AuditServicer(base, plane.runner.wait_for)))
+                                       AuditServicer(base, plane.runner.wait_for,
+                                                     _ledger(plane.app))))
     process.serve(SERVICES[3], partial(ops_pb2_grpc.add_OpsServiceServicer_to_server,
                                        OpsServicer(plane.app, store, plane.runner,
-                                                   plane.status_sink)))
+                                                   plane.status_sink, _ledger(plane.app))))
+
+
+def _ledger(app: TrunkplaneApp) -> LedgerService:
+    return LedgerService(app, app.recorder.proof.signer)  # type: ignore[attr-defined]
 
 
 def _distributed(plane: ControlPlane, settings: Settings,

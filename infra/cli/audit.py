@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from infra.cli import proofs
 from infra.cli.client import Client
 from infra.cli.output import note, print_data, print_json, table
 from infra.cli.trunks import show_trunk
@@ -16,7 +18,12 @@ EXAMPLES = """examples:
   trunkplane audit export --format jsonl --output changes.jsonl
   trunkplane audit at voco --version 1
   trunkplane audit diff voco --from-version 1          # up to now
-  trunkplane audit verify"""
+  trunkplane audit list --since 1h --type CredentialsChanged
+  trunkplane audit list --subject legacy     # every trunk or route that ever had the name
+  trunkplane audit at US --route --version 2
+  trunkplane audit verify
+  trunkplane audit head --json > head.json   # later: trunkplane audit consistency head.json
+  trunkplane audit verify-export changes.jsonl --public-key KEY"""
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -36,16 +43,17 @@ def register(parser: argparse.ArgumentParser) -> None:
     export.add_argument("--output", metavar="FILE",
                         help="file to write (default: standard output)")
     export.set_defaults(handler=export_changes)
-    at = sub.add_parser("at", help="a trunk's settings at a version or a time")
-    at.add_argument("trunk", help="id, or name of a live trunk")
+    at = sub.add_parser("at", help="a trunk's (or with --route a route's) settings at a "
+                                   "version or a time")
+    at.add_argument("trunk", help="id, or name of a live trunk or outbound route")
+    at.add_argument("--route", action="store_true", help="a route, not a trunk")
     _point(at, "", required=True)
     at.set_defaults(handler=trunk_at)
-    verify = sub.add_parser("verify", help="check that no stored event was edited, removed "
-                                           "or inserted since it was recorded")
-    verify.set_defaults(handler=verify_chain)
+    proofs.register(sub)
     diff = sub.add_parser("diff", help="what changed in a trunk between two points (the "
                                        "second defaults to now)", epilog=EXAMPLES)
-    diff.add_argument("trunk", help="id, or name of a live trunk")
+    diff.add_argument("trunk", help="id, or name of a live trunk or outbound route")
+    diff.add_argument("--route", action="store_true", help="a route, not a trunk")
     _point(diff, "from-", required=True)
     _point(diff, "to-", required=False)
     diff.set_defaults(handler=trunk_diff)
@@ -60,8 +68,11 @@ def _filters(parser: argparse.ArgumentParser) -> None:
                         help="only changes made by this principal")
     parser.add_argument("--type", default="", metavar="EVENT",
                         help="event type, e.g. CredentialsChanged")
-    parser.add_argument("--since", type=parse_time, metavar="TIME", help="ISO time, inclusive")
-    parser.add_argument("--until", type=parse_time, metavar="TIME", help="ISO time, exclusive")
+    parser.add_argument("--since", type=parse_time, metavar="TIME",
+                        help="inclusive: an ISO time, `now`, or ago (15m, 1h, 7d)")
+    parser.add_argument("--until", type=parse_time, metavar="TIME",
+                        help="exclusive, as --since; an export then closes with the signed "
+                             "head of the range")
 
 
 def _point(parser: argparse.ArgumentParser, prefix: str, required: bool) -> None:
@@ -73,12 +84,23 @@ def _point(parser: argparse.ArgumentParser, prefix: str, required: bool) -> None
                        help=f"an ISO time{which[prefix]}")
 
 
+RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
 def parse_time(text: str) -> datetime:
+    """An ISO time, `now`, or a time ago: `90s`, `15m`, `1h`, `7d`, `2w`."""
+    if text.strip().lower() == "now":
+        return datetime.now(UTC)
+    relative = RELATIVE.match(text.strip().lower())
+    if relative:
+        return datetime.now(UTC) - timedelta(**{UNITS[relative[2]]: int(relative[1])})
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"'{text}' is not an ISO time such as 2026-11-26T12:00:00Z") from None
+            f"'{text}' is not a time: an ISO time such as 2026-11-26T12:00:00Z, `now`, or a "
+            "time ago such as 15m, 1h, 7d") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -147,6 +169,8 @@ def _at(args: argparse.Namespace, prefix: str) -> audit_pb2.PointInTime:
 
 
 def trunk_at(client: Client, args: argparse.Namespace) -> int:
+    if args.route:
+        return route_at(client, args)
     answer = client.call(_stub(client).GetTrunkAt, audit_pb2.GetTrunkAtRequest(
         tenant=client.tenant, trunk=args.trunk, at=_at(args, "")))
     if args.json:
@@ -158,11 +182,29 @@ def trunk_at(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def route_at(client: Client, args: argparse.Namespace) -> int:
+    answer = client.call(_stub(client).GetRouteAt, audit_pb2.GetRouteAtRequest(
+        tenant=client.tenant, route=args.trunk, at=_at(args, "")))
+    if args.json:
+        print_json(answer)
+        return 0
+    print(f"{answer.kind} route {answer.name}, version {answer.version}"
+          + (" (deleted at this point)" if answer.deleted else ""))
+    table(["field", "value"], [(s.field, s.value) for s in answer.settings])
+    return 0
+
+
 def trunk_diff(client: Client, args: argparse.Namespace) -> int:
-    request = audit_pb2.DiffTrunkRequest(tenant=client.tenant, trunk=args.trunk,
-                                         to=_at(args, "to_"))
-    getattr(request, "from").CopyFrom(_at(args, "from_"))
-    answer = client.call(_stub(client).DiffTrunk, request)
+    if args.route:
+        route = audit_pb2.DiffRouteRequest(tenant=client.tenant, route=args.trunk,
+                                           to=_at(args, "to_"))
+        getattr(route, "from").CopyFrom(_at(args, "from_"))
+        answer = client.call(_stub(client).DiffRoute, route)
+    else:
+        request = audit_pb2.DiffTrunkRequest(tenant=client.tenant, trunk=args.trunk,
+                                             to=_at(args, "to_"))
+        getattr(request, "from").CopyFrom(_at(args, "from_"))
+        answer = client.call(_stub(client).DiffTrunk, request)
     if args.json:
         print_json(answer)
         return 0
@@ -170,16 +212,3 @@ def trunk_diff(client: Client, args: argparse.Namespace) -> int:
     table(["field", "before", "after"],
           [(c.field, c.old_value, c.new_value) for c in answer.changes])
     return 0
-
-
-def verify_chain(client: Client, args: argparse.Namespace) -> int:
-    report = client.call(_stub(client).VerifyChain, audit_pb2.VerifyChainRequest())
-    if args.json:
-        print_json(report)
-    elif report.intact:
-        print(f"intact: {report.checked} events; chain head at position "
-              f"{report.head_position}: {report.head}")
-    else:
-        print(f"TAMPERED: {report.problem}")
-        print(f"  the chain was intact up to the event before position {report.position}")
-    return 0 if report.intact else 4

@@ -119,6 +119,10 @@ class Settings:
     control: ControlSettings | None = None  # where a distributed agent reports alerts
     advertise: str = ""  # host:port others reach this process's gRPC at
     web_listen: str = "off"  # the web console's address; off (the default in code): none
+    # The key that signs tree heads: inline (base64 or PEM) or a file, which may live on
+    # another volume than the data; neither: signing.key in the data directory.
+    signing_key: str = ""
+    signing_key_file: str = ""
 
 
     @classmethod
@@ -150,6 +154,8 @@ class Settings:
             control=ControlSettings.from_env(env),
             advertise=env.get("TRUNKPLANE_ADVERTISE", ""),
             web_listen=env.get("TRUNKPLANE_WEB_LISTEN", DEFAULT_WEB),
+            signing_key=env.get("TRUNKPLANE_SIGNING_KEY", ""),
+            signing_key_file=env.get("TRUNKPLANE_SIGNING_KEY_FILE", ""),
         )
 
     def with_listen(self, listen: str) -> Settings:
@@ -162,14 +168,18 @@ class Settings:
             "CIPHER_KEY": cipher_key,
             "COMPRESSOR_TOPIC": "eventsourcing.compressor:ZlibCompressor",
         }
+        # The recorders write each event's proof in its transaction (infra.ledger); named
+        # here by topic, since settings sit below the ledger in infra's layers.
         if not self.database_url:
             env |= {"PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                    "APPLICATION_RECORDER_TOPIC": "infra.ledger.recorders:SqliteProofRecorder",
                     "SQLITE_DBNAME": str(self.data_dir / "events.sqlite"),
                     "SQLITE_LOCK_TIMEOUT": "10"}
             return env
         url = urlparse(self.database_url)
         return env | {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "APPLICATION_RECORDER_TOPIC": "infra.ledger.recorders:PostgresProofRecorder",
             "POSTGRES_DBNAME": url.path.lstrip("/") or "postgres",
             "POSTGRES_HOST": url.hostname or "127.0.0.1",
             "POSTGRES_PORT": str(url.port or 5432),

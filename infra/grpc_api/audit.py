@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import csv
-import io
-import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -16,26 +13,40 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from domain.errors import NotFoundError, PreconditionError, ValidationError
+from domain.model import Configured
+from domain.routes import InboundRoute, OutboundRoute
 from domain.trunk import Trunk
+from infra.grpc_api.context import current
 from infra.grpc_api.convert import trunk_message
 from infra.grpc_api.servicer_base import ServicerBase
-from projections.audit import ChangeQuery, ChangeRow, trunk_at, trunk_diff
-from projections.chain import head
-from projections.chain import verify as verify_chain
+from infra.ledger.export import FORMAT, ExportWriter
+from infra.ledger.service import LedgerService, NamedFinding
+from infra.ledger.signing import SignedHead
+from projections.audit import (
+    ChangeQuery,
+    ChangeRow,
+    configured_at,
+    event_type_hint,
+    known_event_types,
+    trunk_at,
+    trunk_diff,
+)
+from projections.history import flatten, render
 from projections.state import doc_of
 from trunkplane.v1 import audit_pb2, audit_pb2_grpc, common_pb2
 
 Ctx = grpc.ServicerContext
 READ_WAIT = 10.0
-CSV_COLUMNS = ("position", "time", "tenant", "subject_kind", "subject_id", "subject_name",
-               "version", "actor", "reason", "request_id", "event_type", "changes")
+EXPORT_PAGE = 500
 
 
 class AuditServicer(ServicerBase, audit_pb2_grpc.AuditServiceServicer):  # type: ignore[misc]
-    def __init__(self, base: ServicerBase, wait_for: Callable[[int, float], bool]) -> None:
+    def __init__(self, base: ServicerBase, wait_for: Callable[[int, float], bool],
+                 ledger: LedgerService) -> None:
         super().__init__(base.bus, base.view, base.history, base.default_tenant)
         self.reader = base.history
         self.wait_for = wait_for
+        self.ledger = ledger
 
     def ListChanges(self, request: audit_pb2.ListChangesRequest, context: Ctx) -> Any:
         query = self.read(context, lambda: self._query(request.filter))
@@ -53,26 +64,33 @@ class AuditServicer(ServicerBase, audit_pb2_grpc.AuditServiceServicer):  # type:
         if fmt not in ("csv", "jsonl"):
             self.read(context, lambda: _bad("format", f"'{fmt}' is not one of csv, jsonl"))
         query = self.read(context, lambda: self._query(request.filter))
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        if fmt == "csv":
-            writer.writerow(CSV_COLUMNS)
-        for row in self.reader.all(query):
-            if fmt == "csv":
-                writer.writerow(_csv_row(row))
-            else:
-                buffer.write(json.dumps(_json_row(row), ensure_ascii=False) + "\n")
-            if buffer.tell() > 64 * 1024:
-                yield audit_pb2.ExportChunk(data=buffer.getvalue().encode())
-                buffer.seek(0)
-                buffer.truncate()
-        position, chain_head = head(self.reader.store)
-        if fmt == "csv":
-            writer.writerow(["chain_head", position, chain_head])
-        else:
-            buffer.write(json.dumps({"chain_head": {"position": position,
-                                                    "hash": chain_head}}) + "\n")
-        yield audit_pb2.ExportChunk(data=buffer.getvalue().encode())
+        rows = self.read(context, lambda: list(self.reader.all(query)))
+        signer = self.ledger.signer
+        if signer is None:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "this process has no signing key")
+        head, head_position = self.read(context, lambda: self._export_head(request, rows))
+        writer = ExportWriter(fmt, _header(request.filter, fmt, head_position), signer)
+        proofs = self.ledger.row_proofs(head.size)
+        buffer = bytearray(writer.start())
+        for first in range(0, len(rows), EXPORT_PAGE):
+            page = rows[first:first + EXPORT_PAGE]
+            found = self.read(context, lambda p=page: proofs.for_positions(  # type: ignore[misc]
+                sorted({r.position for r in p})))
+            for row in page:
+                buffer += writer.row(row, found[row.position])
+            if len(buffer) > 64 * 1024:
+                yield audit_pb2.ExportChunk(data=bytes(buffer))
+                buffer.clear()
+        buffer += writer.finish(head, head_position)
+        yield audit_pb2.ExportChunk(data=bytes(buffer))
+
+    def _export_head(self, request: audit_pb2.ExportChangesRequest,
+                     rows: list[ChangeRow]) -> tuple[SignedHead, int]:
+        """The head of the whole log, or with an end time the head of the exported range:
+        the tree as it was once the last exported event was written."""
+        if request.filter.HasField("end_time"):
+            return self.ledger.head(position=rows[-1].position if rows else 0)
+        return self.ledger.head()
 
     def GetTrunkAt(self, request: audit_pb2.GetTrunkAtRequest, context: Ctx) -> Any:
         tenant = self.tenant(context, request.tenant)
@@ -87,18 +105,67 @@ class AuditServicer(ServicerBase, audit_pb2_grpc.AuditServiceServicer):  # type:
             tenant, request.trunk, getattr(request, "from"), "from"))
         after = self.read(context, lambda: self._trunk_at(tenant, request.trunk, request.to,
                                                           "to"))
-        return audit_pb2.DiffTrunkResponse(
-            from_version=before.version, to_version=after.version,
-            changes=[common_pb2.FieldChange(field=c.field, old_value=c.old_value,
-                                            new_value=c.new_value)
-                     for c in trunk_diff(before, after)])
+        return _diff_response(before, after)
 
-    def VerifyChain(self, request: audit_pb2.VerifyChainRequest, context: Ctx) -> Any:
-        self.read(context, lambda: self._query(audit_pb2.ChangeFilter()))  # caught up first
-        report = self.read(context, lambda: verify_chain(self.bus.app, self.reader.store))
-        return audit_pb2.VerifyChainResponse(
-            intact=report.intact, checked=report.checked, head_position=report.head_position,
-            head=report.head, problem=report.problem, position=report.position)
+    def GetRouteAt(self, request: audit_pb2.GetRouteAtRequest, context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        route = self.read(context, lambda: self._route_at(tenant, request.route, request.at,
+                                                          "at"))
+        settings = flatten(route.settings)
+        return audit_pb2.GetRouteAtResponse(
+            kind=route.KIND, name=str(route.settings.get("name", "")), version=route.version,
+            deleted=route.deleted,
+            settings=[audit_pb2.Setting(field=k, value=render(v))
+                      for k, v in sorted(settings.items())])
+
+    def DiffRoute(self, request: audit_pb2.DiffRouteRequest, context: Ctx) -> Any:
+        tenant = self.tenant(context, request.tenant)
+        before = self.read(context, lambda: self._route_at(
+            tenant, request.route, getattr(request, "from"), "from"))
+        after = self.read(context, lambda: self._route_at(tenant, request.route, request.to,
+                                                          "to"))
+        return _diff_response(before, after)
+
+    def VerifyLog(self, request: audit_pb2.VerifyLogRequest, context: Ctx) -> Any:
+        self.read(context, lambda: self._query(audit_pb2.ChangeFilter()))  # names current
+        report = self.read(context, self.ledger.verify)
+        named = self.ledger.name(report, self.reader.subject_at, self.view.tenants())
+        response = audit_pb2.VerifyLogResponse(
+            intact=report.intact, checked=report.checked, tree_size=report.size,
+            root_hash=report.root, head_position=report.head_position,
+            findings=[_finding(n) for n in named], omitted=report.omitted)
+        if report.signed is not None:
+            response.signed_head.CopyFrom(self._head_message(
+                report.signed, self.ledger.ledger.position_of(report.signed.size)))
+        return response
+
+    def GetSignedHead(self, request: audit_pb2.GetSignedHeadRequest, context: Ctx) -> Any:
+        head, position = self.read(context, lambda: self.ledger.head(request.tree_size,
+                                                                     request.position))
+        return self._head_message(head, position)
+
+    def GetConsistencyProof(self, request: audit_pb2.GetConsistencyProofRequest,
+                            context: Ctx) -> Any:
+        first_root, path, head, position = self.read(context, lambda: self.ledger.consistency(
+            request.first_size, request.second_size))
+        return audit_pb2.ConsistencyProof(first_size=request.first_size, first_root=first_root,
+                                          second=self._head_message(head, position),
+                                          path=path)
+
+    def GetInclusionProof(self, request: audit_pb2.GetInclusionProofRequest,
+                          context: Ctx) -> Any:
+        proof, head, position = self.read(context, lambda: self.ledger.inclusion(
+            request.position, request.tree_size))
+        return audit_pb2.InclusionProof(position=proof.position, leaf_index=proof.index,
+                                        leaf_hash=proof.leaf, path=proof.path,
+                                        head=self._head_message(head, position))
+
+    def _head_message(self, head: SignedHead, position: int) -> audit_pb2.SignedHead:
+        signer = self.ledger.signer
+        return audit_pb2.SignedHead(
+            tree_size=head.size, timestamp_ms=head.timestamp_ms, root_hash=head.root,
+            key_id=head.key_id, signature=head.signature, position=position,
+            public_key=signer.public_base64() if signer is not None else "")
 
     def _trunk_at(self, tenant: str, ref: str, at: audit_pb2.PointInTime, name: str) -> Trunk:
         self.view.ready()
@@ -110,28 +177,69 @@ class AuditServicer(ServicerBase, audit_pb2_grpc.AuditServiceServicer):  # type:
             return trunk_at(self.bus.app, trunk_id, moment=at.time.ToDatetime(tzinfo=UTC))
         raise ValidationError.single(name, "give a version or a time")
 
+    def _route_at(self, tenant: str, ref: str, at: audit_pb2.PointInTime,
+                  name: str) -> Configured:
+        self.view.ready()
+        kind, route_id = self._route_id(tenant, ref)
+        cls: type[Configured] = OutboundRoute if kind == "outbound" else InboundRoute
+        point = at.WhichOneof("point")
+        if point == "version":
+            return configured_at(self.bus.app, route_id, cls, "route", version=at.version)
+        if point == "time":
+            return configured_at(self.bus.app, route_id, cls, "route",
+                                 moment=at.time.ToDatetime(tzinfo=UTC))
+        raise ValidationError.single(name, "give a version or a time")
+
+    def _route_id(self, tenant: str, ref: str) -> tuple[str, UUID]:
+        for kind in ("outbound", "inbound"):
+            try:
+                return kind, UUID(self.view.subject_id(tenant, kind, ref))
+            except NotFoundError:
+                continue
+        raise NotFoundError(f"no route '{ref}' in tenant '{tenant}'")
+
     def _query(self, f: audit_pb2.ChangeFilter) -> ChangeQuery:
         target = f.min_position or self.bus.app.head()
         if not self.wait_for(target, READ_WAIT):
             raise PreconditionError(f"the history view has not reached position {target} "
                                     f"within {READ_WAIT:.0f} s; see `projections status`")
+        if f.event_type:
+            hint = event_type_hint(f.event_type, known_event_types())
+            if hint:
+                raise ValidationError.single("filter.event_type", hint)
+        if f.actor:
+            self._check_actor(f.actor)
         return ChangeQuery(
-            tenant=f.tenant, subject_id=self._subject(f.tenant, f.subject) if f.subject else "",
-            actor=f.actor, event_type=f.event_type,
+            tenant=f.tenant, subject_ids=self._subjects(f.tenant, f.subject) if f.subject
+            else (), actor=f.actor, event_type=f.event_type,
             start=_time(f.start_time) if f.HasField("start_time") else None,
             end=_time(f.end_time) if f.HasField("end_time") else None)
 
-    def _subject(self, tenant: str, subject: str) -> str:
+    def _check_actor(self, actor: str) -> None:
+        """An actor nobody is, but part of some actors' names: say whom they may mean."""
+        near = self.reader.actors_like(actor)
+        if near and actor not in near:
+            raise ValidationError.single(
+                "filter.actor", f"no change was made by '{actor}'; actors containing it: "
+                                f"{', '.join(near)} (the filter matches whole names)")
+
+    def _subjects(self, tenant: str, subject: str) -> tuple[str, ...]:
+        """Every trunk or route that ever had the name (deleted, renamed or re-used), or
+        the one with that id."""
         try:
-            return str(UUID(subject))
+            return (str(UUID(subject)),)
         except ValueError:
             pass
-        for kind in ("trunk", "outbound", "pbx"):  # a trunk named "pbx" comes first
+        named = self.reader.subjects_named(tenant, subject)
+        if named:
+            return tuple(named)
+        for kind in ("trunk", "outbound", "pbx"):  # a live one the history names otherwise
             try:
-                return self.view.subject_id(tenant or self.default_tenant, kind, subject)
+                return (self.view.subject_id(tenant or self.default_tenant, kind, subject),)
             except NotFoundError:
                 continue
-        raise NotFoundError(f"no trunk, route or PBX '{subject}'")
+        raise NotFoundError(f"no trunk, route or PBX has ever been named '{subject}'"
+                            + (f" in tenant '{tenant}'" if tenant else ""))
 
 
 def _bad(field: str, description: str) -> None:
@@ -158,6 +266,35 @@ def _decode(token: str) -> int:
     raise ValidationError.single("page_token", "is not a token this service returned")
 
 
+def _header(f: audit_pb2.ChangeFilter, fmt: str, head_position: int) -> dict[str, str]:
+    """Who exported, when, with which filter (every field, set or not)."""
+    call = current()
+    return {
+        "format": FORMAT, "exported_by": call.actor, "role": call.role,
+        "exported_at": datetime.now(UTC).isoformat(), "request_id": call.request_id,
+        "filter.tenant": f.tenant or "(all)", "filter.subject": f.subject,
+        "filter.actor": f.actor, "filter.event_type": f.event_type,
+        "filter.since": _time(f.start_time).isoformat() if f.HasField("start_time") else "",
+        "filter.until": _time(f.end_time).isoformat() if f.HasField("end_time") else "",
+        "rows_format": fmt, "covers_log_to_position": str(head_position),
+    }
+
+
+def _finding(named: NamedFinding) -> audit_pb2.Finding:
+    f = named.finding
+    return audit_pb2.Finding(kind=f.kind, position=f.position, tenant=named.tenant,
+                             subject_kind=named.kind, subject_id=f.subject_id,
+                             subject_name=named.name, version=f.version, detail=f.detail)
+
+
+def _diff_response(before: Configured, after: Configured) -> audit_pb2.DiffTrunkResponse:
+    return audit_pb2.DiffTrunkResponse(
+        from_version=before.version, to_version=after.version,
+        changes=[common_pb2.FieldChange(field=c.field, old_value=c.old_value,
+                                        new_value=c.new_value)
+                 for c in trunk_diff(before, after)])
+
+
 def _change(row: ChangeRow) -> audit_pb2.Change:
     entry = common_pb2.HistoryEntry(
         version=row.version, actor=row.actor, reason=row.reason, request_id=row.request_id,
@@ -168,21 +305,3 @@ def _change(row: ChangeRow) -> audit_pb2.Change:
     return audit_pb2.Change(position=row.position, tenant=row.tenant,
                             subject_kind=row.subject_kind, subject_id=row.subject_id,
                             subject_name=row.subject_name, entry=entry)
-
-
-def _csv_row(row: ChangeRow) -> list[Any]:
-    changes = "; ".join(f"{c.field}: {c.old_value} -> {c.new_value}" for c in row.changes)
-    return [row.position, row.time.isoformat(), row.tenant, row.subject_kind, row.subject_id,
-            row.subject_name, row.version, row.actor, row.reason, row.request_id,
-            row.event_type, changes]
-
-
-def _json_row(row: ChangeRow) -> dict[str, Any]:
-    return {
-        "position": row.position, "time": row.time.isoformat(), "tenant": row.tenant,
-        "subject_kind": row.subject_kind, "subject_id": row.subject_id,
-        "subject_name": row.subject_name, "version": row.version, "actor": row.actor,
-        "reason": row.reason, "request_id": row.request_id, "event_type": row.event_type,
-        "changes": [{"field": c.field, "old": c.old_value, "new": c.new_value}
-                    for c in row.changes],
-    }

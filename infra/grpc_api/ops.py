@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 import tempfile
 import threading
@@ -14,9 +15,14 @@ from typing import Any
 import grpc
 
 from domain.application import TrunkplaneApp
-from domain.errors import ValidationError
+from domain.errors import PreconditionError, ValidationError
+from domain.model import CommandMeta
+from domain.operations import OperatorAction
 from domain.status import STALE_AFTER
+from infra.grpc_api.context import current
 from infra.grpc_api.errors import abort
+from infra.ledger.service import LedgerService
+from projections.audit import HistoryReader
 from projections.runner import ProjectionRunner, describe
 from projections.status import StatusView
 from projections.verify import verify
@@ -24,17 +30,24 @@ from projections.views import ViewStore
 from trunkplane.v1 import ops_pb2, ops_pb2_grpc
 
 Ctx = grpc.ServicerContext
+log = logging.getLogger(__name__)
 
 
+
+
+def _meta() -> CommandMeta:
+    call = current()
+    return CommandMeta(actor=call.actor, request_id=call.request_id)
 
 
 class OpsServicer(ops_pb2_grpc.OpsServiceServicer):  # type: ignore[misc]
     def __init__(self, app: TrunkplaneApp, store: ViewStore, runner: ProjectionRunner,
-                 status: StatusView) -> None:
+                 status: StatusView, ledger: LedgerService) -> None:
         self.app = app
         self.store = store
         self.runner = runner
         self.status = status
+        self.ledger = ledger
         self._rebuilding = threading.Lock()
 
     def ListAgents(self, request: ops_pb2.ListAgentsRequest, context: Ctx) -> Any:
@@ -62,6 +75,8 @@ class OpsServicer(ops_pb2_grpc.OpsServiceServicer):  # type: ignore[misc]
     def RebuildProjection(self, request: ops_pb2.RebuildProjectionRequest,
                           context: Ctx) -> Iterator[ops_pb2.RebuildProgress]:
         self._check(context, request.name)
+        self._guard(context, request.name)
+        meta = _meta()  # the worker thread does not see the call's context
         if not self._rebuilding.acquire(blocking=False):
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, "a rebuild is already running")
         progress: queue.Queue[ops_pb2.RebuildProgress | BaseException] = queue.Queue()
@@ -77,6 +92,8 @@ class OpsServicer(ops_pb2_grpc.OpsServiceServicer):  # type: ignore[misc]
         def work() -> None:
             try:
                 gen = self.runner.rebuild(request.name, report)
+                self._record("views_rebuilt", {"view": request.name, "generation": gen},
+                             meta)
                 head = self.app.head()
                 rate = head / max(time.monotonic() - started, 1e-6)
                 progress.put(ops_pb2.RebuildProgress(position=head, head=head, done=True,
@@ -101,6 +118,23 @@ class OpsServicer(ops_pb2_grpc.OpsServiceServicer):  # type: ignore[misc]
             position, differences = verify(self.app, self.store, request.name, Path(scratch))
         return ops_pb2.VerifyProjectionResponse(equal=not differences, position=position,
                                                 differences=differences)
+
+    def _guard(self, context: Ctx, name: str) -> None:
+        """A rebuild re-reads the log: while the log and its proof disagree it would carry
+        an edit into the views, so it is refused, and the refusal recorded."""
+        history = HistoryReader(self.store)
+        try:
+            self.ledger.guard_rebuild(history.subject_at, history.tenants())
+        except PreconditionError as error:
+            try:
+                self._record("rebuild_refused", {"view": name, "why": str(error)[:2000]},
+                             _meta())
+            except Exception:  # a log cut short behind our back refuses appends too
+                log.warning("could not record the refused rebuild", exc_info=True)
+            abort(context, error)
+
+    def _record(self, action: str, detail: dict[str, Any], meta: CommandMeta) -> None:
+        self.app.save(OperatorAction.record("", action, detail, meta))
 
     def _check(self, context: Ctx, name: str) -> None:
         if name not in self.store.projections:

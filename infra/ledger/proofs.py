@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
+from domain.errors import FieldViolation, ValidationError
 from infra.ledger.export import RowProof, row_proof
 from infra.ledger.merkle import (
     EMPTY_ROOT,
@@ -27,11 +28,11 @@ class Queryable(Protocol):
     def query(self, statement: str, params: Any = ...) -> list[tuple[Any, ...]]: ...
 
 
-class ProofError(LookupError):
+class ProofError(ValidationError):
     """A proof was asked for something the tree does not hold (field, rule)."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__([FieldViolation(field, message)])
         self.field = field
 
 

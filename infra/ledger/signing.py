@@ -22,12 +22,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from infra.config.settings import Settings, SettingsError
+
 SIGNING_KEY_FILE = "signing.key"
 CONTEXT = b"trunkplane tree head v1\x00"
 LAYOUT = struct.Struct(">QQ")
 
 
-class SigningKeyError(ValueError):
+class SigningKeyError(SettingsError):
     pass
 
 
@@ -85,20 +87,29 @@ class HeadSigner:
     def public_base64(self) -> str:
         return base64.b64encode(public_bytes(self.public)).decode()
 
+    def private_base64(self) -> str:
+        return base64.b64encode(self.private.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+            serialization.NoEncryption())).decode()
 
-def load_signer(env: dict[str, str], data_dir: Path, create: bool = True) -> HeadSigner:
+
+def load_signer(settings: Settings, create: bool = True) -> HeadSigner:
     """The signing key from the environment, the named file, or the data directory."""
-    inline = env.get("TRUNKPLANE_SIGNING_KEY", "")
-    if inline:
-        return HeadSigner(_parse(inline.encode(), "TRUNKPLANE_SIGNING_KEY"))
-    named = env.get("TRUNKPLANE_SIGNING_KEY_FILE", "")
-    path = Path(named) if named else data_dir / SIGNING_KEY_FILE
+    if settings.signing_key:
+        return HeadSigner(_parse(settings.signing_key.encode(), "TRUNKPLANE_SIGNING_KEY"))
+    named = settings.signing_key_file
+    path = signing_key_path(settings)
     if path.exists():
         return HeadSigner(_parse(path.read_bytes(), str(path)))
     if named or not create:
         raise SigningKeyError(f"no signing key at {path}: create one with `trunkplane keys "
                               "signing-key --output PATH` or unset TRUNKPLANE_SIGNING_KEY_FILE")
     return HeadSigner(write_key(path))
+
+
+def signing_key_path(settings: Settings) -> Path:
+    named = settings.signing_key_file
+    return Path(named) if named else settings.data_dir / SIGNING_KEY_FILE
 
 
 def write_key(path: Path) -> Ed25519PrivateKey:

@@ -37,7 +37,8 @@ WRITE = {
 }
 EXPORT = {"TrunkService": {"ExportConfiguration"}}  # with secrets: admin only
 AUDIT = {"AuditService": {"ListChanges", "ExportChanges", "GetTrunkAt", "DiffTrunk",
-                          "VerifyChain"}}
+                          "GetRouteAt", "DiffRoute", "VerifyLog", "GetSignedHead",
+                          "GetConsistencyProof", "GetInclusionProof"}}
 OPS = {"OpsService": {"GetProjectionStatus", "RebuildProjection", "VerifyProjection"}}
 LOCATE = {"OpsService": {"ListAgents"}}  # which agent holds a tenant
 REPORT = {"RouteService": {"RecordFraudAlert"}}  # what agents tell the control plane

@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import pytest
 
+from infra.ledger.export import verify_export
 from tests.conftest import Api
 from tests.integration.helpers import PASSWORD, create_route, create_trunk, update_trunk
 from trunkplane.v1 import audit_pb2, audit_pb2_grpc, ops_pb2, ops_pb2_grpc, trunk_pb2
@@ -82,18 +83,23 @@ def test_export_as_csv_and_json_lines(api: Api) -> None:
     scenario(api)
     raw = b"".join(chunk.data for chunk in audit(api).ExportChanges(
         audit_pb2.ExportChangesRequest(format="csv")))
-    rows = list(csv.DictReader(io.StringIO(raw.decode())))
-    chain_head = rows.pop()
-    assert chain_head["position"] == "chain_head" and len(chain_head["tenant"]) == 64
-    assert len(rows) == 7
-    assert rows[1]["event_type"] == "ServerChanged"
-    assert rows[1]["changes"] == "host: sip.example.com -> sip2.example.com"
+    records = list(csv.DictReader(io.StringIO(raw.decode())))
+    meta = {r["field"]: r["new_value"] for r in records if r["record"] == "meta"}
+    assert meta["exported_by"] == "tester" and meta["filter.tenant"] == "(all)"
+    assert int(meta["head_size"]) == api.plane.app.head()
+    rows = [r for r in records if r["record"] == "change"]
+    assert len({r["position"] for r in rows}) == 7
+    server = next(r for r in rows if r["event_type"] == "ServerChanged")
+    assert (server["field"], server["old_value"], server["new_value"]) == (
+        "host", "sip.example.com", "sip2.example.com")  # one column per old and new value
+    assert verify_export(raw).ok
     assert PASSWORD.encode() not in raw
     lines = b"".join(chunk.data for chunk in audit(api).ExportChanges(
         audit_pb2.ExportChangesRequest(format="jsonl", filter=audit_pb2.ChangeFilter(
             actor="bob")))).decode().splitlines()
-    assert [json.loads(line).get("event_type") for line in lines[:-1]] == ["TrunkDeleted"]
-    assert json.loads(lines[-1])["chain_head"]["position"] == api.plane.app.head()
+    assert [json.loads(line).get("event_type") for line in lines[1:-1]] == ["TrunkDeleted"]
+    assert json.loads(lines[0])["export"]["filter.actor"] == "bob"
+    assert int(json.loads(lines[-1])["trailer"]["head_size"]) == api.plane.app.head()
     with pytest.raises(grpc.RpcError) as caught:
         list(audit(api).ExportChanges(audit_pb2.ExportChangesRequest(format="xml")))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -155,11 +161,13 @@ def test_status_rebuild_and_verify(api: Api) -> None:
         name="history")))
     assert progress[-1].done and progress[-1].generation == 2
     assert progress[0].head == head and progress[0].events_per_second > 0
-    assert changes(api) == before
+    after = changes(api)  # the rebuild is itself on record, by whom and of which view
+    assert after[:-1] == before and after[-1].entry.event_type == "ViewsRebuilt"
+    assert after[-1].entry.actor == "tester"
     for name in ("config", "history"):
         verdict = ops(api).VerifyProjection(ops_pb2.VerifyProjectionRequest(name=name))
         assert verdict.equal, verdict.differences
-        assert verdict.position == head
+        assert verdict.position == api.plane.app.head() == head + 1
     with pytest.raises(grpc.RpcError) as caught:
         ops(api).VerifyProjection(ops_pb2.VerifyProjectionRequest(name="nope"))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

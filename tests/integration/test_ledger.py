@@ -38,7 +38,7 @@ class Store:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.app = TrunkplaneApp(env=proof_env(settings.store_env(CIPHER_KEY)))
-        self.signer: HeadSigner = load_signer({}, settings.data_dir)
+        self.signer: HeadSigner = load_signer(settings)
         self.app.recorder.proof.signer = self.signer  # type: ignore[attr-defined]
         self.ledger = Ledger(self.app.recorder, self.signer)  # type: ignore[arg-type]
 

@@ -55,10 +55,35 @@ class AuditServiceStub:
                 request_serializer=trunkplane_dot_v1_dot_audit__pb2.DiffTrunkRequest.SerializeToString,
                 response_deserializer=trunkplane_dot_v1_dot_audit__pb2.DiffTrunkResponse.FromString,
                 _registered_method=True)
-        self.VerifyChain = channel.unary_unary(
-                '/trunkplane.v1.AuditService/VerifyChain',
-                request_serializer=trunkplane_dot_v1_dot_audit__pb2.VerifyChainRequest.SerializeToString,
-                response_deserializer=trunkplane_dot_v1_dot_audit__pb2.VerifyChainResponse.FromString,
+        self.GetRouteAt = channel.unary_unary(
+                '/trunkplane.v1.AuditService/GetRouteAt',
+                request_serializer=trunkplane_dot_v1_dot_audit__pb2.GetRouteAtRequest.SerializeToString,
+                response_deserializer=trunkplane_dot_v1_dot_audit__pb2.GetRouteAtResponse.FromString,
+                _registered_method=True)
+        self.DiffRoute = channel.unary_unary(
+                '/trunkplane.v1.AuditService/DiffRoute',
+                request_serializer=trunkplane_dot_v1_dot_audit__pb2.DiffRouteRequest.SerializeToString,
+                response_deserializer=trunkplane_dot_v1_dot_audit__pb2.DiffTrunkResponse.FromString,
+                _registered_method=True)
+        self.VerifyLog = channel.unary_unary(
+                '/trunkplane.v1.AuditService/VerifyLog',
+                request_serializer=trunkplane_dot_v1_dot_audit__pb2.VerifyLogRequest.SerializeToString,
+                response_deserializer=trunkplane_dot_v1_dot_audit__pb2.VerifyLogResponse.FromString,
+                _registered_method=True)
+        self.GetSignedHead = channel.unary_unary(
+                '/trunkplane.v1.AuditService/GetSignedHead',
+                request_serializer=trunkplane_dot_v1_dot_audit__pb2.GetSignedHeadRequest.SerializeToString,
+                response_deserializer=trunkplane_dot_v1_dot_audit__pb2.SignedHead.FromString,
+                _registered_method=True)
+        self.GetConsistencyProof = channel.unary_unary(
+                '/trunkplane.v1.AuditService/GetConsistencyProof',
+                request_serializer=trunkplane_dot_v1_dot_audit__pb2.GetConsistencyProofRequest.SerializeToString,
+                response_deserializer=trunkplane_dot_v1_dot_audit__pb2.ConsistencyProof.FromString,
+                _registered_method=True)
+        self.GetInclusionProof = channel.unary_unary(
+                '/trunkplane.v1.AuditService/GetInclusionProof',
+                request_serializer=trunkplane_dot_v1_dot_audit__pb2.GetInclusionProofRequest.SerializeToString,
+                response_deserializer=trunkplane_dot_v1_dot_audit__pb2.InclusionProof.FromString,
                 _registered_method=True)
 
 
@@ -92,10 +117,42 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def VerifyChain(self, request, context):
-        """Recomputes the hash chain over the stored events and compares it with the chain the
-        history view recorded as the events arrived: names the first event edited, removed or
-        inserted since.
+    def GetRouteAt(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiffRoute(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyLog(self, request, context):
+        """Checks the stored events against the proof written with them (leaf hashes, tree
+        heads) and the proof against its signed heads; every disagreement is a finding.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSignedHead(self, request, context):
+        """The signed tree head at an earlier size or log position (0 and 0: now).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsistencyProof(self, request, context):
+        """RFC 9162 2.1.4: the tree of second_size extends the tree of first_size unchanged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInclusionProof(self, request, context):
+        """RFC 9162 2.1.3: the event at a position is leaf leaf_index of the tree of tree_size.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -124,10 +181,35 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     request_deserializer=trunkplane_dot_v1_dot_audit__pb2.DiffTrunkRequest.FromString,
                     response_serializer=trunkplane_dot_v1_dot_audit__pb2.DiffTrunkResponse.SerializeToString,
             ),
-            'VerifyChain': grpc.unary_unary_rpc_method_handler(
-                    servicer.VerifyChain,
-                    request_deserializer=trunkplane_dot_v1_dot_audit__pb2.VerifyChainRequest.FromString,
-                    response_serializer=trunkplane_dot_v1_dot_audit__pb2.VerifyChainResponse.SerializeToString,
+            'GetRouteAt': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRouteAt,
+                    request_deserializer=trunkplane_dot_v1_dot_audit__pb2.GetRouteAtRequest.FromString,
+                    response_serializer=trunkplane_dot_v1_dot_audit__pb2.GetRouteAtResponse.SerializeToString,
+            ),
+            'DiffRoute': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiffRoute,
+                    request_deserializer=trunkplane_dot_v1_dot_audit__pb2.DiffRouteRequest.FromString,
+                    response_serializer=trunkplane_dot_v1_dot_audit__pb2.DiffTrunkResponse.SerializeToString,
+            ),
+            'VerifyLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyLog,
+                    request_deserializer=trunkplane_dot_v1_dot_audit__pb2.VerifyLogRequest.FromString,
+                    response_serializer=trunkplane_dot_v1_dot_audit__pb2.VerifyLogResponse.SerializeToString,
+            ),
+            'GetSignedHead': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSignedHead,
+                    request_deserializer=trunkplane_dot_v1_dot_audit__pb2.GetSignedHeadRequest.FromString,
+                    response_serializer=trunkplane_dot_v1_dot_audit__pb2.SignedHead.SerializeToString,
+            ),
+            'GetConsistencyProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsistencyProof,
+                    request_deserializer=trunkplane_dot_v1_dot_audit__pb2.GetConsistencyProofRequest.FromString,
+                    response_serializer=trunkplane_dot_v1_dot_audit__pb2.ConsistencyProof.SerializeToString,
+            ),
+            'GetInclusionProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInclusionProof,
+                    request_deserializer=trunkplane_dot_v1_dot_audit__pb2.GetInclusionProofRequest.FromString,
+                    response_serializer=trunkplane_dot_v1_dot_audit__pb2.InclusionProof.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -250,7 +332,7 @@ class AuditService:
             _registered_method=True)
 
     @staticmethod
-    def VerifyChain(request,
+    def GetRouteAt(request,
             target,
             options=(),
             channel_credentials=None,
@@ -263,9 +345,144 @@ class AuditService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/trunkplane.v1.AuditService/VerifyChain',
-            trunkplane_dot_v1_dot_audit__pb2.VerifyChainRequest.SerializeToString,
-            trunkplane_dot_v1_dot_audit__pb2.VerifyChainResponse.FromString,
+            '/trunkplane.v1.AuditService/GetRouteAt',
+            trunkplane_dot_v1_dot_audit__pb2.GetRouteAtRequest.SerializeToString,
+            trunkplane_dot_v1_dot_audit__pb2.GetRouteAtResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiffRoute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trunkplane.v1.AuditService/DiffRoute',
+            trunkplane_dot_v1_dot_audit__pb2.DiffRouteRequest.SerializeToString,
+            trunkplane_dot_v1_dot_audit__pb2.DiffTrunkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trunkplane.v1.AuditService/VerifyLog',
+            trunkplane_dot_v1_dot_audit__pb2.VerifyLogRequest.SerializeToString,
+            trunkplane_dot_v1_dot_audit__pb2.VerifyLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSignedHead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trunkplane.v1.AuditService/GetSignedHead',
+            trunkplane_dot_v1_dot_audit__pb2.GetSignedHeadRequest.SerializeToString,
+            trunkplane_dot_v1_dot_audit__pb2.SignedHead.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsistencyProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trunkplane.v1.AuditService/GetConsistencyProof',
+            trunkplane_dot_v1_dot_audit__pb2.GetConsistencyProofRequest.SerializeToString,
+            trunkplane_dot_v1_dot_audit__pb2.ConsistencyProof.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInclusionProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trunkplane.v1.AuditService/GetInclusionProof',
+            trunkplane_dot_v1_dot_audit__pb2.GetInclusionProofRequest.SerializeToString,
+            trunkplane_dot_v1_dot_audit__pb2.InclusionProof.FromString,
             options,
             channel_credentials,
             insecure,
