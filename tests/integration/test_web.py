@@ -12,6 +12,7 @@ import shutil
 import sqlite3
 import ssl
 import subprocess
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -452,6 +453,16 @@ def test_trunkplane_control_serves_the_console_too(
         form = opener.open(f"{url}/signin", timeout=10).read().decode()
         csrf = re.search(r'name="csrf" value="([^"]+)"', form)
         assert csrf is not None
+        pbx = subprocess.run([*CLI, "tokens", "create", "--principal", "pbx-1", "--role", "pbx"],
+                             env=control.local_env(), capture_output=True, text=True,
+                             timeout=30, check=True).stdout.strip()
+        for token, refusal in (("tp_wrong", "this token is unknown, expired or revoked"),
+                               (pbx, "needs the role admin or operator or auditor or sre")):
+            body = urllib.parse.urlencode({"csrf": csrf[1], "token": token}).encode()
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                opener.open(f"{url}/signin", data=body, timeout=10)
+            assert refused.value.code == 401
+            assert refusal in refused.value.read().decode().replace("&#39;", "'")
         body = urllib.parse.urlencode({"csrf": csrf[1], "token": control.token}).encode()
         page = opener.open(f"{url}/signin", data=body, timeout=10)
         assert page.url == f"{url}/trunks"
