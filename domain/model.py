@@ -82,22 +82,39 @@ class Configured(Aggregate):
         def changed_fields(self) -> dict[str, Any]:
             return {name: getattr(self, name) for name in own_fields(type(self))}
 
+        def fields_after(self, fields: Fields) -> Fields:
+            """The field values after this event: the one rule the aggregate, the views
+            and the agents all fold events with. A new dict, never the old one changed
+            (a pending Created event must not see later changes)."""
+            return fields
+
     class Created(Event, Aggregate.Created):
         tenant: str
         settings: dict[str, Any]
 
+        def fields_after(self, fields: Fields) -> Fields:
+            return dict(self.settings)
+
     class SettingsChanged(Event):
+        def fields_after(self, fields: Fields) -> Fields:
+            return {**fields, **self.changed_fields()}
+
         def apply(self, aggregate: Configured) -> None:
-            # A new dict: the pending Created event must not see later changes.
-            aggregate.settings = {**aggregate.settings, **self.changed_fields()}
+            aggregate.settings = self.fields_after(aggregate.settings)
 
     class Enabled(Event):
+        def fields_after(self, fields: Fields) -> Fields:
+            return {**fields, "enabled": True}
+
         def apply(self, aggregate: Configured) -> None:
-            aggregate.settings = {**aggregate.settings, "enabled": True}
+            aggregate.settings = self.fields_after(aggregate.settings)
 
     class Disabled(Event):
+        def fields_after(self, fields: Fields) -> Fields:
+            return {**fields, "enabled": False}
+
         def apply(self, aggregate: Configured) -> None:
-            aggregate.settings = {**aggregate.settings, "enabled": False}
+            aggregate.settings = self.fields_after(aggregate.settings)
 
     class Deleted(Event):
         def apply(self, aggregate: Configured) -> None:

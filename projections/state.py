@@ -51,11 +51,11 @@ def fold(doc: Doc | None, event: Any, fingerprint: Fingerprint) -> tuple[Doc, It
                 "update_time": iso(event.timestamp)}, settings.keys()
     assert doc is not None, f"{type(event).__qualname__} before its Created event"
     doc = {**doc, "version": event.originator_version, "update_time": iso(event.timestamp)}
-    if role == "settings":
+    if role == "settings":  # fields_after, with the secrets masked before they enter
         doc["settings"] = {**doc["settings"], **_masked(event.changed_fields(), fingerprint)}
         return doc, own_fields(type(event))
     if role in ("enabled", "disabled"):
-        doc["settings"] = {**doc["settings"], "enabled": role == "enabled"}
+        doc["settings"] = event.fields_after(doc["settings"])
         return doc, ("enabled",)
     doc["deleted"] = True
     return doc, ()

@@ -215,10 +215,7 @@ class AgentState:
 def _changed(settings: dict[str, Any] | None, event: Any) -> dict[str, Any] | None:
     """Settings after a Created, Enabled, Disabled or field event (None stays None: an
     event of an aggregate whose creation this agent never saw)."""
-    if isinstance(event, Configured.Created):
-        return dict(event.settings)
-    if settings is None:
+    if settings is None and not isinstance(event, Configured.Created):
         return None
-    if isinstance(event, Configured.Enabled | Configured.Disabled):
-        return {**settings, "enabled": isinstance(event, Configured.Enabled)}
-    return {**settings, **event.changed_fields()}
+    fields: dict[str, Any] = event.fields_after(settings or {})
+    return fields
