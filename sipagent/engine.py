@@ -450,6 +450,20 @@ class _Worker:
         self.spec = spec
         self.last_success = 0.0
         self._tasks: list[asyncio.Task[None]] = []
+        self._warned: tuple[str, int, str] | None = None  # the last failure logged
+
+    @property
+    def label(self) -> str:
+        """How the log names the trunk: by name, as people do, with the id to search by."""
+        return f"{self.spec.settings.get('name') or '?'} ({self.spec.tenant}/{self.spec.trunk_id})"
+
+    def warn_once(self, state: TrunkState, code: int, reason: str) -> None:
+        """One warning per change of failure: an account's registrations failing alike, or
+        a trunk failing the same way again, are not news."""
+        failure = (state.value, code, reason)
+        if failure != self._warned:
+            self._warned = failure
+            log.warning("trunk %s: %s (%s %s)", self.label, state.value, code or "-", reason)
 
     def start(self, first: bool) -> None:
         raise NotImplementedError
@@ -557,6 +571,7 @@ class _RegisterWorker(_Worker):
             line.state, line.code, line.reason = TrunkState.REGISTERED, response.status, \
                 response.reason
             line.failures = 0
+            self._warned = None  # the next failure is news again
             line.expires_at = datetime.now(UTC) + timedelta(seconds=granted)
             self.agent.counters.registrations_ok += 1
             self.last_success = time.monotonic()
@@ -580,9 +595,7 @@ class _RegisterWorker(_Worker):
         key = state.value
         failures = self.agent.counters.registration_failures
         failures[key] = failures.get(key, 0) + 1
-        if line.failures == 1 or state == TrunkState.FORBIDDEN:
-            log.warning("trunk %s: %s (%s %s)", self.spec.trunk_id, state.value, code or "-",
-                        reason)
+        self.warn_once(state, code, reason)
         return None
 
     async def _register(self, line: _Line, expires: int) -> Response:
@@ -675,7 +688,7 @@ class _RegisterWorker(_Worker):
             await self._register(line, 0)
             self.agent.counters.unregisters += 1
         except TransportError as error:
-            log.info("trunk %s: unREGISTER failed: %s", self.spec.trunk_id, error)
+            log.info("trunk %s: unREGISTER failed: %s", self.label, error)
         line.state = TrunkState.UNREGISTERED
 
 
@@ -743,7 +756,7 @@ class _PeerWorker(_Worker):
     def _flip(self, peer: _Peer, up: bool) -> None:
         peer.up = up
         peer.since = datetime.now(UTC)
-        log.info("trunk %s: peer %s %s", self.spec.trunk_id, peer.address,
+        log.info("trunk %s: peer %s %s", self.label, peer.address,
                  "up" if up else f"down ({peer.reason})")
         self._summary()
 

@@ -19,10 +19,13 @@ import contextlib
 import functools
 import logging
 import os
+import socket
 import ssl
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from domain.text import one_line
 from sipagent.sip.message import Request, Response, SipParseError, frame_length, parse
@@ -166,6 +169,7 @@ class SipTransport:
         self._streams: dict[Destination, _Stream] = {}
         self._connecting: dict[Destination, asyncio.Future[_Stream]] = {}
         self._pending: dict[str, asyncio.Future[Response]] = {}
+        self._waiting: dict[str, tuple[str, int]] = {}  # UDP branch -> where it was sent
         self._bad_sources: set[str] = set()
         self._last_icmp: float = 0.0
         self._proceeding: set[str] = set()  # branches that had a provisional response
@@ -178,6 +182,7 @@ class SipTransport:
             lambda: _Datagrams(self), local_addr=(self.listen_host, self.listen_port))
         self._udp = transport
         self.listen_port = transport.get_extra_info("sockname")[1]
+        _receive_icmp_errors(transport.get_extra_info("socket"))
 
     async def listen_streams(self, tcp_port: int | None, tls_port: int | None,
                              tls_server: ssl.SSLContext | None = None) -> None:
@@ -312,8 +317,18 @@ class SipTransport:
         self._reply(reply, len(data), source, stream)
 
     def icmp_error(self, error: Exception) -> None:
+        """An ICMP error came back. With IP_RECVERR the socket's error queue names the
+        destination of each datagram refused: its transactions fail at once (a closed port
+        answers in a millisecond, not after timer F's 32 s). Without it, the time of the
+        error is all we know (see request)."""
         self._last_icmp = time.monotonic()
-        log.debug("ICMP error on the SIP socket: %s", error)
+        refused = _queued_errors(self._udp.get_extra_info("socket") if self._udp else None)
+        log.debug("ICMP error on the SIP socket: %s (from %s)", error, refused or "?")
+        for branch, target in list(self._waiting.items()):
+            future = self._pending.get(branch)
+            if target in refused and future is not None and not future.done():
+                future.set_exception(TransportError(
+                    f"{target[0]}:{target[1]}: port unreachable (ICMP)"))
 
     # --- sending -------------------------------------------------------------------------
 
@@ -385,6 +400,8 @@ class SipTransport:
         data = request.to_bytes()
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._pending[branch] = future
+        if stream is None:
+            self._waiting[branch] = (destination.host, destination.port)
         sent_at = time.monotonic()
         try:
             if stream is not None:
@@ -419,7 +436,40 @@ class SipTransport:
             raise TransportError(f"{destination}: {error.strerror or error}") from None
         finally:
             self._pending.pop(branch, None)
+            self._waiting.pop(branch, None)
             self._proceeding.discard(branch)
+
+
+# Linux's values (<linux/in.h>, <linux/in6.h>); the socket module does not name them.
+IP_RECVERR, IPV6_RECVERR, MSG_ERRQUEUE = 11, 25, 0x2000
+
+
+def _receive_icmp_errors(sock: Any) -> None:
+    """Linux reports ICMP errors of an unconnected UDP socket only with IP_RECVERR (then
+    at once, and in the socket's error queue with the destination); elsewhere nothing."""
+    if sock is None or sys.platform != "linux":
+        return
+    six = sock.family == socket.AF_INET6
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_IPV6 if six else socket.IPPROTO_IP,
+                        IPV6_RECVERR if six else IP_RECVERR, 1)
+
+
+def _queued_errors(sock: Any) -> set[tuple[str, int]]:
+    """The destinations whose datagrams the error queue says were refused; drains it.
+    (asyncio's socket wrapper has no recvmsg: read through a duplicate descriptor.)"""
+    found: set[tuple[str, int]] = set()
+    if sock is None or sys.platform != "linux":
+        return found
+    with socket.fromfd(sock.fileno(), sock.family, sock.type) as raw:
+        for _ in range(1024):  # the queue is bounded by the receive buffer; so is this
+            try:
+                _, _, _, address = raw.recvmsg(1, 1024, MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+            except OSError:  # BlockingIOError: the queue is empty
+                break
+            if address:
+                found.add((str(address[0]), int(address[1])))
+    return found
 
 
 def response_to(request: Request, status: int, reason: str) -> Response:

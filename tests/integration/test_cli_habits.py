@@ -7,6 +7,7 @@ import os
 import pty
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -222,3 +223,29 @@ def _in_terminal(argv: list[str], env: dict[str, str]) -> str:
     os.close(primary)
     assert done.returncode == 0, done.stderr
     return b"".join(chunks).decode()
+
+
+def test_a_closed_port_is_noticed_at_once_and_warned_about_once(tmp_path: Path) -> None:
+    """ICMP port-unreachable ends the REGISTER transactions at once (not after timer F's
+    32 s); the four registrations of an account failing alike are one warning, by name."""
+    server = Server(tmp_path, TRUNKPLANE_SIP_STARTUP_SPREAD="0")
+    server.start()
+    try:
+        closed = free_port()
+        created = server.cli("trunk", "create", "acct", "--type", "account", "--host",
+                             f"127.0.0.1:{closed}", "--username", "u", "--auth-id", "u",
+                             "--password", "Long-Enough-Password-1", "--max-registrations",
+                             "4")
+        assert created.returncode == 0, created.stderr
+        deadline = time.monotonic() + 8  # timer F alone would take 32 s
+        while (state := json.loads(server.cli("trunk", "status", "acct", "--json").stdout)
+               ).get("state") != "unreachable":
+            assert time.monotonic() < deadline, state
+            time.sleep(0.2)
+        assert "port unreachable (ICMP)" in state["reason"]
+    finally:
+        server.stop()
+    warnings = [line for line in server.log.read_text().splitlines()
+                if "unreachable" in line and "WARNING" in line]
+    assert len(warnings) == 1, warnings
+    assert "trunk acct (default/" in warnings[0]
