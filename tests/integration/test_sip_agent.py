@@ -237,7 +237,7 @@ def test_a_trunk_created_with_the_cli_is_registered_within_a_second(
             assert time.monotonic() < deadline, shown
             time.sleep(0.1)
         row = next(line for line in shown.splitlines() if line.startswith("kam"))
-        assert "200 OK" in row and "1/1" in row
+        assert re.search(r"registered\s+200\s+OK\s", row) and "1/1" in row, row
         metrics = urllib.request.urlopen(
             f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
         assert 'trunkplane_sip_trunks{state="registered"} 1.0' in metrics
