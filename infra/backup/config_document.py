@@ -1,5 +1,5 @@
 """The configuration backup document: every trunk and route of one or more tenants, and
-their PBX access, as one versioned JSON document, the same bytes for the same
+their PBX access and policy, as one versioned JSON document, the same bytes for the same
 configuration. Passwords are left out, or sealed for a passphrase (scrypt, then AES-GCM
 bound to the tenant and trunk name, or to the tenant's PBX)."""
 
@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from domain.application import TrunkplaneApp
-from domain.catalog import INBOUND, TRUNK
+from domain.catalog import INBOUND, TRUNK, default_policy
 from domain.errors import ValidationError
 from domain.pbx import Pbx
 from domain.sync import DesiredConfig
@@ -43,6 +43,9 @@ def export_document(app: TrunkplaneApp, tenants: list[str],
             "inbound_routes": sorted(
                 (_inbound(app, UUID(rid), names) for rid in catalog.entries[INBOUND]),
                 key=lambda r: (r["did_pattern"], r["caller_id_pattern"], r["trunk"])),
+            # the tenant's fraud guard and business hours: a restore without them would
+            # silently drop the guard
+            "policy": {**default_policy(), **catalog.policy},
         }
         if pbx is not None:
             document["tenants"][tenant]["pbx"] = pbx
@@ -116,7 +119,8 @@ def read_document(text: str, passphrase: str) -> dict[str, DesiredConfig]:
             inbound_routes=[{**{k: v for k, v in r.items() if k != "trunk"},
                              "trunk_id": r.get("trunk", "")}
                             for r in body.get("inbound_routes", [])],
-            pbx=_desired_pbx(tenant, body["pbx"], sealer) if "pbx" in body else None)
+            pbx=_desired_pbx(tenant, body["pbx"], sealer) if "pbx" in body else None,
+            policy=body.get("policy"))
     return desired
 
 
