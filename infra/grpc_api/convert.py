@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.message import Message
@@ -11,6 +11,7 @@ from google.protobuf.message import Message
 from domain.calls import CallRecord
 from domain.errors import ValidationError
 from domain.model import CommandMeta, etag_for
+from domain.status import STALE_AFTER
 from domain.trunk_settings import LIMIT_FIELDS
 from infra.grpc_api.context import current
 from projections.audit import ChangeRow
@@ -211,9 +212,29 @@ def history_message(row: ChangeRow) -> common_pb2.HistoryEntry:
     return msg
 
 
-def status_message(config: Doc, observed: Doc | None) -> trunk_pb2.TrunkStatus:
+def stale(observed: Doc, agents: dict[str, Doc], now: datetime) -> bool:
+    """Whether the observation has no agent standing behind it any more: its agent is gone
+    from the directory, silent for STALE_AFTER, or started again since; or an agent that
+    started after it holds the tenant now (a restart without SIP, say, observes nothing:
+    the last run's `ok` would otherwise show for ever)."""
+    made = datetime.fromisoformat(observed["observed_at"])
+
+    def alive(agent: Doc) -> bool:
+        seen = datetime.fromisoformat(agent["observed_at"])
+        return (now - seen).total_seconds() <= STALE_AFTER
+
+    own = agents.get(observed["agent_id"])
+    if own is None or not alive(own) or datetime.fromisoformat(own["started_at"]) > made:
+        return True
+    return any(alive(a) and observed["tenant"] in a["tenants"] and a is not own
+               and datetime.fromisoformat(a["started_at"]) > made for a in agents.values())
+
+
+def status_message(config: Doc, observed: Doc | None,
+                   agents: dict[str, Doc] | None = None) -> trunk_pb2.TrunkStatus:
     """A trunk's status: its configuration's name, kind and limits, and what an agent last
-    observed of it (nothing yet: `unknown`, or `disabled` for a disabled trunk)."""
+    observed of it (nothing yet: `unknown`, or `disabled` for a disabled trunk); with the
+    agent directory (agent id -> newest heartbeat), whether that observation is stale."""
     s = config["settings"]
     msg = trunk_pb2.TrunkStatus(
         trunk_id=config["id"], trunk_name=s["name"], type=s["type"], enabled=s["enabled"],
@@ -233,6 +254,7 @@ def status_message(config: Doc, observed: Doc | None) -> trunk_pb2.TrunkStatus:
     msg.alerts.extend(observed.get("alerts") or [])
     msg.since.FromDatetime(datetime.fromisoformat(observed["since"]))
     msg.observed_at.FromDatetime(datetime.fromisoformat(observed["observed_at"]))
+    msg.stale = agents is not None and stale(observed, agents, datetime.now(UTC))
     for contact in observed["contacts"]:
         entry = msg.contacts.add(uri=contact["uri"])
         if contact["expires_at"]:

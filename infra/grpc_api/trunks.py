@@ -120,15 +120,20 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
         self.ready(context, request.min_position)
         config = self.read(context, lambda: self.view.get(tenant, TRUNK, request.trunk))
         observed = self.status.of(tenant, [config["id"]])
-        return status_message(config, observed.get(config["id"]))
+        return status_message(config, observed.get(config["id"]), self._agents())
 
     def ListTrunkStatuses(self, request: trunk_pb2.ListTrunksRequest, context: Ctx) -> Any:
         tenant, position, page = self._page(request, context)
         observed = self.status.of(tenant, [t["id"] for t in page.items])
+        agents = self._agents()
         return trunk_pb2.ListTrunkStatusesResponse(
-            statuses=[status_message(t, observed.get(t["id"])) for t in page.items],
+            statuses=[status_message(t, observed.get(t["id"]), agents) for t in page.items],
             next_page_token=page.next_page_token, total_size=page.total_size,
             view_position=position)
+
+    def _agents(self) -> dict[str, Any]:
+        """The agent directory by agent id, to tell a stale observation from a live one."""
+        return {doc["agent_id"]: doc for doc in self.status.agents()}
 
     def WatchTrunkStatus(self, request: trunk_pb2.WatchTrunkStatusRequest,
                          context: Ctx) -> Iterator[trunk_pb2.TrunkStatusChange]:
@@ -141,17 +146,18 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
             position = self.status.head()
             configs = [c for c in self.view.trunk_docs(tenant) if not wanted or c["id"] in wanted]
             observed = self.status.of(tenant, [c["id"] for c in configs])
+            agents = self._agents()
             for config in configs:
                 yield trunk_pb2.TrunkStatusChange(
-                    position=position, status=status_message(config, observed.get(config["id"])),
-                    current=True)
+                    position=position, current=True,
+                    status=status_message(config, observed.get(config["id"]), agents))
         while context.is_active():
             changes = self.status.changes_after(tenant, position)
             for position, observed_now in changes:
                 trunk_id = observed_now["trunk_id"]
                 trunk = self.view.trunk_doc(tenant, trunk_id)
                 if trunk is not None and (not wanted or trunk_id in wanted):
-                    yield trunk_pb2.TrunkStatusChange(
+                    yield trunk_pb2.TrunkStatusChange(  # just observed: not stale
                         position=position, status=status_message(trunk, observed_now))
             if not changes:
                 self.status.wait(WATCH_POLL)

@@ -123,3 +123,35 @@ def test_the_readme_tour_word_for_word(demo: Demo, tmp_path: Path) -> None:
         assert re.search(r"^trunk\s+voco$", acquired, re.M), acquired
     finally:
         server.stop()
+
+
+def test_a_status_outlived_by_its_source_shows_as_stale(demo: Demo, tmp_path: Path) -> None:
+    """Restarted without SIP, the agent observes nothing: the last run's `ok` is stale."""
+    server = Server(tmp_path)
+    server.start()
+    try:
+        created = server.cli("trunk", "create", "carrier", "--type", "peer", "--peer",
+                             f"127.0.0.1:{demo.port}")
+        assert created.returncode == 0, created.stderr
+        deadline = time.monotonic() + 20
+        while (shown := json.loads(server.cli("trunk", "status", "carrier", "--json").stdout)
+               ).get("state") != "ok":
+            assert time.monotonic() < deadline, shown
+            time.sleep(0.3)
+        assert not shown.get("stale")
+        assert server.stop() == 0
+        server.env["TRUNKPLANE_SIP"] = "off"
+        server.start()
+        deadline = time.monotonic() + 15  # until the new run's first heartbeat
+        while not (later := json.loads(server.cli("trunk", "status", "carrier",
+                                                  "--json").stdout)).get("stale"):
+            assert time.monotonic() < deadline, (later["observed_at"], later["agent_id"],
+                                                 later["reason"], server.cli("agents").stdout)
+            time.sleep(0.3)
+        assert later["state"] == "ok"
+        table = server.cli("trunk", "status").stdout
+        row = next(line for line in table.splitlines() if line.startswith("carrier"))
+        reported = later["observed_at"][:19].replace("T", " ")
+        assert f"stale (ok, last reported {reported})" in row, row
+    finally:
+        server.stop()
