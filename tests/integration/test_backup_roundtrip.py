@@ -36,6 +36,9 @@ SETUP: list[tuple[str, ...]] = [
      "--block-prefix", "+881", "--allow-prefix", "+49", "--daily-cap", "2000",
      "--hours", "08:00-18:00", "--days", "mon,tue,wed,thu,fri", "--timezone",
      "Europe/Berlin"),
+    ("pbx", "set", "--source", "192.0.2.10", "--source", "198.51.100.0/24", "--target",
+     "sip:pbx.example.com:5080,1,10", "--target", "sip:backup.example.com,2,1",
+     "--username", "pbx-user", "--password", "A-Pbx-Password-That-Is-Long"),
 ]
 
 
@@ -62,6 +65,7 @@ def test_every_setting_survives_export_and_restore(tmp_path: Path) -> None:
     tenant = before["tenants"]["default"]  # type: ignore[index]
     assert tenant["policy"]["business_hours"]["timezone"] == "Europe/Berlin"
     assert tenant["policy"]["guard"]["block_prefixes"] == ["+882", "+881"]
+    assert tenant["pbx"]["targets"] and "password" not in tenant["pbx"]
 
     (tmp_path / "empty").mkdir()
     empty = Server(tmp_path / "empty")
@@ -78,5 +82,7 @@ def test_every_setting_survives_export_and_restore(tmp_path: Path) -> None:
         assert "changed: 0 (already in step)" in again.stdout, again.stdout
         status = json.loads(empty.cli("--json", "trunk", "get", "acct").stdout)
         assert status["password_set"] is True  # the sealed password came back too
+        pbx = json.loads(empty.cli("--json", "pbx", "show").stdout)
+        assert pbx["password_set"] is True and pbx["username"] == "pbx-user"
     finally:
         empty.stop()
