@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from domain.model import Configured, Fields, Subject
 
@@ -68,21 +69,48 @@ class Trunk(Configured):
         return str(self.settings["name"])
 
 
-Trunk.EVENT_FOR_FIELD = {
-    "name": Trunk.TrunkRenamed,
-    "type": Trunk.TrunkTypeChanged,
-    "host": Trunk.ServerChanged,
-    "transport": Trunk.ServerChanged,
-    "username": Trunk.CredentialsChanged,
-    "password": Trunk.CredentialsChanged,
-    "auth_id": Trunk.CredentialsChanged,
-    "max_registrations": Trunk.RegistrationLimitChanged,
-    "from_user": Trunk.FromIdentityChanged,
-    "from_domain": Trunk.FromIdentityChanged,
-    "peer_addresses": Trunk.PeerAddressesChanged,
-    "codecs": Trunk.CodecsChanged,
-    "dtmf_mode": Trunk.DtmfModeChanged,
-    "nat": Trunk.NatSettingsChanged,
-    "call_limits": Trunk.CallLimitsChanged,
-    "description": Trunk.DescriptionChanged,
-}
+LIMIT_FIELDS = ("max_concurrent_calls", "max_inbound_calls", "max_outbound_calls")
+
+
+@dataclass(frozen=True)
+class TrunkField:
+    """One trunk setting, declared once: its default, whether it is a secret, and the event
+    that records a change of it. The defaults, the event map, the secrets, the Avro record's
+    field order and the gRPC conversion are derived from this table by name; validation,
+    which ties fields together, is domain.trunk_settings. The event classes above must
+    stay written out: the store names every stored event by its class."""
+
+    name: str
+    default: Any
+    event: type[Configured.SettingsChanged] | None  # None: Enabled/Disabled change it
+    secret: bool = False
+
+
+TRUNK_FIELDS = (
+    TrunkField("name", "", Trunk.TrunkRenamed),
+    TrunkField("type", "", Trunk.TrunkTypeChanged),
+    TrunkField("host", "", Trunk.ServerChanged),
+    TrunkField("transport", "udp", Trunk.ServerChanged),
+    TrunkField("username", "", Trunk.CredentialsChanged),
+    TrunkField("password", "", Trunk.CredentialsChanged, secret=True),
+    TrunkField("auth_id", "", Trunk.CredentialsChanged),
+    TrunkField("max_registrations", 1, Trunk.RegistrationLimitChanged),
+    TrunkField("from_user", "", Trunk.FromIdentityChanged),
+    TrunkField("from_domain", "", Trunk.FromIdentityChanged),
+    TrunkField("peer_addresses", (), Trunk.PeerAddressesChanged),
+    TrunkField("codecs", (), Trunk.CodecsChanged),
+    TrunkField("dtmf_mode", "rfc2833", Trunk.DtmfModeChanged),
+    TrunkField("nat", {"enabled": False, "external_ip": "", "local_networks": (),
+                       "stun_server": ""}, Trunk.NatSettingsChanged),
+    TrunkField("call_limits", dict.fromkeys(LIMIT_FIELDS), Trunk.CallLimitsChanged),
+    TrunkField("enabled", True, None),
+    TrunkField("description", "", Trunk.DescriptionChanged),
+)
+Trunk.EVENT_FOR_FIELD = {f.name: f.event for f in TRUNK_FIELDS if f.event is not None}
+
+
+def fresh(value: Any) -> Any:
+    """A default as a value of its own (tuples become the lists events carry)."""
+    if isinstance(value, dict):
+        return {k: fresh(v) for k, v in value.items()}
+    return list(value) if isinstance(value, tuple) else value

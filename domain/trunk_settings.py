@@ -8,6 +8,7 @@ from typing import Any
 
 from domain.errors import Violations
 from domain.model import Fields
+from domain.trunk import LIMIT_FIELDS, TRUNK_FIELDS, fresh
 from domain.values import (
     MAX_CODECS,
     MAX_LOCAL_NETWORKS,
@@ -30,10 +31,10 @@ from domain.values import (
     parse_sip_user,
 )
 
-SECRET_FIELDS = frozenset({"password"})
+# Secret by name in every aggregate (a PBX's digest password too).
+SECRET_FIELDS = frozenset(f.name for f in TRUNK_FIELDS if f.secret)
 WEAK_PASSWORD_LENGTH = 16
 MAX_REGISTRATIONS = 100
-LIMIT_FIELDS = ("max_concurrent_calls", "max_inbound_calls", "max_outbound_calls")
 # What every PBX form offers when nobody chose: G.711 in both laws, which every provider
 # takes. A template's own list wins; a change to an empty list is still refused.
 DEFAULT_CODECS = ("PCMU", "PCMA")
@@ -41,15 +42,7 @@ DEFAULT_CODECS = ("PCMU", "PCMA")
 
 
 def default_settings() -> Fields:
-    return {
-        "name": "", "type": "", "host": "", "transport": "udp",
-        "username": "", "password": "", "auth_id": "", "max_registrations": 1,
-        "from_user": "", "from_domain": "", "peer_addresses": [], "codecs": [],
-        "dtmf_mode": "rfc2833",
-        "nat": {"enabled": False, "external_ip": "", "local_networks": [], "stun_server": ""},
-        "call_limits": dict.fromkeys(LIMIT_FIELDS),
-        "enabled": True, "description": "",
-    }
+    return {f.name: fresh(f.default) for f in TRUNK_FIELDS}
 
 
 def with_default_codecs(raw: Fields) -> Fields:

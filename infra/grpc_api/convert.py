@@ -12,7 +12,7 @@ from domain.calls import CallRecord
 from domain.errors import ValidationError
 from domain.model import CommandMeta, etag_for
 from domain.status import STALE_AFTER
-from domain.trunk_settings import LIMIT_FIELDS
+from domain.trunk import LIMIT_FIELDS, TRUNK_FIELDS
 from infra.grpc_api.context import current
 from projections.audit import ChangeRow
 from projections.state import Doc
@@ -43,21 +43,28 @@ def _fingerprint(request: Message) -> str:
     return f"{type(request).__name__}:{hashlib.sha256(data).hexdigest()}"
 
 
+# Trunk fields that have the same name, type and meaning in the proto and in the settings
+# (the others: nat and call_limits are messages, enabled is optional, the password is only
+# ever written).
+_SAME = tuple(f.name for f in TRUNK_FIELDS
+              if f.name not in ("nat", "call_limits", "enabled", "password"))
+
+
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, str | int | bool) else list(value)
+
+
 def trunk_settings(msg: trunk_pb2.Trunk) -> dict[str, Any]:
     limits = msg.call_limits
     return {
-        "name": msg.name, "type": msg.type, "host": msg.host, "transport": msg.transport,
-        "username": msg.username, "password": msg.password, "auth_id": msg.auth_id,
-        "max_registrations": msg.max_registrations, "from_user": msg.from_user,
-        "from_domain": msg.from_domain, "peer_addresses": list(msg.peer_addresses),
-        "codecs": list(msg.codecs), "dtmf_mode": msg.dtmf_mode,
+        **{name: _plain(getattr(msg, name)) for name in _SAME},
+        "password": msg.password,
         "nat": {"enabled": msg.nat.enabled, "external_ip": msg.nat.external_ip,
                 "local_networks": list(msg.nat.local_networks),
                 "stun_server": msg.nat.stun_server},
         "call_limits": {k: getattr(limits, k) if limits.HasField(k) else None
                         for k in LIMIT_FIELDS},
         "enabled": msg.enabled if msg.HasField("enabled") else True,
-        "description": msg.description,
     }
 
 
@@ -167,14 +174,11 @@ def trunk_message(doc: Doc) -> trunk_pb2.Trunk:
     """A trunk for a reader: the password is never in it, only whether one is set."""
     s = doc["settings"]
     msg = trunk_pb2.Trunk(
-        name=s["name"], type=s["type"], host=s["host"], transport=s["transport"],
-        username=s["username"], auth_id=s["auth_id"], max_registrations=s["max_registrations"],
-        from_user=s["from_user"], from_domain=s["from_domain"],
-        peer_addresses=s["peer_addresses"], codecs=s["codecs"], dtmf_mode=s["dtmf_mode"],
+        **{name: s[name] for name in _SAME},
         nat=trunk_pb2.NatSettings(**s["nat"]),
         call_limits=trunk_pb2.CallLimits(
             **{k: v for k, v in s["call_limits"].items() if v is not None}),
-        enabled=s["enabled"], description=s["description"], password_set=bool(s["password"]),
+        enabled=s["enabled"], password_set=bool(s["password"]),
     )
     _stamp(msg, doc)
     return msg

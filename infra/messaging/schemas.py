@@ -26,7 +26,7 @@ from domain.feeds import published_events
 from domain.model import Configured, own_fields
 from domain.pbx import Pbx
 from domain.routes import InboundRoute, OutboundRoute
-from domain.trunk import Trunk
+from domain.trunk import TRUNK_FIELDS, Trunk
 
 SCHEMA_DIR = Path(trunkplane.__file__).resolve().parent / "avro"
 NS = "trunkplane.avro"
@@ -121,9 +121,7 @@ FIELD_TYPES: dict[str, Any] = {
 # Fields added after a record's first release need a default, so old payloads still read.
 FIELD_DEFAULTS: dict[str, Any] = {"guard": NO_GUARD}
 SETTINGS_FIELDS: dict[type, tuple[str, ...]] = {
-    Trunk: ("name", "type", "host", "transport", "username", "password", "auth_id",
-            "max_registrations", "from_user", "from_domain", "peer_addresses", "codecs",
-            "dtmf_mode", "nat", "call_limits", "enabled", "description"),
+    Trunk: tuple(f.name for f in TRUNK_FIELDS),  # the order the first release had
     OutboundRoute: ("name", "strategy", "enabled", "description", "dial_patterns", "trunks",
                     "allowed_extensions", "guard"),
     InboundRoute: ("did_pattern", "caller_id_pattern", "trunk_id", "destination", "enabled",
