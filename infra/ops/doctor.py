@@ -142,7 +142,7 @@ def _trunks(app: TrunkplaneApp, settings: Settings) -> Iterator[Finding]:
     reported = _reported(settings, tenant, list(entries))
     for trunk_id, entry in sorted(entries.items(), key=lambda e: e[1]["name"].casefold()):
         trunk: Any = app.aggregate(UUID(trunk_id))
-        yield from check_trunk(entry["name"], trunk.settings)
+        yield from check_trunk(entry["name"], trunk.settings, settings.sip)
         if trunk.settings["enabled"]:
             yield from _agent_view(entry["name"], trunk.settings, reported.get(trunk_id))
             yield from _options_probe(entry["name"], trunk.settings, settings)
@@ -221,6 +221,8 @@ def _agent_view(name: str, s: dict[str, Any], doc: Any) -> Iterator[Finding]:
     text = f"agent {doc['agent_id']} reports {state}{code} since {doc['since']}"
     if state in ("registered", "ok"):
         yield Finding("ok", subject, text)
+    elif "TRUNKPLANE_SIP_DESTINATIONS" in doc["reason"]:
+        yield Finding("fail", subject, text, DESTINATIONS_FIX.format("as the agent read it"))
     elif state in ADVICE:
         yield Finding("fail", subject, text, ADVICE[state])
     else:
@@ -238,8 +240,10 @@ def _options_probe(name: str, s: dict[str, Any], settings: Settings) -> Iterator
         try:
             status, reason, ms = asyncio.run(_probe(settings.sip, target))
         except OSError as error:
+            refused = "TRUNKPLANE_SIP_DESTINATIONS" in str(error)
             yield Finding("fail", f"trunk {name}", f"no answer to OPTIONS from {target} over "
-                          f"UDP: {error}", ADVICE["unreachable"])
+                          f"UDP: {error}", DESTINATIONS_FIX.format(
+                              _destinations(settings.sip)) if refused else ADVICE["unreachable"])
             continue
         yield Finding("ok", f"trunk {name}", f"{target} answers OPTIONS over UDP: {status} "
                       f"{reason} in {ms:.0f} ms")
@@ -247,7 +251,6 @@ def _options_probe(name: str, s: dict[str, Any], settings: Settings) -> Iterator
 
 async def _probe(sip: Any, target: str) -> tuple[int, str, float]:
     """sip: the agent's SipSettings (where it may send, the address to send from)."""
-    import ipaddress
     import time
 
     from sipagent.engine import resolve
@@ -257,8 +260,7 @@ async def _probe(sip: Any, target: str) -> tuple[int, str, float]:
     transport = SipTransport(sip.listen_host, 0, t1=0.5)
     await transport.start()
     try:
-        destination = await resolve(target, "udp", [
-            ipaddress.ip_network(d, strict=False) for d in sip.destinations])
+        destination = await resolve(target, "udp", _destinations(sip))
         host, port = transport.local_address(destination)
         request = Request(method="OPTIONS", uri=f"sip:{destination.host}:{destination.port}",
                           headers=[("Max-Forwards", "70"),
@@ -273,7 +275,42 @@ async def _probe(sip: Any, target: str) -> tuple[int, str, float]:
         transport.close()
 
 
-def check_trunk(name: str, s: dict[str, Any]) -> Iterator[Finding]:
+def _destinations(sip: Any) -> Any:
+    """Where the agent may send: doctor sends nowhere else (with SIP off, the setting as
+    the agent would read it)."""
+    import os
+
+    from sipagent.destinations import Destinations
+
+    text = (",".join(sip.destinations) if sip is not None
+            else os.environ.get("TRUNKPLANE_SIP_DESTINATIONS", ""))
+    return Destinations.parse(text)
+
+
+def _reach(sip: Any, host: str, transport: Transport) -> tuple[str, Finding | None]:
+    """The address the agent would connect to for host, or the finding why it may not:
+    doctor sends nothing where the agent itself may not (TRUNKPLANE_SIP_DESTINATIONS)."""
+    import asyncio
+
+    from sipagent.engine import resolve
+    from sipagent.sip.transport import TransportError
+
+    allowed = _destinations(sip)
+    try:
+        return asyncio.run(resolve(host, transport.value, allowed)).host, None
+    except TransportError as error:
+        if "TRUNKPLANE_SIP_DESTINATIONS" in str(error):
+            return "", Finding("fail", "", f"{host}: {error}", DESTINATIONS_FIX.format(allowed))
+        return "", Finding("fail", "", f"{host}: {error}", ADVICE["unreachable"])
+
+
+DESTINATIONS_FIX = ("TRUNKPLANE_SIP_DESTINATIONS ({}) does not let the agent send there: add "
+                    "the provider's network as a CIDR to TRUNKPLANE_SIP_DESTINATIONS, or "
+                    "correct the trunk's host")
+
+
+def check_trunk(name: str, s: dict[str, Any], sip: Any = None) -> Iterator[Finding]:
+    """sip: the agent's SipSettings, whose destinations bound where doctor connects."""
     subject = f"trunk {name}"
     if not s["enabled"]:
         yield Finding("warn", subject, "disabled: no registration, no calls",
@@ -290,8 +327,13 @@ def check_trunk(name: str, s: dict[str, Any]) -> Iterator[Finding]:
                           "check the transport the provider expects on that port")
         if transport is Transport.UDP:
             continue
+        address, refused = _reach(sip, f"{target.host}:{port}" if ":" not in target.host
+                                  else f"[{target.host}]:{port}", transport)
+        if refused is not None:
+            yield Finding(refused.level, subject, refused.text, refused.fix)
+            continue
         try:
-            with socket.create_connection((target.host, port), timeout=CONNECT_TIMEOUT):
+            with socket.create_connection((address, port), timeout=CONNECT_TIMEOUT):
                 yield Finding("ok", subject, f"{target.host}:{port} accepts TCP connections")
         except OSError as error:
             yield Finding("fail", subject, f"cannot connect to {target.host}:{port} over "

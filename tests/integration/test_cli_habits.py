@@ -90,6 +90,8 @@ def test_exit_codes_per_class_of_failure(server: Server) -> None:
                        "--trunk", "used")
     assert route.returncode == 0, route.stderr
     assert server.cli("trunk", "get", "nothing").returncode == Exit.NOT_FOUND
+    never = server.cli("channel", "release", "LEASE_ID")
+    assert never.returncode == Exit.NOT_FOUND and "never issued" in never.stderr
     assert server.cli("trunk", "delete", "used").returncode == Exit.CONFLICT
     assert server.cli("trunk", "create", "used", "--type", "peer", "--peer",
                       "127.0.0.1:9").returncode == Exit.CONFLICT
@@ -249,3 +251,23 @@ def test_a_closed_port_is_noticed_at_once_and_warned_about_once(tmp_path: Path) 
                 if "unreachable" in line and "WARNING" in line]
     assert len(warnings) == 1, warnings
     assert "trunk acct (default/" in warnings[0]
+
+
+def test_doctor_connects_only_where_the_agent_may_send(server: Server) -> None:
+    for name, transport in (("far-tcp", "tcp"), ("far-udp", "udp")):
+        created = server.cli("trunk", "create", name, "--type", "register", "--host",
+                             "192.0.2.10", "--transport", transport, "--username", "u",
+                             "--password", "Long-Enough-Password-1")
+        assert created.returncode == 0, created.stderr
+    env = {**server.local_env(),
+           "TRUNKPLANE_METRICS_LISTEN": f"127.0.0.1:{server.metrics_port}"}
+    report = subprocess.run([*CLI, "--server", f"127.0.0.1:{server.port}", "doctor", "--json"],
+                            env=env, capture_output=True, text=True, timeout=60, check=False)
+    findings = json.loads(report.stdout)["findings"]
+    for name in ("far-tcp", "far-udp"):
+        refused = [f for f in findings if f["subject"] == f"trunk {name}"
+                   and "TRUNKPLANE_SIP_DESTINATIONS" in f["text"]]
+        assert refused and refused[0]["level"] == "fail", findings
+        assert "TRUNKPLANE_SIP_DESTINATIONS" in refused[0]["fix"]
+    assert not any("accepts TCP connections" in f["text"] and "192.0.2.10" in f["text"]
+                   for f in findings)
