@@ -83,6 +83,13 @@ class CallStore:
         return [_record(r) for r in page], token
 
 
+    def prune(self, before: datetime) -> int:
+        """Deletes the records of calls started before `before`; returns how many."""
+        with self.db.transaction() as cur:
+            cur.execute(f"DELETE FROM {TABLE} WHERE started_at < ?", (_iso(before),))  # noqa: S608
+            return max(int(cur.rowcount), 0)
+
+
 def record_key(record: CallRecord) -> str:
     """One call on one agent: its Call-ID and start (a Call-ID alone may come back)."""
     return f"{_iso(record.started_at)}|{record.agent_id}|{record.call_id}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -34,6 +35,7 @@ from projections.config_view import ConfigView
 from projections.db import Database
 from projections.runner import ProjectionRunner
 from projections.status import StatusView
+from sipagent.runner import Ticker
 from trunkplane.v1 import (
     audit_pb2,
     audit_pb2_grpc,
@@ -133,10 +135,34 @@ def start(settings: Settings, workers: int = 32, mode: str = "serve") -> Control
     if plane.agent is not None:
         plane.agent.heartbeat.address = advertised(settings, port)
     process.metrics.watch(app, store, status)
+    if settings.call_records_days:
+        process.add(CallRetention(plane.calls, settings.call_records_days))
     if mode != "serve":
         _distributed(plane, settings, listeners)
     process.start()
     return plane
+
+
+class CallRetention:
+    """Hourly, the store keeps `days` of call records (every control plane prunes; a
+    delete that finds nothing left is harmless)."""
+
+    def __init__(self, calls: CallStore, days: int) -> None:
+        self.calls = calls
+        self.days = days
+        self._ticker = Ticker("call-records-retention", 3600.0, self.prune)
+
+    def prune(self) -> int:
+        gone = self.calls.prune(datetime.now(UTC) - timedelta(days=self.days))
+        if gone:
+            log.info("call records: deleted %d older than %d days", gone, self.days)
+        return gone
+
+    def start(self) -> None:
+        self._ticker.start()
+
+    def stop(self) -> None:
+        self._ticker.stop()
 
 
 def _serve_control(plane: ControlPlane, view: ConfigView, store: Any) -> None:

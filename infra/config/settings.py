@@ -116,6 +116,7 @@ class Settings:
     kafka: KafkaSettings | None = None  # None: embedded mode, no broker
     sip: SipSettings | None = None  # None: the agent puts nothing on the wire
     lease_ttl: float = 120.0  # seconds a channel lease lives unless renewed
+    call_records_days: int = 90  # call records older than this are deleted; 0: kept
     control: ControlSettings | None = None  # where a distributed agent reports alerts
     advertise: str = ""  # host:port others reach this process's gRPC at
     web_listen: str = "off"  # the web console's address; off (the default in code): none
@@ -151,6 +152,7 @@ class Settings:
             kafka=KafkaSettings.from_env(env),
             sip=sip_settings(env),
             lease_ttl=_seconds(env, "TRUNKPLANE_LEASE_TTL", 120.0),
+            call_records_days=_number(env, "TRUNKPLANE_CALL_RECORDS_DAYS", 90),
             control=ControlSettings.from_env(env),
             advertise=env.get("TRUNKPLANE_ADVERTISE", ""),
             web_listen=env.get("TRUNKPLANE_WEB_LISTEN", DEFAULT_WEB),

@@ -141,3 +141,11 @@ def test_the_sink_writes_on_its_own_and_the_rest_on_stop(db: Database) -> None:
     sink.record(call(2))
     sink.stop()
     assert ids(store.page(CallQuery(tenant="acme"))[0]) == ["call-2", "call-1"]
+
+
+def test_records_older_than_the_retention_go(db: Database) -> None:
+    store = CallStore(db)
+    store.record([call(n) for n in range(5)])
+    assert store.prune(T0 + timedelta(minutes=3)) == 3
+    assert ids(store.page(CallQuery(tenant="acme"))[0]) == ["call-4", "call-3"]
+    assert store.prune(T0) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -11,6 +12,8 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from domain.calls import CallAttempt, CallRecord
+from infra.app.control import CallRetention
+from infra.config.settings import Settings
 from tests.conftest import Api
 from tests.integration.helpers import ALICE, create_trunk, violations
 from trunkplane.v1 import audit_pb2, audit_pb2_grpc, common_pb2, route_pb2, trunk_pb2
@@ -225,3 +228,17 @@ def test_the_embedded_agent_learns_the_pbx_from_the_store(api: Api) -> None:
     while state.pbx("default") is not None:
         assert time.monotonic() < deadline, "the agent kept a disabled PBX"
         time.sleep(0.05)
+
+
+def test_call_records_are_kept_for_the_configured_days(api: Api) -> None:
+    assert Settings.from_env({"TRUNKPLANE_CALL_RECORDS_DAYS": "30"}).call_records_days == 30
+    assert api.plane.process.settings.call_records_days == 90  # the default
+    now = datetime.now(UTC)
+    old = replace(record(1, "t"), started_at=now - timedelta(days=2),
+                  answered_at=None, ended_at=now - timedelta(days=2))
+    new = replace(record(2, "t"), started_at=now - timedelta(hours=1), answered_at=None,
+                  ended_at=now - timedelta(hours=1))
+    api.plane.calls.record([old, new])
+    assert CallRetention(api.plane.calls, 1).prune() == 1
+    listed = api.trunks.ListCalls(trunk_pb2.ListCallsRequest()).calls
+    assert [c.call_id for c in listed] == ["c2"]
