@@ -95,15 +95,18 @@ def test_the_pbx_password_is_nowhere_to_be_read(tmp_path: Path) -> None:
     server = Server(tmp_path, TRUNKPLANE_LOG_FORMAT="json", TRUNKPLANE_LOG_LEVEL="DEBUG")
     server.start()
     outputs = []
+    writes: list[tuple[tuple[str, ...], str]] = [
+        (("pbx", "set", "--source", "192.0.2.0/24", "--username", "pbx-1", "--password",
+          secret), ""),
+        (("pbx", "set", "--password-stdin"), secret + "-2\n")]
+    reads: list[tuple[str, ...]] = [
+        ("pbx", "show"), ("audit", "list"), ("audit", "list", "--subject", "pbx"),
+        ("audit", "export", "--format", "jsonl"), ("config", "export")]
     try:
-        for args, stdin in (
-                (("pbx", "set", "--source", "192.0.2.0/24", "--username", "pbx-1",
-                  "--password", secret), ""),
-                (("pbx", "set", "--password-stdin"), secret + "-2\n")):
+        for args, stdin in writes:
             result = server.cli(*args, stdin=stdin)
             assert result.returncode == 0, result.stderr
-        for args in (("pbx", "show"), ("audit", "list"), ("audit", "list", "--subject", "pbx"),
-                     ("audit", "export", "--format", "jsonl"), ("config", "export")):
+        for args in reads:
             result = server.cli("--json", *args)
             assert result.returncode == 0, (args, result.stderr)
             outputs.append(result.stdout + result.stderr)
