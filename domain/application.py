@@ -14,6 +14,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Recording
 
+from domain.alerting import AlertRules, NotificationChannel
 from domain.catalog import TenantCatalog
 from domain.errors import DomainError
 from domain.pbx import Pbx
@@ -52,6 +53,7 @@ class TrunkplaneApp(Application[UUID]):
     name = "trunkplane"
     snapshotting_intervals: ClassVar[dict[Any, int]] = {
         Trunk: 50, OutboundRoute: 50, InboundRoute: 50, TenantCatalog: 100, Pbx: 50,
+        NotificationChannel: 50, AlertRules: 50,
     }
     env: ClassVar[dict[str, str]] = {
         "AGGREGATE_CACHE_MAXSIZE": "10000",

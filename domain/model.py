@@ -59,6 +59,8 @@ class Subject(StrEnum):
     OUTBOUND = "outbound"
     INBOUND = "inbound"
     PBX = "pbx"
+    CHANNEL = "channel"  # a notification channel (domain.alerting)
+    ALERT_RULES = "alert_rules"
 
 
 class Direction(StrEnum):

@@ -32,7 +32,8 @@ from domain.values import (
 )
 
 # Secret by name in every aggregate (a PBX's digest password too).
-SECRET_FIELDS = frozenset(f.name for f in TRUNK_FIELDS if f.secret)
+# and a webhook channel's HMAC key (domain.alerting).
+SECRET_FIELDS = frozenset(f.name for f in TRUNK_FIELDS if f.secret) | {"secret"}
 WEAK_PASSWORD_LENGTH = 16
 MAX_REGISTRATIONS = 100
 # What every PBX form offers when nobody chose: G.711 in both laws, which every provider

@@ -20,7 +20,7 @@ MAX_PAGE = 500
 DEFAULT_PAGE = 50
 READ_WAIT = 10.0
 LABELS = {"trunk": "trunk", "outbound": "outbound route", "inbound": "inbound route",
-          "pbx": "PBX"}
+          "pbx": "PBX", "channel": "notification channel", "alert_rules": "alert rules"}
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,14 @@ class ConfigView:
 
     def trunk_docs(self, tenant: str) -> list[Doc]:
         return self._select("tenant = ? AND kind = 'trunk' AND deleted = 0", [tenant])
+
+    def channel_docs(self, tenant: str) -> list[Doc]:
+        """The tenant's notification channels (secrets as fingerprints)."""
+        return self._select("tenant = ? AND kind = 'channel' AND deleted = 0", [tenant])
+
+    def alert_rules(self, tenant: str) -> Doc | None:
+        rows = self._select("tenant = ? AND kind = 'alert_rules'", [tenant])
+        return rows[0] if rows else None
 
     def every_trunk(self) -> list[Doc]:
         """Every live trunk of every tenant (metrics label their series with the names)."""

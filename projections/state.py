@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
+from domain.alerting import AlertRules, NotificationChannel
 from domain.catalog import CommandReceipt, TenantCatalog
 from domain.model import Configured, own_fields
 from domain.operations import OperatorAction
@@ -18,7 +19,8 @@ from domain.trunk_settings import SECRET_FIELDS
 Fingerprint = Callable[[str], str]
 Doc = dict[str, Any]
 KINDS: dict[type[Configured], str] = {
-    aggregate: aggregate.SUBJECT for aggregate in (Trunk, OutboundRoute, InboundRoute, Pbx)}
+    aggregate: aggregate.SUBJECT for aggregate in (Trunk, OutboundRoute, InboundRoute, Pbx,
+                                                   NotificationChannel, AlertRules)}
 
 
 def kind_of(event: Any) -> str | None:
@@ -86,6 +88,8 @@ def display_name(doc: Doc) -> str:
     settings = doc["settings"]
     if "source_cidrs" in settings:
         return "pbx"
+    if "rules" in settings:
+        return "alert rules"
     return str(settings.get("name") or settings.get("did_pattern") or "")
 
 

@@ -22,11 +22,12 @@ from infra.grpc_api.servicer_base import ServicerBase
 from infra.grpc_api.trunks import TrunkServicer
 from infra.ledger.service import LedgerService
 from infra.ledger.signing import load_signer
+from infra.notify.notifier import Notifier
 from infra.ops.metrics import Metrics
 from infra.security.keys import cipher_key
 from infra.security.tokens import ensure_admin_token
 from infra.store.command_bus import CommandBus
-from infra.store.leader import PROJECTIONS_LOCK, RELAY_LOCK, Leader
+from infra.store.leader import NOTIFIER_LOCK, PROJECTIONS_LOCK, RELAY_LOCK, Leader
 from infra.store.views import open_views, view_store
 from infra.web.app import WebConsole, for_service
 from projections.audit import HistoryReader
@@ -80,6 +81,7 @@ class ControlPlane:
     agent: AgentParts | None = None  # embedded mode: the agent follows the store
     relay: Any = None  # distributed mode: infra.messaging.relay.Relay
     status_pump: Any = None  # distributed mode: infra.messaging.feeds.StatusPump
+    notifier: Notifier | None = None  # off with TRUNKPLANE_NOTIFY=off
     call_pump: Any = None  # distributed mode: infra.messaging.calls.CallPump
 
     @property
@@ -122,6 +124,12 @@ def start(settings: Settings, workers: int = 32, mode: str = "serve") -> Control
     bus = CommandBus(app, on_saved=on_saved)
     status = StatusView(views)
     plane = ControlPlane(process, app, runner, views, status, bus, CallStore(views))
+    if settings.notify.enabled:
+        plane.notifier = Notifier(app, store, status, settings,
+                                  Leader(settings.database_url, NOTIFIER_LOCK))
+        plane.notifier.audit_check = _ledger(app).verify
+        listeners.append(plane.notifier.notify)
+        process.add(plane.notifier)
     _serve_control(plane, ConfigView(store, app.head, runner.wait_for), store)
     if mode == "serve":
         plane.agent = embedded_agent(settings, bus, status, plane.calls, process.metrics)
@@ -200,6 +208,9 @@ def _distributed(plane: ControlPlane, settings: Settings,
     plane.status_pump = StatusPump(feed, plane.status_sink.publish, plane.status_sink.announce)
     listeners.append(plane.relay.notify)
     plane.process.metrics.watch_relay(plane.app, plane.relay)
+    if plane.notifier is not None:
+        relay = plane.relay
+        plane.notifier.relay_lag = lambda: plane.app.head() - relay.position
     plane.process.add(plane.relay)
     plane.process.add(plane.status_pump)
     plane.call_pump = CallPump(KafkaCallFeed(kafka, CONTROL_GROUP, codec,

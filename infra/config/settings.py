@@ -98,6 +98,33 @@ class ControlSettings:
 
 
 @dataclass(frozen=True)
+class NotifySettings:
+    """The notifier's clock and its patience with channels (the tenants' thresholds are
+    configuration, not settings: see domain.alerting)."""
+
+    enabled: bool = True
+    tick: float = 1.0  # seconds between looks at time-based thresholds and due retries
+    retry_base: float = 5.0  # the first retry waits about this, doubling per failure,
+    retry_cap: float = 300.0  # capped at this (each wait uniform in [W/2, W])
+    max_attempts: int = 8  # then the delivery is kept as failed
+    timeout: float = 10.0  # one HTTP or SMTP exchange
+    ca_file: str = ""  # CA bundle for webhook and SMTP TLS; empty: the system's
+    audit_interval: float = 3600.0  # seconds between checks of the log's hash chain
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> NotifySettings:
+        return cls(
+            enabled=_choice(env, "TRUNKPLANE_NOTIFY", "on", ("on", "off")) == "on",
+            tick=_seconds(env, "TRUNKPLANE_NOTIFY_TICK", 1.0),
+            retry_base=_seconds(env, "TRUNKPLANE_NOTIFY_RETRY_BASE", 5.0),
+            retry_cap=_seconds(env, "TRUNKPLANE_NOTIFY_RETRY_CAP", 300.0),
+            max_attempts=max(1, _number(env, "TRUNKPLANE_NOTIFY_MAX_ATTEMPTS", 8)),
+            timeout=_seconds(env, "TRUNKPLANE_NOTIFY_TIMEOUT", 10.0),
+            ca_file=env.get("TRUNKPLANE_NOTIFY_CA", ""),
+            audit_interval=_seconds(env, "TRUNKPLANE_NOTIFY_AUDIT_INTERVAL", 3600.0))
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     database_url: str
@@ -119,6 +146,7 @@ class Settings:
     call_records_days: int = 90  # call records older than this are deleted; 0: kept
     control: ControlSettings | None = None  # where a distributed agent reports alerts
     advertise: str = ""  # host:port others reach this process's gRPC at
+    notify: NotifySettings = NotifySettings()
     web_listen: str = "off"  # the web console's address; off (the default in code): none
     # The key that signs tree heads: inline (base64 or PEM) or a file, which may live on
     # another volume than the data; neither: signing.key in the data directory.
@@ -158,6 +186,7 @@ class Settings:
             web_listen=env.get("TRUNKPLANE_WEB_LISTEN", DEFAULT_WEB),
             signing_key=env.get("TRUNKPLANE_SIGNING_KEY", ""),
             signing_key_file=env.get("TRUNKPLANE_SIGNING_KEY_FILE", ""),
+            notify=NotifySettings.from_env(env),
         )
 
     def with_listen(self, listen: str) -> Settings:

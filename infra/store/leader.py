@@ -11,6 +11,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 RELAY_LOCK = 0x7472_756E_6B70  # "trunkp"
 PROJECTIONS_LOCK = 0x7472_756E_6B71
+NOTIFIER_LOCK = 0x7472_756E_6B72
 
 
 class Leader:

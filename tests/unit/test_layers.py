@@ -21,7 +21,7 @@ TOP = {
 }
 # infra's sub-packages, lowest first: each may import itself and what stands before it.
 INFRA = ["config", "security", "ledger", "store", "backup", "messaging", "grpc_api", "ops",
-         "web", "app", "cli"]
+         "notify", "web", "app", "cli"]
 
 
 def imports(path: Path) -> set[str]:

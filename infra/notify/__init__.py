@@ -1,0 +1,1 @@
+"""Notifications that reach people: webhook and email channels, driven from the logs."""

@@ -1,0 +1,186 @@
+"""Notifications that reach people, against real receivers on loopback: a registrar that
+refuses a trunk (Kamailio), an HTTPS webhook receiver that checks signatures and refuses
+its first attempts, an SMTP server with STARTTLS and authentication (aiosmtpd). Thresholds
+and intervals are seconds here, scaled down from the minutes they are in production."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from domain.alerting import put_channel, update_alert_rules
+from domain.model import CommandMeta
+from domain.status import PeerStatus, StatusObservation, TrunkState
+from infra.config.settings import NotifySettings
+from sipagent.settings import SipSettings
+from tests.conftest import Api, settings_for
+from tests.integration.helpers import create_trunk, update_trunk
+from tests.kamailio import Kamailio
+from tests.receivers import SmtpReceiver, WebhookReceiver
+from trunkplane.v1 import trunk_pb2
+
+SECRET = "hook-secret-0123456789abcdef"
+SMTP_PASSWORD = "smtp-Password-4567"
+RIGHT = "Right-Password-1001"
+META = CommandMeta(actor="tester")
+
+
+@dataclass
+class Rig:
+    api: Api
+    hook: WebhookReceiver
+    smtp: SmtpReceiver
+
+    def configure(self, rules: dict[str, Any], reminder: int = 3600,
+                  email: bool = True) -> None:
+        tenant = self.api.settings.tenant
+        channels: list[dict[str, Any]] = [
+            {"name": "ops-hook", "kind": "webhook", "url": self.hook.url, "secret": SECRET}]
+        if email:
+            channels.append({"name": "ops-mail", "kind": "email",
+                             "smtp_server": f"127.0.0.1:{self.smtp.port}",
+                             "username": "notifier", "password": SMTP_PASSWORD,
+                             "sender": "trunkplane@example.com",
+                             "recipients": ["oncall@example.com"]})
+        for channel in channels:
+            self.api.plane.bus.run(partial(put_channel, tenant=tenant, raw=channel, meta=META))
+        self.api.plane.bus.run(lambda uow: update_alert_rules(uow, tenant, rules, reminder,
+                                                              META))
+
+    def kinds(self) -> list[str]:
+        return self.hook.kinds()
+
+
+def sip() -> SipSettings:
+    return SipSettings(agent_id="notify-agent", listen_port=0, t1=0.1, startup_spread=0.0,
+                       backoff_base=0.3, backoff_max=1.0, options_interval=0.3,
+                       options_timeout=0.3, destinations=("127.0.0.0/8",))
+
+
+def notify_settings(ca: Path) -> NotifySettings:
+    return NotifySettings(tick=0.2, retry_base=0.2, retry_cap=0.5, max_attempts=4, timeout=3,
+                          ca_file=str(ca))
+
+
+@pytest.fixture
+def rig(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Rig]:
+    certs = tmp_path / "receivers"
+    hook = WebhookReceiver(certs, SECRET, fail_first=2)
+    smtp = SmtpReceiver(certs, "notifier", SMTP_PASSWORD)
+    settings = replace(settings_for("sqlite", tmp_path, request), sip=sip(),
+                       notify=notify_settings(hook.cert))
+    api = Api(settings)
+    try:
+        yield Rig(api, hook, smtp)
+    finally:
+        api.close()
+        hook.close()
+        smtp.close()
+
+
+def test_a_refused_registration_notifies_once_reminds_and_recovers(
+        rig: Rig, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with Kamailio(tmp_path / "kamailio", {"1001": RIGHT}) as kamailio:
+        rig.configure({"registration_failed": {"attempts": 2, "seconds": 3},
+                       "capacity": {"enabled": False}}, reminder=4)
+        trunk = create_trunk(rig.api, "voco", host=f"127.0.0.1:{kamailio.udp}",
+                             username="1001", password="Wrong-Password-1001").trunk
+        rig.hook.wait(lambda r: "registration_failed" in r.kinds())
+        [mail] = rig.smtp.wait(1)
+        failed = next(g for g in rig.hook.delivered().values()
+                      if g.body["type"] == "registration_failed")
+        assert (failed.body["trunk_name"], failed.body["trunk_id"]) == ("voco", trunk.id)
+        assert (failed.body["code"], failed.body["reason"]) == (401, "Unauthorized")
+        assert failed.body["fix"] and failed.body["since"]
+        body = mail.get_payload()
+        assert "voco" in body and "401 Unauthorized" in body and "Fix:" in body
+        assert "Since:" in body and mail["Subject"].startswith("[trunkplane] Trunk voco")
+        attempts = [g for g in rig.hook.got if g.key == failed.key]
+        assert [g.answered for g in attempts] == [503, 503, 200]  # retried, one key
+
+        rig.hook.wait(lambda r: any(g.body["title"].startswith("Reminder")
+                                    for g in r.delivered().values()), timeout=15)
+        update_trunk(rig.api, "voco", trunk_pb2.Trunk(password=RIGHT), ["password"])
+        rig.hook.wait(lambda r: "registration_recovered" in r.kinds(), timeout=20)
+    kinds = rig.kinds()
+    assert kinds.count("registration_failed") >= 2  # the first and its reminder(s)
+    assert [k for k in kinds if k != "registration_failed"] == ["registration_recovered"]
+    assert kinds[0] == "registration_failed"
+    assert all(g.signed for g in rig.hook.got)
+    _no_secret_anywhere(rig, caplog.text)
+
+
+def _no_secret_anywhere(rig: Rig, logs: str) -> None:
+    assert SECRET not in logs and SMTP_PASSWORD not in logs
+    history = rig.api.plane.views
+    with history.transaction() as cur:
+        for table in _tables(cur):
+            cur.execute(f"SELECT * FROM {table}")  # noqa: S608 - names from the catalog
+            text = repr(cur.fetchall())
+            assert SECRET not in text and SMTP_PASSWORD not in text, table
+
+
+def _tables(cur: Any) -> list[str]:
+    cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    return [str(row[0]) for row in cur.fetchall()]
+
+
+def observation(trunk_id: str, sequence: int, peers: list[bool]) -> StatusObservation:
+    now = datetime.now(UTC)
+    up = any(peers)
+    return StatusObservation(
+        tenant="default", trunk_id=trunk_id, agent_id="flapper", sequence=sequence,
+        observed_at=now, state=TrunkState.OK if up else TrunkState.UNREACHABLE, since=now,
+        peers=tuple(PeerStatus(f"192.0.2.{i + 10}:5060", p, 1.0 if p else None, now)
+                    for i, p in enumerate(peers)))
+
+
+def test_a_flapping_peer_is_damped(rig: Rig) -> None:
+    rig.configure({"peer_down": {"seconds": 2}, "no_healthy_address": {"seconds": 2}},
+                  email=False)
+    rig.hook.fail_first = 0
+    trunk = create_trunk(rig.api, "carrier", type="peer", username="", password="",
+                         peer_addresses=["192.0.2.10:5060", "192.0.2.11:5060"]).trunk
+    for sequence in range(1, 21):  # down and up every 0.3 s, for 6 s: never 2 s either way
+        rig.api.plane.status_sink.publish([observation(trunk.id, sequence,
+                                                       [sequence % 2 == 0, True])])
+        time.sleep(0.3)
+    assert rig.kinds() == []
+    rig.api.plane.status_sink.publish([observation(trunk.id, 100, [False, False])])
+    rig.hook.wait(lambda r: sorted(r.kinds()) == ["no_healthy_address", "peer_down",
+                                                  "peer_down"])
+    rig.api.plane.status_sink.publish([observation(trunk.id, 101, [True, True])])
+    rig.hook.wait(lambda r: len(r.kinds()) == 6)
+    assert sorted(rig.kinds()[3:]) == ["healthy_address", "peer_up", "peer_up"]
+
+
+def test_a_receiver_down_past_the_retry_limit_is_kept_as_failed(rig: Rig) -> None:
+    rig.hook.down = True
+    rig.configure({"no_healthy_address": {"seconds": 1}}, email=False)
+    trunk = create_trunk(rig.api, "carrier", type="peer", username="", password="",
+                         peer_addresses=["192.0.2.10:5060"]).trunk
+    rig.api.plane.status_sink.publish([observation(trunk.id, 1, [False])])
+    rig.hook.wait(lambda r: len(r.got) >= 4)  # max_attempts
+    notifier = rig.api.plane.notifier
+    assert notifier is not None
+    deadline = time.monotonic() + 10
+    while True:
+        listed = notifier.listed("default", 10)
+        states = [d["state"] for n in listed for d in n["deliveries"]]
+        if states == ["failed"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert states == ["failed"]
+    assert len(rig.hook.got) == 4 and {g.key for g in rig.hook.got} == {listed[0]["id"]}
+    tries = listed[0]["deliveries"][0]["tries"]
+    assert [t["outcome"] for t in tries] == ["error"] * 4
+    assert "HTTP 503" in tries[0]["detail"]
