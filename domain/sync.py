@@ -21,6 +21,7 @@ from domain.catalog import (
 )
 from domain.errors import PreconditionError, Violations
 from domain.model import CommandMeta, Fields
+from domain.operations import OperatorAction
 from domain.pbx import Pbx, default_pbx, validate_pbx
 from domain.routes import InboundRoute, OutboundRoute, validate_inbound, validate_outbound
 from domain.text import name_key
@@ -48,6 +49,9 @@ class SyncReport:
     changes: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     replayed: bool = False  # the request id was already applied: nothing changed now
+    # The tenant had nothing before: this import starts its history anew (every change
+    # recorded now, by the importer), it does not bring an earlier history back.
+    new_history: bool = False
 
 
 def sync_tenant(uow: UnitOfWork, tenant: str, desired: DesiredConfig,
@@ -59,12 +63,16 @@ def sync_tenant(uow: UnitOfWork, tenant: str, desired: DesiredConfig,
         return SyncReport(replayed=True)
     each = replace(meta, idempotency_key="", fingerprint="")
     _check_distinct_names(desired)
-    report = SyncReport()
+    report = SyncReport(new_history=uow.peek(TenantCatalog.id_for(tenant),
+                                             TenantCatalog) is None)
     _sync_trunks(uow, tenant, desired.trunks, each, report)
     _sync_outbound(uow, tenant, desired.outbound_routes, each, report)
     _sync_inbound(uow, tenant, desired.inbound_routes, each, report)
     _sync_pbx(uow, tenant, desired.pbx, each, report)
     _sync_policy(uow, tenant, desired.policy, each, report)
+    if report.new_history and report.changes:
+        uow.add(OperatorAction.record(tenant, "history_started",
+                                      {"changes": len(report.changes)}, each))
     if meta.idempotency_key:
         uow.add(CommandReceipt.issue(tenant, meta.idempotency_key, IMPORT, meta.fingerprint,
                                      _catalog(uow, tenant, each).id))

@@ -91,8 +91,17 @@ def import_config(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         print_json(answer)
         return 0
+    if answer.replayed:
+        print(f"already applied under request id {args.request_id}: nothing changed")
+        return 0
     verb = "would change" if args.dry_run else "changed"
     print(f"{verb}: {len(answer.changes)}" + ("" if answer.changes else " (already in step)"))
+    starts = "would start" if args.dry_run else "starts"
+    for tenant in answer.new_history_tenants:
+        print(f"note: tenant {tenant} had nothing: this import {starts} "
+              "a NEW history (every change recorded now, by you); earlier actors, reasons and "
+              "deleted trunks are not brought back. To restore a history, use `trunkplane "
+              "restore` with a `trunkplane backup`.")
     for change in answer.changes:
         print(f"  {change}")
     for kept in answer.kept:

@@ -196,7 +196,9 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
         return trunk_pb2.ImportConfigurationResponse(
             changes=[f"{t}: {c}" for t, r in reports.items() for c in r.changes],
             kept=[f"{t}: {k}" for t, r in reports.items() for k in r.kept],
-            applied=not request.dry_run, position=done.position)
+            applied=not request.dry_run, position=done.position,
+            new_history_tenants=[t for t, r in reports.items() if r.new_history],
+            replayed=any(r.replayed for r in reports.values()))
 
     def _page(self, request: trunk_pb2.ListTrunksRequest,
               context: Ctx) -> tuple[str, int, Page]:

@@ -12,7 +12,7 @@ import pytest
 from infra.config.settings import Settings
 from tests.conftest import CIPHER_KEY, Api
 from tests.integration.helpers import PASSWORD, create_route, create_trunk, update_trunk
-from trunkplane.v1 import common_pb2, route_pb2, trunk_pb2
+from trunkplane.v1 import audit_pb2, audit_pb2_grpc, common_pb2, route_pb2, trunk_pb2
 
 PASSPHRASE = "correct horse battery staple"
 
@@ -125,3 +125,23 @@ def test_a_bad_document_changes_nothing(api: Api, empty: Api) -> None:
     with pytest.raises(grpc.RpcError) as garbage:
         restore(empty, "{not json")
     assert garbage.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_an_import_with_a_request_id_applies_every_change_once(api: Api, empty: Api) -> None:
+    """Into an empty store: every change applied (it was one of seven before), said to
+    start a new history; the same request again changes nothing and says so."""
+    populate(api)
+    document = export(api, with_secrets=True)
+    request = trunk_pb2.ImportConfigurationRequest(
+        json=document, passphrase=PASSPHRASE,
+        options=common_pb2.CommandOptions(reason="import backup.json", request_id="imp-7"))
+    first = empty.trunks.ImportConfiguration(request)
+    assert len(first.changes) >= 5 and list(first.new_history_tenants) == ["default"]
+    assert export(empty) == export(api)  # every change applied, not only the first
+    head = empty.plane.app.head()
+    again = empty.trunks.ImportConfiguration(request)
+    assert again.replayed and list(again.changes) == [] and empty.plane.app.head() == head
+    started = audit_pb2_grpc.AuditServiceStub(empty.channel).ListChanges(
+        audit_pb2.ListChangesRequest(filter=audit_pb2.ChangeFilter(
+            event_type="HistoryStarted"))).changes
+    assert len(started) == 1 and started[0].tenant == "default"

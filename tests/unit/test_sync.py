@@ -38,7 +38,7 @@ def run(app: TrunkplaneApp, config: DesiredConfig, meta: CommandMeta = META) -> 
 
 def test_every_change_is_applied_once_and_a_retry_changes_nothing(app: TrunkplaneApp) -> None:
     first = run(app, desired("voco", "spare", "third"))
-    assert len(first.changes) == 5 and not first.replayed
+    assert len(first.changes) == 5 and not first.replayed and first.new_history
     head = app.head()
     catalog = app.catalog("acme")
     assert catalog is not None
@@ -53,7 +53,7 @@ def test_a_second_run_without_request_id_changes_nothing(app: TrunkplaneApp) -> 
     run(app, desired("voco", "spare"))
     head = app.head()
     report = run(app, desired("voco", "spare"), CommandMeta(actor="admin"))
-    assert report.changes == [] and app.head() == head
+    assert report.changes == [] and app.head() == head and not report.new_history
 
 
 def test_the_request_id_cannot_cover_another_document(app: TrunkplaneApp) -> None:

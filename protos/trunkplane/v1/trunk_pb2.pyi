@@ -322,16 +322,20 @@ class ImportConfigurationRequest(_message.Message):
     def __init__(self, json: _Optional[str] = ..., passphrase: _Optional[str] = ..., dry_run: _Optional[bool] = ..., options: _Optional[_Union[_common_pb2.CommandOptions, _Mapping]] = ...) -> None: ...
 
 class ImportConfigurationResponse(_message.Message):
-    __slots__ = ("changes", "kept", "applied", "position")
+    __slots__ = ("changes", "kept", "applied", "position", "new_history_tenants", "replayed")
     CHANGES_FIELD_NUMBER: _ClassVar[int]
     KEPT_FIELD_NUMBER: _ClassVar[int]
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     POSITION_FIELD_NUMBER: _ClassVar[int]
+    NEW_HISTORY_TENANTS_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
     changes: _containers.RepeatedScalarFieldContainer[str]
     kept: _containers.RepeatedScalarFieldContainer[str]
     applied: bool
     position: int
-    def __init__(self, changes: _Optional[_Iterable[str]] = ..., kept: _Optional[_Iterable[str]] = ..., applied: _Optional[bool] = ..., position: _Optional[int] = ...) -> None: ...
+    new_history_tenants: _containers.RepeatedScalarFieldContainer[str]
+    replayed: bool
+    def __init__(self, changes: _Optional[_Iterable[str]] = ..., kept: _Optional[_Iterable[str]] = ..., applied: _Optional[bool] = ..., position: _Optional[int] = ..., new_history_tenants: _Optional[_Iterable[str]] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class WatchTrunkStatusRequest(_message.Message):
     __slots__ = ("tenant", "trunks", "since_position")
