@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import grpc
 
-from infra.cli import audit, channels, config, local, ops, pbx, routes, trunks
+from infra.cli import audit, channels, config, history, local, ops, pbx, routes, trunks
 from infra.cli.client import Client, report
 from infra.cli.common import add_common, finish
 from infra.cli.exits import Exit, table_text
@@ -42,6 +42,7 @@ def parser() -> argparse.ArgumentParser:
     add_common(root, root=True)
     sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
     local.register(sub)
+    history.register(sub)
     trunks.register(sub.add_parser("trunk", help="create, change and read trunks",
                                    epilog=trunks.EXAMPLES))
     routes.register(sub.add_parser("route", help="outbound and inbound routes, the tenant's "

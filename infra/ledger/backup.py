@@ -247,8 +247,10 @@ def write_key_files(data_dir: Path, keys: Keys, cipher_file: str, signing_path: 
     """The restored keys, mode 0600: the cipher key ring in the data directory's key file
     format (`id key` per line, oldest first) and the signing key where settings look."""
     lines = [item.replace(":", " ", 1) for item in keys.cipher_ring.split(",") if item]
-    for path, text in ((data_dir / cipher_file, "\n".join(lines) + "\n"),
-                       (signing_path, keys.signing_key + "\n")):
+    files = [(signing_path, keys.signing_key + "\n")]
+    if lines:  # none: the ring comes from TRUNKPLANE_CIPHER_KEY
+        files.append((data_dir / cipher_file, "\n".join(lines) + "\n"))
+    for path, text in files:
         if path.exists():
             raise RestoreError(f"{path} exists: restore only into an empty data directory")
         path.parent.mkdir(parents=True, exist_ok=True)
