@@ -55,7 +55,7 @@ def test_backup_during_writes_and_restore(tmp_path: Path, database: tuple[str, s
     try:
         for name in ("voco", "spare"):
             _create(source, name)
-        stop, made = threading.Event(), []
+        stop, made = threading.Event(), list[int]()
 
         def keep_writing() -> None:
             while not stop.is_set():
