@@ -156,7 +156,9 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if env is None else env)
+        """Every setting checked here, at start: a mistake is one SettingsError naming the
+        variable, never a traceback later. Secrets may come from files (*_FILE)."""
+        env = with_secret_files(dict(os.environ if env is None else env))
         url = env.get("TRUNKPLANE_DATABASE_URL", "")
         if url and urlparse(url).scheme not in ("postgresql", "postgres"):
             raise SettingsError(
@@ -166,10 +168,11 @@ class Settings:
             data_dir=Path(env.get("TRUNKPLANE_DATA", "./var")),
             database_url=url,
             cipher_key=env.get("TRUNKPLANE_CIPHER_KEY", ""),
-            listen=env.get("TRUNKPLANE_LISTEN", DEFAULT_LISTEN),
-            log_level=env.get("TRUNKPLANE_LOG_LEVEL", "INFO"),
+            listen=_address(env, "TRUNKPLANE_LISTEN", DEFAULT_LISTEN),
+            log_level=_choice(env, "TRUNKPLANE_LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
             log_format=_choice(env, "TRUNKPLANE_LOG_FORMAT", "text", ("text", "json")),
-            metrics_listen=env.get("TRUNKPLANE_METRICS_LISTEN", DEFAULT_METRICS),
+            metrics_listen=_address(env, "TRUNKPLANE_METRICS_LISTEN", DEFAULT_METRICS,
+                                    off=True),
             max_message_bytes=_number(env, "TRUNKPLANE_MAX_MESSAGE_BYTES",
                                       DEFAULT_MAX_MESSAGE),
             rate_limit=_number(env, "TRUNKPLANE_RATE_LIMIT", DEFAULT_RATE_LIMIT),
@@ -182,8 +185,8 @@ class Settings:
             lease_ttl=_seconds(env, "TRUNKPLANE_LEASE_TTL", 120.0),
             call_records_days=_number(env, "TRUNKPLANE_CALL_RECORDS_DAYS", 90),
             control=ControlSettings.from_env(env),
-            advertise=env.get("TRUNKPLANE_ADVERTISE", ""),
-            web_listen=env.get("TRUNKPLANE_WEB_LISTEN", DEFAULT_WEB),
+            advertise=_address(env, "TRUNKPLANE_ADVERTISE", "", empty=True),
+            web_listen=_address(env, "TRUNKPLANE_WEB_LISTEN", DEFAULT_WEB, off=True),
             signing_key=env.get("TRUNKPLANE_SIGNING_KEY", ""),
             signing_key_file=env.get("TRUNKPLANE_SIGNING_KEY_FILE", ""),
             notify=NotifySettings.from_env(env),
@@ -269,8 +272,10 @@ def _seconds(env: dict[str, str], name: str, default: float) -> float:
     return value
 
 
-def _choice(env: dict[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+def _choice(env: dict[str, str], name: str, default: str, allowed: tuple[str, ...],
+            upper: bool = False) -> str:
     value = env.get(name, default)
+    value = value.upper() if upper else value
     if value not in allowed:
         raise SettingsError(f"{name} must be one of {', '.join(allowed)}, not '{value}'")
     return value
@@ -281,3 +286,40 @@ def _number(env: dict[str, str], name: str, default: int) -> int:
     if not text.isdigit():
         raise SettingsError(f"{name} must be a whole number, not '{text}'")
     return int(text)
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Secrets that may come from a file (a mounted secret) instead of the environment, as the
+# token already could (TRUNKPLANE_TOKEN_FILE): NAME_FILE holds the value.
+SECRETS = ("TRUNKPLANE_CIPHER_KEY", "TRUNKPLANE_WIRE_KEY", "TRUNKPLANE_DATABASE_URL",
+           "TRUNKPLANE_CONTROL_TOKEN")
+
+
+def with_secret_files(env: dict[str, str]) -> dict[str, str]:
+    """env with each secret read from its *_FILE when that is set (surrounding white space
+    dropped); setting both is a mistake, and so is a file that cannot be read."""
+    for name in SECRETS:
+        path = env.get(f"{name}_FILE", "")
+        if not path:
+            continue
+        if env.get(name):
+            raise SettingsError(f"{name} and {name}_FILE are both set: keep one")
+        try:
+            env[name] = Path(path).read_text().strip()
+        except OSError as error:
+            raise SettingsError(f"{name}_FILE: cannot read {path}: "
+                                f"{error.strerror or error}") from None
+    return env
+
+
+def _address(env: dict[str, str], name: str, default: str, *, off: bool = False,
+             empty: bool = False) -> str:
+    """host:port (IPv6 in brackets), or `off` / empty where the setting allows it."""
+    value = env.get(name, default).strip()
+    if (off and value == "off") or (empty and not value):
+        return value
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        allowed = " or off" if off else ""
+        raise SettingsError(f"{name} must be host:port{allowed}, not '{value}'")
+    return value
