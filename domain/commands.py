@@ -127,6 +127,7 @@ def update_trunk(uow: UnitOfWork, tenant: str, ref: str, patch: Fields, etag: st
         trunk = load(uow, catalog, TRUNK, Trunk, ref)
         trunk.check_etag(etag)
         settings, warnings = validate_trunk(merge(trunk.settings, patch))
+        trunk.check_credentials_stay(settings, patch, meta)
         _check_unique_name(catalog, TRUNK, settings["name"], trunk.id, "trunk")
         trunk.change_settings(settings, meta)
         if catalog.entries[TRUNK].get(str(trunk.id)) != _trunk_entry(trunk):

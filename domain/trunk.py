@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from domain.model import Configured, Fields, Subject
+from domain.errors import ForbiddenError
+from domain.model import CommandMeta, Configured, Fields, Subject
+
+# Where a trunk's credentials go: its server (host and port), transport, outbound proxy
+# (when the trunk has one) and the domain its From names (the realm a registrar asks for).
+CREDENTIAL_ROUTE = ("host", "transport", "outbound_proxy", "from_domain")
 
 
 class Trunk(Configured):
@@ -67,6 +72,20 @@ class Trunk(Configured):
     @property
     def name(self) -> str:
         return str(self.settings["name"])
+
+    def check_credentials_stay(self, new: Fields, patch: Fields, meta: CommandMeta) -> None:
+        """Sending a trunk's credentials somewhere new needs the admin role or the password
+        given again: otherwise anyone who may edit trunks could point one at a server of
+        their own, capture the digest and recover the password offline."""
+        if meta.may_move_credentials or patch.get("password") or not (
+                self.settings.get("password") and new.get("password")):
+            return
+        moved = [f for f in CREDENTIAL_ROUTE if self.settings.get(f, "") != new.get(f, "")]
+        if moved:
+            raise ForbiddenError(
+                f"changing {', '.join(moved)} of trunk '{self.name}' sends its credentials "
+                "somewhere new: it needs the role admin, or the password given again in the "
+                "same request")
 
 
 LIMIT_FIELDS = ("max_concurrent_calls", "max_inbound_calls", "max_outbound_calls")

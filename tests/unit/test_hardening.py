@@ -14,7 +14,7 @@ import pytest
 
 from domain import commands
 from domain.application import TrunkplaneApp
-from domain.errors import AlreadyExistsError, ValidationError
+from domain.errors import AlreadyExistsError, ForbiddenError, ValidationError
 from domain.model import CommandMeta
 from domain.sync import DesiredConfig, sync_tenant
 from domain.text import csv_cell, escape_control, name_key, one_line
@@ -85,6 +85,23 @@ def test_the_reason_is_one_printable_line(app: TrunkplaneApp, reason: str,
                                           message: str) -> None:
     with pytest.raises(ValidationError, match=f"options.reason: .*{re.escape(message)}"):
         create(app, VOCO, meta=CommandMeta(actor="root", reason=reason))
+
+
+def test_moving_credentials_needs_an_admin_or_the_password(app: TrunkplaneApp) -> None:
+    create(app, VOCO)
+    for patch in ({"host": "capture.example.net"}, {"host": "sip.example.com:5099"},
+                  {"transport": "tcp"}, {"from_domain": "capture.example.net"}):
+        with pytest.raises(ForbiddenError, match="needs the role admin, or the password"):
+            update(app, patch, OPERATOR)
+    update(app, {"codecs": ["PCMA"], "description": "no credentials move"}, OPERATOR)
+    update(app, {"host": "sip2.example.com", "password": "s3cret-password-xyz"}, OPERATOR)
+    update(app, {"host": "sip3.example.com"}, ADMIN)
+
+
+def test_a_peer_trunk_has_no_credentials_to_move(app: TrunkplaneApp) -> None:
+    create(app, {"name": "voco", "type": "peer", "peer_addresses": ["192.0.2.1"],
+                 "codecs": ["PCMU"]})
+    update(app, {"peer_addresses": ["192.0.2.2"], "host": "192.0.2.2"}, OPERATOR)
 
 
 def test_a_backup_with_two_spellings_of_one_name_is_refused(app: TrunkplaneApp) -> None:
