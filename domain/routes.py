@@ -127,6 +127,9 @@ def validate_outbound(raw: Fields) -> Fields:
             errors.add(field, str(error))
             raw = {**raw, field: items[:limit]}  # the rest is not even looked at
     for i, item in enumerate(raw.get("dial_patterns") or []):
+        if not isinstance(item, dict | DialPattern):
+            errors.add(f"dial_patterns[{i}]", "must be an object with match, prefix, prepend")
+            continue
         pattern = item if isinstance(item, DialPattern) else DialPattern(
             match=str(item.get("match", "")), prefix=str(item.get("prefix", "")),
             prepend=str(item.get("prepend", "")))
@@ -160,6 +163,9 @@ def _validate_route_trunks(items: list[Any], strategy: str, errors: Violations) 
         errors.add("trunks", "a route needs at least one trunk")
     trunks: list[dict[str, Any]] = []
     for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            errors.add(f"trunks[{i}]", "must be an object with trunk_id and weight")
+            continue
         trunk_id = str(item.get("trunk_id", "")).strip()
         weight = item.get("weight") or 1
         if not trunk_id:

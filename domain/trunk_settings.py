@@ -178,8 +178,16 @@ def _peer_addresses(value: Any) -> list[str]:
     return addresses
 
 
+def _object(c: _Checker, name: str) -> Fields:
+    raw = c.raw.get(name) or {}
+    if isinstance(raw, dict):
+        return raw
+    c.errors.add(name, f"must be an object, got {type(raw).__name__}")
+    return {}
+
+
 def _check_nat(c: _Checker) -> None:
-    raw = c.raw.get("nat") or {}
+    raw = _object(c, "nat")
     nat = {**default_settings()["nat"], **raw}
     out: Fields = {}
     for key, parse in (
@@ -205,7 +213,7 @@ def _stun(text: str) -> HostPort:
 
 
 def _check_limits(c: _Checker) -> None:
-    raw = c.raw.get("call_limits") or {}
+    raw = _object(c, "call_limits")
     limits: Fields = {}
     for key in LIMIT_FIELDS:
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -123,3 +124,13 @@ class RevocableContext:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._context, name)
+
+
+@dataclass(frozen=True)
+class Guards:
+    """The limits the interceptor applies; the defaults are the settings' defaults."""
+
+    streams: StreamGate = field(default_factory=lambda: StreamGate(64, 200))
+    per_address: Buckets = field(default_factory=lambda: Buckets(2000, 4000))
+    failures: Buckets = field(default_factory=lambda: Buckets(10, 20))
+    total: Buckets = field(default_factory=lambda: Buckets(5000, 10000))

@@ -177,3 +177,23 @@ def test_repeated_fields_are_capped() -> None:
     assert found["dial_patterns"] == "at most 100 items (got 101)"
     assert found["trunks"] == "at most 32 items (got 33)"
     assert found["allowed_extensions"] == "at most 100 items (got 101)"
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"nat": ["10.0.0.0/8"]}, "nat"), ({"call_limits": 5}, "call_limits"),
+    ({"codecs": "PCMU"}, "codecs"), ({"name": 7}, "name"),
+])
+def test_a_value_of_the_wrong_shape_is_a_violation_not_a_crash(changes: dict[str, Any],
+                                                                field: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        validate_trunk({**VOCO, **changes})
+    assert field in {v.field for v in caught.value.violations}
+
+
+def test_a_route_of_the_wrong_shape_is_a_violation_not_a_crash() -> None:
+    from domain.routes import validate_outbound
+
+    with pytest.raises(ValidationError) as caught:
+        validate_outbound({"name": "r", "dial_patterns": ["NXXNXXXXXX"], "trunks": ["voco"]})
+    found = {v.field for v in caught.value.violations}
+    assert {"dial_patterns[0]", "trunks[0]"} <= found
