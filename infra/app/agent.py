@@ -184,7 +184,7 @@ def start_agent(settings: Settings) -> Process:
 
 def run_agent(settings: Settings) -> None:
     """`trunkplane agent` until SIGINT or SIGTERM."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.private_data_dir()
     admin_token = ensure_admin_token(settings.data_dir)
     process = start_agent(settings)
     if admin_token is not None:

@@ -63,7 +63,7 @@ def build_app(settings: Settings) -> TrunkplaneApp:
     """The store, its recorder writing each event's proof and signing the tree head of
     every write batch."""
     if not settings.database_url:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.private_data_dir()
     app = TrunkplaneApp(env=settings.store_env(cipher_key(settings)))
     app.recorder.proof.signer = load_signer(settings)  # type: ignore[attr-defined]
     return app
@@ -222,7 +222,7 @@ def _distributed(plane: ControlPlane, settings: Settings,
 def serve(settings: Settings, mode: str = "serve") -> None:
     """Runs the embedded service (or, mode `control`, a control plane of the distributed
     mode) until SIGINT or SIGTERM."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.private_data_dir()
     admin_token = ensure_admin_token(settings.data_dir)
     plane = start(settings, mode=mode)
     if admin_token is not None:

@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from infra.config.settings import Settings
 from infra.grpc_api.context import CallContextInterceptor
+from infra.grpc_api.guards import Buckets, Guards, StreamGate
 from infra.grpc_api.limits import RateLimiter
 from infra.ops.metrics import Metrics
 from infra.security.tls import ensure_self_signed
@@ -71,8 +72,9 @@ class Process:
     def listen(self) -> int:
         """Binds the gRPC port (not yet serving); raises when it cannot."""
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (*self.services, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        if self.settings.reflection:  # off by default: it tells anyone what we serve
+            reflection.enable_server_reflection(
+                (*self.services, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
         self.port = listen(self.server, self.settings)
         if self.port == 0:
             self.stop_parts()
@@ -110,12 +112,21 @@ class Process:
 
 
 def grpc_server(settings: Settings, metrics: Metrics, workers: int) -> grpc.Server:
+    """`workers` threads for unary calls, and one more for each stream that may be open:
+    a stream holds its thread while open, so the streams can never take the unary calls'
+    threads (the gate refuses the stream beyond the cap before it holds one for long)."""
     limiter = RateLimiter(settings.rate_limit, 2 * settings.rate_limit) if (
         settings.rate_limit) else None
     authenticator = Authenticator(TokenStore(settings.data_dir / TOKENS_FILE))
+    guards = Guards(
+        streams=StreamGate(settings.max_streams_per_caller, settings.max_streams),
+        per_address=Buckets(settings.address_rate_limit, 2 * settings.address_rate_limit),
+        total=Buckets(settings.total_rate_limit, 2 * settings.total_rate_limit))
     return grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
-        interceptors=[CallContextInterceptor(authenticator, metrics.observe_call, limiter)],
+        futures.ThreadPoolExecutor(max_workers=workers + settings.max_streams,
+                                   thread_name_prefix="grpc"),
+        interceptors=[CallContextInterceptor(authenticator, metrics.observe_call, limiter,
+                                             guards)],
         options=[("grpc.max_receive_message_length", settings.max_message_bytes),
                  ("grpc.max_send_message_length", MAX_SEND)])
 

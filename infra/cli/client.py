@@ -11,6 +11,7 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from domain.text import escape_control
 from infra.cli.exits import Exit, for_status
 from infra.cli.output import print_data
 from infra.grpc_api.clients import Credentials
@@ -95,10 +96,10 @@ def report(error: grpc.RpcError, client: Client | None = None, as_json: bool = F
                                              for f, d in violations],
                               "hints": advice, "exit": int(status)}}, sys.stderr)
         return status
-    print(f"error: {code.name}" + (":" if violations else f": {error.details()}"),
-          file=sys.stderr)
+    details = escape_control(error.details() or "")  # it may echo what was sent
+    print(f"error: {code.name}" + (":" if violations else f": {details}"), file=sys.stderr)
     for field, description in violations:
-        print(f"  {field}: {description}", file=sys.stderr)
+        print(f"  {escape_control(field)}: {escape_control(description)}", file=sys.stderr)
     for line in advice:
         print(f"  {line}", file=sys.stderr)
     return status

@@ -7,6 +7,7 @@ import getpass
 import sys
 from pathlib import Path
 
+from domain.text import escape_control
 from infra.cli.client import Client
 from infra.cli.exits import Exit
 from infra.cli.output import note, print_data, print_json
@@ -103,7 +104,7 @@ def import_config(client: Client, args: argparse.Namespace) -> int:
               "deleted trunks are not brought back. To restore a history, use `trunkplane "
               "restore` with a `trunkplane backup`.")
     for change in answer.changes:
-        print(f"  {change}")
+        print(f"  {escape_control(change)}")
     for kept in answer.kept:
-        print(f"  kept, not in the file: {kept}")
+        print(f"  kept, not in the file: {escape_control(kept)}")
     return 0

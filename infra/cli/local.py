@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from domain.text import escape_control
 from infra.cli import completion
 from infra.cli.audit import parse_time
 from infra.cli.exits import Exit
@@ -78,7 +79,10 @@ def _tokens(tokens: argparse.ArgumentParser) -> None:
                         help="who the token speaks for; the actor recorded on events")
     create.add_argument("--role", required=True, choices=ROLES,
                         help="what the principal may do (see the README's role table)")
-    create.add_argument("--days", type=int, metavar="N", help="expires after this many days")
+    create.add_argument("--days", type=int, metavar="N",
+                        help="expires after this many days (1 or more; left out: never)")
+    create.add_argument("--scope", dest="tenants", action="append", metavar="TENANT",
+                        help="limit the token to this tenant (repeat for several)")
     create.add_argument("--certificate", action="store_true",
                         help="no token: the principal proves itself with a client "
                              "certificate of this common name (mutual TLS)")
@@ -118,7 +122,7 @@ def _token_action(args: argparse.Namespace) -> int:
     if args.action == "create":
         try:
             token_id, clear = store.create(args.principal, args.role, args.days,
-                                           args.certificate)
+                                           args.certificate, args.tenants)
         except ValueError as error:
             _error(args, str(error))
             return Exit.USAGE
@@ -136,12 +140,14 @@ def _token_action(args: argparse.Namespace) -> int:
     rows = []
     for r in records:
         state = "revoked" if r.revoked else f"expires {r.expires}" if r.expires else "active"
+        scope = f"  tenants {','.join(r.tenants)}" if r.tenants else ""
         rows.append(f"{r.id}  {r.principal}  {r.role}  "
-                    f"{'certificate' if not r.sha256 else 'token'}  {state}")
+                    f"{'certificate' if not r.sha256 else 'token'}  {state}{scope}")
     _out(args, {"tokens": [{"id": r.id, "principal": r.principal, "role": r.role,
                             "kind": "certificate" if not r.sha256 else "token",
                             "created": r.created, "expires": r.expires,
-                            "revoked": r.revoked} for r in records]}, "\n".join(rows))
+                            "revoked": r.revoked, "tenants": r.tenants} for r in records]},
+         "\n".join(rows))
     return Exit.OK
 
 
@@ -183,7 +189,8 @@ def _doctor(args: argparse.Namespace) -> int:
         failed |= finding.level == "fail"
         found.append(finding)
         if not args.json:
-            print(f"{finding.level.upper():<4} {finding.subject}: {finding.text}", flush=True)
+            print(f"{finding.level.upper():<4} {escape_control(finding.subject)}: "
+                  f"{escape_control(finding.text)}", flush=True)
             if finding.fix and finding.level != "ok":
                 print(f"     fix: {finding.fix}", flush=True)
     if args.json:

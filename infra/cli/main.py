@@ -68,6 +68,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Every file trunkplane writes (store, views, keys, backups, replays, exports) is the
+    # user's alone: the views hold the whole configuration and history in clear.
+    os.umask(0o077)
     args = parser().parse_args(argv)
     if getattr(args, "local", None) is not None:
         result: int = args.local(args)

@@ -14,6 +14,8 @@ from typing import Any, TextIO
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
+from domain.text import escape_control
+
 GOOD = ("registered", "ok", "up", "alive", "intact", "active")
 BAD = ("auth_failed", "forbidden", "unreachable", "down", "failed", "stale", "revoked",
        "TAMPERED", "FAIL")
@@ -85,7 +87,7 @@ def _cell(text: str, width: int) -> str:
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
           colour: dict[int, Any] | None = None) -> None:
     """colour: column index -> function that colours a cell's padded text."""
-    cells = [[str(c) for c in row] for row in rows]
+    cells = [[escape_control(str(c)) for c in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     room = terminal_width()
     if room:
@@ -104,7 +106,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
 def fields(pairs: Sequence[tuple[str, object]]) -> None:
     width = max(len(k) for k, _ in pairs)
     for key, value in pairs:
-        print(f"{key.ljust(width)}  {value}")
+        print(f"{key.ljust(width)}  {escape_control(str(value))}")
 
 
 def warn(text: str) -> None:

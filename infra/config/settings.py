@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from sipagent.destinations import Destinations
 from sipagent.settings import SipSettings
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -136,6 +136,11 @@ class Settings:
     metrics_listen: str = "off"
     max_message_bytes: int = DEFAULT_MAX_MESSAGE
     rate_limit: float = 0.0  # requests per second per principal; 0 = no limit
+    address_rate_limit: float = 0.0  # per client address, before authentication
+    total_rate_limit: float = 0.0  # all principals together, after authentication
+    max_streams: int = 200  # open streams in all (each holds a thread while open)
+    max_streams_per_caller: int = 64  # per principal, or per address without credentials
+    reflection: bool = False  # server reflection, for callers with a token
     tls: bool = True
     tls_cert: str = ""  # PEM paths; empty: a self-signed pair in the data directory
     tls_key: str = ""
@@ -176,6 +181,11 @@ class Settings:
             max_message_bytes=_number(env, "TRUNKPLANE_MAX_MESSAGE_BYTES",
                                       DEFAULT_MAX_MESSAGE),
             rate_limit=_number(env, "TRUNKPLANE_RATE_LIMIT", DEFAULT_RATE_LIMIT),
+            address_rate_limit=_number(env, "TRUNKPLANE_ADDRESS_RATE_LIMIT", 2000),
+            total_rate_limit=_number(env, "TRUNKPLANE_TOTAL_RATE_LIMIT", 5000),
+            max_streams=max(1, _number(env, "TRUNKPLANE_MAX_STREAMS", 200)),
+            max_streams_per_caller=max(1, _number(env, "TRUNKPLANE_MAX_STREAMS_PER_CALLER", 64)),
+            reflection=_choice(env, "TRUNKPLANE_REFLECTION", "off", ("on", "off")) == "on",
             tls=_choice(env, "TRUNKPLANE_TLS", "on", ("on", "off")) == "on",
             tls_cert=env.get("TRUNKPLANE_TLS_CERT", ""),
             tls_key=env.get("TRUNKPLANE_TLS_KEY", ""),
@@ -191,6 +201,13 @@ class Settings:
             signing_key_file=env.get("TRUNKPLANE_SIGNING_KEY_FILE", ""),
             notify=NotifySettings.from_env(env),
         )
+
+    def private_data_dir(self) -> Path:
+        """The data directory, made (or made again) readable by its owner only: it holds
+        the keys, the tokens and, in the views, the whole configuration in clear."""
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
+        return self.data_dir
 
     def with_listen(self, listen: str) -> Settings:
         return replace(self, listen=listen)
@@ -234,17 +251,18 @@ def sip_settings(env: dict[str, str]) -> SipSettings | None:
     """The SIP engine's settings (TRUNKPLANE_SIP=off: none, the agent stays off the wire)."""
     if _choice(env, "TRUNKPLANE_SIP", "on", ("on", "off")) == "off":
         return None
-    listen = env.get("TRUNKPLANE_SIP_LISTEN", "0.0.0.0:5062")  # providers send OPTIONS in
+    # Loopback unless the operator names the address providers reach (issue 20: listening
+    # everywhere by default answered anyone who could reach the machine).
+    listen = env.get("TRUNKPLANE_SIP_LISTEN", "127.0.0.1:5062")
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise SettingsError(f"TRUNKPLANE_SIP_LISTEN must be host:port, not '{listen}'")
-    destinations = tuple(d.strip() for d in env.get("TRUNKPLANE_SIP_DESTINATIONS", "").split(",")
-                         if d.strip())
-    for cidr in destinations:
-        try:
-            ipaddress.ip_network(cidr, strict=False)
-        except ValueError:
-            raise SettingsError(f"TRUNKPLANE_SIP_DESTINATIONS: '{cidr}' is not a CIDR") from None
+    chosen = env.get("TRUNKPLANE_SIP_DESTINATIONS", "")
+    try:
+        Destinations.parse(chosen)
+    except ValueError as error:
+        raise SettingsError(f"TRUNKPLANE_SIP_DESTINATIONS: {error}") from None
+    destinations = tuple(d.strip() for d in chosen.split(",") if d.strip())
     return SipSettings(
         agent_id=env.get("TRUNKPLANE_AGENT_ID", "") or socket.gethostname(),
         listen_host=host.strip("[]"), listen_port=int(port),

@@ -10,8 +10,8 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from domain.errors import DomainError, NotFoundError, ValidationError
+from infra.grpc_api.context import check_tenant
 from infra.grpc_api.errors import abort
-from infra.grpc_api.servicer_base import TENANT
 from sipagent.admission import INBOUND, OUTBOUND, Admission, Consideration, Lease, RefusedError
 from trunkplane.v1 import agent_pb2, agent_pb2_grpc
 
@@ -27,8 +27,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):  # type: ignore[misc]
     def AcquireChannel(self, request: agent_pb2.AcquireChannelRequest,
                        context: grpc.ServicerContext) -> agent_pb2.AcquireChannelResponse:
         tenant = request.tenant or self.default_tenant
-        if not TENANT.match(tenant):
-            abort(context, ValidationError.single("tenant", f"'{tenant}' is not a tenant id"))
+        try:
+            check_tenant(tenant)
+        except DomainError as error:
+            abort(context, error)
         direction = DIRECTIONS.get(request.direction)
         if direction is None:
             abort(context, ValidationError.single("direction", "must be OUTBOUND or INBOUND"))

@@ -12,11 +12,11 @@ from uuid import UUID
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from domain.errors import NotFoundError, PreconditionError, ValidationError
+from domain.errors import ForbiddenError, NotFoundError, PreconditionError, ValidationError
 from domain.model import Configured
 from domain.routes import InboundRoute, OutboundRoute
 from domain.trunk import Trunk
-from infra.grpc_api.context import current
+from infra.grpc_api.context import check_tenant, current
 from infra.grpc_api.convert import trunk_message
 from infra.grpc_api.servicer_base import ServicerBase
 from infra.ledger.export import FORMAT, ExportWriter
@@ -209,11 +209,25 @@ class AuditServicer(ServicerBase, audit_pb2_grpc.AuditServiceServicer):  # type:
                 raise ValidationError.single("filter.event_type", hint)
         if f.actor:
             self._check_actor(f.actor)
+        tenant = self._scoped(f.tenant)
         return ChangeQuery(
-            tenant=f.tenant, subject_ids=self._subjects(f.tenant, f.subject) if f.subject
+            tenant=tenant, subject_ids=self._subjects(f.tenant, f.subject) if f.subject
             else (), actor=f.actor, event_type=f.event_type,
             start=_time(f.start_time) if f.HasField("start_time") else None,
             end=_time(f.end_time) if f.HasField("end_time") else None)
+
+    def _scoped(self, tenant: str) -> str:
+        """The filter's tenant; a token limited to tenants reads only those (its one
+        tenant when it names none)."""
+        allowed = current().tenants
+        if allowed and not tenant:
+            if len(allowed) > 1:
+                raise ForbiddenError(f"{current().actor} may read only tenants "
+                                     f"{', '.join(allowed)}: name one in the filter")
+            return allowed[0]
+        if tenant:
+            check_tenant(tenant)
+        return tenant
 
     def _check_actor(self, actor: str) -> None:
         """An actor nobody is, but part of some actors' names: say whom they may mean."""
@@ -259,7 +273,7 @@ def _decode(token: str) -> int:
         return 0
     try:
         kind, _, position = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        if kind == "after" and position.isdigit():
+        if kind == "after" and position.isascii() and position.isdigit():
             return int(position)
     except (binascii.Error, UnicodeDecodeError):
         pass

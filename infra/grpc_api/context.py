@@ -1,6 +1,8 @@
 """Who is calling and under which request id. The interceptor authenticates each call,
 checks the caller's role against the method, and sets the context servicers read: the
-authenticated principal is the actor recorded on every event."""
+authenticated principal is the actor recorded on every event. It also applies the limits
+of `guards`: per client address before authentication, per principal and in total after,
+and the count of open streams; a stream whose token is revoked ends."""
 
 from __future__ import annotations
 
@@ -14,10 +16,14 @@ from typing import Any
 
 import grpc
 
+from domain.errors import ForbiddenError, ValidationError
+from domain.values import parse_tenant
+from infra.grpc_api.guards import Guards, RevocableContext, peer_address
 from infra.grpc_api.limits import RateLimiter
-from infra.security.tokens import Authenticator, AuthError, is_open
+from infra.security.tokens import Authenticator, AuthError, TokenRecord, is_open
 
 log = logging.getLogger("trunkplane.rpc")
+ANONYMOUS = "anonymous"
 
 
 @dataclass(frozen=True)
@@ -25,15 +31,32 @@ class CallContext:
     actor: str
     request_id: str
     role: str = ""
+    tenants: tuple[str, ...] = ()  # empty: every tenant
+
+    def may_use(self, tenant: str) -> bool:
+        return not self.tenants or tenant in self.tenants
 
 
 _current: contextvars.ContextVar[CallContext] = contextvars.ContextVar(
-    "call", default=CallContext("anonymous", "")
+    "call", default=CallContext(ANONYMOUS, "")
 )
 
 
 def current() -> CallContext:
     return _current.get()
+
+
+def check_tenant(tenant: str) -> None:
+    """A valid tenant id that the caller's token may act in, or ValidationError /
+    ForbiddenError (PERMISSION_DENIED) naming the problem."""
+    try:
+        parse_tenant(tenant)
+    except ValueError as error:
+        raise ValidationError.single("tenant", str(error)) from None
+    call = current()
+    if not call.may_use(tenant):
+        raise ForbiddenError(f"{call.actor} may act only in the tenants "
+                             f"{', '.join(call.tenants)}, not in '{tenant}'")
 
 
 def _call_metadata(context: grpc.ServicerContext) -> dict[str, str]:
@@ -50,23 +73,31 @@ def _certificate_name(context: grpc.ServicerContext) -> str:
     return names[0].decode() if names else ""
 
 
+@dataclass
+class _Admitted:
+    call: CallContext
+    record: TokenRecord | None  # None: an open method (health)
+    stream_key: str = ""  # set while the call holds a place among the open streams
+
+
 class CallContextInterceptor(grpc.ServerInterceptor):
     """Authenticates and authorises each call, takes x-request-id (generated when absent),
     logs one line per call with its outcome and duration, and reports both to `observe`."""
 
     def __init__(self, authenticator: Authenticator,
                  observe: Callable[[str, str, float], None] = lambda *_: None,
-                 limiter: RateLimiter | None = None) -> None:
+                 limiter: RateLimiter | None = None, guards: Guards | None = None) -> None:
         self._authenticator = authenticator
         self._observe = observe
         self._limiter = limiter
+        self._guards = guards or Guards()
         self._wrapped: dict[str, Any] = {}
 
     def intercept_service(self, continuation: Callable[[Any], Any],
                           details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(details)
         method = details.method
-        if handler is None or is_open(method):
+        if handler is None:
             return handler
         wrapped = self._wrapped.get(method)
         if wrapped is None:  # one wrapper per method (a server has one handler each)
@@ -74,64 +105,130 @@ class CallContextInterceptor(grpc.ServerInterceptor):
         return wrapped
 
     def _wrap(self, handler: Any, method: str) -> Any:
-        """Every call shape is wrapped: a shape left out would be open to anyone."""
+        """Every call shape is wrapped: a shape left out would be open to anyone. Open
+        methods (health) skip authentication, not the limits."""
         behaviour, make = _shape(handler)
         codecs = {"request_deserializer": handler.request_deserializer,
                   "response_serializer": handler.response_serializer}
         if handler.response_streaming:
             def answers(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                started, token = self._enter(_call_metadata(context), context, method)
+                started, token, admitted = self._enter(context, method, stream=True)
                 try:
-                    yield from behaviour(request, context)
+                    yield from self._stream(behaviour, request, context, admitted)
                 finally:
-                    self._leave(context, method, started, token)
+                    self._leave(context, method, started, token, admitted)
 
             return make(answers, **codecs)
 
         def answer(request: Any, context: grpc.ServicerContext) -> Any:
-            started, token = self._enter(_call_metadata(context), context, method)
+            started, token, admitted = self._enter(context, method,
+                                                   stream=handler.request_streaming)
             try:
                 return behaviour(request, context)
             finally:
-                self._leave(context, method, started, token)
+                self._leave(context, method, started, token, admitted)
 
         return make(answer, **codecs)
 
-    def _enter(self, metadata: dict[str, str], context: grpc.ServicerContext,
-               method: str) -> tuple[float, Any]:
+    def _stream(self, behaviour: Callable[..., Iterator[Any]], request: Any,
+                context: grpc.ServicerContext, admitted: _Admitted) -> Iterator[Any]:
+        """The servicer's stream, ended with UNAUTHENTICATED once the token is revoked or
+        expires (the servicer sees an inactive context and returns)."""
+        if admitted.record is None:
+            yield from behaviour(request, context)
+            return
+        revocable = self._revocable(context, admitted.record)
+        for item in behaviour(request, revocable):
+            if revocable.revoked:
+                break
+            yield item
+        if revocable.revoked:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                          "the token was revoked or expired while the stream was open")
+
+    def _revocable(self, context: grpc.ServicerContext,
+                   record: TokenRecord) -> RevocableContext:
+        return RevocableContext(context, lambda: self._authenticator.still_valid(record))
+
+    def _enter(self, context: grpc.ServicerContext, method: str,
+               stream: bool) -> tuple[float, Any, _Admitted]:
         started = time.perf_counter()
+        metadata = _call_metadata(context)
         request_id = metadata.get("x-request-id", "")[:128] or _new_request_id()
-        token = _current.set(CallContext("anonymous", request_id))
+        token = _current.set(CallContext(ANONYMOUS, request_id))
+        admitted = _Admitted(CallContext(ANONYMOUS, request_id), None)
         try:
-            _current.set(self._admit(metadata, context, method, request_id))
+            admitted = self._admit(metadata, context, method, request_id)
+            _current.set(admitted.call)
+            if stream:
+                admitted.stream_key = self._open_stream(context, admitted)
         except BaseException:
-            self._leave(context, method, started, token)
+            self._leave(context, method, started, token, admitted)
             raise
-        return started, token
+        return started, token, admitted
+
+    def _open_stream(self, context: grpc.ServicerContext, admitted: _Admitted) -> str:
+        key = (admitted.call.actor if admitted.record is not None
+               else f"address {peer_address(context)}")
+        refusal = self._guards.streams.enter(key)
+        if refusal:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal)
+        return key
 
     def _leave(self, context: grpc.ServicerContext, method: str, started: float,
-               token: Any) -> None:
+               token: Any, admitted: _Admitted) -> None:
+        if admitted.stream_key:
+            self._guards.streams.leave(admitted.stream_key)
+            admitted.stream_key = ""
         seconds = time.perf_counter() - started
         code = _code_name(context)
-        log.info("%s actor=%s code=%s %.1fms", method, _current.get().actor, code,
-                 seconds * 1000)
+        actor = _current.get().actor
+        # Refusals of callers without credentials are counted, not logged one by one: a
+        # flood of them must not become a flood of log lines.
+        quiet = actor == ANONYMOUS and code in ("UNAUTHENTICATED", "RESOURCE_EXHAUSTED")
+        (log.debug if quiet else log.info)("%s actor=%s code=%s %.1fms", method, actor,
+                                           code, seconds * 1000)
         self._observe(method, code, seconds)
         _current.reset(token)
 
     def _admit(self, metadata: dict[str, str], context: grpc.ServicerContext, method: str,
-               request_id: str) -> CallContext:
-        try:
-            record = self._authenticator.identify(metadata.get("authorization", ""),
-                                                  lambda: _certificate_name(context), method)
-        except AuthError as error:
-            context.abort(getattr(grpc.StatusCode, error.code), str(error))
+               request_id: str) -> _Admitted:
+        address = peer_address(context)
+        wait = self._guards.per_address.take(address)
+        if wait:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"{address} is over its limit of {self._guards.per_address.rate:g} "
+                          f"requests/s; retry in {wait:.2f} s")
+        if is_open(method):
+            return _Admitted(CallContext(ANONYMOUS, request_id), None)
+        record = self._identify(metadata, context, method, address)
         wait = self._limiter.wait_needed(record.principal) if self._limiter else 0.0
         if wait:
             assert self._limiter is not None
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                           f"{record.principal} is over its limit of {self._limiter.rate:g} "
                           f"requests/s; retry in {wait:.2f} s")
-        return CallContext(record.principal, request_id, record.role)
+        wait = self._guards.total.take("all")
+        if wait:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"the service is over its limit of {self._guards.total.rate:g} "
+                          f"requests/s for all callers; retry in {wait:.2f} s")
+        call = CallContext(record.principal, request_id, record.role, tuple(record.tenants))
+        return _Admitted(call, record)
+
+    def _identify(self, metadata: dict[str, str], context: grpc.ServicerContext, method: str,
+                  address: str) -> TokenRecord:
+        try:
+            return self._authenticator.identify(metadata.get("authorization", ""),
+                                                lambda: _certificate_name(context), method)
+        except AuthError as error:
+            if error.code == "UNAUTHENTICATED":
+                wait = self._guards.failures.take(address)
+                if wait:
+                    context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                  f"too many failed authentications from {address}; retry "
+                                  f"in {wait:.2f} s")
+            context.abort(getattr(grpc.StatusCode, error.code), str(error))
 
 
 def _shape(handler: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:

@@ -31,6 +31,7 @@ def command_meta(request: Message, options: common_pb2.CommandOptions) -> Comman
         request_id=options.request_id or call.request_id,
         idempotency_key=options.request_id,
         fingerprint=_fingerprint(request) if options.request_id else "",
+        may_move_credentials=call.role == "admin",
     )
 
 

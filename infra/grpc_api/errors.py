@@ -82,8 +82,9 @@ def _cut(text: str, limit: int = MAX_DESCRIPTION) -> str:
 
 
 def _prefixed(prefix: str, violation: FieldViolation) -> str:
-    if not prefix or violation.field in ("template", "page_size", "page_token", "position",
-                                         "update_mask", "etag", "number"):
+    if not prefix or violation.field.startswith("options.") or violation.field in (
+            "template", "page_size", "page_token", "position", "update_mask", "etag", "number",
+            "tenant"):
         return violation.field
     return f"{prefix}.{violation.field}"
 

@@ -94,6 +94,10 @@ class RouteServicer(ServicerBase, route_pb2_grpc.RouteServiceServicer):  # type:
 
     def RecordFraudAlert(self, request: route_pb2.RecordFraudAlertRequest, context: Ctx) -> Any:
         tenant = self.tenant(context, request.tenant)
+        if self.bus.app.catalog(tenant) is None:  # an agent holds only tenants that exist
+            context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                          f"tenant '{tenant}' does not exist: alerts are recorded only in "
+                          "tenants an agent holds")
         meta = command_meta(request, common_pb2.CommandOptions())
         done = self.run(context, lambda uow: commands.record_fraud_alert(
             uow, tenant, request.kind, request.detail, request.extension, request.route_id,

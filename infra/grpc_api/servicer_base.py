@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -11,8 +10,8 @@ import grpc
 from eventsourcing.persistence import PersistenceError
 
 from domain.application import Command, Done
-from domain.errors import DomainError, ValidationError
-from infra.grpc_api.context import current
+from domain.errors import DomainError
+from infra.grpc_api.context import check_tenant, current
 from infra.grpc_api.errors import abort, abort_store
 from infra.store.command_bus import CommandBus, DeadlineExpiredError
 from projections.audit import ChangeQuery, ChangeRow, HistoryReader
@@ -20,7 +19,6 @@ from projections.config_view import READ_WAIT, ConfigView
 from projections.db import DATABASE_ERRORS
 
 T = TypeVar("T")
-TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 class ServicerBase:
@@ -32,10 +30,13 @@ class ServicerBase:
         self.default_tenant = default_tenant
 
     def tenant(self, context: grpc.ServicerContext, tenant: str) -> str:
+        """The request's tenant (the default when empty): a valid id, and one the caller's
+        token may act in."""
         name = tenant or self.default_tenant
-        if not TENANT.match(name):
-            abort(context, ValidationError.single(
-                "tenant", f"'{tenant}' is not a tenant id (a-z, 0-9, '-', '_', up to 64)"))
+        try:
+            check_tenant(name)
+        except DomainError as error:
+            abort(context, error)
         return name
 
     def run(self, context: grpc.ServicerContext, command: Command[Any],

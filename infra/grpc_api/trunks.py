@@ -10,7 +10,7 @@ import grpc
 
 from domain import commands
 from domain.catalog import TRUNK
-from domain.errors import DomainError
+from domain.errors import DomainError, ValidationError
 from domain.sync import SyncReport, sync_tenant
 from domain.templates import TEMPLATES
 from domain.trunk import Trunk
@@ -37,6 +37,7 @@ from trunkplane.v1 import trunk_pb2, trunk_pb2_grpc
 
 Ctx = grpc.ServicerContext
 WATCH_POLL = 0.5
+MAX_WATCHED = 500  # trunks named in one WatchTrunkStatus (each is looked up once)
 
 
 class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type: ignore[misc]
@@ -138,6 +139,10 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
     def WatchTrunkStatus(self, request: trunk_pb2.WatchTrunkStatusRequest,
                          context: Ctx) -> Iterator[trunk_pb2.TrunkStatusChange]:
         tenant = self.tenant(context, request.tenant)
+        if len(request.trunks) > MAX_WATCHED:
+            abort(context, ValidationError.single(
+                "trunks", f"at most {MAX_WATCHED} trunks (got {len(request.trunks)}); leave "
+                          "it empty to watch every trunk of the tenant"))
         self.ready(context, 0)
         wanted = set(self.read(context, lambda: [
             self.view.subject_id(tenant, TRUNK, ref) for ref in request.trunks]))
@@ -165,6 +170,9 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
     def ExportConfiguration(self, request: trunk_pb2.ExportConfigurationRequest,
                             context: Ctx) -> Any:
         self.ready(context, 0)
+        if request.all_tenants and current().tenants:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                          f"{current().actor} may export only its tenants: name one")
         tenants = (self.read(context, self.view.tenants) if request.all_tenants
                    else [self.tenant(context, request.tenant)])
         if request.with_secrets and current().role != "admin":

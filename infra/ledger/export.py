@@ -18,6 +18,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from domain.text import csv_cell
 from infra.ledger.merkle import MemoryTree, inclusion_path, verify_inclusion
 from infra.ledger.signing import HeadSigner, SignedHead, key_id
 
@@ -221,8 +222,10 @@ class ExportWriter:
                                         "new": c.new_value} for c in row.changes],
                    **proof.as_json()}
             return self._out(json.dumps(doc, ensure_ascii=False) + "\n")
-        cells = [(c.field, c.old_value, c.new_value) for c in row.changes] or [("", "", "")]
-        fixed = ["change", *base.values()]
+        # Text a spreadsheet would run as a formula (=, +, -, @ first) is neutralised.
+        cells = [tuple(csv_cell(str(v)) for v in (c.field, c.old_value, c.new_value))
+                 for c in row.changes] or [("", "", "")]
+        fixed = ["change", *(csv_cell(v) if isinstance(v, str) else v for v in base.values())]
         tail = [proof.leaf_index, proof.leaf_hash.hex(), " ".join(p.hex() for p in proof.path)]
         return self._out(csv_lines([*fixed, *change, *tail] for change in cells))
 

@@ -23,6 +23,7 @@ from domain.values import Transport, parse_host_port
 from infra.config.settings import Settings, SettingsError
 from infra.grpc_api.clients import credentials
 from infra.security.keys import cipher_key
+from sipagent.destinations import Destinations
 
 CONNECT_TIMEOUT = 2.0
 T = TypeVar("T")
@@ -53,12 +54,35 @@ def examine(settings: Settings, server: str) -> Iterator[Finding]:
     try:
         yield Finding("ok", "event store", f"{settings.describe_store()}, {app.head()} events")
         yield from _server(server)
+        yield from _exposure(settings)
         yield from _metrics(settings)
         yield from _broker(settings)
         yield from _agents(settings)
         yield from _trunks(app, settings)
     finally:
         app.close()
+
+
+def _exposure(settings: Settings) -> Iterator[Finding]:
+    """What the operator chooses on the first start: where SIP may go and where the agent
+    listens; and whether other users of the machine can read the data directory."""
+    if settings.data_dir.exists() and settings.data_dir.stat().st_mode & 0o077:
+        yield Finding("warn", "data directory", f"{settings.data_dir} is readable by others",
+                      f"chmod 700 {settings.data_dir} (trunkplane serve does it on start)")
+    if settings.sip is None:
+        return
+    chosen = Destinations.parse(",".join(settings.sip.destinations))
+    if not settings.sip.destinations:
+        yield Finding("warn", "SIP destinations", f"not chosen: {chosen}",
+                      "set TRUNKPLANE_SIP_DESTINATIONS to your providers' networks (CIDRs, "
+                      "e.g. 203.0.113.0/24), or `any`")
+    else:
+        yield Finding("ok", "SIP destinations", str(chosen))
+    if settings.sip.listen_host in ("127.0.0.1", "::1", "localhost"):
+        yield Finding("warn", "SIP listen", f"{settings.sip.listen_host}:"
+                      f"{settings.sip.listen_port}: providers cannot reach the agent",
+                      "set TRUNKPLANE_SIP_LISTEN to the address providers send to, e.g. "
+                      "203.0.113.5:5062 (0.0.0.0 for every address)")
 
 
 def _broker(settings: Settings) -> Iterator[Finding]:

@@ -9,6 +9,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from domain.text import one_line
 from infra.grpc_api.context import current
 
 TEXT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
@@ -20,6 +21,15 @@ class CallFilter(logging.Filter):
         record.request_id = call.request_id or "-"
         record.actor = call.actor
         return True
+
+
+class TextFormatter(logging.Formatter):
+    """Line breaks and other controls in a message are escaped: text from a request or
+    from the wire cannot start a line of its own (a forged log line)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        record.message = one_line(record.message)
+        return super().formatMessage(record)
 
 
 class JsonFormatter(logging.Formatter):
@@ -40,7 +50,7 @@ class JsonFormatter(logging.Formatter):
 def configure(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(CallFilter())
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(TEXT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

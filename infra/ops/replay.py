@@ -13,10 +13,15 @@ from infra.store.views import view_store
 from projections.db import SqliteDatabase
 from projections.runner import ProjectionRunner, Until
 
+MAX_POSITION = 2**63 - 1  # the largest log position a store can hold
+
 
 def replay(settings: Settings, into: Path, until: Until) -> dict[str, int]:
-    if into.exists() and any(into.iterdir()):
-        raise SettingsError(f"{into} is not empty; replay builds into a new directory")
+    if into.exists() and (not into.is_dir() or any(into.iterdir())):
+        raise SettingsError(f"{into} is not an empty directory; replay builds into a new one")
+    if until.position is not None and not 0 <= until.position <= MAX_POSITION:
+        raise SettingsError(f"--position must be 0 to {MAX_POSITION}, not {until.position}")
+    into.mkdir(mode=0o700, parents=True, exist_ok=True)
     app = TrunkplaneApp(env=settings.store_env(cipher_key(settings, create=False)))
     db = SqliteDatabase(into / "views.sqlite")
     try:

@@ -13,10 +13,12 @@ import os
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from domain.values import parse_tenant
 
 ROLES = ("admin", "operator", "auditor", "sre", "agent", "pbx")
 TOKENS_FILE = "tokens.json"
@@ -44,7 +46,8 @@ LOCATE = {"OpsService": {"ListAgents"}}  # which agent holds a tenant
 REPORT = {"RouteService": {"RecordFraudAlert"}}  # what agents tell the control plane
 ADMISSION = {"AgentService": {"AcquireChannel", "RenewChannel", "ReleaseChannel",
                               "ReportCallFailure"}}
-OPEN = {"/grpc.health.v1.Health/", "/grpc.reflection."}  # no credentials needed
+OPEN = {"/grpc.health.v1.Health/"}  # no credentials needed
+REFLECTION = "/grpc.reflection."  # any valid token (and only with TRUNKPLANE_REFLECTION=on)
 
 GRANTS: dict[str, list[dict[str, set[str]]]] = {
     "admin": [READ, WRITE, EXPORT, AUDIT, OPS, LOCATE, ADMISSION, REPORT],
@@ -58,6 +61,8 @@ GRANTS: dict[str, list[dict[str, set[str]]]] = {
 
 def allowed(role: str, method: str) -> bool:
     """method: /trunkplane.v1.TrunkService/GetTrunk"""
+    if method.startswith(REFLECTION):
+        return role in ROLES
     service, _, name = method.rpartition("/")
     service = service.rsplit(".", 1)[-1]
     return any(name in grant.get(service, set()) for grant in GRANTS.get(role, []))
@@ -80,6 +85,7 @@ class TokenRecord:
     created: str
     expires: str | None = None
     revoked: bool = False
+    tenants: list[str] = field(default_factory=list)  # empty: every tenant
 
     def usable(self, now: datetime) -> bool:
         return not self.revoked and (self.expires is None or
@@ -95,6 +101,7 @@ class TokenStore:
         self._lock = threading.Lock()
         self._stamp: float | None = None  # the file's mtime when last read
         self._by_hash: dict[str, TokenRecord] = {}
+        self._by_id: dict[str, TokenRecord] = {}
 
     def records(self) -> list[TokenRecord]:
         if not self.path.exists():
@@ -102,9 +109,15 @@ class TokenStore:
         return [TokenRecord(**r) for r in json.loads(self.path.read_text())["tokens"]]
 
     def create(self, principal: str, role: str, days: int | None = None,
-               certificate: bool = False) -> tuple[str, str]:
+               certificate: bool = False, tenants: list[str] | None = None) -> tuple[str, str]:
         """Returns (id, the clear token, shown this once). With `certificate`, no token: the
-        principal proves itself with a client certificate of that common name."""
+        principal proves itself with a client certificate of that common name. `tenants`
+        limits the token to those tenants."""
+        if days is not None and days < 1:
+            raise ValueError(f"--days must be 1 or more (got {days}); leave it out for a token "
+                             "that does not expire")
+        for tenant in tenants or []:
+            parse_tenant(tenant)
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, not '{role}'")
         if not principal or not principal.isprintable() or len(principal) > 128:
@@ -114,7 +127,8 @@ class TokenStore:
         now = datetime.now(UTC)
         record = TokenRecord(token_id, principal, role, "" if certificate else _hash(clear),
                              now.isoformat(),
-                             (now + timedelta(days=days)).isoformat() if days else None)
+                             (now + timedelta(days=days)).isoformat() if days else None,
+                             tenants=sorted(set(tenants or [])))
         self._write([*self.records(), record])
         return token_id, "" if certificate else clear
 
@@ -128,15 +142,28 @@ class TokenStore:
 
     def identify(self, clear: str) -> TokenRecord | None:
         with self._lock:
-            try:
-                stamp: float | None = self.path.stat().st_mtime_ns
-            except FileNotFoundError:
-                stamp = None
-            if stamp != self._stamp:
-                self._by_hash = {r.sha256: r for r in self.records()}
-                self._stamp = stamp
+            self._reload()
             record = self._by_hash.get(_hash(clear))
         return record if record is not None and record.usable(datetime.now(UTC)) else None
+
+    def still_usable(self, token_id: str) -> bool:
+        """Whether a token found earlier is still neither revoked nor expired (asked by
+        open streams, so they end when their token does)."""
+        with self._lock:
+            self._reload()
+            record = self._by_id.get(token_id)
+        return record is not None and record.usable(datetime.now(UTC))
+
+    def _reload(self) -> None:
+        try:
+            stamp: float | None = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            stamp = None
+        if stamp != self._stamp:
+            records = self.records()
+            self._by_hash = {r.sha256: r for r in records if r.sha256}
+            self._by_id = {r.id: r for r in records}
+            self._stamp = stamp
 
     def _write(self, records: list[TokenRecord]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -189,6 +216,9 @@ class Authenticator:
 
     def __init__(self, tokens: TokenStore) -> None:
         self.tokens = tokens
+
+    def still_valid(self, record: TokenRecord) -> bool:
+        return self.tokens.still_usable(record.id)
 
     def identify(self, authorization: str, certificate_name: Callable[[], str],
                  method: str) -> TokenRecord:
