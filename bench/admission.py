@@ -62,6 +62,8 @@ def serve(directory: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     env = {**os.environ, "TRUNKPLANE_DATA": str(directory), "TRUNKPLANE_LISTEN": address,
            "TRUNKPLANE_CIPHER_KEY": KEY, "TRUNKPLANE_LOG_LEVEL": "WARNING",
            "TRUNKPLANE_METRICS_LISTEN": "off", "TRUNKPLANE_RATE_LIMIT": "0",
+           "TRUNKPLANE_ADDRESS_RATE_LIMIT": "0",
+           "TRUNKPLANE_TOTAL_RATE_LIMIT": "0",
            "TRUNKPLANE_TLS": "off", "TRUNKPLANE_SIP": "off"}
     cli = str(Path(sys.executable).parent / "trunkplane")
     server = subprocess.Popen([cli, "serve"], env=env)

@@ -63,6 +63,8 @@ def serve(directory: Path, tls: bool) -> tuple[subprocess.Popen[bytes], str]:
     env = {**os.environ, "TRUNKPLANE_DATA": str(directory), "TRUNKPLANE_LISTEN": address,
            "TRUNKPLANE_CIPHER_KEY": KEY, "TRUNKPLANE_LOG_LEVEL": "WARNING",
            "TRUNKPLANE_METRICS_LISTEN": "off", "TRUNKPLANE_RATE_LIMIT": "0",
+           "TRUNKPLANE_ADDRESS_RATE_LIMIT": "0",
+           "TRUNKPLANE_TOTAL_RATE_LIMIT": "0",
            "TRUNKPLANE_TLS": "on" if tls else "off"}
     server = subprocess.Popen([str(Path(sys.executable).parent / "trunkplane"), "serve"],
                               env=env)

@@ -81,6 +81,8 @@ def server_env(directory: Path, address: str) -> dict[str, str]:
     env = {**os.environ, "TRUNKPLANE_DATA": str(directory), "TRUNKPLANE_LISTEN": address,
            "TRUNKPLANE_CIPHER_KEY": KEY, "TRUNKPLANE_LOG_LEVEL": "WARNING",
            "TRUNKPLANE_METRICS_LISTEN": "off", "TRUNKPLANE_RATE_LIMIT": "0",
+           "TRUNKPLANE_ADDRESS_RATE_LIMIT": "0",
+           "TRUNKPLANE_TOTAL_RATE_LIMIT": "0",
            "TRUNKPLANE_SIP_DESTINATIONS": "127.0.0.0/8,::1/128",
            "TRUNKPLANE_SIP_LISTEN": "127.0.0.1:0"}
     env.pop("TRUNKPLANE_DATABASE_URL", None)

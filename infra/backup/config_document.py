@@ -97,7 +97,8 @@ def _inbound(app: TrunkplaneApp, route_id: UUID, names: dict[str, str]) -> dict[
 
 
 def read_document(text: str, passphrase: str) -> dict[str, DesiredConfig]:
-    """The desired configuration per tenant; sealed passwords opened with the passphrase."""
+    """The desired configuration per tenant; sealed passwords opened with the passphrase.
+    A document of the wrong shape is a ValidationError naming where, never a crash."""
     try:
         document = json.loads(text)
     except ValueError as error:
@@ -108,20 +109,42 @@ def read_document(text: str, passphrase: str) -> dict[str, DesiredConfig]:
         raise ValidationError.single(
             "document", f"version {document.get('version')!r} is not one this release reads "
                         f"({VERSION})")
-    sealer = _opener(document, passphrase)
-    desired = {}
-    for tenant, body in document.get("tenants", {}).items():
-        desired[tenant] = DesiredConfig(
-            trunks=[_desired_trunk(tenant, t, sealer) for t in body.get("trunks", [])],
-            outbound_routes=[{**r, "trunks": [{"trunk_id": t["trunk"], "weight": t["weight"]}
-                                              for t in r.get("trunks", [])]}
-                             for r in body.get("outbound_routes", [])],
-            inbound_routes=[{**{k: v for k, v in r.items() if k != "trunk"},
-                             "trunk_id": r.get("trunk", "")}
-                            for r in body.get("inbound_routes", [])],
-            pbx=_desired_pbx(tenant, body["pbx"], sealer) if "pbx" in body else None,
-            policy=body.get("policy"))
-    return desired
+    try:
+        sealer = _opener(document, passphrase)
+        return {str(tenant): _desired(str(tenant), body, sealer)
+                for tenant, body in _object(document.get("tenants", {}), "tenants").items()}
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        raise ValidationError.single("document", f"malformed ({type(error).__name__}: "
+                                                 f"{str(error)[:200]})") from None
+
+
+def _desired(tenant: str, body: Any, sealer: PassphraseSealer | None) -> DesiredConfig:
+    where = f"tenants.{tenant}"
+    body = _object(body, where)
+    return DesiredConfig(
+        trunks=[_desired_trunk(tenant, t, sealer) for t in _objects(body, "trunks", where)],
+        outbound_routes=[{**r, "trunks": [
+            {"trunk_id": t["trunk"], "weight": t.get("weight", 1)}
+            for t in _objects(r, "trunks", f"{where}.outbound_routes")]}
+            for r in _objects(body, "outbound_routes", where)],
+        inbound_routes=[{**{k: v for k, v in r.items() if k != "trunk"},
+                         "trunk_id": r.get("trunk", "")}
+                        for r in _objects(body, "inbound_routes", where)],
+        pbx=_desired_pbx(tenant, body["pbx"], sealer) if "pbx" in body else None,
+        policy=body.get("policy"))
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValidationError.single(where, f"must be an object, not {type(value).__name__}")
+    return value
+
+
+def _objects(parent: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
+    items = parent.get(key, [])
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ValidationError.single(f"{where}.{key}", "must be a list of objects")
+    return items
 
 
 def _desired_pbx(tenant: str, pbx: Any, sealer: PassphraseSealer | None) -> dict[str, Any]:
@@ -147,7 +170,8 @@ def _desired_trunk(tenant: str, trunk: dict[str, Any],
                    sealer: PassphraseSealer | None) -> dict[str, Any]:
     wanted = {k: v for k, v in trunk.items() if k != "password_sealed"}
     if "password_sealed" in trunk and sealer is not None:
-        wanted["password"] = sealer.open(trunk["password_sealed"], f"{tenant}/{trunk['name']}")
+        wanted["password"] = sealer.open(str(trunk["password_sealed"]),
+                                         f"{tenant}/{trunk.get('name')}")
     return wanted
 
 
