@@ -18,7 +18,8 @@ MAX_POSITION = 2**63 - 1  # the largest log position a store can hold
 
 def replay(settings: Settings, into: Path, until: Until) -> dict[str, int]:
     if into.exists() and (not into.is_dir() or any(into.iterdir())):
-        raise SettingsError(f"{into} is not an empty directory; replay builds into a new one")
+        raise SettingsError(f"{into} is not empty (or not a directory); replay builds into "
+                            "a new directory")
     if until.position is not None and not 0 <= until.position <= MAX_POSITION:
         raise SettingsError(f"--position must be 0 to {MAX_POSITION}, not {until.position}")
     into.mkdir(mode=0o700, parents=True, exist_ok=True)

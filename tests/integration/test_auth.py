@@ -150,7 +150,12 @@ def test_revoked_and_expired_tokens_stop_working_at_once(api: Api) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         api.trunks.ListTrunks(trunk_pb2.ListTrunksRequest(), metadata=metadata)
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    _, stale = api.tokens.create("old", "operator", days=-1)
+    stale_id, stale = api.tokens.create("old", "operator", days=1)
+    records = api.tokens.records()  # a token that expired yesterday (--days takes 1 or more)
+    for record in records:
+        if record.id == stale_id:
+            record.expires = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    api.tokens._write(records)
     with pytest.raises(grpc.RpcError) as expired:
         api.trunks.ListTrunks(trunk_pb2.ListTrunksRequest(),
                               metadata=(("authorization", f"Bearer {stale}"),))

@@ -376,8 +376,9 @@ def test_data_directory_and_files_are_private(serve: Serve, tmp_path: Path) -> N
 # 6. The SIP agent does not amplify.
 
 
-def _ask(port: int, datagram: bytes) -> bytes | None:
+def _ask(port: int, datagram: bytes, source: str = "127.0.0.1") -> bytes | None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((source, 0))
         probe.settimeout(1.0)
         probe.sendto(datagram, ("127.0.0.1", port))
         try:
@@ -522,3 +523,16 @@ def test_a_token_must_expire_in_the_future(serve: Serve, days: str) -> None:
                      "--days", days)
     assert done.returncode == 2
     assert "--days" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_line_feed_from_the_wire_does_not_forge_a_log_line(serve: Serve) -> None:
+    forged = "2026-11-29 12:00:00,000 INFO trunkplane.rpc [x]: admin logged in"
+    datagram = (f"OPTIONS sip:a\n{forged} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9\r\n\r\n")
+    _ask(serve.sip_port, datagram.encode(), source="127.0.0.7")  # logged once per source
+    deadline = time.monotonic() + 10
+    while "malformed SIP message from udp:127.0.0.7" not in serve.log.read_text():
+        assert time.monotonic() < deadline, "the agent did not log the malformed message"
+        time.sleep(0.1)
+    lines = serve.log.read_text().splitlines()
+    assert not any(line.startswith(forged) for line in lines)
+    assert any("\\n" + forged in line for line in lines)

@@ -100,7 +100,8 @@ def test_a_change_by_another_process_is_seen_at_once(
     cached = first.aggregate(trunk_id)
     assert isinstance(cached, Trunk) and cached.version == 1  # now cached in first
     second.execute(lambda uow: commands.update_trunk(
-        uow, "default", "voco", {"host": "moved.example.com"}, "", CommandMeta("bob"))).unwrap()
+        uow, "default", "voco", {"host": "moved.example.com"}, "",
+        CommandMeta("bob", may_move_credentials=True))).unwrap()
     seen = first.aggregate(trunk_id)
     assert isinstance(seen, Trunk)
     assert (seen.version, seen.settings["host"]) == (2, "moved.example.com")
