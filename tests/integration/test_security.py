@@ -177,12 +177,13 @@ def test_streams_are_capped_per_caller_and_in_total(tmp_path: Path) -> None:
         anonymous = [capped.health.Watch(health_pb2.HealthCheckRequest(), timeout=30)
                      for _ in range(5)]
         streams.extend(anonymous)
-        assert [_first_code(s) for s in anonymous] == [None] * 4 + [
-            grpc.StatusCode.RESOURCE_EXHAUSTED]  # four per caller (here: per address)
+        codes = [_first_code(s) for s in anonymous]  # which one is refused is a race
+        assert codes.count(None) == 4  # four per caller (here: per address)
+        assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 1
         opened = [watch(auditor) for _ in range(3)]
         codes = [_first_code(s) for s in opened]
-        assert codes[:2] == [None, None]  # six open in all: the limit
-        assert codes[2] == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert codes.count(None) == 2  # six open in all: the limit
+        assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 1
         assert capped.trunks.ListTrunks(trunk_pb2.ListTrunksRequest(),
                                         metadata=bearer(capped.admin), timeout=10)
     finally:
