@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run demo-provider test lint typecheck unit protos bench bench-rebuild bench-relay bench-registrations bench-admission clean
+.PHONY: run demo-provider test lint typecheck unit protos bench bench-rebuild bench-relay bench-registrations bench-admission bench-calls clean
 
 run: $(RUNTIME)
 	$(BIN)/trunkplane serve
@@ -48,6 +48,11 @@ bench-relay: $(DEV)
 
 bench-admission: $(DEV)
 	cd bench && ../$(BIN)/python admission.py
+
+# Calls through one agent and through Kamailio (the anchor), same load, same run.
+bench-calls: $(DEV)
+	infra/scripts/ensure-sip-peers.sh
+	cd bench && ../$(BIN)/python calls.py
 
 bench-registrations: $(DEV)
 	infra/scripts/ensure-sip-peers.sh

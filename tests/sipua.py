@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import threading
 import time
 from collections.abc import Coroutine
@@ -20,6 +21,9 @@ SDP = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\
        "m=audio {port} RTP/AVP 0 8 18 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
        "a=rtpmap:18 G729/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
        "a=fmtp:101 0-16\r\na=sendrecv\r\n")
+
+
+T1 = 0.5
 
 
 def sdp(port: int = 40000) -> bytes:
@@ -62,6 +66,8 @@ class ScriptedUA(asyncio.DatagramProtocol):
         self._pending: dict[str, Request] = {}  # call-id -> INVITE ringing here
         self.answer_delay = 0.0
         self.keep_responses = False
+        self._last: dict[str, Response] = {}  # call-id -> last answer to its INVITE
+        self._up: set[str] = set()
         self.responses: list[Response] = []
         self.unparsable = 0
 
@@ -71,6 +77,9 @@ class ScriptedUA(asyncio.DatagramProtocol):
                                                            local_addr=(host, 0))
         self._transport = transport
         self.port = transport.get_extra_info("sockname")[1]
+        sock = transport.get_extra_info("socket")
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            sock.setsockopt(socket.SOL_SOCKET, option, 4 * 1024 * 1024)
         return self.port
 
     def close(self) -> None:
@@ -102,6 +111,10 @@ class ScriptedUA(asyncio.DatagramProtocol):
         if method == "ACK":
             return
         if method == "INVITE" and ";tag=" not in request.get("to"):
+            last = self._last.get(request.get("call-id"))
+            if last is not None:  # a retransmission: the last answer again
+                self._send(last, addr)
+                return
             self._incoming(request, addr)
             return
         if method == "CANCEL":
@@ -110,7 +123,9 @@ class ScriptedUA(asyncio.DatagramProtocol):
             if invite is not None:
                 self._send(self._reply(invite, 487, "Request Terminated", tag=True), addr)
             return
-        if method == "BYE":
+        if method == "BYE" and request.get("call-id") in self._up:
+            self._up.discard(request.get("call-id"))
+            self._last.pop(request.get("call-id"), None)
             self.calls_up = max(0, self.calls_up - 1)
         self._send(self._reply(request, 200, "OK", body=sdp(40002)
                                if method == "INVITE" else b""), addr)
@@ -138,6 +153,7 @@ class ScriptedUA(asyncio.DatagramProtocol):
                                tag=tag), addr)
 
     def _answer(self, request: Request, addr: tuple[str, int], tag: str) -> None:
+        self._up.add(request.get("call-id"))
         self.calls_up += 1
         self.answered += 1
         self.max_up = max(self.max_up, self.calls_up)
@@ -158,6 +174,12 @@ class ScriptedUA(asyncio.DatagramProtocol):
 
     def _send(self, message: Request | Response, addr: tuple[str, int]) -> None:
         assert self._transport is not None
+        if isinstance(message, Response) and message.get("cseq").endswith("INVITE"):
+            call_id = message.get("call-id")
+            if message.status >= 200 and call_id not in self._up:
+                self._last.pop(call_id, None)  # a failed call: forgotten
+            else:
+                self._last[call_id] = message
         self._transport.sendto(message.to_bytes(), addr)
 
     def send_raw(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -192,12 +214,18 @@ class ScriptedUA(asyncio.DatagramProtocol):
         self._waiting[outcome.call_id] = queue
         self._send(invite, target)
         deadline = time.monotonic() + wait
+        interval = T1
         while outcome.final is None:
+            left = deadline - time.monotonic()
             try:
-                response = await asyncio.wait_for(queue.get(), max(0.01, deadline -
-                                                                   time.monotonic()))
+                response = await asyncio.wait_for(queue.get(), max(0.01, min(
+                    left, interval) if not outcome.responses else left))
             except TimeoutError:
-                break
+                if time.monotonic() >= deadline:
+                    break
+                self._send(invite, target)  # Timer A: nothing heard yet
+                interval *= 2
+                continue
             if response.cseq()[1] != "INVITE":
                 continue
             outcome.responses.append(response)
@@ -241,12 +269,17 @@ class ScriptedUA(asyncio.DatagramProtocol):
         queue = self._waiting.setdefault(outcome.call_id, asyncio.Queue())
         self._send(request, target)
         deadline = time.monotonic() + wait
+        interval = T1
         while True:
+            left = deadline - time.monotonic()
             try:
-                response = await asyncio.wait_for(queue.get(), max(0.01, deadline -
-                                                                   time.monotonic()))
+                response = await asyncio.wait_for(queue.get(), max(0.01, min(left, interval)))
             except TimeoutError:
-                return None
+                if time.monotonic() >= deadline:
+                    return None
+                self._send(request, target)  # Timer E
+                interval = min(interval * 2, 4.0)
+                continue
             if response.cseq()[1] == method and response.status >= 200:
                 self._waiting.pop(outcome.call_id, None) if method == "BYE" else None
                 return response

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import random
 import ssl
@@ -124,6 +125,7 @@ class Call:
     reinvite_acks: dict[str, tuple[Leg, int]] = field(default_factory=dict)
     last_seen: float = field(default_factory=time.monotonic)
     up_since: float = 0.0
+    branches: list[str] = field(default_factory=list)  # its client transactions
     task: asyncio.Task[None] | None = None
 
     def leg(self, side: str) -> Leg:
@@ -172,6 +174,9 @@ class B2BUA:
         self._dialogs: dict[tuple[str, str], tuple[Call, str]] = {}
         self.calls: set[Call] = set()
         self._guard: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._expiry: list[tuple[float, int, ServerTx | ClientTx]] = []
+        self._sequence = 0
 
     # --- life cycle (on the engine's loop) ----------------------------------------------
 
@@ -193,12 +198,14 @@ class B2BUA:
         self.faces = {"pbx": self.pbx, "provider": Face("provider", provider)}
         provider.on_message = self._on_provider
         self._guard = asyncio.ensure_future(self._watch())
+        self._sweeper = asyncio.ensure_future(self._sweeping())
         log.info("calls: PBX face on %s udp %d %s", self.settings.pbx_host,
                  transport.listen_port, transport.stream_ports)
 
     async def close(self) -> None:
-        if self._guard is not None:
-            self._guard.cancel()
+        for task in (self._guard, self._sweeper):
+            if task is not None:
+                task.cancel()
         for call in list(self.calls):  # BYE sent, answers not awaited
             spawn(self._hang_up(call, "agent", "agent stopping"))
         await asyncio.sleep(0.05)
@@ -277,7 +284,7 @@ class B2BUA:
                     return False
                 tx.respond(_reply(request, 481, "Call/Transaction Does Not Exist", ""))
                 return True
-            self._remember(tx, dialog[0])
+            self._remember(tx, None)
             self._in_dialog(dialog[0], dialog[1], request, tx)
             return True
         if request.method != "INVITE":
@@ -290,9 +297,30 @@ class B2BUA:
 
     def _remember(self, tx: ServerTx, call: Call | None) -> None:
         self._servers[tx.key] = (tx, call)
-        linger = 64 * self.settings.t1
-        asyncio.get_running_loop().call_later(linger if tx.request.method != "INVITE" else
-                                              linger + 1.0, self._forget_server, tx)
+        linger = 64 * self.settings.t1  # Timer J/H: absorbs retransmitted requests
+        self._later(linger if tx.request.method != "INVITE" else linger + 1.0, tx)
+
+    def _later(self, delay: float, tx: ServerTx | ClientTx) -> None:
+        """Forgets a transaction after `delay`. One heap swept four times a second rather
+        than a timer each: fewer long-lived objects (the GC's full passes stay short)."""
+        self._sequence += 1
+        heapq.heappush(self._expiry, (time.monotonic() + delay, self._sequence, tx))
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        while self._expiry and self._expiry[0][0] <= now:
+            tx = heapq.heappop(self._expiry)[2]
+            if isinstance(tx, ServerTx):
+                self._forget_server(tx)
+            else:
+                found = self._clients.get(tx.branch)
+                if found is not None and found[0] is tx:
+                    del self._clients[tx.branch]
+
+    async def _sweeping(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            self._sweep()
 
     def _forget_server(self, tx: ServerTx) -> None:
         found = self._servers.get(tx.key)
@@ -300,8 +328,7 @@ class B2BUA:
             return
         call = found[1]
         if tx.request.method == "INVITE" and call is not None and call.state == "setup":
-            asyncio.get_running_loop().call_later(self.settings.t1 * 8, self._forget_server,
-                                                  tx)  # ringing: keep it for CANCEL
+            self._later(self.settings.t1 * 8, tx)  # ringing: kept for CANCEL
             return
         del self._servers[tx.key]
 
@@ -649,13 +676,18 @@ class B2BUA:
         call.state = "ended"
         self._release(call)
         self.calls.discard(call)
+        # the lingering transactions no longer hold the call (it is freed now, not after
+        # 64*T1: fewer live objects for the GC to walk)
+        server = self._servers.get(call.a_tx.key)
+        if server is not None and server[0] is call.a_tx:
+            self._servers[call.a_tx.key] = (call.a_tx, None)
+        for branch in call.branches:
+            client = self._clients.get(branch)
+            if client is not None:
+                self._clients[branch] = (client[0], None)
         for leg in (call.a, call.b):
             if leg is not None:
                 self._dialogs.pop((leg.call_id, leg.local_tag), None)
-        if call.b_tx is not None:
-            tx = call.b_tx
-            asyncio.get_running_loop().call_later(64 * self.settings.t1,
-                                                  self._clients.pop, tx.branch, None)
         record = CallRecord(
             call_id=call.a.call_id, tenant=call.tenant, direction=call.direction,  # type: ignore[arg-type]
             agent_id=self.settings.agent_id, attempts=tuple(call.attempts),
@@ -893,13 +925,21 @@ class B2BUA:
 
     def _start(self, face: Face, request: Request, destination: Destination,
                call: Call | None, timeout: float) -> ClientTx:
-        tx = ClientTx(face, request, destination, self.settings.t1, timeout)
+        tx = ClientTx(face, request, destination, self.settings.t1, timeout,
+                      on_final=self._client_done)
         self._clients[tx.branch] = (tx, call)
+        if call is not None:
+            call.branches.append(tx.branch)
         tx.start()
-        loop = asyncio.get_running_loop()
-        if request.method != "INVITE":
-            loop.call_later(timeout + 1.0, self._clients.pop, tx.branch, None)
         return tx
+
+    def _client_done(self, tx: ClientTx) -> None:
+        """Answered or given up: a non-INVITE is forgotten at once (a repeated answer is
+        ignored), an INVITE after 64*T1 (Timer D: its final answer repeated is ACKed)."""
+        if tx.invite and tx.final is not None:
+            self._later(64 * self.settings.t1, tx)
+        else:
+            self._clients.pop(tx.branch, None)
 
     # --- the guard -----------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ class Face:
         return self.transport.stream_ports.get(transport, self.transport.listen_port)
 
 
-@dataclass
+@dataclass(eq=False)
 class ServerTx:
     face: Face
     request: Request
@@ -54,7 +54,9 @@ class ServerTx:
     last: bytes = b""
     final: int = 0
     acked: bool = False
-    _repeat: asyncio.Task[None] | None = None
+    _timer: asyncio.TimerHandle | None = None  # plain timers, no task per transaction
+    _interval: float = 0.0
+    _waited: float = 0.0
 
     @property
     def key(self) -> tuple[str, str]:
@@ -68,7 +70,8 @@ class ServerTx:
         if response.status >= 200:
             self.final = response.status
             if self.request.method == "INVITE" and self.stream is None:
-                self._repeat = asyncio.ensure_future(self._until_ack())
+                self._interval = self.t1
+                self._timer = asyncio.get_running_loop().call_later(self.t1, self._again)
 
     def repeat(self) -> None:
         """The request came again: the answer it has not seen, again."""
@@ -77,24 +80,25 @@ class ServerTx:
 
     def ack(self) -> None:
         self.acked = True
-        if self._repeat is not None:
-            self._repeat.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _send(self) -> None:
         self.face.transport._send_to(self.last, self.source, self.stream)  # type: ignore[arg-type]
 
-    async def _until_ack(self) -> None:
-        interval = self.t1
-        waited = 0.0
-        while not self.acked and waited < 64 * self.t1:
-            await asyncio.sleep(interval)
-            waited += interval
-            if not self.acked:
-                self._send()
-            interval = min(interval * 2, T2)
+    def _again(self) -> None:
+        """Timer G: the final answer again until the ACK comes, for 64*T1 at most."""
+        self._waited += self._interval
+        if self.acked or self._waited >= 64 * self.t1:
+            self._timer = None
+            return
+        self._send()
+        self._interval = min(self._interval * 2, T2)
+        self._timer = asyncio.get_running_loop().call_later(self._interval, self._again)
 
 
-@dataclass
+@dataclass(eq=False)
 class ClientTx:
     face: Face
     request: Request
@@ -105,7 +109,11 @@ class ClientTx:
     provisional: bool = False
     final: Response | None = None
     ack: bytes = b""  # sent again on every repeated final answer
-    _task: asyncio.Task[None] | None = None
+    on_final: Callable[[ClientTx], None] | None = None
+    _timer: asyncio.TimerHandle | None = None
+    _data: bytes = b""
+    _interval: float = 0.0
+    _deadline: float = 0.0
 
     @property
     def branch(self) -> str:
@@ -115,33 +123,55 @@ class ClientTx:
     def invite(self) -> bool:
         return self.request.method == "INVITE"
 
-    def start(self, on_fail: Callable[[ClientTx], None] | None = None) -> None:
-        self._task = asyncio.ensure_future(self._run())
+    def start(self) -> None:
+        self._data = self.request.to_bytes()
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + self.timeout
+        self._interval = self.t1
+        if self.destination.transport == "udp":
+            try:
+                self.face.transport.send_datagram(self._data, self.destination)
+            except TransportError as error:
+                self._failed(error)
+                return
+            self._timer = loop.call_later(self.t1, self._again)
+        else:  # a connection may have to be opened first: a task, for streams only
+            spawn(self._send_stream())
 
-    async def _run(self) -> None:
-        data = self.request.to_bytes()
+    async def _send_stream(self) -> None:
         try:
-            await self.face.transport.send_to(data, self.destination)
+            await self.face.transport.send_to(self._data, self.destination)
         except TransportError as error:
-            log.info("%s %s: %s", self.request.method, self.destination, error)
-            self.responses.put_nowait(None)
+            self._failed(error)
+            return
+        if self.final is None:
+            self._timer = asyncio.get_running_loop().call_later(
+                max(0.0, self._deadline - asyncio.get_running_loop().time()), self._again)
+
+    def _failed(self, error: Exception) -> None:
+        log.info("%s %s: %s", self.request.method, self.destination, error)
+        self._give_up()
+
+    def _give_up(self) -> None:
+        self.responses.put_nowait(None)
+        if self.on_final is not None:
+            self.on_final(self)
+
+    def _again(self) -> None:
+        """Timer A/E (UDP retransmissions) and Timer B/F (the timeout)."""
+        self._timer = None
+        if self.final is not None or (self.invite and self.provisional):
             return
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
-        interval = self.t1
-        while self.final is None and not (self.invite and self.provisional):
-            left = deadline - loop.time()
-            if left <= 0:
-                self.responses.put_nowait(None)
-                return
-            await asyncio.sleep(min(interval, left) if self.destination.transport == "udp"
-                                else left)
-            if self.final is not None or (self.invite and self.provisional):
-                return
-            if self.destination.transport == "udp" and loop.time() < deadline:
-                with contextlib.suppress(TransportError):
-                    await self.face.transport.send_to(data, self.destination)
-                interval = interval * 2 if self.invite else min(interval * 2, T2)
+        left = self._deadline - loop.time()
+        if left <= 0.001:
+            self._give_up()
+            return
+        if self.destination.transport == "udp":
+            with contextlib.suppress(TransportError):
+                self.face.transport.send_datagram(self._data, self.destination)
+            self._interval = self._interval * 2 if self.invite else min(self._interval * 2, T2)
+        self._timer = loop.call_later(min(self._interval, left), self._again)
 
     def received(self, response: Response) -> None:
         if response.status < 200:
@@ -154,23 +184,29 @@ class ClientTx:
                 self._resend_ack()
             return
         self.final = response
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        self.stop()
         if self.invite and response.status >= 300:
             self.ack = hop_ack(self.request, response).to_bytes()
             self._resend_ack()
         self.responses.put_nowait(response)
+        if self.on_final is not None:
+            self.on_final(self)
 
     def _resend_ack(self) -> None:
-        spawn(self._send_quietly(self.ack))
+        if self.destination.transport == "udp":
+            with contextlib.suppress(TransportError):
+                self.face.transport.send_datagram(self.ack, self.destination)
+        else:
+            spawn(self._send_quietly(self.ack))
 
     async def _send_quietly(self, data: bytes) -> None:
         with contextlib.suppress(TransportError):
             await self.face.transport.send_to(data, self.destination)
 
     def stop(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 def hop_ack(invite: Request, response: Response) -> Request:

@@ -8,6 +8,7 @@ else malformed is a `SipParseError`, never another exception."""
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -52,8 +53,15 @@ class Message:
         return values
 
     def get(self, name: str, default: str = "") -> str:
-        found = self.all(name)
-        return found[0] if found else default
+        """The first value: only the first header of that name is split (hot path: every
+        message is read through here many times)."""
+        key = _canonical(name)
+        for sent, value in self.headers:
+            if _canonical(sent) == key:
+                if key in LIST_HEADERS:
+                    return split_list(value)[0]
+                return value
+        return default
 
     def set(self, name: str, value: str) -> None:
         key = _canonical(name)
@@ -96,6 +104,7 @@ LIST_HEADERS = frozenset({"via", "contact", "route", "record-route", "allow", "s
                           "require", "proxy-require", "unsupported", "accept"})
 
 
+@functools.lru_cache(maxsize=1024)
 def _canonical(name: str) -> str:
     lowered = name.strip().lower()
     return COMPACT.get(lowered, lowered)
@@ -103,6 +112,8 @@ def _canonical(name: str) -> str:
 
 def split_list(value: str, separator: str = ",") -> list[str]:
     """Splits on `separator` outside quoted strings and <...>; raises on an open quote."""
+    if '"' not in value and "<" not in value:  # the common case, without a char loop
+        return [part.strip() for part in value.split(separator)]
     parts: list[str] = []
     current: list[str] = []
     quoted = angle = escaped = False

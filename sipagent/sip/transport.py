@@ -183,6 +183,7 @@ class SipTransport:
         self._udp = transport
         self.listen_port = transport.get_extra_info("sockname")[1]
         _receive_icmp_errors(transport.get_extra_info("socket"))
+        _large_buffers(transport.get_extra_info("socket"))
 
     async def listen_streams(self, tcp_port: int | None, tls_port: int | None,
                              tls_server: ssl.SSLContext | None = None) -> None:
@@ -217,6 +218,16 @@ class SipTransport:
             if isinstance(error, TransportError):
                 raise
             raise TransportError(f"{destination}: {error.strerror or error}") from None
+
+    def send_datagram(self, data: bytes, destination: Destination) -> None:
+        """send_to for UDP without a coroutine (the hot path). Raises TransportError."""
+        if self._udp is None or self._udp.is_closing():
+            raise TransportError("the SIP socket is closed")
+        try:
+            self._udp.sendto(data, (destination.host, destination.port))
+        except OSError as error:
+            raise TransportError(f"{destination}: {error.strerror or error}") from None
+        self.sent += 1
 
     def close(self) -> None:
         for server in self._servers:
@@ -526,3 +537,14 @@ def _source_address(target: str) -> str:
             return str(probe.getsockname()[0])
         except OSError:
             return "127.0.0.1"
+
+
+def _large_buffers(sock: object) -> None:
+    """Bursts of calls must not overflow the kernel's default 208 KiB socket buffer (a few
+    hundred datagrams on loopback): ask for 4 MiB each way; the kernel caps it at
+    net.core.rmem_max / wmem_max."""
+    import socket
+
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.SOL_SOCKET, option, 4 * 1024 * 1024)  # type: ignore[attr-defined]
