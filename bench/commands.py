@@ -84,7 +84,7 @@ def server_env(directory: Path, address: str) -> dict[str, str]:
            "TRUNKPLANE_ADDRESS_RATE_LIMIT": "0",
            "TRUNKPLANE_TOTAL_RATE_LIMIT": "0",
            "TRUNKPLANE_SIP_DESTINATIONS": "127.0.0.0/8,::1/128",
-           "TRUNKPLANE_SIP_LISTEN": "127.0.0.1:0"}
+           "TRUNKPLANE_SIP_LISTEN": "127.0.0.1:0", "TRUNKPLANE_PBX_LISTEN": "127.0.0.1:0"}
     env.pop("TRUNKPLANE_DATABASE_URL", None)
     return env
 

@@ -28,3 +28,22 @@ class SipSettings:
     tls_port: int | None = None  # over TLS, with tls_cert and tls_key
     tls_cert: str = ""
     tls_key: str = ""
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    """The B2BUA (sipagent.calls): its PBX face and its call timers. The provider face is
+    the SIP engine's listener (SipSettings: UDP and TCP on listen_port, TLS on tls_port)."""
+
+    agent_id: str = "agent"
+    pbx_host: str = "127.0.0.1"
+    pbx_port: int = 5080  # UDP; TCP on the same number unless pbx_tcp_port says otherwise
+    pbx_tcp_port: int | None = 5080  # None: no TCP
+    pbx_tls_port: int | None = None  # needs tls_cert and tls_key
+    tls_cert: str = ""
+    tls_key: str = ""
+    t1: float = 0.5
+    provider_timeout: float = 8.0  # no response at all from a provider: the next trunk
+    ring_timeout: float = 120.0  # ringing without an answer: CANCEL, the next trunk
+    probe_interval: float = 30.0  # in-dialog OPTIONS on both legs of a quiet call
+    max_duration: float = 4 * 3600.0  # a call is ended after this, whatever happens

@@ -16,9 +16,9 @@ from domain.feeds import MemoryPositions, StoreEventFeed
 from domain.model import CommandMeta
 from domain.status import StatusObservation, TrunkState
 from sipagent.admission import Admission
-from sipagent.calls.b2bua import B2BUA, CallSettings
+from sipagent.calls.b2bua import B2BUA
 from sipagent.engine import SipAgent
-from sipagent.settings import SipSettings
+from sipagent.settings import CallSettings, SipSettings
 from sipagent.state import AgentState
 
 META = CommandMeta(actor="test", reason="", request_id="")

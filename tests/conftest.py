@@ -28,6 +28,7 @@ os.environ["TRUNKPLANE_SIP_DESTINATIONS"] = "127.0.0.0/8,::1/128"
 os.environ["TRUNKPLANE_SIP_LISTEN"] = "127.0.0.1:0"
 # No web console on 8080 in every `serve` a test starts; the console's own tests pick a port.
 os.environ["TRUNKPLANE_WEB_LISTEN"] = "off"
+os.environ["TRUNKPLANE_PBX_LISTEN"] = "127.0.0.1:0"
 CIPHER_KEY = "x8IuD0sEXGOXjG8ygnTpGaYgk9ip3kmMOW71V7tKmXQ="
 WIRE_KEY = "1uM3n3yb2hJb3HZl5t0i1bPV9fXr8N1kq0vQ8yqzv0Y="
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from sipagent.destinations import Destinations
-from sipagent.settings import SipSettings
+from sipagent.settings import CallSettings, SipSettings
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_METRICS = "127.0.0.1:9464"
@@ -147,6 +147,7 @@ class Settings:
     tls_client_ca: str = ""  # set: clients may prove themselves with certificates (mTLS)
     kafka: KafkaSettings | None = None  # None: embedded mode, no broker
     sip: SipSettings | None = None  # None: the agent puts nothing on the wire
+    calls: CallSettings | None = None  # None: no B2BUA (no SIP, or TRUNKPLANE_PBX_LISTEN=off)
     lease_ttl: float = 120.0  # seconds a channel lease lives unless renewed
     call_records_days: int = 90  # call records older than this are deleted; 0: kept
     control: ControlSettings | None = None  # where a distributed agent reports alerts
@@ -192,6 +193,7 @@ class Settings:
             tls_client_ca=env.get("TRUNKPLANE_TLS_CLIENT_CA", ""),
             kafka=KafkaSettings.from_env(env),
             sip=sip_settings(env),
+            calls=call_settings(env, sip_settings(env)),
             lease_ttl=_seconds(env, "TRUNKPLANE_LEASE_TTL", 120.0),
             call_records_days=_number(env, "TRUNKPLANE_CALL_RECORDS_DAYS", 90),
             control=ControlSettings.from_env(env),
@@ -252,8 +254,9 @@ def sip_settings(env: dict[str, str]) -> SipSettings | None:
     if _choice(env, "TRUNKPLANE_SIP", "on", ("on", "off")) == "off":
         return None
     # Loopback unless the operator names the address providers reach (issue 20: listening
-    # everywhere by default answered anyone who could reach the machine).
-    listen = env.get("TRUNKPLANE_SIP_LISTEN", "127.0.0.1:5062")
+    # everywhere by default answered anyone who could reach the machine); the port is
+    # the provider face's usual 5060 (issue 12), TCP on it too.
+    listen = env.get("TRUNKPLANE_SIP_LISTEN", "127.0.0.1:5060")
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise SettingsError(f"TRUNKPLANE_SIP_LISTEN must be host:port, not '{listen}'")
@@ -276,7 +279,37 @@ def sip_settings(env: dict[str, str]) -> SipSettings | None:
         backoff_max=_seconds(env, "TRUNKPLANE_SIP_BACKOFF_MAX", 1800.0),
         register_expires=_number(env, "TRUNKPLANE_SIP_EXPIRES", 3600),
         tls_ca=env.get("TRUNKPLANE_SIP_TLS_CA", ""),
-        destinations=destinations)
+        destinations=destinations,
+        tcp_port=int(port),  # TCP on the UDP port; TLS on its own, with a certificate
+        tls_port=_tls_port(env, "TRUNKPLANE_SIP_TLS_PORT", 5061),
+        tls_cert=env.get("TRUNKPLANE_SIP_TLS_CERT", ""),
+        tls_key=env.get("TRUNKPLANE_SIP_TLS_KEY", ""))
+
+
+def call_settings(env: dict[str, str], sip: SipSettings | None) -> CallSettings | None:
+    """The B2BUA's PBX face and call timers (none without SIP, or with
+    TRUNKPLANE_PBX_LISTEN=off)."""
+    listen = env.get("TRUNKPLANE_PBX_LISTEN", "127.0.0.1:5080")
+    if sip is None or listen == "off":
+        return None
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise SettingsError(f"TRUNKPLANE_PBX_LISTEN must be host:port or off, not '{listen}'")
+    return CallSettings(
+        agent_id=sip.agent_id, pbx_host=host.strip("[]"), pbx_port=int(port),
+        pbx_tcp_port=int(port), pbx_tls_port=_tls_port(env, "TRUNKPLANE_PBX_TLS_PORT", 5081),
+        tls_cert=sip.tls_cert, tls_key=sip.tls_key,
+        provider_timeout=_seconds(env, "TRUNKPLANE_CALL_PROVIDER_TIMEOUT", 8.0),
+        ring_timeout=_seconds(env, "TRUNKPLANE_CALL_RING_TIMEOUT", 120.0),
+        probe_interval=max(1.0, _seconds(env, "TRUNKPLANE_CALL_PROBE_INTERVAL", 30.0)),
+        max_duration=_seconds(env, "TRUNKPLANE_CALL_MAX_DURATION", 14400.0))
+
+
+def _tls_port(env: dict[str, str], name: str, default: int) -> int | None:
+    """A TLS listener only with a certificate and key (TRUNKPLANE_SIP_TLS_CERT/KEY)."""
+    if not (env.get("TRUNKPLANE_SIP_TLS_CERT") and env.get("TRUNKPLANE_SIP_TLS_KEY")):
+        return None
+    return _number(env, name, default)
 
 
 def _seconds(env: dict[str, str], name: str, default: float) -> float:

@@ -58,6 +58,7 @@ def examine(settings: Settings, server: str) -> Iterator[Finding]:
         yield from _metrics(settings)
         yield from _broker(settings)
         yield from _agents(settings)
+        yield from _faces(settings)
         yield from _trunks(app, settings)
     finally:
         app.close()
@@ -124,6 +125,71 @@ def _broker(settings: Settings) -> Iterator[Finding]:
     else:
         yield Finding("ok", "broker", f"{kafka.bootstrap}, topics {kafka.events_topic}, "
                                       f"{kafka.status_topic} and {kafka.calls_topic} present")
+
+
+def _faces(settings: Settings) -> Iterator[Finding]:
+    """The agent's two SIP listeners answer: the provider face (where registrations leave
+    from and providers send calls) and the PBX face (where PBXes send calls)."""
+    faces = []
+    if settings.sip is not None:
+        faces.append(("provider face", settings.sip.listen_host, settings.sip.listen_port,
+                      "providers must reach it: open UDP and TCP "
+                      f"{settings.sip.listen_port} (and TLS {settings.sip.tls_port or 5061}) in "
+                      "the firewall, and check TRUNKPLANE_SIP_LISTEN"))
+    if settings.calls is not None:
+        faces.append(("PBX face", settings.calls.pbx_host, settings.calls.pbx_port,
+                      "the PBX sends calls here: check TRUNKPLANE_PBX_LISTEN and that the "
+                      "agent runs on this host"))
+    if not faces:
+        yield Finding("ok", "SIP faces", "none (TRUNKPLANE_SIP=off: the agent carries no "
+                                         "calls)")
+    for subject, host, port, fix in faces:
+        yield from _face(subject, host, port, fix)
+
+
+def _face(subject: str, host: str, port: int, fix: str) -> Iterator[Finding]:
+    import asyncio
+
+    if port == 0:
+        yield Finding("ok", subject, "on a port the system picks (0): not checked")
+        return
+    target = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host  # noqa: S104
+    shown = f"[{target}]:{port}" if ":" in target else f"{target}:{port}"
+    try:
+        status, reason, ms = asyncio.run(_options(target, port))
+    except OSError as error:
+        yield Finding("fail", subject, f"no answer to OPTIONS at udp:{shown}: {error}", fix)
+        return
+    try:
+        socket.create_connection((target, port), timeout=CONNECT_TIMEOUT).close()
+    except OSError as error:
+        yield Finding("fail", subject, f"udp:{shown} answers, tcp:{shown} refuses: {error}",
+                      fix)
+        return
+    yield Finding("ok", subject, f"udp:{shown} answers OPTIONS ({status} {reason} in "
+                                 f"{ms:.0f} ms), tcp:{shown} accepts")
+
+
+async def _options(host: str, port: int) -> tuple[int, str, float]:
+    import time
+
+    from sipagent.sip.message import Request
+    from sipagent.sip.transport import Destination, SipTransport, new_tag
+
+    transport = SipTransport("::1" if ":" in host else "127.0.0.1", 0, t1=0.25)
+    await transport.start()
+    try:
+        target = f"[{host}]" if ":" in host else host
+        request = Request(method="OPTIONS", uri=f"sip:{target}:{port}", headers=[
+            ("Max-Forwards", "70"), ("From", f"<sip:doctor@{target}>;tag={new_tag()}"),
+            ("To", f"<sip:{target}:{port}>"), ("Call-ID", f"{new_tag()}@trunkplane-doctor"),
+            ("CSeq", "1 OPTIONS")])
+        started = time.monotonic()
+        response = await transport.request(request, Destination("udp", host, port),
+                                           timeout=CONNECT_TIMEOUT)
+        return response.status, response.reason, (time.monotonic() - started) * 1000
+    finally:
+        transport.close()
 
 
 def _server(address: str) -> Iterator[Finding]:

@@ -40,6 +40,8 @@ from sipagent.calls.auth import DigestServer
 from sipagent.calls.sdp import NoCommonCodecError, reduce_offer
 from sipagent.calls.transactions import ClientTx, Face, ServerTx, cancel_of, spawn
 from sipagent.calls.uri import branch_of, host_text, parse_uri, tag_of, uri_of, user_of
+from sipagent.engine import resolve
+from sipagent.settings import CallSettings
 from sipagent.sip.digest import DigestClient, parse_challenge
 from sipagent.sip.message import Request, Response, SipParseError
 from sipagent.sip.transport import (
@@ -62,22 +64,6 @@ REFUSALS = {"PERMISSION_DENIED": (403, "Forbidden"), "NOT_FOUND": (404, "Not Fou
             "RESOURCE_EXHAUSTED": (486, "Busy Here"),
             "FAILED_PRECONDITION": (503, "Service Unavailable"),
             "INVALID_ARGUMENT": (484, "Address Incomplete")}
-
-
-@dataclass(frozen=True)
-class CallSettings:
-    agent_id: str = "agent"
-    pbx_host: str = "127.0.0.1"
-    pbx_port: int = 5080  # UDP; TCP on the same number unless pbx_tcp_port says otherwise
-    pbx_tcp_port: int | None = 5080  # None: no TCP
-    pbx_tls_port: int | None = None  # needs tls_cert and tls_key
-    tls_cert: str = ""
-    tls_key: str = ""
-    t1: float = 0.5
-    provider_timeout: float = 8.0  # no response at all from a provider: the next trunk
-    ring_timeout: float = 120.0  # ringing without an answer: CANCEL, the next trunk
-    probe_interval: float = 30.0  # in-dialog OPTIONS on both legs of a quiet call
-    max_duration: float = 4 * 3600.0  # a call is ended after this, whatever happens
 
 
 @dataclass
@@ -597,8 +583,8 @@ class B2BUA:
         assert self.pbx is not None
         where = parse_uri(target)
         try:
-            destination = await self.provider.resolve(
-                f"{host_text(where.host)}:{where.port or 5060}", where.transport)
+            destination = await self._resolve(
+                self.pbx, f"{host_text(where.host)}:{where.port or 5060}", where.transport)
         except TransportError as error:
             return 0, str(error)
         params = "".join(f";{k}={v}" if v else f";{k}" for k, v in where.params.items())
@@ -919,9 +905,16 @@ class B2BUA:
         where = parse_uri(first)
         transport = where.transport if "transport" in where.params else leg.transport
         port = where.port or (5061 if transport == "tls" else 5060)
-        leg.destination = await self.provider.resolve(f"{host_text(where.host)}:{port}",
-                                                      transport)
+        leg.destination = await self._resolve(leg.face, f"{host_text(where.host)}:{port}",
+                                              transport)
         return leg.destination
+
+    async def _resolve(self, face: Face, host: str, transport: str) -> Destination:
+        """Providers only where TRUNKPLANE_SIP_DESTINATIONS allows; the PBX (its Contact,
+        its origination targets) wherever the tenant's PBX access says it is."""
+        if face.name == "provider":
+            return await self.provider.resolve(host, transport)  # type: ignore[no-any-return]
+        return await resolve(host, transport, ())
 
     def _start(self, face: Face, request: Request, destination: Destination,
                call: Call | None, timeout: float) -> ClientTx:
