@@ -4,6 +4,7 @@ consumer group, owning the tenants of the partitions it is assigned)."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from projections.calls import CallStore
 from projections.status import StatusView
 from sipagent.admission import Admission
 from sipagent.call_records import QueuedCallSink, Writer
+from sipagent.calls.b2bua import B2BUA
 from sipagent.engine import Reporter, SipAgent
 from sipagent.fraud import Alert, AlertRecorder, FraudDetector
 from sipagent.runner import AgentRunner, Heartbeat
@@ -49,16 +51,22 @@ class AgentParts:
     alerts: AlertRecorder
     heartbeat: Heartbeat
     calls: QueuedCallSink  # the B2BUA's CallRecordSink
+    b2bua: B2BUA | None = None  # None: no SIP, or TRUNKPLANE_PBX_LISTEN=off
 
     def start(self) -> None:
         self.calls.start()
         if self.sip is not None:
             self.sip.start()
+            if self.b2bua is not None:  # the PBX face, on the engine's loop
+                self.sip.run(self.b2bua.open())
         else:
             self.reporter.start_flushing()
         self.runner.start()
         self.admission.start()
         self.heartbeat.start()
+        # Start-up objects (modules, settings, the state) live as long as the process:
+        # out of the GC's full passes, which otherwise stall the calls' loop (bench/calls.py)
+        gc.freeze()
 
     def stop(self) -> None:
         self.heartbeat.stop()
@@ -66,6 +74,11 @@ class AgentParts:
         self.alerts.stop()
         self.runner.stop()
         if self.sip is not None:
+            if self.b2bua is not None:
+                try:  # calls up get a BYE on both legs
+                    self.sip.run(self.b2bua.close())
+                except Exception as error:
+                    log.warning("calls: stopping the B2BUA: %s", error)
             self.sip.stop()  # unREGISTERs what it holds
         else:
             self.reporter.stop_flushing()
@@ -101,8 +114,13 @@ def agent_parts(settings: Settings, feed: EventFeed, sink: StatusSink,
                           last_success=sip.last_success if sip is not None else None,
                           detector=FraudDetector(alerts))
     metrics.watch_agent(state, feed, sip, admission)
+    records = QueuedCallSink(write_calls)
+    b2bua = None
+    if sip is not None and settings.calls is not None:
+        b2bua = B2BUA(replace(settings.calls, agent_id=agent_id), admission, state, records,
+                      sip)
     return AgentParts(feed, AgentRunner(feed, state, name=name), sip, reporter, admission,
-                      alerts, Heartbeat(directory, agent_id, state), QueuedCallSink(write_calls))
+                      alerts, Heartbeat(directory, agent_id, state), records, b2bua)
 
 
 def embedded_agent(settings: Settings, bus: CommandBus, status: StatusView,
