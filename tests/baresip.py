@@ -53,7 +53,7 @@ class Baresip:
             pytest.skip("no baresip: apt-get install baresip-core (make test does)")
         self.dir = workdir / name
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.port, self.ctrl = free_port(), free_port()
+        self.port, self.ctrl = _free_pair(), free_port()
         rtp = 20000 + (self.port % 2000) * 10
         (self.dir / "config").write_text(CONFIG.format(
             address="127.0.0.1", port=self.port, ctrl=self.ctrl, rtp=rtp, rtp_end=rtp + 9,
@@ -190,3 +190,19 @@ class Baresip:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         self.stop()
+
+
+def _free_pair() -> int:
+    """A port free on UDP and TCP whose next port is free on TCP too: baresip listens for
+    SIP on both and for TLS on the next one."""
+    for _ in range(50):
+        port = free_port()
+        try:
+            for kind, number in ((socket.SOCK_DGRAM, port), (socket.SOCK_STREAM, port),
+                                 (socket.SOCK_STREAM, port + 1)):
+                with socket.socket(socket.AF_INET, kind) as probe:
+                    probe.bind(("127.0.0.1", number))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free pair of ports for baresip")

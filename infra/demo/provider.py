@@ -70,7 +70,8 @@ def start_phone(directory: Path, provider_port: int, port: int) -> subprocess.Po
     (phone / "config").write_text(_render("baresip.config.in", {"PHONE_PORT": str(port)}))
     user, password = PHONE
     (phone / "accounts").write_text(
-        f"<sip:{user}@127.0.0.1:{provider_port}>;auth_pass={password};regint=600\n")
+        f"<sip:{user}@127.0.0.1:{provider_port}>;auth_pass={password};regint=600;"
+        "answermode=auto\n")  # the tour's call through the agent is answered
     (phone / "contacts").write_text("")
     return subprocess.Popen(["baresip", "-4", "-f", str(phone)], stdin=subprocess.DEVNULL,
                             stdout=(phone / "baresip.log").open("ab"),

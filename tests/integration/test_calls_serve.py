@@ -47,9 +47,11 @@ def test_serve_carries_a_call_and_lists_its_record(api: Api) -> None:
             options=common_pb2.CommandOptions(reason="calls"))
         api.routes.UpdatePbxAccess(request, metadata=api.as_(ALICE))
         agent = api.plane.agent
-        assert agent is not None and agent.b2bua is not None and agent.sip is not None
+        assert agent is not None and agent.b2bua is not None
+        sip = agent.sip
+        assert sip is not None
         wait_for(lambda: agent.runner.state.pbx_for_source("127.0.0.1") is not None and
-                 agent.sip.live_state(trunk) == TrunkState.OK, 15, "the PBX and the trunk")
+                 sip.live_state(trunk) == TrunkState.OK, 15, "the PBX and the trunk")
         assert agent.b2bua.pbx is not None
         pbx_face = ("127.0.0.1", agent.b2bua.pbx.transport.listen_port)
         outcome = phone.run(phone.ua.call(pbx_face, "2125551234", caller="201"))

@@ -83,7 +83,8 @@ def _run(step: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_readme_tour_word_for_word(demo: Demo, tmp_path: Path) -> None:
-    server = Server(tmp_path)
+    pbx_face = free_port()
+    server = Server(tmp_path, TRUNKPLANE_PBX_LISTEN=f"127.0.0.1:{pbx_face}")
     server.start()
     env = {**server.local_env(), "PATH": f"{BIN}:{os.environ['PATH']}",
            "TRUNKPLANE_SERVER": f"127.0.0.1:{server.port}", "TOUR_DIR": str(tmp_path)}
@@ -94,6 +95,8 @@ def test_the_readme_tour_word_for_word(demo: Demo, tmp_path: Path) -> None:
         for step in tour_steps((ROOT / "README.md").read_text()):
             command = (step.command.replace("127.0.0.1:5070", f"127.0.0.1:{demo.port}")
                        .replace("127.0.0.1:5072", f"127.0.0.1:{silent}")
+                       .replace("127.0.0.1:5080", f"127.0.0.1:{pbx_face}")
+                       .replace(" infra/demo/", f" {ROOT}/infra/demo/")  # run elsewhere
                        .replace("LEASE_ID", lease))
             deadline = time.monotonic() + 20
             while True:  # reads of what the agent observes: it registers within seconds
@@ -121,6 +124,11 @@ def test_the_readme_tour_word_for_word(demo: Demo, tmp_path: Path) -> None:
         assert "12125551234" in resolved and "voco" in resolved
         acquired = next(v for k, v in outputs.items() if "channel acquire" in k)
         assert re.search(r"^trunk\s+voco$", acquired, re.M), acquired
+        placed = next(v for k, v in outputs.items() if "demo/call.py" in k)
+        assert "407" not in placed and "200 OK" in placed, placed  # the agent took the 407
+        records = json.loads(_run("trunkplane calls --json", env).stdout)["calls"]
+        assert [(r["direction"], r["final_code"], r["number_sent"]) for r in records] == [
+            ("outbound", 200, "2001")], records
     finally:
         server.stop()
 
