@@ -377,8 +377,10 @@ class B2BUA:
                                     access.password) if answer else "none"
         if verdict == "ok":
             return True
-        if verdict == "bad":
+        if verdict == "bad":  # a wrong answer is refused, not challenged again
             self.counters.add("pbx_auth_failed")
+            tx.respond(_reply(tx.request, 403, "Forbidden - digest refused", new_tag()))
+            return False
         reply = _reply(tx.request, 407, "Proxy Authentication Required", new_tag())
         reply.add("Proxy-Authenticate", self.digest.challenge(stale=verdict == "stale"))
         tx.respond(reply)
@@ -605,13 +607,16 @@ class B2BUA:
             if found is not None:
                 return found  # type: ignore[no-any-return]
         state = self.admission.state
-        for tenant in state.tenants():
-            snapshot = state.tenant(tenant)
-            if snapshot is None:
-                continue
-            for trunk_id, trunk in snapshot.trunks.items():
-                if trunk.get("type") == "peer" and source.host in _peer_hosts(trunk):
-                    return tenant, trunk_id
+        peers = [(tenant, trunk_id, trunk) for tenant in state.tenants()
+                 for snapshot in [state.tenant(tenant)] if snapshot is not None
+                 for trunk_id, trunk in snapshot.trunks.items() if trunk.get("type") == "peer"]
+        exact = f"{source.host}:{source.port}"
+        for tenant, trunk_id, trunk in peers:  # the address and port first
+            if exact in _peer_hosts(trunk, ports=True):
+                return tenant, trunk_id
+        for tenant, trunk_id, trunk in peers:  # then the address from any port
+            if source.host in _peer_hosts(trunk):
+                return tenant, trunk_id
         return None
 
     def _did(self, request: Request, tenant: str, trunk_id: str) -> str:
@@ -1033,11 +1038,19 @@ def _bare_host(host: str) -> str:
     return host.split(":")[0]
 
 
-def _peer_hosts(trunk: dict[str, Any]) -> set[str]:
-    hosts = {_bare_host(str(a)).strip("[]") for a in trunk.get("peer_addresses") or []}
+def _peer_hosts(trunk: dict[str, Any], ports: bool = False) -> set[str]:
+    """A peer trunk's addresses (with ports: `host:port`, 5060 when none is written)."""
+    listed = [str(a) for a in trunk.get("peer_addresses") or []]
     if trunk.get("host"):
-        hosts.add(_bare_host(str(trunk["host"])).strip("[]"))
-    return hosts
+        listed.append(str(trunk["host"]))
+    if not ports:
+        return {_bare_host(a).strip("[]") for a in listed}
+    out = set()
+    for address in listed:
+        host = _bare_host(address)
+        rest = address[len(host):]
+        out.add(f"{host.strip('[]')}:{rest[1:] if rest.startswith(':') else 5060}")
+    return out
 
 
 def _ordered(targets: tuple[Any, ...]) -> list[str]:

@@ -214,17 +214,69 @@ def test_pbx_digest_is_checked() -> None:
         assert outcome.code == 407
         from sipagent.sip.digest import DigestClient, parse_challenge
         challenge = parse_challenge(outcome.final.get("proxy-authenticate"), True)
-        for password, code in (("wrong-password-1", 407), ("Secret-Pass-123", 200)):
+        for password, code in (("wrong-password-1", 403), ("Secret-Pass-123", 200)):
             answer = DigestClient("pbx1", password).answer(challenge, "INVITE",
                                                           outcome.invite.uri)
             again = phone.run(phone.ua.call(rig.pbx_address, "2125551234", extra=[
                 ("Proxy-Authorization", answer)]))
             assert again.code == code
         assert len(far.ua.received("INVITE")) == 1
+        assert rig.b2bua.counters.calls.get("pbx_auth_failed") == 1
     finally:
         phone.close()
         far.close()
         rig.close()
+
+
+def test_info_reinvite_and_inbound_limits(rig: Rig, pbx: ThreadedUA) -> None:
+    far, info_far = provider(), provider()
+    try:
+        rfc = peer_trunk(rig, "rfc", far, dtmf_mode="rfc2833")
+        info = peer_trunk(rig, "info", info_far, dtmf_mode="info",
+                          call_limits={"max_inbound_calls": 1})
+        rig.route("rfc", [rfc], [{"match": "2.", "prefix": "", "prepend": ""}])
+        rig.route("info", [info], [{"match": "3.", "prefix": "", "prepend": ""}])
+        digit = b"Signal=5\r\nDuration=160\r\n"
+        for number, far_end, relayed in (("2125551234", far, False), ("3125551234", info_far,
+                                                                        True)):
+            outcome = pbx.run(pbx.ua.call(rig.pbx_address, number))
+            assert outcome.code == 200
+            answer = pbx.run(pbx.ua.in_dialog(rig.pbx_address, outcome, "INFO", 2, body=digit,
+                                              content_type="application/dtmf-relay"))
+            assert answer is not None and answer.status == 200
+            assert bool(far_end.ua.received("INFO")) is relayed  # only for DTMF mode INFO
+            again = pbx.run(pbx.ua.in_dialog(rig.pbx_address, outcome, "INVITE", 3,
+                                             body=outcome.invite.body,
+                                             content_type="application/sdp"))
+            assert again is not None and again.status == 200 and again.body  # re-INVITE
+            reinvite = [r for r in far_end.ua.received("INVITE") if ";tag=" in r.get("to")]
+            assert len(reinvite) == 1 and reinvite[0].body
+            pbx.run(pbx.ua.bye(rig.pbx_address, outcome))
+        # inbound: the info trunk takes one inbound call at a time
+        rig.inbound("15550100", "ext:100", info)
+        pbx_phone = ThreadedUA("ring")
+        try:
+            rig.targets(f"sip:127.0.0.1:{pbx_phone.port}")
+            ringing = info_far.ua.invite(rig.provider_address, "15550100", "4420", "in-1@far")
+
+            async def two_calls() -> tuple[object, object]:
+                import asyncio
+                first = asyncio.ensure_future(info_far.ua.send_invite(
+                    rig.provider_address, ringing, wait=3.0))
+                await asyncio.sleep(0.5)
+                second = await info_far.ua.call(rig.provider_address, "15550100")
+                await info_far.ua.cancel(rig.provider_address, ringing)
+                return await first, second
+            first, second = info_far.run(two_calls())
+            assert second.code == 486 and "1 of 1 inbound" in second.final.reason
+            assert first.code == 487
+            assert rig.b2bua.counters.calls.get("inbound_refused_486") == 1
+            wait_for(lambda: rig.channels(info) == (0, 0), 5, "freed")
+        finally:
+            pbx_phone.close()
+    finally:
+        far.close()
+        info_far.close()
 
 
 def test_inbound_on_peer_trunk_goes_to_the_pbx_with_headers(rig: Rig) -> None:
