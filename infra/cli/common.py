@@ -30,6 +30,9 @@ def add_common(parser: argparse.ArgumentParser, *, root: bool) -> None:
     group.add_argument("--json", action="store_true", default=default(False),
                        help="machine-readable output: one JSON document (errors too, on "
                             "standard error)")
+    group.add_argument("--views", metavar="DIR", default=default(""),
+                       help="read the views `trunkplane replay --into DIR` built instead of "
+                            "asking the server (trunk and route reads)")
 
 
 def subcommands(parser: argparse.ArgumentParser) -> Iterator[

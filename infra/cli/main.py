@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -13,7 +15,10 @@ from infra.cli import audit, channels, config, history, local, ops, pbx, routes,
 from infra.cli.client import Client, report
 from infra.cli.common import add_common, finish
 from infra.cli.exits import Exit, table_text
-from infra.grpc_api.clients import connection
+from infra.grpc_api.clients import Credentials, connection
+
+if TYPE_CHECKING:
+    from infra.app.replayed import ReplayedViews
 
 EXAMPLES = """\
 examples:
@@ -75,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "local", None) is not None:
         result: int = args.local(args)
         return result
-    client = Client(args.server, args.tenant, connection())
+    replayed = _replayed(args.views) if args.views else None
+    if isinstance(replayed, int):
+        return replayed
+    client = (Client(replayed.address, args.tenant, Credentials("", False, Path(), None))
+              if replayed else Client(args.server, args.tenant, connection()))
     try:
         result = args.handler(client, args)
         return result
@@ -86,6 +95,20 @@ def main(argv: list[str] | None = None) -> int:
         return Exit.OK
     finally:
         client.channel.close()
+        if replayed:
+            replayed.close()
+
+
+def _replayed(directory: str) -> ReplayedViews | int:
+    """The views of a replay, served in this process; or the exit code of why not."""
+    from infra.app.replayed import ReplayedViews
+    from infra.config.settings import Settings, SettingsError
+
+    try:
+        return ReplayedViews(Settings.from_env(), Path(directory))
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return Exit.SETTINGS
 
 
 if __name__ == "__main__":

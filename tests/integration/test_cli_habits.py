@@ -271,3 +271,37 @@ def test_doctor_connects_only_where_the_agent_may_send(server: Server) -> None:
         assert "TRUNKPLANE_SIP_DESTINATIONS" in refused[0]["fix"]
     assert not any("accepts TCP connections" in f["text"] and "192.0.2.10" in f["text"]
                    for f in findings)
+
+
+def test_read_commands_read_a_replayed_directory(server: Server, tmp_path: Path) -> None:
+    created = json.loads(server.cli("trunk", "create", "voco", "--type", "peer", "--peer",
+                                    "192.0.2.1", "--json").stdout)
+    assert server.cli("trunk", "update", "voco", "--dtmf", "info").returncode == 0
+    _create_peer(server, "later")
+    into = tmp_path / "as-of-create"
+    replayed = subprocess.run([*CLI, "replay", "--position", str(created["position"]),
+                               "--into", str(into)], env=server.local_env(),
+                              capture_output=True, text=True, timeout=60, check=False)
+    assert replayed.returncode == 0, replayed.stderr
+    assert f"--views {into}" in replayed.stdout
+    env = server.local_env()
+
+    def at_replay(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*CLI, *args, "--views", str(into)], env=env,
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    then = at_replay("trunk", "get", "voco", "--json")
+    assert then.returncode == 0, then.stderr
+    assert then.stderr == ""
+    assert json.loads(then.stdout)["dtmf_mode"] == "rfc2833"
+    assert json.loads(server.cli("trunk", "get", "voco", "--json").stdout)["dtmf_mode"] == "info"
+    names = [t["name"] for t in json.loads(at_replay("trunk", "list", "--json").stdout)["trunks"]]
+    assert names == ["voco"]
+    history = at_replay("trunk", "history", "voco")
+    assert history.returncode == 0 and "TrunkCreated" in history.stdout
+    assert "DtmfModeChanged" not in history.stdout
+    refused = at_replay("trunk", "create", "x", "--type", "peer", "--peer", "192.0.2.9")
+    assert refused.returncode == Exit.CONFLICT and "read-only" in refused.stderr
+    nowhere = subprocess.run([*CLI, "trunk", "list", "--views", str(tmp_path / "nothing")],
+                             env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert nowhere.returncode == Exit.SETTINGS and "replay" in nowhere.stderr
