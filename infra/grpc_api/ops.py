@@ -22,6 +22,7 @@ from domain.status import STALE_AFTER
 from infra.grpc_api.context import current
 from infra.grpc_api.errors import abort
 from infra.ledger.service import LedgerService
+from infra.security.tokens import granted
 from projections.audit import HistoryReader
 from projections.runner import ProjectionRunner, describe
 from projections.status import StatusView
@@ -49,6 +50,11 @@ class OpsServicer(ops_pb2_grpc.OpsServiceServicer):  # type: ignore[misc]
         self.status = status
         self.ledger = ledger
         self._rebuilding = threading.Lock()
+
+    def WhoAmI(self, request: ops_pb2.WhoAmIRequest, context: Ctx) -> Any:
+        call = current()
+        return ops_pb2.WhoAmIResponse(principal=call.actor, role=call.role,
+                                      methods=granted(call.role))
 
     def ListAgents(self, request: ops_pb2.ListAgentsRequest, context: Ctx) -> Any:
         now = datetime.now(UTC)

@@ -43,6 +43,7 @@ AUDIT = {"AuditService": {"ListChanges", "ExportChanges", "GetTrunkAt", "DiffTru
                           "GetConsistencyProof", "GetInclusionProof"}}
 OPS = {"OpsService": {"GetProjectionStatus", "RebuildProjection", "VerifyProjection"}}
 LOCATE = {"OpsService": {"ListAgents"}}  # which agent holds a tenant
+SELF = {"OpsService": {"WhoAmI"}}  # who the caller is and what its role may call
 REPORT = {"RouteService": {"RecordFraudAlert"}}  # what agents tell the control plane
 ADMISSION = {"AgentService": {"AcquireChannel", "RenewChannel", "ReleaseChannel",
                               "ReportCallFailure"}}
@@ -50,12 +51,12 @@ OPEN = {"/grpc.health.v1.Health/"}  # no credentials needed
 REFLECTION = "/grpc.reflection."  # any valid token (and only with TRUNKPLANE_REFLECTION=on)
 
 GRANTS: dict[str, list[dict[str, set[str]]]] = {
-    "admin": [READ, WRITE, EXPORT, AUDIT, OPS, LOCATE, ADMISSION, REPORT],
-    "operator": [READ, WRITE, EXPORT, LOCATE],
-    "auditor": [READ, EXPORT, AUDIT],
-    "sre": [READ, OPS, LOCATE],
-    "agent": [REPORT],  # events, credentials and status travel through Kafka
-    "pbx": [ADMISSION, LOCATE],  # the PBX asking an agent for channels
+    "admin": [READ, WRITE, EXPORT, AUDIT, OPS, LOCATE, ADMISSION, REPORT, SELF],
+    "operator": [READ, WRITE, EXPORT, LOCATE, SELF],
+    "auditor": [READ, EXPORT, AUDIT, SELF],
+    "sre": [READ, OPS, LOCATE, SELF],
+    "agent": [REPORT, SELF],  # events, credentials and status travel through Kafka
+    "pbx": [ADMISSION, LOCATE, SELF],  # the PBX asking an agent for channels
 }
 
 
@@ -66,6 +67,12 @@ def allowed(role: str, method: str) -> bool:
     service, _, name = method.rpartition("/")
     service = service.rsplit(".", 1)[-1]
     return any(name in grant.get(service, set()) for grant in GRANTS.get(role, []))
+
+
+def granted(role: str) -> list[str]:
+    """Every RPC the role may call, as Service.Method."""
+    return sorted({f"{service}.{name}" for grant in GRANTS.get(role, [])
+                   for service, names in grant.items() for name in names})
 
 
 def roles_for(method: str) -> list[str]:
@@ -195,7 +202,7 @@ def ensure_admin_token(data_dir: Path) -> Path | None:
 def table() -> list[list[Any]]:
     """The README's role table: one row per RPC, a column per role."""
     rows = []
-    for grant in (READ, WRITE, EXPORT, AUDIT, OPS, LOCATE, ADMISSION, REPORT):
+    for grant in (READ, WRITE, EXPORT, AUDIT, OPS, LOCATE, ADMISSION, REPORT, SELF):
         for service, names in grant.items():
             for name in sorted(names):
                 method = f"/trunkplane.v1.{service}/{name}"

@@ -15,21 +15,31 @@ IDLE_SECONDS = 8 * 3600
 
 @dataclass(frozen=True)
 class Abilities:
-    """What the signed-in role may do, as the API answered when asked at sign-in; the page
-    shows only these controls, and the API still decides every call."""
+    """Who signed in and what their role may do, as the API's WhoAmI answered at sign-in;
+    the pages show only these controls, and the API still decides every call."""
 
-    edit: bool = False
-    audit: bool = False
-    operate: bool = False
+    principal: str = ""
+    role: str = ""
+    methods: frozenset[str] = frozenset()
+
+    def may(self, method: str) -> bool:
+        return method in self.methods
 
     @property
-    def role(self) -> str:
-        """The role with exactly these abilities (README's table): only admin has all."""
-        if self.edit:
-            return "admin" if self.audit and self.operate else "operator"
-        if self.audit:
-            return "auditor"
-        return "sre" if self.operate else "reader"
+    def edit(self) -> bool:
+        return self.may("TrunkService.UpdateTrunk")
+
+    @property
+    def audit(self) -> bool:
+        return self.may("AuditService.ListChanges")
+
+    @property
+    def operate(self) -> bool:
+        return self.may("OpsService.GetProjectionStatus")
+
+    @property
+    def read(self) -> bool:
+        return self.may("TrunkService.ListTrunks")
 
 
 @dataclass

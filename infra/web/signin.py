@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -12,28 +9,12 @@ from starlette.routing import Route
 from infra.web.api import ApiError, Caller
 from infra.web.console import Console, Visit, csrf_ok, see_other
 from infra.web.sessions import COOKIE, Abilities
-from trunkplane.v1 import audit_pb2, ops_pb2, trunk_pb2
+from trunkplane.v1 import ops_pb2
 
 
-async def _may(probe: Awaitable[Any]) -> bool:
-    """A probe the API refuses with PERMISSION_DENIED when the role lacks the right; any
-    other answer (including NOT_FOUND for the empty name probed) means it has it."""
-    try:
-        await probe
-    except ApiError as error:
-        return error.code != "PERMISSION_DENIED"
-    return True
-
-
-async def abilities(api: Caller, tenant: str) -> Abilities:
-    """Asks the API what this token may do; nothing is changed by any of these calls."""
-    return Abilities(
-        edit=await _may(api.call(api.trunks.UpdateTrunk,
-                                 trunk_pb2.UpdateTrunkRequest(tenant=tenant, trunk=""))),
-        audit=await _may(api.call(api.audit.ListChanges, audit_pb2.ListChangesRequest(
-            filter=audit_pb2.ChangeFilter(tenant=tenant, min_position=-1), page_size=1))),
-        operate=await _may(api.call(api.ops.GetProjectionStatus,
-                                    ops_pb2.GetProjectionStatusRequest())))
+async def abilities(api: Caller) -> Abilities:
+    me = await api.call(api.ops.WhoAmI, ops_pb2.WhoAmIRequest())
+    return Abilities(me.principal, me.role, frozenset(me.methods))
 
 
 def set_cookie(response: Response, session_id: str) -> None:
@@ -59,20 +40,20 @@ def routes(console: Console) -> list[Route]:
         posted = await request.form()
         token = str(posted.get("token", "")).strip()
         tenant = str(posted.get("tenant", "")).strip() or "default"
-        api = console.api.as_(token)
         try:
-            await api.call(api.trunks.ListTrunks,
-                           trunk_pb2.ListTrunksRequest(tenant=tenant, page_size=1,
-                                                       min_position=-1))
+            found = await abilities(console.api.as_(token))
         except ApiError as error:
             message = ("this token is unknown, expired or revoked"
                        if error.code == "UNAUTHENTICATED" else error.message)
             return console.render(request, "signin.html", session, 401,
                                   errors={"token": [message]}, tenant=tenant)
+        if not found.read:
+            return console.render(request, "signin.html", session, 403, tenant=tenant,
+                                  errors={"token": [f"{found.principal} is {found.role}, a "
+                                                    "role with no page in the console"]})
         console.sessions.drop(session_id)
         session_id, signed = console.sessions.new()
-        signed.token, signed.tenant = token, tenant
-        signed.abilities = await abilities(api, tenant)
+        signed.token, signed.tenant, signed.abilities = token, tenant, found
         response = see_other("/trunks")
         set_cookie(response, session_id)
         return response

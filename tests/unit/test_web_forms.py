@@ -54,11 +54,12 @@ def test_a_blank_password_keeps_the_stored_one() -> None:
     assert "password" in forms.update_mask(given)
 
 
-def test_the_role_follows_from_what_the_api_allowed() -> None:
-    assert Abilities(edit=True, audit=True, operate=True).role == "admin"
-    assert Abilities(edit=True).role == "operator"
-    assert Abilities(audit=True).role == "auditor"
-    assert Abilities(operate=True).role == "sre"
+def test_the_pages_follow_what_whoami_says_the_role_may_call() -> None:
+    auditor = Abilities("audrey", "auditor", frozenset(
+        {"TrunkService.ListTrunks", "AuditService.ListChanges"}))
+    assert (auditor.read, auditor.audit, auditor.edit, auditor.operate) == (
+        True, True, False, False)
+    assert not Abilities("pbx-1", "pbx", frozenset({"AgentService.AcquireChannel"})).read
 
 
 def test_sessions_expire_when_idle_and_ids_are_never_reused() -> None:

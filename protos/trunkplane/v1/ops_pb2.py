@@ -25,33 +25,37 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17trunkplane/v1/ops.proto\x12\rtrunkplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"#\n\x11ListAgentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"\xab\x01\n\x05\x41gent\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0f\n\x07tenants\x18\x03 \x03(\t\x12/\n\x0bobserved_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05stale\x18\x06 \x01(\x08\":\n\x12ListAgentsResponse\x12$\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x14.trunkplane.v1.Agent\"\x1c\n\x1aGetProjectionStatusRequest\"}\n\x10ProjectionStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x03\x12\x10\n\x08position\x18\x03 \x01(\x03\x12\x0c\n\x04head\x18\x04 \x01(\x03\x12\x12\n\nlag_events\x18\x05 \x01(\x03\x12\x13\n\x0blag_seconds\x18\x06 \x01(\x01\"b\n\x1bGetProjectionStatusResponse\x12\x34\n\x0bprojections\x18\x01 \x03(\x0b\x32\x1f.trunkplane.v1.ProjectionStatus\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"(\n\x18RebuildProjectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x83\x01\n\x0fRebuildProgress\x12\x10\n\x08position\x18\x01 \x01(\x03\x12\x0c\n\x04head\x18\x02 \x01(\x03\x12\x19\n\x11\x65vents_per_second\x18\x03 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x04 \x01(\x01\x12\x0c\n\x04\x64one\x18\x05 \x01(\x08\x12\x12\n\ngeneration\x18\x06 \x01(\x03\"\'\n\x17VerifyProjectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"P\n\x18VerifyProjectionResponse\x12\r\n\x05\x65qual\x18\x01 \x01(\x08\x12\x10\n\x08position\x18\x02 \x01(\x03\x12\x13\n\x0b\x64ifferences\x18\x03 \x03(\t2\x92\x03\n\nOpsService\x12l\n\x13GetProjectionStatus\x12).trunkplane.v1.GetProjectionStatusRequest\x1a*.trunkplane.v1.GetProjectionStatusResponse\x12^\n\x11RebuildProjection\x12\'.trunkplane.v1.RebuildProjectionRequest\x1a\x1e.trunkplane.v1.RebuildProgress0\x01\x12\x63\n\x10VerifyProjection\x12&.trunkplane.v1.VerifyProjectionRequest\x1a\'.trunkplane.v1.VerifyProjectionResponse\x12Q\n\nListAgents\x12 .trunkplane.v1.ListAgentsRequest\x1a!.trunkplane.v1.ListAgentsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17trunkplane/v1/ops.proto\x12\rtrunkplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n\rWhoAmIRequest\"B\n\x0eWhoAmIResponse\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0f\n\x07methods\x18\x03 \x03(\t\"#\n\x11ListAgentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"\xab\x01\n\x05\x41gent\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0f\n\x07tenants\x18\x03 \x03(\t\x12/\n\x0bobserved_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05stale\x18\x06 \x01(\x08\":\n\x12ListAgentsResponse\x12$\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x14.trunkplane.v1.Agent\"\x1c\n\x1aGetProjectionStatusRequest\"}\n\x10ProjectionStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x03\x12\x10\n\x08position\x18\x03 \x01(\x03\x12\x0c\n\x04head\x18\x04 \x01(\x03\x12\x12\n\nlag_events\x18\x05 \x01(\x03\x12\x13\n\x0blag_seconds\x18\x06 \x01(\x01\"b\n\x1bGetProjectionStatusResponse\x12\x34\n\x0bprojections\x18\x01 \x03(\x0b\x32\x1f.trunkplane.v1.ProjectionStatus\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"(\n\x18RebuildProjectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x83\x01\n\x0fRebuildProgress\x12\x10\n\x08position\x18\x01 \x01(\x03\x12\x0c\n\x04head\x18\x02 \x01(\x03\x12\x19\n\x11\x65vents_per_second\x18\x03 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x04 \x01(\x01\x12\x0c\n\x04\x64one\x18\x05 \x01(\x08\x12\x12\n\ngeneration\x18\x06 \x01(\x03\"\'\n\x17VerifyProjectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"P\n\x18VerifyProjectionResponse\x12\r\n\x05\x65qual\x18\x01 \x01(\x08\x12\x10\n\x08position\x18\x02 \x01(\x03\x12\x13\n\x0b\x64ifferences\x18\x03 \x03(\t2\xd9\x03\n\nOpsService\x12l\n\x13GetProjectionStatus\x12).trunkplane.v1.GetProjectionStatusRequest\x1a*.trunkplane.v1.GetProjectionStatusResponse\x12^\n\x11RebuildProjection\x12\'.trunkplane.v1.RebuildProjectionRequest\x1a\x1e.trunkplane.v1.RebuildProgress0\x01\x12\x63\n\x10VerifyProjection\x12&.trunkplane.v1.VerifyProjectionRequest\x1a\'.trunkplane.v1.VerifyProjectionResponse\x12Q\n\nListAgents\x12 .trunkplane.v1.ListAgentsRequest\x1a!.trunkplane.v1.ListAgentsResponse\x12\x45\n\x06WhoAmI\x12\x1c.trunkplane.v1.WhoAmIRequest\x1a\x1d.trunkplane.v1.WhoAmIResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trunkplane.v1.ops_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LISTAGENTSREQUEST']._serialized_start=75
-  _globals['_LISTAGENTSREQUEST']._serialized_end=110
-  _globals['_AGENT']._serialized_start=113
-  _globals['_AGENT']._serialized_end=284
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=286
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=344
-  _globals['_GETPROJECTIONSTATUSREQUEST']._serialized_start=346
-  _globals['_GETPROJECTIONSTATUSREQUEST']._serialized_end=374
-  _globals['_PROJECTIONSTATUS']._serialized_start=376
-  _globals['_PROJECTIONSTATUS']._serialized_end=501
-  _globals['_GETPROJECTIONSTATUSRESPONSE']._serialized_start=503
-  _globals['_GETPROJECTIONSTATUSRESPONSE']._serialized_end=601
-  _globals['_REBUILDPROJECTIONREQUEST']._serialized_start=603
-  _globals['_REBUILDPROJECTIONREQUEST']._serialized_end=643
-  _globals['_REBUILDPROGRESS']._serialized_start=646
-  _globals['_REBUILDPROGRESS']._serialized_end=777
-  _globals['_VERIFYPROJECTIONREQUEST']._serialized_start=779
-  _globals['_VERIFYPROJECTIONREQUEST']._serialized_end=818
-  _globals['_VERIFYPROJECTIONRESPONSE']._serialized_start=820
-  _globals['_VERIFYPROJECTIONRESPONSE']._serialized_end=900
-  _globals['_OPSSERVICE']._serialized_start=903
-  _globals['_OPSSERVICE']._serialized_end=1305
+  _globals['_WHOAMIREQUEST']._serialized_start=75
+  _globals['_WHOAMIREQUEST']._serialized_end=90
+  _globals['_WHOAMIRESPONSE']._serialized_start=92
+  _globals['_WHOAMIRESPONSE']._serialized_end=158
+  _globals['_LISTAGENTSREQUEST']._serialized_start=160
+  _globals['_LISTAGENTSREQUEST']._serialized_end=195
+  _globals['_AGENT']._serialized_start=198
+  _globals['_AGENT']._serialized_end=369
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=371
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=429
+  _globals['_GETPROJECTIONSTATUSREQUEST']._serialized_start=431
+  _globals['_GETPROJECTIONSTATUSREQUEST']._serialized_end=459
+  _globals['_PROJECTIONSTATUS']._serialized_start=461
+  _globals['_PROJECTIONSTATUS']._serialized_end=586
+  _globals['_GETPROJECTIONSTATUSRESPONSE']._serialized_start=588
+  _globals['_GETPROJECTIONSTATUSRESPONSE']._serialized_end=686
+  _globals['_REBUILDPROJECTIONREQUEST']._serialized_start=688
+  _globals['_REBUILDPROJECTIONREQUEST']._serialized_end=728
+  _globals['_REBUILDPROGRESS']._serialized_start=731
+  _globals['_REBUILDPROGRESS']._serialized_end=862
+  _globals['_VERIFYPROJECTIONREQUEST']._serialized_start=864
+  _globals['_VERIFYPROJECTIONREQUEST']._serialized_end=903
+  _globals['_VERIFYPROJECTIONRESPONSE']._serialized_start=905
+  _globals['_VERIFYPROJECTIONRESPONSE']._serialized_end=985
+  _globals['_OPSSERVICE']._serialized_start=988
+  _globals['_OPSSERVICE']._serialized_end=1461
 # @@protoc_insertion_point(module_scope)

@@ -55,6 +55,11 @@ class OpsServiceStub:
                 request_serializer=trunkplane_dot_v1_dot_ops__pb2.ListAgentsRequest.SerializeToString,
                 response_deserializer=trunkplane_dot_v1_dot_ops__pb2.ListAgentsResponse.FromString,
                 _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/trunkplane.v1.OpsService/WhoAmI',
+                request_serializer=trunkplane_dot_v1_dot_ops__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=trunkplane_dot_v1_dot_ops__pb2.WhoAmIResponse.FromString,
+                _registered_method=True)
 
 
 class OpsServiceServicer:
@@ -90,6 +95,14 @@ class OpsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WhoAmI(self, request, context):
+        """Who the caller is, as the service authenticated it, and every RPC its role may call:
+        a client (the web console) shows only the controls these allow. Every role may ask.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OpsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +125,11 @@ def add_OpsServiceServicer_to_server(servicer, server):
                     servicer.ListAgents,
                     request_deserializer=trunkplane_dot_v1_dot_ops__pb2.ListAgentsRequest.FromString,
                     response_serializer=trunkplane_dot_v1_dot_ops__pb2.ListAgentsResponse.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=trunkplane_dot_v1_dot_ops__pb2.WhoAmIRequest.FromString,
+                    response_serializer=trunkplane_dot_v1_dot_ops__pb2.WhoAmIResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -223,6 +241,33 @@ class OpsService:
             '/trunkplane.v1.OpsService/ListAgents',
             trunkplane_dot_v1_dot_ops__pb2.ListAgentsRequest.SerializeToString,
             trunkplane_dot_v1_dot_ops__pb2.ListAgentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trunkplane.v1.OpsService/WhoAmI',
+            trunkplane_dot_v1_dot_ops__pb2.WhoAmIRequest.SerializeToString,
+            trunkplane_dot_v1_dot_ops__pb2.WhoAmIResponse.FromString,
             options,
             channel_credentials,
             insecure,
