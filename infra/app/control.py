@@ -23,6 +23,7 @@ from infra.grpc_api.trunks import TrunkServicer
 from infra.ledger.service import LedgerService
 from infra.ledger.signing import load_signer
 from infra.notify.notifier import Notifier
+from infra.notify.service import AlertServicer
 from infra.ops.metrics import Metrics
 from infra.security.keys import cipher_key
 from infra.security.tokens import ensure_admin_token
@@ -38,6 +39,8 @@ from projections.runner import ProjectionRunner
 from projections.status import StatusView
 from sipagent.runner import Ticker
 from trunkplane.v1 import (
+    alert_pb2,
+    alert_pb2_grpc,
     audit_pb2,
     audit_pb2_grpc,
     ops_pb2,
@@ -56,7 +59,8 @@ def _name(module: Any, service: str) -> str:
 
 
 SERVICES = (_name(trunk_pb2, "TrunkService"), _name(route_pb2, "RouteService"),
-            _name(audit_pb2, "AuditService"), _name(ops_pb2, "OpsService"))
+            _name(audit_pb2, "AuditService"), _name(ops_pb2, "OpsService"),
+            _name(alert_pb2, "AlertService"))
 
 
 def build_app(settings: Settings) -> TrunkplaneApp:
@@ -187,6 +191,8 @@ def _serve_control(plane: ControlPlane, view: ConfigView, store: Any) -> None:
     process.serve(SERVICES[3], partial(ops_pb2_grpc.add_OpsServiceServicer_to_server,
                                        OpsServicer(plane.app, store, plane.runner,
                                                    plane.status_sink, _ledger(plane.app))))
+    process.serve(SERVICES[4], partial(alert_pb2_grpc.add_AlertServiceServicer_to_server,
+                                       AlertServicer(base, plane.notifier, plane.views)))
 
 
 def _ledger(app: TrunkplaneApp) -> LedgerService:

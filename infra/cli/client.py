@@ -15,7 +15,7 @@ from domain.text import escape_control
 from infra.cli.exits import Exit, for_status
 from infra.cli.output import print_data
 from infra.grpc_api.clients import Credentials
-from trunkplane.v1 import agent_pb2_grpc, route_pb2_grpc, trunk_pb2_grpc
+from trunkplane.v1 import agent_pb2_grpc, alert_pb2_grpc, route_pb2_grpc, trunk_pb2_grpc
 
 
 @dataclass
@@ -37,6 +37,7 @@ class Client:
         self.trunks = trunk_pb2_grpc.TrunkServiceStub(self.channel)
         self.routes = route_pb2_grpc.RouteServiceStub(self.channel)
         self.agent = agent_pb2_grpc.AgentServiceStub(self.channel)
+        self.alerts = alert_pb2_grpc.AlertServiceStub(self.channel)
 
     @property
     def token(self) -> str:

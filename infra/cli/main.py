@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from infra.cli import audit, channels, config, history, local, ops, pbx, routes, trunks
+from infra.cli import alerts, audit, channels, config, history, local, ops, pbx, routes, trunks
 from infra.cli.client import Client, report
 from infra.cli.common import add_common, finish
 from infra.cli.exits import Exit, table_text
@@ -59,6 +59,11 @@ def parser() -> argparse.ArgumentParser:
     channels.register(sub.add_parser("channel", help="call admission by hand: acquire, "
                                                      "renew, release a trunk channel",
                                      epilog=channels.EXAMPLES))
+    alerts.register(sub.add_parser("alerts", help="notifications: channels, rules, what "
+                                                  "was sent", epilog=alerts.EXAMPLES))
+    alerts.register_capacity(sub.add_parser("capacity", help="each trunk's daily peak of "
+                                                         "calls against its limit",
+                                            epilog=alerts.CAPACITY_EXAMPLES))
     audit.register(sub.add_parser("audit", help="the change history, for auditors",
                                   epilog=audit.EXAMPLES))
     config.register(sub.add_parser("config", help="backup and restore of the configuration",

@@ -30,12 +30,15 @@ READ = {
     "RouteService": {"GetOutboundRoute", "ListOutboundRoutes", "GetInboundRoute",
                      "ListInboundRoutes", "GetRouteHistory", "ResolveOutbound",
                      "GetTenantPolicy", "GetPbxAccess"},
+    "AlertService": {"ListChannels", "GetAlertRules", "ListNotifications",
+                     "GetCapacityReport"},
 }
 WRITE = {
     "TrunkService": {"CreateTrunk", "UpdateTrunk", "DeleteTrunk", "ImportConfiguration"},
     "RouteService": {"CreateOutboundRoute", "UpdateOutboundRoute", "DeleteOutboundRoute",
                      "CreateInboundRoute", "UpdateInboundRoute", "DeleteInboundRoute",
                      "UpdateTenantPolicy", "UpdatePbxAccess"},
+    "AlertService": {"PutChannel", "DeleteChannel", "UpdateAlertRules"},
 }
 EXPORT = {"TrunkService": {"ExportConfiguration"}}  # with secrets: admin only
 AUDIT = {"AuditService": {"ListChanges", "ExportChanges", "GetTrunkAt", "DiffTrunk",

@@ -27,6 +27,8 @@ from tests.integration.helpers import create_trunk
 from trunkplane.v1 import (
     agent_pb2,
     agent_pb2_grpc,
+    alert_pb2,
+    alert_pb2_grpc,
     audit_pb2,
     audit_pb2_grpc,
     ops_pb2,
@@ -37,7 +39,7 @@ from trunkplane.v1 import (
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SERVICES = {"TrunkService": trunk_pb2, "RouteService": route_pb2, "AuditService": audit_pb2,
-            "OpsService": ops_pb2, "AgentService": agent_pb2}
+            "OpsService": ops_pb2, "AgentService": agent_pb2, "AlertService": alert_pb2}
 
 
 def rpcs() -> list[tuple[str, str]]:
@@ -49,7 +51,8 @@ def stub(api: Api, service: str) -> Any:
     stubs = {"TrunkService": api.trunks, "RouteService": api.routes,
              "AuditService": audit_pb2_grpc.AuditServiceStub(api.channel),
              "OpsService": ops_pb2_grpc.OpsServiceStub(api.channel),
-             "AgentService": agent_pb2_grpc.AgentServiceStub(api.channel)}
+             "AgentService": agent_pb2_grpc.AgentServiceStub(api.channel),
+             "AlertService": alert_pb2_grpc.AlertServiceStub(api.channel)}
     return stubs[service]
 
 

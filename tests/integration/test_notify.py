@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from domain.alerting import put_channel, update_alert_rules
@@ -22,10 +23,10 @@ from domain.status import PeerStatus, StatusObservation, TrunkState
 from infra.config.settings import NotifySettings
 from sipagent.settings import SipSettings
 from tests.conftest import Api, settings_for
-from tests.integration.helpers import create_trunk, update_trunk
+from tests.integration.helpers import create_trunk, update_trunk, violations
 from tests.kamailio import Kamailio
 from tests.receivers import SmtpReceiver, WebhookReceiver
-from trunkplane.v1 import trunk_pb2
+from trunkplane.v1 import alert_pb2, alert_pb2_grpc, trunk_pb2
 
 SECRET = "hook-secret-0123456789abcdef"
 SMTP_PASSWORD = "smtp-Password-4567"
@@ -70,12 +71,12 @@ def notify_settings(ca: Path) -> NotifySettings:
                           ca_file=str(ca))
 
 
-@pytest.fixture
-def rig(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Rig]:
+def make_rig(tmp_path: Path, request: pytest.FixtureRequest,
+             agent: SipSettings | None) -> Iterator[Rig]:
     certs = tmp_path / "receivers"
     hook = WebhookReceiver(certs, SECRET, fail_first=2)
     smtp = SmtpReceiver(certs, "notifier", SMTP_PASSWORD)
-    settings = replace(settings_for("sqlite", tmp_path, request), sip=sip(),
+    settings = replace(settings_for("sqlite", tmp_path, request), sip=agent,
                        notify=notify_settings(hook.cert))
     api = Api(settings)
     try:
@@ -84,6 +85,17 @@ def rig(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Rig]:
         api.close()
         hook.close()
         smtp.close()
+
+
+@pytest.fixture
+def rig(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Rig]:
+    yield from make_rig(tmp_path, request, sip())
+
+
+@pytest.fixture
+def quiet(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Rig]:
+    """No agent on the wire: the test alone reports status."""
+    yield from make_rig(tmp_path, request, None)
 
 
 def test_a_refused_registration_notifies_once_reminds_and_recovers(
@@ -144,7 +156,8 @@ def observation(trunk_id: str, sequence: int, peers: list[bool]) -> StatusObserv
                     for i, p in enumerate(peers)))
 
 
-def test_a_flapping_peer_is_damped(rig: Rig) -> None:
+def test_a_flapping_peer_is_damped(quiet: Rig) -> None:
+    rig = quiet
     rig.configure({"peer_down": {"seconds": 2}, "no_healthy_address": {"seconds": 2}},
                   email=False)
     rig.hook.fail_first = 0
@@ -163,7 +176,8 @@ def test_a_flapping_peer_is_damped(rig: Rig) -> None:
     assert sorted(rig.kinds()[3:]) == ["healthy_address", "peer_up", "peer_up"]
 
 
-def test_a_receiver_down_past_the_retry_limit_is_kept_as_failed(rig: Rig) -> None:
+def test_a_receiver_down_past_the_retry_limit_is_kept_as_failed(quiet: Rig) -> None:
+    rig = quiet
     rig.hook.down = True
     rig.configure({"no_healthy_address": {"seconds": 1}}, email=False)
     trunk = create_trunk(rig.api, "carrier", type="peer", username="", password="",
@@ -184,3 +198,58 @@ def test_a_receiver_down_past_the_retry_limit_is_kept_as_failed(rig: Rig) -> Non
     tries = listed[0]["deliveries"][0]["tries"]
     assert [t["outcome"] for t in tries] == ["error"] * 4
     assert "HTTP 503" in tries[0]["detail"]
+
+
+def test_channels_and_rules_over_grpc_never_return_secrets_and_name_bad_fields(
+        rig: Rig) -> None:
+    alerts = alert_pb2_grpc.AlertServiceStub(rig.api.channel)
+    with pytest.raises(grpc.RpcError) as refused:
+        alerts.PutChannel(alert_pb2.PutChannelRequest(channel=alert_pb2.Channel(
+            name="bad", kind="webhook", url="http://hooks.example.com/x", secret="short")))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    wrong = violations(refused.value)
+    assert set(wrong) == {"channel.url", "channel.secret"}
+    assert "https://" in wrong["channel.url"] and "16" in wrong["channel.secret"]
+    created = alerts.PutChannel(alert_pb2.PutChannelRequest(channel=alert_pb2.Channel(
+        name="ops-hook", kind="webhook", url=rig.hook.url, secret=SECRET)))
+    assert (created.secret, created.secret_set, created.enabled) == ("", True, True)
+    alerts.PutChannel(alert_pb2.PutChannelRequest(channel=alert_pb2.Channel(
+        name="ops-hook", enabled=False)))  # only what is given changes; the secret stays
+    [listed] = alerts.ListChannels(alert_pb2.ListChannelsRequest()).channels
+    assert (listed.url, listed.secret_set, listed.enabled) == (rig.hook.url, True, False)
+    assert SECRET not in str(listed)
+    history = rig.api.plane.views
+    with history.transaction() as cur:
+        cur.execute("SELECT name FROM sqlite_master WHERE name LIKE 'tp_history%'")
+        assert cur.fetchall()
+    with pytest.raises(grpc.RpcError) as bad_rule:
+        alerts.UpdateAlertRules(alert_pb2.UpdateAlertRulesRequest(rules=[
+            alert_pb2.AlertRule(alert="capacity", share=1.5),
+            alert_pb2.AlertRule(alert="nonsense", enabled=True)]))
+    assert set(violations(bad_rule.value)) == {"rules.capacity.share", "rules.nonsense"}
+    rules = alerts.UpdateAlertRules(alert_pb2.UpdateAlertRulesRequest(
+        rules=[alert_pb2.AlertRule(alert="capacity", share=0.5, seconds=1)],
+        reminder_seconds=600))
+    capacity = next(r for r in rules.rules if r.alert == "capacity")
+    assert (capacity.share, capacity.seconds, capacity.enabled, rules.reminder_seconds) == (
+        0.5, 1, True, 600)
+
+
+def test_capacity_report_and_the_capacity_alert(quiet: Rig) -> None:
+    rig = quiet
+    rig.configure({"capacity": {"share": 0.5, "seconds": 1}}, email=False)
+    rig.hook.fail_first = 0
+    trunk = create_trunk(rig.api, "voco", call_limits=trunk_pb2.CallLimits(
+        max_concurrent_calls=10)).trunk
+    now = datetime.now(UTC)
+    for sequence, calls in enumerate((2, 7, 6, 3), start=1):
+        rig.api.plane.status_sink.publish([StatusObservation(
+            tenant="default", trunk_id=trunk.id, agent_id="a1", sequence=sequence,
+            observed_at=now, state=TrunkState.REGISTERED, since=now,
+            active_outbound=calls)])
+        time.sleep(0.8 if calls >= 5 else 0.1)
+    rig.hook.wait(lambda r: r.kinds() == ["capacity_high", "capacity_normal"])
+    alerts = alert_pb2_grpc.AlertServiceStub(rig.api.channel)
+    [row] = alerts.GetCapacityReport(alert_pb2.GetCapacityReportRequest(days=1)).rows
+    assert (row.trunk_name, row.day, row.peak_calls, row.limit, row.advice) == (
+        "voco", now.date().isoformat(), 7, 10, 9)
