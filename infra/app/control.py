@@ -5,6 +5,8 @@ Every process is built on infra.app.lifecycle and nowhere else."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,6 +14,8 @@ from functools import partial
 from typing import Any
 
 from domain.application import TrunkplaneApp
+from domain.model import CommandMeta
+from domain.operations import OperatorAction
 from infra.app.agent import AgentParts, embedded_agent, wire_codec
 from infra.app.lifecycle import Closing, Process, advertised, wait_for_signal
 from infra.config.settings import Settings, SettingsError
@@ -111,7 +115,7 @@ def start(settings: Settings, workers: int = 32, mode: str = "serve") -> Control
         raise SettingsError("trunkplane control needs TRUNKPLANE_KAFKA_BOOTSTRAP (host:port of "
                             "the Kafka brokers); `trunkplane serve` runs without Kafka")
     app = build_app(settings)
-    process = Process(settings, Metrics(), workers)
+    process = Process(settings, Metrics(), workers, RefusalRecorder(app))
     process.add(Closing(app.close))
     views = open_views(settings)
     process.add(Closing(views.close))
@@ -193,6 +197,31 @@ def _serve_control(plane: ControlPlane, view: ConfigView, store: Any) -> None:
                                                    plane.status_sink, _ledger(plane.app))))
     process.serve(SERVICES[4], partial(alert_pb2_grpc.add_AlertServiceServicer_to_server,
                                        AlertServicer(base, plane.notifier, plane.views)))
+
+
+class RefusalRecorder:
+    """Calls refused for want of a role go into the history (AccessRefused), at most one
+    per principal and method a minute, so a client retrying in a loop does not fill the
+    log."""
+
+    def __init__(self, app: TrunkplaneApp, every: float = 60.0) -> None:
+        self.app = app
+        self.every = every
+        self._last: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, principal: str, role: str, method: str, request_id: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get((principal, method), -self.every) < self.every:
+                return
+            self._last[principal, method] = now
+        action = OperatorAction.record("", "access_refused", {"method": method, "role": role},
+                                       CommandMeta(actor=principal, request_id=request_id))
+        try:
+            self.app.save(action)
+        except Exception:  # the refusal stands even when it cannot be recorded
+            log.warning("could not record a refused call", exc_info=True)
 
 
 def _ledger(app: TrunkplaneApp) -> LedgerService:

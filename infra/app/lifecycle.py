@@ -20,7 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from infra.config.settings import Settings
-from infra.grpc_api.context import CallContextInterceptor
+from infra.grpc_api.context import CallContextInterceptor, Refusals
 from infra.grpc_api.guards import Buckets, Guards, StreamGate
 from infra.grpc_api.limits import RateLimiter
 from infra.ops.metrics import Metrics
@@ -52,10 +52,11 @@ class Closing:
 class Process:
     """The gRPC server, its health, the metrics endpoint and the parts of one process."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, workers: int = 32) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, workers: int = 32,
+                 refused: Refusals | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.server = grpc_server(settings, metrics, workers)
+        self.server = grpc_server(settings, metrics, workers, refused)
         self.health = health.HealthServicer()
         self.services: list[str] = []
         self.parts: list[Part] = []
@@ -111,7 +112,8 @@ class Process:
             log.info("metrics on http://%s:%d/metrics", metrics_host, self.metrics_port)
 
 
-def grpc_server(settings: Settings, metrics: Metrics, workers: int) -> grpc.Server:
+def grpc_server(settings: Settings, metrics: Metrics, workers: int,
+                refused: Refusals | None = None) -> grpc.Server:
     """`workers` threads for unary calls, and one more for each stream that may be open:
     a stream holds its thread while open, so the streams can never take the unary calls'
     threads (the gate refuses the stream beyond the cap before it holds one for long)."""
@@ -126,7 +128,7 @@ def grpc_server(settings: Settings, metrics: Metrics, workers: int) -> grpc.Serv
         futures.ThreadPoolExecutor(max_workers=workers + settings.max_streams,
                                    thread_name_prefix="grpc"),
         interceptors=[CallContextInterceptor(authenticator, metrics.observe_call, limiter,
-                                             guards)],
+                                             guards, refused)],
         options=[("grpc.max_receive_message_length", settings.max_message_bytes),
                  ("grpc.max_send_message_length", MAX_SEND)])
 

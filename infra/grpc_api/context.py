@@ -80,17 +80,23 @@ class _Admitted:
     stream_key: str = ""  # set while the call holds a place among the open streams
 
 
+# (principal, role, method, request id) of a call refused for want of a role
+Refusals = Callable[[str, str, str, str], None]
+
+
 class CallContextInterceptor(grpc.ServerInterceptor):
     """Authenticates and authorises each call, takes x-request-id (generated when absent),
     logs one line per call with its outcome and duration, and reports both to `observe`."""
 
     def __init__(self, authenticator: Authenticator,
                  observe: Callable[[str, str, float], None] = lambda *_: None,
-                 limiter: RateLimiter | None = None, guards: Guards | None = None) -> None:
+                 limiter: RateLimiter | None = None, guards: Guards | None = None,
+                 refused: Refusals | None = None) -> None:
         self._authenticator = authenticator
         self._observe = observe
         self._limiter = limiter
         self._guards = guards or Guards()
+        self._refused = refused
         self._wrapped: dict[str, Any] = {}
 
     def intercept_service(self, continuation: Callable[[Any], Any],
@@ -222,6 +228,9 @@ class CallContextInterceptor(grpc.ServerInterceptor):
             return self._authenticator.identify(metadata.get("authorization", ""),
                                                 lambda: _certificate_name(context), method)
         except AuthError as error:
+            if error.record is not None and self._refused is not None:
+                self._refused(error.record.principal, error.record.role, method,
+                              _current.get().request_id)
             if error.code == "UNAUTHENTICATED":
                 wait = self._guards.failures.take(address)
                 if wait:

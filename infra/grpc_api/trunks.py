@@ -11,6 +11,8 @@ import grpc
 from domain import commands
 from domain.catalog import TRUNK
 from domain.errors import DomainError, ValidationError
+from domain.model import CommandMeta
+from domain.operations import OperatorAction
 from domain.sync import SyncReport, sync_tenant
 from domain.templates import TEMPLATES
 from domain.trunk import Trunk
@@ -181,6 +183,12 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
         sealer = (self.read(context, lambda: PassphraseSealer(request.passphrase))
                   if request.with_secrets else None)
         document = export_document(self.bus.app, tenants, sealer)
+        if request.with_secrets:  # who took the passwords out, and of which tenants
+            call = current()
+            self.bus.app.save(OperatorAction.record(
+                tenants[0] if len(tenants) == 1 else "", "secrets_exported",
+                {"tenants": ", ".join(tenants)},
+                CommandMeta(actor=call.actor, request_id=call.request_id)))
         return trunk_pb2.ConfigurationDocument(json=dumps(document))
 
     def ImportConfiguration(self, request: trunk_pb2.ImportConfigurationRequest,

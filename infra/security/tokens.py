@@ -215,8 +215,9 @@ def table() -> list[list[Any]]:
 
 
 class AuthError(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, record: TokenRecord | None = None) -> None:
         self.code = code  # UNAUTHENTICATED | PERMISSION_DENIED
+        self.record = record  # who was refused, when known (PERMISSION_DENIED)
         super().__init__(message)
 
 
@@ -238,7 +239,7 @@ class Authenticator:
             needed = " or ".join(roles_for(method)) or "a role this release does not grant"
             raise AuthError("PERMISSION_DENIED",
                             f"{method} needs the role {needed}; {record.principal} is "
-                            f"{record.role}")
+                            f"{record.role}", record)
         return record
 
     def _who(self, authorization: str, certificate: Callable[[], str]) -> TokenRecord:
