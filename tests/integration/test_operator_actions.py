@@ -4,6 +4,8 @@ each with who and which request; unknown event types and partial actors get a hi
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import pytest
 
@@ -12,7 +14,7 @@ from tests.integration.helpers import create_trunk
 from trunkplane.v1 import audit_pb2, audit_pb2_grpc, trunk_pb2
 
 
-def changes(api: Api, **fields: str) -> list[audit_pb2.Change]:
+def changes(api: Api, **fields: Any) -> list[audit_pb2.Change]:
     return list(audit_pb2_grpc.AuditServiceStub(api.channel).ListChanges(
         audit_pb2.ListChangesRequest(filter=audit_pb2.ChangeFilter(**fields))).changes)
 
@@ -38,9 +40,10 @@ def test_secret_exports_and_refusals_are_in_the_history(api: Api) -> None:
 def test_filters_that_would_find_nothing_say_why(api: Api) -> None:
     create_trunk(api, "voco")
     audit = audit_pb2_grpc.AuditServiceStub(api.channel)
-    for fields, expected in (({"event_type": "CredentialChanged"},
-                              "did you mean CredentialsChanged"),
-                             ({"actor": "alice"}, "alice@example.com")):
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"event_type": "CredentialChanged"}, "did you mean CredentialsChanged"),
+        ({"actor": "alice"}, "alice@example.com")]
+    for fields, expected in cases:
         with pytest.raises(grpc.RpcError) as caught:
             audit.ListChanges(audit_pb2.ListChangesRequest(
                 filter=audit_pb2.ChangeFilter(**fields)))
