@@ -304,3 +304,29 @@ def update_alert_rules(uow: UnitOfWork, tenant: str, rules: dict[str, Any],
         return created
     current.change_settings(settings, meta)
     return current
+
+
+# Restoring a backup (domain.sync)
+
+
+def sync_alerting(uow: UnitOfWork, tenant: str, channels: list[Fields] | None,
+                  rules: Fields | None, meta: CommandMeta, changes: list[str]) -> None:
+    """Brings the tenant's channels (by name) and rules to the document's; a channel the
+    document leaves out is kept, and a secret it leaves out stays as it is."""
+    for wanted in channels or []:
+        name = str(wanted.get("name", ""))
+        current = live_channel(uow, tenant, name) if NAME.fullmatch(name) else None
+        before = dict(current.settings) if current is not None else None
+        after = put_channel(uow, tenant, wanted, meta).settings
+        if before is None:
+            changes.append(f"create channel {name}")
+        elif after != before:
+            changed = sorted(k for k in after if after[k] != before.get(k))
+            changes.append(f"update channel {name}: {', '.join(changed)}")
+    if rules is not None:
+        found = uow.peek(AlertRules.id_for(tenant), AlertRules)
+        before_rules = found.settings if found is not None else default_rules()
+        after_rules = update_alert_rules(uow, tenant, dict(rules.get("rules") or {}),
+                                         rules.get("reminder_seconds"), meta).settings
+        if after_rules != before_rules:
+            changes.append("update alert rules")

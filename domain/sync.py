@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from domain import commands
+from domain.alerting import sync_alerting
 from domain.catalog import (
     INBOUND,
     OUTBOUND,
@@ -39,6 +40,8 @@ class DesiredConfig:
     inbound_routes: list[Fields] = field(default_factory=list)
     pbx: Fields | None = None  # None: the document says nothing about the PBX
     policy: Fields | None = None  # the tenant's guard and hours; None: not in the document
+    channels: list[Fields] | None = None  # notification channels (domain.alerting)
+    alert_rules: Fields | None = None
 
 
 IMPORT = "ImportConfiguration"
@@ -70,6 +73,7 @@ def sync_tenant(uow: UnitOfWork, tenant: str, desired: DesiredConfig,
     _sync_inbound(uow, tenant, desired.inbound_routes, each, report)
     _sync_pbx(uow, tenant, desired.pbx, each, report)
     _sync_policy(uow, tenant, desired.policy, each, report)
+    sync_alerting(uow, tenant, desired.channels, desired.alert_rules, each, report.changes)
     if report.new_history and report.changes:
         uow.add(OperatorAction.record(tenant, "history_started",
                                       {"changes": len(report.changes)}, each))

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
+from domain.alerting import AlertRules
 from domain.application import TrunkplaneApp
 from domain.catalog import INBOUND, TRUNK, default_policy
 from domain.errors import ValidationError
@@ -22,8 +24,9 @@ VERSION = 1
 Document = dict[str, Any]
 
 
-def export_document(app: TrunkplaneApp, tenants: list[str],
-                    sealer: PassphraseSealer | None) -> Document:
+def export_document(app: TrunkplaneApp, tenants: list[str], sealer: PassphraseSealer | None,
+                    channels: Callable[[str], list[str]] = lambda tenant: []) -> Document:
+    """channels: the ids of a tenant's notification channels (the views know them)."""
     document: Document = {"format": FORMAT, "version": VERSION, "tenants": {}}
     if sealer is not None:
         document["secrets"] = sealer.header()
@@ -49,7 +52,33 @@ def export_document(app: TrunkplaneApp, tenants: list[str],
         }
         if pbx is not None:
             document["tenants"][tenant]["pbx"] = pbx
+        document["tenants"][tenant].update(_alerting(app, tenant, channels(tenant), sealer))
     return document
+
+
+def _channel_context(tenant: str, name: str) -> str:
+    """Not of the form `tenant/name` either: a channel's secret never opens as a trunk's."""
+    return f"channel:{tenant}/{name}"
+
+
+def _alerting(app: TrunkplaneApp, tenant: str, channel_ids: list[str],
+              sealer: PassphraseSealer | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    rules = app.aggregate(AlertRules.id_for(tenant))
+    if isinstance(rules, AlertRules):
+        out["alert_rules"] = {k: v for k, v in rules.settings.items() if k != "enabled"}
+    found = []
+    for channel_id in channel_ids:
+        settings = _settings(app, UUID(channel_id))
+        for secret in ("secret", "password"):
+            value = settings.pop(secret)
+            if sealer is not None and value:
+                settings[f"{secret}_sealed"] = sealer.seal(
+                    value, _channel_context(tenant, settings["name"]) + f"#{secret}")
+        found.append(settings)
+    if found:
+        out["channels"] = sorted(found, key=lambda c: str(c["name"]).casefold())
+    return out
 
 
 def _pbx_context(tenant: str) -> str:
@@ -131,7 +160,21 @@ def _desired(tenant: str, body: Any, sealer: PassphraseSealer | None) -> Desired
                          "trunk_id": r.get("trunk", "")}
                         for r in _objects(body, "inbound_routes", where)],
         pbx=_desired_pbx(tenant, body["pbx"], sealer) if "pbx" in body else None,
-        policy=body.get("policy"))
+        policy=body.get("policy"),
+        channels=[_desired_channel(tenant, c, sealer) for c in _objects(body, "channels", where)]
+        if "channels" in body else None,
+        alert_rules=_object(body["alert_rules"], f"{where}.alert_rules")
+        if "alert_rules" in body else None)
+
+
+def _desired_channel(tenant: str, channel: dict[str, Any],
+                     sealer: PassphraseSealer | None) -> dict[str, Any]:
+    wanted = {k: v for k, v in channel.items() if not k.endswith("_sealed")}
+    for secret in ("secret", "password"):
+        if f"{secret}_sealed" in channel and sealer is not None:
+            wanted[secret] = sealer.open(str(channel[f"{secret}_sealed"]), _channel_context(
+                tenant, str(channel.get("name", ""))) + f"#{secret}")
+    return wanted
 
 
 def _object(value: Any, where: str) -> dict[str, Any]:

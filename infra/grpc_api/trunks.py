@@ -182,7 +182,8 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
                           "exporting passwords needs the role admin")
         sealer = (self.read(context, lambda: PassphraseSealer(request.passphrase))
                   if request.with_secrets else None)
-        document = export_document(self.bus.app, tenants, sealer)
+        document = export_document(self.bus.app, tenants, sealer, lambda tenant: [
+            doc["id"] for doc in self.view.channel_docs(tenant)])
         if request.with_secrets:  # who took the passwords out, and of which tenants
             call = current()
             self.bus.app.save(OperatorAction.record(

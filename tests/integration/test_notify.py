@@ -253,3 +253,37 @@ def test_capacity_report_and_the_capacity_alert(quiet: Rig) -> None:
     [row] = alerts.GetCapacityReport(alert_pb2.GetCapacityReportRequest(days=1)).rows
     assert (row.trunk_name, row.day, row.peak_calls, row.limit, row.advice) == (
         "voco", now.date().isoformat(), 7, 10, 9)
+
+
+def test_channels_and_rules_travel_in_the_backup_with_secrets_sealed(
+        quiet: Rig, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    quiet.configure({"no_healthy_address": {"seconds": 1}}, reminder=900)
+    create_trunk(quiet.api, "carrier", type="peer", username="", password="",
+                 peer_addresses=["192.0.2.10:5060"])
+    plain = quiet.api.trunks.ExportConfiguration(trunk_pb2.ExportConfigurationRequest()).json
+    sealed = quiet.api.trunks.ExportConfiguration(trunk_pb2.ExportConfigurationRequest(
+        with_secrets=True, passphrase="a long passphrase for the test")).json
+    for document in (plain, sealed):
+        assert SECRET not in document and SMTP_PASSWORD not in document
+        assert '"ops-hook"' in document and '"reminder_seconds": 900' in document
+    assert "secret_sealed" in sealed and "secret_sealed" not in plain
+
+    settings = replace(settings_for("sqlite", tmp_path / "restored", request),
+                       notify=notify_settings(quiet.hook.cert))
+    restored = Api(settings)
+    try:
+        restored.trunks.ImportConfiguration(trunk_pb2.ImportConfigurationRequest(
+            json=sealed, passphrase="a long passphrase for the test"))
+        alerts = alert_pb2_grpc.AlertServiceStub(restored.channel)
+        channels = alerts.ListChannels(alert_pb2.ListChannelsRequest()).channels
+        assert sorted((c.name, c.secret_set or c.password_set) for c in channels) == [
+            ("ops-hook", True), ("ops-mail", True)]
+        carrier = restored.trunks.GetTrunk(trunk_pb2.GetTrunkRequest(trunk="carrier"))
+        quiet.hook.fail_first = 0
+        restored.plane.status_sink.publish([observation(carrier.id, 1, [False])])
+        quiet.hook.wait(lambda r: r.kinds() == ["no_healthy_address"])
+        [mail] = quiet.smtp.wait(1)  # the SMTP password came back too: it logged in
+    finally:
+        restored.close()
+    assert all(g.signed for g in quiet.hook.got)  # signed with the restored secret
+    assert "carrier" in mail["Subject"]
