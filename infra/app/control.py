@@ -26,7 +26,7 @@ from infra.grpc_api.servicer_base import ServicerBase
 from infra.grpc_api.trunks import TrunkServicer
 from infra.ledger.service import LedgerService
 from infra.ledger.signing import load_signer
-from infra.notify.notifier import Notifier
+from infra.notify.notifier import Notifier, NotifierMetrics
 from infra.notify.service import AlertServicer
 from infra.ops.metrics import Metrics
 from infra.security.keys import cipher_key
@@ -136,6 +136,7 @@ def start(settings: Settings, workers: int = 32, mode: str = "serve") -> Control
         plane.notifier = Notifier(app, store, status, settings,
                                   Leader(settings.database_url, NOTIFIER_LOCK))
         plane.notifier.audit_check = _ledger(app).verify
+        process.metrics.registry.register(NotifierMetrics(plane.notifier.outbox))
         listeners.append(plane.notifier.notify)
         process.add(plane.notifier)
     _serve_control(plane, ConfigView(store, app.head, runner.wait_for), store)

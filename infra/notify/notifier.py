@@ -10,10 +10,13 @@ import json
 import logging
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from domain.alerting import AlertRules, NotificationChannel, default_rules
 from domain.application import TrunkplaneApp
@@ -253,3 +256,29 @@ class Notifier:
     def listed(self, tenant: str, limit: int) -> list[Doc]:
         return self.outbox.listed(tenant, limit)
 
+
+
+class NotifierMetrics(Collector):
+    """Deliveries by channel and outcome (delivered and failed only grow: counters) and
+    what is still waiting to go out."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    def collect(self) -> Iterator[Any]:
+        counts = self.outbox.delivery_counts()
+        done = CounterMetricFamily("trunkplane_notification_deliveries",
+                                   "Notification deliveries by channel and outcome "
+                                   "(failed: given up after the retry limit)",
+                                   labels=["channel", "outcome"])
+        pending = GaugeMetricFamily("trunkplane_notifications_pending",
+                                    "Deliveries waiting for their first or next attempt")
+        waiting = 0
+        for (channel, state), count in sorted(counts.items()):
+            if state == "pending":
+                waiting += count
+            else:
+                done.add_metric([channel, state], count)
+        pending.add_metric([], waiting)
+        yield done
+        yield pending

@@ -6,10 +6,11 @@ and intervals are seconds here, scaled down from the minutes they are in product
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,14 +20,14 @@ import pytest
 
 from domain.alerting import put_channel, update_alert_rules
 from domain.model import CommandMeta
-from domain.status import PeerStatus, StatusObservation, TrunkState
+from domain.status import AgentHeartbeat, PeerStatus, StatusObservation, TrunkState
 from infra.config.settings import NotifySettings
 from sipagent.settings import SipSettings
 from tests.conftest import Api, settings_for
 from tests.integration.helpers import create_trunk, update_trunk, violations
 from tests.kamailio import Kamailio
 from tests.receivers import SmtpReceiver, WebhookReceiver
-from trunkplane.v1 import alert_pb2, alert_pb2_grpc, trunk_pb2
+from trunkplane.v1 import alert_pb2, alert_pb2_grpc, route_pb2, trunk_pb2
 
 SECRET = "hook-secret-0123456789abcdef"
 SMTP_PASSWORD = "smtp-Password-4567"
@@ -287,3 +288,39 @@ def test_channels_and_rules_travel_in_the_backup_with_secrets_sealed(
         restored.close()
     assert all(g.signed for g in quiet.hook.got)  # signed with the restored secret
     assert "carrier" in mail["Subject"]
+
+
+def test_fraud_alerts_silent_agents_and_an_edited_log_notify(
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    certs = tmp_path / "receivers"
+    hook = WebhookReceiver(certs, SECRET)
+    settings = replace(settings_for("sqlite", tmp_path, request),
+                       notify=replace(notify_settings(hook.cert), audit_interval=0.5))
+    api = Api(settings)
+    try:
+        rig = Rig(api, hook, SmtpReceiver(certs, "notifier", SMTP_PASSWORD))
+        rig.configure({"agent_silent": {"seconds": 30}, "lag": {"enabled": False}},
+                      email=False)
+        api.routes.RecordFraudAlert(route_pb2.RecordFraudAlertRequest(
+            kind="burst", detail="40 calls in a minute from extension 1001",
+            extension="1001", route_id="US"))
+        hook.wait(lambda r: "fraud_alert" in r.kinds())
+        long_ago = datetime.now(UTC) - timedelta(minutes=5)
+        api.plane.status_sink.announce(AgentHeartbeat(
+            agent_id="agent-gone", address="127.0.0.1:1", tenants=("default",),
+            observed_at=long_ago, started_at=long_ago))
+        hook.wait(lambda r: "agent_silent" in r.kinds())
+        with sqlite3.connect(settings.data_dir / "events.sqlite") as connection:
+            connection.execute("UPDATE stored_events SET state = ? WHERE rowid = 1",
+                               (b"edited behind the service's back",))
+        hook.wait(lambda r: "audit_tampered" in r.kinds())
+        time.sleep(1.5)  # more audits pass: the same edit does not notify again
+    finally:
+        api.close()
+        hook.close()
+        rig.smtp.close()
+    bodies = {g.body["type"]: g.body for g in hook.delivered().values()}
+    assert "40 calls in a minute" in bodies["fraud_alert"]["detail"]
+    assert bodies["agent_silent"]["agent_id"] == "agent-gone"
+    assert "position 1" in bodies["audit_tampered"]["title"]
+    assert hook.kinds().count("audit_tampered") == 1
