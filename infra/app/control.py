@@ -89,6 +89,7 @@ class ControlPlane:
     agent: AgentParts | None = None  # embedded mode: the agent follows the store
     relay: Any = None  # distributed mode: infra.messaging.relay.Relay
     status_pump: Any = None  # distributed mode: infra.messaging.feeds.StatusPump
+    witness: Any = None  # distributed mode: infra.messaging.witness.HeadWitness
     notifier: Notifier | None = None  # off with TRUNKPLANE_NOTIFY=off
     call_pump: Any = None  # distributed mode: infra.messaging.calls.CallPump
 
@@ -234,6 +235,7 @@ def _distributed(plane: ControlPlane, settings: Settings,
     from infra.messaging.calls import CONTROL_GROUP, CallPump, KafkaCallFeed
     from infra.messaging.feeds import KafkaStatusFeed, StatusPump
     from infra.messaging.relay import DatabasePositions, Relay
+    from infra.messaging.witness import HEADS_LOCK, HeadWitness
 
     kafka = settings.kafka
     assert kafka is not None
@@ -249,6 +251,10 @@ def _distributed(plane: ControlPlane, settings: Settings,
         plane.notifier.relay_lag = lambda: plane.app.head() - relay.position
     plane.process.add(plane.relay)
     plane.process.add(plane.status_pump)
+    plane.witness = HeadWitness(_ledger(plane.app).ledger, codec, kafka,
+                                DatabasePositions(plane.views),
+                                leader=Leader(settings.database_url, HEADS_LOCK))
+    plane.process.add(plane.witness)
     plane.call_pump = CallPump(KafkaCallFeed(kafka, CONTROL_GROUP, codec,
                                              client_id="trunkplane-control-calls"),
                                plane.calls.record)

@@ -50,6 +50,10 @@ class KafkaSettings:
     def calls_topic(self) -> str:
         return f"{self.topic_prefix}calls"
 
+    @property
+    def heads_topic(self) -> str:
+        return f"{self.topic_prefix}heads"
+
     def dead_letters(self, topic: str) -> str:
         return f"{topic}.dlq"
 

@@ -29,8 +29,10 @@ from domain.status import (
     TrunkState,
 )
 from domain.trunk_settings import SECRET_FIELDS
+from infra.ledger.signing import SignedHead
 from infra.messaging.schemas import (
     CALL_RECORD,
+    HEAD_RECORD,
     HEARTBEAT_RECORD,
     STATUS_RECORD,
     aggregate_of,
@@ -170,6 +172,12 @@ class AvroCodec:
             "ended_at": r.ended_at, "final_code": r.final_code,
             "final_reason": r.final_reason, "hangup_by": r.hangup_by})
 
+    def encode_head(self, head: SignedHead, position: int) -> bytes:
+        return self._write(HEAD_RECORD, {
+            "tree_size": head.size, "timestamp_ms": head.timestamp_ms,
+            "root_hash": head.root, "key_id": head.key_id, "signature": head.signature,
+            "position": position})
+
     def decode(self, payload: bytes) -> Decoded:
         if len(payload) < 10 or payload[:2] != MAGIC:
             raise AvroError("not an Avro single-object payload (no C3 01 marker)")
@@ -192,6 +200,10 @@ class AvroCodec:
             return Decoded(name, 0, str(record["tenant"]), _observation(record))
         if name == CALL_RECORD:
             return Decoded(name, 0, str(record["tenant"]), _call(record))
+        if name == HEAD_RECORD:
+            return Decoded(name, int(record["position"]), "", SignedHead(
+                record["tree_size"], record["timestamp_ms"], record["root_hash"],
+                record["key_id"], record["signature"]))
         if name == HEARTBEAT_RECORD:
             return Decoded(name, 0, "", AgentHeartbeat(
                 record["agent_id"], record["address"], tuple(record["tenants"]),

@@ -46,6 +46,7 @@ AGGREGATE_RECORDS: dict[type, str] = {
 STATUS_RECORD = "domain.status.StatusObservation"  # published name, kept as released
 HEARTBEAT_RECORD = "domain.status.AgentHeartbeat"  # published name, kept as released
 CALL_RECORD = "domain.calls.CallRecord"  # published name: keep it when the class moves
+HEAD_RECORD = "infra.ledger.SignedHead"  # published name: keep it when the class moves
 _AGGREGATES = {aggregate.__name__: aggregate for aggregate in AGGREGATE_RECORDS}
 
 _STRINGS = {"type": "array", "items": "string"}
@@ -243,12 +244,28 @@ def call_schema() -> dict[str, Any]:
     }
 
 
+def head_schema() -> dict[str, Any]:
+    """A signed tree head (infra.ledger.signing.SignedHead) and the log position it
+    covers: the broker keeps a second copy of every head, out of the database's reach."""
+    return {
+        "type": "record", "name": HEAD_RECORD.rpartition(".")[2],
+        "namespace": HEAD_RECORD.rpartition(".")[0],
+        "fields": [{"name": "tree_size", "type": "long"},
+                   {"name": "timestamp_ms", "type": "long"},
+                   {"name": "root_hash", "type": "bytes"},
+                   {"name": "key_id", "type": "string"},
+                   {"name": "signature", "type": "bytes"},
+                   {"name": "position", "type": "long"}],
+    }
+
+
 def current_schemas() -> dict[str, dict[str, Any]]:
     """What the code writes today, by record full name."""
     schemas = {record_name(cls): event_schema(cls) for cls in published_events()}
     schemas[STATUS_RECORD] = status_schema()
     schemas[HEARTBEAT_RECORD] = heartbeat_schema()
     schemas[CALL_RECORD] = call_schema()
+    schemas[HEAD_RECORD] = head_schema()
     return schemas
 
 

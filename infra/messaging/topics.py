@@ -26,7 +26,7 @@ class TopicResult:
 
 
 def init_topics(kafka: KafkaSettings, timeout: float = 30.0) -> list[TopicResult]:
-    """Creates the events, status and calls topics and their dead-letter topics; topics
+    """Creates the events, status, calls and heads topics and the dead-letter topics; topics
     that exist are left as they are. Idempotent."""
     events = {"retention.ms": str(kafka.events_retention_ms), "cleanup.policy": "delete"}
     status = {"cleanup.policy": "compact", "retention.ms": str(kafka.status_retention_ms)}
@@ -36,6 +36,8 @@ def init_topics(kafka: KafkaSettings, timeout: float = 30.0) -> list[TopicResult
         (kafka.events_topic, kafka.partitions, events),
         (kafka.status_topic, kafka.partitions, status),
         (kafka.calls_topic, kafka.partitions, calls),
+        # one partition, kept forever: every signed head in order, a witness of the log
+        (kafka.heads_topic, 1, {"retention.ms": "-1", "cleanup.policy": "delete"}),
         (kafka.dead_letters(kafka.events_topic), 1, letters),
         (kafka.dead_letters(kafka.status_topic), 1, letters),
         (kafka.dead_letters(kafka.calls_topic), 1, letters),

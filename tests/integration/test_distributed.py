@@ -4,6 +4,7 @@ Kafka-protocol broker; the CLI drives the control plane."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from infra.cli.exits import Exit
+from infra.messaging.codec import AvroCodec
 from infra.security.sealing import WireCipher
 from tests.conftest import WIRE_KEY
 from tests.integration.test_cli import CLI, Server, free_port
@@ -45,7 +47,7 @@ def test_control_plane_and_agent_through_kafka(broker: object, fresh_postgres_ur
     assert "created  e2e.events  4 partitions" in init.stdout
     again = subprocess.run([*CLI, "kafka", "init"], env={**os.environ, **env},
                            capture_output=True, text=True, timeout=60, check=False)
-    assert again.stdout.count("exists ") == 6  # events, status, calls and their dead letters
+    assert again.stdout.count("exists ") == 7  # events, status, calls, heads, dead letters
 
     control = Server(tmp_path / "control", "control", TRUNKPLANE_DATABASE_URL=fresh_postgres_url,
                      **env)
@@ -76,6 +78,16 @@ def test_control_plane_and_agent_through_kafka(broker: object, fresh_postgres_ur
             assert time.monotonic() < deadline, shown
             time.sleep(0.2)
         assert "TRUNKPLANE_SIP_DESTINATIONS" in control.cli("--json", "trunk", "status").stdout
+
+        # the control plane's signed heads, witnessed by the broker (infra.messaging.witness)
+        head = json.loads(control.cli("--json", "audit", "head").stdout)
+        codec = AvroCodec(WireCipher(f"w1:{WIRE_KEY}"))
+        deadline = time.monotonic() + 30
+        while int(head["tree_size"]) not in (sizes := [
+                codec.decode(r.value).value.size for r in read_topic(bootstrap, "e2e.heads")]):
+            assert time.monotonic() < deadline, f"head {head} not on e2e.heads: {sizes}"
+            time.sleep(0.5)
+        assert sizes == sorted(sizes)
 
         # no clear password on the broker
         for topic in ("e2e.events", "e2e.status"):
