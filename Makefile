@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run demo-provider test lint typecheck unit protos bench bench-rebuild bench-relay bench-registrations bench-admission bench-calls clean
+.PHONY: run demo-provider demo-call test lint typecheck unit protos bench bench-rebuild bench-relay bench-registrations bench-admission bench-calls clean
 
 run: $(RUNTIME)
 	$(BIN)/trunkplane serve
@@ -15,6 +15,10 @@ run: $(RUNTIME)
 demo-provider: $(RUNTIME)
 	infra/demo/ensure.sh
 	$(BIN)/python infra/demo/provider.py
+
+# The demo phone dials the demo DID (the provider sends it to the trunk registered as 1001).
+demo-call: $(RUNTIME)
+	$(BIN)/python infra/demo/provider.py call
 
 test: $(DEV)
 	$(BIN)/ruff check .

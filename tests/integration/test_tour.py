@@ -54,6 +54,8 @@ class Demo:
     port: int
     process: subprocess.Popen[bytes]
     directory: Path
+    env: dict[str, str]
+    pbx: int
 
 
 @pytest.fixture
@@ -63,16 +65,17 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
         if os.environ.get("TRUNKPLANE_REQUIRE_POSTGRES"):
             raise RuntimeError("kamailio or baresip is missing (make test installs them)")
         pytest.skip("no kamailio or baresip: make demo-provider installs them")
-    port = free_port()
+    port, pbx = free_port(), free_port()
     directory = tmp_path / "demo"
     env = {**os.environ, "DEMO_DIR": str(directory), "DEMO_SIP_PORT": str(port),
-           "DEMO_PHONE_PORT": str(free_port())}
+           "DEMO_PHONE_PORT": str(free_port()), "DEMO_PBX_PORT": str(pbx),
+           "DEMO_PHONE_CTRL": str(free_port()), "DEMO_PBX_CTRL": str(free_port())}
     process = subprocess.Popen([sys.executable, str(ROOT / "infra/demo/provider.py")],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert process.stdout is not None
     banner = process.stdout.readline().decode()
     assert banner.startswith("demo provider:"), banner + process.stdout.read().decode()
-    yield Demo(port, process, directory)
+    yield Demo(port, process, directory, env, pbx)
     process.terminate()
     assert process.wait(timeout=30) == 0
 
@@ -86,7 +89,7 @@ def test_the_readme_tour_word_for_word(demo: Demo, tmp_path: Path) -> None:
     pbx_face = free_port()
     server = Server(tmp_path, TRUNKPLANE_PBX_LISTEN=f"127.0.0.1:{pbx_face}")
     server.start()
-    env = {**server.local_env(), "PATH": f"{BIN}:{os.environ['PATH']}",
+    env = {**demo.env, **server.local_env(), "PATH": f"{BIN}:{os.environ['PATH']}",
            "TRUNKPLANE_SERVER": f"127.0.0.1:{server.port}", "TOUR_DIR": str(tmp_path)}
     silent = free_port()
     lease = ""
@@ -95,6 +98,9 @@ def test_the_readme_tour_word_for_word(demo: Demo, tmp_path: Path) -> None:
         for step in tour_steps((ROOT / "README.md").read_text()):
             command = (step.command.replace("127.0.0.1:5070", f"127.0.0.1:{demo.port}")
                        .replace("127.0.0.1:5072", f"127.0.0.1:{silent}")
+                       .replace("127.0.0.1:5076", f"127.0.0.1:{demo.pbx}")
+                       .replace("make demo-call",  # what the make target runs
+                                f"{sys.executable} {ROOT}/infra/demo/provider.py call")
                        .replace("127.0.0.1:5080", f"127.0.0.1:{pbx_face}")
                        .replace(" infra/demo/", f" {ROOT}/infra/demo/")  # run elsewhere
                        .replace("LEASE_ID", lease))
@@ -124,11 +130,13 @@ def test_the_readme_tour_word_for_word(demo: Demo, tmp_path: Path) -> None:
         assert "12125551234" in resolved and "voco" in resolved
         acquired = next(v for k, v in outputs.items() if "channel acquire" in k)
         assert re.search(r"^trunk\s+voco$", acquired, re.M), acquired
+        answered = next(v for k, v in outputs.items() if "provider.py call" in k)
+        assert "15551234567: answered" in answered
         placed = next(v for k, v in outputs.items() if "demo/call.py" in k)
         assert "407" not in placed and "200 OK" in placed, placed  # the agent took the 407
         records = json.loads(_run("trunkplane calls --json", env).stdout)["calls"]
         assert [(r["direction"], r["final_code"], r["number_sent"]) for r in records] == [
-            ("outbound", 200, "2001")], records
+            ("inbound", 200, "15551234567"), ("outbound", 200, "2001")], records  # newest first
     finally:
         server.stop()
 
