@@ -133,14 +133,31 @@ class Kamailio:
         mapping = "\n".join(f'        if ($rU == "{did}") {{ $rU = "{user}"; }}'
                             for did, user in (dids or {}).items())
         self.config = workdir / "kamailio.cfg"
-        self.config.write_text(CONFIG.format(
-            address=address, udp=self.udp, tcp=self.tcp, tls=self.tls, modules=_modules(),
-            loads=loads, dir=workdir, default_expires=default_expires,
-            min_expires=min_expires, max_expires=max_expires, children=children,
-            calls=IN_DIALOG if calls else "", invite=INVITE % mapping if calls else ""))
+        self._settings = dict(
+            address=address, modules=_modules(), loads=loads, dir=workdir,
+            default_expires=default_expires, min_expires=min_expires, max_expires=max_expires,
+            children=children, calls=IN_DIALOG if calls else "",
+            invite=INVITE % mapping if calls else "")
         self.log = workdir / "kamailio.log"
         self.process: subprocess.Popen[bytes] | None = None
-        self.start()
+        self._first_start()
+
+    def _first_start(self, attempts: int = 3) -> None:
+        """The ports come from free_port(), and on a machine shared with other test runs
+        another process may bind one before Kamailio does (seen once): new ports, again."""
+        for attempt in range(attempts):
+            self.config.write_text(CONFIG.format(udp=self.udp, tcp=self.tcp, tls=self.tls,
+                                                 **self._settings))
+            self.log.write_bytes(b"")
+            try:
+                self.start()
+                return
+            except RuntimeError:
+                if attempt + 1 == attempts or "Address already in use" not in (
+                        self.log.read_text()):
+                    raise
+                self.stop()
+                self.udp, self.tcp, self.tls = free_port(), free_port(), free_port()
 
     def start(self) -> None:
         self.process = subprocess.Popen(
