@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the SIP peers the tests start on loopback: Kamailio with its SQLite and TLS
-# modules (the provider's registrar), sipsak, and openssl for their certificates.
+# modules (the provider's registrar and call proxy), sipsak, baresip (the PBX and far-end
+# phones of the calls tests), and openssl for their certificates.
 set -euo pipefail
 missing=()
 command -v kamailio >/dev/null || missing+=(kamailio)
 ls /usr/lib/*/kamailio/modules/db_sqlite.so >/dev/null 2>&1 || missing+=(kamailio-sqlite-modules)
 ls /usr/lib/*/kamailio/modules/tls.so >/dev/null 2>&1 || missing+=(kamailio-tls-modules)
 command -v sipsak >/dev/null || missing+=(sipsak)
+command -v baresip >/dev/null || missing+=(baresip-core)  # the calls tests' phones
 command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} (Debian packages)" >&2
