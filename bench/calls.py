@@ -80,11 +80,13 @@ async def _one(pbx: ScriptedUA, target: tuple[str, int], hold: float,
         stats["lost"] += 1
     else:
         stats["refused"] += 1
+        stats["codes"][outcome.code] = stats["codes"].get(outcome.code, 0) + 1
 
 
 async def _closed_loop(pbx: ScriptedUA, target: tuple[str, int], workers: int,
                        seconds: float, hold: float) -> dict[str, Any]:
-    stats: dict[str, Any] = {"completed": 0, "lost": 0, "refused": 0, "pdd": []}
+    stats: dict[str, Any] = {"completed": 0, "lost": 0, "refused": 0, "pdd": [],
+                             "codes": {}}
     deadline = time.monotonic() + seconds
 
     async def worker() -> None:
@@ -98,7 +100,8 @@ async def _closed_loop(pbx: ScriptedUA, target: tuple[str, int], workers: int,
 
 async def _fixed_rate(pbx: ScriptedUA, target: tuple[str, int], rate: float,
                       seconds: float) -> dict[str, Any]:
-    stats: dict[str, Any] = {"completed": 0, "lost": 0, "refused": 0, "pdd": []}
+    stats: dict[str, Any] = {"completed": 0, "lost": 0, "refused": 0, "pdd": [],
+                             "codes": {}}
     tasks = []
     started = time.monotonic()
     for n in range(int(rate * seconds)):
@@ -240,7 +243,7 @@ def main() -> None:
             wait_for(lambda: not rig.b2bua.calls, 15, "calls to end")
             print(f"calls lost (agent, Kamailio): {through_agent['lost']}, "
                   f"{through_kamailio['lost']}; refused by the agent: "
-                  f"{through_agent['refused']}")
+                  f"{through_agent['refused']} {through_agent['codes'] or ''}")
             limit_run(rig, load, trunk, seconds)
             wait_for(lambda: not rig.b2bua.calls, 15, "calls to end")
             leaked = rig.admission.leases()
