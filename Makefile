@@ -27,7 +27,7 @@ test: $(DEV)
 	infra/scripts/ensure-browser.sh
 	infra/scripts/ensure-prometheus.sh
 	TRUNKPLANE_TEST_DATABASE_URL="$$(infra/scripts/ensure-postgres.sh)" \
-	TRUNKPLANE_REQUIRE_POSTGRES=1 $(BIN)/pytest -q
+	TRUNKPLANE_REQUIRE_POSTGRES=1 $(BIN)/pytest -q --durations=20
 
 unit: $(DEV)
 	$(BIN)/pytest -q tests/unit
