@@ -51,6 +51,8 @@ class CallStore:
                         "hangup_by TEXT NOT NULL, attempts TEXT NOT NULL)")
             cur.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_recent ON {TABLE} "
                         "(tenant, started_at, record_key)")
+            # The hourly retention deletes by start time across tenants.
+            cur.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_started ON {TABLE} (started_at)")
 
     def record(self, records: Sequence[CallRecord]) -> None:
         """Stores the records in one transaction; one already stored is left as it is."""
