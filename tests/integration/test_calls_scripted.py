@@ -5,6 +5,7 @@ the far side received, the channel counts and the call records."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -341,3 +342,44 @@ def test_malformed_invites_get_400_and_count_nothing(rig: Rig, pbx: ThreadedUA) 
 
 def _unused(_: Request) -> None:
     pass
+
+
+def test_pbx_face_over_tcp_and_tls(tmp_path: Path) -> None:
+    """An INVITE over TCP and over TLS on the PBX face is answered on its own connection
+    (100 Trying, then the final answer: the tenant has no trunk here, 503)."""
+    import socket
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "face.crt", tmp_path / "face.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout",
+                    str(key), "-out", str(cert)], check=True, capture_output=True)
+    rig = Rig(pbx_tls_port=0, tls_cert=str(cert), tls_key=str(key))
+    try:
+        assert rig.b2bua.pbx is not None
+        ports = rig.b2bua.pbx.transport.stream_ports
+        context = ssl.create_default_context(cafile=str(cert))
+        for kind in ("tcp", "tls"):
+            raw = socket.create_connection(("127.0.0.1", ports[kind]), timeout=5)
+            stream = context.wrap_socket(raw, server_hostname="127.0.0.1") if kind == "tls" \
+                else raw
+            with stream:
+                local = stream.getsockname()
+                via = f"SIP/2.0/{kind.upper()} 127.0.0.1:{local[1]};branch=z9hG4bK{kind}1"
+                invite = (f"INVITE sip:2125551234@127.0.0.1 SIP/2.0\r\nVia: {via}\r\n"
+                          f"From: <sip:201@127.0.0.1>;tag=a{kind}\r\n"
+                          "To: <sip:2125551234@127.0.0.1>\r\n"
+                          f"Call-ID: {kind}-call@pbx\r\nCSeq: 1 INVITE\r\n"
+                          f"Contact: <sip:201@127.0.0.1:{local[1]};transport={kind}>\r\n"
+                          "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode()
+                stream.sendall(invite)
+                received = b""
+                while b"SIP/2.0 503" not in received:
+                    chunk = stream.recv(65536)
+                    assert chunk, received
+                    received += chunk
+                assert received.startswith(b"SIP/2.0 100 Trying"), received
+    finally:
+        rig.close()
