@@ -22,6 +22,7 @@ from domain.trunk_settings import WEAK_PASSWORD_LENGTH
 from domain.values import Transport, parse_host_port
 from infra.config.settings import Settings, SettingsError
 from infra.grpc_api.clients import credentials
+from infra.ledger.signing import load_signer, signing_key_path
 from infra.security.keys import cipher_key
 from sipagent.destinations import Destinations
 
@@ -53,6 +54,7 @@ def examine(settings: Settings, server: str) -> Iterator[Finding]:
         return
     try:
         yield Finding("ok", "event store", f"{settings.describe_store()}, {app.head()} events")
+        yield from _signing(settings)
         yield from _server(server)
         yield from _exposure(settings)
         yield from _metrics(settings)
@@ -62,6 +64,27 @@ def examine(settings: Settings, server: str) -> Iterator[Finding]:
         yield from _trunks(app, settings)
     finally:
         app.close()
+
+
+def _signing(settings: Settings) -> Iterator[Finding]:
+    """The key that signs tree heads: beside the data, whoever can edit the store can also
+    sign a rewritten history."""
+    try:
+        signer = load_signer(settings, create=False)
+    except SettingsError as error:
+        yield Finding("fail", "signing key", str(error),
+                      "set TRUNKPLANE_SIGNING_KEY_FILE to the key's path (or start the "
+                      "service once to create one)")
+        return
+    path = signing_key_path(settings)
+    inside = not settings.signing_key and path.resolve().is_relative_to(
+        settings.data_dir.resolve())
+    if inside:
+        yield Finding("warn", "signing key", f"{path} (key id {signer.key_id}) lies in the "
+                      "data directory: whoever can edit the store can sign a rewritten history",
+                      "move it to another volume and set TRUNKPLANE_SIGNING_KEY_FILE to it")
+    else:
+        yield Finding("ok", "signing key", f"key id {signer.key_id}, kept apart from the data")
 
 
 def _exposure(settings: Settings) -> Iterator[Finding]:

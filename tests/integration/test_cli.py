@@ -290,6 +290,7 @@ def test_doctor_names_what_is_wrong_and_the_fix(server: Server) -> None:
     assert report.returncode == 1, report.stdout
     lines = report.stdout
     assert "OK   event store: SQLite" in lines
+    assert "WARN signing key:" in lines and "TRUNKPLANE_SIGNING_KEY_FILE" in lines
     assert "OK   service: 127.0.0.1" in lines and "SERVING" in lines
     assert f"OK   trunk reachable: 127.0.0.1:{open_port} accepts TCP connections" in lines
     assert f"FAIL trunk unreachable: cannot connect to 127.0.0.1:{closed_port} over tcp" in lines
