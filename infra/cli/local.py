@@ -126,12 +126,15 @@ def _token_action(args: argparse.Namespace) -> int:
         except ValueError as error:
             _error(args, str(error))
             return Exit.USAGE
+        _record(settings, "token_created", {"id": token_id, "principal": args.principal,
+                                            "role": args.role})
         _out(args, {"id": token_id, "principal": args.principal, "role": args.role,
                     "token": clear or None},
              clear or f"registered certificate principal {args.principal} as {token_id}")
         return Exit.OK
     if args.action == "revoke":
         if store.revoke(args.id):
+            _record(settings, "token_revoked", {"id": args.id})
             _out(args, {"revoked": args.id}, f"revoked {args.id}")
             return Exit.OK
         _error(args, f"no token {args.id} (see `trunkplane tokens list`)")
@@ -159,6 +162,9 @@ def _keys(args: argparse.Namespace) -> int:
         return Exit.SETTINGS
     try:
         if args.action == "rotate":
+            # recorded first, sealed with a key the running service already holds
+            _record(settings, "cipher_key_rotated",
+                    {"new_key": f"k{len(key_ring(settings, create=False))}"})
             key_id = rotate(settings)
             _out(args, {"added": key_id, "restart_needed": True},
                  f"added key {key_id}; restart the service to seal new events with it "
@@ -173,6 +179,34 @@ def _keys(args: argparse.Namespace) -> int:
          "\n".join(f"{name}{'  (seals new events)' if i == len(names) - 1 else ''}"
                    for i, name in enumerate(names)))
     return Exit.OK
+
+
+def _record(settings: Settings, action: str, detail: dict[str, str]) -> None:
+    """An action taken on this machine goes into the history too, by the local user, when
+    there is a store to write it to; the action itself never fails for it."""
+    import getpass
+    import logging
+
+    from domain.model import CommandMeta
+    from domain.operations import OperatorAction
+    from infra.app.control import build_app
+    from infra.security.keys import cipher_key
+
+    if not settings.database_url and not (settings.data_dir / "events.sqlite").exists():
+        return
+    try:
+        cipher_key(settings, create=False)
+        app = build_app(settings)
+    except Exception as error:  # no store or key here: nothing to record into
+        print(f"note: not recorded in the history: {error}", file=sys.stderr)
+        return
+    try:
+        app.save(OperatorAction.record("", action, detail,
+                                       CommandMeta(actor=f"local:{getpass.getuser()}")))
+    except Exception:
+        logging.getLogger(__name__).warning("could not record %s", action, exc_info=True)
+    finally:
+        app.close()
 
 
 def _doctor(args: argparse.Namespace) -> int:

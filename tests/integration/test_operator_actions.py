@@ -4,6 +4,7 @@ each with who and which request; unknown event types and partial actors get a hi
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import grpc
@@ -11,6 +12,8 @@ import pytest
 
 from tests.conftest import Api
 from tests.integration.helpers import create_trunk
+from tests.integration.test_cli import Server
+from tests.integration.test_cli import server as server
 from trunkplane.v1 import audit_pb2, audit_pb2_grpc, trunk_pb2
 
 
@@ -53,3 +56,20 @@ def test_filters_that_would_find_nothing_say_why(api: Api) -> None:
         audit.ListChanges(audit_pb2.ListChangesRequest(
             filter=audit_pb2.ChangeFilter(subject="never")))
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_tokens_and_key_rotations_at_the_command_line_are_recorded(server: Server) -> None:
+    made = server.cli("--json", "tokens", "create", "--principal", "eve@example.com",
+                      "--role", "auditor")
+    token_id = json.loads(made.stdout)["id"]
+    assert server.cli("tokens", "revoke", token_id).returncode == 0
+    assert server.cli("keys", "rotate").returncode == 0
+    listed = json.loads(server.cli("--json", "audit", "list", "--all-tenants").stdout)["changes"]
+    seen = {(c["entry"]["event_type"], c["subject_name"]) for c in listed}
+    assert {("TokenCreated", "token_created"), ("TokenRevoked", "token_revoked"),
+            ("CipherKeyRotated", "cipher_key_rotated")} <= seen
+    created = [c for c in listed if c["entry"]["event_type"] == "TokenCreated"
+               and {"field": "principal", "new_value": "eve@example.com"}
+               in c["entry"]["changes"]]
+    assert created and created[0]["entry"]["actor"].startswith("local:")
+    assert server.cli("audit", "verify").returncode == 0
