@@ -115,6 +115,7 @@ def agent_parts(settings: Settings, feed: EventFeed, sink: StatusSink,
                           detector=FraudDetector(alerts))
     metrics.watch_agent(state, feed, sip, admission)
     records = QueuedCallSink(write_calls)
+    metrics.watch_call_records(sink=records)
     b2bua = None
     if sip is not None and settings.calls is not None:
         b2bua = B2BUA(replace(settings.calls, agent_id=agent_id), admission, state, records,

@@ -259,6 +259,7 @@ def _distributed(plane: ControlPlane, settings: Settings,
                                              client_id="trunkplane-control-calls"),
                                plane.calls.record)
     plane.process.add(plane.call_pump)
+    plane.process.metrics.watch_call_records(pump=plane.call_pump)
 
 
 def serve(settings: Settings, mode: str = "serve") -> None:

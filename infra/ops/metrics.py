@@ -72,6 +72,11 @@ class Metrics:
                    getattr(feed, "dead_letters", 0)),
         ]))
 
+    def watch_call_records(self, sink: Any = None, pump: Any = None) -> None:
+        """sink: the agent's sipagent.call_records.QueuedCallSink; pump: the control
+        plane's infra.messaging.calls.CallPump (distributed mode)."""
+        self.registry.register(_Gauges(lambda: _call_record_families(sink, pump)))
+
     def serve(self, listen: str) -> int:
         """Starts the /metrics endpoint; returns its port (useful when asked for port 0)."""
         host, _, port = listen.rpartition(":")
@@ -168,6 +173,31 @@ def _agents_silence(agents: list[Doc]) -> GaugeMetricFamily:
     return silent
 
 
+def _call_record_families(sink: Any, pump: Any) -> list[Any]:
+    families: list[Any] = []
+    if sink is not None:
+        families += [
+            _gauge("trunkplane_call_records_pending",
+                   "Call records the agent holds, not yet written (store or calls topic)",
+                   sink.pending),
+            _counter("trunkplane_call_records_written", "Call records the agent wrote",
+                     sink.written),
+            _counter("trunkplane_call_records_dropped",
+                     "Call records lost because the queue was full (the store or broker "
+                     "was away too long)", sink.dropped)]
+    if pump is not None:
+        families.append(_counter("trunkplane_call_records_pumped",
+                                 "Call records this control plane copied from the calls "
+                                 "topic into its store", pump.stored))
+    return families
+
+
+def _counter(name: str, help_text: str, value: float) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, help_text)
+    family.add_metric([], value)
+    return family
+
+
 def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, help_text)
     family.add_metric([], value)
@@ -175,7 +205,7 @@ def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
 
 
 class _Gauges(Collector):
-    def __init__(self, read: Callable[[], list[GaugeMetricFamily]]) -> None:
+    def __init__(self, read: Callable[[], list[Any]]) -> None:
         self.read = read
 
     def collect(self) -> Iterator[Any]:

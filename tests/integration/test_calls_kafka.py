@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient
+from prometheus_client import generate_latest
 
 from domain import commands
 from domain.application import TrunkplaneApp
@@ -20,6 +21,7 @@ from infra.config.settings import KafkaSettings
 from infra.messaging.calls import CallPump, KafkaCallFeed, KafkaCallSink
 from infra.messaging.codec import AvroCodec
 from infra.messaging.relay import Relay
+from infra.ops.metrics import Metrics
 from infra.security.sealing import WireCipher
 from projections.calls import CallQuery, CallStore
 from projections.db import Database, PostgresDatabase, SqliteDatabase
@@ -89,6 +91,11 @@ def test_records_go_through_the_calls_topic_into_the_store_once(
         assert sorted(page, key=lambda r: r.call_id) == sorted(
             (r for r in records if r.tenant == tenant), key=lambda r: r.call_id)
     assert feed.dead_letters == 1
+    metrics = Metrics()
+    metrics.watch_call_records(sink=sink, pump=pump)
+    exposed = generate_latest(metrics.registry).decode()
+    assert "trunkplane_call_records_written_total 40.0" in exposed
+    assert "trunkplane_call_records_pumped_total 40.0" in exposed
     on_topic = read_topic(kafka.bootstrap, kafka.calls_topic)
     assert {r.key for r in on_topic} == {b"tenant-0", b"tenant-1", b"tenant-2"}
 

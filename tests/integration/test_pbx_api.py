@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from prometheus_client import generate_latest
 
 from domain.calls import CallAttempt, CallRecord
 from infra.app.control import CallRetention
@@ -213,6 +214,10 @@ def test_the_embedded_agents_records_reach_list_calls(api: Api) -> None:
         assert time.monotonic() < deadline, "the agent's sink wrote nothing"
         time.sleep(0.05)
     assert [(c.call_id, c.final_code) for c in found] == [("c1", 503)]
+    exposed = generate_latest(api.plane.metrics.registry).decode()
+    assert "trunkplane_call_records_written_total 1.0" in exposed
+    assert "trunkplane_call_records_pending 0.0" in exposed
+    assert "trunkplane_call_records_dropped_total 0.0" in exposed
 
 
 def test_the_embedded_agent_learns_the_pbx_from_the_store(api: Api) -> None:
