@@ -106,6 +106,10 @@ class ConfigView:
         rows = self._select("tenant = ? AND kind = 'pbx'", [tenant])
         return rows[0] if rows else None
 
+    def pbxes(self) -> list[Doc]:
+        """Every tenant's PBX access (secrets as fingerprints), by tenant."""
+        return self._select("kind = 'pbx'", [], order="tenant")
+
     def trunk_docs(self, tenant: str) -> list[Doc]:
         return self._select("tenant = ? AND kind = 'trunk' AND deleted = 0", [tenant])
 

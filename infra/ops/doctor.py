@@ -62,6 +62,7 @@ def examine(settings: Settings, server: str) -> Iterator[Finding]:
         yield from _agents(settings)
         yield from _faces(settings)
         yield from _trunks(app, settings)
+        yield from _pbx_networks(settings)
     finally:
         app.close()
 
@@ -259,6 +260,43 @@ def _trunks(app: TrunkplaneApp, settings: Settings) -> Iterator[Finding]:
         if trunk.settings["enabled"]:
             yield from _agent_view(entry["name"], trunk.settings, reported.get(trunk_id))
             yield from _options_probe(entry["name"], trunk.settings, settings)
+
+
+def _pbx_networks(settings: Settings) -> Iterator[Finding]:
+    """A network two tenants' PBXes both list: the agents refuse calls from it rather than
+    guess the tenant (a per-tenant write cannot see the other tenants to refuse it)."""
+    try:
+        docs = _read_views(settings, lambda view: view.pbxes())
+    except Exception as error:  # no views yet: nothing configured to check
+        yield Finding("warn", "PBX networks", f"cannot read the config view: {error}")
+        return
+    owners: dict[str, list[str]] = {}
+    for doc in docs:
+        if doc["settings"]["enabled"]:
+            for network in doc["settings"]["source_cidrs"]:
+                owners.setdefault(network, []).append(doc["tenant"])
+    shared = {network: tenants for network, tenants in owners.items() if len(tenants) > 1}
+    for network, tenants in sorted(shared.items()):
+        yield Finding("fail", "PBX networks", f"{network} is listed by tenants "
+                      f"{', '.join(tenants)}: calls from it are refused",
+                      "give each tenant's PBX its own network (or one host each): "
+                      "trunkplane --tenant T pbx set --source ...")
+    if docs and not shared:
+        yield Finding("ok", "PBX networks", f"{len(docs)} tenant PBX(es), no network listed "
+                                             "by two tenants")
+
+
+def _read_views(settings: Settings, read: Callable[[Any], T]) -> T:
+    """One read of the config view, closed after."""
+    from infra.store.views import open_views, view_store
+    from projections.config_view import ConfigView
+
+    views = open_views(settings)
+    try:
+        return read(ConfigView(view_store(settings, views), lambda: 0,
+                               lambda position, wait: True))
+    finally:
+        views.close()
 
 
 def _agents(settings: Settings) -> Iterator[Finding]:

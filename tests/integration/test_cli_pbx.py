@@ -122,3 +122,19 @@ def test_the_pbx_password_is_nowhere_to_be_read(tmp_path: Path) -> None:
             places[path.name] = path.read_bytes().decode("latin-1")
     assert {"events.sqlite", "views.sqlite"} <= places.keys()
     assert [name for name, text in places.items() if secret in text] == []
+
+
+def test_doctor_names_a_network_two_tenants_list(server: Server) -> None:
+    for tenant, networks in (("one", ["10.0.0.0/8", "192.0.2.1"]), ("two", ["10.0.0.0/8"]),
+                             ("three", ["10.1.0.0/16"])):
+        flags = [f for n in networks for f in ("--source", n)]
+        done = server.cli("--tenant", tenant, "pbx", "set", *flags)
+        assert done.returncode == 0, done.stderr
+    report = server.cli("doctor").stdout
+    assert "FAIL PBX networks: 10.0.0.0/8 is listed by tenants one, two: calls from it are " \
+           "refused" in report
+    assert "10.1.0.0/16" not in report and "192.0.2.1" not in report
+    fixed = server.cli("--tenant", "two", "pbx", "set", "--source", "10.2.0.0/16")
+    assert fixed.returncode == 0, fixed.stderr
+    assert "OK   PBX networks: 3 tenant PBX(es), no network listed by two tenants" in \
+        server.cli("doctor").stdout
