@@ -52,6 +52,7 @@ class Notifier:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_audit = datetime.min.replace(tzinfo=UTC)
+        self._rules_seen: dict[str, dict[str, Any]] = {}
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)
@@ -87,6 +88,7 @@ class Notifier:
     # --- deciding -------------------------------------------------------------------
 
     def _decide(self, now: datetime) -> None:
+        self._rules_seen.clear()  # each step reads each tenant's rules once
         with self.outbox.decide() as decision:
             changed: dict[str, Doc] = {}
             self._read_status(decision, changed, now)
@@ -208,8 +210,11 @@ class Notifier:
                  tenant, len(channels))
 
     def _rules(self, tenant: str) -> dict[str, Any]:
-        found = self.app.aggregate(AlertRules.id_for(tenant))
-        return found.settings if isinstance(found, AlertRules) else default_rules()
+        if tenant not in self._rules_seen:
+            found = self.app.aggregate(AlertRules.id_for(tenant))
+            self._rules_seen[tenant] = found.settings if isinstance(found, AlertRules) else (
+                default_rules())
+        return self._rules_seen[tenant]
 
     def _rule(self, tenant: str, name: str) -> dict[str, Any]:
         return dict(self._rules(tenant)["rules"][name])

@@ -53,6 +53,7 @@ def test_killed_between_deciding_and_delivering_delivers_once_per_key(
         listed = json.loads(server.cli("--json", "alerts", "list").stdout)
         channels = server.cli("--json", "alerts", "channel", "list").stdout
         history = server.cli("audit", "list").stdout
+        capacity = server.cli("capacity", "--days", "1")
     finally:
         server.stop()
     assert {g.key for g in hook.got} == {first.key}  # the same notification, sent again
@@ -62,6 +63,8 @@ def test_killed_between_deciding_and_delivering_delivers_once_per_key(
     assert [d["state"] for d in note["deliveries"]] == ["delivered"]
     assert '"secretSet": true' in channels.replace("secret_set", "secretSet")
     assert "ops-hook" in history  # the channel's creation is in the audited history
+    assert capacity.returncode == 0, capacity.stderr
+    assert "ADVICE (PEAK + 20%)" in capacity.stdout and "carrier" in capacity.stdout
     for text in (channels, history, json.dumps(listed), server.log.read_text()):
         assert SECRET not in text
 
