@@ -324,3 +324,19 @@ def test_fraud_alerts_silent_agents_and_an_edited_log_notify(
     assert bodies["agent_silent"]["agent_id"] == "agent-gone"
     assert "position 1" in bodies["audit_tampered"]["title"]
     assert hook.kinds().count("audit_tampered") == 1
+
+
+def test_views_lagging_behind_the_log_notify_and_catching_up_clears(quiet: Rig) -> None:
+    quiet.hook.fail_first = 0
+    quiet.configure({"lag": {"events": 1, "seconds": 1}}, email=False)
+    quiet.api.plane.runner.stop()  # the views stop reading the log; the writes go on
+    try:
+        quiet.api.plane.bus.run(partial(update_alert_rules, tenant="default",
+                                        rules={"fraud": {"enabled": True}},
+                                        reminder_seconds=1800, meta=META))
+        quiet.hook.wait(lambda r: "lag_high" in r.kinds())
+    finally:
+        quiet.api.plane.runner.start()
+    quiet.hook.wait(lambda r: "lag_normal" in r.kinds())
+    high = next(g.body for g in quiet.hook.delivered().values() if g.body["type"] == "lag_high")
+    assert high["behind"] >= 1 and high["view"]
