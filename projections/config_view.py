@@ -13,6 +13,7 @@ from typing import Any
 
 from domain.errors import NotFoundError, PreconditionError, ValidationError
 from domain.routing import Resolution, resolve_outbound
+from domain.text import fold_name
 from projections.state import Doc, display_name
 from projections.views import ViewStore
 
@@ -66,7 +67,7 @@ class ConfigView:
             rows = [r for r in rows if not r["deleted"]]
         if not rows and kind != "inbound":
             rows = self._select("tenant = ? AND kind = ? AND sort_key = ? AND deleted = 0",
-                                [tenant, kind, ref.strip().casefold()])
+                                [tenant, kind, fold_name(ref.strip())])
         return rows[0] if rows else None
 
     def trunks(self, tenant: str, page_size: int, token: str, trunk_type: str = "",
@@ -157,7 +158,7 @@ class ConfigView:
         page = rows[:size]
         more = len(rows) > size
         last = page[-1] if page else None
-        next_token = _encode_token((display_name(last).casefold(), last["id"])) if (
+        next_token = _encode_token((fold_name(display_name(last)), last["id"])) if (
             more and last) else ""
         return Page(page, next_token, total)
 

@@ -17,6 +17,7 @@ from domain.catalog import TenantCatalog
 from domain.model import Configured, Subject, event_name
 from domain.operations import OperatorAction
 from domain.operations import event_type as operation_type
+from domain.text import fold_name
 from domain.trunk_settings import SECRET_FIELDS
 from projections.db import Cursor, Database
 from projections.history import FieldChange, diff, flatten, render
@@ -60,7 +61,7 @@ class ConfigProjection(Projection):
     and the order of each tenant's outbound routes."""
 
     name = "config"
-    schema = 2
+    schema = 3  # 3: names keyed by NFKC case folding (domain.text.fold_name)
 
     def table_names(self, gen: int) -> list[str]:
         return [f"tp_config_g{gen}", f"tp_order_g{gen}"]
@@ -197,7 +198,7 @@ def _changes(before: Doc, after: Doc, keys: Iterable[str]) -> list[Any]:
 def _config_row(key: str, kind: str, position: int, doc: Doc) -> tuple[Any, ...]:
     name = display_name(doc)
     settings = doc["settings"]
-    return (key, kind, doc["tenant"], name, name.casefold(), settings.get("type", ""),
+    return (key, kind, doc["tenant"], name, fold_name(name), settings.get("type", ""),
             int(settings["enabled"]), int(doc["deleted"]), doc["version"], position,
             json.dumps(doc))
 

@@ -228,8 +228,12 @@ class SipAgent:
         self.transport = transport
         self._in_flight = asyncio.Semaphore(self.settings.max_in_flight)
         self._flusher = asyncio.ensure_future(self._flush_loop())
-        log.info("SIP agent %s on udp/tcp/tls from %s:%d", self.settings.agent_id,
-                 self.settings.listen_host, transport.listen_port)
+        log.info("SIP agent %s on udp/tcp/tls from %s:%d, sending to %s",
+                 self.settings.agent_id, self.settings.listen_host, transport.listen_port,
+                 self._destinations)
+        if not self.settings.destinations:
+            log.warning("SIP destinations not chosen: the agent sends only to globally "
+                        "routable addresses; set TRUNKPLANE_SIP_DESTINATIONS (CIDRs or `any`)")
 
     def _server_tls(self) -> ssl.SSLContext | None:
         if not (self.settings.tls_cert and self.settings.tls_key):

@@ -145,6 +145,7 @@ class CallContextInterceptor(grpc.ServerInterceptor):
             return
         revocable = self._revocable(context, admitted.record)
         for item in behaviour(request, revocable):
+            revocable.is_active()  # asked between messages too: a servicer may never ask
             if revocable.revoked:
                 break
             yield item
