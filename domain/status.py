@@ -75,6 +75,7 @@ class AgentHeartbeat:
     tenants: tuple[str, ...]
     observed_at: datetime
     started_at: datetime
+    leaving: bool = False  # its last word: a clean stop, not a silence to alert on
 
 
 class StatusSink(Protocol):

@@ -2,7 +2,14 @@
 accepted change with a position, so a watcher can resume exactly where it left off.
 Observations are applied idempotently: one that is not newer than the stored one (the
 same agent's sequence, or an earlier moment from another agent) changes nothing, so
-redelivery is harmless."""
+redelivery is harmless.
+
+Also the agent directory. An agent that stops cleanly says so (`left`); one whose
+heartbeats stop is `silent` after `silent_after` seconds (measured on this process's
+clock, from when its last heartbeat arrived) and dropped from the directory after
+`expire_after`. What a silent agent last observed is not shown as the truth: its
+trunks read `unknown`, naming the agent and what it last said, until a live agent (the
+new owner, or the same one back) reports them."""
 
 from __future__ import annotations
 
@@ -10,7 +17,7 @@ import json
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from domain.status import AgentHeartbeat, StatusObservation
@@ -23,8 +30,12 @@ Doc = dict[str, Any]
 
 
 class StatusView:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, silent_after: float = 9.0,
+                 expire_after: float = 3600.0) -> None:
         self.db = db
+        self.silent_after = silent_after
+        self.expire_after = expire_after
+        self._silent: set[str] = set()  # as of the last sweep
         self._changed = threading.Condition()
         serial = "BIGSERIAL" if db.dialect == "postgres" else "INTEGER"
         with db.transaction() as cur:
@@ -57,26 +68,71 @@ class StatusView:
         with self._changed:
             self._changed.notify_all()
 
-    def announce(self, heartbeat: AgentHeartbeat) -> None:
-        """The agent directory: the newest heartbeat of each agent."""
-        doc = json.dumps(asdict(heartbeat), default=_iso)
+    def announce(self, heartbeat: AgentHeartbeat,
+                 received_at: datetime | None = None) -> None:
+        """The agent directory: the newest heartbeat of each agent, with when it arrived
+        here (silence is judged on this clock, not the agent's)."""
+        doc = {**asdict(heartbeat), "received_at": received_at or datetime.now(UTC)}
         stamp = _iso(heartbeat.observed_at)
         with self.db.transaction() as cur:
             cur.execute(
                 f"INSERT INTO {AGENTS} VALUES (?, ?, ?) ON CONFLICT (agent_id) DO UPDATE SET "
                 f"observed_at = excluded.observed_at, doc = excluded.doc "
                 f"WHERE excluded.observed_at > {AGENTS}.observed_at",
-                (heartbeat.agent_id, stamp, doc))
+                (heartbeat.agent_id, stamp, json.dumps(doc, default=_iso)))
 
-    def agents(self) -> list[Doc]:
+    def agents(self, now: datetime | None = None) -> list[Doc]:
+        """Every agent heard of within `expire_after`, each with its `condition`: alive,
+        silent (no heartbeat for `silent_after`) or left (announced a clean stop)."""
+        now = now or datetime.now(UTC)
         with self.db.transaction() as cur:
             cur.execute(f"SELECT doc FROM {AGENTS} ORDER BY agent_id")
-            return [json.loads(row[0]) for row in cur.fetchall()]
+            docs = [json.loads(row[0]) for row in cur.fetchall()]
+        listed = []
+        for doc in docs:
+            quiet = (now - datetime.fromisoformat(doc.get("received_at")
+                                                  or doc["observed_at"])).total_seconds()
+            if quiet > self.expire_after:
+                continue
+            doc["condition"] = ("left" if doc.get("leaving") else
+                                "silent" if quiet > self.silent_after else "alive")
+            doc["quiet_seconds"] = quiet
+            listed.append(doc)
+        return listed
+
+    def silent_agents(self, now: datetime | None = None) -> dict[str, Doc]:
+        return {a["agent_id"]: a for a in self.agents(now) if a["condition"] == "silent"}
+
+    def _truthful(self, docs: list[Doc], silent: dict[str, Doc]) -> list[Doc]:
+        return [_unknown(doc, silent[doc["agent_id"]])
+                if doc["agent_id"] in silent and doc["state"] != "disabled" else doc
+                for doc in docs]
 
     def all(self) -> list[Doc]:
         with self.db.transaction() as cur:
             cur.execute(f"SELECT doc FROM {TABLE} ORDER BY tenant, trunk_id")
-            return [json.loads(row[0]) for row in cur.fetchall()]
+            docs = [json.loads(row[0]) for row in cur.fetchall()]
+        return self._truthful(docs, self.silent_agents())
+
+    def sweep(self, now: datetime | None = None) -> int:
+        """Logs, for watchers, the trunks of agents that went silent (as `unknown`) or
+        came back (their last observation again) since the last sweep; returns how many
+        changes it logged. Run it on one process (the projections' leader)."""
+        silent = self.silent_agents(now)
+        turned = set(silent) ^ self._silent
+        self._silent = set(silent)
+        if not turned:
+            return 0
+        marks = ", ".join("?" for _ in turned)
+        with self.db.transaction() as cur:
+            cur.execute(f"SELECT doc FROM {TABLE} WHERE agent_id IN ({marks})", sorted(turned))
+            docs = self._truthful([json.loads(row[0]) for row in cur.fetchall()], silent)
+            for doc in docs:
+                cur.execute(f"INSERT INTO {LOG} (tenant, trunk_id, doc) VALUES (?, ?, ?)",
+                            (doc["tenant"], doc["trunk_id"], json.dumps(doc)))
+        with self._changed:
+            self._changed.notify_all()
+        return len(docs)
 
     def count_by_state(self) -> dict[tuple[str, str], int]:
         counts: dict[tuple[str, str], int] = {}
@@ -92,7 +148,8 @@ class StatusView:
         with self.db.transaction() as cur:
             cur.execute(f"SELECT trunk_id, doc FROM {TABLE} WHERE tenant = ? "
                         f"AND trunk_id IN ({marks})", [tenant, *trunk_ids])
-            return {row[0]: json.loads(row[1]) for row in cur.fetchall()}
+            docs = [json.loads(row[1]) for row in cur.fetchall()]
+        return {doc["trunk_id"]: doc for doc in self._truthful(docs, self.silent_agents())}
 
     def head(self) -> int:
         with self.db.transaction() as cur:
@@ -111,6 +168,14 @@ class StatusView:
         """Returns when an observation was accepted, or after `timeout` seconds."""
         with self._changed:
             self._changed.wait(timeout)
+
+
+def _unknown(doc: Doc, agent: Doc) -> Doc:
+    """A silent agent's last word on a trunk, shown for what it is."""
+    said = f"{doc['state']}" + (f" {doc['reason']}" if doc.get("reason") else "")
+    return {**doc, "state": "unknown", "sip_code": 0, "registrations_up": 0, "contacts": [],
+            "reason": f"agent {agent['agent_id']} silent for {agent['quiet_seconds']:.0f} s "
+                      f"(its last report: {said})"}
 
 
 def _iso(moment: Any) -> str:

@@ -368,6 +368,9 @@ class SipAgent:
     async def _unregister_parked(self, keep: set[str]) -> int:
         gone = [w for trunk_id, w in self._parked.items() if trunk_id not in keep]
         await asyncio.gather(*(w.unregister() for w in gone), return_exceptions=True)
+        for worker in gone:
+            worker.report(TrunkState.UNREGISTERED, reason=f"agent {self.settings.agent_id} "
+                          "stopped and no other agent took the trunk over")
         self._parked = {}
         return len(gone)
 

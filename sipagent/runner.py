@@ -93,10 +93,12 @@ class Ticker:
 
 class Heartbeat:
     """Announces the agent every `every` seconds: its AgentService address and the tenants
-    it holds (a PBX finds its agent this way; doctor finds a silent one)."""
+    it holds (a PBX finds its agent this way; doctor finds a silent one). Often enough
+    that the control plane calls it silent (9 s by default) well within the consumer
+    group's session timeout, and its trunks stop reading `registered` by then."""
 
     def __init__(self, directory: AgentDirectory, agent_id: str, state: AgentState,
-                 every: float = 10.0) -> None:
+                 every: float = 2.0) -> None:
         self.directory = directory
         self.agent_id = agent_id
         self.state = state

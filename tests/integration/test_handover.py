@@ -94,3 +94,30 @@ def test_account_trunk_lines_move_one_binding_each(registrar: Kamailio) -> None:
     finally:
         old.stop()
         new.stop()
+
+
+def test_a_stop_unregisters_only_what_nobody_took_over(registrar: Kamailio) -> None:
+    from sipagent.handover import hand_over
+
+    leaving, seen = engine("agent-a", registrar)
+    other = "7f0c1c1e-1111-4a4a-9b9b-000000000002"
+    try:
+        leaving.update("acme", TRUNK, trunk(registrar.udp))
+        leaving.update("acme", other, trunk(registrar.udp, username="2002"))
+        seen.wait(TRUNK, registered)
+        seen.wait(other, registered)
+        asked: list[tuple[set[str], float]] = []
+
+        def taken_over(trunks: set[str], wait: float) -> set[str]:
+            asked.append((trunks, wait))
+            return {TRUNK}  # another agent reported this one
+
+        assert hand_over(leaving, taken_over, 3.0) == (1, 1)
+        assert asked == [({TRUNK, other}, 3.0)]
+        assert len(registrar.contacts("1001")) == 1  # left for its new owner
+        assert registrar.contacts("2002") == []
+        last = seen.wait(other, lambda o: o.state.value == "unregistered", timeout=5)
+        assert "no other agent took the trunk over" in last.reason
+    finally:
+        leaving.stop()
+    assert len(registrar.contacts("1001")) == 1  # the stop after a hand-over leaves it

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from domain.status import ContactStatus, PeerStatus, StatusObservation, TrunkState
+from domain.status import (
+    AgentHeartbeat,
+    ContactStatus,
+    PeerStatus,
+    StatusObservation,
+    TrunkState,
+)
+from projections.db import SqliteDatabase
+from projections.status import StatusView
 from tests.conftest import Api
 from tests.integration.helpers import create_trunk
 from trunkplane.v1 import trunk_pb2
@@ -93,3 +102,33 @@ def test_watch_opens_with_the_picture_follows_changes_and_resumes(api: Api) -> N
     first = next(only_voco)
     only_voco.cancel()
     assert (first.status.trunk_name, first.status.reason) == ("voco", "Forbidden")
+
+
+def test_a_silent_agents_trunks_read_unknown_until_a_live_agent_reports(tmp_path: Path
+                                                                        ) -> None:
+    view = StatusView(SqliteDatabase(tmp_path / "views.sqlite"), silent_after=9,
+                      expire_after=60)
+    now = datetime.now(UTC)
+    beat = AgentHeartbeat("agent-1", "127.0.0.1:1", ("default",), now, now)
+    view.announce(beat, received_at=now - timedelta(seconds=10))  # heard 10 s ago
+    view.publish([observation("t1", 1, TrunkState.REGISTERED, at=now, sip_code=200,
+                              reason="OK", registrations_up=1)])
+    shown = view.of("default", ["t1"])["t1"]
+    assert shown["state"] == "unknown" and shown["registrations_up"] == 0
+    assert shown["reason"] == "agent agent-1 silent for 10 s (its last report: registered OK)"
+    assert [a["condition"] for a in view.agents()] == ["silent"]
+    assert view.sweep() == 1  # watchers learn it once
+    assert view.sweep() == 0
+    assert view.changes_after("default", 0)[-1][1]["state"] == "unknown"
+
+    view.announce(AgentHeartbeat("agent-2", "127.0.0.1:2", ("default",), now, now))
+    view.publish([observation("t1", 1, TrunkState.REGISTERED, agent="agent-2",
+                              at=now + timedelta(seconds=1))])  # the new owner reports
+    assert view.of("default", ["t1"])["t1"]["state"] == "registered"
+    assert [a["condition"] for a in view.agents()] == ["silent", "alive"]
+
+    view.announce(AgentHeartbeat("agent-2", "127.0.0.1:2", (), now + timedelta(seconds=2),
+                                 now, leaving=True))
+    assert [a["condition"] for a in view.agents()] == ["silent", "left"]
+    later = now + timedelta(seconds=70)
+    assert [a["agent_id"] for a in view.agents(later)] == []  # expired from the directory
