@@ -35,7 +35,8 @@ enable_tls=yes
 mpath="{modules}"
 {loads}
 modparam("ctl", "binrpc", "unix:{dir}/kamailio_ctl")
-modparam("usrloc", "db_mode", 0)
+modparam("usrloc", "db_mode", {db_mode})
+modparam("usrloc", "db_url", "sqlite://{dir}/kamailio.db")
 modparam("registrar", "default_expires", {default_expires})
 modparam("registrar", "min_expires", {min_expires})
 modparam("registrar", "max_expires", {max_expires})
@@ -97,9 +98,13 @@ class Kamailio:
     def __init__(self, workdir: Path, users: dict[str, str], address: str = "127.0.0.1",
                  domain: str = "127.0.0.1", default_expires: int = 3600,
                  min_expires: int = 10, max_expires: int = 3600, children: int = 2,
-                 calls: bool = False, dids: dict[str, str] | None = None) -> None:
+                 calls: bool = False, dids: dict[str, str] | None = None,
+                 location_db: bool = False) -> None:
         """calls: proxy calls too (see CALL_*); dids: DID -> the user whose registered
-        Contact gets calls for it."""
+        Contact gets calls for it. `location_db`: the location table written through to
+        SQLite as it changes (usrloc db_mode 1), so a test can read every binding at once
+        however many there are (`ul.dump` does not fit a few hundred into one kamcmd
+        reply); one worker then, since SQLite takes one writer at a time."""
         if shutil.which("kamailio") is None or _modules() is None:
             if os.environ.get("TRUNKPLANE_REQUIRE_POSTGRES"):  # `make test`: all servers
                 raise RuntimeError("kamailio is not installed (make test installs it)")
@@ -120,8 +125,9 @@ class Kamailio:
             f"require_certificate = no\nprivate_key = {workdir / 'tls.key'}\n"
             f"certificate = {self.cert}\n")
         database = sqlite3.connect(workdir / "kamailio.db")
-        for schema in ("standard-create.sql", "auth_db-create.sql"):
+        for schema in ("standard-create.sql", "auth_db-create.sql", "usrloc-create.sql"):
             database.executescript((SCHEMAS / schema).read_text())
+        database.execute("PRAGMA journal_mode=WAL")  # readers never block its writes
         database.executemany("INSERT INTO subscriber (username, domain, password) "
                              "VALUES (?, ?, ?)", [(u, domain, p) for u, p in users.items()])
         database.commit()
@@ -136,8 +142,8 @@ class Kamailio:
         self._settings = dict(
             address=address, modules=_modules(), loads=loads, dir=workdir,
             default_expires=default_expires, min_expires=min_expires, max_expires=max_expires,
-            children=children, calls=IN_DIALOG if calls else "",
-            invite=INVITE % mapping if calls else "")
+            children=1 if location_db else children, db_mode=1 if location_db else 0,
+            calls=IN_DIALOG if calls else "", invite=INVITE % mapping if calls else "")
         self.log = workdir / "kamailio.log"
         self.process: subprocess.Popen[bytes] | None = None
         self._first_start()
@@ -205,6 +211,24 @@ class Kamailio:
             if value.strip().isdigit():
                 values[name.strip()] = int(value)
         return values.get("usrloc:location_users", 0), values.get("usrloc:location_contacts", 0)
+
+    def bindings(self) -> dict[str, int]:
+        """Contacts per user, from the written-through location table (`location_db`)."""
+        with contextlib.closing(sqlite3.connect(f"file:{self.dir / 'kamailio.db'}?mode=ro",
+                                                uri=True, timeout=2)) as database:
+            rows = database.execute("SELECT username, COUNT(*) FROM location "
+                                    "GROUP BY username").fetchall()
+        return {str(user): int(count) for user, count in rows}
+
+    def locations(self) -> dict[str, list[str]]:
+        """User -> Contact URIs bound, from the written-through table (`location_db`)."""
+        with contextlib.closing(sqlite3.connect(f"file:{self.dir / 'kamailio.db'}?mode=ro",
+                                                uri=True, timeout=2)) as database:
+            rows = database.execute("SELECT username, contact FROM location").fetchall()
+        found: dict[str, list[str]] = {}
+        for user, contact in rows:
+            found.setdefault(str(user), []).append(str(contact))
+        return found
 
     def contacts(self, user: str) -> list[str]:
         """The Contact URIs registered for a user (from `kamcmd ul.dump`)."""
