@@ -148,6 +148,10 @@ class StoreEventFeed:
             self._position = self._read
 
     @property
+    def name(self) -> str:
+        return self._name
+
+    @property
     def position(self) -> int:
         """The committed position."""
         return self._position

@@ -76,6 +76,7 @@ class AgentHeartbeat:
     observed_at: datetime
     started_at: datetime
     leaving: bool = False  # its last word: a clean stop, not a silence to alert on
+    partitions: tuple[int, ...] = ()  # of the events topic, assigned to it by the group
 
 
 class StatusSink(Protocol):

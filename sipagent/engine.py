@@ -338,12 +338,18 @@ class SipAgent:
 
     async def _flush_loop(self) -> None:
         loop = asyncio.get_running_loop()
+        failing = False
         while True:
             await asyncio.sleep(0.1)
             try:
                 await loop.run_in_executor(None, self.reporter.flush)
-            except Exception:
-                log.exception("SIP: publishing status failed; will retry")
+                if failing:
+                    log.info("SIP: publishing status works again")
+                failing = False
+            except Exception as error:  # the newest of each trunk is kept for the next try
+                if not failing:
+                    log.warning("SIP: publishing status failed (%s); retrying", error)
+                failing = True
 
     def _release(self, trunk_id: str) -> None:
         old = self._workers.pop(trunk_id, None)

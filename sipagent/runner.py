@@ -111,7 +111,18 @@ class Heartbeat:
     def beat(self) -> None:
         self.directory.announce(AgentHeartbeat(
             self.agent_id, self.address, tuple(self.state.tenants()), datetime.now(UTC),
-            self.started))
+            self.started, partitions=tuple(self.state.partitions)))
+
+    def leave(self) -> None:
+        """The last word of a clean stop: the directory shows the agent as left, not
+        silent (nothing to alert on)."""
+        self.stop()
+        try:
+            self.directory.announce(AgentHeartbeat(
+                self.agent_id, self.address, (), datetime.now(UTC), self.started,
+                leaving=True))
+        except Exception as error:  # the broker may be away: it will look silent
+            log.warning("%s: could not announce leaving: %s", self.agent_id, error)
 
     def start(self) -> None:
         def run() -> None:

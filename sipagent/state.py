@@ -54,6 +54,7 @@ class AgentState:
         self._owner: dict[UUID, str] = {}
         self._lock = threading.RLock()
         self._revoked: set[int] | None = None  # revoked, not yet assigned again
+        self.partitions: tuple[int, ...] = ()  # the last assignment
         self.on_trunk = on_trunk
         self.on_release = on_release
         self.applied = 0
@@ -157,6 +158,7 @@ class AgentState:
         with self._lock:
             lost = (self._revoked or set()) - set(partitions)
             self._revoked = None
+            self.partitions = tuple(sorted(partitions))
         return self.forget_partitions(sorted(lost)) if lost else []
 
     def revoked_since(self) -> bool:

@@ -31,6 +31,7 @@ from sipagent.call_records import QueuedCallSink, Writer
 from sipagent.calls.b2bua import B2BUA
 from sipagent.engine import Reporter, SipAgent
 from sipagent.fraud import Alert, AlertRecorder, FraudDetector
+from sipagent.handover import TakenOver, hand_over
 from sipagent.runner import AgentRunner, Heartbeat
 from sipagent.state import AgentState
 from trunkplane.v1 import agent_pb2, agent_pb2_grpc
@@ -52,6 +53,10 @@ class AgentParts:
     heartbeat: Heartbeat
     calls: QueuedCallSink  # the B2BUA's CallRecordSink
     b2bua: B2BUA | None = None  # None: no SIP, or TRUNKPLANE_PBX_LISTEN=off
+    # distributed agents: makes the watch that tells a stopping agent which of its trunks
+    # other agents took over (made before it leaves the group), and the wait for them
+    takeover: Callable[[], TakenOver] | None = None
+    handover_wait: float = 0.0
 
     def start(self) -> None:
         self.calls.start()
@@ -72,17 +77,32 @@ class AgentParts:
         self.heartbeat.stop()
         self.admission.stop()
         self.alerts.stop()
-        self.runner.stop()
+        watch = self._watch()
+        self.runner.stop()  # a distributed agent leaves the group here
+        if self.sip is not None and watch is not None:
+            hand_over(self.sip, watch, self.handover_wait)
         if self.sip is not None:
             if self.b2bua is not None:
                 try:  # calls up get a BYE on both legs
                     self.sip.run(self.b2bua.close())
                 except Exception as error:
                     log.warning("calls: stopping the B2BUA: %s", error)
-            self.sip.stop()  # unREGISTERs what it holds
+            self.sip.stop()  # unREGISTERs what it still holds
         else:
             self.reporter.stop_flushing()
         self.calls.stop()  # after the calls ended: their records are written too
+        if self.takeover is not None:
+            self.heartbeat.leave()
+
+    def _watch(self) -> TakenOver | None:
+        if self.takeover is None or self.sip is None or self.handover_wait <= 0:
+            return None
+        try:
+            return self.takeover()
+        except Exception as error:  # the broker is away: unregister everything, as before
+            log.warning("hand-over: cannot watch the status topic (%s); the trunks held "
+                        "here will be unregistered", error)
+            return None
 
     def serve_admission(self, process: Process, tenant: str) -> None:
         process.serve(AGENT_SERVICE, partial(agent_pb2_grpc.add_AgentServiceServicer_to_server,
@@ -96,9 +116,10 @@ def agent_parts(settings: Settings, feed: EventFeed, sink: StatusSink,
     sip_settings = replace(settings.sip, agent_id=agent_id) if settings.sip else None
     sip = SipAgent(sip_settings, sink) if sip_settings is not None else None
     reporter = sip.reporter if sip is not None else Reporter(sink, agent_id)
-    state = AgentState(sip.update if sip is not None else None)
-    if on_revoked:
-        feed.on_revoked = state.forget_partitions  # type: ignore[attr-defined]
+    state = AgentState(sip.update if sip is not None else None,
+                       sip.release if sip is not None else None)
+    if on_revoked:  # a rebalance: keep what is assigned again, release the rest
+        feed.on_revoked = state.revoked  # type: ignore[attr-defined]
     fallback = TrunkState.UNREGISTERED if sip is None else TrunkState.REGISTERING
     why = "TRUNKPLANE_SIP=off: not checked on the wire" if sip is None else "no report yet"
 
@@ -120,8 +141,9 @@ def agent_parts(settings: Settings, feed: EventFeed, sink: StatusSink,
     if sip is not None and settings.calls is not None:
         b2bua = B2BUA(replace(settings.calls, agent_id=agent_id), admission, state, records,
                       sip)
+    every = settings.kafka.heartbeat_every if settings.kafka else 2.0
     return AgentParts(feed, AgentRunner(feed, state, name=name), sip, reporter, admission,
-                      alerts, Heartbeat(directory, agent_id, state), records, b2bua)
+                      alerts, Heartbeat(directory, agent_id, state, every), records, b2bua)
 
 
 def embedded_agent(settings: Settings, bus: CommandBus, status: StatusView,
@@ -145,6 +167,17 @@ def embedded_agent(settings: Settings, bus: CommandBus, status: StatusView,
     return parts
 
 
+def check_broker(kafka: Any, codec: Any) -> None:
+    """Refuses to start against a broker without the topics `kafka init` makes (or made
+    otherwise), or with records the wire key cannot open: loudly, not by failing later."""
+    from infra.messaging.topics import TopicError, check_broker
+
+    try:
+        check_broker(kafka, codec)
+    except TopicError as error:
+        raise SettingsError(str(error)) from None
+
+
 def wire_codec(settings: Settings) -> Any:
     from infra.messaging.codec import AvroCodec
 
@@ -164,7 +197,12 @@ def wire_codec(settings: Settings) -> Any:
 def start_agent(settings: Settings) -> Process:
     """`trunkplane agent`'s process, started: consuming, registering, serving admission."""
     from infra.messaging.calls import KafkaCallSink
-    from infra.messaging.feeds import KafkaEventFeed, KafkaStatusSink, seed_from_status
+    from infra.messaging.feeds import (
+        KafkaEventFeed,
+        KafkaStatusSink,
+        TakeoverWatch,
+        seed_from_status,
+    )
 
     kafka = settings.kafka
     if kafka is None:
@@ -172,23 +210,32 @@ def start_agent(settings: Settings) -> Process:
                             "the Kafka brokers)")
     agent_id = kafka.agent_id or socket.gethostname()
     codec = wire_codec(settings)
+    check_broker(kafka, codec)
     sink = KafkaStatusSink(kafka, codec)
     call_sink = KafkaCallSink(kafka, codec)
+    session_ms = int(kafka.session_timeout * 1000)
     feed = KafkaEventFeed(kafka, kafka.agent_group, codec, from_start=True,
-                          client_id=f"trunkplane-agent-{agent_id}")
+                          client_id=f"trunkplane-agent-{agent_id}",
+                          session_timeout_ms=session_ms,
+                          heartbeat_interval_ms=max(100, session_ms // 6))
     metrics = Metrics()
     parts = agent_parts(settings, feed, sink, sink, agent_id, metrics,
                         alert_recorder(settings.control), call_sink.publish,
                         name=f"agent-{agent_id}", on_revoked=True)
 
-    def on_assigned(partitions: list[int]) -> None:
-        seeded = seed_from_status(kafka, codec, partitions, parts.admission.seed,
+    def on_assigned(partitions: list[int], new: list[int]) -> None:
+        parts.runner.state.assigned(partitions)
+        if not new:
+            return
+        seeded = seed_from_status(kafka, codec, new, parts.admission.seed,
                                   settings.lease_ttl)
         if seeded:
             log.info("agent %s: calls in progress on %d trunks of its new tenants hold their "
                      "channels", agent_id, seeded)
 
     feed.on_assigned = on_assigned
+    parts.takeover = lambda: TakeoverWatch(kafka, codec, agent_id)
+    parts.handover_wait = kafka.handover_wait
     process = Process(settings, metrics)
     process.add(Closing(sink.close))
     process.add(Closing(call_sink.close))

@@ -16,7 +16,7 @@ from typing import Any
 from domain.application import TrunkplaneApp
 from domain.model import CommandMeta
 from domain.operations import OperatorAction
-from infra.app.agent import AgentParts, embedded_agent, wire_codec
+from infra.app.agent import AgentParts, check_broker, embedded_agent, wire_codec
 from infra.app.lifecycle import Closing, Process, advertised, wait_for_signal
 from infra.config.settings import Settings, SettingsError
 from infra.grpc_api.audit import AuditServicer
@@ -32,7 +32,13 @@ from infra.ops.metrics import Metrics
 from infra.security.keys import cipher_key
 from infra.security.tokens import ensure_admin_token
 from infra.store.command_bus import CommandBus
-from infra.store.leader import NOTIFIER_LOCK, PROJECTIONS_LOCK, RELAY_LOCK, Leader
+from infra.store.leader import (
+    NOTIFIER_LOCK,
+    PROJECTIONS_LOCK,
+    RELAY_LOCK,
+    Leader,
+    startup_lock,
+)
 from infra.store.views import open_views, view_store
 from infra.web.app import WebConsole, for_service
 from projections.audit import HistoryReader
@@ -77,6 +83,24 @@ def build_app(settings: Settings) -> TrunkplaneApp:
     return app
 
 
+def check_cipher_key(app: TrunkplaneApp) -> None:
+    """The newest stored event opens with the cipher key: a process with another key
+    would serve reads from the views and fail every write; it must not start."""
+    head = app.head()
+    if not head:
+        return
+    notes = app.recorder.select_notifications(head, 1)
+    try:
+        for note in notes:
+            app.mapper.to_domain_event(note)
+    except Exception as error:
+        app.close()
+        raise SettingsError(
+            f"TRUNKPLANE_CIPHER_KEY (or the data directory's key file) does not open the "
+            f"stored events ({type(error).__name__}: {error} at log position {head}): set "
+            "the key the store was written with") from None
+
+
 @dataclass
 class ControlPlane:
     process: Process
@@ -115,7 +139,13 @@ def start(settings: Settings, workers: int = 32, mode: str = "serve") -> Control
     if mode == "control" and settings.kafka is None:
         raise SettingsError("trunkplane control needs TRUNKPLANE_KAFKA_BOOTSTRAP (host:port of "
                             "the Kafka brokers); `trunkplane serve` runs without Kafka")
+    with startup_lock(settings.database_url):  # control planes starting on an empty store
+        return _start(settings, workers, mode)
+
+
+def _start(settings: Settings, workers: int, mode: str) -> ControlPlane:
     app = build_app(settings)
+    check_cipher_key(app)
     process = Process(settings, Metrics(), workers, RefusalRecorder(app))
     process.add(Closing(app.close))
     views = open_views(settings)
@@ -131,7 +161,8 @@ def start(settings: Settings, workers: int = 32, mode: str = "serve") -> Control
             notify()
 
     bus = CommandBus(app, on_saved=on_saved)
-    status = StatusView(views)
+    silent_after = settings.kafka.silent_after if settings.kafka else 9.0
+    status = StatusView(views, silent_after=silent_after)
     plane = ControlPlane(process, app, runner, views, status, bus, CallStore(views))
     if settings.notify.enabled:
         plane.notifier = Notifier(app, store, status, settings,
@@ -240,6 +271,7 @@ def _distributed(plane: ControlPlane, settings: Settings,
     kafka = settings.kafka
     assert kafka is not None
     codec = wire_codec(settings)
+    check_broker(kafka, codec)
     plane.relay = Relay(plane.app, codec, kafka, DatabasePositions(plane.views),
                         leader=Leader(settings.database_url, RELAY_LOCK))
     feed = KafkaStatusFeed(kafka, "trunkplane-control", codec, client_id="trunkplane-control")
@@ -260,6 +292,23 @@ def _distributed(plane: ControlPlane, settings: Settings,
                                plane.calls.record)
     plane.process.add(plane.call_pump)
     plane.process.metrics.watch_call_records(pump=plane.call_pump)
+    plane.process.add(_Sweeper(plane.status_sink, plane.runner))
+
+
+class _Sweeper:
+    """Tells watchers when agents go silent or come back (the status view's sweep), on the
+    process that leads the projections only, once a second."""
+
+    def __init__(self, status: StatusView, runner: ProjectionRunner) -> None:
+        leader = runner.leader
+        self._ticker = Ticker("silence-sweep", 1.0, lambda: status.sweep() if (
+            getattr(leader, "leading", True)) else 0)
+
+    def start(self) -> None:
+        self._ticker.start()
+
+    def stop(self) -> None:
+        self._ticker.stop()
 
 
 def serve(settings: Settings, mode: str = "serve") -> None:

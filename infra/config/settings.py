@@ -37,6 +37,16 @@ class KafkaSettings:
     wire_key: str = ""  # id:base64key,...: seals passwords on the wire
     agent_group: str = "trunkplane-agents"
     agent_id: str = ""
+    # How long the group waits for a silent agent before its partitions move. The control
+    # planes call an agent silent (and stop showing its trunks registered) a second
+    # before that; heartbeats go out often enough that a live one never looks silent.
+    session_timeout: float = 10.0
+    heartbeat_every: float = 2.0
+    handover_wait: float = 20.0  # a stopping agent waits this long for others to take over
+
+    @property
+    def silent_after(self) -> float:
+        return max(self.heartbeat_every * 2, self.session_timeout - 1)
 
     @property
     def events_topic(self) -> str:
@@ -79,6 +89,9 @@ class KafkaSettings:
             wire_key=env.get("TRUNKPLANE_WIRE_KEY", ""),
             agent_group=env.get("TRUNKPLANE_AGENT_GROUP", "trunkplane-agents"),
             agent_id=env.get("TRUNKPLANE_AGENT_ID", ""),
+            session_timeout=_seconds(env, "TRUNKPLANE_AGENT_SESSION_TIMEOUT", 10.0),
+            heartbeat_every=_seconds(env, "TRUNKPLANE_AGENT_HEARTBEAT", 2.0),
+            handover_wait=_seconds(env, "TRUNKPLANE_AGENT_HANDOVER_WAIT", 20.0),
         )
 
 

@@ -157,7 +157,8 @@ class AvroCodec:
         h = heartbeat
         return self._write(HEARTBEAT_RECORD, {
             "agent_id": h.agent_id, "address": h.address, "tenants": list(h.tenants),
-            "observed_at": h.observed_at, "started_at": h.started_at})
+            "observed_at": h.observed_at, "started_at": h.started_at,
+            "leaving": h.leaving, "partitions": list(h.partitions)})
 
     def encode_call(self, record: CallRecord) -> bytes:
         r = record
@@ -207,7 +208,8 @@ class AvroCodec:
         if name == HEARTBEAT_RECORD:
             return Decoded(name, 0, "", AgentHeartbeat(
                 record["agent_id"], record["address"], tuple(record["tenants"]),
-                record["observed_at"], record["started_at"]))
+                record["observed_at"], record["started_at"], bool(record["leaving"]),
+                tuple(record["partitions"])))
         return Decoded(name, int(record["position"]), str(record["tenant"]),
                        self._event(name, record))
 

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
@@ -16,7 +16,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 
 from domain.feeds import FeedItem
-from domain.status import AgentHeartbeat, StatusObservation
+from domain.status import AgentHeartbeat, StatusObservation, TrunkState
 from infra.config.settings import KafkaSettings
 from infra.messaging.codec import AvroCodec, AvroError
 from infra.messaging.topics import partition_of, producer, scan_topic
@@ -41,7 +41,7 @@ class _KafkaFeed:
 
     def __init__(self, kafka: KafkaSettings, topic: str, group: str, codec: AvroCodec,
                  from_start: bool = False, client_id: str = "trunkplane",
-                 on_assigned: Callable[[list[int]], None] | None = None,
+                 on_assigned: Callable[[list[int], list[int]], None] | None = None,
                  on_revoked: Callable[[list[int]], None] | None = None,
                  session_timeout_ms: int = 10000, heartbeat_interval_ms: int = 3000,
                  fetch_max_wait_ms: int = 50) -> None:
@@ -60,25 +60,43 @@ class _KafkaFeed:
             fetch_max_wait_ms=fetch_max_wait_ms)
         self._consumer.subscribe([topic], listener=_Listener(self))
         self._letters: Any = None
+        self._held: set[int] = set()  # partitions of the last assignment
+        self._news: list[tuple[str, list[int], list[int]]] = []  # for after the poll
 
     @property
     def partitions(self) -> list[int]:
         return sorted(tp.partition for tp in self._consumer.assignment())
 
     def _assigned(self, assigned: list[TopicPartition]) -> None:
-        if self.from_start and assigned:
-            self._consumer.seek_to_beginning(*assigned)
-        log.info("%s: now reading partitions %s", self.topic,
-                 sorted(tp.partition for tp in assigned))
-        if self.on_assigned is not None:
-            self.on_assigned(sorted(tp.partition for tp in assigned))
+        """A rebalance ended. Partitions held before it resume from the committed offset
+        (their tenants are kept as they were); only new ones are read from the start."""
+        new = [tp for tp in assigned if tp.partition not in self._held]
+        if self.from_start and new:
+            self._consumer.seek_to_beginning(*new)
+        self._held = {tp.partition for tp in assigned}
+        log.info("%s: now reading partitions %s (new: %s)", self.topic, sorted(self._held),
+                 sorted(tp.partition for tp in new))
+        self._news.append(("assigned", sorted(self._held),
+                           sorted(tp.partition for tp in new)))
 
     def _revoked(self, revoked: list[TopicPartition]) -> None:
-        if self.on_revoked is not None and revoked:
-            self.on_revoked(sorted(tp.partition for tp in revoked))
+        if revoked:
+            self._news.append(("revoked", sorted(tp.partition for tp in revoked), []))
+
+    def _tell(self) -> None:
+        """The rebalance's news, told after the poll: inside the rebalance callbacks slow
+        work (seeding calls from the status topic) held the client's lock, its heartbeats
+        stopped, and the group expelled the member."""
+        news, self._news = self._news, []
+        for kind, partitions, new in news:
+            if kind == "revoked" and self.on_revoked is not None:
+                self.on_revoked(partitions)
+            elif kind == "assigned" and self.on_assigned is not None:
+                self.on_assigned(partitions, new)  # every partition held, and the new ones
 
     def _poll(self, limit: int, timeout: float) -> Iterable[tuple[Any, Any]]:
         batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=limit)
+        self._tell()
         for tp in sorted(batches, key=lambda t: t.partition):
             for record in batches[tp]:
                 try:
@@ -102,6 +120,12 @@ class _KafkaFeed:
 
     def commit(self) -> None:
         self._consumer.commit()
+
+    def leave(self) -> None:
+        """Leaves the group at once (its partitions go to the others now, not after the
+        session timeout) and stops consuming."""
+        with suppress(Exception):
+            self._consumer.close(autocommit=False)
 
     def close(self) -> None:
         with suppress(Exception):
@@ -134,29 +158,116 @@ class KafkaStatusFeed(_KafkaFeed):
                 if isinstance(decoded.value, StatusObservation | AgentHeartbeat)]
 
 
-class KafkaStatusSink:
-    """`StatusSink` onto the status topic, keyed by trunk id (compacted: the newest
-    observation of each trunk survives)."""
+class TakeoverWatch:
+    """A stopping agent's view of the status topic: which of its trunks another agent has
+    reported on since the stop began (registered, or failed: anything but still
+    registering). Positioned at the end when made, before the agent leaves the group,
+    so no report of the new owners is missed; tansu's end is approximate, so older
+    records are told apart by time."""
 
-    def __init__(self, kafka: KafkaSettings, codec: AvroCodec) -> None:
-        self._topic = kafka.status_topic
-        self._codec = codec
-        self._producer = producer(kafka, "trunkplane-status")
+    def __init__(self, kafka: KafkaSettings, codec: AvroCodec, agent_id: str) -> None:
+        self.codec = codec
+        self.agent_id = agent_id
+        self.since = datetime.now(UTC) - timedelta(seconds=1)
+        self._consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap,
+                                       enable_auto_commit=False,
+                                       client_id=f"trunkplane-handover-{agent_id}")
+        parts = [TopicPartition(kafka.status_topic, p) for p in sorted(
+            self._consumer.partitions_for_topic(kafka.status_topic) or ())]
+        self._consumer.assign(parts)
+        self._consumer.seek_to_end(*parts)
+        for part in parts:
+            self._consumer.position(part)  # resolved now, not at the first poll
 
-    def publish(self, observations: Sequence[StatusObservation]) -> None:
-        for o in observations:
-            self._producer.send(self._topic, key=o.trunk_id.encode(),
-                                value=self._codec.encode_status(o))
-        self._producer.flush(timeout=30)
+    def __call__(self, trunks: set[str], wait: float) -> set[str]:
+        seen: set[str] = set()
+        deadline = time.monotonic() + wait
+        try:
+            while not trunks <= seen and time.monotonic() < deadline:
+                for records in self._consumer.poll(timeout_ms=200).values():
+                    seen |= {o.trunk_id for o in self._reports(records)
+                             if o.trunk_id in trunks}
+        finally:
+            self.close()
+        return seen
 
-    def announce(self, heartbeat: AgentHeartbeat) -> None:
-        self._producer.send(self._topic, key=f"agent:{heartbeat.agent_id}".encode(),
-                            value=self._codec.encode_heartbeat(heartbeat))
-        self._producer.flush(timeout=30)
+    def _reports(self, records: list[Any]) -> Iterable[StatusObservation]:
+        for record in records:
+            try:
+                value = self.codec.decode(record.value).value
+            except AvroError:
+                continue
+            if (isinstance(value, StatusObservation) and value.agent_id != self.agent_id
+                    and value.observed_at >= self.since
+                    and value.state != TrunkState.REGISTERING):
+                yield value
 
     def close(self) -> None:
         with suppress(Exception):
-            self._producer.close(timeout=5)
+            self._consumer.close(autocommit=False)
+
+
+class KafkaStatusSink:
+    """`StatusSink` onto the status topic, keyed by trunk id (compacted: the newest
+    observation of each trunk survives).
+
+    kafka-python 3 has no bound on what a producer buffers, so a send that fails takes
+    its producer with it (and everything that producer held: the caller keeps the newest
+    observation of each trunk and sends it again); the next send builds a new one, after
+    a back-off that doubles up to 30 s. That also recovers from fatal producer errors
+    (an InitProducerId that failed left the old producer jammed for good)."""
+
+    def __init__(self, kafka: KafkaSettings, codec: AvroCodec) -> None:
+        self._kafka = kafka
+        self._topic = kafka.status_topic
+        self._codec = codec
+        self._producer: Any = None
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._retry_at = 0.0
+        self.rebuilt = 0
+        self._producer = producer(kafka, "trunkplane-status")  # fails now if no broker
+
+    def publish(self, observations: Sequence[StatusObservation]) -> None:
+        self._send([(o.trunk_id.encode(), self._codec.encode_status(o))
+                    for o in observations])
+
+    def announce(self, heartbeat: AgentHeartbeat) -> None:
+        self._send([(f"agent:{heartbeat.agent_id}".encode(),
+                     self._codec.encode_heartbeat(heartbeat))])
+
+    def _send(self, records: list[tuple[bytes, bytes]]) -> None:
+        with self._lock:
+            wait = self._retry_at - time.monotonic()
+            if wait > 0:
+                raise KafkaError(f"status topic unreachable; next try in {wait:.1f} s")
+            try:
+                if self._producer is None:
+                    self._producer = producer(self._kafka, "trunkplane-status")
+                    self.rebuilt += 1
+                sends = [self._producer.send(self._topic, key=k, value=v) for k, v in records]
+                self._producer.flush(timeout=10)
+                for future in sends:
+                    future.get(timeout=0)
+            except Exception:
+                self._drop()
+                self._failures += 1
+                self._retry_at = time.monotonic() + min(30.0, 0.5 * 2 ** self._failures)
+                raise
+            self._failures = 0
+
+    def _drop(self) -> None:
+        if self._producer is not None:
+            with suppress(Exception):
+                self._producer.close(timeout=0)
+        self._producer = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                with suppress(Exception):
+                    self._producer.close(timeout=5)
+            self._producer = None
 
 
 class StatusPump:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
@@ -15,7 +16,7 @@ from domain.application import TrunkplaneApp
 from domain.feeds import PositionStore, StoreEventFeed
 from infra.config.settings import KafkaSettings
 from infra.messaging.codec import AvroCodec
-from infra.messaging.topics import producer
+from infra.messaging.topics import TopicError, producer, topic_is_empty, topic_problem
 from infra.store.leader import RELAY_LOCK, Leader
 from projections.db import Database
 
@@ -49,7 +50,15 @@ class DatabasePositions:
 class Relay:
     """Publishes the notification log to the events topic, in order, and records the new
     position only after the broker acknowledged every record of the batch. A crash at
-    any point republishes from the last recorded position: at least once, never lost."""
+    any point republishes from the last recorded position: at least once, never lost.
+
+    The position belongs to a broker cluster and a topic (its name carries both): a new
+    cluster starts from the beginning of the log. When it leads, after the broker was
+    away and every `check_every` seconds, the relay also checks that the topic still
+    holds records; an emptied topic (a broker that lost its data) is republished from
+    the beginning, logged as an error and counted (`heals`, `republished`). Lowering
+    the stored position by hand (`trunkplane kafka republish`) is noticed within
+    `check_every` too."""
 
     def __init__(self, app: TrunkplaneApp, codec: AvroCodec, kafka: KafkaSettings,
                  positions: PositionStore, make_producer: Callable[[], Any] | None = None,
@@ -63,7 +72,15 @@ class Relay:
         self.leader = leader or Leader("", RELAY_LOCK)
         self._make_producer = make_producer or (lambda: producer(kafka, "trunkplane-relay"))
         self._producer: Any = None
+        self._positions = positions
         self._feed = StoreEventFeed(app, RELAY, positions)
+        self.check_every = 30.0
+        self._checked = 0.0  # time.monotonic() of the last broker check
+        self._republish_until = 0  # positions at or below it go out a second time
+        self._healed_at = 0
+        self.heals = 0
+        self.republished = 0
+        self.cluster = ""
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -100,6 +117,7 @@ class Relay:
             raise
         self._feed.commit()
         self.published += len(sends)
+        self.republished += sum(1 for i in items if i.position <= self._republish_until)
         if self._on_published is not None:
             self._on_published(self.position, len(sends))
         return len(sends)
@@ -127,10 +145,10 @@ class Relay:
                 if not self.leading:
                     self._stopping.wait(2.0)
                     continue
-                self._feed.rewind(reload=True)  # from the last leader's progress
-                log.info("relay: publishing to %s from position %d",
-                         self.kafka.events_topic, self.position)
+                self._checked = 0.0
             try:
+                if time.monotonic() - self._checked >= self.check_every:
+                    self.check_broker()
                 sent = self.publish_once()
                 failures = 0
                 self.last_error = ""
@@ -145,6 +163,7 @@ class Relay:
                     log.exception("relay: publishing from position %d failed; retrying in "
                                   "%.1f s", self.position, pause)
                 self._drop_producer()
+                self._checked = 0.0  # the broker may come back another, or emptied
                 self._stopping.wait(pause)
                 continue
             if not self.leader.holds():
@@ -154,6 +173,41 @@ class Relay:
             if sent == 0:
                 self._wake.wait(0.2)
                 self._wake.clear()
+
+    def check_broker(self) -> None:
+        """Which cluster and topic the position belongs to, whether the topic is as `kafka
+        init` made it, and whether it lost what was published (then from the start)."""
+        if self._producer is None:
+            self._producer = self._make_producer()
+        found = self._producer.partitions_for(self.kafka.events_topic)
+        problem = topic_problem(self.kafka, self.kafka.events_topic, found)
+        if problem:
+            raise TopicError(problem)
+        cluster = str(getattr(getattr(self._producer, "_metadata", None), "cluster_id", "")
+                      or "unknown")
+        name = f"{RELAY}:{cluster}:{self.kafka.events_topic}"
+        if name != self._feed.name or cluster != self.cluster:
+            self.cluster = cluster
+            self._feed = StoreEventFeed(self.app, name, self._positions)
+            log.info("relay: cluster %s, topic %s: publishing from position %d", cluster,
+                     self.kafka.events_topic, self.position)
+        else:
+            self._feed.rewind(reload=True)  # a position lowered by hand is taken up
+        if self.position not in (0, self._healed_at) and topic_is_empty(
+                self.kafka, self.kafka.events_topic):
+            self._heal()
+        self._checked = time.monotonic()
+
+    def _heal(self) -> None:
+        lost = self._healed_at = self.position  # (a log of only unpublished events: once)
+        log.error("relay: topic %s on cluster %s holds no record, though positions up to "
+                  "%d were published to it (a broker that lost its data, or a topic made "
+                  "again): republishing from the beginning", self.kafka.events_topic,
+                  self.cluster, lost)
+        self.heals += 1
+        self._republish_until = max(self._republish_until, lost)
+        self._positions.save(self._feed.name, 0)
+        self._feed.rewind(reload=True)
 
     def _drop_producer(self) -> None:
         if self._producer is not None:

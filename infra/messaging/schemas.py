@@ -215,7 +215,10 @@ def heartbeat_schema() -> dict[str, Any]:
                    {"name": "address", "type": "string"},
                    {"name": "tenants", "type": _STRINGS},
                    {"name": "observed_at", "type": stamp},
-                   {"name": "started_at", "type": stamp}],
+                   {"name": "started_at", "type": stamp},
+                   {"name": "leaving", "type": "boolean", "default": False},
+                   {"name": "partitions", "type": {"type": "array", "items": "int"},
+                    "default": []}],
     }
 
 

@@ -64,12 +64,97 @@ def init_topics(kafka: KafkaSettings, timeout: float = 30.0) -> list[TopicResult
 
 def producer(kafka: KafkaSettings, client_id: str) -> KafkaProducer:
     """acks=all and idempotence: a retried send is never written twice, and a record is
-    acknowledged only when every in-sync replica has it."""
+    acknowledged only when every in-sync replica has it. A send blocks at most
+    `max_block_ms` and a record waits at most `delivery_timeout_ms`, then fails; the
+    callers drop a producer whose sends failed (kafka-python 3 does not bound what one
+    buffers) and build a new one on their back-off."""
     return KafkaProducer(
         bootstrap_servers=kafka.bootstrap, client_id=client_id, acks="all",
         enable_idempotence=True, linger_ms=5, batch_size=256 * 1024,
         max_in_flight_requests_per_connection=5, request_timeout_ms=15000,
-        retry_backoff_ms=200, reconnect_backoff_max_ms=2000)
+        retry_backoff_ms=200, reconnect_backoff_max_ms=2000, max_block_ms=10000,
+        delivery_timeout_ms=30000)
+
+
+class TopicError(Exception):
+    """The broker lacks a topic `kafka init` makes, or has it made otherwise."""
+
+
+def topic_problem(kafka: KafkaSettings, topic: str, partitions: set[int] | None) -> str:
+    """What is wrong with a topic given the partitions the broker reports ("" if fine)."""
+    if not partitions:
+        return (f"the broker at {kafka.bootstrap} has no topic {topic}: run `trunkplane "
+                "kafka init` (with the same TRUNKPLANE_KAFKA_* settings as here)")
+    if len(partitions) != kafka.partitions:
+        return (f"topic {topic} has {len(partitions)} partitions, TRUNKPLANE_KAFKA_PARTITIONS "
+                f"says {kafka.partitions}: tenants would not land on the partitions agents "
+                "expect; set the number the topic was made with")
+    return ""
+
+
+def check_topics(kafka: KafkaSettings, timeout: float = 15.0) -> list[str]:
+    """Start-up check: the events and status topics exist with the partitions and
+    retention of the settings. Returns the problems found (empty: all is well)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap, client_id="trunkplane-check",
+                             request_timeout_ms=int(timeout * 1000) + 1000)
+    try:
+        problems = [topic_problem(kafka, t, consumer.partitions_for_topic(t))
+                    for t in (kafka.events_topic, kafka.status_topic)]
+    finally:
+        consumer.close()
+    problems = [p for p in problems if p]
+    return problems or _retention_problems(kafka, timeout)
+
+
+def _retention_problems(kafka: KafkaSettings, timeout: float) -> list[str]:
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    wanted = {kafka.events_topic: str(kafka.events_retention_ms)}
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap, client_id="trunkplane-check",
+                             request_timeout_ms=int(timeout * 1000))
+    try:
+        answers = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t)
+                                          for t in wanted])
+    except Exception as error:  # a broker that cannot describe configs: say so, go on
+        log.warning("cannot read the topics' retention from the broker: %s", error)
+        return []
+    finally:
+        admin.close()
+    problems = []
+    for answer in answers:
+        for resource in getattr(answer, "resources", []):
+            topic, entries = resource[3], resource[4]
+            found = {str(e[0]): str(e[1]) for e in entries}
+            retention = found.get("retention.ms")
+            if topic in wanted and retention is not None and retention != wanted[topic]:
+                problems.append(
+                    f"topic {topic} keeps records for retention.ms={retention}, the settings "
+                    f"say {wanted[topic]}: agents taking partitions over rebuild their "
+                    "tenants from the start of the topic, so it must keep every event")
+    return problems
+
+
+def topic_is_empty(kafka: KafkaSettings, topic: str, timeout: float = 3.0) -> bool:
+    """No record in any partition (read from the start; tansu's end offsets cannot be
+    trusted)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False,
+                             client_id="trunkplane-check")
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(
+            consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if consumer.poll(timeout_ms=300, max_records=1):
+                return False
+        return True
+    finally:
+        consumer.close()
 
 
 def scan_topic(consumer: Any, topic: str, timeout: float = 10.0, quiet_polls: int = 2,
@@ -99,3 +184,47 @@ def partition_of(key: bytes, partitions: list[int]) -> int:
     every = sorted(partitions)
     index: int = murmur2(key) & 0x7FFFFFFF
     return every[index % len(every)]
+
+
+def check_wire_key(kafka: KafkaSettings, codec: Any, sample: int = 500,
+                   timeout: float = 5.0) -> str:
+    """Start-up check: the wire key opens the passwords sealed in the events topic (its
+    first `sample` records). "" when they open, or none is there yet."""
+    from kafka import KafkaConsumer
+
+    from infra.messaging.codec import AvroError
+
+    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False,
+                             client_id="trunkplane-check")
+    try:
+        parts = [TopicPartition(kafka.events_topic, p) for p in sorted(
+            consumer.partitions_for_topic(kafka.events_topic) or ())]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        read, quiet, deadline = 0, 0, time.monotonic() + timeout
+        while read < sample and quiet < 2 and time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=300, max_records=sample)
+            quiet = 0 if batch else quiet + 1
+            for record in (r for records in batch.values() for r in records):
+                read += 1
+                try:
+                    codec.decode(record.value)
+                except AvroError as error:
+                    if "sealed" in str(error) or "wire key" in str(error):
+                        return (f"TRUNKPLANE_WIRE_KEY does not open the passwords on "
+                                f"{record.topic} (partition {record.partition}, offset "
+                                f"{record.offset}): {error}; set the ring the control "
+                                "planes seal with")
+        return ""
+    finally:
+        consumer.close()
+
+
+def check_broker(kafka: KafkaSettings, codec: Any) -> None:
+    """What `control` and `agent` check before they start: the topics as `kafka init`
+    makes them, and a wire key that opens what is on them. Raises TopicError."""
+    problems = check_topics(kafka)
+    if not problems:
+        problems = [p for p in [check_wire_key(kafka, codec)] if p]
+    if problems:
+        raise TopicError("; ".join(problems))

@@ -41,15 +41,21 @@ class Metrics:
     def watch_relay(self, app: TrunkplaneApp, relay: Any) -> None:
         """relay: infra.messaging.relay.Relay (not imported here: the embedded mode has no
         Kafka)."""
-        self.registry.register(_Gauges(lambda: [
-            _gauge("trunkplane_relay_lag_events",
-                   "Stored events the relay has not published to the broker yet",
-                   app.head() - relay.position),
-            _gauge("trunkplane_relay_position", "Last log position the broker acknowledged",
-                   relay.position),
-            _gauge("trunkplane_relay_leader", "1 when this process is the publishing relay",
-                   int(relay.leading)),
-        ]))
+        def gauges() -> list[GaugeMetricFamily]:
+            found = [_gauge("trunkplane_relay_leader",
+                            "1 when this process is the publishing relay", int(relay.leading)),
+                     _gauge("trunkplane_relay_republished_events",
+                            "Events republished because the broker had lost them (a new or "
+                            "emptied events topic)", relay.republished)]
+            if relay.leading:  # a standby's position is stale: its lag would alert falsely
+                found += [_gauge("trunkplane_relay_lag_events",
+                                 "Stored events the relay has not published to the broker "
+                                 "yet", app.head() - relay.position),
+                          _gauge("trunkplane_relay_position",
+                                 "Last log position the broker acknowledged", relay.position)]
+            return found
+
+        self.registry.register(_Gauges(gauges))
 
     def watch_agent(self, state: Any, feed: Any, sip: Any = None,
                     admission: Any = None) -> None:

@@ -5,13 +5,15 @@ the holder's session ends. With SQLite one process owns the store and always lea
 from __future__ import annotations
 
 import logging
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
 log = logging.getLogger(__name__)
 RELAY_LOCK = 0x7472_756E_6B70  # "trunkp"
 PROJECTIONS_LOCK = 0x7472_756E_6B71
 NOTIFIER_LOCK = 0x7472_756E_6B72
+STARTUP_LOCK = 0x7472_756E_6B7F  # held while a process makes its tables
 
 
 class Leader:
@@ -37,6 +39,11 @@ class Leader:
             self.release()
         return self._held
 
+    @property
+    def leading(self) -> bool:
+        """As of the last acquire or check (no round trip)."""
+        return self._held or not self._url
+
     def holds(self) -> bool:
         """Still the leader: the session holding the lock is alive."""
         if not self._url:
@@ -60,3 +67,23 @@ class Leader:
             with suppress(Exception):
                 self._connection.close()
         self._connection = None
+
+
+
+@contextmanager
+def startup_lock(database_url: str) -> Iterator[None]:
+    """Processes sharing a PostgreSQL database make their tables one at a time: two
+    control planes started together on an empty database raced on CREATE TABLE (one
+    died with a duplicate key in pg_type). Nothing to do for SQLite."""
+    if not database_url:
+        yield
+        return
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("SELECT pg_advisory_lock(%s)", (STARTUP_LOCK,))
+        try:
+            yield
+        finally:
+            with suppress(Exception):
+                connection.execute("SELECT pg_advisory_unlock(%s)", (STARTUP_LOCK,))

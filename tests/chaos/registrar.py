@@ -1,6 +1,7 @@
-"""What the registrar holds, sampled: Kamailio's location table read every `every` seconds
-(`kamcmd ul.dump`), and per user the gaps (samples with no binding after it first had
-one) and the most bindings seen at once."""
+"""What the registrar holds, sampled: Kamailio's location table (written through to its
+SQLite database: `ul.dump` does not fit 300 bindings into one kamcmd reply) read every
+`every` seconds, and per user the gaps (samples with no binding after it first had one)
+and the most bindings seen at once."""
 
 from __future__ import annotations
 
@@ -9,20 +10,6 @@ import time
 from dataclasses import dataclass, field
 
 from tests.kamailio import Kamailio
-
-
-def bindings(dump: str) -> dict[str, int]:
-    """Contacts per user in a `ul.dump` text."""
-    found: dict[str, int] = {}
-    user = ""
-    for line in dump.splitlines():
-        text = line.strip()
-        if text.startswith("AoR:"):
-            user = text.split(":", 1)[1].strip().split("@")[0]
-            found.setdefault(user, 0)
-        elif text.startswith("Address:") and user:
-            found[user] += 1
-    return found
 
 
 @dataclass
@@ -57,6 +44,7 @@ class LocationSampler:
         self.samples = 0
         self.slowest = 0.0
         self.failures = 0
+        self.last_error = ""
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="location-sampler", daemon=True)
@@ -78,9 +66,10 @@ class LocationSampler:
         while not self._stopping.is_set():
             started = time.monotonic()
             try:
-                counts = bindings(self.registrar.ul_dump())
-            except Exception:  # a reply lost under load: the next sample counts
+                counts = self.registrar.bindings()
+            except Exception as error:  # busy under load: the next sample counts
                 self.failures += 1
+                self.last_error = f"{type(error).__name__}: {error}"
                 counts = None
             at = time.monotonic()
             if counts is not None:
@@ -92,7 +81,7 @@ class LocationSampler:
             self._stopping.wait(max(0.0, self.every - (time.monotonic() - started)))
 
     def current(self) -> dict[str, int]:
-        return bindings(self.registrar.ul_dump())
+        return self.registrar.bindings()
 
     def figures(self) -> dict[str, float]:
         """Trunk users with a gap, the longest gap, the most gaps of one user, the most
@@ -106,4 +95,5 @@ class LocationSampler:
                 "longest_gap_s": max(gaps, default=0.0),
                 "most_gaps": max((len(t.gaps) for t in lines), default=0),
                 "most_bindings": max((t.most for t in lines), default=0),
-                "samples": self.samples, "slowest_sample_s": self.slowest}
+                "samples": self.samples, "slowest_sample_s": self.slowest,
+                "failed_samples": self.failures}
