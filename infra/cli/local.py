@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from domain.text import escape_control
-from infra.cli import completion
+from infra.cli import cluster, completion
 from infra.cli.audit import parse_time
 from infra.cli.exits import Exit
 from infra.cli.output import print_data
@@ -31,9 +31,17 @@ def register(sub: Sub) -> None:
         sub.add_parser(name, help=text, description=text).set_defaults(
             local=lambda args: _serve(args.command))
     kafka = sub.add_parser("kafka", help="the distributed mode's topics")
-    kafka.add_argument("action", choices=("init",),
-                       help="init: create the topics from TRUNKPLANE_KAFKA_* settings")
-    kafka.set_defaults(local=_kafka_init)
+    kafka.add_argument("action", choices=("init", "republish"),
+                       help="init: create the topics from TRUNKPLANE_KAFKA_* settings; "
+                            "republish: have the leading relay publish the log again from "
+                            "--from (a broker restored from an old backup)")
+    kafka.add_argument("--from", dest="from_position", type=int, default=0,
+                       help="republish: the log position to publish from (0: the start)")
+    kafka.set_defaults(local=lambda args: cluster.republish(args) if (
+        args.action == "republish") else _kafka_init(args))
+    sub.add_parser("health", help="exit 0 when the local process (its TRUNKPLANE_LISTEN) "
+                                  "says SERVING: a container's health check").set_defaults(
+        local=cluster.health)
     _tokens(sub.add_parser("tokens", help="who may call the service, with which role "
                                           "(local: edits the data directory's tokens file)",
                            epilog="examples:\n  trunkplane tokens create --principal "

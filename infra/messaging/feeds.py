@@ -214,7 +214,7 @@ class KafkaStatusSink:
     kafka-python 3 has no bound on what a producer buffers, so a send that fails takes
     its producer with it (and everything that producer held: the caller keeps the newest
     observation of each trunk and sends it again); the next send builds a new one, after
-    a back-off that doubles up to 30 s. That also recovers from fatal producer errors
+    a back-off that doubles up to 10 s. That also recovers from fatal producer errors
     (an InitProducerId that failed left the old producer jammed for good)."""
 
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec) -> None:
@@ -252,7 +252,7 @@ class KafkaStatusSink:
             except Exception:
                 self._drop()
                 self._failures += 1
-                self._retry_at = time.monotonic() + min(30.0, 0.5 * 2 ** self._failures)
+                self._retry_at = time.monotonic() + min(10.0, 0.5 * 2 ** self._failures)
                 raise
             self._failures = 0
 

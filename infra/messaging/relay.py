@@ -47,6 +47,13 @@ class DatabasePositions:
                 "(name) DO UPDATE SET position = excluded.position", (name, position))
 
 
+def position_name(client: Any, topic: str) -> str:
+    """The relay's position is kept per cluster and topic: `client` (a producer that has
+    fetched metadata) tells the cluster id."""
+    cluster = str(getattr(getattr(client, "_metadata", None), "cluster_id", "") or "unknown")
+    return f"{RELAY}:{cluster}:{topic}"
+
+
 class Relay:
     """Publishes the notification log to the events topic, in order, and records the new
     position only after the broker acknowledged every record of the batch. A crash at
@@ -155,7 +162,7 @@ class Relay:
             except Exception as error:  # broker away, or a bug: never die, keep saying so
                 failures += 1
                 self.last_error = f"{type(error).__name__}: {error}"
-                pause = min(30.0, 0.5 * 2 ** min(failures, 6))
+                pause = min(10.0, 0.5 * 2 ** min(failures, 6))  # cheap, and back soon
                 if isinstance(error, KafkaError | OSError):
                     log.warning("relay: broker unavailable (%s); position stays %d, retrying "
                                 "in %.1f s", self.last_error, self.position, pause)
@@ -183,9 +190,8 @@ class Relay:
         problem = topic_problem(self.kafka, self.kafka.events_topic, found)
         if problem:
             raise TopicError(problem)
-        cluster = str(getattr(getattr(self._producer, "_metadata", None), "cluster_id", "")
-                      or "unknown")
-        name = f"{RELAY}:{cluster}:{self.kafka.events_topic}"
+        name = position_name(self._producer, self.kafka.events_topic)
+        cluster = name.split(":")[1]
         if name != self._feed.name or cluster != self.cluster:
             self.cluster = cluster
             self._feed = StoreEventFeed(self.app, name, self._positions)

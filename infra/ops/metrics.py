@@ -44,6 +44,10 @@ class Metrics:
         def gauges() -> list[GaugeMetricFamily]:
             found = [_gauge("trunkplane_relay_leader",
                             "1 when this process is the publishing relay", int(relay.leading)),
+                     _gauge("trunkplane_relay_heals",
+                            "Times the relay found the events topic empty of what it had "
+                            "published, and republished the log from the start",
+                            relay.heals),
                      _gauge("trunkplane_relay_republished_events",
                             "Events republished because the broker had lost them (a new or "
                             "emptied events topic)", relay.republished)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,6 +94,36 @@ class Process:
 
     def tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:]
+
+
+class MemoryWatch:
+    """Resident memory of processes, sampled every `every` seconds on a thread: the
+    first sample, the peak and the last, per process name."""
+
+    def __init__(self, processes: dict[str, int], every: float = 0.5) -> None:
+        self.processes = processes
+        self.first = {n: rss_mib(p) for n, p in processes.items()}
+        self.peak = dict(self.first)
+        self.last = dict(self.first)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(0.5):
+            for name, pid in self.processes.items():
+                self.last[name] = rss_mib(pid)
+                self.peak[name] = max(self.peak[name], self.last[name])
+
+    def stop(self) -> dict[str, object]:
+        """Figures: the largest growth (peak - first) of any process, and after."""
+        self._stopping.set()
+        self._thread.join(timeout=5)
+        growth = {n: self.peak[n] - self.first[n] for n in self.processes}
+        worst = max(growth, key=lambda n: growth[n])
+        return {"largest_rss_mib": max(self.peak.values()),
+                "most_growth_mib": growth[worst], "most_growth_in": worst,
+                "growth_kept_mib": max(self.last[n] - self.first[n] for n in self.processes)}
 
 
 class Cluster:

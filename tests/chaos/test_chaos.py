@@ -17,14 +17,24 @@ import psycopg
 import pytest
 
 from tests.brokers import Broker
-from tests.chaos.cluster import PASSWORD, SESSION_TIMEOUT, Cluster, wait
+from tests.chaos.cluster import (
+    PASSWORD,
+    SESSION_TIMEOUT,
+    Cluster,
+    MemoryWatch,
+    Process,
+    wait,
+)
 from tests.chaos.registrar import LocationSampler
 from tests.kamailio import Kamailio
 
 TENANTS = [f"tenant-{t:02d}" for t in range(12)]
 PER_TENANT = 25
 AGENTS = ["agent-1", "agent-2", "agent-3"]
-SPARE = "spare"  # a registrar user no trunk of the twelve tenants uses
+# How long the broker stays frozen, then away: 60 s as the issue asks; shorter only by hand
+BROKER_AWAY = float(os.environ.get("TRUNKPLANE_CHAOS_BROKER_AWAY", "60"))
+SPARE = "spare"  # registrar users no trunk of the twelve tenants uses
+SPARES = (SPARE, "spare-freeze", "spare-emptied")
 
 
 @dataclass
@@ -32,8 +42,12 @@ class Rig:
     cluster: Cluster
     registrar: Kamailio
     sampler: LocationSampler
-    broker: Broker
+    brokers: list[Broker]  # the one running last
     users: dict[str, str]  # Kamailio user -> tenant
+
+    @property
+    def broker(self) -> Broker:
+        return self.brokers[-1]
 
     def bound_to_live_agents(self) -> bool:
         """Every trunk's user has exactly one binding, at a live agent's SIP port."""
@@ -76,10 +90,10 @@ def database() -> Iterator[str]:
 def rig(tmp_path_factory: pytest.TempPathFactory, database: str) -> Iterator[Rig]:
     work = tmp_path_factory.mktemp("chaos")
     users = {f"u{t:02d}{n:03d}": PASSWORD for t in range(len(TENANTS))
-             for n in range(PER_TENANT)} | {SPARE: PASSWORD}
-    broker = Broker(work / "tansu.log")
+             for n in range(PER_TENANT)} | dict.fromkeys(SPARES, PASSWORD)
+    brokers = [Broker(work / "tansu.log")]
     registrar = Kamailio(work / "kamailio", users, max_expires=3600, location_db=True)
-    cluster = Cluster(work, database, broker.bootstrap, registrar.udp)
+    cluster = Cluster(work, database, brokers[0].bootstrap, registrar.udp)
     try:
         cluster.init_topics()
         cluster.start_control()
@@ -89,7 +103,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory, database: str) -> Iterator[Rig
         for name in AGENTS:
             cluster.start_agent(name)
         sampler = LocationSampler(registrar, sorted(tenants_of)).start()
-        rig = Rig(cluster, registrar, sampler, broker, tenants_of)
+        rig = Rig(cluster, registrar, sampler, brokers, tenants_of)
         wait("three agents sharing twelve tenants", lambda: cluster.settled(TENANTS, AGENTS),
              90)
         wait("300 trunks registered once each", rig.bound_to_live_agents, 60)
@@ -100,7 +114,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory, database: str) -> Iterator[Rig
     finally:
         cluster.stop()
         registrar.stop()
-        broker.stop()
+        for broker in brokers:
+            broker.stop()
 
 
 def test_a_rolling_restart_keeps_every_registration(rig: Rig) -> None:
@@ -201,3 +216,127 @@ def test_an_out_of_order_and_duplicated_feed_loses_no_trunk(rig: Rig) -> None:
          lambda: len(rig.registrar.locations().get(SPARE, [])) == 1, 40)
     report("out-of-order feed", {"events": 6, "registered_after_s":
                                  time.monotonic() - started})
+
+
+def test_a_wrong_cipher_key_or_wire_key_stops_the_process_at_start(rig: Rig) -> None:
+    cluster = rig.cluster
+    other = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    control = Process("control-bad", "control", cluster.control_env(
+        "control-bad", TRUNKPLANE_CIPHER_KEY=other), cluster.workdir / "control-bad.log")
+    control_exit = _exit_of(control.start())
+    assert control_exit == 11, control.tail()  # the CLI's code for wrong settings
+    assert "TRUNKPLANE_CIPHER_KEY (or the data directory's key file) does not open the " \
+           "stored events" in control.tail()
+    agent = Process("agent-bad", "agent", {**cluster.agent_env("agent-bad"),
+                    "TRUNKPLANE_WIRE_KEY": f"w1:{other}"}, cluster.workdir / "agent-bad.log")
+    agent_exit = _exit_of(agent.start())
+    assert agent_exit == 11, agent.tail()
+    assert "does not open the passwords on chaos.events" in agent.tail()
+    report("wrong keys", {"control_exit": control_exit, "agent_exit": agent_exit})
+
+
+def _exit_of(process: Process) -> int:
+    assert process.popen is not None
+    return process.popen.wait(timeout=60)
+
+
+def test_two_control_planes_start_together_on_an_empty_database(rig: Rig,
+                                                                 database: str) -> None:
+    cluster = rig.cluster
+    empty = database + "_empty"
+    admin = database.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{empty.rsplit("/", 1)[1]}"')
+    try:
+        planes = [Process(name, "control", cluster.control_env(
+            name, TRUNKPLANE_DATABASE_URL=empty), cluster.workdir / f"{name}.log")
+            for name in ("twin-1", "twin-2")]
+        for plane in planes:
+            plane.start()
+        for plane in planes:
+            def up(plane: Process = plane) -> bool:
+                return "serving gRPC on" in plane.log.read_text() or not plane.alive()
+
+            wait(f"{plane.name} serving", up, 60)
+            assert plane.alive(), plane.tail()
+        codes = [plane.stop() for plane in planes]
+        assert codes == [0, 0]
+        report("two control planes on an empty database", {"started": 2})
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{empty.rsplit("/", 1)[1]}" '
+                               "WITH (FORCE)")
+
+
+def _processes(cluster: Cluster) -> dict[str, int]:
+    return {p.name: p.pid for p in [*cluster.controls, *cluster.agents.values()] if p.alive()}
+
+
+def _new_trunk(cluster: Cluster, tenant: str, name: str, user: str, port: int) -> None:
+    from trunkplane.v1 import trunk_pb2, trunk_pb2_grpc
+
+    trunk_pb2_grpc.TrunkServiceStub(cluster.channel()).CreateTrunk(trunk_pb2.CreateTrunkRequest(
+        tenant=tenant, trunk=trunk_pb2.Trunk(name=name, type="register",
+                                             host=f"127.0.0.1:{port}", username=user,
+                                             password=PASSWORD, codecs=["PCMU"])),
+        metadata=cluster.metadata(), timeout=30)
+
+
+def test_a_frozen_broker_loses_nothing_and_memory_stays_bounded(rig: Rig) -> None:
+    cluster = rig.cluster
+    rig.sampler.reset()
+    memory = MemoryWatch(_processes(cluster))
+    rig.broker.freeze()
+    frozen = time.monotonic()
+    _new_trunk(cluster, "tenant-03", "during-freeze", SPARES[1], rig.registrar.udp)
+    time.sleep(max(0.0, BROKER_AWAY - (time.monotonic() - frozen)))
+    rig.broker.thaw()
+    thawed = time.monotonic()
+    wait("the change made during the freeze on the wire",
+         lambda: len(rig.registrar.locations().get(SPARES[1], [])) == 1, 120)
+    caught_up = time.monotonic() - thawed
+    wait("the agents settled again", lambda: cluster.settled(TENANTS, AGENTS), 90)
+    time.sleep(5)  # what stays after the recovery
+    figures = {**memory.stop(), **rig.sampler.figures()}
+    report(f"broker frozen {BROKER_AWAY:.0f} s", {"caught_up_s": caught_up, **figures})
+    assert figures["most_growth_mib"] < 40  # type: ignore[operator]
+    assert figures["most_bindings"] == 1 and figures["users_with_gap"] == 0
+    assert all(p.alive() for p in [*cluster.controls, *cluster.agents.values()])
+
+
+def test_an_emptied_broker_is_detected_and_healed(rig: Rig) -> None:
+    """The broker dies with its data (memory storage) and comes back empty after a
+    while; the SRE runs `kafka init` again. The relay finds the topic empty and
+    republishes the log; nothing registered goes away."""
+    import urllib.request
+
+    cluster = rig.cluster
+    rig.sampler.reset()
+    memory = MemoryWatch(_processes(cluster))
+    port = rig.broker.port
+    rig.broker.kill()
+    gone = time.monotonic()
+    _new_trunk(cluster, "tenant-05", "during-outage", SPARES[2], rig.registrar.udp)
+    time.sleep(max(0.0, BROKER_AWAY - (time.monotonic() - gone)))
+    rig.brokers.append(Broker(cluster.workdir / "tansu-2.log", port=port))
+    back = time.monotonic()
+    assert "created  chaos.events  12 partitions" in cluster.init_topics()
+    wait("the change made during the outage on the wire",
+         lambda: len(rig.registrar.locations().get(SPARES[2], [])) == 1, 120)
+    healed = time.monotonic() - back
+    wait("the agents settled again", lambda: cluster.settled(TENANTS, AGENTS), 90)
+    control = cluster.controls[0]
+    assert "holds no record, though positions up to" in control.log.read_text()
+    metrics_at = control.env["TRUNKPLANE_METRICS_LISTEN"]
+    with urllib.request.urlopen(f"http://{metrics_at}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    heals = float(text.split("\ntrunkplane_relay_heals ", 1)[1].split()[0])
+    republished = float(text.split("\ntrunkplane_relay_republished_events ", 1)[1].split()[0])
+    time.sleep(5)
+    figures = {**memory.stop(), **rig.sampler.figures()}
+    report(f"broker away {BROKER_AWAY:.0f} s, back empty", {
+        "healed_s": healed, "heals": heals, "republished": republished, **figures})
+    assert heals >= 1 and republished >= 300
+    assert figures["most_growth_mib"] < 40  # type: ignore[operator]
+    assert figures["most_bindings"] == 1 and figures["users_with_gap"] == 0
+    assert rig.bound_to_live_agents()
