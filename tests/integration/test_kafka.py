@@ -197,7 +197,12 @@ def test_two_agents_split_the_tenants_and_one_takes_over_when_the_other_stops(
     def agent(name: str) -> AgentRunner:
         state = AgentState()
         feed = KafkaEventFeed(kafka, "agents", codec, from_start=True, client_id=name,
-                              on_revoked=state.forget_partitions, **GROUP_TIMEOUTS)
+                              on_revoked=state.revoked, **GROUP_TIMEOUTS)
+
+        def assigned(held: list[int], new: list[int]) -> None:
+            state.assigned(held)  # keeps what it held before, releases what moved
+
+        feed.on_assigned = assigned
         runner = AgentRunner(feed, state, name)
         runner.start()
         return runner
