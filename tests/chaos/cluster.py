@@ -105,6 +105,7 @@ class MemoryWatch:
         self.first = {n: rss_mib(p) for n, p in processes.items()}
         self.peak = dict(self.first)
         self.last = dict(self.first)
+        self.marks: dict[str, dict[str, float]] = {}
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -114,6 +115,13 @@ class MemoryWatch:
             for name, pid in self.processes.items():
                 self.last[name] = rss_mib(pid)
                 self.peak[name] = max(self.peak[name], self.last[name])
+
+    def mark(self, label: str) -> None:
+        self.marks[label] = {n: rss_mib(p) for n, p in self.processes.items()}
+
+    def grown(self, since: str, until: str) -> float:
+        """The most any process grew between two marks."""
+        return max(self.marks[until][n] - self.marks[since][n] for n in self.processes)
 
     def stop(self) -> dict[str, object]:
         """Figures: the largest growth (peak - first) of any process, and after."""
