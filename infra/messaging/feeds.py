@@ -19,7 +19,7 @@ from domain.feeds import FeedItem
 from domain.status import AgentHeartbeat, StatusObservation, TrunkState
 from infra.config.settings import KafkaSettings
 from infra.messaging.codec import AvroCodec, AvroError
-from infra.messaging.topics import partition_of, producer, scan_topic
+from infra.messaging.topics import client, partition_of, producer, scan_topic
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class _KafkaFeed:
         self.on_revoked = on_revoked
         self.dead_letters = 0
         self._consumer = KafkaConsumer(
-            bootstrap_servers=kafka.bootstrap, group_id=group, client_id=client_id,
+            **client(kafka), group_id=group, client_id=client_id,
             enable_auto_commit=False, auto_offset_reset="earliest",
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=heartbeat_interval_ms, max_poll_records=2000,
@@ -173,7 +173,7 @@ class TakeoverWatch:
         self.codec = codec
         self.agent_id = agent_id
         self.since = datetime.now(UTC) - timedelta(seconds=1)
-        self._consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap,
+        self._consumer = KafkaConsumer(**client(kafka),
                                        enable_auto_commit=False,
                                        client_id=f"trunkplane-handover-{agent_id}")
         parts = [TopicPartition(kafka.status_topic, p) for p in sorted(
@@ -320,7 +320,7 @@ def seed_from_status(kafka: KafkaSettings, codec: AvroCodec, partitions: list[in
     trunks from the newest observation of each trunk on the status topic (whoever made
     it), so it never admits more than the limits while those calls last. Returns how many
     trunks it seeded."""
-    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False,
+    consumer = KafkaConsumer(**client(kafka), enable_auto_commit=False,
                              client_id="trunkplane-seed")
     try:
         events = consumer.partitions_for_topic(kafka.events_topic) or set()

@@ -62,6 +62,13 @@ def init_topics(kafka: KafkaSettings, timeout: float = 30.0) -> list[TopicResult
     return results
 
 
+def client(kafka: KafkaSettings) -> dict[str, Any]:
+    """What every producer and consumer of ours is given: the brokers, and no topic made
+    by asking for it (a broker that auto-creates would make ours with its own partition
+    count; the topics come from `kafka init` only)."""
+    return {"bootstrap_servers": kafka.bootstrap, "allow_auto_create_topics": False}
+
+
 def producer(kafka: KafkaSettings, client_id: str) -> KafkaProducer:
     """acks=all and idempotence: a retried send is never written twice, and a record is
     acknowledged only when every in-sync replica has it. A send blocks at most
@@ -69,7 +76,7 @@ def producer(kafka: KafkaSettings, client_id: str) -> KafkaProducer:
     callers drop a producer whose sends failed (kafka-python 3 does not bound what one
     buffers) and build a new one on their back-off."""
     return KafkaProducer(
-        bootstrap_servers=kafka.bootstrap, client_id=client_id, acks="all",
+        **client(kafka), client_id=client_id, acks="all",
         enable_idempotence=True, linger_ms=5, batch_size=256 * 1024,
         max_in_flight_requests_per_connection=5, request_timeout_ms=15000,
         retry_backoff_ms=200, reconnect_backoff_max_ms=2000, max_block_ms=10000,
@@ -97,7 +104,7 @@ def check_topics(kafka: KafkaSettings, timeout: float = 15.0) -> list[str]:
     retention of the settings. Returns the problems found (empty: all is well)."""
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap, client_id="trunkplane-check",
+    consumer = KafkaConsumer(**client(kafka), client_id="trunkplane-check",
                              request_timeout_ms=int(timeout * 1000) + 1000)
     try:
         problems = [topic_problem(kafka, t, consumer.partitions_for_topic(t))
@@ -141,7 +148,7 @@ def topic_is_empty(kafka: KafkaSettings, topic: str, timeout: float = 3.0) -> bo
     trusted)."""
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False,
+    consumer = KafkaConsumer(**client(kafka), enable_auto_commit=False,
                              client_id="trunkplane-check")
     try:
         parts = [TopicPartition(topic, p) for p in sorted(
@@ -194,7 +201,7 @@ def check_wire_key(kafka: KafkaSettings, codec: Any, sample: int = 500,
 
     from infra.messaging.codec import AvroError
 
-    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False,
+    consumer = KafkaConsumer(**client(kafka), enable_auto_commit=False,
                              client_id="trunkplane-check")
     try:
         parts = [TopicPartition(kafka.events_topic, p) for p in sorted(
