@@ -10,7 +10,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-# Seconds without a heartbeat before an agent counts as silent (agents beat every 10 s).
+# Seconds without a heartbeat before a trunk's last observation counts as stale
+# (TrunkStatus.stale). The status view calls an agent silent sooner, a second within the
+# consumer group's session timeout (KafkaSettings.silent_after), and shows its trunks
+# `unknown`; this wider margin covers embedded agents and observations of other kinds.
 STALE_AFTER = 30.0
 
 

@@ -48,7 +48,7 @@ def health(args: argparse.Namespace) -> int:
 
 def republish(args: argparse.Namespace) -> int:
     """Sets the relay's position for the brokers' cluster and the events topic (the next
-    check of the leading relay, within 30 s, publishes from there): after restoring a
+    check of the leading relay, within 10 s, publishes from there): after restoring a
     broker from an old backup, or to repair what a consumer lost."""
     from kafka.errors import KafkaError
 
@@ -80,5 +80,5 @@ def republish(args: argparse.Namespace) -> int:
     finally:
         views.close()
     print(f"relay {name}: position {before} -> {min(args.from_position, before)}; the "
-          "leading relay republishes from there within 30 s")
+          "leading relay republishes from there within 10 s")
     return Exit.OK

@@ -4,6 +4,7 @@ themselves, tokens, keys, doctor, Kafka topics, replay, shell completion."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -217,6 +218,13 @@ def _record(settings: Settings, action: str, detail: dict[str, str]) -> None:
         app.close()
 
 
+def _named_tenant(args: argparse.Namespace) -> str | None:
+    """The tenant doctor looks at: the one named (--tenant or TRUNKPLANE_TENANT), else
+    every tenant."""
+    named = "--tenant" in sys.argv or any(a.startswith("--tenant=") for a in sys.argv)
+    return str(args.tenant) if named or os.environ.get("TRUNKPLANE_TENANT") else None
+
+
 def _doctor(args: argparse.Namespace) -> int:
     from infra.ops.doctor import examine
 
@@ -227,7 +235,7 @@ def _doctor(args: argparse.Namespace) -> int:
         _out(args, {"findings": findings, "failed": True}, f"FAIL settings: {error}")
         return Exit.FAILED
     failed, found = False, []
-    for finding in examine(settings, args.server):
+    for finding in examine(settings, args.server, _named_tenant(args)):
         failed |= finding.level == "fail"
         found.append(finding)
         if not args.json:

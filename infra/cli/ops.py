@@ -118,6 +118,12 @@ def register_agents(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=list_agents)
 
 
+def _state(agent: ops_pb2.Agent) -> str:
+    """alive, left, or SILENT (the one to look at)."""
+    state = agent.condition or ("silent" if agent.stale else "alive")
+    return state.upper() if state == "silent" else state
+
+
 def list_agents(client: Client, args: argparse.Namespace) -> int:
     answer = _stub(client).ListAgents(
         ops_pb2.ListAgentsRequest(tenant=client.tenant if args.tenant_only else ""),
@@ -128,5 +134,5 @@ def list_agents(client: Client, args: argparse.Namespace) -> int:
     table(["agent", "AgentService at", "tenants", "last heartbeat (utc)", "state"], [
         (a.agent_id, a.address or "-", ",".join(a.tenants) or "-",
          a.observed_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"),
-         "STALE" if a.stale else "alive") for a in answer.agents])
+         _state(a)) for a in answer.agents])
     return 0

@@ -8,7 +8,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ from domain.application import TrunkplaneApp
 from domain.errors import PreconditionError, ValidationError
 from domain.model import CommandMeta
 from domain.operations import OperatorAction
-from domain.status import STALE_AFTER
 from infra.grpc_api.context import current
 from infra.grpc_api.errors import abort
 from infra.ledger.service import LedgerService
@@ -57,16 +56,17 @@ class OpsServicer(ops_pb2_grpc.OpsServiceServicer):  # type: ignore[misc]
                                       methods=granted(call.role))
 
     def ListAgents(self, request: ops_pb2.ListAgentsRequest, context: Ctx) -> Any:
-        now = datetime.now(UTC)
+        """The directory as the status view judges it: alive, silent (its heartbeats
+        stopped; expired after an hour) or left (it announced a clean stop)."""
         agents = []
         for doc in self.status.agents():
             if request.tenant and request.tenant not in doc["tenants"]:
                 continue
-            seen = datetime.fromisoformat(doc["observed_at"])
             agent = ops_pb2.Agent(agent_id=doc["agent_id"], address=doc["address"],
-                                  tenants=doc["tenants"],
-                                  stale=(now - seen).total_seconds() > STALE_AFTER)
-            agent.observed_at.FromDatetime(seen)
+                                  tenants=doc["tenants"], stale=doc["condition"] == "silent",
+                                  condition=doc["condition"],
+                                  partitions=doc.get("partitions") or [])
+            agent.observed_at.FromDatetime(datetime.fromisoformat(doc["observed_at"]))
             agent.started_at.FromDatetime(datetime.fromisoformat(doc["started_at"]))
             agents.append(agent)
         return ops_pb2.ListAgentsResponse(agents=agents)

@@ -65,7 +65,7 @@ class Relay:
     holds records; an emptied topic (a broker that lost its data) is republished from
     the beginning, logged as an error and counted (`heals`, `republished`). Lowering
     the stored position by hand (`trunkplane kafka republish`) is noticed within
-    `check_every` too."""
+    `check_every` too (10 s)."""
 
     def __init__(self, app: TrunkplaneApp, codec: AvroCodec, kafka: KafkaSettings,
                  positions: PositionStore, make_producer: Callable[[], Any] | None = None,
@@ -81,7 +81,7 @@ class Relay:
         self._producer: Any = None
         self._positions = positions
         self._feed = StoreEventFeed(app, RELAY, positions)
-        self.check_every = 30.0
+        self.check_every = 10.0
         self._checked = 0.0  # time.monotonic() of the last broker check
         self._republish_until = 0  # positions at or below it go out a second time
         self._healed_at = 0
@@ -198,11 +198,20 @@ class Relay:
             log.info("relay: cluster %s, topic %s: publishing from position %d", cluster,
                      self.kafka.events_topic, self.position)
         else:
-            self._feed.rewind(reload=True)  # a position lowered by hand is taken up
+            self._taken_up_by_hand()
         if self.position not in (0, self._healed_at) and topic_is_empty(
                 self.kafka, self.kafka.events_topic):
             self._heal()
         self._checked = time.monotonic()
+
+    def _taken_up_by_hand(self) -> None:
+        """`trunkplane kafka republish` lowered the stored position: publish from there."""
+        was = self.position
+        self._feed.rewind(reload=True)
+        if self.position < was:
+            log.warning("relay: position lowered by hand from %d to %d: republishing", was,
+                        self.position)
+            self._republish_until = max(self._republish_until, was)
 
     def _heal(self) -> None:
         lost = self._healed_at = self.position  # (a log of only unpublished events: once)

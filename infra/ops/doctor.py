@@ -17,7 +17,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from domain.application import TrunkplaneApp
 from domain.catalog import TRUNK
-from domain.status import STALE_AFTER
 from domain.trunk_settings import WEAK_PASSWORD_LENGTH
 from domain.values import Transport, parse_host_port
 from infra.config.settings import Settings, SettingsError
@@ -38,14 +37,14 @@ class Finding:
     fix: str = ""
 
 
-def examine(settings: Settings, server: str) -> Iterator[Finding]:
+def examine(settings: Settings, server: str, tenant: str | None = None) -> Iterator[Finding]:
+    """Every check; per trunk for `tenant`, or for every tenant when None."""
     try:
         key = cipher_key(settings, create=False)
     except SettingsError as error:
         yield Finding("fail", "cipher key", str(error),
                       "point TRUNKPLANE_DATA at the data directory, or set TRUNKPLANE_CIPHER_KEY")
         return
-    yield Finding("ok", "cipher key", "present and valid")
     try:
         app = TrunkplaneApp(env=settings.store_env(key))
     except Exception as error:  # any failure to open the store is the finding
@@ -53,15 +52,18 @@ def examine(settings: Settings, server: str) -> Iterator[Finding]:
                       "check TRUNKPLANE_DATABASE_URL, that the database runs, and permissions")
         return
     try:
+        yield _opens(app)
         yield Finding("ok", "event store", f"{settings.describe_store()}, {app.head()} events")
         yield from _signing(settings)
         yield from _server(server)
         yield from _exposure(settings)
         yield from _metrics(settings)
         yield from _broker(settings)
+        yield from _relay(settings, app)
         yield from _agents(settings)
         yield from _faces(settings)
-        yield from _trunks(app, settings)
+        for name in [tenant] if tenant else _tenants(settings):
+            yield from _trunks(app, settings, name)
         yield from _pbx_networks(settings)
     finally:
         app.close()
@@ -108,6 +110,72 @@ def _exposure(settings: Settings) -> Iterator[Finding]:
                       f"{settings.sip.listen_port}: providers cannot reach the agent",
                       "set TRUNKPLANE_SIP_LISTEN to the address providers send to, e.g. "
                       "203.0.113.5:5062 (0.0.0.0 for every address)")
+
+
+def _opens(app: TrunkplaneApp) -> Finding:
+    """The key is only valid if it opens what is stored (a wrong one serves reads from the
+    views and fails every write)."""
+    head = app.head()
+    try:
+        for note in app.recorder.select_notifications(head, 1) if head else []:
+            app.mapper.to_domain_event(note)
+    except Exception as error:
+        return Finding("fail", "cipher key", f"does not open the stored events "
+                       f"({type(error).__name__} at log position {head})",
+                       "set TRUNKPLANE_CIPHER_KEY to the key the store was written with")
+    return Finding("ok", "cipher key", "present, and opens the newest stored event"
+                   if head else "present (the store is empty)")
+
+
+def _tenants(settings: Settings) -> list[str]:
+    """Every tenant with configuration (from the config view), else `default`."""
+    from infra.store.views import open_views, view_store
+    from projections.config_view import ConfigView
+
+    views = open_views(settings)
+    try:
+        found = ConfigView(view_store(settings, views), lambda: 0,
+                           lambda position, wait: True).tenants()
+    except Exception:  # no views yet
+        found = []
+    finally:
+        views.close()
+    return found or [settings.tenant]
+
+
+def _relay(settings: Settings, app: TrunkplaneApp) -> Iterator[Finding]:
+    """Which control plane publishes (the advisory lock's holder) and how far behind."""
+    if settings.kafka is None or not settings.database_url:
+        return
+    import psycopg
+
+    from infra.store.leader import RELAY_LOCK
+
+    try:
+        with psycopg.connect(settings.database_url, connect_timeout=5) as connection:
+            holder = connection.execute(
+                "SELECT a.pid, a.client_addr, a.backend_start FROM pg_locks l JOIN "
+                "pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND "
+                "l.granted AND (l.classid::bigint << 32 | l.objid::bigint) = %s",
+                (RELAY_LOCK,)).fetchone()
+            rows = connection.execute(
+                "SELECT name, position FROM tp_feed_positions WHERE name LIKE 'relay:%%' "
+                "AND name LIKE %s", (f"%:{settings.kafka.events_topic}",)).fetchall()
+    except psycopg.Error as error:
+        yield Finding("warn", "relay", f"cannot read the relay's lock and position: {error}")
+        return
+    head = app.head()
+    positions = ", ".join(f"{name.split(':')[1]}: position {pos} of {head} (lag "
+                          f"{head - pos})" for name, pos in rows) or "nothing published yet"
+    if holder is None:
+        yield Finding("fail", "relay", f"no control plane holds the relay lock; {positions}",
+                      "start `trunkplane control` (with the same TRUNKPLANE_DATABASE_URL)")
+        return
+    where = f"backend {holder[0]} from {holder[1] or 'local socket'}"
+    lagging = any(head - pos > 1000 for _, pos in rows)
+    yield Finding("warn" if lagging else "ok", "relay", f"leader: {where}; cluster {positions}",
+                  "the broker may be away; see the leader's log and "
+                  "trunkplane_relay_lag_events" if lagging else "")
 
 
 def _broker(settings: Settings) -> Iterator[Finding]:
@@ -246,13 +314,14 @@ def _metrics(settings: Settings) -> Iterator[Finding]:
                       "is the service running with the same TRUNKPLANE_METRICS_LISTEN?")
 
 
-def _trunks(app: TrunkplaneApp, settings: Settings) -> Iterator[Finding]:
-    tenant = settings.tenant
+def _trunks(app: TrunkplaneApp, settings: Settings, tenant: str) -> Iterator[Finding]:
     catalog = app.catalog(tenant)
     entries = catalog.entries[TRUNK] if catalog else {}
     if not entries:
         yield Finding("warn", "trunks", f"tenant '{tenant}' has no trunk",
                       "create one: trunkplane trunk create NAME --template thevoco ...")
+    else:
+        yield Finding("ok", f"tenant {tenant}", f"{len(entries)} trunks")
     reported = _reported(settings, tenant, list(entries))
     for trunk_id, entry in sorted(entries.items(), key=lambda e: e[1]["name"].casefold()):
         trunk: Any = app.aggregate(UUID(trunk_id))
@@ -300,10 +369,8 @@ def _read_views(settings: Settings, read: Callable[[Any], T]) -> T:
 
 
 def _agents(settings: Settings) -> Iterator[Finding]:
-    """The agents' heartbeats: alive, silent, or none at all."""
-    from datetime import UTC, datetime
-
-
+    """The agents' heartbeats: alive (and which partitions each owns), left cleanly, or
+    silent; and partitions of the events topic no live agent owns."""
     try:
         agents = _read_status(settings, lambda status: status.agents())
     except Exception as error:
@@ -313,19 +380,51 @@ def _agents(settings: Settings) -> Iterator[Finding]:
         yield Finding("warn", "agents", "no agent has announced itself",
                       "start `trunkplane serve`, or `trunkplane agent` with the same Kafka "
                       "settings in the distributed mode")
-    now = datetime.now(UTC)
+    owned: set[int] = set()
     for agent in agents:
-        seen = datetime.fromisoformat(agent["observed_at"])
-        age = (now - seen).total_seconds()
-        held = ", ".join(agent["tenants"]) or "no tenant"
-        if age > STALE_AFTER:
-            yield Finding("fail", f"agent {agent['agent_id']}", f"silent for {age:.0f} s "
-                          f"(last heartbeat {seen:%Y-%m-%d %H:%M:%S} UTC; it held {held})",
-                          "check that it runs and reaches the broker; its tenants move to "
-                          "the other agents of the group when it leaves")
+        yield _agent_finding(agent)
+        if agent["condition"] == "alive":
+            owned |= set(agent.get("partitions") or ())
+    kafka = settings.kafka
+    if kafka is not None and any(a["condition"] == "alive" for a in agents):
+        unowned = sorted(set(range(kafka.partitions)) - owned)
+        group = f"consumer group {kafka.agent_group}"
+        if unowned:
+            yield Finding("fail", group, f"partitions {_ranges(unowned)} of "
+                          f"{kafka.events_topic} have no live agent: their tenants' trunks "
+                          "are not on the wire", "start an agent, or see why the group does "
+                          "not rebalance (the agents' logs)")
         else:
-            yield Finding("ok", f"agent {agent['agent_id']}", f"alive, AgentService at "
-                          f"{agent['address'] or '?'}, holds {held}")
+            yield Finding("ok", group, f"all {kafka.partitions} partitions of "
+                          f"{kafka.events_topic} owned by live agents")
+
+
+def _agent_finding(agent: dict[str, Any]) -> Finding:
+    held = ", ".join(agent["tenants"]) or "no tenant"
+    subject = f"agent {agent['agent_id']}"
+    quiet = float(agent["quiet_seconds"])
+    if agent["condition"] == "left":
+        return Finding("ok", subject, f"left cleanly {quiet:.0f} s ago (its trunks were "
+                       "handed over or unregistered)")
+    if agent["condition"] == "silent":
+        return Finding("fail", subject, f"silent for {quiet:.0f} s (it held {held}); "
+                       "dropped from this list after an hour",
+                       "check that it runs and reaches the broker; its tenants move to the "
+                       "other agents of the group when the group notices")
+    parts = _ranges(sorted(agent.get("partitions") or ()))
+    return Finding("ok", subject, f"alive, AgentService at {agent['address'] or '?'}, "
+                   f"partitions {parts or 'none'}, holds {held}")
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    spans: list[list[int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in spans)
 
 
 def _reported(settings: Settings, tenant: str, trunk_ids: list[str]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ The scenarios share one cluster and run in file order: each leaves it settled.""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 import uuid
@@ -52,8 +53,9 @@ class Rig:
 
     def bound_to_live_agents(self) -> bool:
         """Every trunk's user has exactly one binding, at a live agent's SIP port."""
+        agents = self.cluster.agents
         live = {port for name, port in self.cluster.sip_ports.items()
-                if self.cluster.agents[name].alive()}
+                if name in agents and agents[name].alive()}
         bound = {u: c for u, c in self.registrar.locations().items() if u in self.users}
         return set(bound) == set(self.users) and all(
             len(contacts) == 1 and _port(contacts[0]) in live for contacts in bound.values())
@@ -365,3 +367,48 @@ def test_an_emptied_broker_is_detected_and_healed(rig: Rig) -> None:
     assert figures["most_growth_mib"] < 64  # type: ignore[operator]
     assert figures["most_bindings"] == 1 and figures["users_with_gap"] == 0
     assert rig.bound_to_live_agents()
+
+
+def test_doctor_tells_the_truth_about_the_cluster(rig: Rig) -> None:
+    """Every tenant (or the one named), the relay's leader and lag, who owns which
+    partition, and an agent that left cleanly told apart from a silent one."""
+    import subprocess
+
+    from tests.integration.test_cli import CLI
+
+    cluster = rig.cluster
+    assert cluster.agents["agent-3"].stop() == 0  # hands over, then announces it left
+    wait("the others own every partition", lambda: cluster.settled(TENANTS, AGENTS[:2]), 60)
+    control = cluster.controls[0]
+    env = {**control.env, "TRUNKPLANE_TOKEN": cluster.token}
+    server = ["--server", control.env["TRUNKPLANE_LISTEN"]]
+
+    def doctor(*args: str) -> str:
+        done = subprocess.run([*CLI, "doctor", *server, *args], env=env, capture_output=True,
+                              text=True, timeout=180, check=False)
+        return done.stdout + done.stderr
+
+    every = doctor()
+    assert all(f"OK   tenant {t}: 25 trunks" in every for t in TENANTS), every[-3000:]
+    assert "OK   relay: leader: backend " in every and "(lag 0)" in every
+    assert "OK   consumer group trunkplane-agents: all 12 partitions of chaos.events " \
+           "owned by live agents" in every
+    assert "OK   agent agent-3: left cleanly" in every
+    assert "OK   agent agent-1: alive" in every and "partitions " in every
+    republish = subprocess.run([*CLI, "kafka", "republish", "--from", "0"], env=env,
+                               capture_output=True, text=True, timeout=60, check=False)
+    assert republish.returncode == 0, republish.stderr
+    assert re.search(r"relay relay:\S+:chaos\.events: position \d+ -> 0", republish.stdout)
+    wait("the relay republishing by hand", lambda: "position lowered by hand from" in
+         control.log.read_text(), 30)
+    one = doctor("--tenant", "tenant-07")
+    assert "tenant tenant-07: 25 trunks" in one and "tenant tenant-06" not in one
+    cluster.agents["agent-2"].kill()
+
+    def flagged() -> str:
+        found = doctor("--tenant", "tenant-07")
+        return found if "FAIL agent agent-2: silent for" in found else ""
+
+    silent = wait("agent-2 flagged silent", flagged, 30)
+    report("doctor", {"tenants_checked": every.count(": 25 trunks"),
+                      "silent_flagged": "FAIL agent agent-2" in silent})

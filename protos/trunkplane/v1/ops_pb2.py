@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17trunkplane/v1/ops.proto\x12\rtrunkplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n\rWhoAmIRequest\"B\n\x0eWhoAmIResponse\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0f\n\x07methods\x18\x03 \x03(\t\"#\n\x11ListAgentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"\xab\x01\n\x05\x41gent\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0f\n\x07tenants\x18\x03 \x03(\t\x12/\n\x0bobserved_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05stale\x18\x06 \x01(\x08\":\n\x12ListAgentsResponse\x12$\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x14.trunkplane.v1.Agent\"\x1c\n\x1aGetProjectionStatusRequest\"}\n\x10ProjectionStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x03\x12\x10\n\x08position\x18\x03 \x01(\x03\x12\x0c\n\x04head\x18\x04 \x01(\x03\x12\x12\n\nlag_events\x18\x05 \x01(\x03\x12\x13\n\x0blag_seconds\x18\x06 \x01(\x01\"b\n\x1bGetProjectionStatusResponse\x12\x34\n\x0bprojections\x18\x01 \x03(\x0b\x32\x1f.trunkplane.v1.ProjectionStatus\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"(\n\x18RebuildProjectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x83\x01\n\x0fRebuildProgress\x12\x10\n\x08position\x18\x01 \x01(\x03\x12\x0c\n\x04head\x18\x02 \x01(\x03\x12\x19\n\x11\x65vents_per_second\x18\x03 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x04 \x01(\x01\x12\x0c\n\x04\x64one\x18\x05 \x01(\x08\x12\x12\n\ngeneration\x18\x06 \x01(\x03\"\'\n\x17VerifyProjectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"P\n\x18VerifyProjectionResponse\x12\r\n\x05\x65qual\x18\x01 \x01(\x08\x12\x10\n\x08position\x18\x02 \x01(\x03\x12\x13\n\x0b\x64ifferences\x18\x03 \x03(\t2\xd9\x03\n\nOpsService\x12l\n\x13GetProjectionStatus\x12).trunkplane.v1.GetProjectionStatusRequest\x1a*.trunkplane.v1.GetProjectionStatusResponse\x12^\n\x11RebuildProjection\x12\'.trunkplane.v1.RebuildProjectionRequest\x1a\x1e.trunkplane.v1.RebuildProgress0\x01\x12\x63\n\x10VerifyProjection\x12&.trunkplane.v1.VerifyProjectionRequest\x1a\'.trunkplane.v1.VerifyProjectionResponse\x12Q\n\nListAgents\x12 .trunkplane.v1.ListAgentsRequest\x1a!.trunkplane.v1.ListAgentsResponse\x12\x45\n\x06WhoAmI\x12\x1c.trunkplane.v1.WhoAmIRequest\x1a\x1d.trunkplane.v1.WhoAmIResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17trunkplane/v1/ops.proto\x12\rtrunkplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n\rWhoAmIRequest\"B\n\x0eWhoAmIResponse\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0f\n\x07methods\x18\x03 \x03(\t\"#\n\x11ListAgentsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"\xd2\x01\n\x05\x41gent\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0f\n\x07tenants\x18\x03 \x03(\t\x12/\n\x0bobserved_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05stale\x18\x06 \x01(\x08\x12\x11\n\tcondition\x18\x07 \x01(\t\x12\x12\n\npartitions\x18\x08 \x03(\x05\":\n\x12ListAgentsResponse\x12$\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x14.trunkplane.v1.Agent\"\x1c\n\x1aGetProjectionStatusRequest\"}\n\x10ProjectionStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x03\x12\x10\n\x08position\x18\x03 \x01(\x03\x12\x0c\n\x04head\x18\x04 \x01(\x03\x12\x12\n\nlag_events\x18\x05 \x01(\x03\x12\x13\n\x0blag_seconds\x18\x06 \x01(\x01\"b\n\x1bGetProjectionStatusResponse\x12\x34\n\x0bprojections\x18\x01 \x03(\x0b\x32\x1f.trunkplane.v1.ProjectionStatus\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"(\n\x18RebuildProjectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x83\x01\n\x0fRebuildProgress\x12\x10\n\x08position\x18\x01 \x01(\x03\x12\x0c\n\x04head\x18\x02 \x01(\x03\x12\x19\n\x11\x65vents_per_second\x18\x03 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x04 \x01(\x01\x12\x0c\n\x04\x64one\x18\x05 \x01(\x08\x12\x12\n\ngeneration\x18\x06 \x01(\x03\"\'\n\x17VerifyProjectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"P\n\x18VerifyProjectionResponse\x12\r\n\x05\x65qual\x18\x01 \x01(\x08\x12\x10\n\x08position\x18\x02 \x01(\x03\x12\x13\n\x0b\x64ifferences\x18\x03 \x03(\t2\xd9\x03\n\nOpsService\x12l\n\x13GetProjectionStatus\x12).trunkplane.v1.GetProjectionStatusRequest\x1a*.trunkplane.v1.GetProjectionStatusResponse\x12^\n\x11RebuildProjection\x12\'.trunkplane.v1.RebuildProjectionRequest\x1a\x1e.trunkplane.v1.RebuildProgress0\x01\x12\x63\n\x10VerifyProjection\x12&.trunkplane.v1.VerifyProjectionRequest\x1a\'.trunkplane.v1.VerifyProjectionResponse\x12Q\n\nListAgents\x12 .trunkplane.v1.ListAgentsRequest\x1a!.trunkplane.v1.ListAgentsResponse\x12\x45\n\x06WhoAmI\x12\x1c.trunkplane.v1.WhoAmIRequest\x1a\x1d.trunkplane.v1.WhoAmIResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,23 +39,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTAGENTSREQUEST']._serialized_start=160
   _globals['_LISTAGENTSREQUEST']._serialized_end=195
   _globals['_AGENT']._serialized_start=198
-  _globals['_AGENT']._serialized_end=369
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=371
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=429
-  _globals['_GETPROJECTIONSTATUSREQUEST']._serialized_start=431
-  _globals['_GETPROJECTIONSTATUSREQUEST']._serialized_end=459
-  _globals['_PROJECTIONSTATUS']._serialized_start=461
-  _globals['_PROJECTIONSTATUS']._serialized_end=586
-  _globals['_GETPROJECTIONSTATUSRESPONSE']._serialized_start=588
-  _globals['_GETPROJECTIONSTATUSRESPONSE']._serialized_end=686
-  _globals['_REBUILDPROJECTIONREQUEST']._serialized_start=688
-  _globals['_REBUILDPROJECTIONREQUEST']._serialized_end=728
-  _globals['_REBUILDPROGRESS']._serialized_start=731
-  _globals['_REBUILDPROGRESS']._serialized_end=862
-  _globals['_VERIFYPROJECTIONREQUEST']._serialized_start=864
-  _globals['_VERIFYPROJECTIONREQUEST']._serialized_end=903
-  _globals['_VERIFYPROJECTIONRESPONSE']._serialized_start=905
-  _globals['_VERIFYPROJECTIONRESPONSE']._serialized_end=985
-  _globals['_OPSSERVICE']._serialized_start=988
-  _globals['_OPSSERVICE']._serialized_end=1461
+  _globals['_AGENT']._serialized_end=408
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=410
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=468
+  _globals['_GETPROJECTIONSTATUSREQUEST']._serialized_start=470
+  _globals['_GETPROJECTIONSTATUSREQUEST']._serialized_end=498
+  _globals['_PROJECTIONSTATUS']._serialized_start=500
+  _globals['_PROJECTIONSTATUS']._serialized_end=625
+  _globals['_GETPROJECTIONSTATUSRESPONSE']._serialized_start=627
+  _globals['_GETPROJECTIONSTATUSRESPONSE']._serialized_end=725
+  _globals['_REBUILDPROJECTIONREQUEST']._serialized_start=727
+  _globals['_REBUILDPROJECTIONREQUEST']._serialized_end=767
+  _globals['_REBUILDPROGRESS']._serialized_start=770
+  _globals['_REBUILDPROGRESS']._serialized_end=901
+  _globals['_VERIFYPROJECTIONREQUEST']._serialized_start=903
+  _globals['_VERIFYPROJECTIONREQUEST']._serialized_end=942
+  _globals['_VERIFYPROJECTIONRESPONSE']._serialized_start=944
+  _globals['_VERIFYPROJECTIONRESPONSE']._serialized_end=1024
+  _globals['_OPSSERVICE']._serialized_start=1027
+  _globals['_OPSSERVICE']._serialized_end=1500
 # @@protoc_insertion_point(module_scope)
