@@ -154,6 +154,7 @@ class Cluster:
     def base_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRUNKPLANE_")}
         return {**env, **self.kafka, **TIMINGS, "TRUNKPLANE_TLS": "off",
+                "TRUNKPLANE_WEB_LISTEN": "off",
                 "TRUNKPLANE_LOG_LEVEL": "INFO",
                 "TRUNKPLANE_SIP_DESTINATIONS": "127.0.0.0/8,::1/128"}
 
@@ -232,6 +233,7 @@ class Cluster:
         # only the wire key: no database, no cipher key
         return {**self.base_env(), "TRUNKPLANE_DATA": str(data / "var"),
                 "TRUNKPLANE_AGENT_ID": name, "TRUNKPLANE_SIP_LISTEN": f"127.0.0.1:{port}",
+                "TRUNKPLANE_PBX_LISTEN": "127.0.0.1:0",
                 "TRUNKPLANE_LISTEN": f"127.0.0.1:{free_port()}",
                 "TRUNKPLANE_METRICS_LISTEN": "off"}
 
