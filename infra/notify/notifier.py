@@ -72,12 +72,19 @@ class Notifier:
         self._wake.set()
 
     def _run(self) -> None:
+        leading = False
         while not self._stop.is_set():
             try:
-                if self.leader():
+                if not self.leader():
+                    leading = False
+                else:
+                    if not leading:  # another control plane may have decided meanwhile
+                        self.conditions = self.outbox.conditions()
+                        leading = True
                     self.step(datetime.now(UTC))
             except Exception:
                 log.exception("notifier: a step failed; trying again at the next tick")
+                leading = False  # read the stored conditions again: memory may be ahead
             self._wake.wait(self.settings.notify.tick)
             self._wake.clear()
 
