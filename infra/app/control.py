@@ -24,6 +24,7 @@ from infra.grpc_api.ops import OpsServicer
 from infra.grpc_api.routes import RouteServicer
 from infra.grpc_api.servicer_base import ServicerBase
 from infra.grpc_api.trunks import TrunkServicer
+from infra.ledger.recorders import adopt_existing_log
 from infra.ledger.service import LedgerService
 from infra.ledger.signing import load_signer
 from infra.notify.notifier import Notifier, NotifierMetrics
@@ -80,6 +81,10 @@ def build_app(settings: Settings) -> TrunkplaneApp:
         settings.private_data_dir()
     app = TrunkplaneApp(env=settings.store_env(cipher_key(settings)))
     app.recorder.proof.signer = load_signer(settings)  # type: ignore[attr-defined]
+    adopted = adopt_existing_log(app.recorder)  # type: ignore[arg-type]
+    if adopted:
+        log.warning("the store held %d events written before the proof existed: they are "
+                    "its first leaves, as they are now", adopted)
     return app
 
 

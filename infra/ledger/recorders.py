@@ -16,7 +16,14 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL
 
-from infra.ledger.tables import POSTGRES, SQLITE, Dialect, ProofWriter, create_statements
+from infra.ledger.tables import (
+    LEAVES,
+    POSTGRES,
+    SQLITE,
+    Dialect,
+    ProofWriter,
+    create_statements,
+)
 
 SQLITE_TOPIC = "infra.ledger.recorders:SqliteProofRecorder"
 POSTGRES_TOPIC = "infra.ledger.recorders:PostgresProofRecorder"
@@ -89,3 +96,31 @@ ProofRecorder = SqliteProofRecorder | PostgresProofRecorder
 
 def recorder_topic(persistence_module: str) -> str:
     return POSTGRES_TOPIC if persistence_module.endswith("postgres") else SQLITE_TOPIC
+
+
+def adopt_existing_log(recorder: ProofRecorder, page: int = 1000) -> int:
+    """A store written before the proof existed: its events, as they are now, become the
+    first leaves (the proof cannot vouch for what happened to them before). Returns how
+    many were adopted; 0 when the proof already has leaves or the log is empty."""
+    adopted = 0
+    while True:
+        with recorder.datastore.transaction(commit=True) as cur:
+            if recorder.dialect.postgres:
+                cur.execute(f"SELECT pg_advisory_xact_lock({CREATE_LOCK})")
+            cur.execute(f"SELECT MAX(idx) AS n FROM {LEAVES}")
+            row = cur.fetchall()[0]
+            value = row["n"] if isinstance(row, dict) else row[0]
+            have = 0 if value is None else int(value) + 1
+            if have != adopted:  # another process proves the log already
+                return adopted
+            notes = recorder.select_notifications(adopted and _last(recorder), page,
+                                                  inclusive_of_start=False)
+            if not notes:
+                return adopted
+            recorder.proof.append(cur, [n.id for n in notes], notes)
+            adopted += len(notes)
+
+
+def _last(recorder: ProofRecorder) -> int:
+    rows = recorder.query(f"SELECT MAX(position) FROM {LEAVES}")
+    return int(rows[0][0] or 0)

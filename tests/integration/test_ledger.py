@@ -268,3 +268,28 @@ def test_undecryptable_events_are_findings(store: Store, tmp_path: Path) -> None
     assert {f.kind for f in report.findings} == {"undecryptable"}
     assert len(report.findings) == store.app.head()
     assert time.time() > 0
+
+
+def test_a_store_from_before_the_proof_is_adopted_as_it_is(store: Store) -> None:
+    """Events written by the library's own recorder (an older release) become the first
+    leaves when the proof recorder opens the store; later writes extend the same tree."""
+    store.app.close()
+    plain_env = store.settings.store_env(CIPHER_KEY)
+    plain_env.pop("APPLICATION_RECORDER_TOPIC")
+    if store.settings.database_url:
+        store.sql("DROP TABLE tp_ledger_leaves, tp_ledger_nodes, tp_ledger_heads")
+    else:
+        for table in ("tp_ledger_leaves", "tp_ledger_nodes", "tp_ledger_heads"):
+            store.sql(f"DROP TABLE {table}")
+    old = TrunkplaneApp(env=plain_env)
+    store.app = old
+    populate(store)
+    head = old.head()
+    old.close()
+    from infra.app.control import build_app
+    store.app = build_app(store.settings)
+    store.ledger = Ledger(store.app.recorder, store.signer)  # type: ignore[arg-type]
+    assert store.ledger.size() == head
+    store.trunk("after")
+    report = store.verify()
+    assert report.intact and report.size == store.app.head() == head + 2
