@@ -448,6 +448,7 @@ def test_trunkplane_control_serves_the_console_too(
     control = Server(tmp_path / "control", "control", TRUNKPLANE_DATABASE_URL=fresh_postgres_url,
                      TRUNKPLANE_KAFKA_BOOTSTRAP=kafka.bootstrap,
                      TRUNKPLANE_KAFKA_TOPIC_PREFIX=kafka.topic_prefix,
+                     TRUNKPLANE_KAFKA_PARTITIONS=str(kafka.partitions),
                      TRUNKPLANE_WIRE_KEY=kafka.wire_key,
                      TRUNKPLANE_WEB_LISTEN=f"127.0.0.1:{web_port}")
     control.start()
