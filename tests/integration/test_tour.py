@@ -134,7 +134,10 @@ def test_the_readme_tour_word_for_word(demo: Demo, tmp_path: Path) -> None:
         assert "15551234567: answered" in answered
         placed = next(v for k, v in outputs.items() if "demo/call.py" in k)
         assert "407" not in placed and "200 OK" in placed, placed  # the agent took the 407
-        records = json.loads(_run("trunkplane calls --json", env).stdout)["calls"]
+        deadline = time.monotonic() + 20  # the agent writes its call records off its loop
+        while len(records := json.loads(_run("trunkplane calls --json", env).stdout)[
+                "calls"]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
         assert [(r["direction"], r["final_code"], r["number_sent"]) for r in records] == [
             ("inbound", 200, "15551234567"), ("outbound", 200, "2001")], records  # newest first
     finally:
