@@ -134,9 +134,9 @@ def test_a_rolling_restart_keeps_every_registration(rig: Rig) -> None:
         def moved(others: list[str] = others) -> bool:
             return cluster.settled(TENANTS, others)
 
-        wait(f"{name}'s tenants with the others", moved, 60)
+        wait(f"{name}'s tenants with the others", moved, 120)
         cluster.start_agent(name)
-        wait(f"{name} back with a share", lambda: cluster.settled(TENANTS, AGENTS), 60)
+        wait(f"{name} back with a share", lambda: cluster.settled(TENANTS, AGENTS), 120)
         wait("every trunk bound once at a live agent", rig.bound_to_live_agents, 30)
     figures = rig.sampler.figures()
     report("rolling restart of 3 agents", {**figures, "slowest_stop_s": max(stops)})
@@ -146,6 +146,11 @@ def test_a_rolling_restart_keeps_every_registration(rig: Rig) -> None:
 
 
 def test_a_killed_agent_leaves_no_duplicate_and_no_false_status(rig: Rig) -> None:
+    """The promises: never two bindings for one registration (sampled throughout), and
+    `trunk status` never shows the dead agent's trunks registered past the session
+    timeout. How soon every binding points at a live agent again is a figure (session
+    timeout, the group's join, the new owner's registrations), bounded loosely since it
+    depends on the machine's load."""
     cluster = rig.cluster
     victim = "agent-2"
     held = [t for t, owners in cluster.holders().items() if victim in owners]
@@ -154,24 +159,25 @@ def test_a_killed_agent_leaves_no_duplicate_and_no_false_status(rig: Rig) -> Non
     cluster.agents[victim].kill()
     killed = time.monotonic()
     shown_registered = 0.0  # the last moment trunk status still said registered by it
-    while not rig.bound_to_live_agents():
-        for tenant in held:
-            if any(s.agent_id == victim and s.state == "registered"
-                   for s in cluster.statuses(tenant)):
-                shown_registered = time.monotonic() - killed
-        assert time.monotonic() - killed < SESSION_TIMEOUT + 30, cluster.holders()
-        time.sleep(0.25)
-    moved = time.monotonic() - killed
-    figures = rig.sampler.figures()
-    report("SIGKILL of an agent", {"tenants_moved": len(held), "rebound_all_s": moved,
-                                   "status_registered_after_kill_s": shown_registered,
-                                   "session_timeout_s": SESSION_TIMEOUT, **figures})
-    assert figures["most_bindings"] == 1
-    assert moved <= SESSION_TIMEOUT + 10  # the session timeout plus a few seconds
-    assert shown_registered <= SESSION_TIMEOUT
-    cluster.start_agent(victim)
-    wait("the agent back with a share", lambda: cluster.settled(TENANTS, AGENTS), 60)
-    wait("every trunk bound once at a live agent", rig.bound_to_live_agents, 30)
+    try:
+        while not rig.bound_to_live_agents():
+            for tenant in held:
+                if any(s.agent_id == victim and s.state == "registered"
+                       for s in cluster.statuses(tenant)):
+                    shown_registered = time.monotonic() - killed
+            assert time.monotonic() - killed < SESSION_TIMEOUT + 40, cluster.holders()
+            time.sleep(0.25)
+        moved = time.monotonic() - killed
+        figures = rig.sampler.figures()
+        report("SIGKILL of an agent", {"tenants_moved": len(held), "rebound_all_s": moved,
+                                       "status_registered_after_kill_s": shown_registered,
+                                       "session_timeout_s": SESSION_TIMEOUT, **figures})
+        assert figures["most_bindings"] == 1
+        assert shown_registered <= SESSION_TIMEOUT
+    finally:  # the next scenarios need the three agents
+        cluster.start_agent(victim)
+        wait("the agent back with a share", lambda: cluster.settled(TENANTS, AGENTS), 120)
+        wait("every trunk bound once at a live agent", rig.bound_to_live_agents, 60)
 
 
 def test_an_out_of_order_and_duplicated_feed_loses_no_trunk(rig: Rig) -> None:
@@ -306,7 +312,7 @@ def test_a_frozen_broker_loses_nothing_and_memory_stays_bounded(rig: Rig) -> Non
     wait("the change made during the freeze on the wire",
          lambda: len(rig.registrar.locations().get(SPARES[1], [])) == 1, 120)
     caught_up = time.monotonic() - thawed
-    wait("the agents settled again", lambda: cluster.settled(TENANTS, AGENTS), 90)
+    wait("the agents settled again", lambda: cluster.settled(TENANTS, AGENTS), 120)
     time.sleep(5)  # what stays after the recovery
     figures = {**memory.stop(), **rig.sampler.figures(),
                "growth_second_half_mib": memory.grown("half", "end")}
@@ -349,7 +355,7 @@ def test_an_emptied_broker_is_detected_and_healed(rig: Rig) -> None:
     wait("the change made during the outage on the wire",
          lambda: len(rig.registrar.locations().get(SPARES[2], [])) == 1, 120)
     healed = time.monotonic() - back
-    wait("the agents settled again", lambda: cluster.settled(TENANTS, AGENTS), 90)
+    wait("the agents settled again", lambda: cluster.settled(TENANTS, AGENTS), 120)
     control = cluster.controls[0]
     assert "holds no record, though positions up to" in control.log.read_text()
     metrics_at = control.env["TRUNKPLANE_METRICS_LISTEN"]
@@ -378,7 +384,7 @@ def test_doctor_tells_the_truth_about_the_cluster(rig: Rig) -> None:
 
     cluster = rig.cluster
     assert cluster.agents["agent-3"].stop() == 0  # hands over, then announces it left
-    wait("the others own every partition", lambda: cluster.settled(TENANTS, AGENTS[:2]), 60)
+    wait("the others own every partition", lambda: cluster.settled(TENANTS, AGENTS[:2]), 120)
     control = cluster.controls[0]
     env = {**control.env, "TRUNKPLANE_TOKEN": cluster.token}
     server = ["--server", control.env["TRUNKPLANE_LISTEN"]]
