@@ -318,7 +318,7 @@ def test_a_frozen_broker_loses_nothing_and_memory_stays_bounded(rig: Rig) -> Non
                "growth_second_half_mib": memory.grown("half", "end")}
     report(f"broker frozen {BROKER_AWAY:.0f} s", {"caught_up_s": caught_up, **figures})
     assert memory.grown("half", "end") < 10  # it levels off: bounded, not leaking
-    assert figures["most_growth_mib"] < 64  # type: ignore[operator]
+    assert figures["most_growth_mib"] < 96  # type: ignore[operator]
     assert figures["most_bindings"] == 1 and figures["users_with_gap"] == 0
     assert all(p.alive() for p in [*cluster.controls, *cluster.agents.values()])
 
@@ -370,7 +370,7 @@ def test_an_emptied_broker_is_detected_and_healed(rig: Rig) -> None:
         "healed_s": healed, "heals": heals, "republished": republished, **figures})
     assert heals >= 1 and republished >= 300
     assert memory.grown("half", "end") < 10
-    assert figures["most_growth_mib"] < 64  # type: ignore[operator]
+    assert figures["most_growth_mib"] < 96  # type: ignore[operator]
     assert figures["most_bindings"] == 1 and figures["users_with_gap"] == 0
     assert rig.bound_to_live_agents()
 
