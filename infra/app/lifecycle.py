@@ -76,10 +76,14 @@ class Process:
         if self.settings.reflection:  # off by default: it tells anyone what we serve
             reflection.enable_server_reflection(
                 (*self.services, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
-        self.port = listen(self.server, self.settings)
+        try:
+            self.port = listen(self.server, self.settings)
+        except RuntimeError:  # grpcio raises where it used to return 0
+            self.port = 0
         if self.port == 0:
             self.stop_parts()
-            raise OSError(f"cannot listen on {self.settings.listen}")
+            raise OSError(f"cannot listen on {self.settings.listen}: the address is in use or "
+                          "not this machine's (TRUNKPLANE_LISTEN)")
         return self.port
 
     def start(self) -> None:

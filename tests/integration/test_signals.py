@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -80,3 +81,18 @@ def test_a_burst_of_sigterms_under_load_stops_serve(tmp_path: Path, round_: int)
             writer.join()
         if process.poll() is None:
             process.kill()
+
+
+def test_a_taken_port_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "TRUNKPLANE_DATA": str(tmp_path / "var"), "TRUNKPLANE_TLS": "off",
+               "TRUNKPLANE_LISTEN": f"127.0.0.1:{port}", "TRUNKPLANE_SIP": "off",
+               "TRUNKPLANE_METRICS_LISTEN": "off", "TRUNKPLANE_WEB_LISTEN": "off"}
+        done = subprocess.run([sys.executable, "-m", "infra.cli", "serve"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1, done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
