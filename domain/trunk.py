@@ -60,6 +60,9 @@ class Trunk(Configured):
     class DescriptionChanged(Configured.SettingsChanged):
         description: str
 
+    class OutboundProxyChanged(Configured.SettingsChanged):
+        outbound_proxy: str
+
     def refine_event(
         self, event_class: type[Configured.SettingsChanged], new: Fields
     ) -> type[Configured.SettingsChanged]:
@@ -124,6 +127,9 @@ TRUNK_FIELDS = (
     TrunkField("call_limits", dict.fromkeys(LIMIT_FIELDS), Trunk.CallLimitsChanged),
     TrunkField("enabled", True, None),
     TrunkField("description", "", Trunk.DescriptionChanged),
+    # RFC 3261 loose routing: registrations and calls go to this proxy, with a Route
+    # header naming it; blank: straight to the host (located by RFC 3263).
+    TrunkField("outbound_proxy", "", Trunk.OutboundProxyChanged),
 )
 Trunk.EVENT_FOR_FIELD = {f.name: f.event for f in TRUNK_FIELDS if f.event is not None}
 

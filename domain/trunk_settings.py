@@ -85,6 +85,7 @@ def validate_trunk(raw: Fields) -> tuple[Fields, list[str]]:
     c.field("from_user", _text(parse_sip_user), optional=True)
     c.field("from_domain", _text(_from_domain), optional=True)
     c.field("description", _text(parse_description), optional=True)
+    c.field("outbound_proxy", _text(_outbound_proxy), optional=True)
     c.field("enabled", _bool)
     c.field("max_registrations", _max_registrations)
     c.field("codecs", _codecs)
@@ -133,6 +134,20 @@ def _list(value: Any, limit: int) -> list[Any]:
 
 def _from_domain(text: str) -> str:
     return str(parse_host_port(text)) if text.startswith("[") or ":" in text else parse_domain(text)
+
+
+def _outbound_proxy(text: str) -> str:
+    """host[:port] of a proxy every request of the trunk goes through (a `sip:` prefix and
+    `;lr`, as providers print it, are taken off: the agent writes the Route itself)."""
+    bare = text.strip()
+    if bare.lower().startswith("sip:"):
+        bare = bare[4:]
+    if bare.lower().endswith(";lr"):
+        bare = bare[:-3]
+    if ";" in bare or "@" in bare or "<" in bare:
+        raise ValueError(f"'{text}' must be host[:port] (e.g. proxy.example.com:5060), "
+                         "without a user or parameters")
+    return str(parse_host_port(bare))
 
 
 def _max_registrations(value: Any) -> int:

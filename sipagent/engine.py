@@ -26,6 +26,7 @@ from sipagent.runner import Ticker
 from sipagent.settings import SipSettings
 from sipagent.sip.digest import DigestClient, parse_challenge
 from sipagent.sip.message import Request, Response, SipParseError, split_list
+from sipagent.sip.route import first_hop, proxy_route
 from sipagent.sip.transport import (
     USER_AGENT,
     Destination,
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 WIRE_FIELDS = ("type", "host", "transport", "username", "password", "auth_id",
                "max_registrations", "from_user", "from_domain", "peer_addresses", "nat",
-               "enabled")
+               "enabled", "outbound_proxy")
 
 
 def backoff(failures: int, base: float, cap: float) -> float:
@@ -574,7 +575,7 @@ class _RegisterWorker(_Worker):
         expires = settings.register_expires
         try:
             line.destination = await self.agent.resolve(
-                str(self.spec.settings["host"]), str(self.spec.settings.get("transport", "udp")))
+                first_hop(self.spec.settings), str(self.spec.settings.get("transport", "udp")))
             response = await self._register(line, expires)
         except TransportError as error:
             return self._failed(line, TrunkState.UNREACHABLE, 0, str(error))
@@ -660,10 +661,16 @@ class _RegisterWorker(_Worker):
                    ("Call-ID", line.call_id), ("CSeq", f"{line.cseq} REGISTER"),
                    ("Contact", f"<{line.contact}>{self._instance(line, expires)}"),
                    ("Expires", str(expires)), ("Allow", "OPTIONS"),
-                   ("User-Agent", USER_AGENT)]
+                   ("User-Agent", USER_AGENT), *proxy_route(self.spec.settings)]
         if authorization is not None:
             headers.append(authorization)
-        return Request(method="REGISTER", uri=f"sip:{self.domain}", headers=headers)
+        return Request(method="REGISTER", uri=self._registrar(), headers=headers)
+
+    def _registrar(self) -> str:
+        """The Request-URI: the From domain, else the trunk's host as written (its port
+        too: a proxy on the way routes by it)."""
+        s = self.spec.settings
+        return f"sip:{s.get('from_domain') or s['host']}"
 
     def _instance(self, line: _Line, expires: int) -> str:
         """RFC 5626 +sip.instance and reg-id, derived from the trunk and the line, not the

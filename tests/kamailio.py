@@ -76,6 +76,23 @@ IN_DIALOG = """    if (has_totag()) {
         sl_send_reply("404", "Not here"); exit;
     }
     if (is_method("CANCEL")) { if (t_check_trans()) { t_relay(); } exit; }"""
+# Outbound-proxy mode: every request is logged (`PROXY <method> <R-URI> route=<Route>`),
+# a request outside a dialog must carry a Route (403 otherwise: a client that ignored its
+# outbound proxy's loose routing; tests read the Route logged), and goes on, the Route
+# naming this proxy taken off (loose_route), to its Request-URI;
+# INVITEs are record-routed, so the dialog keeps passing here.
+PROXY = """    xlog("L_NOTICE", "PROXY $rm $ru route=$hdr(Route)\\n");
+    if (has_totag()) {
+        if (loose_route()) { t_relay(); exit; }
+        if (is_method("ACK")) { if (t_check_trans()) { t_relay(); } exit; }
+        sl_send_reply("404", "Not here"); exit;
+    }
+    if (is_method("CANCEL")) { if (t_check_trans()) { t_relay(); } exit; }
+    if (!is_present_hf("Route")) { sl_send_reply("403", "No Route to this proxy"); exit; }
+    loose_route();
+    if (is_method("INVITE")) { record_route(); }
+    t_relay();
+    exit;"""
 INVITE = """    if (is_method("INVITE")) {
         if (!proxy_authorize("$fd", "subscriber")) { proxy_challenge("$fd", "1"); exit; }
         consume_credentials();
@@ -99,12 +116,13 @@ class Kamailio:
                  domain: str = "127.0.0.1", default_expires: int = 3600,
                  min_expires: int = 10, max_expires: int = 3600, children: int = 2,
                  calls: bool = False, dids: dict[str, str] | None = None,
-                 location_db: bool = False) -> None:
+                 location_db: bool = False, proxy: bool = False) -> None:
         """calls: proxy calls too (see CALL_*); dids: DID -> the user whose registered
         Contact gets calls for it. `location_db`: the location table written through to
         SQLite as it changes (usrloc db_mode 1), so a test can read every binding at once
         however many there are (`ul.dump` does not fit a few hundred into one kamcmd
-        reply); one worker then, since SQLite takes one writer at a time."""
+        reply); one worker then, since SQLite takes one writer at a time.
+        `proxy`: an outbound proxy, not a registrar (see PROXY)."""
         if shutil.which("kamailio") is None or _modules() is None:
             if os.environ.get("TRUNKPLANE_REQUIRE_POSTGRES"):  # `make test`: all servers
                 raise RuntimeError("kamailio is not installed (make test installs it)")
@@ -132,9 +150,9 @@ class Kamailio:
                              "VALUES (?, ?, ?)", [(u, domain, p) for u, p in users.items()])
         database.commit()
         database.close()
-        modules = MODULES + (CALL_MODULES if calls else ())
+        modules = MODULES + (CALL_MODULES if calls or proxy else ())
         loads = "\n".join(f'loadmodule "{m}.so"' for m in modules)
-        if calls:
+        if calls or proxy:
             loads += "\n" + CALL_PARAMS
         mapping = "\n".join(f'        if ($rU == "{did}") {{ $rU = "{user}"; }}'
                             for did, user in (dids or {}).items())
@@ -143,7 +161,8 @@ class Kamailio:
             address=address, modules=_modules(), loads=loads, dir=workdir,
             default_expires=default_expires, min_expires=min_expires, max_expires=max_expires,
             children=1 if location_db else children, db_mode=1 if location_db else 0,
-            calls=IN_DIALOG if calls else "", invite=INVITE % mapping if calls else "")
+            calls=PROXY if proxy else IN_DIALOG if calls else "",
+            invite=INVITE % mapping if calls else "")
         self.log = workdir / "kamailio.log"
         self.process: subprocess.Popen[bytes] | None = None
         self._first_start()
@@ -198,6 +217,11 @@ class Kamailio:
         if check and done.returncode != 0:
             raise RuntimeError(f"kamcmd {' '.join(command)}: {done.stderr}")
         return done.stdout
+
+    def proxied(self) -> list[str]:
+        """What a proxy-mode instance logged: `<method> <R-URI> route=<Route>` per request."""
+        return [line.split("PROXY ", 1)[1] for line in self.log.read_text().splitlines()
+                if "PROXY " in line]
 
     def ul_dump(self) -> str:
         return self._rpc("ul.dump")

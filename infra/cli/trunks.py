@@ -27,6 +27,8 @@ SETTINGS = [
     Flag("--type", "type", help="register | peer | account"),
     Flag("--host", "host", help="provider host[:port]"),
     Flag("--transport", "transport", help="udp | tcp | tls (default udp)"),
+    Flag("--outbound-proxy", "outbound_proxy", help="proxy host[:port] every request goes "
+                                                    "through (a Route with ;lr); '' for none"),
     Flag("--username", "username", help="the account's user name at the provider"),
     Flag("--auth-id", "auth_id", help="authentication id, when not the username (account "
                                       "trunks)"),
@@ -410,7 +412,8 @@ def show_trunk(t: trunk_pb2.Trunk) -> None:
         nat += f", local {', '.join(t.nat.local_networks)}"
     rows: list[tuple[str, object]] = [
         ("id", t.id), ("name", t.name), ("type", t.type), ("host", t.host),
-        ("transport", t.transport), ("enabled", "yes" if t.enabled else "no"),
+        ("transport", t.transport), ("outbound proxy", t.outbound_proxy or "-"),
+        ("enabled", "yes" if t.enabled else "no"),
     ]
     if t.type != "peer":
         rows += [("username", t.username), ("password", "set" if t.password_set else "not set"),

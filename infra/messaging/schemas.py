@@ -112,6 +112,7 @@ FIELD_TYPES: dict[str, Any] = {
     "max_registrations": "int", "from_user": "string", "from_domain": "string",
     "peer_addresses": _STRINGS, "codecs": _STRINGS, "dtmf_mode": "string", "nat": NAT,
     "call_limits": LIMITS, "enabled": "boolean", "description": "string",
+    "outbound_proxy": "string",
     "strategy": "string", "dial_patterns": {"type": "array", "items": DIAL_PATTERN},
     "trunks": {"type": "array", "items": ROUTE_TRUNK}, "allowed_extensions": _STRINGS,
     "did_pattern": "string", "caller_id_pattern": "string", "trunk_id": "string",
@@ -120,7 +121,7 @@ FIELD_TYPES: dict[str, Any] = {
     "targets": {"type": "array", "items": PBX_TARGET},
 }
 # Fields added after a record's first release need a default, so old payloads still read.
-FIELD_DEFAULTS: dict[str, Any] = {"guard": NO_GUARD}
+FIELD_DEFAULTS: dict[str, Any] = {"guard": NO_GUARD, "outbound_proxy": ""}
 SETTINGS_FIELDS: dict[type, tuple[str, ...]] = {
     Trunk: tuple(f.name for f in TRUNK_FIELDS),  # the order the first release had
     OutboundRoute: ("name", "strategy", "enabled", "description", "dial_patterns", "trunks",

@@ -17,7 +17,8 @@ TRANSPORTS = ("udp", "tcp", "tls")
 DTMF_MODES = ("rfc2833", "info", "inband")
 LIMITS = ("max_concurrent_calls", "max_inbound_calls", "max_outbound_calls")
 NAT = ("nat.enabled", "nat.external_ip", "nat.local_networks", "nat.stun_server")
-COMMON = ("name", "type", "transport", "from_user", "from_domain", "codecs", "dtmf_mode",
+COMMON = ("name", "type", "transport", "outbound_proxy", "from_user", "from_domain", "codecs",
+          "dtmf_mode",
           *NAT, *(f"call_limits.{k}" for k in LIMITS), "enabled", "description")
 # The fields only some types have; the form shows and sends them for those types only.
 BY_TYPE: dict[str, tuple[str, ...]] = {
@@ -66,7 +67,8 @@ def from_trunk(trunk: trunk_pb2.Trunk) -> TrunkForm:
     limits = trunk.call_limits
     values: dict[str, Any] = {
         "name": trunk.name, "type": trunk.type or "register", "host": trunk.host,
-        "transport": trunk.transport or "udp", "username": trunk.username, "password": "",
+        "transport": trunk.transport or "udp", "outbound_proxy": trunk.outbound_proxy,
+        "username": trunk.username, "password": "",
         "auth_id": trunk.auth_id, "max_registrations": str(trunk.max_registrations or ""),
         "from_user": trunk.from_user, "from_domain": trunk.from_domain,
         "peer_addresses": "\n".join(trunk.peer_addresses), "codecs": list(trunk.codecs),

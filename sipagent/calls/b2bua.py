@@ -44,6 +44,7 @@ from sipagent.engine import resolve
 from sipagent.settings import CallSettings
 from sipagent.sip.digest import DigestClient, parse_challenge
 from sipagent.sip.message import Request, Response, SipParseError
+from sipagent.sip.route import first_hop, proxy_route
 from sipagent.sip.transport import (
     USER_AGENT,
     Destination,
@@ -414,7 +415,7 @@ class B2BUA:
         host = str(trunk.get("host") or "") or self.provider.peer_destination(lease.trunk_id)
         transport = str(trunk.get("transport") or "udp")
         try:
-            destination = await self.provider.resolve(host or "", transport)
+            destination = await self.provider.resolve(first_hop(trunk) or host or "", transport)
         except TransportError as error:
             return 0, str(error)
         user = str(trunk.get("from_user") or trunk.get("username") or call.caller_received)
@@ -430,7 +431,8 @@ class B2BUA:
         call.b = leg
         credentials = DigestClient(str(trunk.get("auth_id") or trunk.get("username") or ""),
                                    str(trunk.get("password") or ""))
-        return await self._run_invite(call, leg, uri, destination, body, [], credentials)
+        return await self._run_invite(call, leg, uri, destination, body, proxy_route(trunk),
+                                      credentials)
 
     def _uac_leg(self, face: Face, destination: Destination, local: str, remote: str,
                  target: str, user: str, nat_ip: str) -> Leg:

@@ -50,6 +50,11 @@ def violations(**changes: Any) -> dict[str, str]:
     ({"description": "x" * 1025}, "description", "at most 1024 characters"),
     ({"enabled": "yes"}, "enabled", "must be true or false"),
     ({"from_domain": "-bad-.com"}, "from_domain", "is not a valid domain name"),
+    ({"outbound_proxy": "bad proxy"}, "outbound_proxy", "is not a valid domain name"),
+    ({"outbound_proxy": "sbc.example.com:0"}, "outbound_proxy", "must be a number from 1"),
+    ({"outbound_proxy": "sip:sbc.example.com;transport=tcp"}, "outbound_proxy",
+     "must be host[:port]"),
+    ({"outbound_proxy": "u@sbc.example.com"}, "outbound_proxy", "must be host[:port]"),
 ])
 def test_register_rules(changes: dict[str, Any], field: str, message: str) -> None:
     assert message in violations(**changes)[field]
@@ -147,3 +152,13 @@ def test_tls_warnings() -> None:
 def test_peer_host_defaults_to_first_address() -> None:
     settings, _ = validate_trunk({**PEER, "peer_addresses": ["192.0.2.7:5080", "192.0.2.8"]})
     assert settings["host"] == "192.0.2.7:5080"
+
+
+@pytest.mark.parametrize(("written", "stored"), [
+    ("", ""), ("sbc.example.com", "sbc.example.com"),
+    ("sip:sbc.example.com:5070;lr", "sbc.example.com:5070"), ("[2001:db8::1]:5060",
+                                                             "[2001:db8::1]:5060"),
+])
+def test_outbound_proxy_is_kept_as_host_and_port(written: str, stored: str) -> None:
+    settings, _ = validate_trunk({**REGISTER, "outbound_proxy": written})
+    assert settings["outbound_proxy"] == stored

@@ -34,7 +34,7 @@ class CallLimits(_message.Message):
     def __init__(self, max_concurrent_calls: _Optional[int] = ..., max_inbound_calls: _Optional[int] = ..., max_outbound_calls: _Optional[int] = ...) -> None: ...
 
 class Trunk(_message.Message):
-    __slots__ = ("id", "tenant", "name", "type", "host", "transport", "username", "password", "auth_id", "max_registrations", "from_user", "from_domain", "peer_addresses", "codecs", "dtmf_mode", "nat", "call_limits", "enabled", "description", "password_set", "version", "etag", "create_time", "update_time")
+    __slots__ = ("id", "tenant", "name", "type", "host", "transport", "username", "password", "auth_id", "max_registrations", "from_user", "from_domain", "peer_addresses", "codecs", "dtmf_mode", "nat", "call_limits", "enabled", "description", "password_set", "version", "etag", "create_time", "update_time", "outbound_proxy")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +59,7 @@ class Trunk(_message.Message):
     ETAG_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    OUTBOUND_PROXY_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant: str
     name: str
@@ -83,7 +84,8 @@ class Trunk(_message.Message):
     etag: str
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., host: _Optional[str] = ..., transport: _Optional[str] = ..., username: _Optional[str] = ..., password: _Optional[str] = ..., auth_id: _Optional[str] = ..., max_registrations: _Optional[int] = ..., from_user: _Optional[str] = ..., from_domain: _Optional[str] = ..., peer_addresses: _Optional[_Iterable[str]] = ..., codecs: _Optional[_Iterable[str]] = ..., dtmf_mode: _Optional[str] = ..., nat: _Optional[_Union[NatSettings, _Mapping]] = ..., call_limits: _Optional[_Union[CallLimits, _Mapping]] = ..., enabled: _Optional[bool] = ..., description: _Optional[str] = ..., password_set: _Optional[bool] = ..., version: _Optional[int] = ..., etag: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    outbound_proxy: str
+    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., host: _Optional[str] = ..., transport: _Optional[str] = ..., username: _Optional[str] = ..., password: _Optional[str] = ..., auth_id: _Optional[str] = ..., max_registrations: _Optional[int] = ..., from_user: _Optional[str] = ..., from_domain: _Optional[str] = ..., peer_addresses: _Optional[_Iterable[str]] = ..., codecs: _Optional[_Iterable[str]] = ..., dtmf_mode: _Optional[str] = ..., nat: _Optional[_Union[NatSettings, _Mapping]] = ..., call_limits: _Optional[_Union[CallLimits, _Mapping]] = ..., enabled: _Optional[bool] = ..., description: _Optional[str] = ..., password_set: _Optional[bool] = ..., version: _Optional[int] = ..., etag: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., outbound_proxy: _Optional[str] = ...) -> None: ...
 
 class CreateTrunkRequest(_message.Message):
     __slots__ = ("tenant", "trunk", "template", "options")
