@@ -62,6 +62,12 @@ class Trunk(Configured):
 
     class OutboundProxyChanged(Configured.SettingsChanged):
         outbound_proxy: str
+    class TimersChanged(Configured.SettingsChanged):
+        timers: dict[str, object]
+
+    class ClientCertificateChanged(Configured.SettingsChanged):
+        client_certificate: str
+        client_key: str
 
     def refine_event(
         self, event_class: type[Configured.SettingsChanged], new: Fields
@@ -92,6 +98,12 @@ class Trunk(Configured):
 
 
 LIMIT_FIELDS = ("max_concurrent_calls", "max_inbound_calls", "max_outbound_calls")
+# A trunk's own timers; None: the agent's process-wide value (TRUNKPLANE_SIP_*). `ok_codes`
+# empty: any 2xx answer to OPTIONS means the provider is there.
+TIMER_DEFAULTS: dict[str, Any] = {
+    "registration_expiry": None, "backoff_base": None, "backoff_cap": None, "qualify": True,
+    "options_interval": None, "down_after": None, "up_after": None, "ok_codes": (),
+}
 
 
 @dataclass(frozen=True)
@@ -130,6 +142,11 @@ TRUNK_FIELDS = (
     # RFC 3261 loose routing: registrations and calls go to this proxy, with a Route
     # header naming it; blank: straight to the host (located by RFC 3263).
     TrunkField("outbound_proxy", "", Trunk.OutboundProxyChanged),
+    # Fields added after the first release: events written before lack them, so readers
+    # take them with .get() or through default_settings().
+    TrunkField("timers", TIMER_DEFAULTS, Trunk.TimersChanged),
+    TrunkField("client_certificate", "", Trunk.ClientCertificateChanged),
+    TrunkField("client_key", "", Trunk.ClientCertificateChanged, secret=True),
 )
 Trunk.EVENT_FOR_FIELD = {f.name: f.event for f in TRUNK_FIELDS if f.event is not None}
 

@@ -3,12 +3,15 @@ tie fields together. The output is the canonical settings dict stored in events.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
+from domain.certificates import check_pair, facts, parse_certificate, parse_key
 from domain.errors import Violations
 from domain.model import Fields
-from domain.trunk import LIMIT_FIELDS, TRUNK_FIELDS, fresh
+from domain.trunk import LIMIT_FIELDS, TIMER_DEFAULTS, TRUNK_FIELDS, fresh
 from domain.values import (
     MAX_CODECS,
     MAX_LOCAL_NETWORKS,
@@ -92,6 +95,8 @@ def validate_trunk(raw: Fields) -> tuple[Fields, list[str]]:
     c.field("peer_addresses", _peer_addresses)
     _check_nat(c)
     _check_limits(c)
+    _check_timers(c)
+    _check_client_certificate(c)
     if c.out["transport"] is not None:
         c.out["transport"] = transport.value
     if kind is not None:
@@ -247,9 +252,90 @@ def _check_limits(c: _Checker) -> None:
     c.out["call_limits"] = limits
 
 
+# Each timer's bounds (seconds, or answers in a row for the thresholds).
+TIMER_BOUNDS = {"registration_expiry": (10, 86400), "backoff_base": (1, 3600),
+                "backoff_cap": (1, 86400), "options_interval": (1, 3600),
+                "down_after": (1, 10), "up_after": (1, 10)}
+MAX_OK_CODES = 20
+_CODE_CLASS = re.compile(r"[1-6]xx")
+
+
+def _check_timers(c: _Checker) -> None:
+    raw = _object(c, "timers")
+    unknown = sorted(set(raw) - set(TIMER_DEFAULTS))
+    if unknown:
+        c.errors.add(f"timers.{unknown[0]}", f"unknown timer (known: {', '.join(TIMER_DEFAULTS)})")
+    timers = {**fresh(TIMER_DEFAULTS), **{k: v for k, v in raw.items() if k in TIMER_DEFAULTS}}
+    out: Fields = {}
+    for key, (low, high) in TIMER_BOUNDS.items():
+        try:
+            value = timers[key]
+            number = None if value is None else _int(value)
+            if number is not None and not low <= number <= high:
+                raise ValueError(f"must be {low} to {high} (unset: the agent's setting), "
+                                 f"got {number}")
+            out[key] = number
+        except ValueError as error:
+            c.errors.add(f"timers.{key}", str(error))
+            out[key] = None
+    try:
+        out["qualify"] = _bool(True if timers["qualify"] is None else timers["qualify"])
+    except ValueError as error:
+        c.errors.add("timers.qualify", str(error))
+        out["qualify"] = True
+    try:
+        out["ok_codes"] = _ok_codes(timers["ok_codes"])
+    except ValueError as error:
+        c.errors.add("timers.ok_codes", str(error))
+        out["ok_codes"] = []
+    base, cap = out["backoff_base"], out["backoff_cap"]
+    if base is not None and cap is not None and cap < base:
+        c.errors.add("timers.backoff_cap", f"{cap} is below backoff_base ({base})")
+    c.out["timers"] = {key: out[key] for key in TIMER_DEFAULTS}
+
+
+def _ok_codes(value: Any) -> list[str]:
+    """Answers to OPTIONS that mean the provider is there: codes (200, 404) or classes
+    (2xx); empty: 2xx."""
+    codes: list[str] = []
+    for index, item in enumerate(_list(value, MAX_OK_CODES)):
+        text = (str(item) if isinstance(item, int) and not isinstance(item, bool)
+                else _str(item)).strip().lower()
+        if not (_CODE_CLASS.fullmatch(text) or (text.isascii() and text.isdigit()
+                                                and 100 <= int(text) <= 699)):
+            raise ValueError(f"[{index}] '{item}' is neither a SIP code (100-699) nor a "
+                             "class like 2xx")
+        if text in codes:
+            raise ValueError(f"[{index}] {text} is listed twice")
+        codes.append(text)
+    return codes
+
+
+def _check_client_certificate(c: _Checker) -> None:
+    certificate = c.field("client_certificate", _text(parse_certificate), optional=True)
+    key = c.field("client_key", _text(parse_key), optional=True)
+    if "client_certificate" in c.errors.fields() or "client_key" in c.errors.fields():
+        return
+    if certificate and not key:
+        c.errors.add("client_key", "a client certificate needs its private key")
+    elif key and not certificate:
+        c.errors.add("client_certificate", "a private key needs its client certificate")
+    elif certificate and key:
+        try:
+            check_pair(certificate, key)
+        except ValueError as error:
+            c.errors.add("client_key", str(error))
+        if c.out.get("transport") not in (None, Transport.TLS):
+            c.errors.add("client_certificate", "a client certificate is presented only over "
+                                               "TLS: set transport tls")
+
+
 def _check_kind_rules(c: _Checker, kind: TrunkType) -> None:
     out, errors = c.out, c.errors
     if kind is TrunkType.PEER:
+        if out.get("timers") and out["timers"].get("qualify") is False:
+            errors.add("timers.qualify", "peer trunks are always watched with OPTIONS: "
+                                         "that is how they are known to be up")
         for key in ("username", "password", "auth_id"):
             if out.get(key):
                 errors.add(key, "peer trunks take no credentials (the provider trusts our IP)")
@@ -284,4 +370,9 @@ def _warnings(out: Fields) -> list[str]:
         warnings.append("host: TLS to an IP address cannot verify the provider's certificate name")
     if host and out["transport"] == "tls" and host.port == 5060:
         warnings.append("host: port 5060 with TLS; providers usually listen for TLS on 5061")
+    if out.get("client_certificate"):
+        expiry = facts(out["client_certificate"]).not_after
+        if expiry is not None and expiry <= datetime.now(UTC):
+            warnings.append(f"client_certificate: expired on {expiry:%Y-%m-%d %H:%M} UTC; the "
+                            "provider will refuse it: ask it for a new one")
     return warnings

@@ -109,7 +109,15 @@ def _trunk(app: TrunkplaneApp, tenant: str, trunk_id: UUID,
     password = settings.pop("password")
     if sealer is not None and password:
         settings["password_sealed"] = sealer.seal(password, f"{tenant}/{settings['name']}")
+    key = settings.pop("client_key", "")
+    if sealer is not None and key:
+        settings["client_key_sealed"] = sealer.seal(key, _key_context(tenant, settings["name"]))
     return settings
+
+
+def _key_context(tenant: str, name: str) -> str:
+    """A trunk's client key: never opens as its password (`tenant/name`)."""
+    return f"{tenant}/{name}#client_key"
 
 
 def _outbound(app: TrunkplaneApp, route_id: UUID, names: dict[str, str]) -> dict[str, Any]:
@@ -211,10 +219,13 @@ def _opener(document: Document, passphrase: str) -> PassphraseSealer | None:
 
 def _desired_trunk(tenant: str, trunk: dict[str, Any],
                    sealer: PassphraseSealer | None) -> dict[str, Any]:
-    wanted = {k: v for k, v in trunk.items() if k != "password_sealed"}
+    wanted = {k: v for k, v in trunk.items() if not k.endswith("_sealed")}
     if "password_sealed" in trunk and sealer is not None:
         wanted["password"] = sealer.open(str(trunk["password_sealed"]),
                                          f"{tenant}/{trunk.get('name')}")
+    if "client_key_sealed" in trunk and sealer is not None:
+        wanted["client_key"] = sealer.open(str(trunk["client_key_sealed"]),
+                                           _key_context(tenant, str(trunk.get("name"))))
     return wanted
 
 

@@ -17,7 +17,7 @@ from infra.cli.exits import Exit
 class Flag:
     flag: str
     path: str
-    kind: str = "str"  # str | int | list (repeatable) | csv | onoff
+    kind: str = "str"  # str | int | list (repeatable) | csv | onoff | file (its text)
     help: str = ""
 
 
@@ -52,6 +52,8 @@ def apply_flags(message: Message, args: argparse.Namespace, flags: list[Flag]) -
             value = [v.strip() for v in value.split(",") if v.strip()]
         elif f.kind == "onoff":
             value = value == "on"
+        elif f.kind == "file":
+            value = _read(f, value)
         try:
             set_path(message, f.path, value)
         except (ValueError, TypeError) as error:  # e.g. a number beyond 32 bits
@@ -59,6 +61,18 @@ def apply_flags(message: Message, args: argparse.Namespace, flags: list[Flag]) -
             raise SystemExit(Exit.USAGE) from None
         paths.append(f.path)
     return paths
+
+
+def _read(f: Flag, path: str) -> str:
+    """A file flag's text; an empty path clears the field."""
+    if not path:
+        return ""
+    try:
+        with open(path, encoding="utf-8") as source:
+            return source.read()
+    except (OSError, UnicodeDecodeError) as error:
+        print(f"error: {f.flag} {path}: {error}", file=sys.stderr)
+        raise SystemExit(Exit.USAGE) from None
 
 
 def set_path(message: Message, path: str, value: Any) -> None:

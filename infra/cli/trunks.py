@@ -53,6 +53,28 @@ SETTINGS = [
          help="outbound calls at once, at most --max-calls"),
     Flag("--description", "description", help="free text for people"),
     Flag("--enabled", "enabled", "onoff", help="off: kept, but not registered nor used"),
+    Flag("--registration-expiry", "timers.registration_expiry", "int",
+         help="seconds asked of the registrar, 10-86400 (default: the agent's, 3600)"),
+    Flag("--backoff-base", "timers.backoff_base", "int",
+         help="first wait after a failed registration, seconds (default: the agent's, 30)"),
+    Flag("--backoff-cap", "timers.backoff_cap", "int",
+         help="longest wait between failed attempts, seconds (default: the agent's, 1800)"),
+    Flag("--qualify", "timers.qualify", "onoff",
+         help="OPTIONS to a register/account trunk's registrar (default on)"),
+    Flag("--options-interval", "timers.options_interval", "int",
+         help="seconds between OPTIONS (default: the agent's, 30)"),
+    Flag("--down-after", "timers.down_after", "int",
+         help="OPTIONS missed in a row before unreachable (default: the agent's, 2)"),
+    Flag("--up-after", "timers.up_after", "int",
+         help="good answers in a row before up again (default: the agent's, 1)"),
+    Flag("--ok-code", "timers.ok_codes", "list",
+         help="an answer to OPTIONS that means up: a code (404) or class (2xx); repeat "
+              "(default 2xx)"),
+    Flag("--client-cert", "client_certificate", "file",
+         help="PEM file: TLS client certificate (then its chain) presented to the "
+              "provider; '' removes it"),
+    Flag("--client-key", "client_key", "file",
+         help="PEM file: its private key, unencrypted (stored encrypted, never shown)"),
 ]
 EXAMPLES = """examples:
   echo "$PASSWORD" | trunkplane trunk create voco --template thevoco --username 1001 \\
@@ -370,7 +392,8 @@ def status_detail(s: trunk_pb2.TrunkStatus) -> None:
         rows += [(f"contact {i + 1}", f"{c.uri}, expires "
                   f"{_time(c.expires_at) if c.HasField('expires_at') else '-'}")
                  for i, c in enumerate(s.contacts)]
-    rows += [(f"peer {p.address}", f"{'up' if p.up else 'down'}, round trip "
+    label = "peer" if s.type == "peer" else "qualify"
+    rows += [(f"{label} {p.address}", f"{'up' if p.up else 'down'}, round trip "
               f"{f'{p.rtt_ms:.1f} ms' if p.up else '-'}, since {_time(p.since)}")
              for p in s.peers]
     rows += [(f"alert {i + 1}", text) for i, text in enumerate(s.alerts)] or [
@@ -427,6 +450,27 @@ def show_trunk(t: trunk_pb2.Trunk) -> None:
         ("codecs", ", ".join(t.codecs)), ("dtmf", t.dtmf_mode), ("nat", nat),
         ("calls (total/in/out)", "/".join(_limit(t.call_limits, n) for n in (
             "max_concurrent_calls", "max_inbound_calls", "max_outbound_calls"))),
-        ("description", t.description), ("version", f"{t.version} (etag {t.etag})"),
+        ("timers", timers_text(t)),
     ]
+    if t.client_certificate:
+        expires = (t.client_certificate_expires.ToDatetime().strftime("%Y-%m-%d %H:%M")
+                   if t.HasField("client_certificate_expires") else "?")
+        rows.append(("client certificate", f"{t.client_certificate_subject or '?'}, expires "
+                                           f"{expires} UTC, key "
+                                           f"{'set' if t.client_key_set else 'not set'}"))
+    rows += [("description", t.description), ("version", f"{t.version} (etag {t.etag})")]
     fields(rows)
+
+
+def timers_text(t: trunk_pb2.Trunk) -> str:
+    """The trunk's own timers; those left to the agent say so."""
+    m = t.timers
+
+    def value(name: str, unit: str = " s") -> str:
+        return f"{getattr(m, name)}{unit}" if m.HasField(name) else "agent's"
+
+    qualify = "off" if m.HasField("qualify") and not m.qualify else "on"
+    return (f"expiry {value('registration_expiry')}, back-off {value('backoff_base')} to "
+            f"{value('backoff_cap')}, qualify {qualify} every {value('options_interval')}, "
+            f"down after {value('down_after', '')}, up after {value('up_after', '')}, ok "
+            f"{','.join(m.ok_codes) or '2xx'}")

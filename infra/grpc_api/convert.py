@@ -9,18 +9,21 @@ from typing import Any
 from google.protobuf.message import Message
 
 from domain.calls import CallRecord
+from domain.certificates import facts as certificate_facts
 from domain.errors import ValidationError
 from domain.model import CommandMeta, etag_for
 from domain.status import STALE_AFTER
-from domain.trunk import LIMIT_FIELDS, TRUNK_FIELDS
+from domain.trunk import LIMIT_FIELDS, TIMER_DEFAULTS, TRUNK_FIELDS
+from domain.trunk_settings import default_settings
 from infra.grpc_api.context import current
 from projections.audit import ChangeRow
 from projections.state import Doc
 from trunkplane.v1 import common_pb2, route_pb2, trunk_pb2
 
 OUTPUT_ONLY = frozenset({"id", "tenant", "password_set", "version", "etag", "create_time",
-                         "update_time", "trunk_name"})
-NESTED = frozenset({"nat", "call_limits", "guard"})
+                         "update_time", "trunk_name", "client_key_set",
+                         "client_certificate_subject", "client_certificate_expires"})
+NESTED = frozenset({"nat", "call_limits", "guard", "timers"})
 
 
 def command_meta(request: Message, options: common_pb2.CommandOptions) -> CommandMeta:
@@ -45,10 +48,11 @@ def _fingerprint(request: Message) -> str:
 
 
 # Trunk fields that have the same name, type and meaning in the proto and in the settings
-# (the others: nat and call_limits are messages, enabled is optional, the password is only
-# ever written).
+# (the others: nat, call_limits and timers are messages, enabled is optional, the secrets
+# are only ever written).
 _SAME = tuple(f.name for f in TRUNK_FIELDS
-              if f.name not in ("nat", "call_limits", "enabled", "password"))
+              if f.name not in ("nat", "call_limits", "timers", "enabled") and not f.secret)
+_TIMER_NUMBERS = tuple(k for k, v in TIMER_DEFAULTS.items() if v is None)
 
 
 def _plain(value: Any) -> Any:
@@ -66,7 +70,21 @@ def trunk_settings(msg: trunk_pb2.Trunk) -> dict[str, Any]:
         "call_limits": {k: getattr(limits, k) if limits.HasField(k) else None
                         for k in LIMIT_FIELDS},
         "enabled": msg.enabled if msg.HasField("enabled") else True,
+        "timers": timer_settings(msg.timers),
+        "client_key": msg.client_key,
     }
+
+
+def timer_settings(msg: trunk_pb2.TrunkTimers) -> dict[str, Any]:
+    return {**{k: getattr(msg, k) if msg.HasField(k) else None for k in _TIMER_NUMBERS},
+            "qualify": msg.qualify if msg.HasField("qualify") else True,
+            "ok_codes": list(msg.ok_codes)}
+
+
+def timers_message(timers: dict[str, Any] | None) -> trunk_pb2.TrunkTimers:
+    t = {**TIMER_DEFAULTS, **(timers or {})}
+    return trunk_pb2.TrunkTimers(**{k: t[k] for k in _TIMER_NUMBERS if t[k] is not None},
+                                 qualify=t["qualify"], ok_codes=list(t["ok_codes"]))
 
 
 def outbound_settings(msg: route_pb2.OutboundRoute) -> dict[str, Any]:
@@ -172,15 +190,22 @@ def _stamp(msg: Any, doc: Doc) -> None:
 
 
 def trunk_message(doc: Doc) -> trunk_pb2.Trunk:
-    """A trunk for a reader: the password is never in it, only whether one is set."""
-    s = doc["settings"]
+    """A trunk for a reader: the password and the client key are never in it, only
+    whether one is set (a trunk stored before a field existed has its default)."""
+    s = {**default_settings(), **doc["settings"]}
     msg = trunk_pb2.Trunk(
         **{name: s[name] for name in _SAME},
         nat=trunk_pb2.NatSettings(**s["nat"]),
         call_limits=trunk_pb2.CallLimits(
             **{k: v for k, v in s["call_limits"].items() if v is not None}),
         enabled=s["enabled"], password_set=bool(s["password"]),
+        timers=timers_message(s["timers"]), client_key_set=bool(s["client_key"]),
     )
+    if s["client_certificate"]:
+        facts = certificate_facts(s["client_certificate"])
+        msg.client_certificate_subject = facts.subject
+        if facts.not_after is not None:
+            msg.client_certificate_expires.FromDatetime(facts.not_after)
     _stamp(msg, doc)
     return msg
 

@@ -69,6 +69,19 @@ LIMITS = {
     "fields": [{"name": n, "type": ["null", "int"], "default": None}
                for n in ("max_concurrent_calls", "max_inbound_calls", "max_outbound_calls")],
 }
+TIMERS = {
+    "type": "record", "name": "TrunkTimers", "namespace": NS,
+    "doc": "A trunk's own timers; null: the agent's process-wide value.",
+    "fields": [*({"name": n, "type": ["null", "int"], "default": None}
+                 for n in ("registration_expiry", "backoff_base", "backoff_cap",
+                           "options_interval", "down_after", "up_after")),
+               {"name": "qualify", "type": "boolean", "default": True},
+               {"name": "ok_codes", "type": _STRINGS, "default": []}],
+}
+DEFAULT_TIMERS: dict[str, Any] = {
+    "registration_expiry": None, "backoff_base": None, "backoff_cap": None,
+    "options_interval": None, "down_after": None, "up_after": None, "qualify": True,
+    "ok_codes": []}
 DIAL_PATTERN = {
     "type": "record", "name": "DialPattern", "namespace": NS,
     "fields": [{"name": n, "type": "string"} for n in ("match", "prefix", "prepend")],
@@ -119,9 +132,12 @@ FIELD_TYPES: dict[str, Any] = {
     "destination": "string", "order": _STRINGS, "tenant": "string", "guard": GUARD,
     "policy": POLICY, "source_cidrs": _STRINGS,
     "targets": {"type": "array", "items": PBX_TARGET},
+    "timers": TIMERS, "client_certificate": "string", "client_key": ["null", SEALED],
 }
 # Fields added after a record's first release need a default, so old payloads still read.
-FIELD_DEFAULTS: dict[str, Any] = {"guard": NO_GUARD, "outbound_proxy": ""}
+FIELD_DEFAULTS: dict[str, Any] = {"guard": NO_GUARD, "outbound_proxy": "",
+                                  "timers": DEFAULT_TIMERS, "client_certificate": "",
+                                  "client_key": None}
 SETTINGS_FIELDS: dict[type, tuple[str, ...]] = {
     Trunk: tuple(f.name for f in TRUNK_FIELDS),  # the order the first release had
     OutboundRoute: ("name", "strategy", "enabled", "description", "dial_patterns", "trunks",
@@ -163,7 +179,32 @@ def event_schema(cls: type) -> dict[str, Any]:
             "fields": [_field(f) for f in SETTINGS_FIELDS[aggregate]]}})
     else:
         fields += [_field(f) for f in own_fields(cls) if f != "tenant"]
-    return {"type": "record", "name": name, "namespace": namespace, "fields": fields}
+    schema: dict[str, Any] = _named_once(
+        {"type": "record", "name": name, "namespace": namespace, "fields": fields}, set())
+    return schema
+
+
+def _named_once(schema: Any, seen: set[str]) -> Any:
+    """Avro defines a named type once per schema; a later use names it (two secrets in
+    one record share SealedSecret)."""
+    if isinstance(schema, list):
+        return [_named_once(s, seen) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if schema.get("type") == "record" and "namespace" in schema:
+        full = f"{schema['namespace']}.{schema['name']}"
+        if full in seen:
+            return full
+        seen.add(full)
+    out = dict(schema)
+    if "fields" in out:
+        out["fields"] = [{**f, "type": _named_once(f["type"], seen)} for f in out["fields"]]
+    for key in ("items", "values"):
+        if key in out:
+            out[key] = _named_once(out[key], seen)
+    if isinstance(out.get("type"), dict | list):
+        out["type"] = _named_once(out["type"], seen)
+    return out
 
 
 def _field(name: str) -> dict[str, Any]:

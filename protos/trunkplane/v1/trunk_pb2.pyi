@@ -33,8 +33,28 @@ class CallLimits(_message.Message):
     max_outbound_calls: int
     def __init__(self, max_concurrent_calls: _Optional[int] = ..., max_inbound_calls: _Optional[int] = ..., max_outbound_calls: _Optional[int] = ...) -> None: ...
 
+class TrunkTimers(_message.Message):
+    __slots__ = ("registration_expiry", "backoff_base", "backoff_cap", "qualify", "options_interval", "down_after", "up_after", "ok_codes")
+    REGISTRATION_EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    BACKOFF_BASE_FIELD_NUMBER: _ClassVar[int]
+    BACKOFF_CAP_FIELD_NUMBER: _ClassVar[int]
+    QUALIFY_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    DOWN_AFTER_FIELD_NUMBER: _ClassVar[int]
+    UP_AFTER_FIELD_NUMBER: _ClassVar[int]
+    OK_CODES_FIELD_NUMBER: _ClassVar[int]
+    registration_expiry: int
+    backoff_base: int
+    backoff_cap: int
+    qualify: bool
+    options_interval: int
+    down_after: int
+    up_after: int
+    ok_codes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, registration_expiry: _Optional[int] = ..., backoff_base: _Optional[int] = ..., backoff_cap: _Optional[int] = ..., qualify: _Optional[bool] = ..., options_interval: _Optional[int] = ..., down_after: _Optional[int] = ..., up_after: _Optional[int] = ..., ok_codes: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class Trunk(_message.Message):
-    __slots__ = ("id", "tenant", "name", "type", "host", "transport", "username", "password", "auth_id", "max_registrations", "from_user", "from_domain", "peer_addresses", "codecs", "dtmf_mode", "nat", "call_limits", "enabled", "description", "password_set", "version", "etag", "create_time", "update_time", "outbound_proxy")
+    __slots__ = ("id", "tenant", "name", "type", "host", "transport", "username", "password", "auth_id", "max_registrations", "from_user", "from_domain", "peer_addresses", "codecs", "dtmf_mode", "nat", "call_limits", "enabled", "description", "password_set", "version", "etag", "create_time", "update_time", "outbound_proxy", "timers", "client_certificate", "client_key", "client_key_set", "client_certificate_subject", "client_certificate_expires")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +80,12 @@ class Trunk(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     OUTBOUND_PROXY_FIELD_NUMBER: _ClassVar[int]
+    TIMERS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_KEY_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_KEY_SET_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_CERTIFICATE_SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_CERTIFICATE_EXPIRES_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant: str
     name: str
@@ -85,7 +111,13 @@ class Trunk(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     outbound_proxy: str
-    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., host: _Optional[str] = ..., transport: _Optional[str] = ..., username: _Optional[str] = ..., password: _Optional[str] = ..., auth_id: _Optional[str] = ..., max_registrations: _Optional[int] = ..., from_user: _Optional[str] = ..., from_domain: _Optional[str] = ..., peer_addresses: _Optional[_Iterable[str]] = ..., codecs: _Optional[_Iterable[str]] = ..., dtmf_mode: _Optional[str] = ..., nat: _Optional[_Union[NatSettings, _Mapping]] = ..., call_limits: _Optional[_Union[CallLimits, _Mapping]] = ..., enabled: _Optional[bool] = ..., description: _Optional[str] = ..., password_set: _Optional[bool] = ..., version: _Optional[int] = ..., etag: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., outbound_proxy: _Optional[str] = ...) -> None: ...
+    timers: TrunkTimers
+    client_certificate: str
+    client_key: str
+    client_key_set: bool
+    client_certificate_subject: str
+    client_certificate_expires: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., host: _Optional[str] = ..., transport: _Optional[str] = ..., username: _Optional[str] = ..., password: _Optional[str] = ..., auth_id: _Optional[str] = ..., max_registrations: _Optional[int] = ..., from_user: _Optional[str] = ..., from_domain: _Optional[str] = ..., peer_addresses: _Optional[_Iterable[str]] = ..., codecs: _Optional[_Iterable[str]] = ..., dtmf_mode: _Optional[str] = ..., nat: _Optional[_Union[NatSettings, _Mapping]] = ..., call_limits: _Optional[_Union[CallLimits, _Mapping]] = ..., enabled: _Optional[bool] = ..., description: _Optional[str] = ..., password_set: _Optional[bool] = ..., version: _Optional[int] = ..., etag: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., outbound_proxy: _Optional[str] = ..., timers: _Optional[_Union[TrunkTimers, _Mapping]] = ..., client_certificate: _Optional[str] = ..., client_key: _Optional[str] = ..., client_key_set: _Optional[bool] = ..., client_certificate_subject: _Optional[str] = ..., client_certificate_expires: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateTrunkRequest(_message.Message):
     __slots__ = ("tenant", "trunk", "template", "options")

@@ -1,0 +1,197 @@
+"""A trunk's own timers and its TLS client certificate: validation, events, the wire (the
+key sealed), the history and the read API (the key never shown), the backup document."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import pytest
+from fastavro import parse_schema, schemaless_writer
+
+from domain import commands
+from domain.application import TrunkplaneApp
+from domain.errors import ValidationError
+from domain.model import CommandMeta
+from domain.trunk import Trunk
+from domain.trunk_settings import validate_trunk
+from infra.backup.config_document import export_document, read_document
+from infra.grpc_api.convert import trunk_message, trunk_settings
+from infra.messaging.codec import MAGIC, AvroCodec
+from infra.messaging.schemas import released, schema_fingerprint
+from infra.security.sealing import PassphraseSealer, WireCipher
+from projections.history import diff
+from tests.certificates import Authority
+
+META = CommandMeta(actor="alice", reason="r", request_id="")
+TLS: dict[str, Any] = {
+    "name": "secure", "type": "register", "host": "sip.example.com:5061", "transport": "tls",
+    "username": "1001", "password": "a-long-enough-password", "codecs": ["PCMU"],
+}
+CA = Authority()
+CLIENT = CA.issue("pbx.example.com")
+OTHER = CA.issue("someone-else")
+
+
+def violations(**changes: Any) -> dict[str, str]:
+    with pytest.raises(ValidationError) as caught:
+        validate_trunk({**TLS, **changes})
+    return {v.field: v.description for v in caught.value.violations}
+
+
+def test_timers_default_to_the_agent_and_qualify_on() -> None:
+    settings, _ = validate_trunk(TLS)
+    assert settings["timers"] == {
+        "registration_expiry": None, "backoff_base": None, "backoff_cap": None,
+        "qualify": True, "options_interval": None, "down_after": None, "up_after": None,
+        "ok_codes": []}
+
+
+def test_timers_are_canonical() -> None:
+    settings, _ = validate_trunk({**TLS, "timers": {
+        "registration_expiry": 600, "options_interval": 15, "ok_codes": ["2XX", 404],
+        "qualify": False}})
+    assert settings["timers"]["ok_codes"] == ["2xx", "404"]
+    assert (settings["timers"]["registration_expiry"], settings["timers"]["qualify"]) == (
+        600, False)
+
+
+@pytest.mark.parametrize(("timers", "field", "message"), [
+    ({"registration_expiry": 5}, "timers.registration_expiry", "must be 10 to 86400"),
+    ({"backoff_base": 0}, "timers.backoff_base", "must be 1 to 3600"),
+    ({"backoff_base": 60, "backoff_cap": 30}, "timers.backoff_cap",
+     "30 is below backoff_base (60)"),
+    ({"options_interval": "30"}, "timers.options_interval", "must be a whole number"),
+    ({"down_after": 11}, "timers.down_after", "must be 1 to 10"),
+    ({"up_after": 0}, "timers.up_after", "must be 1 to 10"),
+    ({"qualify": "yes"}, "timers.qualify", "must be true or false"),
+    ({"ok_codes": ["9xx"]}, "timers.ok_codes", "'9xx' is neither a SIP code"),
+    ({"ok_codes": ["200", "200"]}, "timers.ok_codes", "200 is listed twice"),
+    ({"retries": 3}, "timers.retries", "unknown timer"),
+])
+def test_timer_rules(timers: dict[str, Any], field: str, message: str) -> None:
+    assert message in violations(timers=timers)[field]
+
+
+def test_peers_are_always_qualified() -> None:
+    with pytest.raises(ValidationError) as caught:
+        validate_trunk({"name": "p", "type": "peer", "peer_addresses": ["192.0.2.1"],
+                        "codecs": ["PCMU"], "timers": {"qualify": False}})
+    assert "always watched" in str(caught.value)
+
+
+@pytest.mark.parametrize(("changes", "field", "message"), [
+    ({"client_certificate": CLIENT.certificate}, "client_key", "needs its private key"),
+    ({"client_key": CLIENT.key}, "client_certificate", "needs its client certificate"),
+    ({"client_certificate": CLIENT.certificate, "client_key": OTHER.key}, "client_key",
+     "the key does not match the certificate"),
+    ({"client_certificate": "not pem", "client_key": CLIENT.key}, "client_certificate",
+     "must be PEM"),
+    ({"client_certificate": CLIENT.certificate, "client_key": CLIENT.certificate},
+     "client_key", "must be one PEM private key"),
+    ({"client_certificate": CLIENT.certificate, "client_key": CLIENT.key, "transport": "udp",
+      "host": "sip.example.com"}, "client_certificate", "set transport tls"),
+])
+def test_client_certificate_rules(changes: dict[str, Any], field: str, message: str) -> None:
+    assert message in violations(**changes)[field]
+
+
+def test_an_expired_certificate_is_accepted_with_a_warning() -> None:
+    expired = CA.issue("old", expired=True)
+    _, warnings = validate_trunk({**TLS, "client_certificate": expired.certificate,
+                                  "client_key": expired.key})
+    assert any(w.startswith("client_certificate: expired on") for w in warnings)
+
+
+@pytest.fixture
+def app() -> Any:
+    app = TrunkplaneApp(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    yield app
+    app.close()
+
+
+def _events(app: TrunkplaneApp) -> list[Any]:
+    return [app.mapper.to_domain_event(n) for n in app.recorder.select_notifications(0, 100)]
+
+
+def test_changes_are_events_and_the_key_is_sealed_on_the_wire(app: TrunkplaneApp) -> None:
+    app.execute(partial(commands.create_trunk, tenant="acme", template="", meta=META,
+                        raw=TLS)).unwrap()
+    app.execute(partial(commands.update_trunk, tenant="acme", ref="secure", etag="", meta=META,
+                        patch={"timers": {"options_interval": 10}})).unwrap()
+    app.execute(partial(commands.update_trunk, tenant="acme", ref="secure", etag="", meta=META,
+                        patch={"client_certificate": CLIENT.certificate,
+                               "client_key": CLIENT.key})).unwrap()
+    events = [e for e in _events(app) if isinstance(e, Trunk.Event)]
+    timers = next(e for e in events if isinstance(e, Trunk.TimersChanged))
+    assert timers.timers["options_interval"] == 10 and timers.timers["qualify"] is True
+    certificate = next(e for e in events if isinstance(e, Trunk.ClientCertificateChanged))
+    codec = AvroCodec(WireCipher("w1:" + WireCipher.new_key()))
+    payload = codec.encode_event(certificate, 9, "acme")
+    secret_line = CLIENT.key.splitlines()[1].encode()
+    assert secret_line not in payload and b"BEGIN CERTIFICATE" in payload
+    assert codec.decode(payload).value == certificate
+    assert codec.decode(codec.encode_event(timers, 8, "acme")).value == timers
+    changes = diff({"client_key": ""}, {"client_key": CLIENT.key})
+    assert [(c.field, c.new_value) for c in changes] == [("client_key", "(set)")]
+
+
+def test_a_trunk_created_before_the_fields_reads_with_their_defaults() -> None:
+    """A Created payload of the first release (no timers, no certificate) decodes with the
+    newest reader, and the read API shows the defaults."""
+    name = "domain.trunk.Trunk.Created"
+    v1 = released()[name][0]
+    settings = {"name": "old", "type": "register", "host": "sip.example.com",
+                "transport": "udp", "username": "1001", "password": None, "auth_id": "",
+                "max_registrations": 1, "from_user": "", "from_domain": "",
+                "peer_addresses": [], "codecs": ["PCMU"], "dtmf_mode": "rfc2833",
+                "nat": {"enabled": False, "external_ip": "", "local_networks": [],
+                        "stun_server": ""},
+                "call_limits": {"max_concurrent_calls": None, "max_inbound_calls": None,
+                                "max_outbound_calls": None},
+                "enabled": True, "description": ""}
+    body = io.BytesIO()
+    schemaless_writer(body, parse_schema(v1), {
+        "position": 1, "tenant": "acme", "originator_id": "00000000-0000-4000-8000-000000000001",
+        "originator_version": 1, "timestamp": datetime(2026, 1, 1, tzinfo=UTC), "actor": "a",
+        "reason": "", "request_id": "", "settings": settings})
+    decoded = AvroCodec(None).decode(MAGIC + schema_fingerprint(v1) + body.getvalue())
+    got = decoded.value.settings
+    assert got["timers"]["qualify"] is True and got["client_key"] == ""
+    doc = {"id": "t", "tenant": "acme", "settings": {**settings, "password": ""},
+           "version": 1, "create_time": "2026-01-01T00:00:00+00:00",
+           "update_time": "2026-01-01T00:00:00+00:00"}
+    message = trunk_message(doc)
+    assert message.timers.qualify and not message.client_key_set
+
+
+def test_the_read_api_shows_the_certificate_never_the_key() -> None:
+    settings, _ = validate_trunk({**TLS, "client_certificate": CLIENT.certificate,
+                                  "client_key": CLIENT.key,
+                                  "timers": {"down_after": 3}})
+    doc = {"id": "t", "tenant": "acme", "settings": settings, "version": 1,
+           "create_time": "2026-01-01T00:00:00+00:00",
+           "update_time": "2026-01-01T00:00:00+00:00"}
+    message = trunk_message(doc)
+    assert message.client_key == "" and message.client_key_set
+    assert message.client_certificate_subject == "commonName=pbx.example.com"
+    assert message.HasField("client_certificate_expires")
+    assert CLIENT.key.splitlines()[1] not in str(message)
+    back = trunk_settings(message)
+    assert back["timers"] == settings["timers"] and back["client_key"] == ""
+
+
+def test_the_backup_document_seals_the_key(app: TrunkplaneApp) -> None:
+    app.execute(partial(commands.create_trunk, tenant="acme", template="", meta=META, raw={
+        **TLS, "client_certificate": CLIENT.certificate, "client_key": CLIENT.key,
+        "timers": {"registration_expiry": 900}})).unwrap()
+    plain = json.dumps(export_document(app, ["acme"], None))
+    assert CLIENT.key.splitlines()[1] not in plain and "BEGIN CERTIFICATE" in plain
+    sealer = PassphraseSealer("a passphrase")
+    sealed = json.dumps(export_document(app, ["acme"], sealer))
+    assert CLIENT.key.splitlines()[1] not in sealed and "client_key_sealed" in sealed
+    trunk = read_document(sealed, "a passphrase")["acme"].trunks[0]
+    assert trunk["client_key"] == CLIENT.key and trunk["timers"]["registration_expiry"] == 900
