@@ -4,6 +4,7 @@ proof shows what was recorded when the events were written."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
@@ -60,6 +61,17 @@ class Ledger:
         rows = self.recorder.query(f"SELECT MAX(idx) FROM {LEAVES} WHERE position <= ?",
                                    (position,))
         return 0 if not rows or rows[0][0] is None else int(rows[0][0]) + 1
+
+    def recorded_positions(self, positions: Sequence[int]) -> set[int]:
+        """Which of these log positions the proof holds a leaf for."""
+        found: set[int] = set()
+        for start in range(0, len(positions), PAGE):
+            chunk = list(positions[start:start + PAGE])
+            marks = ", ".join("?" * len(chunk))
+            rows = self.recorder.query(
+                f"SELECT position FROM {LEAVES} WHERE position IN ({marks})", tuple(chunk))
+            found.update(int(row[0]) for row in rows)
+        return found
 
     def root(self, size: int) -> bytes:
         if size == 0:

@@ -66,10 +66,19 @@ def verify(ledger: Ledger, log: Any, decode: Decode | None,
     """Walks the log (`log.select_notifications`) and the proof side by side."""
     report = Report()
     walker = _Walker(report, decode)
-    events, leaves = _events(log), _leaves(ledger)
+    # The proof as it stands now bounds the walk: events and their leaves are written in
+    # one transaction, but this walk reads them page by page while the service writes on,
+    # so an event found past the bound is judged by the proof read again at the end.
+    size = ledger.size()
+    late: list[Any] = []
+    events, leaves = _events(log), _leaves(ledger, size)
     event, leaf = next(events, None), next(leaves, None)
     while event is not None or leaf is not None:
-        if leaf is None or (event is not None and event.id < leaf.position):
+        if leaf is None and event is not None:
+            walker.later(event)
+            late.append(event)
+            event = next(events, None)
+        elif leaf is None or (event is not None and event.id < leaf.position):
             walker.inserted(event)
             event = next(events, None)
         elif event is None or leaf.position < event.id:
@@ -78,8 +87,12 @@ def verify(ledger: Ledger, log: Any, decode: Decode | None,
         else:
             walker.compare(event, leaf)
             event, leaf = next(events, None), next(leaves, None)
+    recorded = ledger.recorded_positions([e.id for e in late])
+    for event in late:
+        if event.id not in recorded:
+            walker.inserted(event)
     walker.finish()
-    _check_heads(ledger, report, walker.roots, keys)
+    _check_heads(ledger, report, walker.roots, keys, size)
     return report
 
 
@@ -118,6 +131,11 @@ class _Walker:
         self._extend(leaf)
         self.trailing.append(leaf)
 
+    def later(self, event: Any) -> None:
+        """An event past the proof's size when the walk began: leaves before it that have no
+        event of their own were removed from the middle of the log, not its end."""
+        self._flush_removed()
+
     def inserted(self, event: Any) -> None:
         self._flush_removed()
         self.report.add(Finding(
@@ -154,15 +172,18 @@ class _Walker:
 
 
 def _check_heads(ledger: Ledger, report: Report, roots: dict[int, bytes],
-                 keys: Sequence[Ed25519PublicKey]) -> None:
+                 keys: Sequence[Ed25519PublicKey], size: int) -> None:
     """Every kept signed head must carry a valid signature and the root the tree gives at
-    its size; a head beyond the tree means the proof lost its tail."""
+    its size; a head beyond the tree means the proof lost its tail (unless the tree grew
+    to it while the walk ran)."""
     after = 0
     while True:
         heads = ledger.heads(after)
         if not heads:
             return
         for head in heads:
+            if head.size > size and ledger.size() >= head.size:
+                continue  # signed after the walk's bound: the next verification checks it
             problem = _head_problem(head, roots, keys)
             if problem:
                 report.add(Finding("signed_head", 0, "", head.size, problem))
@@ -195,12 +216,12 @@ def _events(log: Any) -> Iterator[Any]:
         position = page[-1].id
 
 
-def _leaves(ledger: Ledger) -> Iterator[Leaf]:
+def _leaves(ledger: Ledger, size: int) -> Iterator[Leaf]:
     idx = 0
     while True:
         rows = ledger.recorder.query(
             f"SELECT idx, position, originator_id, originator_version, leaf, root FROM {LEAVES} "
-            "WHERE idx >= ? ORDER BY idx LIMIT ?", (idx, PAGE))
+            "WHERE idx >= ? AND idx < ? ORDER BY idx LIMIT ?", (idx, size, PAGE))
         if not rows:
             return
         for row in rows:

@@ -293,3 +293,32 @@ def test_a_store_from_before_the_proof_is_adopted_as_it_is(store: Store) -> None
     store.trunk("after")
     report = store.verify()
     assert report.intact and report.size == store.app.head() == head + 2
+
+
+def test_verifying_while_the_service_writes_finds_nothing(store: Store) -> None:
+    """The notifier verifies on an interval while trunks change: an event written between
+    the walk's reads of the log and of the proof is no finding (it once was: "truncated"
+    or "inserted" alerts on an intact log)."""
+    populate(store)
+    stop = threading.Event()
+
+    def write() -> None:
+        name = "legacy"
+        for n in range(10_000):
+            if stop.is_set():
+                return
+            store.rename(name, f"legacy{n}")
+            name = f"legacy{n}"
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        reports = []
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline or len(reports) < 20:
+            reports.append(store.verify())
+    finally:
+        stop.set()
+        writer.join()
+    assert [kinds(r) for r in reports if not r.intact] == []
+    assert store.verify().intact and reports[-1].size > 4
