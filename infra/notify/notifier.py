@@ -35,6 +35,9 @@ from projections.views import ViewStore
 log = logging.getLogger("trunkplane.notify")
 STATUS, EVENTS = "status", "events"
 BATCH = 500
+# A report on a trunk the config view does not hold yet waits this long for the view (it
+# projects after the store): dropping it would lose the trunk's first failure for good.
+VIEW_LAG = timedelta(seconds=15)
 
 
 class Notifier:
@@ -112,13 +115,14 @@ class Notifier:
             cur.execute(f"SELECT position, doc FROM {LOG} WHERE position > ? "
                         f"ORDER BY position LIMIT {BATCH}", (position,))
             rows = [(int(p), json.loads(d)) for p, d in cur.fetchall()]
-        for _, report in rows:
+        for position, report in rows:
             trunk = self.config.trunk_doc(report["tenant"], report["trunk_id"])
+            if trunk is None and now - datetime.fromisoformat(report["observed_at"]) < VIEW_LAG:
+                break  # a trunk the config view has not projected yet: read it next tick
             for k, state in watch.trunk_report({**self.conditions, **changed}, report, trunk,
                                                now):
                 changed[k] = state
-        if rows:
-            decision.positions[STATUS] = rows[-1][0]
+            decision.positions[STATUS] = position
 
     def _read_events(self, decision: Decision, now: datetime) -> None:
         position = self.outbox.position(EVENTS)
