@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
@@ -22,6 +22,7 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage")
 T = TypeVar("T")
+SWAPPED = "does not belong to the document"
 
 
 def chromium(profile: Path, width: int = 1100, height: int = 900,
@@ -45,10 +46,17 @@ def chromium(profile: Path, width: int = 1100, height: int = 900,
 
 def wait_for(browser: webdriver.Chrome, test: Callable[[Any], T], timeout: float = 20,
              message: str = "") -> T:
-    """Elements an htmx swap or a live update replaced meanwhile are looked up again."""
-    return WebDriverWait(browser, timeout, poll_frequency=0.1,
-                         ignored_exceptions=(StaleElementReferenceException,)).until(
-        test, message)
+    """Elements an htmx swap or a live update replaced meanwhile are looked up again
+    (Chromium reports some as "Node with given id does not belong to the document")."""
+    def again(driver: Any) -> T | bool:
+        try:
+            return test(driver)
+        except WebDriverException as error:
+            if isinstance(error, StaleElementReferenceException) or SWAPPED in str(error):
+                return False
+            raise
+
+    return WebDriverWait(browser, timeout, poll_frequency=0.1).until(again, message)  # type: ignore[return-value]
 
 
 def by_id(browser: webdriver.Chrome, element_id: str) -> WebElement:

@@ -123,7 +123,9 @@ def fill(browser: webdriver.Chrome, name: str, value: str) -> None:
 
 
 def cell_text(browser: webdriver.Chrome, trunk_id: str) -> str:
-    return str(by_id(browser, f"status-{trunk_id}").text)
+    """The live cell is swapped by every status update: one found just before a swap is
+    gone when read ("Node with given id does not belong to the document"), so look again."""
+    return wait_for(browser, lambda b: str(by_id(b, f"status-{trunk_id}").text))
 
 
 def add_user(kamailio: Kamailio, user: str) -> None:
