@@ -24,6 +24,7 @@ test: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	infra/scripts/ensure-sip-peers.sh
+	infra/scripts/ensure-stun.sh
 	infra/scripts/ensure-browser.sh
 	infra/scripts/ensure-prometheus.sh
 	TRUNKPLANE_TEST_DATABASE_URL="$$(infra/scripts/ensure-postgres.sh)" \

@@ -222,8 +222,6 @@ def _check_nat(c: _Checker) -> None:
         except ValueError as error:
             c.errors.add(f"nat.{key}", str(error))
             out[key] = None
-    if out["enabled"] and not (out["external_ip"] or out["stun_server"]):
-        c.errors.add("nat.enabled", "NAT needs an external_ip or a stun_server to learn it")
     c.out["nat"] = out
 
 
@@ -365,6 +363,12 @@ def _warnings(out: Fields) -> list[str]:
             f"password: shorter than {WEAK_PASSWORD_LENGTH} characters; accepted, but ask the "
             "provider for a longer one if you can"
         )
+    nat = out.get("nat") or {}
+    if nat.get("enabled") and not (nat.get("external_ip") or nat.get("stun_server")):
+        warnings.append(
+            "nat: no external_ip or stun_server: the agent learns its public address from "
+            "the provider's answers (received/rport), so the first request shows the "
+            "private one; set either if the provider does not fill in rport")
     host = parse_host_port(out["host"]) if out.get("host") else None
     if host and out["transport"] == "tls" and host.is_ip:
         warnings.append("host: TLS to an IP address cannot verify the provider's certificate name")

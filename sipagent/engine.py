@@ -6,6 +6,7 @@ thread with a trunk's settings (None when it was deleted)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import socket
@@ -22,11 +23,13 @@ from uuid import NAMESPACE_URL, uuid5
 from domain.status import ContactStatus, PeerStatus, StatusObservation, StatusSink, TrunkState
 from domain.values import parse_host_port
 from sipagent.destinations import Destinations, Network
+from sipagent.nat import PublicAddress, stun_server
 from sipagent.runner import Ticker
 from sipagent.settings import SipSettings
 from sipagent.sip.digest import DigestClient, parse_challenge
 from sipagent.sip.message import Request, Response, SipParseError, split_list
 from sipagent.sip.route import first_hop, proxy_route
+from sipagent.sip.stun import Mapping
 from sipagent.sip.transport import (
     USER_AGENT,
     Destination,
@@ -187,6 +190,7 @@ class SipAgent:
         self._flusher: asyncio.Task[None] | None = None
         self._changing: dict[str, asyncio.Task[None]] = {}
         self._parked: dict[str, _Worker] = {}
+        self.nat: PublicAddress | None = None
 
     # --- life cycle (any thread) ---------------------------------------------------------
 
@@ -227,6 +231,8 @@ class SipAgent:
             transport.close()
             return
         self.transport = transport
+        self.nat = PublicAddress(transport, self.resolve, self.settings.stun_interval,
+                                 self.settings.stun_timeout)
         self._in_flight = asyncio.Semaphore(self.settings.max_in_flight)
         self._flusher = asyncio.ensure_future(self._flush_loop())
         log.info("SIP agent %s on udp/tcp/tls from %s:%d, sending to %s",
@@ -285,6 +291,8 @@ class SipAgent:
                              return_exceptions=True)
         if self._flusher is not None:
             self._flusher.cancel()
+        if self.nat is not None:
+            self.nat.close()
         if self.transport is not None:
             self.transport.close()
 
@@ -423,10 +431,21 @@ class SipAgent:
         return await resolve(host, transport, self._destinations)
 
     async def send(self, request: Request, destination: Destination,
-                   timeout: float | None = None) -> Response:
+                   timeout: float | None = None,
+                   sent_by: tuple[str, int] | None = None) -> Response:
+        """One transaction; what the answer's Via says of our address is kept (rport)."""
         assert self.transport is not None and self._in_flight is not None
         async with self._in_flight:
-            return await self.transport.request(request, destination, timeout)
+            response = await self.transport.request(request, destination, timeout, sent_by)
+        if self.nat is not None:
+            self.nat.learn(destination, response)
+        return response
+
+    def public_address(self, nat: dict[str, Any] | None, destination: Destination
+                       ) -> tuple[str, int] | None:
+        """The address and port a trunk with these NAT settings shows `destination` in
+        Contact and Via (None: the local one); see sipagent.nat."""
+        return self.nat.for_trunk(nat, destination) if self.nat is not None else None
 
 
 async def resolve(host: str, transport: str,
@@ -465,6 +484,9 @@ class _Worker:
         self.last_success = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._warned: tuple[str, int, str] | None = None  # the last failure logged
+        self.nat: dict[str, Any] = dict(spec.settings.get("nat") or {})
+        self._stun = stun_server(self.nat)
+        self._watching = False
 
     @property
     def label(self) -> str:
@@ -486,6 +508,22 @@ class _Worker:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._watching and self.agent.nat is not None:
+            self.agent.nat.unwatch(self._stun, self.remapped)
+            self._watching = False
+
+    async def mapped(self) -> None:
+        """With NAT on, no external IP and a STUN server: its first answer before the
+        first request (the server is asked once for all trunks that share it)."""
+        if self._stun and not self._watching and self.agent.nat is not None:
+            self._watching = True
+            await self.agent.nat.watch(self._stun, self.remapped)
+
+    def remapped(self, old: Mapping | None, new: Mapping) -> None:
+        """The STUN server sees another public address now (the NAT rebound us)."""
+
+    def public(self, destination: Destination) -> tuple[str, int] | None:
+        return self.agent.public_address(self.nat, destination)
 
     async def unregister(self) -> None:
         """Removes what the worker holds on the wire (registrations); after stop()."""
@@ -511,6 +549,10 @@ class _Line:
     failures: int = 0
     destination: Destination | None = None
     challenge: Any = None
+    public: tuple[str, int] | None = None  # the NAT address shown in Contact and Via
+    bound: str = ""  # the Contact the registrar last accepted
+    wake: asyncio.Event | None = None  # set: register again now (the NAT mapping moved)
+    remaps: int = 0  # re-registrations in a row for a new mapping (bounded)
 
 
 class _RegisterWorker(_Worker):
@@ -521,6 +563,9 @@ class _RegisterWorker(_Worker):
             count = 1
         self.lines = [_Line(i, f"{new_tag()}{new_tag()}@trunkplane", new_tag())
                       for i in range(count)]
+        if self.nat.get("enabled") and not self.nat.get("external_ip"):
+            for line in self.lines:  # the public address may move under it
+                line.wake = asyncio.Event()
         s = spec.settings
         self.user = str(s.get("username") or "")
         self.domain = str(s.get("from_domain") or parse_host_port(str(s["host"])).host)
@@ -563,10 +608,30 @@ class _RegisterWorker(_Worker):
         line.state = TrunkState.REGISTERING
         self._summary()
         while True:
+            if line.wake is not None:
+                line.wake.clear()
             wait = await self._attempt(line)
             self._summary()
-            await asyncio.sleep(wait if wait is not None else backoff(
+            await self._nap(line, wait if wait is not None else backoff(
                 line.failures, settings.backoff_base, settings.backoff_max))
+
+    @staticmethod
+    async def _nap(line: _Line, seconds: float) -> None:
+        """Sleeps until the next attempt, or until the NAT mapping moves."""
+        if line.wake is None:
+            await asyncio.sleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await line.wake.wait()
+
+    def remapped(self, old: Mapping | None, new: Mapping) -> None:
+        for line in self.lines:
+            if line.wake is not None and line.public is not None and \
+                    line.public != (new.host, new.port):
+                log.info("trunk %s: public address now %s (was %s:%d): registering again",
+                         self.label, new, *line.public)
+                line.wake.set()
 
     async def _attempt(self, line: _Line) -> float | None:
         """One registration attempt; returns how long to wait before the next one (None:
@@ -576,6 +641,7 @@ class _RegisterWorker(_Worker):
         try:
             line.destination = await self.agent.resolve(
                 first_hop(self.spec.settings), str(self.spec.settings.get("transport", "udp")))
+            await self.mapped()
             response = await self._register(line, expires)
         except TransportError as error:
             return self._failed(line, TrunkState.UNREACHABLE, 0, str(error))
@@ -585,11 +651,13 @@ class _RegisterWorker(_Worker):
             line.state, line.code, line.reason = TrunkState.REGISTERED, response.status, \
                 response.reason
             line.failures = 0
+            line.bound = line.contact
             self._warned = None  # the next failure is news again
             line.expires_at = datetime.now(UTC) + timedelta(seconds=granted)
             self.agent.counters.registrations_ok += 1
             self.last_success = time.monotonic()
-            return refresh_after(granted)
+            moved = self._moved(line)
+            return moved if moved is not None else refresh_after(granted)
         retry_after = _retry_after(response)
         if response.status in (401, 407):
             return self._failed(line, TrunkState.AUTH_FAILED, response.status, response.reason)
@@ -600,6 +668,20 @@ class _RegisterWorker(_Worker):
             self._failed(line, TrunkState.FAILED, response.status, response.reason)
             return float(retry_after)
         return self._failed(line, TrunkState.FAILED, response.status, response.reason)
+
+    def _moved(self, line: _Line) -> float | None:
+        """0 when the registrar's answer showed another public address than the one just
+        registered (rport: the NAT maps us elsewhere): register again at once with it,
+        at most twice in a row; None otherwise."""
+        assert line.destination is not None
+        now = self.public(line.destination)
+        if line.wake is None or now is None or now == line.public or line.remaps >= 2:
+            line.remaps = 0
+            return None
+        line.remaps += 1
+        log.info("trunk %s: the registrar sees us at %s:%d: registering that address",
+                 self.label, *now)
+        return 0.0
 
     def _failed(self, line: _Line, state: TrunkState, code: int, reason: str) -> float | None:
         """Records a failed attempt; None: wait the capped back-off."""
@@ -621,7 +703,7 @@ class _RegisterWorker(_Worker):
         authorization: tuple[str, str] | None = None
         while True:
             request = self._request(line, expires, authorization)
-            response = await self.agent.send(request, line.destination)
+            response = await self.agent.send(request, line.destination, sent_by=line.public)
             if response.status in (401, 407):
                 header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
                 try:
@@ -646,22 +728,29 @@ class _RegisterWorker(_Worker):
     def _request(self, line: _Line, expires: int,
                  authorization: tuple[str, str] | None) -> Request:
         assert line.destination is not None and self.agent.transport is not None
-        host, port = self.agent.transport.local_address(line.destination)
-        nat = self.spec.settings.get("nat") or {}
-        if nat.get("enabled") and nat.get("external_ip"):
-            host = str(nat["external_ip"])
+        line.public = self.public(line.destination)
+        host, port = line.public or self.agent.transport.local_address(line.destination)
         transport = line.destination.transport
         params = "" if transport == "udp" else f";transport={transport}"
         shown_host = f"[{host}]" if ":" in host else host
         line.contact = (f"sip:{self.user}@{shown_host}:{port}{params}"
                         f";line={self.spec.trunk_id[:8]}{line.index}")
+        if expires == 0 and line.bound:
+            line.contact = line.bound  # remove what the registrar holds
         line.cseq += 1
+        # From and To: the address of record, whatever the trunk's From user (RFC 3261
+        # 10.2: To names the AOR whose bindings change, From who asks; for a trunk both
+        # are the account, as Asterisk PJSIP's client_uri; registrars check them against
+        # the credentials). The From user is the caller identity of calls (B2BUA).
         aor = f"<sip:{self.user}@{self.domain}>"
         headers = [("Max-Forwards", "70"), ("From", f"{aor};tag={line.tag}"), ("To", aor),
                    ("Call-ID", line.call_id), ("CSeq", f"{line.cseq} REGISTER"),
                    ("Contact", f"<{line.contact}>{self._instance(line, expires)}"),
                    ("Expires", str(expires)), ("Allow", "OPTIONS"),
                    ("User-Agent", USER_AGENT), *proxy_route(self.spec.settings)]
+        if expires and line.bound and line.bound != line.contact:
+            # the NAT moved us: the old Contact goes in the same request (RFC 3261 10.2.2)
+            headers.insert(6, ("Contact", f"<{line.bound}>;expires=0"))
         if authorization is not None:
             headers.append(authorization)
         return Request(method="REGISTER", uri=self._registrar(), headers=headers)
@@ -710,6 +799,7 @@ class _RegisterWorker(_Worker):
         except TransportError as error:
             log.info("trunk %s: unREGISTER failed: %s", self.label, error)
         line.state = TrunkState.UNREGISTERED
+        line.bound = ""
 
 
 @dataclass
@@ -753,9 +843,12 @@ class _PeerWorker(_Worker):
         self.agent.counters.options_sent += 1
         try:
             destination = await self.agent.resolve(peer.address, transport)
-            request = self._options(destination)
+            await self.mapped()
+            public = self.public(destination)
+            request = self._options(destination, public)
             sent = time.monotonic()
-            response = await self.agent.send(request, destination, settings.options_timeout)
+            response = await self.agent.send(request, destination, settings.options_timeout,
+                                             sent_by=public)
         except TransportError as error:
             self.agent.counters.options_missed += 1
             peer.answers, peer.misses = 0, peer.misses + 1
@@ -794,13 +887,14 @@ class _PeerWorker(_Worker):
         self.report(state, sip_code=code, reason=reason, peers=tuple(
             PeerStatus(p.address, bool(p.up), p.rtt_ms, p.since) for p in peers))
 
-    def _options(self, destination: Destination) -> Request:
+    def _options(self, destination: Destination, public: tuple[str, int] | None) -> Request:
         assert self.agent.transport is not None
-        host, port = self.agent.transport.local_address(destination)
+        host, port = public or self.agent.transport.local_address(destination)
         target = f"sip:{destination.host}:{destination.port}"
+        shown = f"[{host}]" if ":" in host else host
         return Request(method="OPTIONS", uri=target, headers=[
             ("Max-Forwards", "70"),
-            ("From", f"<sip:trunkplane@{host}:{port}>;tag={new_tag()}"),
+            ("From", f"<sip:trunkplane@{shown}:{port}>;tag={new_tag()}"),
             ("To", f"<{target}>"), ("Call-ID", f"{new_tag()}{new_tag()}@trunkplane"),
             ("CSeq", "1 OPTIONS"), ("Accept", "application/sdp"),
             ("User-Agent", USER_AGENT)])

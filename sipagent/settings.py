@@ -28,6 +28,8 @@ class SipSettings:
     tls_port: int | None = None  # over TLS, with tls_cert and tls_key
     tls_cert: str = ""
     tls_key: str = ""
+    stun_interval: float = 30.0  # seconds between STUN Binding requests to each server
+    stun_timeout: float = 3.0  # the wait for a STUN answer (retransmitting from t1)
 
 
 @dataclass(frozen=True)

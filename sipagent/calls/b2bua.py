@@ -81,7 +81,8 @@ class Leg:
     routes: list[str] = field(default_factory=list)
     cseq: int = 0
     destination: Destination | None = None  # the first hop of in-dialog requests
-    nat_ip: str = ""
+    nat_ip: str = ""  # the public address shown in Contact and Via under NAT
+    nat_port: int = 0
 
     @property
     def local_tag(self) -> str:
@@ -141,6 +142,10 @@ class ProviderSide:
         raise NotImplementedError
 
     def peer_destination(self, trunk_id: str) -> str | None:
+        raise NotImplementedError
+
+    def public_address(self, nat: dict[str, Any] | None, destination: Destination
+                       ) -> tuple[str, int] | None:
         raise NotImplementedError
 
 
@@ -420,14 +425,13 @@ class B2BUA:
             return 0, str(error)
         user = str(trunk.get("from_user") or trunk.get("username") or call.caller_received)
         domain = str(trunk.get("from_domain") or "") or _bare_host(host or "")
-        nat = trunk.get("nat") or {}
-        nat_ip = str(nat.get("external_ip") or "") if nat.get("enabled") else ""
+        public = self.provider.public_address(trunk.get("nat"), destination)
         call.number_sent, call.caller_sent, call.trunk_id = lease.dial_number, user, lease.trunk_id
         params = "" if transport == "udp" else f";transport={transport}"
         uri = f"sip:{lease.dial_number}@{host}{params}"
         face = self.faces["provider"]
         leg = self._uac_leg(face, destination, f"<sip:{user}@{domain}>", f"<sip:{lease.dial_number}"
-                            f"@{domain}>", uri, user, nat_ip)
+                            f"@{domain}>", uri, user, public)
         call.b = leg
         credentials = DigestClient(str(trunk.get("auth_id") or trunk.get("username") or ""),
                                    str(trunk.get("password") or ""))
@@ -435,16 +439,15 @@ class B2BUA:
                                       credentials)
 
     def _uac_leg(self, face: Face, destination: Destination, local: str, remote: str,
-                 target: str, user: str, nat_ip: str) -> Leg:
+                 target: str, user: str, public: tuple[str, int] | None) -> Leg:
         host, _ = face.transport.local_address(destination)
-        port = face.port(destination.transport)
-        shown = nat_ip or host
+        host, port = public or (host, face.port(destination.transport))
         params = "" if destination.transport == "udp" else f";transport={destination.transport}"
-        contact = f"<sip:{user}@{host_text(shown)}:{port}{params}>" if user else \
-            f"<sip:{host_text(shown)}:{port}{params}>"
+        contact = f"<sip:{user}@{host_text(host)}:{port}{params}>" if user else \
+            f"<sip:{host_text(host)}:{port}{params}>"
         return Leg(face, f"{new_tag()}{new_tag()}@trunkplane", f"{local};tag={new_tag()}",
                    remote, target, destination.transport, contact, [], 0, destination,
-                   nat_ip)
+                   *(public or ("", 0)))
 
     async def _run_invite(self, call: Call, leg: Leg, uri: str, destination: Destination,
                           body: bytes, extra: list[tuple[str, str]],
@@ -551,6 +554,7 @@ class B2BUA:
         caller = user_of(request.get("from"))
         call = self._new_call(INBOUND, tenant, tx, did, caller)
         call.trunk_id = trunk_id
+        self._behind_nat(call, tenant, trunk_id)
         try:
             grant = self.admission.acquire(tenant, INBOUND, did, did=did, trunk=trunk_id,
                                            call_id=request.get("call-id"), caller=caller)
@@ -597,10 +601,22 @@ class B2BUA:
         uri = target if where.user else f"sip:{did}@{where.hostport}{params}"
         host, _ = self.pbx.transport.local_address(destination)
         leg = self._uac_leg(self.pbx, destination, f"<sip:{caller}@{host_text(host)}>",
-                            f"<sip:{did}@{where.hostport}>", uri, caller, "")
+                            f"<sip:{did}@{where.hostport}>", uri, caller, None)
         call.b = leg
         return await self._run_invite(call, leg, uri, destination, call.a_tx.request.body,
                                       extra, None)
+
+    def _behind_nat(self, call: Call, tenant: str, trunk_id: str) -> None:
+        """An inbound call's provider leg under the trunk's NAT: our answers' Contact and
+        our in-dialog requests' Via carry the public address, as on the trunk's REGISTER."""
+        snapshot = self.admission.state.tenant(tenant)
+        trunk = snapshot.trunks.get(trunk_id, {}) if snapshot is not None else {}
+        public = self.provider.public_address(trunk.get("nat"), call.a_tx.source)
+        if public is None:
+            return
+        call.a.nat_ip, call.a.nat_port = public
+        params = "" if call.a.transport == "udp" else f";transport={call.a.transport}"
+        call.a.contact = f"<sip:{host_text(public[0])}:{public[1]}{params}>"
 
     def _trunk_of(self, request: Request, source: Destination) -> tuple[str, str] | None:
         line = parse_uri(request.uri).params.get("line", "")
@@ -900,7 +916,9 @@ class B2BUA:
     def _set_via(self, leg: Leg, request: Request, destination: Destination) -> None:
         host, _ = leg.face.transport.local_address(destination)
         port = leg.face.port(destination.transport)
-        via = (f"SIP/2.0/{destination.transport.upper()} {host_text(leg.nat_ip or host)}:"
+        if leg.nat_ip:
+            host, port = leg.nat_ip, leg.nat_port or port
+        via = (f"SIP/2.0/{destination.transport.upper()} {host_text(host)}:"
                f"{port};branch={new_branch()};rport")
         request.headers = [(n, v) for n, v in request.headers if n.lower() not in ("via", "v")]
         request.headers.insert(0, ("Via", via))

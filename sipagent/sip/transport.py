@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from domain.text import one_line
+from sipagent.sip import stun
 from sipagent.sip.message import Request, Response, SipParseError, frame_length, parse
+from sipagent.sip.via import stamp_received
 
 log = logging.getLogger(__name__)
 T1 = 0.5
@@ -138,7 +140,9 @@ class _Datagrams(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int] | tuple[str, int, int, int]
                           ) -> None:
-        if data.strip(b"\r\n"):
+        if stun.is_stun(data):  # the answer to a Binding request sent from this socket
+            self.layer.stun_received(data)
+        elif data.strip(b"\r\n"):
             self.layer.received(data, Destination("udp", addr[0], addr[1]), None)
 
     def error_received(self, exc: Exception) -> None:
@@ -173,6 +177,7 @@ class SipTransport:
         self._bad_sources: set[str] = set()
         self._last_icmp: float = 0.0
         self._proceeding: set[str] = set()  # branches that had a provisional response
+        self._stun: dict[bytes, asyncio.Future[bytes]] = {}  # transaction id -> its answer
         self.sent = 0
         self.retransmissions = 0
 
@@ -277,8 +282,10 @@ class SipTransport:
                 self.on_malformed(source)
             self._answer_malformed(data, source, stream, str(error))
             return
-        if isinstance(message, Request) and not _addressable(message.headers):
-            return  # nowhere to send a reply that the sender could match
+        if isinstance(message, Request):
+            if not _addressable(message.headers):
+                return  # nowhere to send a reply that the sender could match
+            stamp_received(message, source.host, source.port)  # RFC 3261 18.2.1, RFC 3581
         if self.on_message is not None and self.on_message(message, source, stream):
             return
         if isinstance(message, Response):
@@ -405,15 +412,17 @@ class SipTransport:
             del self._streams[stream.destination]
 
     async def request(self, request: Request, destination: Destination,
-                      timeout: float | None = None) -> Response:
+                      timeout: float | None = None,
+                      sent_by: tuple[str, int] | None = None) -> Response:
         """Runs one non-INVITE client transaction; the request's top Via is filled in here
-        with a fresh branch. Raises TransportError on timeout or a transport failure."""
+        with a fresh branch (and `sent_by`, the public address under NAT, when given).
+        Raises TransportError on timeout or a transport failure."""
         timer_f = timeout if timeout is not None else 64 * self.t1
         deadline = time.monotonic() + timer_f
         stream = None
         if destination.transport != "udp":
             stream = await self._stream(destination, timer_f)
-        host, port = self.local_address(destination)
+        host, port = sent_by or self.local_address(destination)
         branch = new_branch()
         via = (f"SIP/2.0/{destination.transport.upper()} {_host(host)}:{port};"
                f"branch={branch};rport")
@@ -460,6 +469,44 @@ class SipTransport:
             self._pending.pop(branch, None)
             self._waiting.pop(branch, None)
             self._proceeding.discard(branch)
+
+
+    # --- STUN (RFC 5389) from the SIP socket --------------------------------------------
+
+    async def stun_mapping(self, server: Destination, timeout: float = 3.0) -> stun.Mapping:
+        """The public mapping of the UDP socket, as the STUN server `server` sees it: a
+        Binding request retransmitted from T1 doubling (RFC 5389 7.2.1) until `timeout`.
+        Raises TransportError without an answer, stun.StunError on a refusal."""
+        assert self._udp is not None, "start() the transport first"
+        transaction, data = stun.binding_request()
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._stun[transaction] = future
+        deadline = time.monotonic() + timeout
+        interval = self.t1
+        try:
+            while True:
+                try:
+                    self._datagram(data, server)
+                except OSError as error:
+                    raise TransportError(f"STUN {server.host}:{server.port}: "
+                                         f"{error.strerror or error}") from None
+                remaining = deadline - time.monotonic()
+                try:
+                    answer = await asyncio.wait_for(asyncio.shield(future),
+                                                    max(0.0, min(interval, remaining)))
+                    return stun.parse_binding_response(answer)
+                except TimeoutError:
+                    if time.monotonic() >= deadline:
+                        raise TransportError(f"STUN {server.host}:{server.port}: no answer "
+                                             f"within {timeout:g} s") from None
+                    interval *= 2
+        finally:
+            self._stun.pop(transaction, None)
+
+    def stun_received(self, data: bytes) -> None:
+        future = self._stun.get(stun.transaction_of(data))
+        if future is not None and not future.done():
+            future.set_result(data)
 
 
 # Linux's values (<linux/in.h>, <linux/in6.h>); the socket module does not name them.

@@ -187,6 +187,26 @@ def test_nat_external_ip_in_contact_and_via(rig: Rig, pbx: ThreadedUA) -> None:
         outcome = pbx.run(pbx.ua.call(rig.pbx_address, "2125551234"))
         invite = far.ua.received("INVITE")[0]
         assert "203.0.113.7" in invite.get("contact") and "203.0.113.7" in invite.get("via")
+        probe = far.ua.received("OPTIONS")[0]  # the peer trunk's OPTIONS too
+        assert probe.get("via").startswith("SIP/2.0/UDP 203.0.113.7:")
+        pbx.run(pbx.ua.bye(rig.pbx_address, outcome))
+    finally:
+        far.close()
+
+
+def test_a_provider_in_the_local_networks_gets_the_private_address(
+        rig: Rig, pbx: ThreadedUA) -> None:
+    far = provider()
+    try:
+        trunk = peer_trunk(rig, "carrier", far, nat={
+            "enabled": True, "external_ip": "203.0.113.7", "local_networks": ["127.0.0.0/8"]})
+        rig.route("all", [trunk])
+        outcome = pbx.run(pbx.ua.call(rig.pbx_address, "2125551234"))
+        invite = far.ua.received("INVITE")[0]
+        assert "203.0.113.7" not in invite.get("contact") + invite.get("via")
+        assert "@127.0.0.1:" in invite.get("contact")
+        assert invite.get("via").startswith("SIP/2.0/UDP 127.0.0.1:")
+        assert far.ua.received("OPTIONS")[0].get("via").startswith("SIP/2.0/UDP 127.0.0.1:")
         pbx.run(pbx.ua.bye(rig.pbx_address, outcome))
     finally:
         far.close()

@@ -36,7 +36,7 @@ BAD: dict[str, list[Any]] = {
     "description": ["x" * 2000, "\x1b[2J"],
 }
 NAT_BAD: list[dict[str, Any]] = [
-    {"enabled": True}, {"external_ip": "1.2.3"}, {"local_networks": ["10.1.1.1/8"]},
+    {"external_ip": "1.2.3"}, {"local_networks": ["10.1.1.1/8"]},
     {"local_networks": ["10.0.0.0/33"]}, {"stun_server": "stun:0"}]
 LIMITS_BAD = [{"max_concurrent_calls": 10_000}, {"max_concurrent_calls": 5,
                                                  "max_inbound_calls": 6}]

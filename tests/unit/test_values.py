@@ -83,7 +83,6 @@ def test_account_needs_its_own_auth_id_and_takes_up_to_100_registrations() -> No
 
 
 @pytest.mark.parametrize(("nat", "field", "message"), [
-    ({"enabled": True}, "nat.enabled", "NAT needs an external_ip or a stun_server"),
     ({"external_ip": "1.2.3"}, "nat.external_ip", "'1.2.3' is not an IPv4 or IPv6 address"),
     ({"local_networks": ["10.1.2.3/8"]}, "nat.local_networks",
      "'10.1.2.3/8' has host bits set; did you mean 10.0.0.0/8?"),
@@ -92,6 +91,13 @@ def test_account_needs_its_own_auth_id_and_takes_up_to_100_registrations() -> No
 ])
 def test_nat_rules(nat: dict[str, Any], field: str, message: str) -> None:
     assert message in violations(nat=nat)[field]
+
+
+def test_nat_without_external_ip_or_stun_learns_from_rport_with_a_warning() -> None:
+    settings, warnings = validate_trunk({**REGISTER, "nat": {"enabled": True}})
+    assert settings["nat"]["enabled"] is True
+    assert any("learns its public address from the provider's answers" in w
+               for w in warnings)
 
 
 @pytest.mark.parametrize(("limits", "field", "message"), [
