@@ -313,7 +313,7 @@ def test_verifying_while_the_service_writes_finds_nothing(store: Store) -> None:
     writer = threading.Thread(target=write)
     writer.start()
     try:
-        reports = []
+        reports: list[Report] = []
         deadline = time.monotonic() + 8
         while time.monotonic() < deadline or len(reports) < 20:
             reports.append(store.verify())
