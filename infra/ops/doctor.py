@@ -323,12 +323,14 @@ def _trunks(app: TrunkplaneApp, settings: Settings, tenant: str) -> Iterator[Fin
     else:
         yield Finding("ok", f"tenant {tenant}", f"{len(entries)} trunks")
     reported = _reported(settings, tenant, list(entries))
+    stun_asked: dict[str, Finding] = {}  # one Binding request per STUN server
     for trunk_id, entry in sorted(entries.items(), key=lambda e: e[1]["name"].casefold()):
         trunk: Any = app.aggregate(UUID(trunk_id))
         yield from check_trunk(entry["name"], trunk.settings, settings.sip)
         if trunk.settings["enabled"]:
             yield from _agent_view(entry["name"], trunk.settings, reported.get(trunk_id))
             yield from _options_probe(entry["name"], trunk.settings, settings)
+            yield from _stun_probe(entry["name"], trunk.settings, settings, stun_asked)
 
 
 def _pbx_networks(settings: Settings) -> Iterator[Finding]:
@@ -523,6 +525,56 @@ async def _probe(sip: Any, target: str) -> tuple[int, str, float]:
         return response.status, response.reason, (time.monotonic() - started) * 1000
     finally:
         transport.close()
+
+
+def _stun_probe(name: str, s: dict[str, Any], settings: Settings,
+                asked: dict[str, Finding]) -> Iterator[Finding]:
+    """A trunk behind NAT that learns its public address by STUN: one Binding request to
+    its server (as the agent sends it, from a UDP socket on the agent's listen address),
+    and the fix when no answer comes."""
+    from sipagent.nat import stun_server
+
+    server = stun_server(s.get("nat"))
+    if not server or settings.sip is None:
+        return
+    if server not in asked:
+        asked[server] = _ask_stun(name, server, settings.sip)
+    found = asked[server]
+    yield Finding(found.level, f"trunk {name}", found.text, found.fix)
+
+
+def _ask_stun(name: str, server: str, sip: Any) -> Finding:
+    import asyncio
+
+    from sipagent.engine import resolve
+    from sipagent.sip.stun import StunError
+    from sipagent.sip.transport import SipTransport, TransportError
+
+    async def ask() -> str:
+        transport = SipTransport(sip.listen_host, 0, t1=0.5)
+        await transport.start()
+        try:
+            destination = await resolve(server, "udp", _destinations(sip))
+            return str(await transport.stun_mapping(destination, CONNECT_TIMEOUT))
+        finally:
+            transport.close()
+
+    try:
+        mapping = asyncio.run(ask())
+    except TransportError as error:
+        if "TRUNKPLANE_SIP_DESTINATIONS" in str(error):
+            return Finding("fail", "", f"STUN server {server}: {error}",
+                           DESTINATIONS_FIX.format(_destinations(sip)))
+        return Finding("fail", "", f"STUN server {server} unreachable: {error}; the agent "
+                       "falls back to rport's address or the private one",
+                       f"check the STUN host and port (3478 unless given), that a firewall "
+                       f"lets UDP out to it and back, or set the public address yourself: "
+                       f"trunkplane trunk update {name} --external-ip YOUR.PUBLIC.IP")
+    except StunError as error:
+        return Finding("fail", "", f"STUN server {server} refused the Binding request: "
+                       f"{error}", "use a STUN server that answers Binding requests without "
+                       "credentials (a TURN-only server asks for them), or set --external-ip")
+    return Finding("ok", "", f"STUN server {server} answers: public address {mapping}")
 
 
 def _destinations(sip: Any) -> Any:

@@ -7,6 +7,7 @@ networks left alone, the agent's own answers to `rport`, and the From user."""
 from __future__ import annotations
 
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,10 @@ import pytest
 from domain.status import TrunkState
 from sipagent.engine import SipAgent
 from sipagent.sip.message import Response, parse
+from tests.brokers import free_port
 from tests.calls_rig import wait_for
 from tests.coturn import Coturn
+from tests.integration.test_cli import CLI, Server
 from tests.integration.test_sip_agent import PASSWORD, Recorder, fast
 from tests.kamailio import Kamailio
 from tests.natbox import NatBox
@@ -166,3 +169,27 @@ def test_the_agent_answers_rport_to_the_source_address_and_port(
     assert ";received=127.0.0.1" in via
     assert (f";rport={port}" in via) == bool(params)
     assert via.startswith("SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bKrport1")
+
+
+def test_doctor_asks_the_stun_server_and_explains_one_that_does_not_answer(
+        coturn: Coturn, tmp_path: Path) -> None:
+    (tmp_path / "service").mkdir()
+    server = Server(tmp_path / "service")
+    server.start()
+    try:
+        silent = free_port()  # nothing listens there
+        for name, stun in (("stunned", coturn.port), ("stun-dead", silent)):
+            created = server.cli("trunk", "create", name, "--type", "register", "--host",
+                                 "127.0.0.1:9", "--username", "u", "--password", PASSWORD,
+                                 "--nat", "on", "--stun", f"127.0.0.1:{stun}")
+            assert created.returncode == 0, created.stderr
+        report = subprocess.run([*CLI, "--server", f"127.0.0.1:{server.port}", "doctor"],
+                                env=server.local_env(), capture_output=True, text=True,
+                                timeout=90, check=False)
+    finally:
+        server.stop()
+    lines = report.stdout
+    assert f"OK   trunk stunned: STUN server 127.0.0.1:{coturn.port} answers: public " \
+           "address 127.0.0.1:" in lines, lines
+    assert f"FAIL trunk stun-dead: STUN server 127.0.0.1:{silent} unreachable" in lines, lines
+    assert "--external-ip YOUR.PUBLIC.IP" in lines and "lets UDP out to it" in lines
