@@ -99,11 +99,15 @@ def test_outbound_call_through_kamailio_with_media_both_ways(
     assert rig.records.records[-1].hangup_by == "provider"
 
 
-def test_pcma_only_trunk_the_far_end_decodes_pcma(
+def test_pcma_only_trunk_the_far_end_decodes_pcma_and_sees_the_from_user(
         rig: Rig, kamailio: Kamailio, far: Baresip, pbx: Baresip) -> None:
-    trunk = register_trunk(rig, kamailio, codecs=["PCMA"])
+    """The trunk's From user (not its username 1001) is who the far end sees calling;
+    Kamailio takes the digest of 1001 for it, and the registration stays 1001's."""
+    trunk = register_trunk(rig, kamailio, codecs=["PCMA"], from_user="15550001")
     rig.route("all", [trunk])
     answered_call(rig, pbx, far)
+    caller = far.seen("CALL_INCOMING")[-1]
+    assert str(caller.get("peeruri", "")).startswith("sip:15550001@"), caller
     debug = str(far.command("audio_debug").get("data"))
     assert "decode: PCMA" in debug and "PCMU" not in debug
     pbx.hangup()

@@ -327,6 +327,24 @@ def test_inbound_on_peer_trunk_goes_to_the_pbx_with_headers(rig: Rig) -> None:
         pbx_phone.close()
 
 
+def test_inbound_call_on_a_trunk_behind_nat_answers_with_the_public_contact(rig: Rig) -> None:
+    far, pbx_phone = provider(), ThreadedUA()
+    try:
+        trunk = peer_trunk(rig, "carrier", far, nat={"enabled": True,
+                                                     "external_ip": "203.0.113.7"})
+        rig.inbound("15550100", "ext:100", trunk)
+        rig.targets(f"sip:127.0.0.1:{pbx_phone.port}")
+        outcome = far.run(far.ua.call(rig.provider_address, "15550100"))
+        assert outcome.code == 200 and outcome.final is not None
+        assert outcome.final.get("contact").startswith("<sip:203.0.113.7:")
+        assert "rport=" in outcome.final.get("via")  # the answer names where it came from
+        far.run(far.ua.bye(rig.provider_address, outcome))
+        wait_for(lambda: rig.channels(trunk) == (0, 0), 5, "freed")
+    finally:
+        far.close()
+        pbx_phone.close()
+
+
 def test_inbound_from_an_unlisted_address_gets_403(rig: Rig) -> None:
     far, stranger = provider(), ThreadedUA()
     try:
