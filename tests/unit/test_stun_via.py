@@ -94,3 +94,31 @@ def test_local_networks_are_not_rewritten() -> None:
     assert not rewrites({**nat, "enabled": False}, "192.0.2.1")
     assert stun_server(nat) == "stun.example.com:3478"
     assert stun_server({**nat, "external_ip": "198.51.100.7"}) == ""  # the IP given wins
+
+
+def test_the_public_address_prefers_the_external_ip_then_stun_then_rport() -> None:
+    from sipagent.nat import PublicAddress, _Watch
+    from sipagent.sip.transport import Destination, SipTransport
+
+    transport = SipTransport("10.0.0.5", 5062)
+    transport.stream_ports["tcp"] = 5062
+
+    async def never(host: str, kind: str) -> Destination:
+        raise AssertionError("nothing is resolved here")
+
+    public = PublicAddress(transport, never, 30.0, 3.0)
+    udp, tcp = Destination("udp", "192.0.2.1", 5060), Destination("tcp", "192.0.2.1", 5060)
+    nat = {"enabled": True, "external_ip": "", "stun_server": "stun.example.com:3478",
+           "local_networks": ["10.0.0.0/8"]}
+    assert public.for_trunk(nat, udp) is None  # nothing learned yet: the local address
+    public.learn(udp, Response(status=200, reason="OK", headers=[
+        ("Via", "SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bK1;received=203.0.113.9;rport=1024")]))
+    assert public.for_trunk(nat, udp) == ("203.0.113.9", 1024)
+    public._watches["stun.example.com:3478"] = _Watch("stun.example.com:3478",
+                                                      Mapping("203.0.113.7", 40000))
+    assert public.for_trunk(nat, udp) == ("203.0.113.7", 40000)
+    assert public.for_trunk(nat, tcp) == ("203.0.113.7", 5062)  # a connection: our listener
+    assert public.for_trunk({**nat, "external_ip": "198.51.100.1"}, udp) == (
+        "198.51.100.1", 5062)
+    assert public.for_trunk(nat, Destination("udp", "10.1.1.1", 5060)) is None  # local
+    assert public.for_trunk({**nat, "enabled": False}, udp) is None
