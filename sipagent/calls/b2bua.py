@@ -1012,7 +1012,10 @@ def _reply(request: Request, status: int, reason: str, to_tag: str,
         to = f"{to};tag={to_tag}"
     headers.append(("To", to))
     headers.append(("Server", USER_AGENT))
-    if contact:
+    if contact:  # a response that makes or refreshes a dialog (RFC 3261 12.1.1): the
+        # Record-Route copied, in order, so the far side's in-dialog requests take the
+        # proxies' path (behind NAT the direct one may well be filtered)
+        headers += [(n, v) for n, v in request.headers if n.lower() == "record-route"]
         headers.append(("Contact", contact))
     return Response(status=status, reason=reason, headers=headers, body=body)
 

@@ -16,7 +16,9 @@ from domain.calls import PbxAccess, PbxTarget
 from domain.status import TrunkState
 from tests.baresip import Baresip
 from tests.calls_rig import Rig, wait_for
+from tests.coturn import Coturn
 from tests.kamailio import Kamailio
+from tests.natbox import NatBox
 
 PASSWORD = "Long-Enough-Password-123"
 DID = "15550100"
@@ -54,8 +56,8 @@ def pbx(tmp_path: Path) -> Iterator[Baresip]:
 
 def register_trunk(rig: Rig, kamailio: Kamailio, name: str = "carrier",
                    **fields: object) -> str:
-    trunk = rig.trunk(name, type="register", host=f"127.0.0.1:{kamailio.udp}",
-                      username="1001", password=PASSWORD, **fields)
+    trunk = rig.trunk(name, **{"type": "register", "host": f"127.0.0.1:{kamailio.udp}",
+                               "username": "1001", "password": PASSWORD, **fields})
     wait_for(lambda: rig.engine.live_state(trunk) == TrunkState.REGISTERED, 15,
              "the trunk registered")
     return trunk
@@ -163,3 +165,36 @@ def test_inbound_did_rings_the_pbx_with_the_did_header(
     record = rig.records.records[-1]
     assert (record.direction, record.number_received, record.final_code) == (
         "inbound", DID, 200)
+
+
+def test_a_providers_call_reaches_the_agent_behind_nat_at_its_stun_contact(
+        rig: Rig, kamailio: Kamailio, far: Baresip, pbx: Baresip, tmp_path: Path) -> None:
+    """The agent behind a NAT (tests/natbox.py) learns its outside port from coturn,
+    registers it at Kamailio, and Kamailio's INVITE for the DID comes in through the NAT
+    to that Contact; the PBX rings and the call is carried. The far end's ACK and BYE
+    reach the agent only along Kamailio's Record-Route (the NAT drops what anyone else
+    sends), which the agent's answers therefore copy (RFC 3261 12.1.1)."""
+    assert rig.engine.transport is not None
+    agent = ("127.0.0.1", rig.engine.transport.listen_port)
+    provider = ("127.0.0.1", kamailio.udp)
+    with Coturn(tmp_path / "coturn") as coturn, NatBox([provider, ("127.0.0.1", coturn.port)]
+                                                       ) as nat:
+        trunk = register_trunk(rig, kamailio, host=f"127.0.0.1:{nat.front(provider)}", nat={
+            "enabled": True, "external_ip": "", "local_networks": [],
+            "stun_server": f"127.0.0.1:{nat.front(('127.0.0.1', coturn.port))}"})
+        outside = nat.mappings()[agent]
+        assert outside != agent[1]
+        assert [c.split(";")[0] for c in kamailio.contacts("1001")] == [
+            f"sip:1001@127.0.0.1:{outside}"]
+        rig.inbound(DID, "ext:100", trunk)
+        rig.targets(f"sip:201@127.0.0.1:{pbx.port}")
+        far.dial(f"sip:{DID}@127.0.0.1:{kamailio.udp}")
+        pbx.wait_event("CALL_INCOMING")
+        assert rig.channels(trunk) == (1, 0)
+        pbx.accept()
+        far.wait_event("CALL_ESTABLISHED")
+        far.hangup()
+        wait_for(lambda: rig.channels(trunk) == (0, 0), 10, "the channel freed")
+        record = rig.records.records[-1]
+        assert (record.direction, record.trunk_id, record.final_code) == (
+            "inbound", trunk, 200)
