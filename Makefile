@@ -25,6 +25,7 @@ test: $(DEV)
 	$(BIN)/mypy
 	infra/scripts/ensure-sip-peers.sh
 	infra/scripts/ensure-stun.sh
+	infra/scripts/ensure-dns.sh
 	infra/scripts/ensure-browser.sh
 	infra/scripts/ensure-prometheus.sh
 	TRUNKPLANE_TEST_DATABASE_URL="$$(infra/scripts/ensure-postgres.sh)" \
@@ -61,6 +62,7 @@ bench-calls: $(DEV)
 
 bench-registrations: $(DEV)
 	infra/scripts/ensure-sip-peers.sh
+	infra/scripts/ensure-dns.sh
 	cd bench && ../$(BIN)/python registrations.py
 
 # About 15 minutes: a million events written, then rebuilt three times, SQLite and PostgreSQL.

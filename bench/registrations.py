@@ -1,7 +1,11 @@
 """Brings N register trunks up against Kamailio from cold and keeps them registered.
 Prints the time until all are registered, REGISTER transactions per second, the agent's CPU
 and memory, lost and duplicate registrations (from Kamailio's location table), and the
-agent's CPU while it holds them.
+agent's CPU while it holds them. The trunks' host is a name without a port, located as
+RFC 3263 says through a real DNS server (unbound on loopback, tests/dns_server.py): NAPTR,
+SRV, A. Prints the DNS questions the agent sent and the DNS server received (one per name
+and type while the TTL lasts, not one per trunk), and what bare dnspython takes for the
+same lookups uncached, as if every trunk asked.
 
     python bench/registrations.py [trunks]   (needs kamailio: make test installs it)"""
 
@@ -21,9 +25,12 @@ from common import machine
 from domain.status import StatusObservation, TrunkState
 from sipagent.engine import SipAgent
 from sipagent.settings import SipSettings
+from tests.dns_server import DnsServer
 from tests.kamailio import Kamailio
 
 PASSWORD = "Bench-Password-1234567"
+ZONE = "bench.test"
+TTL = 300
 
 
 class Count:
@@ -49,22 +56,54 @@ def cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def serve_zone(dns: DnsServer, port: int) -> None:
+    dns.add(f'{ZONE}. {TTL} IN NAPTR 10 50 "s" "SIP+D2U" "" _sip._udp.{ZONE}.',
+            f"_sip._udp.{ZONE}. {TTL} IN SRV 10 50 {port} sip1.{ZONE}.",
+            f"sip1.{ZONE}. {TTL} IN A 127.0.0.1")
+
+
+def bare_dnspython(resolver: str, lookups: int) -> float:
+    """Seconds bare dnspython (asyncio, no cache) takes per NAPTR+SRV+A chain, measured
+    over `lookups` chains: what locating every trunk anew would cost."""
+    import asyncio
+
+    import dns.asyncresolver
+
+    async def run() -> float:
+        bare = dns.asyncresolver.Resolver(configure=False)
+        host, _, port = resolver.partition(":")
+        bare.nameservers, bare.nameserver_ports = [host], {host: int(port)}
+        started = time.perf_counter()
+        for _ in range(lookups):
+            await bare.resolve(ZONE, "NAPTR")
+            await bare.resolve(f"_sip._udp.{ZONE}", "SRV")
+            await bare.resolve(f"sip1.{ZONE}", "A")
+        return (time.perf_counter() - started) / lookups
+
+    return asyncio.run(run())
+
+
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
     print(machine())
     with tempfile.TemporaryDirectory() as tmp:
         users = {f"u{n}": PASSWORD for n in range(count)}
-        kamailio = Kamailio(Path(tmp) / "kamailio", users, children=4)
+        kamailio = Kamailio(Path(tmp) / "kamailio", users, children=4, domain=ZONE)
+        dns = DnsServer(Path(tmp) / "dns", ZONE, log_queries=True)
+        serve_zone(dns, kamailio.udp)
         sink = Count()
         sink.wanted = count
+        # `any`: names are resolved (a list of networks resolves none); the zone's only
+        # address is loopback, so nothing leaves the machine.
         agent = SipAgent(SipSettings(agent_id="bench", listen_port=0, startup_spread=2.0,
-                                     max_in_flight=100, destinations=("127.0.0.0/8",)), sink)
+                                     max_in_flight=100, destinations=("any",),
+                                     resolver=dns.address), sink)
         agent.start()
         try:
             start, cpu_start = time.perf_counter(), cpu()
             for n in range(count):
                 agent.update("bench", f"trunk-{n}", {
-                    "type": "register", "host": f"127.0.0.1:{kamailio.udp}",
+                    "type": "register", "host": ZONE,
                     "transport": "udp", "username": f"u{n}", "password": PASSWORD,
                     "enabled": True})
             finished = sink.done.wait(120)
@@ -85,6 +124,15 @@ def main() -> None:
                   f"{count - held_users:,} lost, {contacts - held_users:,} duplicated")
             print(f"  agent CPU {busy:.1f} s over {elapsed:.1f} s "
                   f"({busy / elapsed:.2f} cores); max RSS {rss:.0f} MiB")
+            asked = ", ".join(f"{name} {kind} x{n}" for (name, kind), n in
+                              sorted(agent.locator.asked.items()))
+            print(f"  DNS (RFC 3263, TTL {TTL} s): the agent asked {agent.locator.queries} "
+                  f"questions for {count:,} trunks ({asked}); unbound received "
+                  f"{len(dns.questions())}")
+            per_chain = bare_dnspython(dns.address, 200)
+            print(f"  bare dnspython, uncached: {per_chain * 1000:.2f} ms per NAPTR+SRV+A "
+                  f"chain; {count:,} trunks each asking would be {3 * count:,} questions, "
+                  f"{per_chain * count:.1f} s of lookups")
             hold_start, hold_cpu = time.perf_counter(), cpu()
             time.sleep(10)
             held = kamailio.location_counts()[1]
@@ -100,6 +148,7 @@ def main() -> None:
             print(f"  clean shutdown: unREGISTERed in {time.perf_counter() - stop_start:.1f} s,"
                   f" {left:,} contacts left")
             kamailio.stop()
+            dns.stop()
 
 
 if __name__ == "__main__":

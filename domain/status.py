@@ -66,6 +66,9 @@ class StatusObservation:
     active_inbound: int = 0
     active_outbound: int = 0
     alerts: tuple[str, ...] = ()  # recent fraud alerts of calls on this trunk, newest last
+    # Where the trunk's requests go now, as RFC 3263 located it: `udp:192.0.2.7:5060
+    # (sip2.example.com)`, the SRV target's name in brackets; "" before the first attempt.
+    target: str = ""
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from sipagent.nat import PublicAddress, stun_server
 from sipagent.runner import Ticker
 from sipagent.settings import SipSettings
 from sipagent.sip.digest import DigestClient, parse_challenge
+from sipagent.sip.locate import Locator, Target, parse_resolver, sticky
 from sipagent.sip.message import Request, Response, SipParseError, split_list
 from sipagent.sip.route import first_hop, proxy_route
 from sipagent.sip.stun import Mapping
@@ -114,7 +115,7 @@ class Reporter:
                      registrations_up=last.registrations_up,
                      registrations_wanted=last.registrations_wanted, contacts=last.contacts,
                      peers=last.peers, active_inbound=inbound, active_outbound=outbound,
-                     alerts=tuple(self._alerts.get(trunk_id, ())))
+                     alerts=tuple(self._alerts.get(trunk_id, ())), target=last.target)
 
     def alert(self, tenant: str, trunk_id: str, text: str) -> None:
         """A fraud alert on calls of this trunk: shown with its status (the last five)."""
@@ -186,6 +187,8 @@ class SipAgent:
         self._specs: dict[str, TrunkSpec] = {}
         self._in_flight: asyncio.Semaphore | None = None
         self._destinations = Destinations.parse(",".join(settings.destinations))
+        self.locator = Locator(parse_resolver(settings.resolver), self._destinations,
+                               ipv6=":" in settings.listen_host)
         self._ready = threading.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._changing: dict[str, asyncio.Task[None]] = {}
@@ -428,7 +431,17 @@ class SipAgent:
                                   reason="trunk disabled")
 
     async def resolve(self, host: str, transport: str) -> Destination:
-        return await resolve(host, transport, self._destinations)
+        """The first place to send to (RFC 3263), within TRUNKPLANE_SIP_DESTINATIONS."""
+        return (await self.locator.locate(host, transport))[0].destination
+
+    async def locate(self, host: str, transport: str, trunk_id: str = "") -> list[Target]:
+        """Every place to send to, in the order to try them (RFC 3263); with a trunk, the
+        target its registration uses first while that stays among the best."""
+        targets = await self.locator.locate(host, transport)
+        worker = self._workers.get(trunk_id)
+        if isinstance(worker, _RegisterWorker):
+            return sticky(targets, worker.lines[0].destination)
+        return targets
 
     async def send(self, request: Request, destination: Destination,
                    timeout: float | None = None,
@@ -548,6 +561,7 @@ class _Line:
     contact: str = ""
     failures: int = 0
     destination: Destination | None = None
+    target: str = ""  # the destination, as located (RFC 3263), for the status
     challenge: Any = None
     public: tuple[str, int] | None = None  # the NAT address shown in Contact and Via
     bound: str = ""  # the Contact the registrar last accepted
@@ -598,8 +612,10 @@ class _RegisterWorker(_Worker):
             state, code, reason = worst.state, worst.code, worst.reason
         contacts = tuple(ContactStatus(line.contact, line.expires_at) for line in self.lines
                          if line.state == TrunkState.REGISTERED)
+        targets = dict.fromkeys(line.target for line in self.lines if line.target)
         self.report(state, sip_code=code, reason=reason, registrations_up=up,
-                    registrations_wanted=len(self.lines), contacts=contacts)
+                    registrations_wanted=len(self.lines), contacts=contacts,
+                    target=", ".join(targets))
 
     async def _hold(self, line: _Line, spread: float) -> None:
         settings = self.agent.settings
@@ -639,10 +655,8 @@ class _RegisterWorker(_Worker):
         settings = self.agent.settings
         expires = settings.register_expires
         try:
-            line.destination = await self.agent.resolve(
-                first_hop(self.spec.settings), str(self.spec.settings.get("transport", "udp")))
             await self.mapped()
-            response = await self._register(line, expires)
+            response = await self._register_located(line, expires)
         except TransportError as error:
             return self._failed(line, TrunkState.UNREACHABLE, 0, str(error))
         self.agent.counters.registers_sent += 1
@@ -682,6 +696,29 @@ class _RegisterWorker(_Worker):
         log.info("trunk %s: the registrar sees us at %s:%d: registering that address",
                  self.label, *now)
         return 0.0
+
+    async def _register_located(self, line: _Line, expires: int) -> Response:
+        """RFC 3263 4.3: the targets in order, the next one after a timeout, a transport
+        error or a 503; the one in use stays first while it is among the best."""
+        transport = str(self.spec.settings.get("transport", "udp"))
+        targets = sticky(await self.agent.locate(first_hop(self.spec.settings), transport),
+                         line.destination)
+        failure: TransportError | None = None
+        unavailable: Response | None = None
+        for target in targets:
+            line.destination, line.target = target.destination, str(target)
+            try:
+                response = await self._register(line, expires)
+            except TransportError as error:
+                failure = error
+                continue
+            if response.status != 503:
+                return response
+            unavailable = response
+        if unavailable is not None:
+            return unavailable
+        assert failure is not None
+        raise failure
 
     def _failed(self, line: _Line, state: TrunkState, code: int, reason: str) -> float | None:
         """Records a failed attempt; None: wait the capped back-off."""
@@ -812,6 +849,7 @@ class _Peer:
     since: datetime = field(default_factory=lambda: datetime.now(UTC))
     code: int = 0
     reason: str = ""
+    target: str = ""
 
 
 class _PeerWorker(_Worker):
@@ -842,13 +880,8 @@ class _PeerWorker(_Worker):
         transport = str(self.spec.settings.get("transport", "udp"))
         self.agent.counters.options_sent += 1
         try:
-            destination = await self.agent.resolve(peer.address, transport)
             await self.mapped()
-            public = self.public(destination)
-            request = self._options(destination, public)
-            sent = time.monotonic()
-            response = await self.agent.send(request, destination, settings.options_timeout,
-                                             sent_by=public)
+            response, sent = await self._ask(peer, transport)
         except TransportError as error:
             self.agent.counters.options_missed += 1
             peer.answers, peer.misses = 0, peer.misses + 1
@@ -865,6 +898,26 @@ class _PeerWorker(_Worker):
         peer.code, peer.reason = response.status, response.reason  # any answer is life
         if peer.up is not True and peer.answers >= settings.up_after:
             self._flip(peer, True)
+
+    async def _ask(self, peer: _Peer, transport: str) -> tuple[Response, float]:
+        """OPTIONS to the address's targets (RFC 3263) in turn until one answers: the
+        answer and when the answered request was sent."""
+        failure: TransportError | None = None
+        for target in await self.agent.locate(peer.address, transport):
+            public = self.public(target.destination)
+            request = self._options(target.destination, public)
+            sent = time.monotonic()
+            try:
+                response = await self.agent.send(request, target.destination,
+                                                 self.agent.settings.options_timeout,
+                                                 sent_by=public)
+            except TransportError as error:
+                failure = error
+                continue
+            peer.target = str(target)
+            return response, sent
+        assert failure is not None
+        raise failure
 
     def _flip(self, peer: _Peer, up: bool) -> None:
         peer.up = up
@@ -884,8 +937,9 @@ class _PeerWorker(_Worker):
             state, code, reason = TrunkState.REGISTERING, 0, "probing"
         else:
             state, code, reason = TrunkState.UNREACHABLE, 0, peers[0].reason if peers else ""
-        self.report(state, sip_code=code, reason=reason, peers=tuple(
-            PeerStatus(p.address, bool(p.up), p.rtt_ms, p.since) for p in peers))
+        self.report(state, sip_code=code, reason=reason, target=first.target if first else "",
+                    peers=tuple(PeerStatus(p.address, bool(p.up), p.rtt_ms, p.since)
+                                for p in peers))
 
     def _options(self, destination: Destination, public: tuple[str, int] | None) -> Request:
         assert self.agent.transport is not None

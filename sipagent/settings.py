@@ -24,6 +24,9 @@ class SipSettings:
     tls_ca: str = ""  # PEM file of CAs trusted for providers' TLS (default: the system's)
     # Where the agent may send SIP: CIDRs, or "any"; empty: public addresses only.
     destinations: tuple[str, ...] = ()
+    # The DNS resolver(s) that locate providers (RFC 3263): `ip[:port],...`; "" reads
+    # /etc/resolv.conf.
+    resolver: str = ""
     tcp_port: int | None = None  # the provider face over TCP (None: no TCP listener)
     tls_port: int | None = None  # over TLS, with tls_cert and tls_key
     tls_cert: str = ""

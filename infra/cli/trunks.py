@@ -382,6 +382,7 @@ def status_detail(s: trunk_pb2.TrunkStatus) -> None:
         ("state", state_colour(state_text(s))),
         ("since (utc)", _time(s.since) if s.HasField("since") else "-"),
         ("provider said", f"{s.sip_code} {s.reason}".strip() if s.sip_code else "-"),
+        ("target", s.target or "-"),
         ("reported by", f"{s.agent_id} at {_time(s.observed_at)}" if reported else
          "no agent yet"),
         ("calls in/out", f"{s.active_inbound}/{s.active_outbound} of "

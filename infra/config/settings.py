@@ -10,6 +10,7 @@ from urllib.parse import unquote, urlparse
 
 from sipagent.destinations import Destinations
 from sipagent.settings import CallSettings, SipSettings
+from sipagent.sip.locate import parse_resolver
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_METRICS = "127.0.0.1:9464"
@@ -283,6 +284,11 @@ def sip_settings(env: dict[str, str]) -> SipSettings | None:
     except ValueError as error:
         raise SettingsError(f"TRUNKPLANE_SIP_DESTINATIONS: {error}") from None
     destinations = tuple(d.strip() for d in chosen.split(",") if d.strip())
+    resolver = env.get("TRUNKPLANE_SIP_RESOLVER", "").strip()
+    try:
+        parse_resolver(resolver)
+    except ValueError as error:
+        raise SettingsError(f"TRUNKPLANE_SIP_RESOLVER: {error}") from None
     return SipSettings(
         agent_id=env.get("TRUNKPLANE_AGENT_ID", "") or socket.gethostname(),
         listen_host=host.strip("[]"), listen_port=int(port),
@@ -298,7 +304,7 @@ def sip_settings(env: dict[str, str]) -> SipSettings | None:
         stun_timeout=_seconds(env, "TRUNKPLANE_SIP_STUN_TIMEOUT", 3.0),
         register_expires=_number(env, "TRUNKPLANE_SIP_EXPIRES", 3600),
         tls_ca=env.get("TRUNKPLANE_SIP_TLS_CA", ""),
-        destinations=destinations,
+        destinations=destinations, resolver=resolver,
         tcp_port=int(port),  # TCP on the UDP port; TLS on its own, with a certificate
         tls_port=_tls_port(env, "TRUNKPLANE_SIP_TLS_PORT", 5061),
         tls_cert=env.get("TRUNKPLANE_SIP_TLS_CERT", ""),

@@ -282,6 +282,7 @@ def status_message(config: Doc, observed: Doc | None,
     msg.active_outbound = observed["active_outbound"]
     msg.agent_id = observed["agent_id"]
     msg.alerts.extend(observed.get("alerts") or [])
+    msg.target = observed.get("target") or ""
     msg.since.FromDatetime(datetime.fromisoformat(observed["since"]))
     msg.observed_at.FromDatetime(datetime.fromisoformat(observed["observed_at"]))
     msg.stale = agents is not None and stale(observed, agents, datetime.now(UTC))

@@ -150,7 +150,7 @@ class AvroCodec:
             "peers": [{"address": p.address, "up": p.up, "rtt_ms": p.rtt_ms,
                        "since": p.since} for p in o.peers],
             "active_inbound": o.active_inbound, "active_outbound": o.active_outbound,
-            "alerts": list(o.alerts),
+            "alerts": list(o.alerts), "target": o.target,
         })
 
     def encode_heartbeat(self, heartbeat: AgentHeartbeat) -> bytes:
@@ -249,7 +249,7 @@ def _observation(r: dict[str, Any]) -> StatusObservation:
         peers=tuple(PeerStatus(p["address"], p["up"], p["rtt_ms"], p["since"])
                     for p in r["peers"]),
         active_inbound=r["active_inbound"], active_outbound=r["active_outbound"],
-        alerts=tuple(r["alerts"]))
+        alerts=tuple(r["alerts"]), target=r["target"])
 
 
 

@@ -244,6 +244,7 @@ def status_schema() -> dict[str, Any]:
             {"name": "active_inbound", "type": "int"},
             {"name": "active_outbound", "type": "int"},
             {"name": "alerts", "type": _STRINGS, "default": []},
+            {"name": "target", "type": "string", "default": ""},
         ],
     }
 

@@ -458,6 +458,13 @@ ADVICE = {
                    "back in (UDP/TCP 5060, TLS 5061), and that the transport matches the "
                    "provider's",
     "failed": "the provider answered with an error: see the code and reason",
+    "no_records": "the name has no SRV record for the trunk's transport (_sip._udp, "
+                  "_sip._tcp or _sips._tcp before it) and no A record: check the host's "
+                  "spelling and ask the provider for its SIP server's name, or write "
+                  "host:port (then only its A record is looked up)",
+    "resolver": "the DNS resolver did not answer: check TRUNKPLANE_SIP_RESOLVER (ip[:port], "
+                "empty for /etc/resolv.conf's servers), that the resolver runs, and that "
+                "DNS (UDP and TCP 53) may leave this machine",
 }
 
 
@@ -475,10 +482,56 @@ def _agent_view(name: str, s: dict[str, Any], doc: Any) -> Iterator[Finding]:
         yield Finding("ok", subject, text)
     elif "TRUNKPLANE_SIP_DESTINATIONS" in doc["reason"]:
         yield Finding("fail", subject, text, DESTINATIONS_FIX.format("as the agent read it"))
+    elif _dns_failure(doc["reason"]):
+        yield Finding("fail", subject, text, ADVICE[_dns_failure(doc["reason"])])
     elif state in ADVICE:
         yield Finding("fail", subject, text, ADVICE[state])
     else:
         yield Finding("warn", subject, text)
+
+
+def _dns_failure(reason: str) -> str:
+    """The ADVICE key of a failure to locate the provider (sipagent.sip.locate), or ""."""
+    if reason.startswith("DNS: the resolver"):
+        return "resolver"
+    if reason.startswith("DNS:") and ("no SRV record" in reason or "no address" in reason):
+        return "no_records"
+    return ""
+
+
+def _locator(sip: Any) -> Any:
+    """The agent's RFC 3263 locator: its resolver, its destinations."""
+    import os
+
+    from sipagent.sip.locate import Locator, parse_resolver
+
+    text = sip.resolver if sip is not None else os.environ.get("TRUNKPLANE_SIP_RESOLVER", "")
+    listen = sip.listen_host if sip is not None else "127.0.0.1"
+    return Locator(parse_resolver(text), _destinations(sip), ipv6=":" in listen)
+
+
+def _located(sip: Any, name: str, s: dict[str, Any]) -> Iterator[Finding]:
+    """Where RFC 3263 sends a trunk whose host (or outbound proxy) is a name; the
+    failure and its fix when there is nowhere."""
+    import asyncio
+
+    from sipagent.sip.transport import TransportError
+
+    for field in ("outbound_proxy", "host"):
+        written = str(s.get(field) or "")
+        if not written or parse_host_port(written).is_ip or not _destinations(
+                sip).resolves_names:
+            continue
+        try:
+            targets = asyncio.run(_locator(sip).locate(written, s["transport"]))
+        except TransportError as error:
+            kind = _dns_failure(str(error))
+            fix = ADVICE[kind] if kind else DESTINATIONS_FIX.format(_destinations(sip)) if (
+                "TRUNKPLANE_SIP_DESTINATIONS" in str(error)) else ADVICE["unreachable"]
+            yield Finding("fail", f"trunk {name}", f"{field} {written}: {error}", fix)
+            continue
+        yield Finding("ok", f"trunk {name}", f"{field} {written} located (RFC 3263): "
+                      + ", ".join(str(t) for t in targets))
 
 
 def _options_probe(name: str, s: dict[str, Any], settings: Settings) -> Iterator[Finding]:
@@ -505,14 +558,13 @@ async def _probe(sip: Any, target: str) -> tuple[int, str, float]:
     """sip: the agent's SipSettings (where it may send, the address to send from)."""
     import time
 
-    from sipagent.engine import resolve
     from sipagent.sip.message import Request
     from sipagent.sip.transport import SipTransport, new_tag
 
     transport = SipTransport(sip.listen_host, 0, t1=0.5)
     await transport.start()
     try:
-        destination = await resolve(target, "udp", _destinations(sip))
+        destination = (await _locator(sip).locate(target, "udp"))[0].destination
         host, port = transport.local_address(destination)
         request = Request(method="OPTIONS", uri=f"sip:{destination.host}:{destination.port}",
                           headers=[("Max-Forwards", "70"),
@@ -594,12 +646,11 @@ def _reach(sip: Any, host: str, transport: Transport) -> tuple[str, Finding | No
     doctor sends nothing where the agent itself may not (TRUNKPLANE_SIP_DESTINATIONS)."""
     import asyncio
 
-    from sipagent.engine import resolve
     from sipagent.sip.transport import TransportError
 
     allowed = _destinations(sip)
     try:
-        return asyncio.run(resolve(host, transport.value, allowed)).host, None
+        return asyncio.run(_locator(sip).locate(host, transport.value))[0].destination.host, None
     except TransportError as error:
         if "TRUNKPLANE_SIP_DESTINATIONS" in str(error):
             return "", Finding("fail", "", f"{host}: {error}", DESTINATIONS_FIX.format(allowed))
@@ -619,6 +670,7 @@ def check_trunk(name: str, s: dict[str, Any], sip: Any = None) -> Iterator[Findi
                       f"trunkplane trunk update {name} --enabled on")
         return
     transport = Transport(s["transport"])
+    yield from _located(sip, name, s)
     targets = [parse_host_port(a) for a in s["peer_addresses"]] or [parse_host_port(s["host"])]
     for target in targets:
         port = target.port or transport.default_port

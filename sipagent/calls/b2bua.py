@@ -43,6 +43,7 @@ from sipagent.calls.uri import branch_of, host_text, parse_uri, tag_of, uri_of, 
 from sipagent.engine import resolve
 from sipagent.settings import CallSettings
 from sipagent.sip.digest import DigestClient, parse_challenge
+from sipagent.sip.locate import Target
 from sipagent.sip.message import Request, Response, SipParseError
 from sipagent.sip.route import first_hop, proxy_route
 from sipagent.sip.transport import (
@@ -136,6 +137,9 @@ class ProviderSide:
     transport: SipTransport | None
 
     async def resolve(self, host: str, transport: str) -> Destination:
+        raise NotImplementedError
+
+    async def locate(self, host: str, transport: str, trunk_id: str = "") -> list[Target]:
         raise NotImplementedError
 
     def trunk_for_line(self, line: str) -> tuple[str, str] | None:
@@ -420,23 +424,30 @@ class B2BUA:
         host = str(trunk.get("host") or "") or self.provider.peer_destination(lease.trunk_id)
         transport = str(trunk.get("transport") or "udp")
         try:
-            destination = await self.provider.resolve(first_hop(trunk) or host or "", transport)
+            targets: list[Target] = await self.provider.locate(
+                first_hop(trunk) or host or "", transport, lease.trunk_id)
         except TransportError as error:
             return 0, str(error)
         user = str(trunk.get("from_user") or trunk.get("username") or call.caller_received)
         domain = str(trunk.get("from_domain") or "") or _bare_host(host or "")
-        public = self.provider.public_address(trunk.get("nat"), destination)
         call.number_sent, call.caller_sent, call.trunk_id = lease.dial_number, user, lease.trunk_id
         params = "" if transport == "udp" else f";transport={transport}"
         uri = f"sip:{lease.dial_number}@{host}{params}"
         face = self.faces["provider"]
-        leg = self._uac_leg(face, destination, f"<sip:{user}@{domain}>", f"<sip:{lease.dial_number}"
-                            f"@{domain}>", uri, user, public)
-        call.b = leg
         credentials = DigestClient(str(trunk.get("auth_id") or trunk.get("username") or ""),
                                    str(trunk.get("password") or ""))
-        return await self._run_invite(call, leg, uri, destination, body, proxy_route(trunk),
-                                      credentials)
+        code, reason = 0, "no target"
+        for target in targets:  # RFC 3263 4.3: the next after no answer or a 503
+            public = self.provider.public_address(trunk.get("nat"), target.destination)
+            leg = self._uac_leg(face, target.destination, f"<sip:{user}@{domain}>",
+                                f"<sip:{lease.dial_number}@{domain}>", uri, user, public)
+            call.b = leg
+            code, reason = await self._run_invite(call, leg, uri, target.destination, body,
+                                                  proxy_route(trunk), credentials)
+            heard = call.b_tx is not None and call.b_tx.provisional
+            if call.cancelled or not (code == 503 or (code == 0 and not heard)):
+                break
+        return code, reason
 
     def _uac_leg(self, face: Face, destination: Destination, local: str, remote: str,
                  target: str, user: str, public: tuple[str, int] | None) -> Leg:

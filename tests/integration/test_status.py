@@ -36,7 +36,7 @@ def test_status_shows_the_newest_observation_and_ignores_redelivery(api: Api) ->
     assert (unknown.registrations_up, unknown.registrations_wanted) == (0, 1)
     registered = observation(
         trunk.id, 2, TrunkState.REGISTERED, sip_code=200, reason="OK", registrations_up=1,
-        registrations_wanted=1, active_outbound=3,
+        registrations_wanted=1, active_outbound=3, target="udp:192.0.2.7:5060 (sip2.voco.net)",
         contacts=(ContactStatus("sip:1001@192.0.2.50:5060", T0 + timedelta(seconds=3600)),))
     failed_earlier = observation(trunk.id, 1, TrunkState.FAILED, sip_code=403,
                                  reason="Forbidden")
@@ -45,6 +45,7 @@ def test_status_shows_the_newest_observation_and_ignores_redelivery(api: Api) ->
     status = api.trunks.GetTrunkStatus(trunk_pb2.GetTrunkRequest(trunk="voco"))
     assert (status.state, status.sip_code, status.reason) == ("registered", 200, "OK")
     assert (status.registrations_up, status.active_outbound) == (1, 3)
+    assert status.target == "udp:192.0.2.7:5060 (sip2.voco.net)"  # where RFC 3263 led
     assert status.contacts[0].uri == "sip:1001@192.0.2.50:5060"
     assert status.contacts[0].expires_at.ToDatetime(tzinfo=UTC) == T0 + timedelta(hours=1)
 

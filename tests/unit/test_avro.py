@@ -192,7 +192,7 @@ def test_status_observations_round_trip() -> None:
         contacts=(ContactStatus("sip:1001@127.0.0.1:5062", at), ContactStatus("sip:x", None)),
         peers=(PeerStatus("192.0.2.1:5060", True, 12.5, at),
                PeerStatus("192.0.2.2:5060", False, None, at)),
-        active_inbound=2, active_outbound=3)
+        active_inbound=2, active_outbound=3, target="udp:192.0.2.7:5060 (sip2.example.com)")
     codec = AvroCodec(None)
     assert codec.decode(codec.encode_status(observation)).value == observation
 

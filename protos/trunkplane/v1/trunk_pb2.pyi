@@ -272,7 +272,7 @@ class PeerStatus(_message.Message):
     def __init__(self, address: _Optional[str] = ..., up: _Optional[bool] = ..., rtt_ms: _Optional[float] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class TrunkStatus(_message.Message):
-    __slots__ = ("trunk_id", "trunk_name", "type", "enabled", "state", "since", "sip_code", "reason", "registrations_up", "registrations_wanted", "contacts", "peers", "active_inbound", "active_outbound", "call_limits", "agent_id", "observed_at", "alerts", "stale")
+    __slots__ = ("trunk_id", "trunk_name", "type", "enabled", "state", "since", "sip_code", "reason", "registrations_up", "registrations_wanted", "contacts", "peers", "active_inbound", "active_outbound", "call_limits", "agent_id", "observed_at", "alerts", "stale", "target")
     TRUNK_ID_FIELD_NUMBER: _ClassVar[int]
     TRUNK_NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -292,6 +292,7 @@ class TrunkStatus(_message.Message):
     OBSERVED_AT_FIELD_NUMBER: _ClassVar[int]
     ALERTS_FIELD_NUMBER: _ClassVar[int]
     STALE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
     trunk_id: str
     trunk_name: str
     type: str
@@ -311,7 +312,8 @@ class TrunkStatus(_message.Message):
     observed_at: _timestamp_pb2.Timestamp
     alerts: _containers.RepeatedScalarFieldContainer[str]
     stale: bool
-    def __init__(self, trunk_id: _Optional[str] = ..., trunk_name: _Optional[str] = ..., type: _Optional[str] = ..., enabled: _Optional[bool] = ..., state: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sip_code: _Optional[int] = ..., reason: _Optional[str] = ..., registrations_up: _Optional[int] = ..., registrations_wanted: _Optional[int] = ..., contacts: _Optional[_Iterable[_Union[ContactStatus, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[PeerStatus, _Mapping]]] = ..., active_inbound: _Optional[int] = ..., active_outbound: _Optional[int] = ..., call_limits: _Optional[_Union[CallLimits, _Mapping]] = ..., agent_id: _Optional[str] = ..., observed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., alerts: _Optional[_Iterable[str]] = ..., stale: _Optional[bool] = ...) -> None: ...
+    target: str
+    def __init__(self, trunk_id: _Optional[str] = ..., trunk_name: _Optional[str] = ..., type: _Optional[str] = ..., enabled: _Optional[bool] = ..., state: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sip_code: _Optional[int] = ..., reason: _Optional[str] = ..., registrations_up: _Optional[int] = ..., registrations_wanted: _Optional[int] = ..., contacts: _Optional[_Iterable[_Union[ContactStatus, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[PeerStatus, _Mapping]]] = ..., active_inbound: _Optional[int] = ..., active_outbound: _Optional[int] = ..., call_limits: _Optional[_Union[CallLimits, _Mapping]] = ..., agent_id: _Optional[str] = ..., observed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., alerts: _Optional[_Iterable[str]] = ..., stale: _Optional[bool] = ..., target: _Optional[str] = ...) -> None: ...
 
 class ListTrunkStatusesResponse(_message.Message):
     __slots__ = ("statuses", "next_page_token", "total_size", "view_position")

@@ -1,0 +1,230 @@
+"""RFC 3263 server location against a real DNS server (unbound, tests/dns_server.py) and
+two Kamailio instances: the zone's SRV records point at both. Priority order, the weight
+spread over many trunks, failover when the first dies (registrations and a call), a
+changed record and TTL picked up, and the destination policy applied to every address."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from domain.calls import PbxAccess
+from domain.status import TrunkState
+from domain.trunk_settings import validate_trunk
+from infra.ops.doctor import _agent_view, check_trunk
+from sipagent.engine import SipAgent
+from tests.baresip import Baresip
+from tests.calls_rig import Rig, wait_for
+from tests.dns_server import DnsServer
+from tests.integration.test_sip_agent import PASSWORD, Recorder, fast, registered
+from tests.kamailio import Kamailio
+
+ZONE = "example.test"
+SRV = f"_sip._udp.{ZONE}."
+USERS = {f"{1000 + i}": PASSWORD for i in range(1, 31)}
+
+
+@pytest.fixture
+def dns(tmp_path: Path) -> Iterator[DnsServer]:
+    with DnsServer(tmp_path / "dns", ZONE) as server:
+        yield server
+
+
+@pytest.fixture
+def first(tmp_path: Path) -> Iterator[Kamailio]:
+    with Kamailio(tmp_path / "first", USERS, domain=ZONE, min_expires=1,
+                  max_expires=4) as running:
+        yield running
+
+
+@pytest.fixture
+def second(tmp_path: Path) -> Iterator[Kamailio]:
+    with Kamailio(tmp_path / "second", USERS, domain=ZONE, min_expires=1,
+                  max_expires=4) as running:
+        yield running
+
+
+def serve(dns: DnsServer, *targets: tuple[int, int, Kamailio, str], ttl: int = 60) -> None:
+    """SRV records (priority, weight, instance, target name) and the targets' A records."""
+    dns.replace(SRV, [f"{SRV} {ttl} IN SRV {p} {w} {k.udp} {name}.{ZONE}."
+                      for p, w, k, name in targets])
+    for _, _, _, name in targets:
+        dns.replace(f"{name}.{ZONE}.", [f"{name}.{ZONE}. 60 IN A 127.0.0.1"])
+
+
+@pytest.fixture
+def agent(dns: DnsServer) -> Iterator[tuple[SipAgent, Recorder]]:
+    recorder = Recorder()
+    engine = SipAgent(fast(resolver=dns.address, destinations=("any",)), recorder)
+    engine.start()
+    yield engine, recorder
+    engine.stop()
+
+
+def trunk(user: str = "1001", **fields: Any) -> dict[str, Any]:
+    return {"type": "register", "host": ZONE, "transport": "udp", "username": user,
+            "password": PASSWORD, "enabled": True, **fields}
+
+
+def at(kamailio: Kamailio, name: str) -> str:
+    return f"udp:127.0.0.1:{kamailio.udp} ({name}.{ZONE})"
+
+
+def test_priority_first_then_failover_when_the_first_dies(
+        dns: DnsServer, first: Kamailio, second: Kamailio,
+        agent: tuple[SipAgent, Recorder]) -> None:
+    serve(dns, (10, 50, first, "sip1"), (20, 50, second, "sip2"))
+    engine, recorder = agent
+    engine.update("acme", "t1", trunk())
+    up = recorder.wait("t1", registered)
+    assert up.target == at(first, "sip1")
+    assert first.contacts("1001") == [up.contacts[0].uri] and second.contacts("1001") == []
+    first.stop()  # the refresh (every 2 s) times out there and goes to the second
+    moved = recorder.wait("t1", lambda o: registered(o) and o.target == at(second, "sip2"),
+                          timeout=40)
+    assert second.contacts("1001") == [moved.contacts[0].uri]
+    # the SRV, NAPTR and A answers were cached: one question each, for all the refreshes
+    assert engine.locator.asked[(SRV.rstrip("."), "SRV")] == 1
+    assert engine.locator.asked[(ZONE, "NAPTR")] == 1
+
+
+def test_weights_spread_trunks_over_one_priority(
+        dns: DnsServer, first: Kamailio, second: Kamailio,
+        agent: tuple[SipAgent, Recorder]) -> None:
+    serve(dns, (10, 50, first, "sip1"), (10, 50, second, "sip2"))
+    engine, recorder = agent
+    for user in USERS:
+        engine.update("acme", f"t{user}", trunk(user))
+    seen = [recorder.wait(f"t{user}", registered) for user in USERS]
+    where = {at(first, "sip1"): 0, at(second, "sip2"): 0}
+    for observation in seen:
+        where[observation.target] += 1
+    # 30 trunks, even weights: all on one server would happen once in 500 million runs
+    assert min(where.values()) > 0, where
+    assert sum(len(first.contacts(u)) + len(second.contacts(u)) for u in USERS) == 30
+
+
+def test_a_changed_record_and_its_new_ttl_are_picked_up(
+        dns: DnsServer, first: Kamailio, second: Kamailio,
+        agent: tuple[SipAgent, Recorder]) -> None:
+    serve(dns, (10, 50, first, "sip1"), ttl=1)
+    engine, recorder = agent
+    engine.update("acme", "t1", trunk())
+    assert recorder.wait("t1", registered).target == at(first, "sip1")
+    serve(dns, (10, 50, second, "sip2"), ttl=3600)  # the provider moves, for an hour
+    recorder.wait("t1", lambda o: registered(o) and o.target == at(second, "sip2"),
+                  timeout=20)
+    asked = engine.locator.asked[(SRV.rstrip("."), "SRV")]
+    serve(dns, (10, 50, first, "sip1"), ttl=1)  # not seen before the hour is over
+    refreshed = recorder.wait("t1", registered).contacts[0].expires_at
+    recorder.wait("t1", lambda o: registered(o) and o.contacts[0].expires_at != refreshed,
+                  timeout=10)  # a refresh later: still there, the SRV not asked again
+    latest = recorder.latest("t1")
+    assert latest is not None and latest.target == at(second, "sip2")
+    assert engine.locator.asked[(SRV.rstrip("."), "SRV")] == asked
+
+
+def test_without_srv_the_name_s_address_and_with_a_port_no_srv_at_all(
+        dns: DnsServer, first: Kamailio, agent: tuple[SipAgent, Recorder]) -> None:
+    dns.add(f"direct.{ZONE}. 60 IN A 127.0.0.1")
+    engine, recorder = agent
+    engine.update("acme", "t1", trunk(host=f"direct.{ZONE}:{first.udp}"))
+    assert recorder.wait("t1", registered).target == f"udp:127.0.0.1:{first.udp} (direct.{ZONE})"
+    assert (f"direct.{ZONE}", "SRV") not in engine.locator.asked  # a port: A only
+    assert (f"_sip._udp.direct.{ZONE}", "SRV") not in engine.locator.asked
+    engine.update("acme", "t2", trunk("1002", host=f"nothing.{ZONE}"))
+    failed = recorder.wait("t2", lambda o: o.state == TrunkState.UNREACHABLE)
+    assert "no SRV record" in failed.reason and "no address" in failed.reason
+
+
+def test_every_address_is_checked_against_the_destinations(dns: DnsServer,
+                                                           first: Kamailio) -> None:
+    serve(dns, (10, 50, first, "sip1"))
+    recorder = Recorder()
+    engine = SipAgent(fast(resolver=dns.address, destinations=()), recorder)  # public only
+    engine.start()
+    try:
+        engine.update("acme", "t1", trunk())
+        refused = recorder.wait("t1", lambda o: o.state == TrunkState.UNREACHABLE)
+        assert "outside TRUNKPLANE_SIP_DESTINATIONS" in refused.reason
+        assert first.contacts("1001") == []
+    finally:
+        engine.stop()
+
+
+def test_a_resolver_that_does_not_answer_is_named(dns: DnsServer) -> None:
+    dns.stop()
+    recorder = Recorder()
+    engine = SipAgent(fast(resolver=dns.address, destinations=("any",)), recorder)
+    engine.start()
+    try:
+        engine.update("acme", "t1", trunk())
+        down = recorder.wait("t1", lambda o: o.state == TrunkState.UNREACHABLE)
+        assert f"resolver {dns.address}" in down.reason, down.reason
+    finally:
+        engine.stop()
+
+
+def test_a_call_fails_over_to_the_next_srv_target(
+        dns: DnsServer, tmp_path: Path) -> None:
+    users = {"1001": PASSWORD, "3003": PASSWORD}
+    with Kamailio(tmp_path / "a", users, calls=True) as dead, \
+            Kamailio(tmp_path / "b", users, calls=True) as alive:
+        serve(dns, (10, 50, dead, "sip1"), (20, 50, alive, "sip2"))
+        rig = Rig(access=PbxAccess("acme", ("127.0.0.0/8",)),
+                  sip={"resolver": dns.address, "destinations": ("any",)})
+        far = Baresip(tmp_path, f"<sip:3003@127.0.0.1:{alive.udp}>;auth_pass={PASSWORD};"
+                      "regint=60", "far")
+        pbx = Baresip(tmp_path, "<sip:201@127.0.0.1>;regint=0", "pbx")
+        try:
+            wait_for(lambda: bool(alive.contacts("3003")), 15, "the far end registered")
+            name = rig.trunk("carrier", type="register", host=ZONE, username="1001",
+                             password=PASSWORD, from_domain=f"127.0.0.1:{alive.udp}")
+            wait_for(lambda: bool(dead.contacts("1001")), 15, "registered at the first")
+            dead.stop()  # the INVITE goes there first (where the trunk registered)
+            hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # hears, never answers
+            hole.bind(("127.0.0.1", dead.udp))
+            hole.setblocking(False)
+            rig.route("all", [name])
+            pbx.dial(f"sip:3003@127.0.0.1:{rig.pbx_address[1]}")
+            far.wait_event("CALL_INCOMING")
+            far.accept()
+            pbx.wait_event("CALL_ESTABLISHED")
+            pbx.hangup()
+            wait_for(lambda: rig.channels(name) == (0, 0), 10, "the channel freed")
+            record = rig.records.records[-1]
+            assert record.final_code == 200 and [a.code for a in record.attempts] == [200]
+            heard = hole.recv(65536)
+            assert heard.startswith(b"INVITE sip:3003@example.test"), heard[:80]
+            hole.close()
+        finally:
+            pbx.stop()
+            far.stop()
+            rig.close()
+
+
+
+def test_doctor_explains_a_name_without_records_and_a_silent_resolver(
+        dns: DnsServer, first: Kamailio) -> None:
+    serve(dns, (10, 50, first, "sip1"))
+    sip = fast(resolver=dns.address, destinations=("any",))
+    settings, _ = validate_trunk({**trunk(), "name": "voco", "codecs": ["PCMU"]})
+    found = [f for f in check_trunk("voco", settings, sip) if "located" in f.text]
+    assert found[0].level == "ok" and at(first, "sip1") in found[0].text
+
+    missing = {**settings, "host": f"nothing.{ZONE}"}
+    [failure] = [f for f in check_trunk("voco", missing, sip) if f.level == "fail"]
+    assert "no SRV record" in failure.text and "_sip._udp" in failure.fix
+    assert "host:port" in failure.fix
+
+    dns.stop()
+    [silent] = [f for f in check_trunk("voco", settings, sip) if f.level == "fail"]
+    assert "did not answer" in silent.text and "TRUNKPLANE_SIP_RESOLVER" in silent.fix
+    reported = {"state": "unreachable", "sip_code": 0, "agent_id": "a", "since": "now",
+                "reason": f"DNS: the resolver {dns.address} did not answer ({ZONE} NAPTR)"}
+    [view] = _agent_view("voco", settings, reported)
+    assert "TRUNKPLANE_SIP_RESOLVER" in view.fix

@@ -1,0 +1,49 @@
+"""RFC 3263/2782 choices that need no DNS server: SRV order and weights, the target a
+trunk keeps, the resolver setting. (The lookups themselves run against unbound in
+tests/integration/test_server_location.py.)"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from infra.config.settings import SettingsError, sip_settings
+from sipagent.sip.locate import Target, _Srv, ordered, parse_resolver, sticky
+from sipagent.sip.transport import Destination
+
+
+def test_lower_priority_first_and_weights_in_proportion() -> None:
+    random.seed(7)
+    records = [_Srv(20, 0, 5060, "backup"), _Srv(10, 75, 5060, "big"),
+               _Srv(10, 25, 5060, "small")]
+    firsts = [ordered(records)[0].target for _ in range(4000)]
+    assert all(ordered(records)[-1].target == "backup" for _ in range(50))
+    share = firsts.count("big") / len(firsts)
+    assert 0.70 < share < 0.80, share  # 75 of 100, within 5 points (4000 draws)
+
+
+def test_weight_zero_is_picked_when_nothing_else_is_left() -> None:
+    records = [_Srv(10, 0, 5060, "zero"), _Srv(10, 10, 5060, "ten")]
+    assert [r.target for r in ordered(records)] == ["ten", "zero"]
+    assert ordered([_Srv(0, 0, 0, ".")]) == []  # "no service here" (RFC 2782)
+
+
+def test_a_trunk_keeps_its_target_while_it_stays_among_the_best() -> None:
+    a, b, c = (Target(Destination("udp", f"192.0.2.{n}", 5060), p) for n, p in
+               ((1, 10), (2, 10), (3, 20)))
+    assert sticky([a, b, c], b.destination) == [b, a, c]
+    assert sticky([a, b, c], c.destination) == [a, b, c]  # a better priority answers again
+    assert sticky([a, b], None) == [a, b]
+
+
+def test_the_resolver_setting() -> None:
+    assert parse_resolver("") == ()
+    assert parse_resolver("127.0.0.1:5353, [::1]:53,10.0.0.2") == (
+        ("127.0.0.1", 5353), ("::1", 53), ("10.0.0.2", 53))
+    with pytest.raises(ValueError, match="not an IP address"):
+        parse_resolver("dns.example.com")
+    with pytest.raises(SettingsError, match="TRUNKPLANE_SIP_RESOLVER"):
+        sip_settings({"TRUNKPLANE_SIP_RESOLVER": "127.0.0.1:99999"})
+    settings = sip_settings({"TRUNKPLANE_SIP_RESOLVER": "127.0.0.1:5353"})
+    assert settings is not None and settings.resolver == "127.0.0.1:5353"
