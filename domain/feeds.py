@@ -49,6 +49,35 @@ class FeedItem:
     tenant: str
     event: Any
     partition: int = 0  # which share of the tenants carried it (Kafka partition)
+    offset: int = -1  # its offset in that partition of the events topic (-1: not Kafka)
+
+
+@dataclass(frozen=True)
+class AggregateState:
+    """One aggregate as the agents fold it, at the versions applied: what an agent taking
+    a tenant over starts from instead of the aggregate's whole history (the state topic).
+    `settings` is None for a deleted trunk, route or PBX (its version still tells later
+    copies of its events apart); the tenant's catalog carries its route order and policy,
+    each with the version of the event that set it (they apply independently)."""
+
+    tenant: str
+    aggregate_id: UUID
+    kind: str  # Subject's value: trunk, outbound, inbound, pbx; or "catalog"
+    version: int = 0
+    settings: dict[str, Any] | None = None
+    order: tuple[str, ...] = ()
+    order_version: int = 0
+    policy: dict[str, Any] | None = None
+    policy_version: int = 0
+
+
+@dataclass(frozen=True)
+class StatePosition:
+    """Where a new owner of an events partition reads from after the state topic: every
+    event before `offset` is reflected in the state records written before this one."""
+
+    partition: int
+    offset: int
 
 
 class EventFeed(Protocol):
@@ -231,6 +260,26 @@ class VersionGate:
     def applied(self, event: Any) -> None:
         key = self._key(event)
         self._applied[key] = max(self._applied.get(key, 0), int(event.originator_version))
+
+    def restore(self, aggregate: UUID, version: int, whole_state: str = "") -> None:
+        """Records `version` as applied, as if its events had come (a state restored from
+        a snapshot); `whole_state`: the qualified name of a whole-state event type, whose
+        versions are kept apart (see `_key`)."""
+        if version <= 0:
+            return
+        key: Any = (aggregate, whole_state) if whole_state and version > 1 else aggregate
+        self._applied[key] = max(self._applied.get(key, 0), version)
+
+    def applied_version(self, aggregate: UUID, whole_state: str = "") -> int:
+        """The version applied of an aggregate, or of one of its whole-state event types."""
+        if whole_state:
+            return self._applied.get((aggregate, whole_state), 0)
+        return self._applied.get(aggregate, 0)
+
+    def held_items(self) -> Iterator[Any]:
+        """Every item waiting for its predecessor."""
+        for waiting in self._held.values():
+            yield from waiting.values()
 
     def _hold(self, aggregate: UUID, version: int, item: Any) -> None:
         waiting = self._held.setdefault(aggregate, {})

@@ -16,10 +16,15 @@ log = logging.getLogger(__name__)
 
 
 class AgentRunner:
-    def __init__(self, feed: EventFeed, state: AgentState, name: str = "agent") -> None:
+    """`after`: called after each step whose events were committed, and on idle steps
+    (a distributed agent writes its snapshots there)."""
+
+    def __init__(self, feed: EventFeed, state: AgentState, name: str = "agent",
+                 after: Callable[[], object] | None = None) -> None:
         self.feed = feed
         self.state = state
         self.name = name
+        self.after = after
         self.failure = ""
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -51,6 +56,8 @@ class AgentRunner:
         while not self._stopping.is_set():
             try:
                 self.step()
+                if self.after is not None:
+                    self.after()
                 self.failure = ""
             except Exception as error:  # the broker or store may be away; keep trying
                 if not self.failure:

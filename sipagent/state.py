@@ -3,7 +3,8 @@ PBXes, folded from the event feed. Redelivered events are skipped by version and
 ones wait for their predecessors (`VersionGate`). A Kafka rebalance first revokes every
 partition, then assigns the new share: the tenants of partitions assigned again are kept
 as they are (their trunks stay registered), the others are released to whoever takes
-them over, who rebuilds them from the log."""
+them over, who starts from their state (`restore`, from the state topic the owners write
+with `changes`) and reads only the events after it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from uuid import UUID
 
 from domain.calls import PbxAccess
 from domain.catalog import TenantCatalog
-from domain.feeds import FeedItem, VersionGate
+from domain.feeds import AggregateState, FeedItem, StatePosition, VersionGate
 from domain.model import Configured
 from domain.pbx import Pbx
 from domain.routes import InboundRoute, OutboundRoute
@@ -24,6 +25,9 @@ from sipagent.pbx_directory import SourceIndex, access_of
 
 Listener = Callable[[str, str, dict[str, Any] | None], None]  # tenant, trunk id, settings
 Release = Callable[[str, str], None]  # tenant, trunk id: now held by another agent
+CATALOG = "catalog"  # the kind of a tenant's catalog (route order and policy) in snapshots
+ORDER = TenantCatalog.OutboundOrderChanged.__qualname__
+POLICY = TenantCatalog.PolicyChanged.__qualname__
 
 
 def whole_state(event: Any) -> bool:
@@ -48,8 +52,16 @@ class AgentState:
     B2BUA's `domain.calls.PbxDirectory`."""
 
     def __init__(self, on_trunk: Listener | None = None,
-                 on_release: Release | None = None) -> None:
+                 on_release: Release | None = None, track: bool = False) -> None:
         self._gate = VersionGate(whole_state)
+        # `track`: remember what changed since the last `changes()` (a distributed agent,
+        # which writes its tenants' state to the state topic), and the offsets read
+        self.track = track
+        self._kinds: dict[UUID, str] = {}
+        self._dirty: set[UUID] = set()
+        self._next: dict[int, int] = {}  # partition -> offset after the last event read
+        self._written: dict[int, int] = {}  # partition -> the position last written
+        self.restored = 0  # aggregates taken from snapshots
         self._tenants: dict[str, TenantState] = {}
         self._owner: dict[UUID, str] = {}
         self._lock = threading.RLock()
@@ -73,10 +85,15 @@ class AgentState:
             drafts: dict[str, TenantState] = {}
             for item in items:
                 self._owner[item.event.originator_id] = item.tenant
+                if item.offset >= 0:
+                    self._next[item.partition] = max(self._next.get(item.partition, 0),
+                                                     item.offset + 1)
                 taken = 0
                 for ready in self._gate.release(item, item.event):
                     self._apply(ready, self._draft(ready.tenant, drafts))
                     self._gate.applied(ready.event)
+                    if self.track:
+                        self._dirty.add(ready.event.originator_id)
                     self.position = max(self.position, ready.position)
                     taken += 1
                 applied += taken
@@ -109,12 +126,15 @@ class AgentState:
         event = item.event
         tenant.partition = item.partition
         if isinstance(event, TenantCatalog.OutboundOrderChanged):
+            self._kinds[event.originator_id] = CATALOG
             tenant.outbound_order = list(event.order)
             return
         if isinstance(event, TenantCatalog.PolicyChanged):
+            self._kinds[event.originator_id] = CATALOG
             tenant.policy = dict(event.policy)
             return
         kind = self._kind(event)
+        self._kinds[event.originator_id] = kind
         self._owner[event.originator_id] = item.tenant
         if kind == "pbx":
             tenant.pbx = _changed(tenant.pbx, event)
@@ -182,8 +202,116 @@ class AgentState:
                         self.on_trunk(name, trunk_id, None)
             self._gate.forget(lambda i: self._owner.get(i) not in gone)
             self._owner = {i: t for i, t in self._owner.items() if t not in gone}
+            self._kinds = {i: k for i, k in self._kinds.items() if i in self._owner}
+            self._dirty &= self._owner.keys()
+            for partition in lost:
+                self._next.pop(partition, None)
+                self._written.pop(partition, None)
             self._index_pbxes()
         return gone
+
+    def restore(self, partition: int, states: Sequence[AggregateState],
+                offset: int | None) -> int:
+        """Takes the tenants of a newly assigned partition from their snapshots (the
+        state topic) instead of their history: their tables, and the versions applied,
+        so copies of the events they reflect are skipped as redeliveries are. `offset`:
+        the partition's position the snapshots reflect (None: none recorded). Returns
+        how many aggregates it took."""
+        with self._lock:
+            drafts: dict[str, TenantState] = {}
+            trunks: list[tuple[str, str, dict[str, Any] | None]] = []
+            for state in states:
+                tenant = self._draft(state.tenant, drafts)
+                tenant.partition = partition
+                self._owner[state.aggregate_id] = state.tenant
+                self._kinds[state.aggregate_id] = state.kind
+                if state.kind == CATALOG:
+                    self._gate.restore(state.aggregate_id, state.order_version, ORDER)
+                    self._gate.restore(state.aggregate_id, state.policy_version, POLICY)
+                    tenant.outbound_order = list(state.order)
+                    if state.policy_version:
+                        tenant.policy = dict(state.policy or {})
+                    continue
+                self._gate.restore(state.aggregate_id, state.version)
+                settings = None if state.settings is None else dict(state.settings)
+                if state.kind == "pbx":
+                    tenant.pbx = settings
+                    self._pbx_changed = True
+                    continue
+                table = {"trunk": tenant.trunks, "outbound": tenant.outbound,
+                         "inbound": tenant.inbound}[state.kind]
+                key = str(state.aggregate_id)
+                if settings is None:
+                    table.pop(key, None)
+                else:
+                    table[key] = settings
+                    if state.kind == "trunk":
+                        trunks.append((state.tenant, key, settings))
+            self._tenants.update(drafts)
+            if offset is not None:
+                self._next[partition] = max(self._next.get(partition, 0), offset)
+                self._written[partition] = offset
+            if self._pbx_changed:
+                self._index_pbxes()
+            self.restored += len(states)
+            if self.on_trunk is not None:
+                for name, trunk_id, settings in trunks:
+                    self.on_trunk(name, trunk_id, settings)
+        return len(states)
+
+    def changes(self) -> tuple[list[tuple[int, AggregateState]], list[StatePosition]]:
+        """What the state topic lacks: the aggregates changed since the last call (with
+        the partition of their tenant), then the position of each partition held that
+        moved, never past an event still waiting for its predecessor. Nothing during a
+        rebalance. Give what could not be written back with `unwritten`, and report the
+        positions written with `written`."""
+        with self._lock:
+            if self._revoked is not None or not self.track:
+                return [], []
+            held = set(self.partitions)
+            dirty, self._dirty = self._dirty, set()
+            states = []
+            for aggregate in dirty:
+                name = self._owner.get(aggregate)
+                tenant = self._tenants.get(name) if name is not None else None
+                if tenant is not None and name is not None and tenant.partition in held:
+                    states.append((tenant.partition, self._snapshot(aggregate, name, tenant)))
+            waiting: dict[int, int] = {}
+            for item in self._gate.held_items():
+                if item.offset >= 0:
+                    waiting[item.partition] = min(waiting.get(item.partition, item.offset),
+                                                  item.offset)
+            positions = []
+            for partition in sorted(held & self._next.keys()):
+                offset = min(self._next[partition], waiting.get(partition, self._next[partition]))
+                if self._written.get(partition) != offset:
+                    positions.append(StatePosition(partition, offset))
+            return states, positions
+
+    def _snapshot(self, aggregate: UUID, name: str, tenant: TenantState) -> AggregateState:
+        kind = self._kinds[aggregate]
+        if kind == CATALOG:
+            order = self._gate.applied_version(aggregate, ORDER)
+            policy = self._gate.applied_version(aggregate, POLICY)
+            return AggregateState(name, aggregate, CATALOG, max(order, policy),
+                                  order=tuple(tenant.outbound_order), order_version=order,
+                                  policy=dict(tenant.policy) if policy else None,
+                                  policy_version=policy)
+        settings = tenant.pbx if kind == "pbx" else {
+            "trunk": tenant.trunks, "outbound": tenant.outbound,
+            "inbound": tenant.inbound}[kind].get(str(aggregate))
+        return AggregateState(name, aggregate, kind, self._gate.applied_version(aggregate),
+                              settings)
+
+    def written(self, positions: Sequence[StatePosition]) -> None:
+        with self._lock:
+            for position in positions:
+                self._written[position.partition] = position.offset
+
+    def unwritten(self, states: Sequence[tuple[int, AggregateState]]) -> None:
+        """The state topic did not take these: they go out with the next changes."""
+        with self._lock:
+            self._dirty |= {s.aggregate_id for _, s in states if s.aggregate_id in self._owner}
 
     def tenants(self) -> list[str]:
         with self._lock:

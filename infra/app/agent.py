@@ -203,6 +203,7 @@ def start_agent(settings: Settings) -> Process:
         TakeoverWatch,
         seed_from_status,
     )
+    from infra.messaging.state import StateWriter, restore
 
     kafka = settings.kafka
     if kafka is None:
@@ -234,11 +235,18 @@ def start_agent(settings: Settings) -> Process:
                      "channels", agent_id, seeded)
 
     feed.on_assigned = on_assigned
+    state = parts.runner.state
+    state.track = True  # what changed goes to the state topic, for the next owners
+    # a new partition's tenants come from the state topic, then the events after it
+    feed.start_at = partial(restore, kafka, codec, state)
+    writer = StateWriter(kafka, codec, state, kafka.state_every)
+    parts.runner.after = writer
     parts.takeover = lambda: TakeoverWatch(kafka, codec, agent_id)
     parts.handover_wait = kafka.handover_wait
     process = Process(settings, metrics)
     process.add(Closing(sink.close))
     process.add(Closing(call_sink.close))
+    process.add(Closing(writer.close))
     process.add(parts)
     parts.serve_admission(process, settings.tenant)
     parts.heartbeat.address = advertised(settings, process.listen())

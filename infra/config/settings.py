@@ -32,7 +32,7 @@ class KafkaSettings:
     topic_prefix: str = "trunkplane."
     partitions: int = 12
     replication: int = 3
-    events_retention_ms: int = -1  # agents rebuild their tenants' state from the log
+    events_retention_ms: int = -1  # the source of every state: kept (a full replay needs it)
     status_retention_ms: int = 7 * 24 * 3600 * 1000
     calls_retention_ms: int = 7 * 24 * 3600 * 1000  # control planes copy them to their store
     wire_key: str = ""  # id:base64key,...: seals passwords on the wire
@@ -44,6 +44,9 @@ class KafkaSettings:
     session_timeout: float = 10.0
     heartbeat_every: float = 2.0
     handover_wait: float = 20.0  # a stopping agent waits this long for others to take over
+    # how often an agent writes its tenants' changed aggregates to the state topic (what
+    # the next owner of a partition starts from, then reading only the events after)
+    state_every: float = 1.0
 
     @property
     def silent_after(self) -> float:
@@ -56,6 +59,10 @@ class KafkaSettings:
     @property
     def status_topic(self) -> str:
         return f"{self.topic_prefix}status"
+
+    @property
+    def state_topic(self) -> str:
+        return f"{self.topic_prefix}state"
 
     @property
     def calls_topic(self) -> str:
@@ -93,6 +100,7 @@ class KafkaSettings:
             session_timeout=_seconds(env, "TRUNKPLANE_AGENT_SESSION_TIMEOUT", 10.0),
             heartbeat_every=_seconds(env, "TRUNKPLANE_AGENT_HEARTBEAT", 2.0),
             handover_wait=_seconds(env, "TRUNKPLANE_AGENT_HANDOVER_WAIT", 20.0),
+            state_every=_seconds(env, "TRUNKPLANE_AGENT_STATE_EVERY", 1.0),
         )
 
 

@@ -19,7 +19,7 @@ from eventsourcing.utils import get_topic
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from domain.calls import CallAttempt, CallRecord
-from domain.feeds import published_events
+from domain.feeds import AggregateState, StatePosition, published_events
 from domain.model import Configured, own_fields
 from domain.status import (
     AgentHeartbeat,
@@ -34,6 +34,9 @@ from infra.messaging.schemas import (
     CALL_RECORD,
     HEAD_RECORD,
     HEARTBEAT_RECORD,
+    POSITION_RECORD,
+    STATE_RECORD,
+    STATE_SETTINGS,
     STATUS_RECORD,
     aggregate_of,
     canonical,
@@ -179,6 +182,25 @@ class AvroCodec:
             "root_hash": head.root, "key_id": head.key_id, "signature": head.signature,
             "position": position})
 
+    def encode_state(self, state: AggregateState) -> bytes:
+        """A snapshot for the state topic; passwords sealed as in its Created event."""
+        record: dict[str, Any] = {
+            "tenant": state.tenant, "aggregate_id": str(state.aggregate_id),
+            "kind": state.kind, "version": state.version, "order": list(state.order),
+            "order_version": state.order_version, "policy": state.policy,
+            "policy_version": state.policy_version}
+        if state.kind in STATE_SETTINGS and state.settings is not None:
+            bound = str(state.aggregate_id)
+            settings = dict(state.settings)
+            for f in SECRET_FIELDS & settings.keys():
+                settings[f] = self._seal(settings[f], bound, f)
+            record[state.kind] = settings
+        return self._write(STATE_RECORD, record)
+
+    def encode_position(self, position: StatePosition) -> bytes:
+        return self._write(POSITION_RECORD, {"partition": position.partition,
+                                             "offset": position.offset})
+
     def decode(self, payload: bytes) -> Decoded:
         if len(payload) < 10 or payload[:2] != MAGIC:
             raise AvroError("not an Avro single-object payload (no C3 01 marker)")
@@ -205,6 +227,11 @@ class AvroCodec:
             return Decoded(name, int(record["position"]), "", SignedHead(
                 record["tree_size"], record["timestamp_ms"], record["root_hash"],
                 record["key_id"], record["signature"]))
+        if name == STATE_RECORD:
+            return Decoded(name, 0, str(record["tenant"]), self._state(record))
+        if name == POSITION_RECORD:
+            return Decoded(name, int(record["offset"]), "", StatePosition(
+                int(record["partition"]), int(record["offset"])))
         if name == HEARTBEAT_RECORD:
             return Decoded(name, 0, "", AgentHeartbeat(
                 record["agent_id"], record["address"], tuple(record["tenants"]),
@@ -212,6 +239,22 @@ class AvroCodec:
                 tuple(record["partitions"])))
         return Decoded(name, int(record["position"]), str(record["tenant"]),
                        self._event(name, record))
+
+    def _state(self, record: dict[str, Any]) -> AggregateState:
+        kind = str(record["kind"])
+        bound = str(record["aggregate_id"])
+        settings = record.get(kind) if kind in STATE_SETTINGS else None
+        if settings is not None:
+            settings = dict(settings)
+            for f in SECRET_FIELDS & settings.keys():
+                settings[f] = self._open(settings[f], bound, f)
+        policy = record["policy"]
+        return AggregateState(
+            tenant=str(record["tenant"]), aggregate_id=UUID(bound), kind=kind,
+            version=int(record["version"]), settings=settings,
+            order=tuple(record["order"]), order_version=int(record["order_version"]),
+            policy=None if policy is None else dict(policy),
+            policy_version=int(record["policy_version"]))
 
     def _event(self, name: str, record: dict[str, Any]) -> Any:
         cls = self._classes.get(name)

@@ -44,11 +44,17 @@ class _KafkaFeed:
                  on_assigned: Callable[[list[int], list[int]], None] | None = None,
                  on_revoked: Callable[[list[int]], None] | None = None,
                  session_timeout_ms: int = 10000, heartbeat_interval_ms: int = 3000,
-                 fetch_max_wait_ms: int = 50) -> None:
+                 fetch_max_wait_ms: int = 50,
+                 start_at: Callable[[list[int]], dict[int, int]] | None = None) -> None:
         self.kafka = kafka
         self.topic = topic
         self.codec = codec
         self.from_start = from_start
+        # with from_start: where each new partition starts, once its tenants' state is
+        # loaded (an agent's snapshots); partitions it gives no offset for, and all of
+        # them if it fails, are read from the start
+        self.start_at = start_at
+        self.consumed = 0  # records read from the topic
         self.on_assigned = on_assigned
         self.on_revoked = on_revoked
         self.dead_letters = 0
@@ -75,7 +81,9 @@ class _KafkaFeed:
         """A rebalance ended. Partitions held before it resume from the committed offset
         (their tenants are kept as they were); only new ones are read from the start."""
         new = [tp for tp in assigned if tp.partition not in self._held]
-        if self.from_start and new:
+        if self.from_start and new and self.start_at is not None:
+            self._consumer.pause(*new)  # until `_start`, after the poll, says where
+        elif self.from_start and new:
             self._consumer.seek_to_beginning(*new)
         self._held = {tp.partition for tp in assigned}
         log.info("%s: now reading partitions %s (new: %s)", self.topic, sorted(self._held),
@@ -87,21 +95,50 @@ class _KafkaFeed:
         if revoked:
             self._news.append(("revoked", sorted(tp.partition for tp in revoked), []))
 
-    def _tell(self) -> None:
+    def _tell(self) -> set[int]:
         """The rebalance's news, told after the poll: inside the rebalance callbacks slow
         work (seeding calls from the status topic) held the client's lock, its heartbeats
-        stopped, and the group expelled the member."""
+        stopped, and the group expelled the member. Returns the partitions started now
+        (what this poll brought of them was fetched before their seek)."""
         news, self._news = self._news, []
+        started: set[int] = set()
         for kind, partitions, new in news:
             if kind == "revoked" and self.on_revoked is not None:
                 self.on_revoked(partitions)
-            elif kind == "assigned" and self.on_assigned is not None:
-                self.on_assigned(partitions, new)  # every partition held, and the new ones
+            elif kind == "assigned":
+                if new and self.from_start and self.start_at is not None:
+                    started |= self._start([p for p in new if p in self._held])
+                if self.on_assigned is not None:
+                    self.on_assigned(partitions, new)  # every partition held, the new ones
+        return started
+
+    def _start(self, new: list[int]) -> set[int]:
+        """New partitions, paused when assigned: their state loaded, they resume at the
+        offsets it reflects (from the start where it records none, or it failed)."""
+        offsets: dict[int, int] = {}
+        if new:
+            try:
+                offsets = self.start_at(new) if self.start_at is not None else {}
+            except Exception as error:
+                log.warning("%s: partitions %s: no state to start from (%s: %s); reading "
+                            "them from the start", self.topic, new, type(error).__name__,
+                            error)
+        parts = [TopicPartition(self.topic, p) for p in new]
+        for part in parts:
+            if part.partition in offsets:
+                self._consumer.seek(part, offsets[part.partition])
+            else:
+                self._consumer.seek_to_beginning(part)
+        self._consumer.resume(*parts)
+        return set(new)
 
     def _poll(self, limit: int, timeout: float) -> Iterable[tuple[Any, Any]]:
         batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=limit)
-        self._tell()
+        started = self._tell()
         for tp in sorted(batches, key=lambda t: t.partition):
+            if tp.partition in started:
+                continue  # fetched before the seek (paused partitions should bring none)
+            self.consumed += len(batches[tp])
             for record in batches[tp]:
                 try:
                     yield record, self.codec.decode(record.value)
@@ -147,7 +184,8 @@ class KafkaEventFeed(_KafkaFeed):
         super().__init__(kafka, kafka.events_topic, group, codec, **options)
 
     def read(self, limit: int = 500, timeout: float = 1.0) -> list[FeedItem]:
-        return [FeedItem(decoded.position, decoded.tenant, decoded.value, record.partition)
+        return [FeedItem(decoded.position, decoded.tenant, decoded.value, record.partition,
+                         record.offset)
                 for record, decoded in self._poll(limit, timeout)
                 if not isinstance(decoded.value, StatusObservation)]
 

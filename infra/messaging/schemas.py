@@ -1,5 +1,5 @@
 """The Avro schemas of what trunkplane publishes: domain events, status observations,
-agent heartbeats and call records.
+agent heartbeats, call records, and the agents' snapshots of aggregates (the state topic).
 
 Each published event class has one record schema, generated from the class's fields and
 named by the table of published names below (not by the module the class lives in). Every
@@ -47,6 +47,8 @@ STATUS_RECORD = "domain.status.StatusObservation"  # published name, kept as rel
 HEARTBEAT_RECORD = "domain.status.AgentHeartbeat"  # published name, kept as released
 CALL_RECORD = "domain.calls.CallRecord"  # published name: keep it when the class moves
 HEAD_RECORD = "infra.ledger.SignedHead"  # published name: keep it when the class moves
+STATE_RECORD = "domain.feeds.AggregateState"  # published name: keep it when the class moves
+POSITION_RECORD = "domain.feeds.StatePosition"  # published name: keep it when the class moves
 _AGGREGATES = {aggregate.__name__: aggregate for aggregate in AGGREGATE_RECORDS}
 
 _STRINGS = {"type": "array", "items": "string"}
@@ -174,9 +176,7 @@ def event_schema(cls: type) -> dict[str, Any]:
     ]
     aggregate = aggregate_of(cls)
     if issubclass(cls, Configured.Created):
-        fields.append({"name": "settings", "type": {
-            "type": "record", "name": f"{aggregate.__name__}Settings", "namespace": NS,
-            "fields": [_field(f) for f in SETTINGS_FIELDS[aggregate]]}})
+        fields.append({"name": "settings", "type": settings_record(aggregate)})
     else:
         fields += [_field(f) for f in own_fields(cls) if f != "tenant"]
     schema: dict[str, Any] = _named_once(
@@ -205,6 +205,73 @@ def _named_once(schema: Any, seen: set[str]) -> Any:
     if isinstance(out.get("type"), dict | list):
         out["type"] = _named_once(out["type"], seen)
     return out
+
+
+def settings_record(aggregate: type) -> dict[str, Any]:
+    """The settings of a trunk, route or PBX: its Created event's, and its snapshot's."""
+    return {"type": "record", "name": f"{aggregate.__name__}Settings", "namespace": NS,
+            "fields": [_field(f) for f in SETTINGS_FIELDS[aggregate]]}
+
+
+# A snapshot's settings field per kind (domain.model.Subject's values).
+STATE_SETTINGS: dict[str, type] = {"trunk": Trunk, "outbound": OutboundRoute,
+                                   "inbound": InboundRoute, "pbx": Pbx}
+
+
+def state_schema() -> dict[str, Any]:
+    """One aggregate as the agents fold it (domain.feeds.AggregateState), keyed by its id
+    on the compacted state topic: the settings of its kind (null: deleted), or for a
+    tenant's catalog its route order and policy with the versions that set them."""
+    fields: list[dict[str, Any]] = [
+        {"name": "tenant", "type": "string"},
+        {"name": "aggregate_id", "type": {"type": "string", "logicalType": "uuid"}},
+        {"name": "kind", "type": "string",
+         "doc": "trunk, outbound, inbound, pbx, or catalog"},
+        {"name": "version", "type": "long", "doc": "the newest version applied"},
+    ]
+    fields += [{"name": kind, "type": ["null", settings_record(aggregate)], "default": None}
+               for kind, aggregate in STATE_SETTINGS.items()]
+    fields += [
+        {"name": "order", "type": _STRINGS, "default": []},
+        {"name": "order_version", "type": "long", "default": 0},
+        {"name": "policy", "type": ["null", POLICY], "default": None},
+        {"name": "policy_version", "type": "long", "default": 0},
+    ]
+    schema: dict[str, Any] = _defined_once({
+        "type": "record", "name": STATE_RECORD.rpartition(".")[2],
+        "namespace": STATE_RECORD.rpartition(".")[0], "fields": fields})
+    return schema
+
+
+def position_schema() -> dict[str, Any]:
+    """A partition's position on the state topic (domain.feeds.StatePosition)."""
+    return {
+        "type": "record", "name": POSITION_RECORD.rpartition(".")[2],
+        "namespace": POSITION_RECORD.rpartition(".")[0],
+        "fields": [{"name": "partition", "type": "int"},
+                   {"name": "offset", "type": "long",
+                    "doc": "every event of the partition before this offset is reflected in "
+                           "the state records before this one"}],
+    }
+
+
+def _defined_once(schema: Any, seen: set[str] | None = None) -> Any:
+    """Avro defines a named type once per schema: later uses become its full name."""
+    seen = set() if seen is None else seen
+    if isinstance(schema, list):
+        return [_defined_once(s, seen) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if schema.get("type") == "record":
+        full = f"{schema.get('namespace', '')}.{schema['name']}"
+        if full in seen:
+            return full
+        seen.add(full)
+        return {**schema, "fields": [{**f, "type": _defined_once(f["type"], seen)}
+                                     for f in schema["fields"]]}
+    if schema.get("type") == "array":
+        return {**schema, "items": _defined_once(schema["items"], seen)}
+    return schema
 
 
 def _field(name: str) -> dict[str, Any]:
@@ -312,6 +379,8 @@ def current_schemas() -> dict[str, dict[str, Any]]:
     schemas[HEARTBEAT_RECORD] = heartbeat_schema()
     schemas[CALL_RECORD] = call_schema()
     schemas[HEAD_RECORD] = head_schema()
+    schemas[STATE_RECORD] = state_schema()
+    schemas[POSITION_RECORD] = position_schema()
     return schemas
 
 

@@ -26,14 +26,18 @@ class TopicResult:
 
 
 def init_topics(kafka: KafkaSettings, timeout: float = 30.0) -> list[TopicResult]:
-    """Creates the events, status, calls and heads topics and the dead-letter topics; topics
-    that exist are left as they are. Idempotent."""
+    """Creates the events, state, status, calls and heads topics and the dead-letter topics;
+    topics that exist are left as they are. Idempotent."""
     events = {"retention.ms": str(kafka.events_retention_ms), "cleanup.policy": "delete"}
+    # the newest snapshot of each aggregate (key: its id) and each partition's position
+    # (key: "position"): compaction keeps them, whatever their age
+    state = {"cleanup.policy": "compact", "retention.ms": "-1"}
     status = {"cleanup.policy": "compact", "retention.ms": str(kafka.status_retention_ms)}
     calls = {"retention.ms": str(kafka.calls_retention_ms), "cleanup.policy": "delete"}
     letters = {"retention.ms": str(30 * 24 * 3600 * 1000), "cleanup.policy": "delete"}
     wanted = [
         (kafka.events_topic, kafka.partitions, events),
+        (kafka.state_topic, kafka.partitions, state),  # partition p: events partition p's
         (kafka.status_topic, kafka.partitions, status),
         (kafka.calls_topic, kafka.partitions, calls),
         # one partition, kept forever: every signed head in order, a witness of the log
@@ -100,7 +104,7 @@ def topic_problem(kafka: KafkaSettings, topic: str, partitions: set[int] | None)
 
 
 def check_topics(kafka: KafkaSettings, timeout: float = 15.0) -> list[str]:
-    """Start-up check: the events and status topics exist with the partitions and
+    """Start-up check: the events, state and status topics exist with the partitions and
     retention of the settings. Returns the problems found (empty: all is well)."""
     from kafka import KafkaConsumer
 
@@ -108,7 +112,7 @@ def check_topics(kafka: KafkaSettings, timeout: float = 15.0) -> list[str]:
                              request_timeout_ms=int(timeout * 1000) + 1000)
     try:
         problems = [topic_problem(kafka, t, consumer.partitions_for_topic(t))
-                    for t in (kafka.events_topic, kafka.status_topic)]
+                    for t in (kafka.events_topic, kafka.state_topic, kafka.status_topic)]
     finally:
         consumer.close()
     problems = [p for p in problems if p]
@@ -138,8 +142,9 @@ def _retention_problems(kafka: KafkaSettings, timeout: float) -> list[str]:
             if topic in wanted and retention is not None and retention != wanted[topic]:
                 problems.append(
                     f"topic {topic} keeps records for retention.ms={retention}, the settings "
-                    f"say {wanted[topic]}: agents taking partitions over rebuild their "
-                    "tenants from the start of the topic, so it must keep every event")
+                    f"say {wanted[topic]}: it is the source of every state (an agent "
+                    "whose partitions have no snapshot yet reads them from the start), so "
+                    "it must keep every event")
     return problems
 
 

@@ -80,6 +80,12 @@ class Metrics:
             _gauge("trunkplane_agent_dead_letters",
                    "Undecodable records this agent moved to the dead-letter topic",
                    getattr(feed, "dead_letters", 0)),
+            _gauge("trunkplane_agent_events_read",
+                   "Records this agent read from the events topic since it started",
+                   getattr(feed, "consumed", 0)),
+            _gauge("trunkplane_agent_snapshots_restored",
+                   "Aggregates this agent took from the state topic since it started",
+                   getattr(state, "restored", 0)),
         ]))
 
     def watch_call_records(self, sink: Any = None, pump: Any = None) -> None:

@@ -47,7 +47,7 @@ def test_control_plane_and_agent_through_kafka(broker: object, fresh_postgres_ur
     assert "created  e2e.events  4 partitions" in init.stdout
     again = subprocess.run([*CLI, "kafka", "init"], env={**os.environ, **env},
                            capture_output=True, text=True, timeout=60, check=False)
-    assert again.stdout.count("exists ") == 7  # events, status, calls, heads, dead letters
+    assert again.stdout.count("exists ") == 8  # events, state, status, calls, heads, DLQs
 
     control = Server(tmp_path / "control", "control", TRUNKPLANE_DATABASE_URL=fresh_postgres_url,
                      **env)

@@ -1,0 +1,170 @@
+"""The state topic: the agents' snapshots of the aggregates of the tenants they own (key:
+the aggregate id; value: `AggregateState` in Avro) and each partition's position (key:
+`position`), on the same partition number as the events that tenant's events go to. An
+agent taking a partition over reads it first, then the events from the position: its
+take-over costs what the tenants are, not everything they went through.
+
+Crash safety: the writer sends snapshots, waits for the broker to acknowledge every one,
+and only then the position they reflect (never past an event still waiting for its
+predecessor). A crash between an event and its snapshot leaves the position before that
+event: the next owner reads the event again and the versions recorded skip what the
+snapshots already hold. Reading keeps the highest version of each aggregate and the
+newest position of each partition, so it is right whether or not the broker compacts."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from typing import Any, Protocol
+
+from kafka import KafkaConsumer, TopicPartition
+
+from domain.feeds import AggregateState, StatePosition
+from infra.config.settings import KafkaSettings
+from infra.messaging.codec import AvroCodec
+from infra.messaging.topics import client, producer
+
+log = logging.getLogger(__name__)
+POSITION_KEY = b"position"
+
+
+class Snapshots(Protocol):
+    """sipagent.state.AgentState's side of the state topic."""
+
+    def changes(self) -> tuple[list[tuple[int, AggregateState]], list[StatePosition]]: ...
+    def written(self, positions: Sequence[StatePosition]) -> None: ...
+    def unwritten(self, states: Sequence[tuple[int, AggregateState]]) -> None: ...
+    def restore(self, partition: int, states: Sequence[AggregateState],
+                offset: int | None) -> int: ...
+
+
+class StateWriter:
+    """Writes an agent's changes to the state topic at most every `every` seconds; called
+    by its feed loop after each commit (so not by an agent the group has fenced off).
+    A failed write is retried with the next changes, on a back-off."""
+
+    def __init__(self, kafka: KafkaSettings, codec: AvroCodec, state: Snapshots,
+                 every: float = 1.0, make_producer: Callable[[], Any] | None = None) -> None:
+        self.topic = kafka.state_topic
+        self.codec = codec
+        self.state = state
+        self.every = every
+        self._make_producer = make_producer or (lambda: producer(kafka, "trunkplane-state"))
+        self._producer: Any = None
+        self._due = 0.0
+        self.failures = 0
+        self.written = 0  # snapshots acknowledged
+        self.positions = 0  # positions acknowledged
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now < self._due:
+            return
+        self._due = now + self.every
+        self.write()
+
+    def write(self) -> bool:
+        """Writes what changed now; False when the broker did not take it."""
+        states, positions = self.state.changes()
+        if not states and not positions:
+            return True
+        try:
+            if self._producer is None:
+                self._producer = self._make_producer()
+            self._send([(p, str(s.aggregate_id).encode(), self.codec.encode_state(s))
+                        for p, s in states])
+            # only after every snapshot is acknowledged: a position never runs ahead
+            self._send([(p.partition, POSITION_KEY, self.codec.encode_position(p))
+                        for p in positions])
+        except Exception as error:
+            self.state.unwritten(states)
+            self._drop()
+            self.failures += 1
+            self._due = time.monotonic() + min(10.0, self.every * 2 ** min(self.failures, 6))
+            log.warning("state topic: %d snapshots not written (%s: %s); trying again",
+                        len(states), type(error).__name__, error)
+            return False
+        self.failures = 0
+        self.state.written(positions)
+        self.written += len(states)
+        self.positions += len(positions)
+        return True
+
+    def _send(self, records: list[tuple[int, bytes, bytes]]) -> None:
+        if not records:
+            return
+        sends = [self._producer.send(self.topic, key=key, value=value, partition=partition)
+                 for partition, key, value in records]
+        self._producer.flush(timeout=10)
+        for future in sends:
+            future.get(timeout=0)  # raises the broker's error for any record not acked
+
+    def _drop(self) -> None:
+        if self._producer is not None:
+            with suppress(Exception):
+                self._producer.close(timeout=0)
+        self._producer = None
+
+    def close(self) -> None:
+        if self._producer is not None:
+            with suppress(Exception):
+                self._producer.close(timeout=5)
+        self._producer = None
+
+
+def read_state(kafka: KafkaSettings, codec: AvroCodec, partitions: Sequence[int],
+               timeout: float = 120.0
+               ) -> tuple[dict[int, list[AggregateState]], dict[int, int]]:
+    """The snapshots of the partitions' aggregates (the highest version of each) and each
+    partition's newest position, read to the end (tansu's end offsets may fall short of
+    it: then until a poll brings nothing). Raises when the broker does not answer in
+    `timeout` seconds, or a record cannot be decoded: the caller reads the events from
+    the start instead."""
+    consumer = KafkaConsumer(**client(kafka), enable_auto_commit=False,
+                             client_id="trunkplane-state", request_timeout_ms=10000)
+    try:
+        parts = [TopicPartition(kafka.state_topic, p) for p in sorted(partitions)]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        newest: dict[bytes, tuple[int, AggregateState]] = {}
+        positions: dict[int, int] = {}
+        deadline = time.monotonic() + timeout
+        while True:
+            batch = consumer.poll(timeout_ms=200, max_records=10000)
+            for records in batch.values():
+                for record in records:
+                    value = codec.decode(record.value).value
+                    if isinstance(value, StatePosition):
+                        positions[record.partition] = value.offset
+                    elif isinstance(value, AggregateState):
+                        had = newest.get(record.key)
+                        if had is None or had[1].version <= value.version:
+                            newest[record.key] = (record.partition, value)
+            if not batch and all(consumer.position(p) >= ends[p] for p in parts):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{kafka.state_topic}: not read to its end in "
+                                   f"{timeout:.0f} s")
+    finally:
+        consumer.close()
+    states: dict[int, list[AggregateState]] = {}
+    for partition, state in newest.values():
+        states.setdefault(partition, []).append(state)
+    return states, positions
+
+
+def restore(kafka: KafkaSettings, codec: AvroCodec, state: Snapshots,
+            partitions: Sequence[int]) -> dict[int, int]:
+    """A new owner's start: the partitions' tenants from the state topic into `state`.
+    Returns the offset to read each partition's events from (a partition absent: no
+    position recorded yet, read it from the start)."""
+    started = time.monotonic()
+    states, positions = read_state(kafka, codec, partitions)
+    taken = sum(state.restore(p, states.get(p, []), positions.get(p)) for p in partitions)
+    log.info("partitions %s: %d aggregates from %s in %.2f s; events from offsets %s",
+             sorted(partitions), taken, kafka.state_topic, time.monotonic() - started,
+             {p: positions.get(p, 0) for p in sorted(partitions)})
+    return positions

@@ -1,0 +1,237 @@
+"""Taking partitions over from the state topic, against a real Kafka-protocol broker and a
+real Kamailio: the new owner reads the snapshots and only the events after their
+position (not the history), its trunks register again, and a change made around a
+snapshot, or a crash between an event and its snapshot, is neither lost nor applied
+twice."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka.errors import KafkaError
+
+from domain import commands
+from domain.application import TrunkplaneApp
+from domain.feeds import MemoryPositions
+from domain.model import CommandMeta
+from infra.config.settings import KafkaSettings
+from infra.messaging.codec import AvroCodec
+from infra.messaging.feeds import KafkaEventFeed
+from infra.messaging.relay import Relay
+from infra.messaging.state import POSITION_KEY, StateWriter, restore
+from infra.messaging.topics import producer
+from infra.security.sealing import WireCipher
+from sipagent.engine import SipAgent
+from sipagent.runner import AgentRunner
+from sipagent.state import AgentState
+from tests.integration.test_sip_agent import Recorder, fast, registered
+from tests.kamailio import Kamailio
+
+PASSWORD = "Takeover-Password-4411"
+META = CommandMeta(actor="alice@example.com", reason="take-over test")
+GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
+USERS = [f"10{n:02d}" for n in range(8)]
+
+
+@dataclass
+class Agent:
+    """An agent's feed loop as `trunkplane agent` wires it, driven step by step."""
+
+    state: AgentState
+    feed: KafkaEventFeed
+    writer: StateWriter
+    runner: AgentRunner
+    trunk_calls: Counter[str] = field(default_factory=Counter)
+
+    def until(self, test: Callable[[], bool], timeout: float = 60.0) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not test():
+            assert time.monotonic() < deadline, (self.state.applied, self.feed.consumed)
+            self.runner.step(timeout=0.2)
+
+    def stop(self) -> None:
+        self.feed.close()
+        self.writer.close()
+
+
+def agent(kafka: KafkaSettings, codec: AvroCodec, sip: SipAgent | None = None,
+          make_producer: Callable[[], Any] | None = None) -> Agent:
+    calls: Counter[str] = Counter()
+
+    def on_trunk(tenant: str, trunk_id: str, settings: dict[str, Any] | None) -> None:
+        calls[trunk_id] += 1
+        if sip is not None:
+            sip.update(tenant, trunk_id, settings)
+
+    state = AgentState(on_trunk, track=True)
+    feed = KafkaEventFeed(kafka, "takeover-agents", codec, from_start=True,
+                          start_at=partial(restore, kafka, codec, state),
+                          on_revoked=state.revoked,
+                          on_assigned=lambda partitions, new: state.assigned(partitions),
+                          **GROUP_TIMEOUTS)
+    writer = StateWriter(kafka, codec, state, every=0, make_producer=make_producer)
+    return Agent(state, feed, writer, AgentRunner(feed, state), calls)
+
+
+@pytest.fixture
+def app() -> Iterator[TrunkplaneApp]:
+    application = TrunkplaneApp(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    yield application
+    application.close()
+
+
+@pytest.fixture
+def registrar(tmp_path: Path) -> Iterator[Kamailio]:
+    with Kamailio(tmp_path / "kamailio", dict.fromkeys(USERS, PASSWORD),
+                  max_expires=3600) as running:
+        yield running
+
+
+def change(app: TrunkplaneApp, tenant: str, trunk: str, patch: dict[str, Any]) -> None:
+    app.execute(lambda uow: commands.update_trunk(uow, tenant, trunk, patch, "", META)
+                ).unwrap()
+
+
+def history(app: TrunkplaneApp, port: int, changes: int) -> None:
+    """Eight trunks of four tenants, each changed `changes` times."""
+    for n, user in enumerate(USERS):
+        raw = {"name": f"trunk-{n}", "type": "register", "host": f"127.0.0.1:{port}",
+               "username": user, "password": PASSWORD, "codecs": ["PCMU"]}
+        app.execute(partial(commands.create_trunk, tenant=f"tenant-{n % 4}", raw=raw,
+                            template="", meta=META)).unwrap()
+    for number in range(changes):
+        for n in range(len(USERS)):
+            change(app, f"tenant-{n % 4}", f"trunk-{n}", {"description": f"change {number}"})
+
+
+class Publisher:
+    """The control plane's relay, publishing what the store holds on demand."""
+
+    def __init__(self, app: TrunkplaneApp, kafka: KafkaSettings, codec: AvroCodec) -> None:
+        self.app = app
+        self.relay = Relay(app, codec, kafka, MemoryPositions())
+
+    def __call__(self) -> int:
+        """Publishes the log up to its head; returns how many events went out."""
+        sent = 0
+        while self.relay.position < self.app.head():
+            sent += self.relay.publish_once()
+        return sent
+
+    def stop(self) -> None:
+        self.relay.stop()
+
+
+@pytest.fixture
+def publish(app: TrunkplaneApp, kafka: KafkaSettings) -> Iterator[Publisher]:
+    publisher = Publisher(app, kafka, AvroCodec(WireCipher(kafka.wire_key)))
+    yield publisher
+    publisher.stop()
+
+
+def test_a_new_owner_reads_the_snapshots_not_the_history_and_registers_again(
+        kafka: KafkaSettings, app: TrunkplaneApp, publish: Publisher,
+        registrar: Kamailio) -> None:
+    codec = AvroCodec(WireCipher(kafka.wire_key))
+    history(app, registrar.udp, changes=60)
+    published = publish()
+    assert published == 8 * 61
+
+    first = agent(kafka, codec)
+    first.until(lambda: first.state.applied == published)
+    assert first.feed.consumed == published  # nothing recorded yet: from the start
+    assert first.writer.write() and first.writer.written == 8
+    expected = {t: first.state.tenant(t) for t in first.state.tenants()}
+    first.stop()  # leaves the group: its partitions go to the next member
+
+    sip = SipAgent(fast(agent_id="new-owner", register_expires=3600), recorder := Recorder())
+    sip.start()
+    second = agent(kafka, codec, sip)
+    try:
+        second.until(lambda: second.state.trunk_count() == 8)
+        assert second.state.restored == 8  # one snapshot per trunk...
+        assert second.feed.consumed == 0  # ...and not one of the 488 events
+        assert {t: second.state.tenant(t) for t in second.state.tenants()} == expected
+        assert second.state.applied == 0
+        trunk_ids = [t for s in expected.values() if s is not None for t in s.trunks]
+        for trunk_id in trunk_ids:
+            recorder.wait(trunk_id, registered, timeout=30)
+        assert all(len(registrar.contacts(user)) == 1 for user in USERS)
+
+        change(app, "tenant-1", "trunk-1", {"description": "after the take-over"})
+        assert publish() == 1
+        second.until(lambda: second.state.applied == 1)
+        tenant = second.state.tenant("tenant-1")
+        assert tenant is not None and "after the take-over" in [
+            s["description"] for s in tenant.trunks.values()]
+    finally:
+        second.stop()
+        sip.stop()
+
+
+class PositionsLost:
+    """A producer that dies before a position goes out: the snapshots were acked, the
+    position that would follow them never arrives (a crash between the two)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def send(self, topic: str, key: bytes, value: bytes, partition: int) -> Any:
+        if key == POSITION_KEY:
+            raise KafkaError("the agent died before writing the position")
+        return self.real.send(topic, key=key, value=value, partition=partition)
+
+    def flush(self, timeout: float) -> None:
+        self.real.flush(timeout=timeout)
+
+    def close(self, timeout: float) -> None:
+        self.real.close(timeout=timeout)
+
+
+def test_a_change_around_the_snapshot_and_a_crash_before_it_are_harmless(
+        kafka: KafkaSettings, app: TrunkplaneApp, publish: Publisher) -> None:
+    codec = AvroCodec(WireCipher(kafka.wire_key))
+    history(app, 5060, changes=5)
+    published = publish()
+    first = agent(kafka, codec)
+    first.until(lambda: first.state.applied == published)
+    assert first.writer.write()  # snapshots and positions of everything so far
+
+    # two changes of one trunk: their snapshot is written, its position is not
+    first.writer._make_producer = lambda: PositionsLost(producer(kafka, "test-state"))
+    first.writer._drop()
+    change(app, "tenant-2", "trunk-2", {"description": "around the snapshot"})
+    change(app, "tenant-2", "trunk-2", {"codecs": ["PCMA"]})
+    published += publish()
+    first.until(lambda: first.state.applied == published)
+    assert not first.writer.write()
+    # one more change, applied and never written: the agent dies right after it
+    change(app, "tenant-2", "trunk-2", {"description": "never snapshotted"})
+    published += publish()
+    first.until(lambda: first.state.applied == published)
+    expected = {t: first.state.tenant(t) for t in first.state.tenants()}
+    first.stop()
+
+    second = agent(kafka, codec)
+    try:
+        second.until(lambda: second.state.applied + second.state.skipped == 3)
+        assert second.feed.consumed == 3  # the three changes after the recorded position
+        assert second.state.skipped == 2  # the two its snapshot already holds: once
+        assert second.state.applied == 1  # the one it lacked
+        assert {t: second.state.tenant(t) for t in second.state.tenants()} == expected
+        tenant = second.state.tenant("tenant-2")
+        assert tenant is not None
+        trunk = next(s for s in tenant.trunks.values() if s["name"] == "trunk-2")
+        assert trunk["description"] == "never snapshotted" and trunk["codecs"] == ["PCMA"]
+        trunk_id = next(t for t, s in tenant.trunks.items() if s["name"] == "trunk-2")
+        assert second.trunk_calls[trunk_id] == 2  # restored, then the change it lacked
+    finally:
+        second.stop()
