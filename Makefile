@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run demo-provider demo-call test lint typecheck unit protos bench bench-rebuild bench-relay bench-registrations bench-admission bench-calls clean
+.PHONY: run demo-provider demo-call test lint typecheck unit protos bench bench-rebuild bench-relay bench-registrations bench-admission bench-calls bench-takeover clean
 
 run: $(RUNTIME)
 	$(BIN)/trunkplane serve
@@ -64,6 +64,12 @@ bench-registrations: $(DEV)
 	infra/scripts/ensure-sip-peers.sh
 	infra/scripts/ensure-dns.sh
 	cd bench && ../$(BIN)/python registrations.py
+
+# Two agents and Kamailio; one agent killed after 1 and after 100 events per trunk
+# (10,000 trunks; the second history is a million events). TAKEOVER_ARGS: e.g. --trunks 2000
+bench-takeover: $(DEV)
+	infra/scripts/ensure-sip-peers.sh
+	cd bench && ../$(BIN)/python takeover.py $(TAKEOVER_ARGS)
 
 # About 15 minutes: a million events written, then rebuilt three times, SQLite and PostgreSQL.
 bench-rebuild: $(DEV)

@@ -241,6 +241,7 @@ def start_agent(settings: Settings) -> Process:
     feed.start_at = partial(restore, kafka, codec, state)
     writer = StateWriter(kafka, codec, state, kafka.state_every)
     parts.runner.after = writer
+    metrics.watch_snapshots(writer)
     parts.takeover = lambda: TakeoverWatch(kafka, codec, agent_id)
     parts.handover_wait = kafka.handover_wait
     process = Process(settings, metrics)

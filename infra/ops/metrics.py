@@ -88,6 +88,17 @@ class Metrics:
                    getattr(state, "restored", 0)),
         ]))
 
+    def watch_snapshots(self, writer: Any) -> None:
+        """writer: the agent's infra.messaging.state.StateWriter."""
+        self.registry.register(_Gauges(lambda: [
+            _gauge("trunkplane_agent_snapshots_written",
+                   "Aggregate snapshots this agent wrote to the state topic since it started",
+                   writer.written),
+            _gauge("trunkplane_agent_state_write_failures",
+                   "Failed writes to the state topic in a row (0: the last one went out)",
+                   writer.failures),
+        ]))
+
     def watch_call_records(self, sink: Any = None, pump: Any = None) -> None:
         """sink: the agent's sipagent.call_records.QueuedCallSink; pump: the control
         plane's infra.messaging.calls.CallPump (distributed mode)."""
