@@ -9,8 +9,8 @@
   malformed request 400; a malformed datagram is logged once per source and dropped.
 - No amplification: a request without the headers a reply needs (Via, From, To, Call-ID,
   CSeq) gets no answer, and over UDP, where the source address may be forged, no answer
-  is larger than the datagram that asked for it (optional headers go first, then the
-  answer)."""
+  is larger than the datagram that asked for it, but for the `received`/`rport` its Via
+  gets (a few dozen bytes; optional headers go first, then the answer)."""
 
 from __future__ import annotations
 
@@ -282,10 +282,13 @@ class SipTransport:
                 self.on_malformed(source)
             self._answer_malformed(data, source, stream, str(error))
             return
+        allowance = len(data)
         if isinstance(message, Request):
             if not _addressable(message.headers):
                 return  # nowhere to send a reply that the sender could match
-            stamp_received(message, source.host, source.port)  # RFC 3261 18.2.1, RFC 3581
+            # over UDP no answer is larger than what asked for it, but for the source's own
+            # address written into its Via (RFC 3261 18.2.1, RFC 3581)
+            allowance += stamp_received(message, source.host, source.port)
         if self.on_message is not None and self.on_message(message, source, stream):
             return
         if isinstance(message, Response):
@@ -298,7 +301,7 @@ class SipTransport:
             return
         reply = self._serve(message, source)
         if reply is not None:
-            self._reply(reply, len(data), source, stream)
+            self._reply(reply, allowance, source, stream)
 
     def _reply(self, reply: Response, received: int, source: Destination,
                stream: _Stream | None) -> None:

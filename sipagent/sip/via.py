@@ -41,17 +41,19 @@ def _sent_by_host(head: str) -> str:
     return sent_by.split(":")[0]
 
 
-def stamp_received(message: Message, host: str, port: int) -> None:
-    """Fills in the top Via of a request that arrived from host:port (see the module)."""
+def stamp_received(message: Message, host: str, port: int) -> int:
+    """Fills in the top Via of a request that arrived from host:port (see the module);
+    returns how many bytes that added."""
     found = _top(message)
     if found is None:
-        return
+        return 0
     index, values = found
+    before = len(message.headers[index][1])
     head, params = _params(values[0])
     names = [n.lower() for n, _ in params]
     asked = "rport" in names and dict((n.lower(), v) for n, v in params)["rport"] is None
     if not asked and _sent_by_host(head) == host:
-        return
+        return 0
     kept = [(n, v) for n, v in params if n.lower() not in ("received", "rport") or
             (n.lower() == "rport" and not asked)]
     kept.append(("received", host))
@@ -59,6 +61,7 @@ def stamp_received(message: Message, host: str, port: int) -> None:
         kept.append(("rport", str(port)))
     values[0] = head + "".join(f";{n}" if v is None else f";{n}={v}" for n, v in kept)
     message.headers[index] = (message.headers[index][0], ", ".join(values))
+    return max(0, len(message.headers[index][1]) - before)
 
 
 def reflected(message: Message) -> tuple[str, int] | None:
