@@ -130,7 +130,9 @@ class Locator:
     def describe(self) -> str:
         if self.servers:
             return ",".join(f"{h}:{p}" for h, p in self.servers)
-        return "resolv.conf (" + ",".join(str(n) for n in self.resolver().nameservers) + ")"
+        if self._resolver is None:
+            return "of /etc/resolv.conf"
+        return "of /etc/resolv.conf (" + ",".join(str(n) for n in self._resolver.nameservers) + ")"
 
     # --- RFC 3263 ----------------------------------------------------------------------
 
@@ -234,8 +236,12 @@ class Locator:
         self.queries += 1
         self.asked[(name, kind)] = self.asked.get((name, kind), 0) + 1
         try:
-            answer = await self.resolver().resolve(dns.name.from_text(name), kind,
-                                                   search=False)
+            resolver = self.resolver()
+        except dns.resolver.NoResolverConfiguration:
+            raise ResolverDownError("DNS: no resolver: /etc/resolv.conf names none and "
+                                    "TRUNKPLANE_SIP_RESOLVER is not set") from None
+        try:
+            answer = await resolver.resolve(dns.name.from_text(name), kind, search=False)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer) as error:
             return [], _negative_ttl(error)
         except dns.resolver.NoNameservers as error:

@@ -228,3 +228,18 @@ def test_doctor_explains_a_name_without_records_and_a_silent_resolver(
                 "reason": f"DNS: the resolver {dns.address} did not answer ({ZONE} NAPTR)"}
     [view] = _agent_view("voco", settings, reported)
     assert "TRUNKPLANE_SIP_RESOLVER" in view.fix
+
+
+def test_naptr_names_the_srv_of_the_trunk_s_transport(
+        dns: DnsServer, first: Kamailio, second: Kamailio,
+        agent: tuple[SipAgent, Recorder]) -> None:
+    serve(dns, (10, 50, second, "sip2"))  # _sip._udp: not what TCP trunks use
+    dns.add(f'{ZONE}. 60 IN NAPTR 10 50 "s" "SIP+D2U" "" {SRV}',
+            f'{ZONE}. 60 IN NAPTR 20 50 "s" "SIP+D2T" "" _sip._tcp.pool.{ZONE}.',
+            f"_sip._tcp.pool.{ZONE}. 60 IN SRV 10 50 {first.tcp} sip1.{ZONE}.",
+            f"sip1.{ZONE}. 60 IN A 127.0.0.1")
+    engine, recorder = agent
+    engine.update("acme", "t1", trunk(transport="tcp"))
+    assert recorder.wait("t1", registered).target == (
+        f"tcp:127.0.0.1:{first.tcp} (sip1.{ZONE})")
+    assert (f"_sip._tcp.{ZONE}", "SRV") not in engine.locator.asked
