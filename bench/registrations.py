@@ -7,7 +7,11 @@ SRV, A. Prints the DNS questions the agent sent and the DNS server received (one
 and type while the TTL lasts, not one per trunk), and what bare dnspython takes for the
 same lookups uncached, as if every trunk asked.
 
-    python bench/registrations.py [trunks]   (needs kamailio: make test installs it)"""
+    python bench/registrations.py [trunks] [ip]   (needs kamailio and unbound: make test
+                                                  installs them)
+
+`ip`: the trunks' host is Kamailio's address and port instead (no DNS at all), the figure
+to compare with on the same machine at the same load."""
 
 from __future__ import annotations
 
@@ -85,6 +89,7 @@ def bare_dnspython(resolver: str, lookups: int) -> float:
 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
+    direct = sys.argv[2:] == ["ip"]
     print(machine())
     with tempfile.TemporaryDirectory() as tmp:
         users = {f"u{n}": PASSWORD for n in range(count)}
@@ -103,7 +108,7 @@ def main() -> None:
             start, cpu_start = time.perf_counter(), cpu()
             for n in range(count):
                 agent.update("bench", f"trunk-{n}", {
-                    "type": "register", "host": ZONE,
+                    "type": "register", "host": f"127.0.0.1:{kamailio.udp}" if direct else ZONE,
                     "transport": "udp", "username": f"u{n}", "password": PASSWORD,
                     "enabled": True})
             finished = sink.done.wait(120)
@@ -113,7 +118,9 @@ def main() -> None:
             retransmitted = agent.transport.retransmissions if agent.transport else 0
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             held_users, contacts = kamailio.location_counts()
-            print(f"{count:,} register trunks over UDP, startup spread 2 s, 100 in flight")
+            print(f"{count:,} register trunks over UDP, startup spread 2 s, 100 in flight, "
+                  + ("host 127.0.0.1:port (no DNS)" if direct else
+                     f"host {ZONE} located by NAPTR, SRV, A"))
             print(f"  all registered: {'yes' if finished else 'NO'} in {elapsed:.1f} s "
                   f"(target 10 s); {len(sink.registered):,} registered, "
                   f"{len(sink.failed):,} failing")
