@@ -598,15 +598,14 @@ def _stun_probe(name: str, s: dict[str, Any], settings: Settings,
 def _ask_stun(name: str, server: str, sip: Any) -> Finding:
     import asyncio
 
-    from sipagent.engine import resolve
     from sipagent.sip.stun import StunError
     from sipagent.sip.transport import SipTransport, TransportError
 
     async def ask() -> str:
         transport = SipTransport(sip.listen_host, 0, t1=0.5)
         await transport.start()
-        try:
-            destination = await resolve(server, "udp", _destinations(sip))
+        try:  # found as the agent finds it: its resolver, its destinations
+            destination = (await _locator(sip).locate(server, "udp"))[0].destination
             return str(await transport.stun_mapping(destination, CONNECT_TIMEOUT))
         finally:
             transport.close()
