@@ -15,17 +15,18 @@ import threading
 import time
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import NAMESPACE_URL, uuid5
 
+from domain.certificates import load_client_certificate
 from domain.status import ContactStatus, PeerStatus, StatusObservation, StatusSink, TrunkState
 from domain.values import parse_host_port
 from sipagent.destinations import Destinations, Network
 from sipagent.nat import PublicAddress, stun_server
 from sipagent.runner import Ticker
-from sipagent.settings import SipSettings
+from sipagent.settings import SipSettings, TrunkTimers
 from sipagent.sip.digest import DigestClient, parse_challenge
 from sipagent.sip.locate import Locator, Target, parse_resolver, sticky
 from sipagent.sip.message import Request, Response, SipParseError, split_list
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 WIRE_FIELDS = ("type", "host", "transport", "username", "password", "auth_id",
                "max_registrations", "from_user", "from_domain", "peer_addresses", "nat",
-               "enabled", "outbound_proxy")
+               "enabled", "outbound_proxy", "timers", "client_certificate", "client_key")
 
 
 def backoff(failures: int, base: float, cap: float) -> float:
@@ -419,6 +420,8 @@ class SipAgent:
             await asyncio.gather(before, return_exceptions=True)
         if old is not None:
             await old.stop(unregister=True)  # a changed host/credential re-registers after
+        if self._workers.get(trunk_id) is new:  # not replaced again meanwhile
+            self._client_certificate(trunk_id, new.spec if new is not None else None)
         if new is not None:
             if self._workers.get(trunk_id) is new:  # not replaced again meanwhile
                 new.start(first=old is None)
@@ -430,6 +433,24 @@ class SipAgent:
             self.reporter.observe(tenant, trunk_id, TrunkState.DISABLED,
                                   reason="trunk disabled")
 
+    def _client_certificate(self, trunk_id: str, spec: TrunkSpec | None) -> None:
+        """Loads the trunk's TLS client certificate for its connections (or removes it):
+        connections made with the one before close."""
+        assert self.transport is not None
+        s = spec.settings if spec is not None else {}
+        certificate, key = str(s.get("client_certificate") or ""), str(s.get("client_key") or "")
+        if not (certificate and key):
+            self.transport.set_client_context(trunk_id, None)
+            return
+        context = ssl.create_default_context(cafile=self.settings.tls_ca or None)
+        try:
+            load_client_certificate(context, certificate, key)
+        except (ssl.SSLError, ValueError, OSError) as error:
+            log.warning("trunk %s: its client certificate cannot be loaded: %s", trunk_id, error)
+            self.transport.set_client_context(trunk_id, None)
+            return
+        self.transport.set_client_context(trunk_id, context)
+
     async def resolve(self, host: str, transport: str) -> Destination:
         """The first place to send to (RFC 3263), within TRUNKPLANE_SIP_DESTINATIONS."""
         return (await self.locator.locate(host, transport))[0].destination
@@ -440,7 +461,9 @@ class SipAgent:
         targets = await self.locator.locate(host, transport)
         worker = self._workers.get(trunk_id)
         if isinstance(worker, _RegisterWorker):
-            return sticky(targets, worker.lines[0].destination)
+            targets = sticky(targets, worker.lines[0].destination)
+        if worker is not None:  # over the trunk's own TLS connections (client certificate)
+            targets = [replace(t, destination=worker.own(t.destination)) for t in targets]
         return targets
 
     async def send(self, request: Request, destination: Destination,
@@ -494,6 +517,8 @@ class _Worker:
     def __init__(self, agent: SipAgent, spec: TrunkSpec) -> None:
         self.agent = agent
         self.spec = spec
+        self.timers = TrunkTimers.of(agent.settings, spec.settings)
+        self.peers: dict[str, _Peer] = {}  # addresses watched with OPTIONS
         self.last_success = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._warned: tuple[str, int, str] | None = None  # the last failure logged
@@ -545,6 +570,70 @@ class _Worker:
         self.state = state
         self.agent.reporter.observe(self.spec.tenant, self.spec.trunk_id, state, **fields)
 
+    def _summary(self) -> None:
+        raise NotImplementedError
+
+    def own(self, destination: Destination) -> Destination:
+        """A destination of this trunk: over TLS, on connections of its own that present
+        its client certificate, when it has one."""
+        if destination.transport == "tls" and self.spec.settings.get("client_certificate"):
+            return replace(destination, client=self.spec.trunk_id)
+        return destination
+
+    async def ask(self, destination: Destination) -> tuple[Response, float]:
+        """One OPTIONS: the answer and when the request was sent."""
+        public = self.public(destination)
+        request = self._options(destination, public)
+        sent = time.monotonic()
+        response = await self.agent.send(request, self.own(destination),
+                                         self.agent.settings.options_timeout, sent_by=public)
+        return response, sent
+
+    def answered(self, peer: _Peer, response: Response, sent: float) -> None:
+        """An answer to OPTIONS: one in the trunk's ok codes (2xx) counts toward up, any
+        other toward down, shown with its code and reason."""
+        peer.rtt_ms = (time.monotonic() - sent) * 1000
+        if not self.timers.answer_ok(response.status):
+            self.missed(peer, response.status, response.reason)
+            return
+        self.agent.counters.options_answered += 1
+        self.last_success = time.monotonic()
+        peer.misses, peer.answers = 0, peer.answers + 1
+        peer.code, peer.reason = response.status, response.reason
+        if peer.up is not True and peer.answers >= self.timers.up_after:
+            self._flip(peer, True)
+
+    def missed(self, peer: _Peer, code: int, reason: str) -> None:
+        """No answer (code 0), or one outside the ok codes."""
+        self.agent.counters.options_missed += 1
+        peer.answers, peer.misses = 0, peer.misses + 1
+        peer.code, peer.reason = code, reason
+        if peer.up is not False and peer.misses >= self.timers.down_after:
+            self._flip(peer, False)
+        elif peer.up is None:
+            self._summary()
+
+    def _flip(self, peer: _Peer, up: bool) -> None:
+        peer.up = up
+        peer.since = datetime.now(UTC)
+        kind = "peer" if self.spec.settings.get("type") == "peer" else "provider"
+        why = peer.reason if peer.code == 0 else f"answered {peer.code} {peer.reason}"
+        log.info("trunk %s: %s %s %s", self.label, kind, peer.address,
+                 "up" if up else f"down ({why})")
+        self._summary()
+
+    def _options(self, destination: Destination, public: tuple[str, int] | None) -> Request:
+        assert self.agent.transport is not None
+        host, port = public or self.agent.transport.local_address(destination)
+        target = f"sip:{destination.host}:{destination.port}"
+        shown = f"[{host}]" if ":" in host else host
+        return Request(method="OPTIONS", uri=target, headers=[
+            ("Max-Forwards", "70"),
+            ("From", f"<sip:trunkplane@{shown}:{port}>;tag={new_tag()}"),
+            ("To", f"<{target}>"), ("Call-ID", f"{new_tag()}{new_tag()}@trunkplane"),
+            ("CSeq", "1 OPTIONS"), ("Accept", "application/sdp"),
+            ("User-Agent", USER_AGENT)])
+
 
 @dataclass
 class _Line:
@@ -585,10 +674,55 @@ class _RegisterWorker(_Worker):
         self.domain = str(s.get("from_domain") or parse_host_port(str(s["host"])).host)
         self.digest = DigestClient(str(s.get("auth_id") or self.user), str(s.get("password")
                                                                             or ""))
+        self._holds: list[asyncio.Task[None]] = []
 
     def start(self, first: bool) -> None:
         spread = self.agent.settings.startup_spread if first else 0.0
-        self._tasks = [asyncio.ensure_future(self._hold(line, spread)) for line in self.lines]
+        self._holds = [asyncio.ensure_future(self._hold(line, spread)) for line in self.lines]
+        self._tasks = list(self._holds)
+        if self.timers.qualify:
+            self._tasks.append(asyncio.ensure_future(self._qualify(spread)))
+
+    async def _qualify(self, spread: float) -> None:
+        """OPTIONS to the registrar on the trunk's interval, from one interval after the
+        start (the first REGISTER says whether it is there): a provider that went away
+        shows `unreachable` within down_after intervals instead of `registered` until
+        the next refresh; when it answers again, every line registers at once (it may
+        have lost our bindings meanwhile)."""
+        interval = self.timers.options_interval
+        await asyncio.sleep(interval + (random.uniform(0, spread) if spread else 0.0))
+        while True:
+            started = time.monotonic()
+            destination = next((line.destination for line in self.lines
+                                if line.destination is not None), None)
+            if destination is not None:
+                await self._qualify_once(destination)
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    async def _qualify_once(self, destination: Destination) -> None:
+        peer = self.peers.get(str(destination))
+        if peer is None:  # the registration moved to another target: only it counts
+            peer = _Peer(str(destination))
+            self.peers = {peer.address: peer}
+        was = peer.up
+        self.agent.counters.options_sent += 1
+        try:
+            await self.mapped()
+            response, sent = await self.ask(destination)
+        except TransportError as error:
+            self.missed(peer, 0, str(error))
+            return
+        self.answered(peer, response, sent)
+        if was is False and peer.up:
+            self._register_now()
+
+    def _register_now(self) -> None:
+        """Every line registers again now instead of at its next refresh."""
+        for task in self._holds:
+            task.cancel()
+        self._tasks = [t for t in self._tasks if t not in self._holds]
+        self._holds = [asyncio.ensure_future(self._hold(line, 0.0)) for line in self.lines]
+        self._tasks += self._holds
 
     async def stop(self, unregister: bool) -> None:
         await super().stop(unregister)
@@ -613,12 +747,19 @@ class _RegisterWorker(_Worker):
         contacts = tuple(ContactStatus(line.contact, line.expires_at) for line in self.lines
                          if line.state == TrunkState.REGISTERED)
         targets = dict.fromkeys(line.target for line in self.lines if line.target)
+        qualified = next(iter(self.peers.values()), None)
+        if qualified is not None and qualified.up is False and up:
+            state, code = TrunkState.UNREACHABLE, qualified.code
+            reason = (f"no answer to OPTIONS ({qualified.reason})" if not qualified.code else
+                      f"OPTIONS answered {qualified.code} {qualified.reason}")
         self.report(state, sip_code=code, reason=reason, registrations_up=up,
                     registrations_wanted=len(self.lines), contacts=contacts,
-                    target=", ".join(targets))
+                    target=", ".join(targets),
+                    peers=tuple(PeerStatus(p.address, bool(p.up), p.rtt_ms, p.since)
+                                for p in self.peers.values()))
 
     async def _hold(self, line: _Line, spread: float) -> None:
-        settings = self.agent.settings
+        timers = self.timers
         if spread:
             await asyncio.sleep(random.uniform(0, spread))
         line.state = TrunkState.REGISTERING
@@ -629,7 +770,7 @@ class _RegisterWorker(_Worker):
             wait = await self._attempt(line)
             self._summary()
             await self._nap(line, wait if wait is not None else backoff(
-                line.failures, settings.backoff_base, settings.backoff_max))
+                line.failures, timers.backoff_base, timers.backoff_cap))
 
     @staticmethod
     async def _nap(line: _Line, seconds: float) -> None:
@@ -652,8 +793,8 @@ class _RegisterWorker(_Worker):
     async def _attempt(self, line: _Line) -> float | None:
         """One registration attempt; returns how long to wait before the next one (None:
         the capped back-off)."""
-        settings = self.agent.settings
-        expires = settings.register_expires
+        timers = self.timers
+        expires = timers.registration_expiry
         try:
             await self.mapped()
             response = await self._register_located(line, expires)
@@ -670,6 +811,10 @@ class _RegisterWorker(_Worker):
             line.expires_at = datetime.now(UTC) + timedelta(seconds=granted)
             self.agent.counters.registrations_ok += 1
             self.last_success = time.monotonic()
+            for peer in self.peers.values():  # the registrar answered: it is there
+                if peer.up is False:
+                    peer.misses = 0
+                    self._flip(peer, True)
             moved = self._moved(line)
             return moved if moved is not None else refresh_after(granted)
         retry_after = _retry_after(response)
@@ -677,7 +822,7 @@ class _RegisterWorker(_Worker):
             return self._failed(line, TrunkState.AUTH_FAILED, response.status, response.reason)
         if response.status == 403:
             self._failed(line, TrunkState.FORBIDDEN, response.status, response.reason)
-            return random.uniform(settings.backoff_max / 2, settings.backoff_max)
+            return random.uniform(timers.backoff_cap / 2, timers.backoff_cap)
         if response.status >= 500 and retry_after is not None:
             self._failed(line, TrunkState.FAILED, response.status, response.reason)
             return float(retry_after)
@@ -740,7 +885,8 @@ class _RegisterWorker(_Worker):
         authorization: tuple[str, str] | None = None
         while True:
             request = self._request(line, expires, authorization)
-            response = await self.agent.send(request, line.destination, sent_by=line.public)
+            response = await self.agent.send(request, self.own(line.destination),
+                                             sent_by=line.public)
             if response.status in (401, 407):
                 header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
                 try:
@@ -861,56 +1007,37 @@ class _PeerWorker(_Worker):
         self.peers = {a: _Peer(a) for a in addresses}
 
     def start(self, first: bool) -> None:
-        spread = min(self.agent.settings.startup_spread, self.agent.settings.options_interval)
+        spread = min(self.agent.settings.startup_spread, self.timers.options_interval)
         self._tasks = [asyncio.ensure_future(self._watch(peer, spread if first else 0.0))
                        for peer in self.peers.values()]
 
     async def _watch(self, peer: _Peer, spread: float) -> None:
-        settings = self.agent.settings
         if spread:
             await asyncio.sleep(random.uniform(0, spread))
         while True:
             started = time.monotonic()
             await self._probe(peer)
-            await asyncio.sleep(max(0.0, settings.options_interval - (time.monotonic()
-                                                                       - started)))
+            await asyncio.sleep(max(0.0, self.timers.options_interval - (time.monotonic()
+                                                                          - started)))
 
     async def _probe(self, peer: _Peer) -> None:
-        settings = self.agent.settings
         transport = str(self.spec.settings.get("transport", "udp"))
         self.agent.counters.options_sent += 1
         try:
             await self.mapped()
             response, sent = await self._ask(peer, transport)
         except TransportError as error:
-            self.agent.counters.options_missed += 1
-            peer.answers, peer.misses = 0, peer.misses + 1
-            peer.code, peer.reason = 0, str(error)
-            if peer.up is not False and peer.misses >= settings.down_after:
-                self._flip(peer, False)
-            elif peer.up is None:
-                self._summary()
+            self.missed(peer, 0, str(error))
             return
-        self.agent.counters.options_answered += 1
-        self.last_success = time.monotonic()
-        peer.rtt_ms = (time.monotonic() - sent) * 1000
-        peer.misses, peer.answers = 0, peer.answers + 1
-        peer.code, peer.reason = response.status, response.reason  # any answer is life
-        if peer.up is not True and peer.answers >= settings.up_after:
-            self._flip(peer, True)
+        self.answered(peer, response, sent)
 
     async def _ask(self, peer: _Peer, transport: str) -> tuple[Response, float]:
         """OPTIONS to the address's targets (RFC 3263) in turn until one answers: the
         answer and when the answered request was sent."""
         failure: TransportError | None = None
         for target in await self.agent.locate(peer.address, transport):
-            public = self.public(target.destination)
-            request = self._options(target.destination, public)
-            sent = time.monotonic()
             try:
-                response = await self.agent.send(request, target.destination,
-                                                 self.agent.settings.options_timeout,
-                                                 sent_by=public)
+                response, sent = await self.ask(target.destination)
             except TransportError as error:
                 failure = error
                 continue
@@ -918,13 +1045,6 @@ class _PeerWorker(_Worker):
             return response, sent
         assert failure is not None
         raise failure
-
-    def _flip(self, peer: _Peer, up: bool) -> None:
-        peer.up = up
-        peer.since = datetime.now(UTC)
-        log.info("trunk %s: peer %s %s", self.label, peer.address,
-                 "up" if up else f"down ({peer.reason})")
-        self._summary()
 
     def _summary(self) -> None:
         peers = list(self.peers.values())
@@ -935,23 +1055,13 @@ class _PeerWorker(_Worker):
             code, reason = first.code if first else 0, f"using {first.address}" if first else ""
         elif any(p.up is None for p in peers):
             state, code, reason = TrunkState.REGISTERING, 0, "probing"
-        else:
-            state, code, reason = TrunkState.UNREACHABLE, 0, peers[0].reason if peers else ""
+        else:  # the provider's words when it answered, else the transport's
+            last = peers[0] if peers else None
+            state, code = TrunkState.UNREACHABLE, last.code if last else 0
+            reason = last.reason if last else ""
         self.report(state, sip_code=code, reason=reason, target=first.target if first else "",
                     peers=tuple(PeerStatus(p.address, bool(p.up), p.rtt_ms, p.since)
                                 for p in peers))
-
-    def _options(self, destination: Destination, public: tuple[str, int] | None) -> Request:
-        assert self.agent.transport is not None
-        host, port = public or self.agent.transport.local_address(destination)
-        target = f"sip:{destination.host}:{destination.port}"
-        shown = f"[{host}]" if ":" in host else host
-        return Request(method="OPTIONS", uri=target, headers=[
-            ("Max-Forwards", "70"),
-            ("From", f"<sip:trunkplane@{shown}:{port}>;tag={new_tag()}"),
-            ("To", f"<{target}>"), ("Call-ID", f"{new_tag()}{new_tag()}@trunkplane"),
-            ("CSeq", "1 OPTIONS"), ("Accept", "application/sdp"),
-            ("User-Agent", USER_AGENT)])
 
 
 def _retry_after(response: Response) -> int | None:

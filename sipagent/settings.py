@@ -3,7 +3,9 @@ limits. The process settings (infra.config) build it from TRUNKPLANE_SIP_* varia
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -52,3 +54,41 @@ class CallSettings:
     ring_timeout: float = 120.0  # ringing without an answer: CANCEL, the next trunk
     probe_interval: float = 30.0  # in-dialog OPTIONS on both legs of a quiet call
     max_duration: float = 4 * 3600.0  # a call is ended after this, whatever happens
+
+
+@dataclass(frozen=True)
+class TrunkTimers:
+    """A trunk's timers as the engine runs them: the trunk's own where it set one, else
+    the agent's (SipSettings)."""
+
+    registration_expiry: int
+    backoff_base: float
+    backoff_cap: float
+    qualify: bool
+    options_interval: float
+    down_after: int
+    up_after: int
+    ok_codes: tuple[str, ...]
+
+    @classmethod
+    def of(cls, agent: SipSettings, trunk: Mapping[str, Any]) -> TrunkTimers:
+        own = trunk.get("timers") or {}
+
+        def pick(name: str, fallback: Any) -> Any:
+            value = own.get(name)
+            return fallback if value is None else value
+
+        return cls(
+            registration_expiry=int(pick("registration_expiry", agent.register_expires)),
+            backoff_base=float(pick("backoff_base", agent.backoff_base)),
+            backoff_cap=float(pick("backoff_cap", agent.backoff_max)),
+            qualify=bool(pick("qualify", True)),
+            options_interval=float(pick("options_interval", agent.options_interval)),
+            down_after=int(pick("down_after", agent.down_after)),
+            up_after=int(pick("up_after", agent.up_after)),
+            ok_codes=tuple(own.get("ok_codes") or ("2xx",)))
+
+    def answer_ok(self, status: int) -> bool:
+        """Whether an answer to OPTIONS means the provider is there (a code listed, or
+        its class: 2xx)."""
+        return str(status) in self.ok_codes or f"{status // 100}xx" in self.ok_codes

@@ -49,7 +49,7 @@ modparam("tls", "config", "{dir}/tls.cfg")
 request_route {{
     if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
 {calls}
-    if (is_method("OPTIONS")) {{ sl_send_reply("200", "OK"); exit; }}
+    if (is_method("OPTIONS")) {{ sl_send_reply("{options_code}", "{options_reason}"); exit; }}
     if (is_method("REGISTER")) {{
         if (!auth_check("$fd", "subscriber", "1")) {{
             if ($rc == -3) {{ sl_send_reply("403", "Unknown User"); exit; }}
@@ -116,13 +116,17 @@ class Kamailio:
                  domain: str = "127.0.0.1", default_expires: int = 3600,
                  min_expires: int = 10, max_expires: int = 3600, children: int = 2,
                  calls: bool = False, dids: dict[str, str] | None = None,
-                 location_db: bool = False, proxy: bool = False) -> None:
+                 location_db: bool = False, proxy: bool = False,
+                 options_reply: tuple[int, str] = (200, "OK"),
+                 client_ca: Path | None = None) -> None:
         """calls: proxy calls too (see CALL_*); dids: DID -> the user whose registered
         Contact gets calls for it. `location_db`: the location table written through to
         SQLite as it changes (usrloc db_mode 1), so a test can read every binding at once
         however many there are (`ul.dump` does not fit a few hundred into one kamcmd
         reply); one worker then, since SQLite takes one writer at a time.
-        `proxy`: an outbound proxy, not a registrar (see PROXY)."""
+        `proxy`: an outbound proxy, not a registrar (see PROXY). `options_reply`: how it
+        answers OPTIONS. `client_ca`: its TLS listener requires a client certificate
+        signed by this CA (a PEM file)."""
         if shutil.which("kamailio") is None or _modules() is None:
             if os.environ.get("TRUNKPLANE_REQUIRE_POSTGRES"):  # `make test`: all servers
                 raise RuntimeError("kamailio is not installed (make test installs it)")
@@ -138,10 +142,12 @@ class Kamailio:
                         "-subj", f"/CN={address}", "-addext", f"subjectAltName=IP:{address}",
                         "-keyout", str(workdir / "tls.key"), "-out", str(self.cert)],
                        check=True, capture_output=True)
+        verify = "yes" if client_ca is not None else "no"
         (workdir / "tls.cfg").write_text(
-            f"[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n"
-            f"require_certificate = no\nprivate_key = {workdir / 'tls.key'}\n"
-            f"certificate = {self.cert}\n")
+            f"[server:default]\nmethod = TLSv1.2+\nverify_certificate = {verify}\n"
+            f"require_certificate = {verify}\nprivate_key = {workdir / 'tls.key'}\n"
+            f"certificate = {self.cert}\n"
+            + (f"ca_list = {client_ca}\n" if client_ca is not None else ""))
         database = sqlite3.connect(workdir / "kamailio.db")
         for schema in ("standard-create.sql", "auth_db-create.sql", "usrloc-create.sql"):
             database.executescript((SCHEMAS / schema).read_text())
@@ -162,7 +168,8 @@ class Kamailio:
             default_expires=default_expires, min_expires=min_expires, max_expires=max_expires,
             children=1 if location_db else children, db_mode=1 if location_db else 0,
             calls=PROXY if proxy else IN_DIALOG if calls else "",
-            invite=INVITE % mapping if calls else "")
+            invite=INVITE % mapping if calls else "",
+            options_code=options_reply[0], options_reason=options_reply[1])
         self.log = workdir / "kamailio.log"
         self.process: subprocess.Popen[bytes] | None = None
         self._first_start()

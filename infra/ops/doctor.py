@@ -9,6 +9,7 @@ import socket
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -17,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from domain.application import TrunkplaneApp
 from domain.catalog import TRUNK
+from domain.certificates import check_pair
 from domain.trunk_settings import WEAK_PASSWORD_LENGTH
 from domain.values import Transport, parse_host_port
 from infra.config.settings import Settings, SettingsError
@@ -26,6 +28,7 @@ from infra.security.keys import cipher_key
 from sipagent.destinations import Destinations
 
 CONNECT_TIMEOUT = 2.0
+CERTIFICATE_WARN_DAYS = 21
 T = TypeVar("T")
 
 
@@ -327,6 +330,7 @@ def _trunks(app: TrunkplaneApp, settings: Settings, tenant: str) -> Iterator[Fin
     for trunk_id, entry in sorted(entries.items(), key=lambda e: e[1]["name"].casefold()):
         trunk: Any = app.aggregate(UUID(trunk_id))
         yield from check_trunk(entry["name"], trunk.settings, settings.sip)
+        yield from _client_certificate(entry["name"], trunk.settings)
         if trunk.settings["enabled"]:
             yield from _agent_view(entry["name"], trunk.settings, reported.get(trunk_id))
             yield from _options_probe(entry["name"], trunk.settings, settings)
@@ -484,6 +488,12 @@ def _agent_view(name: str, s: dict[str, Any], doc: Any) -> Iterator[Finding]:
         yield Finding("fail", subject, text, DESTINATIONS_FIX.format("as the agent read it"))
     elif _dns_failure(doc["reason"]):
         yield Finding("fail", subject, text, ADVICE[_dns_failure(doc["reason"])])
+    elif _certificate_refused(doc["reason"]):
+        yield Finding("fail", subject, f"{text}: the provider refused the TLS client "
+                      "certificate", _certificate_fix(name, s))
+    elif doc["reason"].startswith("OPTIONS answered"):
+        yield Finding("fail", subject, text, OPTIONS_FIX.format(name=name,
+                                                                code=doc["sip_code"]))
     elif state in ADVICE:
         yield Finding("fail", subject, text, ADVICE[state])
     else:
@@ -532,6 +542,59 @@ def _located(sip: Any, name: str, s: dict[str, Any]) -> Iterator[Finding]:
             continue
         yield Finding("ok", f"trunk {name}", f"{field} {written} located (RFC 3263): "
                       + ", ".join(str(t) for t in targets))
+# What a TLS server's alert says when it will not take the client's certificate (none
+# given, unknown CA, expired, revoked), as OpenSSL names them in the agent's reason.
+CERTIFICATE_ALERTS = ("CERTIFICATE_REQUIRED", "BAD_CERTIFICATE", "UNKNOWN_CA",
+                      "CERTIFICATE_EXPIRED", "CERTIFICATE_UNKNOWN", "CERTIFICATE_REVOKED",
+                      "UNSUPPORTED_CERTIFICATE", "HANDSHAKE_FAILURE")
+OPTIONS_FIX = ("the provider answers OPTIONS with {code}, which the trunk does not count as "
+               "up: if that is its normal answer, accept it (trunkplane trunk update {name} "
+               "--ok-code {code} --ok-code 2xx); else ask the provider why")
+
+
+def _certificate_refused(reason: str) -> bool:
+    return any(alert in reason.upper() for alert in CERTIFICATE_ALERTS)
+
+
+def _certificate_fix(name: str, s: dict[str, Any]) -> str:
+    if not s.get("client_certificate"):
+        return ("the provider requires a TLS client certificate: get one from it (or have "
+                f"your CSR signed), then trunkplane trunk update {name} --client-cert "
+                "cert.pem --client-key key.pem")
+    return ("the provider does not accept this certificate: check that a CA it trusts "
+            "issued it, that it has not expired or been revoked, and that the provider has "
+            f"it on file; then trunkplane trunk update {name} --client-cert cert.pem "
+            "--client-key key.pem with the one it accepts")
+
+
+def _client_certificate(name: str, s: dict[str, Any]) -> Iterator[Finding]:
+    """The trunk's own certificate: its key matches, it has not expired (nor soon will)."""
+    certificate, key = s.get("client_certificate") or "", s.get("client_key") or ""
+    if not certificate:
+        return
+    subject = f"trunk {name}"
+    update = (f"trunkplane trunk update {name} --client-cert cert.pem --client-key key.pem")
+    try:
+        found = check_pair(certificate, key)
+    except ValueError as error:
+        yield Finding("fail", subject, f"client certificate: {error}",
+                      f"give the key that belongs to the certificate: {update}")
+        return
+    shown = found.subject or "the client certificate"
+    if found.not_after is None:
+        yield Finding("ok", subject, f"client certificate {shown}")
+        return
+    left = found.not_after - datetime.now(UTC)
+    when = f"{found.not_after:%Y-%m-%d %H:%M} UTC"
+    if left.total_seconds() <= 0:
+        yield Finding("fail", subject, f"client certificate {shown} expired on {when}: the "
+                      "provider refuses it", f"get a new certificate from the provider: "
+                      f"{update}")
+    elif left < timedelta(days=CERTIFICATE_WARN_DAYS):
+        yield Finding("warn", subject, f"client certificate {shown} expires on {when}",
+                      f"renew it before then: {update}")
+    else:
+        yield Finding("ok", subject, f"client certificate {shown}, expires {when}")
 
 
 def _options_probe(name: str, s: dict[str, Any], settings: Settings) -> Iterator[Finding]:

@@ -56,6 +56,9 @@ class Destination:
     host: str  # an IP address
     port: int
     server_name: str = ""  # TLS: the name the certificate must carry
+    # TLS: whose client certificate the connection presents (a trunk's id; see
+    # SipTransport.set_client_context); connections of different ones are not shared
+    client: str = ""
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -80,7 +83,11 @@ class _Stream:
         self.reader = reader
         self.writer = writer
         self.closed = False
-        self.local = writer.get_extra_info("sockname")[:2]
+        self.why = ""  # what ended the connection, when it failed (a TLS alert, a reset)
+        # None when the peer closed it during the handshake (a TLS 1.3 server refusing our
+        # client certificate does so right after): the read loop then says why, and closes
+        local = writer.get_extra_info("sockname")
+        self.local: tuple[str, int] = (str(local[0]), int(local[1])) if local else ("", 0)
         self._tasks = [asyncio.ensure_future(self._read()),
                        asyncio.ensure_future(self._keepalive())]
 
@@ -103,8 +110,9 @@ class _Stream:
                     frame, buffer = buffer[:size], buffer[size:]
                     if frame.strip(b"\r\n"):
                         self.layer.received(frame, self.destination, self)
-        except (OSError, asyncio.IncompleteReadError):
-            pass
+        except (OSError, asyncio.IncompleteReadError) as error:
+            self.why = (f"{error.reason}" if isinstance(error, ssl.SSLError) and error.reason
+                        else str(error))
         finally:
             self.close()
 
@@ -162,6 +170,7 @@ class SipTransport:
         self.listen_host = listen_host
         self.listen_port = listen_port
         self.tls_context = tls_context
+        self._client_contexts: dict[str, ssl.SSLContext] = {}
         self.t1 = t1
         self.keepalive = keepalive
         self.on_request = on_request
@@ -173,6 +182,7 @@ class SipTransport:
         self._streams: dict[Destination, _Stream] = {}
         self._connecting: dict[Destination, asyncio.Future[_Stream]] = {}
         self._pending: dict[str, asyncio.Future[Response]] = {}
+        self._sent_on: dict[str, _Stream] = {}  # branch -> the connection it went on
         self._waiting: dict[str, tuple[str, int]] = {}  # UDP branch -> where it was sent
         self._bad_sources: set[str] = set()
         self._last_icmp: float = 0.0
@@ -384,6 +394,10 @@ class SipTransport:
         self._connecting[destination] = future
         try:
             context = self.tls_context if destination.transport == "tls" else None
+            if destination.transport == "tls" and destination.client:
+                context = self._client_contexts.get(destination.client)
+                if context is None:
+                    raise TransportError(f"no client certificate loaded for {destination}")
             if destination.transport == "tls" and context is None:
                 context = ssl.create_default_context()
             reader, writer = await asyncio.wait_for(asyncio.open_connection(
@@ -398,6 +412,9 @@ class SipTransport:
             failure = TransportError(f"TLS with {destination} failed: {error.reason or error}")
             future.set_exception(failure)
             raise failure from None
+        except TransportError as error:
+            future.set_exception(error)
+            raise
         except (OSError, TimeoutError) as error:
             failure = TransportError(f"cannot connect to {destination}: "
                                      f"{error.strerror or 'timed out'}"
@@ -410,9 +427,27 @@ class SipTransport:
                 future.exception()  # retrieved: waiters that left early log nothing
             self._connecting.pop(destination, None)
 
+    def set_client_context(self, client: str, context: ssl.SSLContext | None) -> None:
+        """The TLS context (with a client certificate) of connections made for `client`;
+        None removes it. Open connections made with the old one close: the next request
+        connects again and presents the new certificate."""
+        if context is None:
+            self._client_contexts.pop(client, None)
+        else:
+            self._client_contexts[client] = context
+        for destination, stream in list(self._streams.items()):
+            if destination.client == client:
+                stream.close()
+
     def forget(self, stream: _Stream) -> None:
         if self._streams.get(stream.destination) is stream:
             del self._streams[stream.destination]
+        failure = TransportError(f"connection to {stream.destination} closed"
+                                 + (f": {stream.why}" if stream.why else ""))
+        for branch, sent_on in list(self._sent_on.items()):
+            future = self._pending.get(branch)
+            if sent_on is stream and future is not None and not future.done():
+                future.set_exception(failure)  # its answer can never come now
 
     async def request(self, request: Request, destination: Destination,
                       timeout: float | None = None,
@@ -439,6 +474,7 @@ class SipTransport:
         sent_at = time.monotonic()
         try:
             if stream is not None:
+                self._sent_on[branch] = stream
                 stream.send(data)
                 self.sent += 1
                 remaining = deadline - time.monotonic()
@@ -470,6 +506,7 @@ class SipTransport:
             raise TransportError(f"{destination}: {error.strerror or error}") from None
         finally:
             self._pending.pop(branch, None)
+            self._sent_on.pop(branch, None)
             self._waiting.pop(branch, None)
             self._proceeding.discard(branch)
 

@@ -195,3 +195,49 @@ def test_the_backup_document_seals_the_key(app: TrunkplaneApp) -> None:
     assert CLIENT.key.splitlines()[1] not in sealed and "client_key_sealed" in sealed
     trunk = read_document(sealed, "a passphrase")["acme"].trunks[0]
     assert trunk["client_key"] == CLIENT.key and trunk["timers"]["registration_expiry"] == 900
+
+
+def test_doctor_explains_an_expired_certificate_and_a_key_that_does_not_match() -> None:
+    from infra.ops.doctor import _agent_view, _client_certificate
+
+    expired = CA.issue("old", expired=True)
+    found = list(_client_certificate("secure", {"client_certificate": expired.certificate,
+                                                "client_key": expired.key}))
+    assert found[0].level == "fail" and "expired on" in found[0].text
+    assert "--client-cert" in found[0].fix
+    found = list(_client_certificate("secure", {"client_certificate": CLIENT.certificate,
+                                                "client_key": OTHER.key}))
+    assert found[0].level == "fail" and "does not match" in found[0].text
+    assert list(_client_certificate("secure", {})) == []
+    soon = list(_client_certificate("secure", {"client_certificate": CLIENT.certificate,
+                                               "client_key": CLIENT.key}))  # 2 days left
+    assert soon[0].level == "warn" and "pbx.example.com expires on" in soon[0].text
+    answered = {"state": "unreachable", "sip_code": 404, "reason": "OPTIONS answered 404 Nope",
+                "agent_id": "a", "since": "2026-01-01T00:00:00+00:00"}
+    finding = next(iter(_agent_view("secure", TLS, answered)))
+    assert finding.level == "fail" and "--ok-code 404" in finding.fix
+
+
+def test_cli_flags_set_the_timers_and_read_the_pem_files(tmp_path: Any) -> None:
+    import argparse
+
+    from infra.cli.flags import apply_flags
+    from infra.cli.trunks import SETTINGS, register
+    from trunkplane.v1 import trunk_pb2
+
+    (tmp_path / "c.pem").write_text(CLIENT.certificate)
+    (tmp_path / "k.pem").write_text(CLIENT.key)
+    parser = argparse.ArgumentParser()
+    register(parser)
+    args = parser.parse_args(["update", "voco", "--options-interval", "10", "--qualify", "off",
+                              "--ok-code", "2xx", "--ok-code", "404", "--client-cert",
+                              str(tmp_path / "c.pem"), "--client-key", str(tmp_path / "k.pem")])
+    changes = trunk_pb2.Trunk()
+    paths = apply_flags(changes, args, SETTINGS)
+    assert sorted(paths) == ["client_certificate", "client_key", "timers.ok_codes",
+                             "timers.options_interval", "timers.qualify"]
+    settings = trunk_settings(changes)
+    assert settings["timers"]["options_interval"] == 10 and not settings["timers"]["qualify"]
+    assert settings["timers"]["ok_codes"] == ["2xx", "404"]
+    assert (settings["client_certificate"], settings["client_key"]) == (
+        CLIENT.certificate, CLIENT.key)
