@@ -47,3 +47,23 @@ def test_the_resolver_setting() -> None:
         sip_settings({"TRUNKPLANE_SIP_RESOLVER": "127.0.0.1:99999"})
     settings = sip_settings({"TRUNKPLANE_SIP_RESOLVER": "127.0.0.1:5353"})
     assert settings is not None and settings.resolver == "127.0.0.1:5353"
+
+
+def test_the_target_is_shown_by_the_cli_and_the_web_console(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from pathlib import Path
+
+    from jinja2 import Environment, FileSystemLoader
+
+    import infra.web
+    from infra.cli.trunks import status_detail
+    from trunkplane.v1 import trunk_pb2
+
+    status = trunk_pb2.TrunkStatus(trunk_name="voco", type="register", state="registered",
+                                   target="udp:192.0.2.7:5060 (sip2.voco.net)")
+    status_detail(status)
+    assert "udp:192.0.2.7:5060 (sip2.voco.net)" in capsys.readouterr().out
+    templates = Path(infra.web.__file__).parent / "templates"
+    cell = Environment(loader=FileSystemLoader(templates), autoescape=True).get_template(
+        "status_cell.html").render(status=status)
+    assert "→ udp:192.0.2.7:5060 (sip2.voco.net)" in cell
