@@ -681,16 +681,17 @@ class _RegisterWorker(_Worker):
         self._holds = [asyncio.ensure_future(self._hold(line, spread)) for line in self.lines]
         self._tasks = list(self._holds)
         if self.timers.qualify:
-            self._tasks.append(asyncio.ensure_future(self._qualify(spread)))
+            self._tasks.append(asyncio.ensure_future(self._qualify()))
 
-    async def _qualify(self, spread: float) -> None:
-        """OPTIONS to the registrar on the trunk's interval, from one interval after the
-        start (the first REGISTER says whether it is there): a provider that went away
-        shows `unreachable` within down_after intervals instead of `registered` until
+    async def _qualify(self) -> None:
+        """OPTIONS to the registrar on the trunk's interval, the first one to two
+        intervals after the start (the first REGISTER says whether it is there; spread at
+        random so the trunks of an agent do not ask all at once): a provider that went
+        away shows `unreachable` within down_after intervals instead of `registered` until
         the next refresh; when it answers again, every line registers at once (it may
         have lost our bindings meanwhile)."""
         interval = self.timers.options_interval
-        await asyncio.sleep(interval + (random.uniform(0, spread) if spread else 0.0))
+        await asyncio.sleep(interval + random.uniform(0, interval))
         while True:
             started = time.monotonic()
             destination = next((line.destination for line in self.lines

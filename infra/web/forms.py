@@ -17,20 +17,27 @@ TRANSPORTS = ("udp", "tcp", "tls")
 DTMF_MODES = ("rfc2833", "info", "inband")
 LIMITS = ("max_concurrent_calls", "max_inbound_calls", "max_outbound_calls")
 NAT = ("nat.enabled", "nat.external_ip", "nat.local_networks", "nat.stun_server")
+TIMER_NUMBERS = tuple(f"timers.{k}" for k in ("registration_expiry", "backoff_base",
+                                              "backoff_cap", "options_interval", "down_after",
+                                              "up_after"))
+CERTIFICATE = ("client_certificate", "client_key")
 COMMON = ("name", "type", "transport", "outbound_proxy", "from_user", "from_domain", "codecs",
           "dtmf_mode",
-          *NAT, *(f"call_limits.{k}" for k in LIMITS), "enabled", "description")
+          *NAT, *(f"call_limits.{k}" for k in LIMITS), "enabled", "description",
+          *TIMER_NUMBERS, "timers.ok_codes", *CERTIFICATE)
 # The fields only some types have; the form shows and sends them for those types only.
 BY_TYPE: dict[str, tuple[str, ...]] = {
-    "register": ("host", "username", "password"),
-    "account": ("host", "username", "password", "auth_id", "max_registrations"),
+    "register": ("host", "username", "password", "timers.qualify"),
+    "account": ("host", "username", "password", "auth_id", "max_registrations",
+                "timers.qualify"),
     "peer": ("peer_addresses",),
 }
 TYPE_OF_FIELD = {f: tuple(t for t in TYPES if f in BY_TYPE[t])
                  for f in {f for fs in BY_TYPE.values() for f in fs}}
-NUMBERS = ("max_registrations", *(f"call_limits.{k}" for k in LIMITS))
-LISTS = ("peer_addresses", "nat.local_networks")
-FLAGS = ("enabled", "nat.enabled")
+NUMBERS = ("max_registrations", *(f"call_limits.{k}" for k in LIMITS), *TIMER_NUMBERS)
+LISTS = ("peer_addresses", "nat.local_networks", "timers.ok_codes")
+FLAGS = ("enabled", "nat.enabled", "timers.qualify")
+SECRETS = ("password", "client_key")  # blank: keep the stored one
 
 
 def fields_of(kind: str) -> tuple[str, ...]:
@@ -81,6 +88,15 @@ def from_trunk(trunk: trunk_pb2.Trunk) -> TrunkForm:
     }
     for key in LIMITS:
         values[f"call_limits.{key}"] = str(getattr(limits, key)) if limits.HasField(key) else ""
+    timers = trunk.timers
+    for name in TIMER_NUMBERS:
+        key = name.partition(".")[2]
+        values[name] = str(getattr(timers, key)) if timers.HasField(key) else ""
+    values["timers.qualify"] = timers.qualify if timers.HasField("qualify") else True
+    values["timers.ok_codes"] = "\n".join(timers.ok_codes)
+    values["client_certificate"] = trunk.client_certificate
+    values["client_key"] = ""
+    values["client_key_set"] = trunk.client_key_set
     return TrunkForm(values)
 
 
@@ -136,6 +152,9 @@ def to_trunk(form: TrunkForm) -> trunk_pb2.Trunk:
 
 
 def update_mask(form: TrunkForm) -> list[str]:
-    """Every field of the type, but a password left blank (blank keeps the stored one)."""
+    """Every field of the type, but a password or client key left blank (blank keeps the
+    stored one; the key goes with a certificate removed)."""
+    removed = not form.values.get("client_certificate")
     return [name for name in fields_of(form.kind)
-            if not (name == "password" and not form.values.get("password"))]
+            if not (name in SECRETS and not form.values.get(name)
+                    and not (name == "client_key" and removed))]

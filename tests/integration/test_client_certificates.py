@@ -95,3 +95,42 @@ def test_a_certificate_of_another_ca_is_refused_and_a_new_one_taken_at_once(
     engine.update("acme", "t", tls_trunk(provider, client_certificate=good.certificate,
                                          client_key=good.key))
     recorder.wait("t", lambda o: o.state == TrunkState.REGISTERED)
+
+
+def test_a_call_over_the_trunk_presents_its_certificate_too(tmp_path: Path) -> None:
+    """The B2BUA's INVITE goes over the trunk's own TLS connection: Kamailio (calls on,
+    client certificates required) relays it to a baresip phone registered over UDP."""
+    from domain.calls import PbxAccess
+    from tests.baresip import Baresip
+    from tests.calls_rig import Rig, wait_for
+
+    ca_file = tmp_path / "client-ca.pem"
+    ca_file.write_text(CA.pem)
+    mine = CA.issue("pbx.example.com")
+    with Kamailio(tmp_path / "k", {"1001": PASSWORD, "3003": PASSWORD}, calls=True,
+                  client_ca=ca_file) as kamailio:
+        rig = Rig(access=PbxAccess("acme", ("127.0.0.0/8",)),
+                  sip={"tls_ca": str(kamailio.cert)})
+        far = Baresip(tmp_path, f"<sip:3003@127.0.0.1:{kamailio.udp}>;auth_pass={PASSWORD};"
+                      "regint=60", "far")
+        pbx = Baresip(tmp_path, "<sip:201@127.0.0.1>;regint=0", "pbx")
+        try:
+            wait_for(lambda: bool(kamailio.contacts("3003")), 15, "the far end registered")
+            trunk = rig.trunk("secure", type="register", host=f"127.0.0.1:{kamailio.tls}",
+                              transport="tls", username="1001", password=PASSWORD,
+                              client_certificate=mine.certificate, client_key=mine.key)
+            wait_for(lambda: rig.engine.live_state(trunk) == TrunkState.REGISTERED, 15,
+                     "the trunk registered")
+            rig.route("all", [trunk])
+            pbx.dial(f"sip:3003@127.0.0.1:{rig.pbx_address[1]}")
+            far.wait_event("CALL_INCOMING")
+            far.accept()
+            pbx.wait_event("CALL_ESTABLISHED")
+            pbx.hangup()
+            wait_for(lambda: rig.channels(trunk) == (0, 0), 10, "the channel freed")
+            record = rig.records.records[-1]
+            assert (record.final_code, record.trunk_id) == (200, trunk)
+        finally:
+            pbx.stop()
+            far.stop()
+            rig.close()

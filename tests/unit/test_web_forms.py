@@ -87,3 +87,24 @@ def test_the_package_ships_every_template_and_static_file() -> None:
 def test_a_negative_limit_reaches_the_api_which_names_the_rule() -> None:
     form = forms.from_post(posted(type="register", **{"call_limits.max_inbound_calls": "-1"}))
     assert forms.to_trunk(form).call_limits.max_inbound_calls == -1 and not form.errors
+
+
+def test_timers_and_the_client_certificate_round_trip_through_the_form() -> None:
+    form = forms.from_post(posted(type="register", name="voco", **{
+        "timers.options_interval": "10", "timers.down_after": "3",
+        "timers.ok_codes": "2xx\n404", "client_certificate": "PEM"}))  # qualify unticked
+    trunk = forms.to_trunk(form)
+    assert (trunk.timers.options_interval, trunk.timers.down_after) == (10, 3)
+    assert not trunk.timers.HasField("registration_expiry")  # blank: the agent's
+    assert trunk.timers.HasField("qualify") and not trunk.timers.qualify
+    assert list(trunk.timers.ok_codes) == ["2xx", "404"]
+    mask = forms.update_mask(form)
+    assert "client_certificate" in mask and "client_key" not in mask  # blank key: kept
+    assert "timers.options_interval" in mask and "timers.qualify" in mask
+    removed = forms.from_post(posted(type="register", name="voco", client_certificate=""))
+    assert "client_key" in forms.update_mask(removed)  # no certificate: the key goes too
+    shown = forms.from_trunk(trunk)
+    assert shown.values["timers.options_interval"] == "10"
+    assert shown.values["timers.qualify"] is False and shown.values["client_key"] == ""
+    assert forms.from_trunk(forms.to_trunk(forms.from_post(posted(type="peer")))).values[
+        "timers.qualify"] is True  # peers send no qualify: on
