@@ -394,3 +394,48 @@ def channels_by_hand(server: Server) -> None:
     nowhere = server.cli("channel", "acquire", "0044207946000", "--from", "100")
     assert nowhere.returncode != 0 and "NOT_FOUND" in nowhere.stderr
     assert server.cli("channel", "release", lease["lease_id"]).stdout.startswith("already")
+
+
+def test_a_client_key_is_nowhere_to_be_read_and_the_certificate_is_shown(
+        tmp_path: Path) -> None:
+    """A trunk's TLS client certificate through the CLI: `trunk get` shows its subject and
+    expiry; the key, like a password, is in no output, log, history or store in clear."""
+    from tests.certificates import Authority
+
+    issued = Authority().issue("pbx.example.com")
+    needle = issued.key.splitlines()[2]  # a line of the key's base64
+    (tmp_path / "cert.pem").write_text(issued.certificate)
+    (tmp_path / "key.pem").write_text(issued.key)
+    server = Server(tmp_path, TRUNKPLANE_LOG_FORMAT="json", TRUNKPLANE_LOG_LEVEL="DEBUG")
+    server.start()
+    outputs = []
+    try:
+        created = server.cli("trunk", "create", "secure", "--type", "register", "--host",
+                             "sip.example.com:5061", "--transport", "tls", "--username",
+                             "1001", "--password-stdin", "--client-cert",
+                             str(tmp_path / "cert.pem"), "--client-key",
+                             str(tmp_path / "key.pem"), "--options-interval", "15",
+                             stdin="A-Long-Enough-Password-1\n")
+        assert created.returncode == 0, created.stderr
+        shown = server.cli("trunk", "get", "secure")
+        assert "commonName=pbx.example.com, expires" in shown.stdout
+        assert "key set" in shown.stdout and "every 15 s" in shown.stdout
+        bad = server.cli("trunk", "update", "secure", "--client-key", str(tmp_path / "cert.pem"))
+        assert bad.returncode != 0 and "client_key" in bad.stderr
+        for args in (("trunk", "get", "secure"), ("trunk", "list"),
+                     ("trunk", "history", "secure"), ("audit", "list"),
+                     ("audit", "export", "--format", "jsonl"), ("config", "export")):
+            result = server.cli("--json", *args)
+            assert result.returncode == 0, (args, result.stderr)
+            outputs.append(result.stdout + result.stderr)
+        sealed = server.cli("config", "export", "--with-secrets", "--passphrase-stdin",
+                            stdin="a fine passphrase\n")
+        assert "client_key_sealed" in sealed.stdout
+        outputs.append(sealed.stdout + shown.stdout)
+    finally:
+        server.stop()
+    places = {"outputs": "\n".join(outputs), "log": server.log.read_text()}
+    for path in (server.data / "var").iterdir():
+        places[path.name] = path.read_bytes().decode("latin-1")
+    assert {"events.sqlite", "views.sqlite"} <= places.keys()
+    assert [name for name, text in places.items() if needle in text] == []
