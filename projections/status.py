@@ -37,6 +37,7 @@ class StatusView:
         self.expire_after = expire_after
         self._silent: set[str] = set()  # as of the last sweep
         self._changed = threading.Condition()
+        self._version = 0  # accepted batches, so a waiter misses no notification
         serial = "BIGSERIAL" if db.dialect == "postgres" else "INTEGER"
         with db.transaction() as cur:
             cur.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (trunk_id TEXT PRIMARY KEY, "
@@ -65,8 +66,7 @@ class StatusView:
                 if cur.rowcount == 1:
                     cur.execute(f"INSERT INTO {LOG} (tenant, trunk_id, doc) VALUES (?, ?, ?)",
                                 (o.tenant, o.trunk_id, doc))
-        with self._changed:
-            self._changed.notify_all()
+        self.notify()
 
     def announce(self, heartbeat: AgentHeartbeat,
                  received_at: datetime | None = None) -> None:
@@ -130,8 +130,7 @@ class StatusView:
             for doc in docs:
                 cur.execute(f"INSERT INTO {LOG} (tenant, trunk_id, doc) VALUES (?, ?, ?)",
                             (doc["tenant"], doc["trunk_id"], json.dumps(doc)))
-        with self._changed:
-            self._changed.notify_all()
+        self.notify()
         return len(docs)
 
     def count_by_state(self) -> dict[tuple[str, str], int]:
@@ -164,10 +163,29 @@ class StatusView:
                         f"ORDER BY position LIMIT {int(limit)}", (tenant, position))
             return [(int(row[0]), json.loads(row[1])) for row in cur.fetchall()]
 
-    def wait(self, timeout: float) -> None:
-        """Returns when an observation was accepted, or after `timeout` seconds."""
+    def changes_since(self, position: int, limit: int = 1000) -> list[tuple[int, Doc]]:
+        """Every tenant's changes after `position`, in order: what one reader hands to all
+        the watchers of a process (StatusFeed)."""
+        with self.db.transaction() as cur:
+            cur.execute(f"SELECT position, doc FROM {LOG} WHERE position > ? "
+                        f"ORDER BY position LIMIT {int(limit)}", (position,))
+            return [(int(row[0]), json.loads(row[1])) for row in cur.fetchall()]
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def notify(self) -> None:
         with self._changed:
-            self._changed.wait(timeout)
+            self._version += 1
+            self._changed.notify_all()
+
+    def wait(self, timeout: float, seen: int | None = None) -> None:
+        """Returns when an observation was accepted (or since `version` was `seen`), or
+        after `timeout` seconds."""
+        with self._changed:
+            if seen is None or seen == self._version:
+                self._changed.wait(timeout)
 
 
 def _unknown(doc: Doc, agent: Doc) -> Doc:

@@ -48,6 +48,7 @@ from projections.config_view import ConfigView
 from projections.db import Database
 from projections.runner import ProjectionRunner
 from projections.status import StatusView
+from projections.status_feed import StatusFeed
 from sipagent.runner import Ticker
 from trunkplane.v1 import (
     alert_pb2,
@@ -121,6 +122,7 @@ class ControlPlane:
     witness: Any = None  # distributed mode: infra.messaging.witness.HeadWitness
     notifier: Notifier | None = None  # off with TRUNKPLANE_NOTIFY=off
     call_pump: Any = None  # distributed mode: infra.messaging.calls.CallPump
+    status_feed: StatusFeed[Any] | None = None  # what WatchTrunkStatus streams read
 
     @property
     def port(self) -> int:
@@ -222,8 +224,11 @@ class CallRetention:
 def _serve_control(plane: ControlPlane, view: ConfigView, store: Any) -> None:
     process, settings = plane.process, plane.process.settings
     base = ServicerBase(plane.bus, view, HistoryReader(store), settings.tenant)
+    trunks = TrunkServicer(base, plane.status_sink, plane.calls)
+    plane.status_feed = trunks.feed  # the watchers' one reader of the status log
+    process.add(trunks.feed)
     process.serve(SERVICES[0], partial(trunk_pb2_grpc.add_TrunkServiceServicer_to_server,
-                                       TrunkServicer(base, plane.status_sink, plane.calls)))
+                                       trunks))
     process.serve(SERVICES[1], partial(route_pb2_grpc.add_RouteServiceServicer_to_server,
                                        RouteServicer(plane.bus, view, base.history,
                                                      settings.tenant)))

@@ -29,6 +29,7 @@ from infra.security.tokens import TOKENS_FILE, Authenticator, TokenStore
 
 log = logging.getLogger("trunkplane")
 MAX_SEND = 256 * 1024 * 1024  # exports of large tenants
+REFUSERS = 4  # stream threads beyond TRUNKPLANE_MAX_STREAMS, to refuse the ones beyond it
 
 
 class Part(Protocol):
@@ -118,9 +119,10 @@ class Process:
 
 def grpc_server(settings: Settings, metrics: Metrics, workers: int,
                 refused: Refusals | None = None) -> grpc.Server:
-    """`workers` threads for unary calls, and one more for each stream that may be open:
-    a stream holds its thread while open, so the streams can never take the unary calls'
-    threads (the gate refuses the stream beyond the cap before it holds one for long)."""
+    """`workers` threads for unary calls, and a pool of their own for the streams: a stream
+    holds a thread while open, so the streams can never take the unary calls' threads
+    (admission answers whatever the number of watchers). The gate admits at most
+    `max_streams`; the few threads beyond answer the streams it refuses at once."""
     limiter = RateLimiter(settings.rate_limit, 2 * settings.rate_limit) if (
         settings.rate_limit) else None
     authenticator = Authenticator(TokenStore(settings.data_dir / TOKENS_FILE))
@@ -128,11 +130,12 @@ def grpc_server(settings: Settings, metrics: Metrics, workers: int,
         streams=StreamGate(settings.max_streams_per_caller, settings.max_streams),
         per_address=Buckets(settings.address_rate_limit, 2 * settings.address_rate_limit),
         total=Buckets(settings.total_rate_limit, 2 * settings.total_rate_limit))
+    streams = futures.ThreadPoolExecutor(max_workers=settings.max_streams + REFUSERS,
+                                         thread_name_prefix="grpc-stream")
     return grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers + settings.max_streams,
-                                   thread_name_prefix="grpc"),
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
         interceptors=[CallContextInterceptor(authenticator, metrics.observe_call, limiter,
-                                             guards, refused)],
+                                             guards, refused, streams)],
         options=[("grpc.max_receive_message_length", settings.max_message_bytes),
                  ("grpc.max_send_message_length", MAX_SEND)])
 

@@ -164,7 +164,7 @@ class Settings:
     rate_limit: float = 0.0  # requests per second per principal; 0 = no limit
     address_rate_limit: float = 0.0  # per client address, before authentication
     total_rate_limit: float = 0.0  # all principals together, after authentication
-    max_streams: int = 200  # open streams in all (each holds a thread while open)
+    max_streams: int = 1000  # open streams in all (each holds a thread of the streams' pool)
     max_streams_per_caller: int = 64  # per principal, or per address without credentials
     reflection: bool = False  # server reflection, for callers with a token
     tls: bool = True
@@ -210,7 +210,7 @@ class Settings:
             rate_limit=_number(env, "TRUNKPLANE_RATE_LIMIT", DEFAULT_RATE_LIMIT),
             address_rate_limit=_number(env, "TRUNKPLANE_ADDRESS_RATE_LIMIT", 2000),
             total_rate_limit=_number(env, "TRUNKPLANE_TOTAL_RATE_LIMIT", 5000),
-            max_streams=max(1, _number(env, "TRUNKPLANE_MAX_STREAMS", 200)),
+            max_streams=max(1, _number(env, "TRUNKPLANE_MAX_STREAMS", 1000)),
             max_streams_per_caller=max(1, _number(env, "TRUNKPLANE_MAX_STREAMS_PER_CALLER", 64)),
             reflection=_choice(env, "TRUNKPLANE_REFLECTION", "off", ("on", "off")) == "on",
             tls=_choice(env, "TRUNKPLANE_TLS", "on", ("on", "off")) == "on",

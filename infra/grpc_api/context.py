@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,8 +92,10 @@ class CallContextInterceptor(grpc.ServerInterceptor):
     def __init__(self, authenticator: Authenticator,
                  observe: Callable[[str, str, float], None] = lambda *_: None,
                  limiter: RateLimiter | None = None, guards: Guards | None = None,
-                 refused: Refusals | None = None) -> None:
+                 refused: Refusals | None = None,
+                 stream_pool: futures.ThreadPoolExecutor | None = None) -> None:
         self._authenticator = authenticator
+        self._stream_pool = stream_pool
         self._observe = observe
         self._limiter = limiter
         self._guards = guards or Guards()
@@ -124,7 +127,7 @@ class CallContextInterceptor(grpc.ServerInterceptor):
                 finally:
                     self._leave(context, method, started, token, admitted)
 
-            return make(answers, **codecs)
+            return make(self._on_stream_pool(answers), **codecs)
 
         def answer(request: Any, context: grpc.ServicerContext) -> Any:
             started, token, admitted = self._enter(context, method,
@@ -134,7 +137,16 @@ class CallContextInterceptor(grpc.ServerInterceptor):
             finally:
                 self._leave(context, method, started, token, admitted)
 
+        if handler.request_streaming:
+            answer = self._on_stream_pool(answer)
         return make(answer, **codecs)
+
+    def _on_stream_pool(self, behaviour: Callable[..., Any]) -> Callable[..., Any]:
+        """Runs the stream on the streams' own threads (grpcio reads the attribute), so
+        open streams never hold the threads unary calls are answered on."""
+        if self._stream_pool is not None:
+            behaviour.experimental_thread_pool = self._stream_pool  # type: ignore[attr-defined]
+        return behaviour
 
     def _stream(self, behaviour: Callable[..., Iterator[Any]], request: Any,
                 context: grpc.ServicerContext, admitted: _Admitted) -> Iterator[Any]:

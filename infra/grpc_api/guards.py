@@ -3,8 +3,9 @@ it opened (issue 20).
 
 The gRPC server runs calls on a pool of threads, and a server stream holds one of them for
 as long as it is open: 32 idle streams once stopped every other call. So streams are
-counted apart from unary calls, per caller and in total, and refused beyond the cap at once
-(RESOURCE_EXHAUSTED) while the pool keeps threads for unary calls. Before authentication,
+counted apart from unary calls, per caller and in total, refused beyond the cap at once
+(RESOURCE_EXHAUSTED), and run on a pool of their own (issue 16), so the unary calls keep
+all of theirs. Before authentication,
 calls are counted per client address (failed authentications much more strictly), and
 after it, besides each principal's own limit, all principals together have a ceiling."""
 
@@ -18,6 +19,7 @@ from typing import Any
 
 import grpc
 
+REVOCATION_CHECK = 0.5  # seconds: how late an open stream may learn its token was revoked
 MAX_BUCKETS = 10_000  # addresses remembered at once; full buckets are forgotten first
 
 
@@ -112,14 +114,22 @@ class RevocableContext:
     """The servicer's context, inactive as soon as the caller's token is revoked or
     expires: a stream that loops `while context.is_active()` ends within one turn."""
 
-    def __init__(self, context: grpc.ServicerContext, still_valid: Callable[[], bool]) -> None:
+    def __init__(self, context: grpc.ServicerContext, still_valid: Callable[[], bool],
+                 every: float = REVOCATION_CHECK) -> None:
         self._context = context
         self._still_valid = still_valid
+        self._every = every
+        self._checked = time.monotonic()
         self.revoked = False
 
     def is_active(self) -> bool:
-        if not self.revoked and not self._still_valid():
-            self.revoked = True
+        """Asked between messages and while idle; the token itself at most every `every`
+        seconds (a stat of the tokens file: 1,000 watchers asked it thousands of times a
+        second for the same answer)."""
+        now = time.monotonic()
+        if not self.revoked and now - self._checked >= self._every:
+            self._checked = now
+            self.revoked = not self._still_valid()
         return not self.revoked and bool(self._context.is_active())
 
     def __getattr__(self, name: str) -> Any:
@@ -130,7 +140,7 @@ class RevocableContext:
 class Guards:
     """The limits the interceptor applies; the defaults are the settings' defaults."""
 
-    streams: StreamGate = field(default_factory=lambda: StreamGate(64, 200))
+    streams: StreamGate = field(default_factory=lambda: StreamGate(64, 1000))
     per_address: Buckets = field(default_factory=lambda: Buckets(2000, 4000))
     failures: Buckets = field(default_factory=lambda: Buckets(10, 20))
     total: Buckets = field(default_factory=lambda: Buckets(5000, 10000))

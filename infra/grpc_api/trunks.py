@@ -35,10 +35,11 @@ from projections.calls import CallQuery, CallStore
 from projections.config_view import Page
 from projections.state import doc_of
 from projections.status import StatusView
+from projections.status_feed import StatusFeed
 from trunkplane.v1 import trunk_pb2, trunk_pb2_grpc
 
 Ctx = grpc.ServicerContext
-WATCH_POLL = 0.5
+WATCH_IDLE = 30.0  # an idle watcher's thread sleeps: the feed closes it when its client goes
 MAX_WATCHED = 500  # trunks named in one WatchTrunkStatus (each is looked up once)
 
 
@@ -47,6 +48,7 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
         super().__init__(base.bus, base.view, base.history, base.default_tenant)
         self.status = status
         self.calls = calls
+        self.feed: StatusFeed[trunk_pb2.TrunkStatusChange] = StatusFeed(status, self._change)
 
     def ListCalls(self, request: trunk_pb2.ListCallsRequest, context: Ctx) -> Any:
         tenant = self.tenant(context, request.tenant)
@@ -146,7 +148,7 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
                 "trunks", f"at most {MAX_WATCHED} trunks (got {len(request.trunks)}); leave "
                           "it empty to watch every trunk of the tenant"))
         self.ready(context, 0)
-        wanted = set(self.read(context, lambda: [
+        wanted = frozenset(self.read(context, lambda: [
             self.view.subject_id(tenant, TRUNK, ref) for ref in request.trunks]))
         position = request.since_position
         if position == 0:
@@ -158,16 +160,52 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
                 yield trunk_pb2.TrunkStatusChange(
                     position=position, current=True,
                     status=status_message(config, observed.get(config["id"]), agents))
+        yield from self._follow(tenant, position, wanted, context)
+
+    def _follow(self, tenant: str, position: int, wanted: frozenset[str],
+                context: Ctx) -> Iterator[trunk_pb2.TrunkStatusChange]:
+        """The changes after `position`: those before the feed's own position read here,
+        the rest handed over by the feed (read and built once for every watcher)."""
         while context.is_active():
-            changes = self.status.changes_after(tenant, position)
-            for position, observed_now in changes:
-                trunk_id = observed_now["trunk_id"]
-                trunk = self.view.trunk_doc(tenant, trunk_id)
-                if trunk is not None and (not wanted or trunk_id in wanted):
-                    yield trunk_pb2.TrunkStatusChange(  # just observed: not stale
-                        position=position, status=status_message(trunk, observed_now))
+            subscription = self.feed.subscribe(tenant, position, wanted, context.is_active)
+            context.add_callback(subscription.close)  # the client left: free the thread
+            try:
+                for change in self._missed(tenant, position, subscription.joined, wanted):
+                    position = change.position
+                    yield change
+                while not (subscription.closed or subscription.dropped):
+                    for taken in subscription.take(WATCH_IDLE):
+                        position, change = taken
+                        yield change
+            finally:
+                self.feed.leave(subscription)
+            if not subscription.dropped:  # the client or the server is leaving
+                return
+
+    def _missed(self, tenant: str, after: int, until: int,
+                wanted: frozenset[str]) -> Iterator[trunk_pb2.TrunkStatusChange]:
+        while after < until:
+            changes = self.status.changes_after(tenant, after)
+            for position, observed in changes:
+                if position > until:
+                    return
+                after = position
+                if not wanted or observed["trunk_id"] in wanted:
+                    change = self._change(tenant, position, observed)
+                    if change is not None:
+                        yield change
             if not changes:
-                self.status.wait(WATCH_POLL)
+                return
+
+    def _change(self, tenant: str, position: int,
+                observed: dict[str, Any]) -> trunk_pb2.TrunkStatusChange | None:
+        """A change as watchers see it (none once its trunk is deleted): just observed, so
+        not stale."""
+        trunk = self.view.trunk_doc(tenant, observed["trunk_id"])
+        if trunk is None:
+            return None
+        return trunk_pb2.TrunkStatusChange(position=position,
+                                           status=status_message(trunk, observed))
 
     def ExportConfiguration(self, request: trunk_pb2.ExportConfigurationRequest,
                             context: Ctx) -> Any:

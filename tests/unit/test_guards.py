@@ -50,12 +50,25 @@ class _Context:
 def test_a_revoked_token_makes_the_context_inactive() -> None:
     valid = [True]
     context: Any = _Context()
-    wrapped = RevocableContext(context, lambda: valid[0])
+    wrapped = RevocableContext(context, lambda: valid[0], every=0)
     assert wrapped.is_active() and wrapped.time_remaining() == 9.0
     valid[0] = False
     assert not wrapped.is_active() and wrapped.revoked
     valid[0] = True
     assert not wrapped.is_active()  # once revoked, stays so
+
+
+def test_the_token_is_asked_at_most_every_so_often() -> None:
+    asked: list[bool] = []
+
+    def still_valid() -> bool:
+        asked.append(True)
+        return True
+
+    context: Any = _Context()
+    wrapped = RevocableContext(context, still_valid, every=3600)
+    assert all(wrapped.is_active() for _ in range(1000))
+    assert asked == []  # it was checked when the stream opened; next in an hour
 
 
 def test_the_peer_address_drops_the_port() -> None:

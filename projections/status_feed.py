@@ -1,0 +1,197 @@
+"""One reader of the status log for every watcher of a process (issue 16).
+
+Each `WatchTrunkStatus` stream used to poll the log itself, twice a second and after each
+accepted observation, and to build each change's message again: 1,000 watchers made 2,000
+queries a second while nothing changed, and 1,000 queries and messages per change. The feed
+reads the log once, builds each change's message once (`prepare`) and puts it on the queue
+of each subscription of its tenant; a watcher only takes from its queue.
+
+A watcher that resumes from an older position reads what it missed from the log itself, up
+to the position the feed had when it subscribed (`Subscription.joined`); the feed delivers
+everything after. A watcher that falls `MAX_BACKLOG` changes behind (a client that does not
+read) is dropped from the feed and reads the log again from where it is, so a slow client
+costs its own queries, never the feed's memory."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from projections.status import Doc, StatusView
+
+log = logging.getLogger("trunkplane.status")
+T = TypeVar("T")
+BATCH = 1000  # log rows read at once
+MAX_BACKLOG = 10_000  # changes waiting for one watcher before it is dropped from the feed
+SWEEP = 0.5  # seconds between two looks at whether each watcher's client is still there
+
+
+@dataclass(eq=False)
+class Subscription(Generic[T]):
+    """The changes of one tenant (of the `wanted` trunks, or all) after `after`, for one
+    watcher. `dropped`: it fell too far behind; `closed`: the watcher or the feed ended."""
+
+    tenant: str
+    after: int
+    wanted: frozenset[str]
+    alive: Callable[[], bool] = lambda: True  # False: the client or its token is gone
+    joined: int = 0
+    dropped: bool = False
+    closed: bool = False
+    _items: queue.SimpleQueue[tuple[int, T] | None] = field(default_factory=queue.SimpleQueue)
+
+    def take(self, timeout: float) -> list[tuple[int, T]]:
+        """What has arrived, waiting up to `timeout` for the first: [] when nothing did."""
+        try:
+            item = self._items.get(timeout=timeout)
+        except queue.Empty:
+            return []
+        taken: list[tuple[int, T]] = []
+        while item is not None:
+            taken.append(item)
+            try:
+                item = self._items.get_nowait()
+            except queue.Empty:
+                break
+        return taken
+
+    def close(self) -> None:
+        """Wakes the watcher; also gRPC's callback when the client goes away."""
+        self.closed = True
+        self._items.put(None)
+
+    def wants(self, position: int, trunk_id: str) -> bool:
+        return position > self.after and (not self.wanted or trunk_id in self.wanted)
+
+    def put(self, position: int, item: T) -> bool:
+        """False when the watcher is too far behind to be given more."""
+        if self._items.qsize() >= MAX_BACKLOG:
+            self.dropped = True
+            self._items.put(None)
+            return False
+        self._items.put((position, item))
+        return True
+
+
+class StatusFeed(Generic[T]):
+    """Reads the log in one thread (started by the first subscription) and fans out.
+    `prepare(tenant, position, observation)` builds the message of a change, or None when
+    it is not to be shown (its trunk is gone)."""
+
+    def __init__(self, status: StatusView, prepare: Callable[[str, int, Doc], T | None],
+                 poll: float = 0.5) -> None:
+        self.status = status
+        self.prepare = prepare
+        self.poll = poll
+        self._subscriptions: dict[str, set[Subscription[T]]] = {}
+        self._lock = threading.Lock()
+        self._position = 0
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+
+    def subscribe(self, tenant: str, after: int, wanted: frozenset[str],
+                  alive: Callable[[], bool] = lambda: True) -> Subscription[T]:
+        """A subscription receiving the changes after the feed's position (`joined`), closed
+        by the feed within `SWEEP` seconds once `alive()` says no (so an idle watcher need
+        not wake to ask); one made after `stop` is closed."""
+        with self._lock:
+            if self._thread is None and not self._stopped.is_set():
+                self._position = self.status.head()
+                self._thread = threading.Thread(target=self._run, name="status-feed",
+                                                daemon=True)
+                self._thread.start()
+            subscription: Subscription[T] = Subscription(tenant, after, wanted, alive,
+                                                         joined=self._position)
+            if self._stopped.is_set():
+                subscription.close()
+            else:
+                self._subscriptions.setdefault(tenant, set()).add(subscription)
+        return subscription
+
+    def leave(self, subscription: Subscription[T]) -> None:
+        with self._lock:
+            self._forget(subscription)
+
+    def watchers(self) -> int:
+        with self._lock:
+            return sum(len(s) for s in self._subscriptions.values())
+
+    def start(self) -> None:
+        """Nothing: the first subscription starts the reader."""
+
+    def stop(self) -> None:
+        self._stopped.set()
+        with self._lock:
+            for subscriptions in self._subscriptions.values():
+                for subscription in subscriptions:
+                    subscription.close()
+            self._subscriptions.clear()
+        self.status.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        swept = time.monotonic()
+        while not self._stopped.is_set():
+            if time.monotonic() - swept >= SWEEP:
+                swept = time.monotonic()
+                self._sweep()
+            seen = self.status.version
+            try:
+                rows = self.status.changes_since(self._position, BATCH)
+                if rows:
+                    self._deliver(rows)
+            except Exception:  # the database is away: the watchers wait, the feed retries
+                log.exception("status feed: cannot read the status log; retrying")
+                rows = []
+                self._stopped.wait(self.poll)
+            if len(rows) < BATCH:
+                self.status.wait(self.poll, seen)
+
+    def _sweep(self) -> None:
+        """Closes the subscriptions whose client or token is gone: one thread asks them
+        all, where 1,000 idle watchers each waking to ask cost 1,000 thread switches."""
+        with self._lock:
+            every = [s for subscriptions in self._subscriptions.values() for s in subscriptions]
+        gone = []
+        for subscription in every:
+            try:
+                if not subscription.alive():
+                    gone.append(subscription)
+            except Exception:  # a context that cannot answer is not kept
+                gone.append(subscription)
+        with self._lock:
+            for subscription in gone:
+                self._forget(subscription)
+                subscription.close()
+
+    def _deliver(self, rows: list[tuple[int, Doc]]) -> None:
+        with self._lock:
+            for position, observed in rows:
+                self._fan_out(position, observed)
+                self._position = position
+
+    def _fan_out(self, position: int, observed: Doc) -> None:
+        tenant, trunk_id = observed["tenant"], observed["trunk_id"]
+        receivers = [s for s in self._subscriptions.get(tenant, ())
+                     if s.wants(position, trunk_id)]
+        if not receivers:
+            return
+        message = self.prepare(tenant, position, observed)
+        if message is None:
+            return
+        for subscription in receivers:
+            if not subscription.put(position, message):
+                self._forget(subscription)
+
+    def _forget(self, subscription: Subscription[T]) -> None:
+        subscriptions = self._subscriptions.get(subscription.tenant)
+        if subscriptions is not None:
+            subscriptions.discard(subscription)
+            if not subscriptions:
+                del self._subscriptions[subscription.tenant]

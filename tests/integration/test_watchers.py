@@ -1,0 +1,139 @@
+"""Open streams do not stall call admission (issue 16): more watchers than the unary calls
+have threads, admission still answers, each watcher gets each change, and a principal's
+streams beyond TRUNKPLANE_MAX_STREAMS_PER_CALLER are refused with RESOURCE_EXHAUSTED."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from domain.status import TrunkState
+from projections import status_feed
+from projections.db import SqliteDatabase
+from projections.status import StatusView
+from projections.status_feed import StatusFeed, Subscription
+from tests.conftest import Api, settings_for
+from tests.integration.helpers import create_route, create_trunk
+from tests.integration.test_admission_api import outbound, wait_for_agent
+from tests.integration.test_status import observation
+from trunkplane.v1 import agent_pb2, agent_pb2_grpc, trunk_pb2
+
+WATCHERS = 100  # the unary calls have 32 threads: each watcher once held one of them
+WORKERS = 32
+
+
+@pytest.fixture
+def crowded(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Api]:
+    settings = replace(settings_for("sqlite", tmp_path, request), max_streams=WATCHERS + 20,
+                       max_streams_per_caller=WATCHERS)
+    client = Api(settings)
+    yield client
+    client.close()
+
+
+def test_watchers_beyond_the_unary_threads_do_not_stall_admission(crowded: Api) -> None:
+    api = crowded
+    watched = create_trunk(api, "watched").trunk
+    create_trunk(api, "carrier", type="peer", peer_addresses=["192.0.2.1"], password="",
+                 username="")
+    create_route(api, "us", ["carrier"])
+    watcher = api.as_("wallboard@example.com", "auditor")
+    streams: list[Any] = []
+    try:
+        for _ in range(WATCHERS):
+            streams.append(api.trunks.WatchTrunkStatus(
+                trunk_pb2.WatchTrunkStatusRequest(trunks=["watched"]), metadata=watcher,
+                timeout=120))
+        for stream in streams:  # each is open: it has sent the current picture
+            assert next(stream).current
+        assert WATCHERS > WORKERS
+
+        stub = agent_pb2_grpc.AgentServiceStub(api.channel)
+        for _ in range(5):  # admission answers while every watcher holds its stream
+            lease = wait_for_agent(stub, outbound()).lease
+            assert stub.ReleaseChannel(agent_pb2.ReleaseChannelRequest(
+                lease_id=lease.lease_id), timeout=10).released
+
+        api.plane.status_sink.publish([observation(watched.id, 1, TrunkState.REGISTERED)])
+        api.plane.status_sink.publish([observation(watched.id, 2, TrunkState.FAILED,
+                                                   sip_code=403, reason="Forbidden")])
+        for stream in streams:  # every watcher, every change, in order
+            assert [next(stream).status.state for _ in range(2)] == ["registered", "failed"]
+
+        beyond = api.trunks.WatchTrunkStatus(trunk_pb2.WatchTrunkStatusRequest(),
+                                             metadata=watcher, timeout=30)
+        with pytest.raises(grpc.RpcError) as refused:
+            next(beyond)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "TRUNKPLANE_MAX_STREAMS_PER_CALLER" in (refused.value.details() or "")
+        other = api.trunks.WatchTrunkStatus(trunk_pb2.WatchTrunkStatusRequest(),
+                                            metadata=api.as_("noc@example.com", "auditor"),
+                                            timeout=30)
+        assert next(other).current  # the cap is per principal
+        streams.append(other)
+    finally:
+        for stream in streams:
+            stream.cancel()
+    deadline = time.monotonic() + 30
+    while _watching(api) and time.monotonic() < deadline:  # each left when its client did
+        time.sleep(0.05)
+    assert _watching(api) == 0
+
+
+def _watching(api: Api) -> int:
+    assert api.plane.status_feed is not None
+    return api.plane.status_feed.watchers()
+
+
+def test_the_feed_fans_out_once_drops_a_watcher_too_far_behind_and_sweeps_the_gone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    view = StatusView(SqliteDatabase(tmp_path / "views.sqlite"))
+    built: list[int] = []
+
+    def prepare(tenant: str, position: int, observed: dict[str, Any]) -> int:
+        built.append(position)
+        return position
+
+    feed: StatusFeed[int] = StatusFeed(view, prepare)
+    alive = [True]
+    try:
+        monkeypatch.setattr(status_feed, "MAX_BACKLOG", 3)
+        readers = [feed.subscribe("default", 0, frozenset()) for _ in range(2)]
+        only_t2 = feed.subscribe("default", 0, frozenset({"t2"}))
+        leaving = feed.subscribe("default", 0, frozenset({"t9"}), lambda: alive[0])
+        view.publish([observation("t1", 1, TrunkState.REGISTERED)])
+        view.publish([observation("t2", 1, TrunkState.REGISTERED)])
+        assert [_take(r, 2) for r in readers] == [[1, 2], [1, 2]]
+        assert _take(only_t2, 1) == [2]
+        assert built == [1, 2]  # once per change, whatever the number of watchers
+
+        slow = feed.subscribe("default", 2, frozenset())
+        for sequence in range(2, 7):
+            view.publish([observation("t1", sequence, TrunkState.REGISTERED)])
+        deadline = time.monotonic() + 30
+        while not slow.dropped and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert slow.dropped  # it reads the log itself from where it is, not the feed's memory
+        assert _take(slow, 3) == [3, 4, 5]
+
+        alive[0] = False
+        while not leaving.closed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert leaving.closed  # its client left: the feed let it go without waking it
+    finally:
+        feed.stop()
+    assert only_t2.closed  # the feed stopping ends its watchers
+
+
+def _take(subscription: Subscription[int], count: int) -> list[int]:
+    taken: list[int] = []
+    deadline = time.monotonic() + 30
+    while len(taken) < count and time.monotonic() < deadline:
+        taken.extend(position for position, _ in subscription.take(1.0))
+    return taken
