@@ -491,7 +491,7 @@ def _agent_view(name: str, s: dict[str, Any], doc: Any) -> Iterator[Finding]:
     elif _certificate_refused(doc["reason"]):
         yield Finding("fail", subject, f"{text}: the provider refused the TLS client "
                       "certificate", _certificate_fix(name, s))
-    elif doc["reason"].startswith("OPTIONS answered"):
+    elif state == "unreachable" and doc["sip_code"]:  # it answered, outside the ok codes
         yield Finding("fail", subject, text, OPTIONS_FIX.format(name=name,
                                                                 code=doc["sip_code"]))
     elif state in ADVICE:

@@ -216,6 +216,8 @@ def test_doctor_explains_an_expired_certificate_and_a_key_that_does_not_match() 
                 "agent_id": "a", "since": "2026-01-01T00:00:00+00:00"}
     finding = next(iter(_agent_view("secure", TLS, answered)))
     assert finding.level == "fail" and "--ok-code 404" in finding.fix
+    peer = {**answered, "sip_code": 403, "reason": "Forbidden"}  # a peer: the provider's words
+    assert "--ok-code 403" in next(iter(_agent_view("carrier", TLS, peer))).fix
 
 
 def test_cli_flags_set_the_timers_and_read_the_pem_files(tmp_path: Any) -> None:

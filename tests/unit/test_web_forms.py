@@ -108,3 +108,20 @@ def test_timers_and_the_client_certificate_round_trip_through_the_form() -> None
     assert shown.values["timers.qualify"] is False and shown.values["client_key"] == ""
     assert forms.from_trunk(forms.to_trunk(forms.from_post(posted(type="peer")))).values[
         "timers.qualify"] is True  # peers send no qualify: on
+
+
+def test_the_status_cell_shows_the_round_trip_of_the_answering_address() -> None:
+    from jinja2 import Environment, FileSystemLoader
+
+    from trunkplane.v1 import trunk_pb2
+
+    templates = Environment(loader=FileSystemLoader(
+        Path(forms.__file__).parent / "templates"), autoescape=True)
+    status = trunk_pb2.TrunkStatus(state="registered", sip_code=200, reason="OK",
+                                   registrations_up=1, registrations_wanted=1)
+    status.peers.add(address="udp:192.0.2.7:5060", up=True, rtt_ms=12.4)
+    html = templates.get_template("status_cell.html").render(status=status)
+    assert "12 ms" in html and "round trip of OPTIONS to udp:192.0.2.7:5060" in html
+    del status.peers[:]
+    assert " ms</span>" not in templates.get_template("status_cell.html").render(
+        status=status)
