@@ -65,14 +65,28 @@ def settings_for(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -
 
 
 @pytest.fixture
-def fresh_postgres_url(postgres_url: str) -> str:
-    """The run's database, emptied of the previous test's events."""
+def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
+    """The run's database, emptied of the previous test's events. A process an earlier
+    test left running (a failed teardown) would still lead there by its advisory locks and
+    starve this test's views; then this test gets a database of its own."""
     with psycopg.connect(postgres_url, autocommit=True) as connection:
+        leftover = connection.execute(
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+            "WHERE l.locktype = 'advisory' AND d.datname = current_database() "
+            "AND l.pid <> pg_backend_pid()").fetchone()
+        if leftover and leftover[0]:
+            own = f"trunkplane_test_{uuid.uuid4().hex[:12]}"
+            connection.execute(f'CREATE DATABASE "{own}"')
+            try:
+                yield postgres_url.rsplit("/", 1)[0] + f"/{own}"
+            finally:
+                connection.execute(f'DROP DATABASE IF EXISTS "{own}" WITH (FORCE)')
+            return
         tables = [row[0] for row in connection.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
         for table in tables:
             connection.execute(f'DROP TABLE "{table}" CASCADE')
-    return postgres_url
+    yield postgres_url
 
 
 class _DefaultCredentials(grpc.UnaryUnaryClientInterceptor,

@@ -89,7 +89,11 @@ def test_a_call_through_an_agent_is_listed_by_the_control_plane(
                 for c in calls] == [("outbound", "agent-calls", "2125551234", "pbx")]
     finally:
         agent.send_signal(signal.SIGTERM)
-        assert agent.wait(timeout=30) == 0, agent_log.read_text()[-3000:]
-        far.close()
-        phone.close()
-        assert control.stop() == 0
+        try:
+            assert agent.wait(timeout=30) == 0, agent_log.read_text()[-3000:]
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+            far.close()
+            phone.close()
+            assert control.stop() == 0

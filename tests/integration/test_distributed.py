@@ -95,8 +95,12 @@ def test_control_plane_and_agent_through_kafka(broker: object, fresh_postgres_ur
                 assert PASSWORD.encode() not in record.value
     finally:
         agent.send_signal(signal.SIGTERM)
-        assert agent.wait(timeout=30) == 0, agent_log.read_text()
-        assert control.stop() == 0
+        try:
+            assert agent.wait(timeout=30) == 0, agent_log.read_text()
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+            assert control.stop() == 0
     assert PASSWORD not in agent_log.read_text()
     assert PASSWORD not in Path(control.log).read_text()
 
@@ -223,5 +227,9 @@ def test_an_agent_serves_admission_and_reports_alerts_to_the_control_plane(
         assert "agent-7" in row  # the agent's authenticated principal is the actor
     finally:
         agent.send_signal(signal.SIGTERM)
-        assert agent.wait(timeout=30) == 0, agent_log.read_text()
-        assert control.stop() == 0
+        try:
+            assert agent.wait(timeout=30) == 0, agent_log.read_text()
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+            assert control.stop() == 0
