@@ -1,9 +1,10 @@
 """Take-over time against the length of the history: N register trunks, each with 1 event
 and then with E events (E-1 description changes after its creation), split between two
 `trunkplane agent` processes against a Kamailio registrar; one agent is killed (SIGKILL)
-and the time until the other has every trunk registered again (every Contact in
-Kamailio's location table its own) is measured, from the kill and from the moment the
-group gave it the dead agent's partitions. With the state topic both histories should
+and the time until the other has every trunk registered again is measured (its own
+`registered` report of each trunk on the status topic, which it sends on Kamailio's 200;
+Kamailio's location statistics then show one binding per trunk), from the kill and from
+the moment the group gave it the dead agent's partitions. With the state topic both histories should
 take the same time; `--without-state` adds the longest history with the agents' snapshots
 switched off (every take-over reads its partitions' events from the start), the cost
 this replaces, in the same run.
@@ -20,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -28,12 +30,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from kafka import KafkaConsumer, TopicPartition
+
 from common import machine
 from domain.model import CommandMeta
+from domain.status import StatusObservation, TrunkState
 from domain.trunk import Trunk
 from domain.trunk_settings import validate_trunk
 from infra.config.settings import KafkaSettings
-from infra.messaging.codec import AvroCodec
+from infra.messaging.codec import AvroCodec, AvroError
 from infra.messaging.topics import init_topics, producer
 from infra.security.sealing import WireCipher
 from tests.brokers import Broker, free_port
@@ -69,6 +74,46 @@ class Agent:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=30)
+
+
+class Reports:
+    """The newest report of each trunk on the status topic: which agent, what state."""
+
+    def __init__(self, kafka: KafkaSettings, codec: AvroCodec) -> None:
+        self.codec = codec
+        self.newest: dict[str, tuple[str, TrunkState]] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap,
+                                       enable_auto_commit=False, max_poll_records=10000)
+        parts = [TopicPartition(kafka.status_topic, p) for p in range(PARTITIONS)]
+        self._consumer.assign(parts)
+        self._consumer.seek_to_beginning(*parts)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            for records in self._consumer.poll(timeout_ms=100).values():
+                for record in records:
+                    try:
+                        value = self.codec.decode(record.value).value
+                    except AvroError:
+                        continue
+                    if isinstance(value, StatusObservation):
+                        with self._lock:
+                            self.newest[value.trunk_id] = (value.agent_id, value.state)
+
+    def registered(self, agent: str | None = None) -> int:
+        """Trunks whose newest report is `registered` (by `agent`, if given)."""
+        with self._lock:
+            return sum(1 for who, state in self.newest.values()
+                       if state == TrunkState.REGISTERED and agent in (None, who))
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+        self._consumer.close()
 
 
 def produce(kafka: KafkaSettings, codec: AvroCodec, trunks: int, events: int, tenants: int,
@@ -133,13 +178,6 @@ def wait(what: str, test: object, timeout: float, agents: list[Agent]) -> None:
         time.sleep(0.1)
 
 
-def owned_by(registrar: Kamailio, port: int, users: int) -> int:
-    """Users whose every Contact is the agent's on `port`."""
-    marker = f":{port}"
-    return sum(1 for contacts in registrar.locations().values()
-               if contacts and all(marker in c for c in contacts)) if users else 0
-
-
 def scenario(broker: Broker, workdir: Path, trunks: int, events: int, tenants: int,
              state_every: float) -> dict[str, float]:
     kafka = KafkaSettings(bootstrap=broker.bootstrap,
@@ -149,9 +187,10 @@ def scenario(broker: Broker, workdir: Path, trunks: int, events: int, tenants: i
     codec = AvroCodec(WireCipher(kafka.wire_key))
     workdir.mkdir(parents=True)
     with Kamailio(workdir / "kamailio", {f"u{n}": PASSWORD for n in range(trunks)},
-                  location_db=True) as registrar:
+                  children=4) as registrar:
         produced = produce(kafka, codec, trunks, events, tenants, registrar.udp)
         total = trunks * events
+        reports = Reports(kafka, codec)
         agents = [start_agent(n, kafka, workdir, state_every) for n in ("agent-a", "agent-b")]
         doomed, survivor = agents
         try:
@@ -159,8 +198,7 @@ def scenario(broker: Broker, workdir: Path, trunks: int, events: int, tenants: i
             wait("both agents to read every event", lambda: sum(
                 max(0.0, a.metric("trunkplane_agent_events_read")) for a in agents) >= total,
                 3600, agents)
-            wait("every trunk registered", lambda: registrar.location_counts()[1] == trunks,
-                 600, agents)
+            wait("every trunk registered", lambda: reports.registered() == trunks, 600, agents)
             loaded = time.perf_counter() - loading
             if state_every < 1000:  # the snapshots of everything read are out
                 wait("the snapshots written", lambda: sum(
@@ -174,7 +212,7 @@ def scenario(broker: Broker, workdir: Path, trunks: int, events: int, tenants: i
             doomed.kill()
             assigned = 0.0
             deadline = time.monotonic() + 600
-            while owned_by(registrar, survivor.sip_port, trunks) < trunks:
+            while reports.registered(survivor.name) < trunks:
                 if not assigned and survivor.metric("trunkplane_agent_partitions") == PARTITIONS:
                     assigned = time.perf_counter()
                 if time.monotonic() > deadline or survivor.process.poll() is not None:
@@ -182,7 +220,8 @@ def scenario(broker: Broker, workdir: Path, trunks: int, events: int, tenants: i
                 time.sleep(0.1)
             done = time.perf_counter()
             assigned = assigned or done
-            return {
+            users, contacts = registrar.location_counts()
+            return {"bindings": contacts, "users": users,
                 "events": total, "produced_s": produced, "loaded_s": loaded, "moved": moved,
                 "from_kill_s": done - killed, "from_assignment_s": done - assigned,
                 "events_read": survivor.metric("trunkplane_agent_events_read") - read_before,
@@ -191,6 +230,7 @@ def scenario(broker: Broker, workdir: Path, trunks: int, events: int, tenants: i
         finally:
             for agent in agents:
                 agent.kill()
+            reports.stop()
 
 
 def main() -> None:
@@ -205,8 +245,7 @@ def main() -> None:
     print(machine())
     print(f"{args.trunks:,} register trunks of {args.tenants} tenants, {PARTITIONS} "
           f"partitions, 2 agents, one SIGKILLed; session timeout {SESSION_TIMEOUT:g} s, "
-          f"registration spread {SPREAD:g} s; tansu on loopback, Kamailio (1 worker, "
-          "location table in SQLite)")
+          f"registration spread {SPREAD:g} s; tansu on loopback, Kamailio (4 workers)")
     runs = [(events, 1.0) for events in histories]
     if args.without_state:
         runs.append((max(histories), 1e9))
@@ -221,7 +260,8 @@ def main() -> None:
                   f"{int(r['moved']):,} trunks moved; registered at the survivor "
                   f"{r['from_kill_s']:.1f} s after the kill, {r['from_assignment_s']:.1f} s "
                   f"after its assignment; it read {int(r['events_read']):,} events and "
-                  f"{int(r['restored']):,} snapshots (history produced in "
+                  f"{int(r['restored']):,} snapshots; Kamailio: {int(r['bindings']):,} bindings of "
+                  f"{int(r['users']):,} users (history produced in "
                   f"{r['produced_s']:.0f} s, loaded and registered in {r['loaded_s']:.0f} s)",
                   flush=True)
     with_state = results[:len(histories)]
