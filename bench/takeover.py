@@ -208,6 +208,7 @@ def scenario(broker: Broker, workdir: Path, trunks: int, events: int, tenants: i
             moved = int(doomed.metric("trunkplane_agent_trunks"))
             read_before = survivor.metric("trunkplane_agent_events_read")
             restored_before = survivor.metric("trunkplane_agent_snapshots_restored")
+            load = os.getloadavg()[0]
             killed = time.perf_counter()
             doomed.kill()
             assigned = 0.0
@@ -221,7 +222,7 @@ def scenario(broker: Broker, workdir: Path, trunks: int, events: int, tenants: i
             done = time.perf_counter()
             assigned = assigned or done
             users, contacts = registrar.location_counts()
-            return {"bindings": contacts, "users": users,
+            return {"bindings": contacts, "users": users, "load": load,
                 "events": total, "produced_s": produced, "loaded_s": loaded, "moved": moved,
                 "from_kill_s": done - killed, "from_assignment_s": done - assigned,
                 "events_read": survivor.metric("trunkplane_agent_events_read") - read_before,
@@ -261,7 +262,7 @@ def main() -> None:
                   f"{r['from_kill_s']:.1f} s after the kill, {r['from_assignment_s']:.1f} s "
                   f"after its assignment; it read {int(r['events_read']):,} events and "
                   f"{int(r['restored']):,} snapshots; Kamailio: {int(r['bindings']):,} bindings of "
-                  f"{int(r['users']):,} users (history produced in "
+                  f"{int(r['users']):,} users; load average {r['load']:.1f} (history produced in "
                   f"{r['produced_s']:.0f} s, loaded and registered in {r['loaded_s']:.0f} s)",
                   flush=True)
     with_state = results[:len(histories)]
