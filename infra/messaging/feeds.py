@@ -18,7 +18,7 @@ from kafka.errors import KafkaError
 from domain.feeds import FeedItem
 from domain.status import AgentHeartbeat, StatusObservation, TrunkState
 from infra.config.settings import KafkaSettings
-from infra.messaging.codec import AvroCodec, AvroError
+from infra.messaging.codec import AvroCodec, AvroError, gc_paused
 from infra.messaging.topics import client, partition_of, producer, scan_topic
 
 log = logging.getLogger(__name__)
@@ -133,13 +133,20 @@ class _KafkaFeed:
         return set(new)
 
     def _poll(self, limit: int, timeout: float) -> Iterable[tuple[Any, Any]]:
+        return self._decode(self._fetch(limit, timeout))
+
+    def _fetch(self, limit: int, timeout: float) -> list[list[Any]]:
+        """The records of the next poll, by partition, and the rebalance's news told."""
         batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=limit)
         started = self._tell()
-        for tp in sorted(batches, key=lambda t: t.partition):
-            if tp.partition in started:
-                continue  # fetched before the seek (paused partitions should bring none)
-            self.consumed += len(batches[tp])
-            for record in batches[tp]:
+        fetched = [batches[tp] for tp in sorted(batches, key=lambda t: t.partition)
+                   if tp.partition not in started]  # those were fetched before the seek
+        self.consumed += sum(len(records) for records in fetched)
+        return fetched
+
+    def _decode(self, fetched: list[list[Any]]) -> Iterable[tuple[Any, Any]]:
+        for records in fetched:
+            for record in records:
                 try:
                     yield record, self.codec.decode(record.value)
                 except AvroError as error:
@@ -184,10 +191,12 @@ class KafkaEventFeed(_KafkaFeed):
         super().__init__(kafka, kafka.events_topic, group, codec, **options)
 
     def read(self, limit: int = 500, timeout: float = 1.0) -> list[FeedItem]:
-        return [FeedItem(decoded.position, decoded.tenant, decoded.value, record.partition,
-                         record.offset)
-                for record, decoded in self._poll(limit, timeout)
-                if not isinstance(decoded.value, StatusObservation)]
+        fetched = self._fetch(limit, timeout)  # the wait, with the collector on
+        with gc_paused():
+            return [FeedItem(decoded.position, decoded.tenant, decoded.value,
+                             record.partition, record.offset)
+                    for record, decoded in self._decode(fetched)
+                    if not isinstance(decoded.value, StatusObservation)]
 
 
 class KafkaStatusFeed(_KafkaFeed):

@@ -15,7 +15,7 @@ from kafka.errors import KafkaError
 from domain.application import TrunkplaneApp
 from domain.feeds import PositionStore, StoreEventFeed
 from infra.config.settings import KafkaSettings
-from infra.messaging.codec import AvroCodec
+from infra.messaging.codec import AvroCodec, gc_paused
 from infra.messaging.topics import TopicError, producer, topic_is_empty, topic_problem
 from infra.store.leader import RELAY_LOCK, Leader
 from projections.db import Database
@@ -106,16 +106,19 @@ class Relay:
 
     def publish_once(self) -> int:
         """Publishes the next batch; returns how many records went out (0: up to date)."""
-        items = self._feed.read(self.batch, timeout=0)
+        with gc_paused():
+            items = self._feed.read(self.batch, timeout=0)
         if not self._feed.uncommitted:
             return 0
         try:
             if self._producer is None:
                 self._producer = self._make_producer()
-            sends = [self._producer.send(
-                self.kafka.events_topic, key=item.tenant.encode(),
-                value=self.codec.encode_event(item.event, item.position, item.tenant))
-                for item in items]
+            topic = self.kafka.events_topic
+            with gc_paused():
+                sends = [self._producer.send(
+                    topic, key=item.tenant.encode(),
+                    value=self.codec.encode_event(item.event, item.position, item.tenant))
+                    for item in items]
             self._producer.flush(timeout=self.flush_timeout)
             for future in sends:
                 future.get(timeout=0)  # raises the broker's error for any record not acked
