@@ -161,16 +161,19 @@ def test_a_status_outlived_by_its_source_shows_as_stale(demo: Demo, tmp_path: Pa
         assert server.stop() == 0
         server.env["TRUNKPLANE_SIP"] = "off"
         server.start()
-        deadline = time.monotonic() + 15  # until the new run's first heartbeat
-        while not (later := json.loads(server.cli("trunk", "status", "carrier",
-                                                  "--json").stdout)).get("stale"):
-            assert time.monotonic() < deadline, (later["observed_at"], later["agent_id"],
-                                                 later["reason"], server.cli("agents").stdout)
+        deadline = time.monotonic() + 30  # until the new run's first heartbeat
+        while True:
+            later = json.loads(server.cli("trunk", "status", "carrier", "--json").stdout)
+            table = server.cli("trunk", "status").stdout
+            row = next(line for line in table.splitlines() if line.startswith("carrier"))
+            reported = later["observed_at"][:19].replace("T", " ")
+            if later.get("stale") and (
+                    f"stale ({later['state']}, last reported {reported})" in row):
+                break
+            assert time.monotonic() < deadline, (later, row, server.cli("agents").stdout)
             time.sleep(0.3)
-        assert later["state"] == "ok"
-        table = server.cli("trunk", "status").stdout
-        row = next(line for line in table.splitlines() if line.startswith("carrier"))
-        reported = later["observed_at"][:19].replace("T", " ")
-        assert f"stale (ok, last reported {reported})" in row, row
+        # ok as last reported; unknown when the restart outlasted the agent's silence
+        # limit (9 s) on a loaded machine and the control plane said so first
+        assert later["state"] in ("ok", "unknown"), later
     finally:
         server.stop()
