@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
+# Test files run in this many processes (pytest-xdist, a file's tests together): most tests
+# wait on SIP timers, brokers and subprocesses, so three fit on two cores. 0: one process.
+TEST_WORKERS ?= 3
 
 .PHONY: run demo-provider demo-call test lint typecheck unit protos bench bench-rebuild bench-relay bench-registrations bench-admission bench-watchers bench-calls bench-takeover clean
 
@@ -29,7 +32,7 @@ test: $(DEV)
 	infra/scripts/ensure-browser.sh
 	infra/scripts/ensure-prometheus.sh
 	TRUNKPLANE_TEST_DATABASE_URL="$$(infra/scripts/ensure-postgres.sh)" \
-	TRUNKPLANE_REQUIRE_POSTGRES=1 $(BIN)/pytest -q --durations=20
+	TRUNKPLANE_REQUIRE_POSTGRES=1 $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=20
 
 unit: $(DEV)
 	$(BIN)/pytest -q tests/unit
