@@ -5,6 +5,7 @@ connection, or one OPTIONS over UDP."""
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -759,7 +760,28 @@ def check_trunk(name: str, s: dict[str, Any], sip: Any = None) -> Iterator[Findi
     if s["type"] != "peer" and len(password) < WEAK_PASSWORD_LENGTH:
         yield Finding("warn", subject, f"password shorter than {WEAK_PASSWORD_LENGTH} "
                       "characters", "ask the provider for a longer one")
-    if s["type"] == "peer" and not s["nat"]["external_ip"] and not s["nat"]["stun_server"]:
-        yield Finding("warn", subject, "peer trunk without an external IP or STUN server: "
-                      "the provider must see the address it trusts",
-                      f"trunkplane trunk update {name} --nat on --external-ip YOUR.PUBLIC.IP")
+    yield from _peer_address(name, subject, s, sip)
+
+
+def _peer_address(name: str, subject: str, s: dict[str, Any], sip: Any) -> Iterator[Finding]:
+    """A peer provider trusts one address. An agent listening on a public address shows
+    it as it is; behind NAT (a private listen address, or NAT on) it needs the public one
+    fixed or learned, else the provider sees an address it does not trust."""
+    if s["type"] != "peer" or s["nat"]["external_ip"] or s["nat"]["stun_server"]:
+        return
+    listen = getattr(sip, "listen_host", "") if sip is not None else ""
+    try:
+        public = ipaddress.ip_address(listen).is_global
+    except ValueError:
+        public = False  # a name or all interfaces: the address it shows is not known here
+    if s["nat"]["enabled"]:
+        yield Finding("warn", subject, "peer trunk behind NAT with neither an external IP "
+                      "nor a STUN server: its public address is learned from the provider's "
+                      "answers (rport), after the first OPTIONS",
+                      f"trunkplane trunk update {name} --external-ip YOUR.PUBLIC.IP")
+    elif not public:
+        yield Finding("warn", subject, f"peer trunk, NAT off, and the agent listens on "
+                      f"{listen or 'no fixed address'}: the provider must see the address it "
+                      "trusts", f"trunkplane trunk update {name} --nat on --external-ip "
+                      "YOUR.PUBLIC.IP (or --stun HOST), unless this host's address is the "
+                      "one the provider trusts")
