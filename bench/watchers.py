@@ -189,6 +189,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cores(samples: list[tuple[float, float]], phase: int) -> float:
+    """CPU seconds per second of the phase's wall time (samples: (cpu, time) pairs)."""
+    (cpu0, t0), (cpu1, t1) = samples[2 * phase], samples[2 * phase + 1]
+    return (cpu1 - cpu0) / (t1 - t0)
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -222,9 +228,9 @@ def main() -> None:
             time.sleep(0.5)  # the embedded agent applies the events
             wallboards = tokens(Path(tmp), principals)
             idle_rss = rss_mib(server.pid)
-            cpu = [cpu_seconds(server.pid)]
+            cpu = [(cpu_seconds(server.pid), time.perf_counter())]
             alone, _ = asyncio.run(admission(address, token, args.seconds, args.change_every))
-            cpu.append(cpu_seconds(server.pid))
+            cpu.append((cpu_seconds(server.pid), time.perf_counter()))
             watchers = subprocess.Popen(
                 [sys.executable, "-c", WATCHERS, address, LOBBY, ",".join(wallboards),
                  str(PER_PRINCIPAL)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -235,10 +241,10 @@ def main() -> None:
                 raise RuntimeError("the watchers did not open")
             opening = time.perf_counter() - opened_at
             start = head(address, admin)
-            cpu.append(cpu_seconds(server.pid))
+            cpu.append((cpu_seconds(server.pid), time.perf_counter()))
             crowded, made = asyncio.run(admission(address, token, args.seconds,
                                                   args.change_every))
-            cpu.append(cpu_seconds(server.pid))
+            cpu.append((cpu_seconds(server.pid), time.perf_counter()))
             crowded_rss = rss_mib(server.pid)
             expected = changes_after(address, admin, start)
             watchers.stdin.write(json.dumps(expected) + "\n")
@@ -247,10 +253,10 @@ def main() -> None:
             watchers.terminate()
             watchers.wait(timeout=15)
             time.sleep(2)  # the server lets the streams go
-            cpu.append(cpu_seconds(server.pid))
+            cpu.append((cpu_seconds(server.pid), time.perf_counter()))
             after, _ = asyncio.run(admission(address, token, args.seconds,
                                              args.change_every))
-            cpu.append(cpu_seconds(server.pid))
+            cpu.append((cpu_seconds(server.pid), time.perf_counter()))
         finally:
             for process in (watchers, server):
                 if process is not None:
@@ -265,9 +271,8 @@ def main() -> None:
     without = max(pct(alone, 0.99), pct(after, 0.99))
     print(f"  p99 with the watchers: {pct(crowded, 0.99):.2f} ms (target < 5 ms), "
           f"{pct(crowded, 0.99) / without:.2f} x the worse p99 without")
-    print(f"  server CPU per second of load: {(cpu[1] - cpu[0]) / args.seconds:.2f} without "
-          f"the watchers, {(cpu[3] - cpu[2]) / args.seconds:.2f} with them, "
-          f"{(cpu[5] - cpu[4]) / args.seconds:.2f} after")
+    print(f"  server CPU, cores: {cores(cpu, 0):.2f} without the watchers, "
+          f"{cores(cpu, 1):.2f} with them, {cores(cpu, 2):.2f} after")
     print(f"watchers: {total:,} opened in {opening:.1f} s; {made} lease changes made, "
           f"{len(expected)} status changes logged; {outcome['complete']:,} of {total:,} "
           f"watchers received every one ({outcome['received']:,} of "

@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from domain.values import parse_tenant
 
 ROLES = ("admin", "operator", "auditor", "sre", "agent", "pbx")
 TOKENS_FILE = "tokens.json"
+RECHECK = 0.25  # seconds: how stale an open stream's view of the tokens file may be
 ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 (a file name, not a secret)
 
 READ = {
@@ -110,6 +112,7 @@ class TokenStore:
         self.path = path
         self._lock = threading.Lock()
         self._stamp: float | None = None  # the file's mtime when last read
+        self._checked = -RECHECK  # time.monotonic() of the last look for still_usable
         self._by_hash: dict[str, TokenRecord] = {}
         self._by_id: dict[str, TokenRecord] = {}
 
@@ -158,10 +161,15 @@ class TokenStore:
 
     def still_usable(self, token_id: str) -> bool:
         """Whether a token found earlier is still neither revoked nor expired (asked by
-        open streams, so they end when their token does)."""
-        with self._lock:
-            self._reload()
-            record = self._by_id.get(token_id)
+        open streams, so they end when their token does). The file is looked at once per
+        `RECHECK` whatever the number of streams asking: 1,000 watchers woken by one change
+        each took the lock `identify` needs, and call admission queued behind them."""
+        now = time.monotonic()
+        if now - self._checked >= RECHECK:
+            with self._lock:
+                self._reload()
+                self._checked = now
+        record = self._by_id.get(token_id)  # a dict replaced whole by _reload: no lock
         return record is not None and record.usable(datetime.now(UTC))
 
     def _reload(self) -> None:
