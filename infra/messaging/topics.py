@@ -30,8 +30,10 @@ def init_topics(kafka: KafkaSettings, timeout: float = 30.0) -> list[TopicResult
     topics that exist are left as they are. Idempotent."""
     events = {"retention.ms": str(kafka.events_retention_ms), "cleanup.policy": "delete"}
     # the newest snapshot of each aggregate (key: its id) and each partition's position
-    # (key: "position"): compaction keeps them, whatever their age
-    state = {"cleanup.policy": "compact", "retention.ms": "-1"}
+    # (key: "position"): compaction keeps them, whatever their age. Kafka compacts only
+    # closed segments: an hour's segments keep what a new owner reads near one record per
+    # aggregate (the default, a week or 1 GB, kept every snapshot written since)
+    state = {"cleanup.policy": "compact", "retention.ms": "-1", "segment.ms": "3600000"}
     status = {"cleanup.policy": "compact", "retention.ms": str(kafka.status_retention_ms)}
     calls = {"retention.ms": str(kafka.calls_retention_ms), "cleanup.policy": "delete"}
     letters = {"retention.ms": str(30 * 24 * 3600 * 1000), "cleanup.policy": "delete"}
