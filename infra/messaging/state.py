@@ -28,6 +28,10 @@ from infra.messaging.topics import client, producer
 
 log = logging.getLogger(__name__)
 POSITION_KEY = b"position"
+# a snapshot's version, readable without decoding it: a broker that does not compact (or
+# not yet: Kafka leaves the active segment alone) keeps every snapshot written, and only
+# the newest of each aggregate is worth decoding
+VERSION_HEADER = "version"
 
 
 class Snapshots(Protocol):
@@ -73,10 +77,10 @@ class StateWriter:
         try:
             if self._producer is None:
                 self._producer = self._make_producer()
-            self._send([(p, str(s.aggregate_id).encode(), self.codec.encode_state(s))
-                        for p, s in states])
+            self._send([(p, str(s.aggregate_id).encode(), self.codec.encode_state(s),
+                         [(VERSION_HEADER, str(s.version).encode())]) for p, s in states])
             # only after every snapshot is acknowledged: a position never runs ahead
-            self._send([(p.partition, POSITION_KEY, self.codec.encode_position(p))
+            self._send([(p.partition, POSITION_KEY, self.codec.encode_position(p), [])
                         for p in positions])
         except Exception as error:
             self.state.unwritten(states)
@@ -92,11 +96,13 @@ class StateWriter:
         self.positions += len(positions)
         return True
 
-    def _send(self, records: list[tuple[int, bytes, bytes]]) -> None:
+    def _send(self, records: list[tuple[int, bytes, bytes, list[tuple[str, bytes]]]]
+              ) -> None:
         if not records:
             return
-        sends = [self._producer.send(self.topic, key=key, value=value, partition=partition)
-                 for partition, key, value in records]
+        sends = [self._producer.send(self.topic, key=key, value=value, partition=partition,
+                                     headers=headers or None)
+                 for partition, key, value, headers in records]
         self._producer.flush(timeout=10)
         for future in sends:
             future.get(timeout=0)  # raises the broker's error for any record not acked
@@ -129,20 +135,20 @@ def read_state(kafka: KafkaSettings, codec: AvroCodec, partitions: Sequence[int]
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         ends = consumer.end_offsets(parts)
-        newest: dict[bytes, tuple[int, AggregateState]] = {}
-        positions: dict[int, int] = {}
+        newest: dict[bytes, tuple[int, Any]] = {}  # key -> (version, record)
+        last: dict[int, Any] = {}  # partition -> its newest position record
         deadline = time.monotonic() + timeout
         while True:
             batch = consumer.poll(timeout_ms=200, max_records=10000)
             for records in batch.values():
                 for record in records:
-                    value = codec.decode(record.value).value
-                    if isinstance(value, StatePosition):
-                        positions[record.partition] = value.offset
-                    elif isinstance(value, AggregateState):
-                        had = newest.get(record.key)
-                        if had is None or had[1].version <= value.version:
-                            newest[record.key] = (record.partition, value)
+                    if record.key == POSITION_KEY:
+                        last[record.partition] = record
+                        continue
+                    version = _version(record, codec)
+                    had = newest.get(record.key)
+                    if had is None or had[0] <= version:
+                        newest[record.key] = (version, record)
             if not batch and all(consumer.position(p) >= ends[p] for p in parts):
                 break
             if time.monotonic() > deadline:
@@ -151,9 +157,20 @@ def read_state(kafka: KafkaSettings, codec: AvroCodec, partitions: Sequence[int]
     finally:
         consumer.close()
     states: dict[int, list[AggregateState]] = {}
-    for partition, state in newest.values():
-        states.setdefault(partition, []).append(state)
+    for _, record in newest.values():
+        state = codec.decode(record.value).value
+        if isinstance(state, AggregateState):
+            states.setdefault(record.partition, []).append(state)
+    positions = {p: codec.decode(r.value).value.offset for p, r in last.items()}
     return states, positions
+
+
+def _version(record: Any, codec: AvroCodec) -> int:
+    for name, value in record.headers or ():
+        if name == VERSION_HEADER:
+            return int(value)
+    state = codec.decode(record.value).value  # written without the header
+    return state.version if isinstance(state, AggregateState) else -1
 
 
 def restore(kafka: KafkaSettings, codec: AvroCodec, state: Snapshots,

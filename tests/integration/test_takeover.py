@@ -184,10 +184,12 @@ class PositionsLost:
     def __init__(self, real: Any) -> None:
         self.real = real
 
-    def send(self, topic: str, key: bytes, value: bytes, partition: int) -> Any:
+    def send(self, topic: str, key: bytes, value: bytes, partition: int,
+             headers: Any = None) -> Any:
         if key == POSITION_KEY:
             raise KafkaError("the agent died before writing the position")
-        return self.real.send(topic, key=key, value=value, partition=partition)
+        return self.real.send(topic, key=key, value=value, partition=partition,
+                              headers=headers)
 
     def flush(self, timeout: float) -> None:
         self.real.flush(timeout=timeout)
