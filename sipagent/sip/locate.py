@@ -216,19 +216,17 @@ class Locator:
         if cached is not None and cached[0] > self.clock():
             return cached[1]
         flying = self._flying.get(key)
-        if flying is not None:
-            return await asyncio.shield(flying)
-        future: asyncio.Future[list[Record]] = asyncio.get_running_loop().create_future()
-        self._flying[key] = future
+        if flying is None:  # a task of its own: a waiter cancelled (a trunk stopped) must
+            flying = asyncio.ensure_future(self._question(key))  # not cancel the others'
+            flying.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._flying[key] = flying
+        return await asyncio.shield(flying)
+
+    async def _question(self, key: tuple[str, str]) -> list[Record]:
         try:
             records, ttl = await self._ask(*key)
             self._cache[key] = (self.clock() + ttl, records)
-            future.set_result(records)
             return records
-        except BaseException as error:
-            future.set_exception(error)
-            future.exception()  # retrieved: nobody else may be waiting
-            raise
         finally:
             del self._flying[key]
 

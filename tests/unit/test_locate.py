@@ -67,3 +67,35 @@ def test_the_target_is_shown_by_the_cli_and_the_web_console(
     cell = Environment(loader=FileSystemLoader(templates), autoescape=True).get_template(
         "status_cell.html").render(status=status)
     assert "→ udp:192.0.2.7:5060 (sip2.voco.net)" in cell
+
+
+def test_a_waiter_cancelled_does_not_cancel_the_others_asking_the_same_name() -> None:
+    """A trunk stopped (edited, deleted, moved) while its lookup was under way: the other
+    trunks waiting on the same shared question still get the answer (once cancelled the
+    shared question ended every waiter's registration loop)."""
+    import asyncio
+
+    from sipagent.sip.locate import Locator
+
+    async def scenario() -> tuple[object, int]:
+        locator = Locator()
+        release = asyncio.Event()
+
+        async def slow_answer(name: str, kind: str) -> tuple[list[object], float]:
+            locator.queries += 1
+            await release.wait()
+            return ["answer"], 60.0
+
+        locator._ask = slow_answer  # type: ignore[assignment,method-assign]
+        first = asyncio.ensure_future(locator.lookup("sip.example.com", "SRV"))
+        second = asyncio.ensure_future(locator.lookup("sip.example.com", "SRV"))
+        await asyncio.sleep(0)
+        first.cancel()
+        await asyncio.sleep(0)
+        release.set()
+        got = await second
+        assert first.cancelled()
+        return got, locator.queries
+
+    got, queries = asyncio.run(scenario())
+    assert got == ["answer"] and queries == 1
