@@ -62,15 +62,17 @@ class Ledger:
                                    (position,))
         return 0 if not rows or rows[0][0] is None else int(rows[0][0]) + 1
 
-    def recorded_positions(self, positions: Sequence[int]) -> set[int]:
-        """Which of these log positions the proof holds a leaf for."""
-        found: set[int] = set()
+    def recorded_positions(self, positions: Sequence[int], size: int) -> dict[int, bytes]:
+        """The leaves the proof holds for these log positions at or past `size` (a leaf
+        slipped in below the tree, outside it, proves nothing)."""
+        found: dict[int, bytes] = {}
         for start in range(0, len(positions), PAGE):
             chunk = list(positions[start:start + PAGE])
             marks = ", ".join("?" * len(chunk))
             rows = self.recorder.query(
-                f"SELECT position FROM {LEAVES} WHERE position IN ({marks})", tuple(chunk))
-            found.update(int(row[0]) for row in rows)
+                f"SELECT position, leaf FROM {LEAVES} WHERE idx >= ? AND position IN "
+                f"({marks})", (size, *chunk))
+            found.update((int(row[0]), bytes(row[1])) for row in rows)
         return found
 
     def root(self, size: int) -> bytes:

@@ -87,9 +87,11 @@ def verify(ledger: Ledger, log: Any, decode: Decode | None,
         else:
             walker.compare(event, leaf)
             event, leaf = next(events, None), next(leaves, None)
-    recorded = ledger.recorded_positions([e.id for e in late])
-    for event in late:
-        if event.id not in recorded:
+    recorded = ledger.recorded_positions([e.id for e in late], size)
+    for event in late:  # written after the bound: its leaf must be a later one, and its own
+        actual = leaf_hash(event_data(event.id, event.originator_id,
+                                      event.originator_version, event.topic, event.state))
+        if recorded.get(event.id) != actual:
             walker.inserted(event)
     walker.finish()
     _check_heads(ledger, report, walker.roots, keys, size)

@@ -22,9 +22,10 @@ from domain.application import TrunkplaneApp
 from domain.model import CommandMeta
 from infra.config.settings import Settings
 from infra.ledger import decoder, proof_env
-from infra.ledger.merkle import verify_consistency, verify_inclusion
+from infra.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from infra.ledger.proofs import Ledger
 from infra.ledger.signing import HeadSigner, load_signer
+from infra.ledger.tables import event_data
 from infra.ledger.verify import Report, verify
 from tests.conftest import CIPHER_KEY, settings_for
 
@@ -171,6 +172,25 @@ def test_an_event_inserted_behind_the_back_is_named(store: Store) -> None:
                   "VALUES (?, 99, ?, ?)", *row)
     else:
         store.sql("INSERT INTO {table} VALUES (?, 99, ?, ?)", *row)
+    (finding,) = store.verify().findings
+    assert finding.kind == "inserted" and finding.position == store.app.head()
+
+
+def test_an_inserted_event_is_not_hidden_by_a_leaf_slipped_in_below_the_tree(
+        store: Store) -> None:
+    """A leaf row for the forged event outside the tree (idx -1) proves nothing."""
+    populate(store)
+    row = store.sql("SELECT originator_id, topic, state FROM {table} WHERE {key} = ?", 1)[0]
+    if store.settings.database_url:
+        store.sql("INSERT INTO {table} (originator_id, originator_version, topic, state) "
+                  "VALUES (?, 99, ?, ?)", *row)
+    else:
+        store.sql("INSERT INTO {table} VALUES (?, 99, ?, ?)", *row)
+    forged = store.app.recorder.select_notifications(store.app.head(), 1)[0]
+    leaf = leaf_hash(event_data(forged.id, forged.originator_id, forged.originator_version,
+                                forged.topic, forged.state))
+    store.sql("INSERT INTO tp_ledger_leaves VALUES (-1, ?, ?, 99, ?, ?)", forged.id,
+              str(row[0]), leaf, leaf)
     (finding,) = store.verify().findings
     assert finding.kind == "inserted" and finding.position == store.app.head()
 
