@@ -182,7 +182,11 @@ class StatusFeed(Generic[T]):
                      if s.wants(position, trunk_id)]
         if not receivers:
             return
-        message = self.prepare(tenant, position, observed)
+        try:
+            message = self.prepare(tenant, position, observed)
+        except Exception:  # one row that cannot be shown must not stall every watcher
+            log.exception("status feed: skipped the report at position %d", position)
+            return
         if message is None:
             return
         for subscription in receivers:

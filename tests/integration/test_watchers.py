@@ -137,3 +137,22 @@ def _take(subscription: Subscription[int], count: int) -> list[int]:
     while len(taken) < count and time.monotonic() < deadline:
         taken.extend(position for position, _ in subscription.take(1.0))
     return taken
+
+
+def test_a_report_that_cannot_be_shown_is_skipped_not_retried_for_ever(tmp_path: Path) -> None:
+    """One bad row once stalled every watcher of every tenant (retried every 0.5 s)."""
+    view = StatusView(SqliteDatabase(tmp_path / "views.sqlite"))
+
+    def prepare(tenant: str, position: int, observed: dict[str, Any]) -> int:
+        if observed["trunk_id"] == "bad":
+            raise ValueError("cannot be shown")
+        return position
+
+    feed: StatusFeed[int] = StatusFeed(view, prepare)
+    try:
+        reader = feed.subscribe("default", 0, frozenset())
+        view.publish([observation("bad", 1, TrunkState.REGISTERED)])
+        view.publish([observation("t1", 1, TrunkState.REGISTERED)])
+        assert _take(reader, 1) == [2]
+    finally:
+        feed.stop()
