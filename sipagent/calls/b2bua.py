@@ -29,7 +29,7 @@ import random
 import ssl
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -84,6 +84,7 @@ class Leg:
     destination: Destination | None = None  # the first hop of in-dialog requests
     nat_ip: str = ""  # the public address shown in Contact and Via under NAT
     nat_port: int = 0
+    client: str = ""  # the trunk whose TLS connections (client certificate) the leg uses
 
     @property
     def local_tag(self) -> str:
@@ -458,7 +459,7 @@ class B2BUA:
             f"<sip:{host_text(host)}:{port}{params}>"
         return Leg(face, f"{new_tag()}{new_tag()}@trunkplane", f"{local};tag={new_tag()}",
                    remote, target, destination.transport, contact, [], 0, destination,
-                   *(public or ("", 0)))
+                   *(public or ("", 0)), client=destination.client)
 
     async def _run_invite(self, call: Call, leg: Leg, uri: str, destination: Destination,
                           body: bytes, extra: list[tuple[str, str]],
@@ -941,9 +942,12 @@ class B2BUA:
         where = parse_uri(first)
         transport = where.transport if "transport" in where.params else leg.transport
         port = where.port or (5061 if transport == "tls" else 5060)
-        leg.destination = await self._resolve(leg.face, f"{host_text(where.host)}:{port}",
-                                              transport)
-        return leg.destination
+        destination = await self._resolve(leg.face, f"{host_text(where.host)}:{port}",
+                                          transport)
+        if leg.client and destination.transport == "tls":  # ACK, BYE, re-INVITE: the
+            destination = replace(destination, client=leg.client)  # trunk's certificate too
+        leg.destination = destination
+        return destination
 
     async def _resolve(self, face: Face, host: str, transport: str) -> Destination:
         """Providers only where TRUNKPLANE_SIP_DESTINATIONS allows; the PBX (its Contact,
