@@ -25,6 +25,8 @@ class AgentRunner:
         self.state = state
         self.name = name
         self.after = after
+        self.batch = 500
+        self.behind = False  # the last read was a full batch: more is waiting
         self.failure = ""
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -45,7 +47,8 @@ class AgentRunner:
             self.feed.close()
 
     def step(self, timeout: float = 0.5) -> int:
-        items = self.feed.read(timeout=timeout)
+        items = self.feed.read(limit=self.batch, timeout=timeout)
+        self.behind = len(items) >= self.batch
         if not items:
             return 0
         applied = self.state.apply(items)

@@ -239,7 +239,9 @@ def start_agent(settings: Settings) -> Process:
     state.track = True  # what changed goes to the state topic, for the next owners
     # a new partition's tenants come from the state topic, then the events after it
     feed.start_at = partial(restore, kafka, codec, state)
-    writer = StateWriter(kafka, codec, state, kafka.state_every)
+    runner = parts.runner
+    writer = StateWriter(kafka, codec, state, kafka.state_every,
+                         behind=lambda: runner.behind)
     parts.runner.after = writer
     metrics.watch_snapshots(writer)
     parts.takeover = lambda: TakeoverWatch(kafka, codec, agent_id)

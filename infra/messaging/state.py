@@ -50,23 +50,33 @@ class StateWriter:
     A failed write is retried with the next changes, on a back-off."""
 
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, state: Snapshots,
-                 every: float = 1.0, make_producer: Callable[[], Any] | None = None) -> None:
+                 every: float = 1.0, make_producer: Callable[[], Any] | None = None,
+                 behind: Callable[[], bool] = lambda: False,
+                 catching_up_every: float = 30.0) -> None:
         self.topic = kafka.state_topic
+        # while the feed is behind (reading a long history), snapshots go out every
+        # `catching_up_every` seconds: written every second, an aggregate changed all
+        # along a first read of a long history left a snapshot per second on the topic,
+        # all read again by the next owner where the broker does not compact
+        self.behind = behind
+        self.catching_up_every = catching_up_every
         self.codec = codec
         self.state = state
         self.every = every
         self._make_producer = make_producer or (lambda: producer(kafka, "trunkplane-state"))
         self._producer: Any = None
-        self._due = 0.0
+        self._due = 0.0  # no write before (a back-off after a failure)
+        self._last = -1e9  # time.monotonic() of the last write
         self.failures = 0
         self.written = 0  # snapshots acknowledged
         self.positions = 0  # positions acknowledged
 
     def __call__(self) -> None:
         now = time.monotonic()
-        if now < self._due:
+        every = self.catching_up_every if self.behind() else self.every
+        if now < self._due or now - self._last < every:
             return
-        self._due = now + self.every
+        self._last = now
         self.write()
 
     def write(self) -> bool:
