@@ -75,6 +75,7 @@ class AgentState:
         self._pbxes: dict[str, PbxAccess] = {}
         self._sources = SourceIndex(())
         self._pbx_changed = False
+        self.broken = False  # a batch failed half-applied: no snapshot is written after it
 
     def apply(self, items: Sequence[FeedItem]) -> int:
         """Each tenant a batch changes gets a new TenantState, published when the batch is
@@ -83,26 +84,38 @@ class AgentState:
         applied = 0
         with self._lock:
             drafts: dict[str, TenantState] = {}
-            for item in items:
-                self._owner[item.event.originator_id] = item.tenant
-                if item.offset >= 0:
-                    self._next[item.partition] = max(self._next.get(item.partition, 0),
-                                                     item.offset + 1)
-                taken = 0
-                for ready in self._gate.release(item, item.event):
-                    self._apply(ready, self._draft(ready.tenant, drafts))
-                    self._gate.applied(ready.event)
-                    if self.track:
-                        self._dirty.add(ready.event.originator_id)
-                    self.position = max(self.position, ready.position)
-                    taken += 1
-                applied += taken
-                if not taken and item.event.originator_version <= self._version(item):
-                    self.skipped += 1
+            try:
+                applied = self._apply_all(items, drafts)
+            except BaseException:
+                # the versions moved but the drafts are lost: snapshots written now would
+                # carry new versions with old settings, and every later owner would keep
+                # them; write none (the positions stay where the state was whole)
+                self.broken = True
+                raise
             self._tenants.update(drafts)
             self.applied += applied
             if self._pbx_changed:
                 self._index_pbxes()
+        return applied
+
+    def _apply_all(self, items: Sequence[FeedItem], drafts: dict[str, TenantState]) -> int:
+        applied = 0
+        for item in items:
+            self._owner[item.event.originator_id] = item.tenant
+            if item.offset >= 0:
+                self._next[item.partition] = max(self._next.get(item.partition, 0),
+                                                 item.offset + 1)
+            taken = 0
+            for ready in self._gate.release(item, item.event):
+                self._apply(ready, self._draft(ready.tenant, drafts))
+                self._gate.applied(ready.event)
+                if self.track:
+                    self._dirty.add(ready.event.originator_id)
+                self.position = max(self.position, ready.position)
+                taken += 1
+            applied += taken
+            if not taken and item.event.originator_version <= self._version(item):
+                self.skipped += 1
         return applied
 
     def _index_pbxes(self) -> None:
@@ -266,7 +279,7 @@ class AgentState:
         rebalance. Give what could not be written back with `unwritten`, and report the
         positions written with `written`."""
         with self._lock:
-            if self._revoked is not None or not self.track:
+            if self._revoked is not None or not self.track or self.broken:
                 return [], []
             held = set(self.partitions)
             dirty, self._dirty = self._dirty, set()

@@ -207,3 +207,22 @@ def test_nothing_is_written_during_a_rebalance_and_lost_tenants_are_dropped(
     states, positions = writer.changes()
     assert {p for p, _ in states} == {1} and [p.partition for p in positions] == [1]
     assert all(int(s.tenant[1:]) % 2 == 1 for _, s in states)
+
+
+def test_a_batch_that_fails_half_applied_writes_no_snapshot_after_it(
+        app: TrunkplaneApp) -> None:
+    """The versions of a half-applied batch moved but its settings were lost: a snapshot
+    then would carry new versions with old settings, which every later owner keeps."""
+    items = history(app, tenants=1)
+    calls = [0]
+
+    def on_trunk(tenant: str, trunk_id: str, settings: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise RuntimeError("the SIP engine's loop is closed")
+
+    state = AgentState(on_trunk, track=True)
+    state.assigned([0, 1])
+    with pytest.raises(RuntimeError):
+        state.apply(items)
+    assert state.broken and state.changes() == ([], [])
