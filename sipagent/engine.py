@@ -1036,14 +1036,21 @@ class _PeerWorker(_Worker):
         """OPTIONS to the address's targets (RFC 3263) in turn until one answers: the
         answer and when the answered request was sent."""
         failure: TransportError | None = None
+        unavailable: tuple[Response, float, str] | None = None
         for target in await self.agent.locate(peer.address, transport):
             try:
                 response, sent = await self.ask(target.destination)
             except TransportError as error:
                 failure = error
                 continue
+            if response.status == 503:  # RFC 3263 4.3: the next target, as for no answer
+                unavailable = unavailable or (response, sent, str(target))
+                continue
             peer.target = str(target)
             return response, sent
+        if unavailable is not None:  # every target refused or was silent: the 503 it gave
+            peer.target = unavailable[2]
+            return unavailable[0], unavailable[1]
         assert failure is not None
         raise failure
 

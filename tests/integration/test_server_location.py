@@ -243,3 +243,17 @@ def test_naptr_names_the_srv_of_the_trunk_s_transport(
     assert recorder.wait("t1", registered).target == (
         f"tcp:127.0.0.1:{first.tcp} (sip1.{ZONE})")
     assert (f"_sip._tcp.{ZONE}", "SRV") not in engine.locator.asked
+
+
+def test_a_peer_whose_first_target_answers_503_is_watched_at_the_next(
+        dns: DnsServer, second: Kamailio, agent: tuple[SipAgent, Recorder],
+        tmp_path: Path) -> None:
+    """RFC 3263 4.3: a 503 moves OPTIONS to the next target, as no answer does."""
+    with Kamailio(tmp_path / "busy", USERS, domain=ZONE,
+                  options_reply=(503, "Service Unavailable")) as busy:
+        serve(dns, (10, 50, busy, "sip1"), (20, 50, second, "sip2"), ttl=3600)
+        engine, recorder = agent
+        engine.update("acme", "p1", {"type": "peer", "host": "", "transport": "udp",
+                                     "peer_addresses": [ZONE], "enabled": True})
+        ok = recorder.wait("p1", lambda o: o.state == TrunkState.OK, timeout=30)
+        assert ok.target == at(second, "sip2")
