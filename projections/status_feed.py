@@ -27,7 +27,8 @@ from projections.status import Doc, StatusView
 log = logging.getLogger("trunkplane.status")
 T = TypeVar("T")
 BATCH = 1000  # log rows read at once
-MAX_BACKLOG = 10_000  # changes waiting for one watcher before it is dropped from the feed
+MAX_BACKLOG = 1_000  # changes waiting for one watcher before it is dropped from the feed
+# (it then reads the log itself): 1,000 watchers x 10,000 held up to a gigabyte
 SWEEP = 0.5  # seconds between two looks at whether each watcher's client is still there
 
 
