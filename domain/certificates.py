@@ -63,7 +63,23 @@ def parse_key(text: str) -> str:
 @contextlib.contextmanager
 def pem_files(certificate: str, key: str) -> Iterator[tuple[str, str]]:
     """The certificate and key as files readable only by this process, for ssl, which
-    loads them from files alone; removed on leaving, whatever happens."""
+    loads them from files alone. On Linux they are anonymous memory (memfd), so the clear
+    key never reaches a disk, even if the process is killed inside; elsewhere a 0600 file
+    in a 0700 folder, removed on leaving."""
+    if hasattr(os, "memfd_create") and Path("/proc/self/fd").is_dir():
+        descriptors = []
+        try:
+            for name, text in (("cert.pem", certificate), ("key.pem", key)):
+                descriptor = os.memfd_create(f"trunkplane-{name}", os.MFD_CLOEXEC)
+                descriptors.append(descriptor)
+                data = text.encode()
+                while data:
+                    data = data[os.write(descriptor, data):]
+            yield f"/proc/self/fd/{descriptors[0]}", f"/proc/self/fd/{descriptors[1]}"
+        finally:
+            for descriptor in descriptors:
+                os.close(descriptor)
+        return
     with tempfile.TemporaryDirectory(prefix="trunkplane-cert-") as folder:
         paths = []
         for name, text in (("cert.pem", certificate), ("key.pem", key)):

@@ -243,3 +243,14 @@ def test_cli_flags_set_the_timers_and_read_the_pem_files(tmp_path: Any) -> None:
     assert settings["timers"]["ok_codes"] == ["2xx", "404"]
     assert (settings["client_certificate"], settings["client_key"]) == (
         CLIENT.certificate, CLIENT.key)
+
+
+def test_the_clear_key_for_ssl_lives_in_memory_not_on_disk() -> None:
+    """ssl loads a key from a path alone: on Linux the path is an anonymous memory file, so
+    a process killed while loading leaves no clear key behind in /tmp."""
+    from domain.certificates import pem_files
+
+    with pem_files("CERT", "KEY") as (certificate, key):
+        assert certificate.startswith("/proc/self/fd/") and key.startswith("/proc/self/fd/")
+        with open(key) as text:
+            assert text.read() == "KEY"
