@@ -84,7 +84,14 @@ def test_a_call_through_an_agent_is_listed_by_the_control_plane(
             shown = json.loads(control.cli("--json", "calls").stdout)
             return [c for c in shown.get("calls", []) if c.get("final_code") == 200]
 
-        calls = wait_for(listed, 30, "no call record reached the control plane", agent_log)
+        # the agent's record, then the control plane's consumer group (tansu answers a join
+        # after about 5 s) and its store: a minute on a loaded machine; the failure shows
+        # the control plane's log too
+        try:
+            calls = wait_for(listed, 60, "no call record reached the control plane", agent_log)
+        except AssertionError as missing:
+            raise AssertionError(f"{missing}\ncontrol plane: {control.log.read_text()[-3000:]}"
+                                 ) from None
         assert [(c["direction"], c["agent_id"], c["number_sent"], c["hangup_by"])
                 for c in calls] == [("outbound", "agent-calls", "2125551234", "pbx")]
     finally:
