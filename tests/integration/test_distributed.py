@@ -35,6 +35,17 @@ def metric(port: int, name: str) -> float:
     return float(found.group(1)) if found else -1.0
 
 
+def stop_both(agent: subprocess.Popen[bytes], agent_log: Path, control: Server) -> None:
+    """SIGTERM to the agent, which must exit 0; the control plane is stopped whatever the
+    agent did (left running, it would lead the next tests' database)."""
+    agent.send_signal(signal.SIGTERM)
+    try:
+        assert agent.wait(timeout=30) == 0, agent_log.read_text()
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+        assert control.stop() == 0
+
 def test_control_plane_and_agent_through_kafka(broker: object, fresh_postgres_url: str,
                                                tmp_path: Path) -> None:
     bootstrap = broker.bootstrap  # type: ignore[attr-defined]
@@ -94,13 +105,7 @@ def test_control_plane_and_agent_through_kafka(broker: object, fresh_postgres_ur
             for record in read_topic(bootstrap, topic):
                 assert PASSWORD.encode() not in record.value
     finally:
-        agent.send_signal(signal.SIGTERM)
-        try:
-            assert agent.wait(timeout=30) == 0, agent_log.read_text()
-        finally:
-            if agent.poll() is None:
-                agent.kill()
-            assert control.stop() == 0
+        stop_both(agent, agent_log, control)
     assert PASSWORD not in agent_log.read_text()
     assert PASSWORD not in Path(control.log).read_text()
 
@@ -226,10 +231,4 @@ def test_an_agent_serves_admission_and_reports_alerts_to_the_control_plane(
             pytest.skip("the test ran in the one open minute of the week")
         assert "agent-7" in row  # the agent's authenticated principal is the actor
     finally:
-        agent.send_signal(signal.SIGTERM)
-        try:
-            assert agent.wait(timeout=30) == 0, agent_log.read_text()
-        finally:
-            if agent.poll() is None:
-                agent.kill()
-            assert control.stop() == 0
+        stop_both(agent, agent_log, control)

@@ -164,7 +164,9 @@ def test_writing_after_a_truncation_is_refused(store: Store) -> None:
         store.trunk("after")  # SQLite reuses the rowid: appending would hide the hole
 
 
-def test_an_event_inserted_behind_the_back_is_named(store: Store) -> None:
+def insert_behind_the_back(store: Store) -> Any:
+    """A copy of the first event, as version 99, written by SQL: the proof knows nothing of
+    it. Returns the copied row (originator id, topic, state)."""
     populate(store)
     row = store.sql("SELECT originator_id, topic, state FROM {table} WHERE {key} = ?", 1)[0]
     if store.settings.database_url:
@@ -172,6 +174,11 @@ def test_an_event_inserted_behind_the_back_is_named(store: Store) -> None:
                   "VALUES (?, 99, ?, ?)", *row)
     else:
         store.sql("INSERT INTO {table} VALUES (?, 99, ?, ?)", *row)
+    return row
+
+
+def test_an_event_inserted_behind_the_back_is_named(store: Store) -> None:
+    insert_behind_the_back(store)
     (finding,) = store.verify().findings
     assert finding.kind == "inserted" and finding.position == store.app.head()
 
@@ -179,13 +186,7 @@ def test_an_event_inserted_behind_the_back_is_named(store: Store) -> None:
 def test_an_inserted_event_is_not_hidden_by_a_leaf_slipped_in_below_the_tree(
         store: Store) -> None:
     """A leaf row for the forged event outside the tree (idx -1) proves nothing."""
-    populate(store)
-    row = store.sql("SELECT originator_id, topic, state FROM {table} WHERE {key} = ?", 1)[0]
-    if store.settings.database_url:
-        store.sql("INSERT INTO {table} (originator_id, originator_version, topic, state) "
-                  "VALUES (?, 99, ?, ?)", *row)
-    else:
-        store.sql("INSERT INTO {table} VALUES (?, 99, ?, ?)", *row)
+    row = insert_behind_the_back(store)
     forged = store.app.recorder.select_notifications(store.app.head(), 1)[0]
     leaf = leaf_hash(event_data(forged.id, forged.originator_id, forged.originator_version,
                                 forged.topic, forged.state))
