@@ -273,7 +273,7 @@ def _ledger(app: TrunkplaneApp) -> LedgerService:
 
 def _distributed(plane: ControlPlane, settings: Settings,
                  listeners: list[Callable[[], None]]) -> None:
-    from infra.messaging.calls import CONTROL_GROUP, CallPump, KafkaCallFeed
+    from infra.messaging.calls import CallPump, KafkaCallFeed
     from infra.messaging.feeds import KafkaStatusFeed, StatusPump
     from infra.messaging.relay import DatabasePositions, Relay
     from infra.messaging.witness import HEADS_LOCK, HeadWitness
@@ -284,7 +284,7 @@ def _distributed(plane: ControlPlane, settings: Settings,
     check_broker(kafka, codec)
     plane.relay = Relay(plane.app, codec, kafka, DatabasePositions(plane.views),
                         leader=Leader(settings.database_url, RELAY_LOCK))
-    feed = KafkaStatusFeed(kafka, "trunkplane-control", codec, client_id="trunkplane-control")
+    feed = KafkaStatusFeed(kafka, kafka.control_group, codec, client_id="trunkplane-control")
     plane.status_pump = StatusPump(feed, plane.status_sink.publish, plane.status_sink.announce)
     listeners.append(plane.relay.notify)
     plane.process.metrics.watch_relay(plane.app, plane.relay)
@@ -297,7 +297,7 @@ def _distributed(plane: ControlPlane, settings: Settings,
                                 DatabasePositions(plane.views),
                                 leader=Leader(settings.database_url, HEADS_LOCK))
     plane.process.add(plane.witness)
-    plane.call_pump = CallPump(KafkaCallFeed(kafka, CONTROL_GROUP, codec,
+    plane.call_pump = CallPump(KafkaCallFeed(kafka, kafka.control_calls_group, codec,
                                              client_id="trunkplane-control-calls"),
                                plane.calls.record)
     plane.process.add(plane.call_pump)

@@ -69,6 +69,17 @@ class KafkaSettings:
         return f"{self.topic_prefix}calls"
 
     @property
+    def control_group(self) -> str:
+        """The control planes' group on the status topic. Named by the prefix, like the
+        topics: deployments sharing a Kafka cluster (or tests sharing a broker) must not
+        share a group, where one's members coming and going stalls the other's reads."""
+        return f"{self.topic_prefix}control"
+
+    @property
+    def control_calls_group(self) -> str:
+        return f"{self.topic_prefix}control-calls"
+
+    @property
     def heads_topic(self) -> str:
         return f"{self.topic_prefix}heads"
 

@@ -17,7 +17,6 @@ from infra.messaging.feeds import _KafkaFeed
 from infra.messaging.topics import producer
 
 log = logging.getLogger(__name__)
-CONTROL_GROUP = "trunkplane-control-calls"
 
 
 class KafkaCallSink:
