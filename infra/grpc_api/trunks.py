@@ -53,7 +53,8 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
     def ListCalls(self, request: trunk_pb2.ListCallsRequest, context: Ctx) -> Any:
         tenant = self.tenant(context, request.tenant)
         trunk_id = ""
-        if request.trunk:
+        if request.trunk:  # a name: as the views know it once they reflect the log's head
+            self.ready(context, 0)
             trunk_id = self.read(context, lambda: self.view.subject_id(
                 tenant, TRUNK, request.trunk))
         query = CallQuery(
