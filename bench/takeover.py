@@ -185,7 +185,7 @@ def wait(what: str, test: object, timeout: float, agents: list[Agent]) -> None:
 
 
 def scenario(broker: Broker, workdir: Path, trunks: int, events: int, tenants: int,
-             state_every: float) -> dict[str, float]:
+             state_every: float, profile: Path | None = None) -> dict[str, float]:
     kafka = KafkaSettings(bootstrap=broker.bootstrap,
                           topic_prefix=f"take{uuid.uuid4().hex[:6]}.", partitions=PARTITIONS,
                           replication=1, wire_key=f"w1:{WireCipher.new_key()}")
@@ -217,6 +217,12 @@ def scenario(broker: Broker, workdir: Path, trunks: int, events: int, tenants: i
             load = os.getloadavg()[0]
             killed = time.perf_counter()
             doomed.kill()
+            spy = None if profile is None else subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record",
+                 "--pid", str(survivor.process.pid), "--format", "raw",
+                 "--threads", "--nonblocking", "--rate", "50", "--duration", "60",
+                 "--output", str(profile / f"takeover-{events}.txt")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             assigned = 0.0
             deadline = time.monotonic() + 600
             while reports.registered(survivor.name) < trunks:
@@ -227,6 +233,10 @@ def scenario(broker: Broker, workdir: Path, trunks: int, events: int, tenants: i
                 time.sleep(0.1)
             done = time.perf_counter()
             assigned = assigned or done
+            if spy is not None and profile is not None:
+                spy.send_signal(signal.SIGINT)  # writes what it sampled so far
+                spy.wait(timeout=60)
+                (profile / f"survivor-{events}.log").write_text(survivor.log.read_text())
             users, contacts = registrar.location_counts()
             return {"bindings": contacts, "users": users, "load": load,
                 "events": total, "produced_s": produced, "loaded_s": loaded, "moved": moved,
@@ -247,7 +257,12 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=100)
     parser.add_argument("--without-state", action="store_true",
                         help="also the longest history with snapshots off (from the start)")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="a folder for py-spy's samples of the survivor from the kill "
+                             "(collapsed stacks) and its log")
     args = parser.parse_args()
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     histories = [int(e) for e in args.events.split(",")]
     print(machine())
     print(f"{args.trunks:,} register trunks of {args.tenants} tenants, {PARTITIONS} "
@@ -260,7 +275,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, Broker(Path(tmp) / "tansu.log") as broker:
         for number, (events, every) in enumerate(runs):
             r = scenario(broker, Path(tmp) / f"run{number}", args.trunks, events,
-                         args.tenants, every)
+                         args.tenants, every, args.profile)
             results.append(r)
             label = "state topic" if every < 1000 else "no snapshots (from the start)"
             print(f"{events:>4} events/trunk ({int(r['events']):,} events), {label}: "

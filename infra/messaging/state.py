@@ -9,7 +9,12 @@ and only then the position they reflect (never past an event still waiting for i
 predecessor). A crash between an event and its snapshot leaves the position before that
 event: the next owner reads the event again and the versions recorded skip what the
 snapshots already hold. Reading keeps the highest version of each aggregate and the
-newest position of each partition, so it is right whether or not the broker compacts."""
+newest position of each partition, so it is right whether or not the broker compacts.
+
+A deleted trunk, route or PBX is written as a tombstone (no value; its version, kind and
+tenant in headers): a compacting broker drops the aggregate's records, and a new owner
+reading before that knows it deleted (its version still tells earlier copies of its
+events apart), never restores it."""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any, Protocol
+from uuid import UUID
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -32,6 +38,10 @@ POSITION_KEY = b"position"
 # not yet: Kafka leaves the active segment alone) keeps every snapshot written, and only
 # the newest of each aggregate is worth decoding
 VERSION_HEADER = "version"
+# a tombstone's other headers: what a new owner needs to forget the aggregate
+KIND_HEADER = "kind"
+TENANT_HEADER = "tenant"
+CATALOG = "catalog"  # sipagent.state.CATALOG: a tenant's route order and policy
 
 
 class Snapshots(Protocol):
@@ -87,8 +97,7 @@ class StateWriter:
         try:
             if self._producer is None:
                 self._producer = self._make_producer()
-            self._send([(p, str(s.aggregate_id).encode(), self.codec.encode_state(s),
-                         [(VERSION_HEADER, str(s.version).encode())]) for p, s in states])
+            self._send([self._record(p, s) for p, s in states])
             # only after every snapshot is acknowledged: a position never runs ahead
             self._send([(p.partition, POSITION_KEY, self.codec.encode_position(p), [])
                         for p in positions])
@@ -106,7 +115,17 @@ class StateWriter:
         self.positions += len(positions)
         return True
 
-    def _send(self, records: list[tuple[int, bytes, bytes, list[tuple[str, bytes]]]]
+    def _record(self, partition: int, state: AggregateState
+                ) -> tuple[int, bytes, bytes | None, list[tuple[str, bytes]]]:
+        headers = [(VERSION_HEADER, str(state.version).encode())]
+        if tombstone(state):
+            headers += [(KIND_HEADER, state.kind.encode()),
+                        (TENANT_HEADER, state.tenant.encode())]
+            return partition, str(state.aggregate_id).encode(), None, headers
+        return partition, str(state.aggregate_id).encode(), self.codec.encode_state(state), \
+            headers
+
+    def _send(self, records: list[tuple[int, bytes, bytes | None, list[tuple[str, bytes]]]]
               ) -> None:
         if not records:
             return
@@ -168,6 +187,9 @@ def read_state(kafka: KafkaSettings, codec: AvroCodec, partitions: Sequence[int]
         consumer.close()
     states: dict[int, list[AggregateState]] = {}
     for _, record in newest.values():
+        if record.value is None:
+            states.setdefault(record.partition, []).append(_deleted(record))
+            continue
         state = codec.decode(record.value).value
         if isinstance(state, AggregateState):
             states.setdefault(record.partition, []).append(state)
@@ -175,10 +197,32 @@ def read_state(kafka: KafkaSettings, codec: AvroCodec, partitions: Sequence[int]
     return states, positions
 
 
-def _version(record: Any, codec: AvroCodec) -> int:
-    for name, value in record.headers or ():
-        if name == VERSION_HEADER:
-            return int(value)
+def tombstone(state: AggregateState) -> bool:
+    """A deleted trunk, route or PBX: written with no value (a catalog is never deleted)."""
+    return state.settings is None and state.kind != CATALOG
+
+
+def _header(record: Any, name: str) -> bytes | None:
+    for key, value in record.headers or ():
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def _deleted(record: Any) -> AggregateState:
+    """A tombstone's aggregate: settings None, at the version it was deleted."""
+    return AggregateState((_header(record, TENANT_HEADER) or b"").decode(),
+                          UUID(record.key.decode()),
+                          (_header(record, KIND_HEADER) or b"").decode(),
+                          _version(record, None))
+
+
+def _version(record: Any, codec: AvroCodec | None) -> int:
+    version = _header(record, VERSION_HEADER)
+    if version is not None:
+        return int(version)
+    if record.value is None or codec is None:
+        return -1
     state = codec.decode(record.value).value  # written without the header
     return state.version if isinstance(state, AggregateState) else -1
 

@@ -237,3 +237,61 @@ def test_a_change_around_the_snapshot_and_a_crash_before_it_are_harmless(
         assert second.trunk_calls[trunk_id] == 2  # restored, then the change it lacked
     finally:
         second.stop()
+
+
+def state_records(kafka: KafkaSettings) -> list[Any]:
+    """Every record on the state topic, as written (tansu never compacts)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(kafka.state_topic, p) for p in range(kafka.partitions)]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        records: list[Any] = []
+        while batch := consumer.poll(timeout_ms=1000):
+            records += [r for rs in batch.values() for r in rs]
+        return records
+    finally:
+        consumer.close()
+
+
+def test_a_deleted_trunk_is_a_tombstone_and_no_new_owner_brings_it_back(
+        kafka: KafkaSettings, app: TrunkplaneApp, publish: Publisher) -> None:
+    codec = AvroCodec(WireCipher(kafka.wire_key))
+    history(app, 5060, changes=2)
+    published = publish()
+    first = agent(kafka, codec)
+    first.until(lambda: first.state.applied == published)
+    assert first.writer.write()
+    tenant = first.state.tenant("tenant-3")
+    assert tenant is not None
+    gone = next(t for t, s in tenant.trunks.items() if s["name"] == "trunk-3")
+
+    app.execute(lambda uow: commands.delete_trunk(uow, "tenant-3", "trunk-3", "", META)
+                ).unwrap()
+    published += publish()
+    first.until(lambda: first.state.applied == published)
+    # the tombstone is written, its position is not: the next owner reads the deletion
+    # again, and must tell it apart from a new event by the tombstone's version
+    first.writer._make_producer = lambda: PositionsLost(producer(kafka, "test-state"))
+    first.writer._drop()
+    assert not first.writer.write()
+    expected = {t: first.state.tenant(t) for t in first.state.tenants()}
+    first.stop()
+
+    records = [r for r in state_records(kafka) if r.key == gone.encode()]
+    assert records[-1].value is None  # a tombstone: compaction drops the trunk
+    assert all(r.value is not None for r in records[:-1])
+    assert dict(records[-1].headers)["tenant"] == b"tenant-3"
+
+    second = agent(kafka, codec)
+    try:
+        second.until(lambda: second.state.applied + second.state.skipped >= 1)
+        assert second.feed.consumed == 1  # the deletion, after the recorded position
+        assert (second.state.applied, second.state.skipped) == (0, 1)
+        assert second.trunk_calls[gone] == 0  # never registered again
+        assert second.state.trunk_count() == 7
+        assert {t: second.state.tenant(t) for t in second.state.tenants()} == expected
+    finally:
+        second.stop()
