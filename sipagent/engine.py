@@ -13,7 +13,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -209,10 +209,30 @@ class SipAgent:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._open())
-        self._ready.set()
-        if self.transport is not None:
-            self._loop.run_forever()
+        try:
+            self._loop.run_until_complete(self._open())
+            self._ready.set()
+            if self.transport is not None:
+                self._loop.run_forever()
+        finally:
+            self._ready.set()
+            self._close_loop()
+
+    def _close_loop(self) -> None:
+        """Ends what is left on the loop (tasks, async generators, the default executor)
+        and closes it, on the loop's own thread once it has stopped."""
+        loop = self._loop
+        try:
+            left = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in left:
+                task.cancel()
+            if left:
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
 
     async def _open(self) -> None:
         context = None
@@ -276,8 +296,11 @@ class SipAgent:
         return str(up[0] if up else next(iter(worker.peers)))
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Unregisters every registration (a clean shutdown), then stops."""
+        """Unregisters every registration (a clean shutdown), then stops and closes the
+        event loop."""
         if self._thread is None or not self._thread.is_alive():
+            if self._thread is None and not self._loop.is_closed():
+                self._loop.close()  # never started
             return
         done: Future[None] = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
         try:
@@ -301,15 +324,19 @@ class SipAgent:
             self.transport.close()
 
     def update(self, tenant: str, trunk_id: str, settings: dict[str, Any] | None) -> None:
-        """A trunk's new settings (None: deleted). Thread-safe."""
-        self._loop.call_soon_threadsafe(self._update, tenant, trunk_id, settings)
+        """A trunk's new settings (None: deleted). Thread-safe; ignored once stopped."""
+        self._soon(self._update, tenant, trunk_id, settings)
+
+    def _soon(self, callback: Callable[..., None], *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the agent stopped
+            self._loop.call_soon_threadsafe(callback, *args)
 
     def release(self, tenant: str, trunk_id: str) -> None:
         """Another agent holds the trunk now: stop refreshing it, without unREGISTER and
         without a status report. Its binding stays until the new owner's REGISTER
         replaces it (same +sip.instance and reg-id), so no call finds it unregistered.
         Thread-safe."""
-        self._loop.call_soon_threadsafe(self._release, trunk_id)
+        self._soon(self._release, trunk_id)
 
     def park(self, timeout: float = 10.0) -> list[str]:
         """A clean stop that hands over: every trunk stops refreshing and keeps its

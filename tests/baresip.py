@@ -65,10 +65,11 @@ class Baresip:
         self._changed = threading.Condition()
         self._token = 0
         self.log = self.dir / "baresip.log"
-        self.process = subprocess.Popen(
-            ["baresip", "-4", *(["-s"] if trace else []), "-f", str(self.dir)],
-            stdin=subprocess.DEVNULL, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
-            start_new_session=True)
+        with self.log.open("ab") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen(
+                ["baresip", "-4", *(["-s"] if trace else []), "-f", str(self.dir)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
         self._socket = self._connect()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

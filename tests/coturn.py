@@ -38,14 +38,15 @@ class Coturn:
         self.start()
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["turnserver", "-n", "--stun-only", "--listening-ip", self.address,
-             "--listening-port", str(self.port), "--no-tls", "--no-dtls", "--no-cli",
-             "--no-rfc5780", "--no-software-attribute", "--simple-log",
-             "--log-file", "stdout", "--pidfile", str(self.dir / "turnserver.pid"),
-             "--db", str(self.dir / "turndb")],
-            stdout=self.log.open("ab"), stderr=subprocess.STDOUT, cwd=self.dir,
-            start_new_session=True)
+        with self.log.open("ab") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen(
+                ["turnserver", "-n", "--stun-only", "--listening-ip", self.address,
+                 "--listening-port", str(self.port), "--no-tls", "--no-dtls", "--no-cli",
+                 "--no-rfc5780", "--no-software-attribute", "--simple-log",
+                 "--log-file", "stdout", "--pidfile", str(self.dir / "turnserver.pid"),
+                 "--db", str(self.dir / "turndb")],
+                stdout=log, stderr=subprocess.STDOUT, cwd=self.dir,
+                start_new_session=True)
         deadline = time.monotonic() + 15
         while self.ask(timeout=0.2) is None:
             if self.process.poll() is not None or time.monotonic() > deadline:

@@ -86,9 +86,10 @@ class DnsServer:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["unbound", "-d", "-c", str(self.config)], stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT, start_new_session=True)
+        with self.log.open("ab") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen(
+                ["unbound", "-d", "-c", str(self.config)], stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 15
         while not self._answers():
             if self.process.poll() is not None or time.monotonic() > deadline:

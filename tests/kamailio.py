@@ -192,11 +192,12 @@ class Kamailio:
                 self.udp, self.tcp, self.tls = free_port(), free_port(), free_port()
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["kamailio", "-f", str(self.config), "-P", str(self.dir / "kamailio.pid"),
-             "-Y", str(self.dir), "-m", "64", "-M", "8", "-DD", "-E"],
-            stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
-            start_new_session=True)  # its workers in a group of their own: stop() ends all
+        with self.log.open("ab") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen(
+                ["kamailio", "-f", str(self.config), "-P", str(self.dir / "kamailio.pid"),
+                 "-Y", str(self.dir), "-m", "64", "-M", "8", "-DD", "-E"],
+                stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)  # its workers in a group of their own: stop() ends all
         deadline = time.monotonic() + 15
         while not (self.dir / "kamailio_ctl").exists() or "ul" not in self._rpc(
                 "system.listMethods", check=False):

@@ -44,8 +44,9 @@ class Server:
         env.pop("TRUNKPLANE_CIPHER_KEY", None)
         env.pop("TRUNKPLANE_DATABASE_URL", None)
         env.update(self.env)
-        self.process = subprocess.Popen([*CLI, self.command], env=env, stdout=subprocess.DEVNULL,
-                                        stderr=self.log.open("w"))
+        with self.log.open("w") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen([*CLI, self.command], env=env,
+                                            stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + 60  # a loaded machine
         while "serving gRPC on" not in self.log.read_text():  # the text or the JSON line
             assert self.process.poll() is None, self.log.read_text()

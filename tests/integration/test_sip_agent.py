@@ -193,6 +193,19 @@ def test_a_clean_shutdown_unregisters_everything(kamailio: Kamailio) -> None:
     assert kamailio.location_counts() == (0, 0)
 
 
+def test_stopping_closes_the_event_loop() -> None:
+    """No loop left open (a ResourceWarning when collected), whether the engine ran or
+    never started; a trunk change after the stop is ignored, not an error."""
+    engine = SipAgent(fast(), Recorder())
+    engine.start()
+    engine.stop()
+    assert engine._loop.is_closed()
+    engine.update("acme", "late", None)
+    never = SipAgent(fast(), Recorder())
+    never.stop()
+    assert never._loop.is_closed()
+
+
 def test_peer_failover_and_recovery(tmp_path: Path) -> None:
     first = Kamailio(tmp_path / "k1", {}, address="127.0.0.1")
     second = Kamailio(tmp_path / "k2", {}, address="127.0.0.2")
