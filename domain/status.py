@@ -10,11 +10,26 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-# Seconds without a heartbeat before a trunk's last observation counts as stale
-# (TrunkStatus.stale). The status view calls an agent silent sooner, a second within the
-# consumer group's session timeout (KafkaSettings.silent_after), and shows its trunks
-# `unknown`; this wider margin covers embedded agents and observations of other kinds.
-STALE_AFTER = 30.0
+# An agent's heartbeats (TRUNKPLANE_AGENT_HEARTBEAT), and how long its consumer group waits
+# for a silent one before its partitions move (TRUNKPLANE_AGENT_SESSION_TIMEOUT).
+HEARTBEAT_EVERY = 2.0
+SESSION_TIMEOUT = 10.0
+
+
+def silent_after(session_timeout: float = SESSION_TIMEOUT,
+                 heartbeat_every: float = HEARTBEAT_EVERY) -> float:
+    """Seconds without a heartbeat (on the reader's clock) after which an agent is silent.
+    The one rule for both things that follow from it: the status view shows its trunks
+    `unknown`, and its last reports are stale (TrunkStatus.stale). (They had a rule each,
+    9 s and 30 s, and a trunk could read `unknown` yet not stale for 21 s.) A second within
+    the agent group's session timeout, so the control planes say so before the partitions
+    move; at least two heartbeats, so a live agent never looks silent."""
+    return max(heartbeat_every * 2, session_timeout - 1)
+
+
+# 9 s with the defaults: what a process without Kafka settings goes by (serve, whose
+# embedded agent beats every HEARTBEAT_EVERY).
+SILENT_AFTER = silent_after()
 
 
 class TrunkState(StrEnum):

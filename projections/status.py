@@ -5,11 +5,11 @@ same agent's sequence, or an earlier moment from another agent) changes nothing,
 redelivery is harmless.
 
 Also the agent directory. An agent that stops cleanly says so (`left`); one whose
-heartbeats stop is `silent` after `silent_after` seconds (measured on this process's
-clock, from when its last heartbeat arrived) and dropped from the directory after
-`expire_after`. What a silent agent last observed is not shown as the truth: its
-trunks read `unknown`, naming the agent and what it last said, until a live agent (the
-new owner, or the same one back) reports them."""
+heartbeats stop is `silent` after `silent_after` seconds (domain.status.silent_after,
+measured on this process's clock from when its last heartbeat arrived) and dropped from
+the directory after `expire_after`. What a silent agent last observed is not shown as the
+truth: its trunks read `unknown` (and stale), naming the agent and what it last said,
+until a live agent (the new owner, or the same one back) reports them."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from domain.status import AgentHeartbeat, StatusObservation
+from domain.status import SILENT_AFTER, AgentHeartbeat, StatusObservation
 from projections.db import Database
 
 TABLE = "tp_status"
@@ -30,7 +30,7 @@ Doc = dict[str, Any]
 
 
 class StatusView:
-    def __init__(self, db: Database, silent_after: float = 9.0,
+    def __init__(self, db: Database, silent_after: float = SILENT_AFTER,
                  expire_after: float = 3600.0) -> None:
         self.db = db
         self.silent_after = silent_after

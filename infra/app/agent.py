@@ -141,9 +141,9 @@ def agent_parts(settings: Settings, feed: EventFeed, sink: StatusSink,
     if sip is not None and settings.calls is not None:
         b2bua = B2BUA(replace(settings.calls, agent_id=agent_id), admission, state, records,
                       sip)
-    every = settings.kafka.heartbeat_every if settings.kafka else 2.0
     return AgentParts(feed, AgentRunner(feed, state, name=name), sip, reporter, admission,
-                      alerts, Heartbeat(directory, agent_id, state, every), records, b2bua)
+                      alerts, Heartbeat(directory, agent_id, state, settings.heartbeat_every),
+                      records, b2bua)
 
 
 def embedded_agent(settings: Settings, bus: CommandBus, status: StatusView,

@@ -168,8 +168,7 @@ def _start(settings: Settings, workers: int, mode: str) -> ControlPlane:
             notify()
 
     bus = CommandBus(app, on_saved=on_saved)
-    silent_after = settings.kafka.silent_after if settings.kafka else 9.0
-    status = StatusView(views, silent_after=silent_after)
+    status = StatusView(views, silent_after=settings.silent_after)
     plane = ControlPlane(process, app, runner, views, status, bus, CallStore(views))
     if settings.notify.enabled:
         plane.notifier = Notifier(app, store, status, settings,

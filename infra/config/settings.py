@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from domain.status import HEARTBEAT_EVERY, SESSION_TIMEOUT, SILENT_AFTER, silent_after
 from sipagent.destinations import Destinations
 from sipagent.settings import CallSettings, SipSettings
 from sipagent.sip.locate import parse_resolver
@@ -41,8 +42,8 @@ class KafkaSettings:
     # How long the group waits for a silent agent before its partitions move. The control
     # planes call an agent silent (and stop showing its trunks registered) a second
     # before that; heartbeats go out often enough that a live one never looks silent.
-    session_timeout: float = 10.0
-    heartbeat_every: float = 2.0
+    session_timeout: float = SESSION_TIMEOUT
+    heartbeat_every: float = HEARTBEAT_EVERY
     handover_wait: float = 20.0  # a stopping agent waits this long for others to take over
     # how often an agent writes its tenants' changed aggregates to the state topic (what
     # the next owner of a partition starts from, then reading only the events after)
@@ -50,7 +51,7 @@ class KafkaSettings:
 
     @property
     def silent_after(self) -> float:
-        return max(self.heartbeat_every * 2, self.session_timeout - 1)
+        return silent_after(self.session_timeout, self.heartbeat_every)
 
     @property
     def events_topic(self) -> str:
@@ -108,8 +109,9 @@ class KafkaSettings:
             wire_key=env.get("TRUNKPLANE_WIRE_KEY", ""),
             agent_group=env.get("TRUNKPLANE_AGENT_GROUP", "trunkplane-agents"),
             agent_id=env.get("TRUNKPLANE_AGENT_ID", ""),
-            session_timeout=_seconds(env, "TRUNKPLANE_AGENT_SESSION_TIMEOUT", 10.0),
-            heartbeat_every=_seconds(env, "TRUNKPLANE_AGENT_HEARTBEAT", 2.0),
+            session_timeout=_seconds(env, "TRUNKPLANE_AGENT_SESSION_TIMEOUT",
+                                     SESSION_TIMEOUT),
+            heartbeat_every=_seconds(env, "TRUNKPLANE_AGENT_HEARTBEAT", HEARTBEAT_EVERY),
             handover_wait=_seconds(env, "TRUNKPLANE_AGENT_HANDOVER_WAIT", 20.0),
             state_every=_seconds(env, "TRUNKPLANE_AGENT_STATE_EVERY", 1.0),
         )
@@ -196,6 +198,14 @@ class Settings:
     signing_key: str = ""
     signing_key_file: str = ""
 
+    @property
+    def silent_after(self) -> float:
+        """When this process calls an agent silent (and its reports stale)."""
+        return self.kafka.silent_after if self.kafka else SILENT_AFTER
+
+    @property
+    def heartbeat_every(self) -> float:
+        return self.kafka.heartbeat_every if self.kafka else HEARTBEAT_EVERY
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from google.protobuf.message import Message
@@ -12,7 +12,6 @@ from domain.calls import CallRecord
 from domain.certificates import facts as certificate_facts
 from domain.errors import ValidationError
 from domain.model import CommandMeta, etag_for
-from domain.status import STALE_AFTER
 from domain.trunk import LIMIT_FIELDS, TIMER_DEFAULTS, TRUNK_FIELDS
 from domain.trunk_settings import default_settings
 from infra.grpc_api.context import current
@@ -242,16 +241,17 @@ def history_message(row: ChangeRow) -> common_pb2.HistoryEntry:
     return msg
 
 
-def stale(observed: Doc, agents: dict[str, Doc], now: datetime) -> bool:
+def stale(observed: Doc, agents: dict[str, Doc]) -> bool:
     """Whether the observation has no agent standing behind it any more: its agent is gone
-    from the directory, silent for STALE_AFTER, or started again since; or an agent that
+    from the directory, not `alive` there (silent by the view's one rule,
+    domain.status.silent_after, or left), or started again since; or an agent that
     started after it holds the tenant now (a restart without SIP, say, observes nothing:
-    the last run's `ok` would otherwise show for ever)."""
+    the last run's `ok` would otherwise show for ever). `agents` is the status view's
+    directory (StatusView.agents), each with its `condition`."""
     made = datetime.fromisoformat(observed["observed_at"])
 
     def alive(agent: Doc) -> bool:
-        seen = datetime.fromisoformat(agent["observed_at"])
-        return (now - seen).total_seconds() <= STALE_AFTER
+        return bool(agent["condition"] == "alive")
 
     own = agents.get(observed["agent_id"])
     if own is None or not alive(own) or datetime.fromisoformat(own["started_at"]) > made:
@@ -285,7 +285,7 @@ def status_message(config: Doc, observed: Doc | None,
     msg.target = observed.get("target") or ""
     msg.since.FromDatetime(datetime.fromisoformat(observed["since"]))
     msg.observed_at.FromDatetime(datetime.fromisoformat(observed["observed_at"]))
-    msg.stale = agents is not None and stale(observed, agents, datetime.now(UTC))
+    msg.stale = agents is not None and stale(observed, agents)
     for contact in observed["contacts"]:
         entry = msg.contacts.add(uri=contact["uri"])
         if contact["expires_at"]:

@@ -449,7 +449,7 @@ def _read_status(settings: Settings, read: Callable[[Any], T]) -> T:
 
     views = open_views(settings)
     try:
-        return read(StatusView(views))
+        return read(StatusView(views, silent_after=settings.silent_after))
     finally:
         views.close()
 

@@ -6,12 +6,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from domain.status import (
+    SILENT_AFTER,
     AgentHeartbeat,
     ContactStatus,
     PeerStatus,
     StatusObservation,
     TrunkState,
 )
+from infra.config.settings import KafkaSettings, Settings
+from infra.grpc_api.convert import stale
 from projections.db import SqliteDatabase
 from projections.status import StatusView
 from tests.conftest import Api
@@ -107,8 +110,7 @@ def test_watch_opens_with_the_picture_follows_changes_and_resumes(api: Api) -> N
 
 def test_a_silent_agents_trunks_read_unknown_until_a_live_agent_reports(tmp_path: Path
                                                                         ) -> None:
-    view = StatusView(SqliteDatabase(tmp_path / "views.sqlite"), silent_after=9,
-                      expire_after=60)
+    view = StatusView(SqliteDatabase(tmp_path / "views.sqlite"), expire_after=60)
     now = datetime.now(UTC)
     beat = AgentHeartbeat("agent-1", "127.0.0.1:1", ("default",), now, now)
     view.announce(beat, received_at=now - timedelta(seconds=10))  # heard 10 s ago
@@ -133,3 +135,29 @@ def test_a_silent_agents_trunks_read_unknown_until_a_live_agent_reports(tmp_path
     assert [a["condition"] for a in view.agents()] == ["silent", "left"]
     later = now + timedelta(seconds=70)
     assert [a["agent_id"] for a in view.agents(later)] == []  # expired from the directory
+
+
+def test_one_rule_says_when_an_agent_is_silent_and_its_reports_stale(tmp_path: Path) -> None:
+    """The view's `unknown` and TrunkStatus.stale turn at the same moment: silent_after
+    after the agent's last heartbeat arrived (they had a rule each, 9 s and 30 s)."""
+    assert KafkaSettings("127.0.0.1:9092").silent_after == SILENT_AFTER == 9.0
+    settings = Settings.from_env({"TRUNKPLANE_DATA": str(tmp_path)})
+    assert settings.silent_after == SILENT_AFTER
+    slow = Settings.from_env({"TRUNKPLANE_DATA": str(tmp_path),
+                              "TRUNKPLANE_KAFKA_BOOTSTRAP": "127.0.0.1:9092",
+                              "TRUNKPLANE_AGENT_SESSION_TIMEOUT": "30"})
+    assert slow.silent_after == 29.0
+    view = StatusView(SqliteDatabase(tmp_path / "views.sqlite"))
+    heard = datetime.now(UTC)
+    view.announce(AgentHeartbeat("agent-1", "127.0.0.1:1", ("default",), heard,
+                                 heard - timedelta(minutes=1)), received_at=heard)
+    view.publish([observation("t1", 1, TrunkState.REGISTERED, at=heard)])
+    report = view.changes_after("default", 0)[0][1]
+    for quiet, condition in ((SILENT_AFTER, "alive"), (SILENT_AFTER + 0.001, "silent")):
+        agents = {a["agent_id"]: a for a in view.agents(heard + timedelta(seconds=quiet))}
+        assert agents["agent-1"]["condition"] == condition, quiet
+        assert stale(report, agents) is (condition == "silent"), quiet
+    left = heard + timedelta(seconds=1)
+    view.announce(AgentHeartbeat("agent-1", "127.0.0.1:1", (), left,
+                                 heard - timedelta(minutes=1), leaving=True), received_at=left)
+    assert stale(report, {a["agent_id"]: a for a in view.agents(left)})  # left: stale too
