@@ -877,7 +877,7 @@ class _RegisterWorker(_Worker):
         targets = sticky(await self.agent.locate(first_hop(self.spec.settings), transport),
                          line.destination)
         failure: TransportError | None = None
-        unavailable: Response | None = None
+        unavailable: tuple[Response, Destination, str] | None = None
         for target in targets:
             line.destination, line.target = target.destination, str(target)
             try:
@@ -887,9 +887,10 @@ class _RegisterWorker(_Worker):
                 continue
             if response.status != 503:
                 return response
-            unavailable = response
-        if unavailable is not None:
-            return unavailable
+            unavailable = unavailable or (response, target.destination, str(target))
+        if unavailable is not None:  # the status names the target whose 503 it shows
+            response, line.destination, line.target = unavailable
+            return response
         assert failure is not None
         raise failure
 

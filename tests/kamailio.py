@@ -51,6 +51,7 @@ request_route {{
 {calls}
     if (is_method("OPTIONS")) {{ sl_send_reply("{options_code}", "{options_reason}"); exit; }}
     if (is_method("REGISTER")) {{
+{register_refusal}
         if (!auth_check("$fd", "subscriber", "1")) {{
             if ($rc == -3) {{ sl_send_reply("403", "Unknown User"); exit; }}
             auth_challenge("$fd", "1");
@@ -118,6 +119,7 @@ class Kamailio:
                  calls: bool = False, dids: dict[str, str] | None = None,
                  location_db: bool = False, proxy: bool = False,
                  options_reply: tuple[int, str] = (200, "OK"),
+                 register_reply: tuple[int, str] | None = None,
                  client_ca: Path | None = None) -> None:
         """calls: proxy calls too (see CALL_*); dids: DID -> the user whose registered
         Contact gets calls for it. `location_db`: the location table written through to
@@ -125,7 +127,8 @@ class Kamailio:
         however many there are (`ul.dump` does not fit a few hundred into one kamcmd
         reply); one worker then, since SQLite takes one writer at a time.
         `proxy`: an outbound proxy, not a registrar (see PROXY). `options_reply`: how it
-        answers OPTIONS. `client_ca`: its TLS listener requires a client certificate
+        answers OPTIONS; `register_reply`: every REGISTER answered so (a registrar out of
+        service). `client_ca`: its TLS listener requires a client certificate
         signed by this CA (a PEM file)."""
         if shutil.which("kamailio") is None or _modules() is None:
             if os.environ.get("TRUNKPLANE_REQUIRE_POSTGRES"):  # `make test`: all servers
@@ -169,7 +172,9 @@ class Kamailio:
             children=1 if location_db else children, db_mode=1 if location_db else 0,
             calls=PROXY if proxy else IN_DIALOG if calls else "",
             invite=INVITE % mapping if calls else "",
-            options_code=options_reply[0], options_reason=options_reply[1])
+            options_code=options_reply[0], options_reason=options_reply[1],
+            register_refusal="" if register_reply is None else (
+                f'        sl_send_reply("{register_reply[0]}", "{register_reply[1]}"); exit;'))
         self.log = workdir / "kamailio.log"
         self.process: subprocess.Popen[bytes] | None = None
         self._first_start()

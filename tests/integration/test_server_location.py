@@ -257,3 +257,27 @@ def test_a_peer_whose_first_target_answers_503_is_watched_at_the_next(
                                      "peer_addresses": [ZONE], "enabled": True})
         ok = recorder.wait("p1", lambda o: o.state == TrunkState.OK, timeout=30)
         assert ok.target == at(second, "sip2")
+
+
+def closed_udp_port() -> int:
+    """A loopback UDP port nobody listens on (a datagram there draws ICMP unreachable)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_503_then_a_dead_target_shows_the_target_that_answered(
+        dns: DnsServer, agent: tuple[SipAgent, Recorder], tmp_path: Path) -> None:
+    """Every target failed: the status shows the 503 and names the registrar that gave
+    it, not the last target tried (which never answered)."""
+    with Kamailio(tmp_path / "busy", USERS, domain=ZONE,
+                  register_reply=(503, "Service Unavailable")) as busy:
+        dead = closed_udp_port()
+        dns.replace(SRV, [f"{SRV} 3600 IN SRV 10 50 {busy.udp} sip1.{ZONE}.",
+                          f"{SRV} 3600 IN SRV 20 50 {dead} sip2.{ZONE}."])
+        for name in ("sip1", "sip2"):
+            dns.replace(f"{name}.{ZONE}.", [f"{name}.{ZONE}. 3600 IN A 127.0.0.1"])
+        engine, recorder = agent
+        engine.update("acme", "t1", trunk())
+        failed = recorder.wait("t1", lambda o: o.state == TrunkState.FAILED, timeout=30)
+        assert (failed.sip_code, failed.target) == (503, at(busy, "sip1")), failed
