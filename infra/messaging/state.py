@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -30,7 +29,7 @@ from kafka import KafkaConsumer, TopicPartition
 from domain.feeds import AggregateState, StatePosition
 from infra.config.settings import KafkaSettings
 from infra.messaging.codec import AvroCodec
-from infra.messaging.topics import client, producer
+from infra.messaging.topics import LazyProducer, Outgoing, client, producer
 
 log = logging.getLogger(__name__)
 POSITION_KEY = b"position"
@@ -73,8 +72,8 @@ class StateWriter:
         self.codec = codec
         self.state = state
         self.every = every
-        self._make_producer = make_producer or (lambda: producer(kafka, "trunkplane-state"))
-        self._producer: Any = None
+        self.producer = LazyProducer(make_producer
+                                     or (lambda: producer(kafka, "trunkplane-state")))
         self._due = 0.0  # no write before (a back-off after a failure)
         self._last = -1e9  # time.monotonic() of the last write
         self.failures = 0
@@ -95,15 +94,12 @@ class StateWriter:
         if not states and not positions:
             return True
         try:
-            if self._producer is None:
-                self._producer = self._make_producer()
             self._send([self._record(p, s) for p, s in states])
             # only after every snapshot is acknowledged: a position never runs ahead
             self._send([(p.partition, POSITION_KEY, self.codec.encode_position(p), [])
                         for p in positions])
         except Exception as error:
-            self.state.unwritten(states)
-            self._drop()
+            self.state.unwritten(states)  # (a failed delivery dropped the producer)
             self.failures += 1
             self._due = time.monotonic() + min(10.0, self.every * 2 ** min(self.failures, 6))
             log.warning("state topic: %d snapshots not written (%s: %s); trying again",
@@ -127,26 +123,13 @@ class StateWriter:
 
     def _send(self, records: list[tuple[int, bytes, bytes | None, list[tuple[str, bytes]]]]
               ) -> None:
-        if not records:
-            return
-        sends = [self._producer.send(self.topic, key=key, value=value, partition=partition,
-                                     headers=headers or None)
-                 for partition, key, value, headers in records]
-        self._producer.flush(timeout=10)
-        for future in sends:
-            future.get(timeout=0)  # raises the broker's error for any record not acked
-
-    def _drop(self) -> None:
-        if self._producer is not None:
-            with suppress(Exception):
-                self._producer.close(timeout=0)
-        self._producer = None
+        if records:
+            self.producer.deliver(self.topic, [Outgoing(key, value, partition, headers or None)
+                                               for partition, key, value, headers in records],
+                                  timeout=10)
 
     def close(self) -> None:
-        if self._producer is not None:
-            with suppress(Exception):
-                self._producer.close(timeout=5)
-        self._producer = None
+        self.producer.close()
 
 
 def read_state(kafka: KafkaSettings, codec: AvroCodec, partitions: Sequence[int],

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from kafka import KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -87,6 +89,64 @@ def producer(kafka: KafkaSettings, client_id: str) -> KafkaProducer:
         max_in_flight_requests_per_connection=5, request_timeout_ms=15000,
         retry_backoff_ms=200, reconnect_backoff_max_ms=2000, max_block_ms=10000,
         delivery_timeout_ms=30000)
+
+
+class Outgoing(NamedTuple):
+    """One record for LazyProducer.deliver."""
+
+    key: bytes
+    value: bytes | None  # None: a tombstone
+    partition: int | None = None  # None: the key's partition
+    headers: list[tuple[str, bytes]] | None = None
+
+
+class LazyProducer:
+    """A publisher's producer: built on first use (`make`, by default `producer`), dropped
+    when a delivery fails so that the next use builds a new one. kafka-python 3 does not
+    bound what a producer buffers, and one whose InitProducerId failed stays jammed for
+    good: a new producer is how a publisher gets over a broker failure. Not thread-safe
+    (a publisher used from several threads holds its own lock); `close` is idempotent."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+        self.built = 0  # producers made (more than one: rebuilt after failures)
+        self._producer: Any = None
+
+    def get(self) -> Any:
+        if self._producer is None:
+            self._producer = self.make()
+            self.built += 1
+        return self._producer
+
+    def deliver(self, topic: str, records: Iterable[Outgoing], timeout: float) -> int:
+        """Sends the records and returns how many once the broker acknowledged every one;
+        raises its error for any it did not take (or on `timeout` seconds), dropping the
+        producer."""
+        try:
+            sent = self.get()
+            sends = [sent.send(topic, key=r.key, value=r.value, partition=r.partition,
+                               headers=r.headers) for r in records]
+            sent.flush(timeout=timeout)
+            for future in sends:
+                future.get(timeout=0)  # the broker's error for any record not acked
+        except BaseException:
+            self.drop()
+            raise
+        return len(sends)
+
+    def drop(self) -> None:
+        """Gives the producer up at once (what it still holds is lost)."""
+        self._close(0)
+
+    def close(self) -> None:
+        """Closes the producer, giving what it holds 5 s to go out."""
+        self._close(5)
+
+    def _close(self, timeout: float) -> None:
+        if self._producer is not None:
+            with suppress(Exception):
+                self._producer.close(timeout=timeout)
+        self._producer = None
 
 
 class TopicError(Exception):

@@ -208,8 +208,8 @@ def test_a_change_around_the_snapshot_and_a_crash_before_it_are_harmless(
     assert first.writer.write()  # snapshots and positions of everything so far
 
     # two changes of one trunk: their snapshot is written, its position is not
-    first.writer._make_producer = lambda: PositionsLost(producer(kafka, "test-state"))
-    first.writer._drop()
+    first.writer.producer.make = lambda: PositionsLost(producer(kafka, "test-state"))
+    first.writer.producer.drop()
     change(app, "tenant-2", "trunk-2", {"description": "around the snapshot"})
     change(app, "tenant-2", "trunk-2", {"codecs": ["PCMA"]})
     published += publish()
@@ -274,8 +274,8 @@ def test_a_deleted_trunk_is_a_tombstone_and_no_new_owner_brings_it_back(
     first.until(lambda: first.state.applied == published)
     # the tombstone is written, its position is not: the next owner reads the deletion
     # again, and must tell it apart from a new event by the tombstone's version
-    first.writer._make_producer = lambda: PositionsLost(producer(kafka, "test-state"))
-    first.writer._drop()
+    first.writer.producer.make = lambda: PositionsLost(producer(kafka, "test-state"))
+    first.writer.producer.drop()
     assert not first.writer.write()
     expected = {t: first.state.tenant(t) for t in first.state.tenants()}
     first.stop()
