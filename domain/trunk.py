@@ -103,6 +103,7 @@ LIMIT_FIELDS = ("max_concurrent_calls", "max_inbound_calls", "max_outbound_calls
 TIMER_DEFAULTS: dict[str, Any] = {
     "registration_expiry": None, "backoff_base": None, "backoff_cap": None, "qualify": True,
     "options_interval": None, "down_after": None, "up_after": None, "ok_codes": (),
+    "failover_after": None,
 }
 
 

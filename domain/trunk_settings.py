@@ -253,7 +253,7 @@ def _check_limits(c: _Checker) -> None:
 # Each timer's bounds (seconds, or answers in a row for the thresholds).
 TIMER_BOUNDS = {"registration_expiry": (10, 86400), "backoff_base": (1, 3600),
                 "backoff_cap": (1, 86400), "options_interval": (1, 3600),
-                "down_after": (1, 10), "up_after": (1, 10)}
+                "down_after": (1, 10), "up_after": (1, 10), "failover_after": (1, 32)}
 MAX_OK_CODES = 20
 _CODE_CLASS = re.compile(r"[1-6]xx")
 

@@ -493,6 +493,10 @@ class SipAgent:
             targets = [replace(t, destination=worker.own(t.destination)) for t in targets]
         return targets
 
+    def trunk_timers(self, trunk: dict[str, Any]) -> TrunkTimers:
+        """A trunk's timers: its own, else the agent's."""
+        return TrunkTimers.of(self.settings, trunk)
+
     async def send(self, request: Request, destination: Destination,
                    timeout: float | None = None,
                    sent_by: tuple[str, int] | None = None) -> Response:
@@ -607,13 +611,26 @@ class _Worker:
             return replace(destination, client=self.spec.trunk_id)
         return destination
 
-    async def ask(self, destination: Destination) -> tuple[Response, float]:
+    def _per_target(self, targets: Sequence[Target], index: int,
+                    whole: float | None) -> float | None:
+        """How long target `index` has to answer: the transaction's whole time (`whole`;
+        None: Timer F) for the last or only target, at most the trunk's failover_after for
+        one with another after it."""
+        if index == len(targets) - 1:
+            return whole
+        limit = whole if whole is not None else 64 * self.agent.settings.t1
+        return min(limit, self.timers.failover_after)
+
+    async def ask(self, destination: Destination,
+                  timeout: float | None = None) -> tuple[Response, float]:
         """One OPTIONS: the answer and when the request was sent."""
         public = self.public(destination)
         request = self._options(destination, public)
         sent = time.monotonic()
-        response = await self.agent.send(request, self.own(destination),
-                                         self.agent.settings.options_timeout, sent_by=public)
+        response = await self.agent.send(
+            request, self.own(destination),
+            self.agent.settings.options_timeout if timeout is None else timeout,
+            sent_by=public)
         return response, sent
 
     def answered(self, peer: _Peer, response: Response, sent: float) -> None:
@@ -872,16 +889,19 @@ class _RegisterWorker(_Worker):
 
     async def _register_located(self, line: _Line, expires: int) -> Response:
         """RFC 3263 4.3: the targets in order, the next one after a timeout, a transport
-        error or a 503; the one in use stays first while it is among the best."""
+        error or a 503; the one in use stays first while it is among the best. A target
+        that is not the last has the trunk's failover_after to answer, the last the whole
+        transaction (Timer F)."""
         transport = str(self.spec.settings.get("transport", "udp"))
         targets = sticky(await self.agent.locate(first_hop(self.spec.settings), transport),
                          line.destination)
         failure: TransportError | None = None
         unavailable: tuple[Response, Destination, str] | None = None
-        for target in targets:
+        for index, target in enumerate(targets):
             line.destination, line.target = target.destination, str(target)
             try:
-                response = await self._register(line, expires)
+                response = await self._register(line, expires,
+                                                self._per_target(targets, index, None))
             except TransportError as error:
                 failure = error
                 continue
@@ -892,7 +912,7 @@ class _RegisterWorker(_Worker):
             response, line.destination, line.target = unavailable
             return response
         assert failure is not None
-        raise failure
+        raise none_answered(targets, failure)
 
     def _failed(self, line: _Line, state: TrunkState, code: int, reason: str) -> float | None:
         """Records a failed attempt; None: wait the capped back-off."""
@@ -905,16 +925,17 @@ class _RegisterWorker(_Worker):
         self.warn_once(state, code, reason)
         return None
 
-    async def _register(self, line: _Line, expires: int) -> Response:
+    async def _register(self, line: _Line, expires: int,
+                        timeout: float | None = None) -> Response:
         """REGISTER, answering one challenge (and a stale nonce once more), and 423 with
-        the registrar's Min-Expires."""
+        the registrar's Min-Expires; `timeout`: each transaction's (None: Timer F)."""
         assert line.destination is not None
         answered = 0
         interval_retries = 0
         authorization: tuple[str, str] | None = None
         while True:
             request = self._request(line, expires, authorization)
-            response = await self.agent.send(request, self.own(line.destination),
+            response = await self.agent.send(request, self.own(line.destination), timeout,
                                              sent_by=line.public)
             if response.status in (401, 407):
                 header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
@@ -1065,9 +1086,12 @@ class _PeerWorker(_Worker):
         answer and when the answered request was sent."""
         failure: TransportError | None = None
         unavailable: tuple[Response, float, str] | None = None
-        for target in await self.agent.locate(peer.address, transport):
+        targets = await self.agent.locate(peer.address, transport)
+        whole = self.agent.settings.options_timeout
+        for index, target in enumerate(targets):
             try:
-                response, sent = await self.ask(target.destination)
+                response, sent = await self.ask(target.destination,
+                                                self._per_target(targets, index, whole))
             except TransportError as error:
                 failure = error
                 continue
@@ -1080,7 +1104,7 @@ class _PeerWorker(_Worker):
             peer.target = unavailable[2]
             return unavailable[0], unavailable[1]
         assert failure is not None
-        raise failure
+        raise none_answered(targets, failure)
 
     def _summary(self) -> None:
         peers = list(self.peers.values())
@@ -1098,6 +1122,15 @@ class _PeerWorker(_Worker):
         self.report(state, sip_code=code, reason=reason, target=first.target if first else "",
                     peers=tuple(PeerStatus(p.address, bool(p.up), p.rtt_ms, p.since)
                                 for p in peers))
+
+
+def none_answered(targets: Sequence[Target], last: TransportError) -> TransportError:
+    """The failure when every target of several failed at the transport: how many were
+    tried, and the last one's error (doctor explains it)."""
+    if len(targets) < 2:
+        return last
+    return TransportError(f"none of the {len(targets)} servers located answered "
+                          f"({', '.join(str(t.destination) for t in targets)}); the last: {last}")
 
 
 def _retry_after(response: Response) -> int | None:

@@ -35,6 +35,9 @@ class SipSettings:
     tls_key: str = ""
     stun_interval: float = 30.0  # seconds between STUN Binding requests to each server
     stun_timeout: float = 3.0  # the wait for a STUN answer (retransmitting from t1)
+    # No answer from one of several RFC 3263 targets within this (REGISTER, OPTIONS; no
+    # provisional answer to an INVITE): the next target. The last one gets Timer F/B.
+    failover_after: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class TrunkTimers:
     down_after: int
     up_after: int
     ok_codes: tuple[str, ...]
+    failover_after: float
 
     @classmethod
     def of(cls, agent: SipSettings, trunk: Mapping[str, Any]) -> TrunkTimers:
@@ -86,7 +90,8 @@ class TrunkTimers:
             options_interval=float(pick("options_interval", agent.options_interval)),
             down_after=int(pick("down_after", agent.down_after)),
             up_after=int(pick("up_after", agent.up_after)),
-            ok_codes=tuple(own.get("ok_codes") or ("2xx",)))
+            ok_codes=tuple(own.get("ok_codes") or ("2xx",)),
+            failover_after=float(pick("failover_after", agent.failover_after)))
 
     def answer_ok(self, status: int) -> bool:
         """Whether an answer to OPTIONS means the provider is there (a code listed, or

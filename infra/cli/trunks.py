@@ -67,6 +67,9 @@ SETTINGS = [
          help="OPTIONS missed in a row before unreachable (default: the agent's, 2)"),
     Flag("--up-after", "timers.up_after", "int",
          help="good answers in a row before up again (default: the agent's, 1)"),
+    Flag("--failover-after", "timers.failover_after", "int",
+         help="seconds without an answer from one of a provider's servers (RFC 3263) "
+              "before the next, 1-32 (default: the agent's, 4)"),
     Flag("--ok-code", "timers.ok_codes", "list",
          help="an answer to OPTIONS that means up: a code (404) or class (2xx); repeat "
               "(default 2xx)"),
@@ -474,4 +477,5 @@ def timers_text(t: trunk_pb2.Trunk) -> str:
     return (f"expiry {value('registration_expiry')}, back-off {value('backoff_base')} to "
             f"{value('backoff_cap')}, qualify {qualify} every {value('options_interval')}, "
             f"down after {value('down_after', '')}, up after {value('up_after', '')}, ok "
-            f"{','.join(m.ok_codes) or '2xx'}")
+            f"{','.join(m.ok_codes) or '2xx'}, next server after "
+            f"{value('failover_after')}")

@@ -331,6 +331,7 @@ def sip_settings(env: dict[str, str]) -> SipSettings | None:
         backoff_max=_seconds(env, "TRUNKPLANE_SIP_BACKOFF_MAX", 1800.0),
         stun_interval=_seconds(env, "TRUNKPLANE_SIP_STUN_INTERVAL", 30.0),
         stun_timeout=_seconds(env, "TRUNKPLANE_SIP_STUN_TIMEOUT", 3.0),
+        failover_after=_seconds(env, "TRUNKPLANE_SIP_FAILOVER_AFTER", 4.0),
         register_expires=_number(env, "TRUNKPLANE_SIP_EXPIRES", 3600),
         tls_ca=env.get("TRUNKPLANE_SIP_TLS_CA", ""),
         destinations=destinations, resolver=resolver,

@@ -78,12 +78,13 @@ TIMERS = {
                  for n in ("registration_expiry", "backoff_base", "backoff_cap",
                            "options_interval", "down_after", "up_after")),
                {"name": "qualify", "type": "boolean", "default": True},
-               {"name": "ok_codes", "type": _STRINGS, "default": []}],
+               {"name": "ok_codes", "type": _STRINGS, "default": []},
+               {"name": "failover_after", "type": ["null", "int"], "default": None}],
 }
 DEFAULT_TIMERS: dict[str, Any] = {
     "registration_expiry": None, "backoff_base": None, "backoff_cap": None,
     "options_interval": None, "down_after": None, "up_after": None, "qualify": True,
-    "ok_codes": []}
+    "ok_codes": [], "failover_after": None}
 DIAL_PATTERN = {
     "type": "record", "name": "DialPattern", "namespace": NS,
     "fields": [{"name": n, "type": "string"} for n in ("match", "prefix", "prepend")],

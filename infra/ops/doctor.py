@@ -492,6 +492,11 @@ def _agent_view(name: str, s: dict[str, Any], doc: Any) -> Iterator[Finding]:
     elif _certificate_refused(doc["reason"]):
         yield Finding("fail", subject, f"{text}: the provider refused the TLS client "
                       "certificate", _certificate_fix(name, s))
+    elif "servers located answered" in doc["reason"]:  # sipagent.engine.none_answered
+        after = (s.get("timers") or {}).get("failover_after")
+        yield Finding("fail", subject, text, SILENT_FIX.format(
+            name=name, after=f"{after} s (timers.failover_after)" if after else
+            "TRUNKPLANE_SIP_FAILOVER_AFTER (4 s unless set)"))
     elif state == "unreachable" and doc["sip_code"]:  # it answered, outside the ok codes
         yield Finding("fail", subject, text, OPTIONS_FIX.format(name=name,
                                                                 code=doc["sip_code"]))
@@ -551,6 +556,14 @@ CERTIFICATE_ALERTS = ("CERTIFICATE_REQUIRED", "BAD_CERTIFICATE", "UNKNOWN_CA",
 OPTIONS_FIX = ("the provider answers OPTIONS with {code}, which the trunk does not count as "
                "up: if that is its normal answer, accept it (trunkplane trunk update {name} "
                "--ok-code {code} --ok-code 2xx); else ask the provider why")
+
+
+SILENT_FIX = ("every server DNS located for the trunk (RFC 3263: its SRV targets and their "
+              "addresses) was tried and none answered: check that they are the provider's "
+              "current servers, that a firewall lets SIP out and back in (UDP/TCP 5060, "
+              "TLS 5061) and that the transport matches the provider's. Each server but the "
+              "last gets {after} to answer before the next: if the provider answers more "
+              "slowly, raise it (trunkplane trunk update {name} --failover-after N, up to 32)")
 
 
 def _certificate_refused(reason: str) -> bool:

@@ -19,7 +19,7 @@ LIMITS = ("max_concurrent_calls", "max_inbound_calls", "max_outbound_calls")
 NAT = ("nat.enabled", "nat.external_ip", "nat.local_networks", "nat.stun_server")
 TIMER_NUMBERS = tuple(f"timers.{k}" for k in ("registration_expiry", "backoff_base",
                                               "backoff_cap", "options_interval", "down_after",
-                                              "up_after"))
+                                              "up_after", "failover_after"))
 CERTIFICATE = ("client_certificate", "client_key")
 COMMON = ("name", "type", "transport", "outbound_proxy", "from_user", "from_domain", "codecs",
           "dtmf_mode",

@@ -41,7 +41,7 @@ from sipagent.calls.sdp import NoCommonCodecError, reduce_offer
 from sipagent.calls.transactions import ClientTx, Face, ServerTx, cancel_of, spawn
 from sipagent.calls.uri import branch_of, host_text, parse_uri, tag_of, uri_of, user_of
 from sipagent.engine import resolve
-from sipagent.settings import CallSettings
+from sipagent.settings import CallSettings, TrunkTimers
 from sipagent.sip.digest import DigestClient, parse_challenge
 from sipagent.sip.locate import Target
 from sipagent.sip.message import Request, Response, SipParseError
@@ -151,6 +151,9 @@ class ProviderSide:
 
     def public_address(self, nat: dict[str, Any] | None, destination: Destination
                        ) -> tuple[str, int] | None:
+        raise NotImplementedError
+
+    def trunk_timers(self, trunk: dict[str, Any]) -> TrunkTimers:
         raise NotImplementedError
 
 
@@ -438,13 +441,18 @@ class B2BUA:
         credentials = DigestClient(str(trunk.get("auth_id") or trunk.get("username") or ""),
                                    str(trunk.get("password") or ""))
         code, reason = 0, "no target"
-        for target in targets:  # RFC 3263 4.3: the next after no answer or a 503
+        failover_after: float = self.provider.trunk_timers(trunk).failover_after
+        for index, target in enumerate(targets):  # RFC 3263 4.3: the next after no answer
             public = self.provider.public_address(trunk.get("nat"), target.destination)
             leg = self._uac_leg(face, target.destination, f"<sip:{user}@{domain}>",
                                 f"<sip:{lease.dial_number}@{domain}>", uri, user, public)
             call.b = leg
+            # or a 503; a target with another after it has failover_after to answer at all
+            timeout = self.settings.provider_timeout
+            if index < len(targets) - 1:
+                timeout = min(timeout, failover_after)
             code, reason = await self._run_invite(call, leg, uri, target.destination, body,
-                                                  proxy_route(trunk), credentials)
+                                                  proxy_route(trunk), credentials, timeout)
             heard = call.b_tx is not None and call.b_tx.provisional
             if call.cancelled or not (code == 503 or (code == 0 and not heard)):
                 break
@@ -463,7 +471,10 @@ class B2BUA:
 
     async def _run_invite(self, call: Call, leg: Leg, uri: str, destination: Destination,
                           body: bytes, extra: list[tuple[str, str]],
-                          credentials: DigestClient | None) -> tuple[int, str]:
+                          credentials: DigestClient | None,
+                          timeout: float | None = None) -> tuple[int, str]:
+        """`timeout`: no response at all by then, the next target (None: the provider
+        timeout)."""
         authorization: tuple[str, str] | None = None
         answered_challenge = False
         while True:
@@ -472,7 +483,7 @@ class B2BUA:
                                     call.a_tx.request.get("content-type"), destination)
             request.set("Max-Forwards", str(_max_forwards(call.a_tx.request)))
             tx = self._start(leg.face, request, destination, call,
-                             self.settings.provider_timeout)
+                             self.settings.provider_timeout if timeout is None else timeout)
             call.b_tx = tx
             response = await self._await_final(call, tx)
             if response is None:

@@ -5,7 +5,9 @@ changed record and TTL picked up, and the destination policy applied to every ad
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -281,3 +283,60 @@ def test_a_503_then_a_dead_target_shows_the_target_that_answered(
         engine.update("acme", "t1", trunk())
         failed = recorder.wait("t1", lambda o: o.state == TrunkState.FAILED, timeout=30)
         assert (failed.sip_code, failed.target) == (503, at(busy, "sip1")), failed
+
+
+def test_a_silent_first_target_is_left_after_failover_after_not_timer_f(
+        dns: DnsServer, tmp_path: Path) -> None:
+    """The first SRV target hears and never answers (UDP). With T1 at its usual 0.5 s,
+    Timer F would hold each REGISTER there 32 s, and the provider timeout each INVITE
+    30 s: the trunk's failover_after (2 s) moves both to the second target."""
+    hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    hole.bind(("127.0.0.1", 0))
+    hole.setblocking(False)
+    users = {"1001": PASSWORD, "3003": PASSWORD}
+    with Kamailio(tmp_path / "alive", users, calls=True) as alive:
+        dns.replace(SRV, [f"{SRV} 3600 IN SRV 10 50 {hole.getsockname()[1]} sip1.{ZONE}.",
+                          f"{SRV} 3600 IN SRV 20 50 {alive.udp} sip2.{ZONE}."])
+        for name in ("sip1", "sip2"):
+            dns.replace(f"{name}.{ZONE}.", [f"{name}.{ZONE}. 3600 IN A 127.0.0.1"])
+        rig = Rig(access=PbxAccess("acme", ("127.0.0.0/8",)),
+                  sip={"resolver": dns.address, "destinations": ("any",), "t1": 0.5,
+                       "options_timeout": 3.0, "options_interval": 30.0},
+                  t1=0.5, provider_timeout=30.0, ring_timeout=30.0)
+        far = Baresip(tmp_path, f"<sip:3003@127.0.0.1:{alive.udp}>;auth_pass={PASSWORD};"
+                      "regint=60", "far")
+        pbx = Baresip(tmp_path, "<sip:201@127.0.0.1>;regint=0", "pbx")
+        try:
+            wait_for(lambda: bool(alive.contacts("3003")), 15, "the far end registered")
+            started = time.monotonic()
+            name = rig.trunk("carrier", type="register", host=ZONE, username="1001",
+                             password=PASSWORD, from_domain=f"127.0.0.1:{alive.udp}",
+                             timers={"failover_after": 2})
+            wait_for(lambda: bool(alive.contacts("1001")), 10, "registered at the second")
+            registered_in = time.monotonic() - started
+            assert 2.0 <= registered_in < 7.0, registered_in  # Timer F: 32 s
+            assert hole.recv(65536).startswith(b"REGISTER ")
+            wait_for(lambda: rig.engine.live_state(name) == TrunkState.REGISTERED, 10,
+                     "the trunk up")
+            rig.route("all", [name])
+            started = time.monotonic()
+            pbx.dial(f"sip:3003@127.0.0.1:{rig.pbx_address[1]}")
+            far.wait_event("CALL_INCOMING", timeout=15)
+            rang_in = time.monotonic() - started
+            assert 2.0 <= rang_in < 7.0, rang_in  # the provider timeout: 30 s
+            far.accept()
+            pbx.wait_event("CALL_ESTABLISHED")
+            pbx.hangup()
+            wait_for(lambda: rig.channels(name) == (0, 0), 10, "the channel freed")
+            record = rig.records.records[-1]
+            assert record.final_code == 200 and [a.code for a in record.attempts] == [200]
+            heard = b""
+            with contextlib.suppress(BlockingIOError):
+                while not heard.startswith(b"INVITE"):
+                    heard = hole.recv(65536)
+            assert heard.startswith(b"INVITE sip:3003@example.test"), heard[:80]
+        finally:
+            hole.close()
+            pbx.stop()
+            far.stop()
+            rig.close()

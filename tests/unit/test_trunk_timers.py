@@ -24,6 +24,7 @@ from infra.messaging.codec import MAGIC, AvroCodec
 from infra.messaging.schemas import released, schema_fingerprint
 from infra.security.sealing import PassphraseSealer, WireCipher
 from projections.history import diff
+from sipagent.settings import SipSettings, TrunkTimers
 from tests.certificates import Authority
 
 META = CommandMeta(actor="alice", reason="r", request_id="")
@@ -47,7 +48,15 @@ def test_timers_default_to_the_agent_and_qualify_on() -> None:
     assert settings["timers"] == {
         "registration_expiry": None, "backoff_base": None, "backoff_cap": None,
         "qualify": True, "options_interval": None, "down_after": None, "up_after": None,
-        "ok_codes": []}
+        "ok_codes": [], "failover_after": None}
+
+
+def test_failover_after_is_the_trunk_s_else_the_agent_s() -> None:
+    agent = SipSettings(failover_after=4.0)
+    assert TrunkTimers.of(agent, {"timers": {"failover_after": None}}).failover_after == 4.0
+    assert TrunkTimers.of(agent, {}).failover_after == 4.0  # stored before the field
+    settings, _ = validate_trunk({**TLS, "timers": {"failover_after": 2}})
+    assert TrunkTimers.of(agent, settings).failover_after == 2.0
 
 
 def test_timers_are_canonical() -> None:
@@ -67,6 +76,8 @@ def test_timers_are_canonical() -> None:
     ({"options_interval": "30"}, "timers.options_interval", "must be a whole number"),
     ({"down_after": 11}, "timers.down_after", "must be 1 to 10"),
     ({"up_after": 0}, "timers.up_after", "must be 1 to 10"),
+    ({"failover_after": 0}, "timers.failover_after", "must be 1 to 32"),
+    ({"failover_after": 33}, "timers.failover_after", "must be 1 to 32"),
     ({"qualify": "yes"}, "timers.qualify", "must be true or false"),
     ({"ok_codes": ["9xx"]}, "timers.ok_codes", "'9xx' is neither a SIP code"),
     ({"ok_codes": ["200", "200"]}, "timers.ok_codes", "200 is listed twice"),
@@ -121,13 +132,15 @@ def test_changes_are_events_and_the_key_is_sealed_on_the_wire(app: TrunkplaneApp
     app.execute(partial(commands.create_trunk, tenant="acme", template="", meta=META,
                         raw=TLS)).unwrap()
     app.execute(partial(commands.update_trunk, tenant="acme", ref="secure", etag="", meta=META,
-                        patch={"timers": {"options_interval": 10}})).unwrap()
+                        patch={"timers": {"options_interval": 10,
+                                          "failover_after": 3}})).unwrap()
     app.execute(partial(commands.update_trunk, tenant="acme", ref="secure", etag="", meta=META,
                         patch={"client_certificate": CLIENT.certificate,
                                "client_key": CLIENT.key})).unwrap()
     events = [e for e in _events(app) if isinstance(e, Trunk.Event)]
     timers = next(e for e in events if isinstance(e, Trunk.TimersChanged))
     assert timers.timers["options_interval"] == 10 and timers.timers["qualify"] is True
+    assert timers.timers["failover_after"] == 3
     certificate = next(e for e in events if isinstance(e, Trunk.ClientCertificateChanged))
     codec = AvroCodec(WireCipher("w1:" + WireCipher.new_key()))
     payload = codec.encode_event(certificate, 9, "acme")
@@ -218,6 +231,28 @@ def test_doctor_explains_an_expired_certificate_and_a_key_that_does_not_match() 
     assert finding.level == "fail" and "--ok-code 404" in finding.fix
     peer = {**answered, "sip_code": 403, "reason": "Forbidden"}  # a peer: the provider's words
     assert "--ok-code 403" in next(iter(_agent_view("carrier", TLS, peer))).fix
+
+
+def test_doctor_explains_servers_that_all_stayed_silent() -> None:
+    from infra.ops.doctor import _agent_view
+    from sipagent.engine import none_answered
+    from sipagent.sip.locate import Target
+    from sipagent.sip.transport import Destination, TransportError
+
+    targets = [Target(Destination("udp", "192.0.2.1", 5060), 10, "sip1.example.com"),
+               Target(Destination("udp", "192.0.2.2", 5060), 20, "sip2.example.com")]
+    last = TransportError("no answer from udp:192.0.2.2:5060 within 32 s")
+    reason = str(none_answered(targets, last))
+    assert "192.0.2.1" in reason and str(last) in reason
+    assert none_answered(targets[:1], last) is last  # one target: its own failure
+    doc = {"state": "unreachable", "sip_code": 0, "reason": reason, "agent_id": "a",
+           "since": "2026-01-01T00:00:00+00:00"}
+    finding = next(iter(_agent_view("secure", {**TLS, "timers": {"failover_after": 3}}, doc)))
+    assert finding.level == "fail" and "none answered" in finding.fix
+    assert "3 s (timers.failover_after)" in finding.fix
+    assert "trunk update secure --failover-after" in finding.fix
+    unset = next(iter(_agent_view("secure", TLS, doc)))
+    assert "TRUNKPLANE_SIP_FAILOVER_AFTER" in unset.fix
 
 
 def test_cli_flags_set_the_timers_and_read_the_pem_files(tmp_path: Any) -> None:

@@ -34,7 +34,7 @@ class CallLimits(_message.Message):
     def __init__(self, max_concurrent_calls: _Optional[int] = ..., max_inbound_calls: _Optional[int] = ..., max_outbound_calls: _Optional[int] = ...) -> None: ...
 
 class TrunkTimers(_message.Message):
-    __slots__ = ("registration_expiry", "backoff_base", "backoff_cap", "qualify", "options_interval", "down_after", "up_after", "ok_codes")
+    __slots__ = ("registration_expiry", "backoff_base", "backoff_cap", "qualify", "options_interval", "down_after", "up_after", "ok_codes", "failover_after")
     REGISTRATION_EXPIRY_FIELD_NUMBER: _ClassVar[int]
     BACKOFF_BASE_FIELD_NUMBER: _ClassVar[int]
     BACKOFF_CAP_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,7 @@ class TrunkTimers(_message.Message):
     DOWN_AFTER_FIELD_NUMBER: _ClassVar[int]
     UP_AFTER_FIELD_NUMBER: _ClassVar[int]
     OK_CODES_FIELD_NUMBER: _ClassVar[int]
+    FAILOVER_AFTER_FIELD_NUMBER: _ClassVar[int]
     registration_expiry: int
     backoff_base: int
     backoff_cap: int
@@ -51,7 +52,8 @@ class TrunkTimers(_message.Message):
     down_after: int
     up_after: int
     ok_codes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, registration_expiry: _Optional[int] = ..., backoff_base: _Optional[int] = ..., backoff_cap: _Optional[int] = ..., qualify: _Optional[bool] = ..., options_interval: _Optional[int] = ..., down_after: _Optional[int] = ..., up_after: _Optional[int] = ..., ok_codes: _Optional[_Iterable[str]] = ...) -> None: ...
+    failover_after: int
+    def __init__(self, registration_expiry: _Optional[int] = ..., backoff_base: _Optional[int] = ..., backoff_cap: _Optional[int] = ..., qualify: _Optional[bool] = ..., options_interval: _Optional[int] = ..., down_after: _Optional[int] = ..., up_after: _Optional[int] = ..., ok_codes: _Optional[_Iterable[str]] = ..., failover_after: _Optional[int] = ...) -> None: ...
 
 class Trunk(_message.Message):
     __slots__ = ("id", "tenant", "name", "type", "host", "transport", "username", "password", "auth_id", "max_registrations", "from_user", "from_domain", "peer_addresses", "codecs", "dtmf_mode", "nat", "call_limits", "enabled", "description", "password_set", "version", "etag", "create_time", "update_time", "outbound_proxy", "timers", "client_certificate", "client_key", "client_key_set", "client_certificate_subject", "client_certificate_expires")
