@@ -621,11 +621,27 @@ class _Worker:
         limit = whole if whole is not None else 64 * self.agent.settings.t1
         return min(limit, self.timers.failover_after)
 
-    async def ask(self, destination: Destination,
-                  timeout: float | None = None) -> tuple[Response, float]:
-        """One OPTIONS: the answer and when the request was sent."""
+    def options_uri(self, address: str) -> str:
+        """With an outbound proxy, the Request-URI of OPTIONS to the provider at `address`
+        (host[:port]): the request goes to the proxy, with a Route naming it, and the
+        proxy takes it on there (RFC 3261 loose routing, as REGISTER and calls); "" without
+        a proxy (the OPTIONS asks the destination itself)."""
+        if not self.spec.settings.get("outbound_proxy"):
+            return ""
+        transport = str(self.spec.settings.get("transport") or "udp")
+        return f"sip:{address}" + ("" if transport == "udp" else f";transport={transport}")
+
+    def options_hop(self, address: str) -> str:
+        """Where OPTIONS to the provider at `address` are sent: its outbound proxy, if
+        it has one."""
+        return first_hop(self.spec.settings) if self.options_uri(address) else address
+
+    async def ask(self, destination: Destination, timeout: float | None = None,
+                  uri: str = "") -> tuple[Response, float]:
+        """One OPTIONS to `destination`, about `uri` when it goes through the outbound
+        proxy (options_uri): the answer and when the request was sent."""
         public = self.public(destination)
-        request = self._options(destination, public)
+        request = self._options(destination, public, uri)
         sent = time.monotonic()
         response = await self.agent.send(
             request, self.own(destination),
@@ -666,17 +682,18 @@ class _Worker:
                  "up" if up else f"down ({why})")
         self._summary()
 
-    def _options(self, destination: Destination, public: tuple[str, int] | None) -> Request:
+    def _options(self, destination: Destination, public: tuple[str, int] | None,
+                 uri: str = "") -> Request:
         assert self.agent.transport is not None
         host, port = public or self.agent.transport.local_address(destination)
-        target = f"sip:{destination.host}:{destination.port}"
+        target = uri or f"sip:{destination.host}:{destination.port}"
         shown = f"[{host}]" if ":" in host else host
         return Request(method="OPTIONS", uri=target, headers=[
             ("Max-Forwards", "70"),
             ("From", f"<sip:trunkplane@{shown}:{port}>;tag={new_tag()}"),
             ("To", f"<{target}>"), ("Call-ID", f"{new_tag()}{new_tag()}@trunkplane"),
             ("CSeq", "1 OPTIONS"), ("Accept", "application/sdp"),
-            ("User-Agent", USER_AGENT)])
+            ("User-Agent", USER_AGENT), *(proxy_route(self.spec.settings) if uri else [])])
 
 
 @dataclass
@@ -753,7 +770,8 @@ class _RegisterWorker(_Worker):
         self.agent.counters.options_sent += 1
         try:
             await self.mapped()
-            response, sent = await self.ask(destination)
+            response, sent = await self.ask(
+                destination, uri=self.options_uri(str(self.spec.settings.get("host") or "")))
         except TransportError as error:
             self.missed(peer, 0, str(error))
             return
@@ -1086,12 +1104,13 @@ class _PeerWorker(_Worker):
         answer and when the answered request was sent."""
         failure: TransportError | None = None
         unavailable: tuple[Response, float, str] | None = None
-        targets = await self.agent.locate(peer.address, transport)
+        uri = self.options_uri(peer.address)  # with a proxy, to the proxy about the peer
+        targets = await self.agent.locate(self.options_hop(peer.address), transport)
         whole = self.agent.settings.options_timeout
         for index, target in enumerate(targets):
             try:
                 response, sent = await self.ask(target.destination,
-                                                self._per_target(targets, index, whole))
+                                                self._per_target(targets, index, whole), uri)
             except TransportError as error:
                 failure = error
                 continue

@@ -92,3 +92,33 @@ def test_a_call_goes_through_the_outbound_proxy(provider: Kamailio, proxy: Kamai
         pbx.stop()
         far.stop()
         rig.close()
+
+
+def test_options_go_through_the_outbound_proxy(provider: Kamailio, proxy: Kamailio) -> None:
+    """A peer's OPTIONS, and a register trunk's qualify, go to the proxy with a Route
+    naming it and the provider's address as the Request-URI (the proxy refuses them
+    otherwise: 403, a miss)."""
+    recorder = Recorder()
+    engine = SipAgent(fast(), recorder)
+    engine.start()
+    try:
+        address = f"127.0.0.1:{provider.udp}"
+        route = f"route=<sip:127.0.0.1:{proxy.udp};lr>"
+        engine.update("acme", "p1", {"type": "peer", "host": "", "transport": "udp",
+                                     "peer_addresses": [address], "enabled": True,
+                                     "outbound_proxy": f"127.0.0.1:{proxy.udp}"})
+        ok = recorder.wait("p1", lambda o: o.state == TrunkState.OK)
+        assert ok.target == f"udp:127.0.0.1:{proxy.udp}"
+        engine.update("acme", "t1", via_proxy(provider, proxy))
+        recorder.wait("t1", registered)
+        wait_for(lambda: len([line for line in proxy.proxied()
+                              if line.startswith("OPTIONS")]) >= 4, 15,
+                 "OPTIONS of both trunks at the proxy")
+        options = [line for line in proxy.proxied() if line.startswith("OPTIONS")]
+        assert all(line == f"OPTIONS sip:{address} {route}" for line in options), options
+        qualified = recorder.wait("t1", lambda o: registered(o) and bool(o.peers) and
+                                  o.peers[0].up)
+        assert qualified.state == TrunkState.REGISTERED
+        assert recorder.wait("p1", lambda o: True).state == TrunkState.OK
+    finally:
+        engine.stop()
