@@ -7,37 +7,35 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from typing import Any
 
 from domain.calls import CallRecord
 from infra.config.settings import KafkaSettings
 from infra.messaging.codec import AvroCodec
 from infra.messaging.feeds import _KafkaFeed
-from infra.messaging.topics import producer
+from infra.messaging.topics import LazyProducer, Outgoing, producer
 
 log = logging.getLogger(__name__)
 
 
 class KafkaCallSink:
     """The writer behind the agent's QueuedCallSink: returns once the broker acknowledged
-    every record, raises otherwise (the queue keeps them for the next flush)."""
+    every record, raises otherwise (the queue keeps them for the next flush, which a new
+    producer sends: a failed one is dropped, as every publisher's)."""
 
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec) -> None:
         self._topic = kafka.calls_topic
         self._codec = codec
-        self._producer = producer(kafka, "trunkplane-calls")
+        self._producer = LazyProducer(lambda: producer(kafka, "trunkplane-calls"))
+        self._producer.get()  # fails now if no broker
 
     def publish(self, records: Sequence[CallRecord]) -> None:
-        sends = [self._producer.send(self._topic, key=r.tenant.encode(),
-                                     value=self._codec.encode_call(r)) for r in records]
-        self._producer.flush(timeout=30)
-        for future in sends:
-            future.get(timeout=0)  # the broker's error for any record it did not take
+        self._producer.deliver(self._topic, [Outgoing(r.tenant.encode(),
+                                                      self._codec.encode_call(r))
+                                             for r in records], timeout=30)
 
     def close(self) -> None:
-        with suppress(Exception):
-            self._producer.close(timeout=5)
+        self._producer.close()
 
 
 class KafkaCallFeed(_KafkaFeed):

@@ -19,7 +19,14 @@ from domain.feeds import FeedItem
 from domain.status import AgentHeartbeat, StatusObservation, TrunkState
 from infra.config.settings import KafkaSettings
 from infra.messaging.codec import AvroCodec, AvroError, gc_paused
-from infra.messaging.topics import client, partition_of, producer, scan_topic
+from infra.messaging.topics import (
+    LazyProducer,
+    Outgoing,
+    client,
+    partition_of,
+    producer,
+    scan_topic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +76,7 @@ class _KafkaFeed:
             # at 5 s the growth stays at about 15 MB, however long the freeze
             request_timeout_ms=5000)
         self._consumer.subscribe([topic], listener=_Listener(self))
-        self._letters: Any = None
+        self._letters = LazyProducer(lambda: producer(kafka, "trunkplane-dead-letters"))
         self._held: set[int] = set()  # partitions of the last assignment
         self._news: list[tuple[str, list[int], list[int]]] = []  # for after the poll
 
@@ -156,14 +163,12 @@ class _KafkaFeed:
         where = f"{record.topic} partition {record.partition} offset {record.offset}"
         log.error("undecodable record at %s: %s; moved to %s", where, error,
                   self.kafka.dead_letters(record.topic))
-        if self._letters is None:
-            self._letters = producer(self.kafka, "trunkplane-dead-letters")
         headers = [("error", error.encode()), ("topic", record.topic.encode()),
                    ("partition", str(record.partition).encode()),
                    ("offset", str(record.offset).encode())]
-        self._letters.send(self.kafka.dead_letters(record.topic), key=record.key,
-                           value=record.value, headers=headers)
-        self._letters.flush(timeout=30)
+        self._letters.deliver(self.kafka.dead_letters(record.topic),
+                              [Outgoing(record.key, record.value, headers=headers)],
+                              timeout=30)
         self.dead_letters += 1
 
     def commit(self) -> None:
@@ -178,9 +183,7 @@ class _KafkaFeed:
     def close(self) -> None:
         with suppress(Exception):
             self._consumer.close(autocommit=False)
-        if self._letters is not None:
-            with suppress(Exception):
-                self._letters.close(timeout=5)
+        self._letters.close()
 
 
 class KafkaEventFeed(_KafkaFeed):
@@ -269,56 +272,38 @@ class KafkaStatusSink:
     (an InitProducerId that failed left the old producer jammed for good)."""
 
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec) -> None:
-        self._kafka = kafka
         self._topic = kafka.status_topic
         self._codec = codec
-        self._producer: Any = None
+        self._producer = LazyProducer(lambda: producer(kafka, "trunkplane-status"))
         self._lock = threading.Lock()
         self._failures = 0
         self._retry_at = 0.0
-        self.rebuilt = 0
-        self._producer = producer(kafka, "trunkplane-status")  # fails now if no broker
+        self._producer.get()  # fails now if no broker
 
     def publish(self, observations: Sequence[StatusObservation]) -> None:
-        self._send([(o.trunk_id.encode(), self._codec.encode_status(o))
+        self._send([Outgoing(o.trunk_id.encode(), self._codec.encode_status(o))
                     for o in observations])
 
     def announce(self, heartbeat: AgentHeartbeat) -> None:
-        self._send([(f"agent:{heartbeat.agent_id}".encode(),
-                     self._codec.encode_heartbeat(heartbeat))])
+        self._send([Outgoing(f"agent:{heartbeat.agent_id}".encode(),
+                             self._codec.encode_heartbeat(heartbeat))])
 
-    def _send(self, records: list[tuple[bytes, bytes]]) -> None:
+    def _send(self, records: list[Outgoing]) -> None:
         with self._lock:
             wait = self._retry_at - time.monotonic()
             if wait > 0:
                 raise KafkaError(f"status topic unreachable; next try in {wait:.1f} s")
             try:
-                if self._producer is None:
-                    self._producer = producer(self._kafka, "trunkplane-status")
-                    self.rebuilt += 1
-                sends = [self._producer.send(self._topic, key=k, value=v) for k, v in records]
-                self._producer.flush(timeout=10)
-                for future in sends:
-                    future.get(timeout=0)
+                self._producer.deliver(self._topic, records, timeout=10)
             except Exception:
-                self._drop()
                 self._failures += 1
                 self._retry_at = time.monotonic() + min(10.0, 0.5 * 2 ** self._failures)
                 raise
             self._failures = 0
 
-    def _drop(self) -> None:
-        if self._producer is not None:
-            with suppress(Exception):
-                self._producer.close(timeout=0)
-        self._producer = None
-
     def close(self) -> None:
         with self._lock:
-            if self._producer is not None:
-                with suppress(Exception):
-                    self._producer.close(timeout=5)
-            self._producer = None
+            self._producer.close()
 
 
 class StatusPump:

@@ -7,7 +7,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from contextlib import suppress
 from typing import Any
 
 from kafka.errors import KafkaError
@@ -16,7 +15,14 @@ from domain.application import TrunkplaneApp
 from domain.feeds import PositionStore, StoreEventFeed
 from infra.config.settings import KafkaSettings
 from infra.messaging.codec import AvroCodec, gc_paused
-from infra.messaging.topics import TopicError, producer, topic_is_empty, topic_problem
+from infra.messaging.topics import (
+    LazyProducer,
+    Outgoing,
+    TopicError,
+    producer,
+    topic_is_empty,
+    topic_problem,
+)
 from infra.store.leader import RELAY_LOCK, Leader
 from projections.db import Database
 
@@ -77,8 +83,8 @@ class Relay:
         self.batch = batch
         self.flush_timeout = 10.0  # then the broker counts as away: retry on back-off
         self.leader = leader or Leader("", RELAY_LOCK)
-        self._make_producer = make_producer or (lambda: producer(kafka, "trunkplane-relay"))
-        self._producer: Any = None
+        self._producer = LazyProducer(make_producer
+                                      or (lambda: producer(kafka, "trunkplane-relay")))
         self._positions = positions
         self._feed = StoreEventFeed(app, RELAY, positions)
         self.check_every = 10.0
@@ -111,26 +117,19 @@ class Relay:
         if not self._feed.uncommitted:
             return 0
         try:
-            if self._producer is None:
-                self._producer = self._make_producer()
-            topic = self.kafka.events_topic
-            with gc_paused():
-                sends = [self._producer.send(
-                    topic, key=item.tenant.encode(),
-                    value=self.codec.encode_event(item.event, item.position, item.tenant))
-                    for item in items]
-            self._producer.flush(timeout=self.flush_timeout)
-            for future in sends:
-                future.get(timeout=0)  # raises the broker's error for any record not acked
+            sent = self._producer.deliver(self.kafka.events_topic, (Outgoing(
+                item.tenant.encode(),
+                self.codec.encode_event(item.event, item.position, item.tenant))
+                for item in items), timeout=self.flush_timeout, quiet_gc=True)
         except BaseException:
             self._feed.rewind()  # the batch goes out again: at least once, never skipped
             raise
         self._feed.commit()
-        self.published += len(sends)
+        self.published += sent
         self.republished += sum(1 for i in items if i.position <= self._republish_until)
         if self._on_published is not None:
-            self._on_published(self.position, len(sends))
-        return len(sends)
+            self._on_published(self.position, sent)
+        return sent
 
     def start(self) -> None:
         self._stopping.clear()
@@ -142,9 +141,7 @@ class Relay:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
-        if self._producer is not None:
-            with suppress(Exception):
-                self._producer.close(timeout=5)
+        self._producer.close()
         self.leader.release()
 
     def _loop(self) -> None:
@@ -172,7 +169,7 @@ class Relay:
                 else:
                     log.exception("relay: publishing from position %d failed; retrying in "
                                   "%.1f s", self.position, pause)
-                self._drop_producer()
+                self._producer.drop()  # (after a failed check too: the broker may be new)
                 self._checked = 0.0  # the broker may come back another, or emptied
                 self._stopping.wait(pause)
                 continue
@@ -187,13 +184,11 @@ class Relay:
     def check_broker(self) -> None:
         """Which cluster and topic the position belongs to, whether the topic is as `kafka
         init` made it, and whether it lost what was published (then from the start)."""
-        if self._producer is None:
-            self._producer = self._make_producer()
-        found = self._producer.partitions_for(self.kafka.events_topic)
+        found = self._producer.get().partitions_for(self.kafka.events_topic)
         problem = topic_problem(self.kafka, self.kafka.events_topic, found)
         if problem:
             raise TopicError(problem)
-        name = position_name(self._producer, self.kafka.events_topic)
+        name = position_name(self._producer.get(), self.kafka.events_topic)
         cluster = name.split(":")[1]
         if name != self._feed.name or cluster != self.cluster:
             self.cluster = cluster
@@ -226,9 +221,3 @@ class Relay:
         self._republish_until = max(self._republish_until, lost)
         self._positions.save(self._feed.name, 0)
         self._feed.rewind(reload=True)
-
-    def _drop_producer(self) -> None:
-        if self._producer is not None:
-            with suppress(Exception):
-                self._producer.close(timeout=0)
-        self._producer = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from contextlib import suppress
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -16,6 +16,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from infra.config.settings import KafkaSettings
+from infra.messaging.codec import gc_paused
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def producer(kafka: KafkaSettings, client_id: str) -> KafkaProducer:
 class Outgoing(NamedTuple):
     """One record for LazyProducer.deliver."""
 
-    key: bytes
+    key: bytes | None
     value: bytes | None  # None: a tombstone
     partition: int | None = None  # None: the key's partition
     headers: list[tuple[str, bytes]] | None = None
@@ -118,14 +119,18 @@ class LazyProducer:
             self.built += 1
         return self._producer
 
-    def deliver(self, topic: str, records: Iterable[Outgoing], timeout: float) -> int:
+    def deliver(self, topic: str, records: Iterable[Outgoing], timeout: float,
+                quiet_gc: bool = False) -> int:
         """Sends the records and returns how many once the broker acknowledged every one;
         raises its error for any it did not take (or on `timeout` seconds), dropping the
-        producer."""
+        producer. `quiet_gc`: `records` (a generator, say, that encodes them) is read and
+        sent with the cyclic collector paused (codec.gc_paused), not the wait."""
         try:
             sent = self.get()
-            sends = [sent.send(topic, key=r.key, value=r.value, partition=r.partition,
-                               headers=r.headers) for r in records]
+            quiet: AbstractContextManager[None] = gc_paused() if quiet_gc else nullcontext()
+            with quiet:
+                sends = [sent.send(topic, key=r.key, value=r.value, partition=r.partition,
+                                   headers=r.headers) for r in records]
             sent.flush(timeout=timeout)
             for future in sends:
                 future.get(timeout=0)  # the broker's error for any record not acked

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError
 
 from domain import commands
 from domain.application import TrunkplaneApp
@@ -23,7 +24,14 @@ from infra.config.settings import KafkaSettings, Settings
 from infra.messaging.codec import AvroCodec
 from infra.messaging.feeds import KafkaEventFeed
 from infra.messaging.relay import Relay
-from infra.messaging.topics import init_topics, partition_of, scan_topic
+from infra.messaging.topics import (
+    LazyProducer,
+    Outgoing,
+    init_topics,
+    partition_of,
+    producer,
+    scan_topic,
+)
 from infra.security.sealing import WireCipher
 from sipagent.runner import AgentRunner
 from sipagent.state import AgentState
@@ -140,6 +148,33 @@ def test_commands_are_accepted_while_the_broker_is_away_and_relayed_after(
             relay.stop()
             proxy.close()
             app.close()
+
+
+def test_a_publisher_gets_a_new_producer_after_a_failed_delivery(tmp_path: Path) -> None:
+    """Every publisher's producer (state, status, calls, dead letters, relay): a delivery
+    the broker did not acknowledge drops it, the next one builds another; close twice."""
+    proxy_port = free_port()
+    with Broker(tmp_path / "tansu.log", advertise=proxy_port) as broker:
+        proxy = Proxy(broker.port, proxy_port)
+        kafka = KafkaSettings(bootstrap=f"127.0.0.1:{proxy_port}", topic_prefix="lazy.",
+                              partitions=4, replication=1)
+        init_topics(kafka)
+        lazy = LazyProducer(lambda: producer(kafka, "test-lazy"))
+        try:
+            assert lazy.deliver(kafka.calls_topic, [Outgoing(b"acme", b"one")], 10) == 1
+            first = lazy.get()
+            proxy.cut()
+            with pytest.raises(KafkaError):
+                lazy.deliver(kafka.calls_topic, [Outgoing(b"acme", b"lost")], timeout=2)
+            proxy.restore()
+            assert lazy.deliver(kafka.calls_topic, [Outgoing(b"acme", b"two")], 30) == 1
+            assert lazy.get() is not first and lazy.built == 2
+            values = [r.value for r in read_topic(kafka.bootstrap, kafka.calls_topic)]
+            assert b"one" in values and b"two" in values
+        finally:
+            lazy.close()
+            lazy.close()
+            proxy.close()
 
 
 def test_undecodable_records_go_to_the_dead_letter_topic_and_reading_goes_on(
