@@ -7,6 +7,8 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -64,12 +66,17 @@ class _SqliteCursor:
         # Many rows per statement: SQLite parses once per chunk instead of once per row.
         for start in range(0, len(rows), SQLITE_CHUNK):
             part = rows[start:start + SQLITE_CHUNK]
-            marks = ", ".join("(" + ", ".join("?" * len(row)) + ")" for row in part)
-            self._cursor.execute(f"{head} VALUES {marks} {tail}",
-                                 [value for row in part for value in row])
+            self._cursor.execute(f"{head} VALUES {_marks(len(part), len(part[0]))} {tail}",
+                                 list(chain.from_iterable(part)))
 
     def append_rows(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
         self.insert_rows(f"INSERT INTO {table}", rows)
+
+
+@lru_cache(maxsize=64)
+def _marks(rows: int, width: int) -> str:
+    """`(?, ?), (?, ?)` for `rows` rows of `width` values (made once per shape)."""
+    return ", ".join(["(" + ", ".join("?" * width) + ")"] * rows)
 
 
 class SqliteDatabase:

@@ -135,14 +135,25 @@ class HistoryProjection(Projection):
 
     def apply(self, cur: Cursor, gen: int, batch: Batch) -> None:
         history, state = self.table_names(gen)
-        keyed = [(position, event, kind_of(event), str(event.originator_id))
-                 for position, event, _ in batch]
-        subjects = {key for _, event, kind, key in keyed
-                    if kind in SUBJECTS and not isinstance(event, Configured.Created)}
-        subjects |= {f"order:{e.tenant}" for _, e, _, _ in keyed
-                     if isinstance(e, TenantCatalog.OutboundOrderChanged)}
-        subjects |= {f"policy:{e.tenant}" for _, e, _, _ in keyed
-                     if isinstance(e, TenantCatalog.PolicyChanged)}
+        # One pass for each event's kind and subject id, and the subjects whose stored
+        # state the batch needs (the id's text is made once per subject, not per event).
+        keyed: list[tuple[int, Any, str | None, str]] = []
+        subjects: set[str] = set()
+        ids: dict[int, str] = {}
+        for position, event, _ in batch:
+            kind = kind_of(event)
+            originator = event.originator_id
+            key = ids.get(originator.int)
+            if key is None:
+                key = ids[originator.int] = str(originator)
+            keyed.append((position, event, kind, key))
+            if kind in SUBJECTS:
+                if not isinstance(event, Configured.Created):
+                    subjects.add(key)
+            elif isinstance(event, TenantCatalog.OutboundOrderChanged):
+                subjects.add(f"order:{event.tenant}")
+            elif isinstance(event, TenantCatalog.PolicyChanged):
+                subjects.add(f"policy:{event.tenant}")
         docs = self._docs(cur, state, subjects)
         rows = []
         for position, event, kind, key in keyed:
@@ -158,24 +169,25 @@ class HistoryProjection(Projection):
                 key = f"order:{tenant}"
                 before_order = docs.get(key, {"order": []})["order"]
                 docs[key] = {"order": list(event.order)}
-                changes = diff({"order": before_order}, {"order": list(event.order)})
+                changes = _triples(diff({"order": before_order}, {"order": list(event.order)}))
                 rows.append(_row(position, event, iso(event.timestamp), tenant, "route_order",
                                  tenant, "", changes))
             elif isinstance(event, TenantCatalog.PolicyChanged):
                 key = f"policy:{event.tenant}"
                 before_policy = docs.get(key, {"policy": {}})["policy"]
                 docs[key] = {"policy": dict(event.policy)}
-                changes = diff(before_policy, dict(event.policy))
+                changes = _triples(diff(before_policy, dict(event.policy)))
                 rows.append(_row(position, event, iso(event.timestamp), event.tenant,
                                  "tenant_policy", event.tenant, "", changes))
             elif isinstance(event, TenantCatalog.FraudAlertRaised):
-                changes = diff({}, {"alert": event.kind, "detail": event.detail,
-                                    "extension": event.extension, "route_id": event.route_id})
+                changes = _triples(diff({}, {
+                    "alert": event.kind, "detail": event.detail, "extension": event.extension,
+                    "route_id": event.route_id}))
                 rows.append(_row(position, event, iso(event.timestamp), event.tenant,
                                  "fraud_alert", event.tenant, "", changes))
             elif isinstance(event, OperatorAction.Recorded):
                 rows.append(_row(position, event, iso(event.timestamp), event.tenant,
-                                 "operation", key, event.action, diff({}, event.detail),
+                                 "operation", key, event.action, _triples(diff({}, event.detail)),
                                  operation_type(event)))
         cur.append_rows(history, rows)
         cur.insert_rows(f"INSERT INTO {state}",
@@ -183,16 +195,23 @@ class HistoryProjection(Projection):
                         "ON CONFLICT (id) DO UPDATE SET doc = excluded.doc")
 
 
-def _changes(before: Doc, after: Doc, keys: Iterable[str]) -> list[Any]:
+Change = tuple[str, str, str]  # field, old value, new value, as the history shows them
+
+
+def _changes(before: Doc, after: Doc, keys: Iterable[str]) -> list[Change]:
     """The fields that differ among those the event set (the others kept their values)."""
     plain = [k for k in keys if not isinstance(after[k], dict)]
     if len(plain) == 1 and plain[0] in before and plain[0] not in SECRET_FIELDS:
         key = plain[0]  # the common case, one value replaced: no need to flatten
         if before[key] == after[key]:
             return []
-        return [FieldChange(key, render(before[key]), render(after[key]))]
-    return diff(flatten({k: before[k] for k in keys if k in before}),
-                flatten({k: after[k] for k in keys}))
+        return [(key, render(before[key]), render(after[key]))]
+    return _triples(diff(flatten({k: before[k] for k in keys if k in before}),
+                         flatten({k: after[k] for k in keys})))
+
+
+def _triples(changes: list[FieldChange]) -> list[Change]:
+    return [(c.field, c.old_value, c.new_value) for c in changes]
 
 
 def _config_row(key: str, kind: str, position: int, doc: Doc) -> tuple[Any, ...]:
@@ -204,18 +223,18 @@ def _config_row(key: str, kind: str, position: int, doc: Doc) -> tuple[Any, ...]
 
 
 def _row(position: int, event: Any, time: str, tenant: str, kind: str, subject_id: str,
-         name: str, changes: list[Any], event_type: str = "") -> tuple[Any, ...]:
+         name: str, changes: list[Change], event_type: str = "") -> tuple[Any, ...]:
     if not event_type:
         event_type = event_name(event) if kind != "route_order" else "OutboundRoutesReordered"
     return (position, tenant, kind, subject_id, name, event.originator_version, time,
             event.actor, event.reason, event.request_id, event_type, _changes_json(changes))
 
 
-def _changes_json(changes: list[Any]) -> str:
+def _changes_json(changes: list[Change]) -> str:
     """`[[field, old, new], ...]` as JSON. Written by hand because `json.dumps` builds a new
     encoder per call, which costs more than the few strings of a change."""
     return "[" + ",".join(
-        f"[{quote(c.field)},{quote(c.old_value)},{quote(c.new_value)}]" for c in changes) + "]"
+        f"[{quote(field)},{quote(old)},{quote(new)}]" for field, old, new in changes) + "]"
 
 
 PROJECTIONS: tuple[type[Projection], ...] = (ConfigProjection, HistoryProjection)
