@@ -340,3 +340,39 @@ def test_a_silent_first_target_is_left_after_failover_after_not_timer_f(
             pbx.stop()
             far.stop()
             rig.close()
+
+
+def test_every_target_silent_is_named_and_one_target_keeps_timer_f(
+        dns: DnsServer, agent: tuple[SipAgent, Recorder]) -> None:
+    """Two silent SRV targets: the first is left after failover_after, the last gets
+    Timer F (64*T1 = 6.4 s here), and the status names them all, as doctor explains. A
+    single target (an IP address) gets the whole of Timer F too."""
+    holes = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    try:
+        for hole in holes:
+            hole.bind(("127.0.0.1", 0))
+        ports = [hole.getsockname()[1] for hole in holes]
+        dns.replace(SRV, [f"{SRV} 3600 IN SRV {10 * (i + 1)} 50 {port} sip{i + 1}.{ZONE}."
+                          for i, port in enumerate(ports)])
+        for name in ("sip1", "sip2"):
+            dns.replace(f"{name}.{ZONE}.", [f"{name}.{ZONE}. 3600 IN A 127.0.0.1"])
+        engine, recorder = agent
+        engine.update("acme", "t1", trunk(timers={"failover_after": 1}))
+        engine.update("acme", "t2", trunk("1002", host=f"127.0.0.1:{ports[0]}",
+                                          timers={"failover_after": 1}))
+        both = recorder.wait("t1", lambda o: o.state == TrunkState.UNREACHABLE, timeout=30)
+        assert both.reason == (
+            f"none of the 2 servers located answered (udp:127.0.0.1:{ports[0]}, "
+            f"udp:127.0.0.1:{ports[1]}); the last: no answer from udp:127.0.0.1:{ports[1]} "
+            "within 6.4 s"), both.reason
+        one = recorder.wait("t2", lambda o: o.state == TrunkState.UNREACHABLE, timeout=30)
+        assert one.reason == f"no answer from udp:127.0.0.1:{ports[0]} within 6.4 s"
+        settings, _ = validate_trunk({**trunk(timers={"failover_after": 1}), "name": "voco",
+                                      "codecs": ["PCMU"]})
+        reported = {"state": "unreachable", "sip_code": 0, "agent_id": "a", "since": "now",
+                    "reason": both.reason}
+        [view] = _agent_view("voco", settings, reported)
+        assert view.level == "fail" and "--failover-after" in view.fix
+    finally:
+        for hole in holes:
+            hole.close()
