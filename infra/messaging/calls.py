@@ -4,18 +4,14 @@ Published at least once; the store keeps one row per call, so a redelivery is ha
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from domain.calls import CallRecord
 from infra.config.settings import KafkaSettings
 from infra.messaging.codec import AvroCodec
-from infra.messaging.feeds import _KafkaFeed
+from infra.messaging.feeds import Pump, _KafkaFeed
 from infra.messaging.topics import LazyProducer, Outgoing, producer
-
-log = logging.getLogger(__name__)
 
 
 class KafkaCallSink:
@@ -48,38 +44,9 @@ class KafkaCallFeed(_KafkaFeed):
                 if isinstance(decoded.value, CallRecord)]
 
 
-class CallPump:
-    """The control plane's end of the calls topic: records into the store, committed after
-    they are stored. A batch the store refused is written again before anything newer."""
+class CallPump(Pump[CallRecord]):
+    """The calls topic into the control plane's store."""
 
     def __init__(self, feed: KafkaCallFeed,
                  store: Callable[[Sequence[CallRecord]], None]) -> None:
-        self.feed = feed
-        self.store = store
-        self.stored = 0
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="call-pump", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=15)
-        self.feed.close()
-
-    def _loop(self) -> None:
-        pending: list[CallRecord] = []
-        while not self._stopping.is_set():
-            try:
-                pending = pending or self.feed.read(timeout=0.5)
-                if pending:
-                    self.store(pending)
-                    self.feed.commit()
-                    self.stored += len(pending)
-                    pending = []
-            except Exception as error:  # the broker or the store is away: keep trying
-                log.warning("call records: %s; %d waiting, retrying", error, len(pending))
-                self._stopping.wait(1.0)
+        super().__init__("call", feed, store)

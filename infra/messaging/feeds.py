@@ -1,5 +1,6 @@
-"""The Kafka implementations of `EventFeed`, `StatusSink` and the status feed, the status
-pump into the control plane's view, and the status-topic scan that seeds inherited calls."""
+"""The Kafka implementations of `EventFeed`, `StatusSink` and the status feed, the pumps
+that copy a topic into the control plane (status view, call store), and the status-topic
+scan that seeds inherited calls."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
@@ -29,6 +30,7 @@ from infra.messaging.topics import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -306,20 +308,29 @@ class KafkaStatusSink:
             self._producer.close()
 
 
-class StatusPump:
-    """The control plane's end of the status topic: observations into the status view,
-    committed after they are stored."""
+class _Reader(Protocol[T]):
+    def read(self, limit: int = 500, timeout: float = 1.0) -> list[T]: ...
+    def commit(self) -> None: ...
+    def close(self) -> None: ...
 
-    def __init__(self, feed: KafkaStatusFeed, sink: Callable[[Sequence[StatusObservation]], None],
-                 announce: Callable[[AgentHeartbeat], None] = lambda heartbeat: None) -> None:
+
+class Pump(Generic[T]):
+    """The control plane's end of a topic: what its feed reads goes into `store`, and is
+    committed once stored. A batch the store refused (the broker or the store away) is
+    written again, a second later, before anything newer is read."""
+
+    def __init__(self, name: str, feed: _Reader[T],
+                 store: Callable[[Sequence[T]], None]) -> None:
+        self.name = name
         self.feed = feed
-        self.sink = sink
-        self.announce = announce
+        self.store = store
+        self.stored = 0  # records stored since the start
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="status-pump", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=f"{self.name}-pump",
+                                        daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -329,20 +340,36 @@ class StatusPump:
         self.feed.close()
 
     def _loop(self) -> None:
+        pending: list[T] = []
         while not self._stopping.is_set():
             try:
-                records = self.feed.read(timeout=0.5)
-                if records:
-                    observations = [r for r in records if isinstance(r, StatusObservation)]
-                    if observations:
-                        self.sink(observations)
-                    for record in records:
-                        if isinstance(record, AgentHeartbeat):
-                            self.announce(record)
+                pending = pending or self.feed.read(timeout=0.5)
+                if pending:
+                    self.store(pending)
                     self.feed.commit()
-            except KafkaError as error:
-                log.warning("status feed: %s; retrying", error)
-                time.sleep(1.0)
+                    self.stored += len(pending)
+                    pending = []
+            except Exception as error:  # the broker or the store is away: keep trying
+                log.warning("%s pump: %s; %d records waiting, retrying", self.name, error,
+                            len(pending))
+                self._stopping.wait(1.0)
+
+
+class StatusPump(Pump[StatusObservation | AgentHeartbeat]):
+    """The status topic into the status view: observations to `sink`, heartbeats to
+    `announce` (both idempotent, so a batch written again is harmless)."""
+
+    def __init__(self, feed: KafkaStatusFeed, sink: Callable[[Sequence[StatusObservation]], None],
+                 announce: Callable[[AgentHeartbeat], None] = lambda heartbeat: None) -> None:
+        def store(records: Sequence[StatusObservation | AgentHeartbeat]) -> None:
+            observations = [r for r in records if isinstance(r, StatusObservation)]
+            if observations:
+                sink(observations)
+            for record in records:
+                if isinstance(record, AgentHeartbeat):
+                    announce(record)
+
+        super().__init__("status", feed, store)
 
 
 def seed_from_status(kafka: KafkaSettings, codec: AvroCodec, partitions: list[int],

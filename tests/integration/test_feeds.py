@@ -5,7 +5,7 @@ status topic), against a real Kafka-protocol broker and real stores."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -205,3 +205,37 @@ def test_observations_reach_the_status_view_once(path: str, request: pytest.Fixt
             pump.stop()
             sink.close()
 
+
+
+def test_a_status_pump_whose_view_fails_writes_the_batch_again(kafka: KafkaSettings,
+                                                               tmp_path: Path) -> None:
+    """The store away (a PostgreSQL restart, say) is retried like the broker away; the
+    pump's thread died of it, and the view was never updated again."""
+    codec = AvroCodec(WireCipher(kafka.wire_key))
+    view = StatusView(SqliteDatabase(tmp_path / "views.sqlite"))
+    failures = [OSError("view away")] * 2
+
+    def flaky(observations: Sequence[StatusObservation]) -> None:
+        if failures:
+            raise failures.pop()
+        view.publish(observations)
+
+    sink = KafkaStatusSink(kafka, codec)
+    pump = StatusPump(KafkaStatusFeed(kafka, "flaky-control", codec, **GROUP_TIMEOUTS), flaky)
+    pump.start()
+    try:
+        sink.publish([observation(1, TrunkState.REGISTERING)])
+        deadline = time.monotonic() + 40
+        while len(view.changes_after("acme", 0)) < 1:
+            assert time.monotonic() < deadline, failures
+            time.sleep(0.1)
+        sink.publish([observation(2, TrunkState.REGISTERED)])
+        while len(view.changes_after("acme", 0)) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        pump.stop()
+        sink.close()
+    assert failures == [] and pump.stored == 2
+    assert [doc["state"] for _, doc in view.changes_after("acme", 0)] == [
+        "registering", "registered"]
