@@ -321,6 +321,11 @@ class AgentState:
             for position in positions:
                 self._written[position.partition] = position.offset
 
+    def position_written(self, partition: int) -> int | None:
+        """The partition's position last written (or restored); None: none yet."""
+        with self._lock:
+            return self._written.get(partition)
+
     def unwritten(self, states: Sequence[tuple[int, AggregateState]]) -> None:
         """The state topic did not take these: they go out with the next changes."""
         with self._lock:

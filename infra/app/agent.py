@@ -238,10 +238,12 @@ def start_agent(settings: Settings) -> Process:
     state = parts.runner.state
     state.track = True  # what changed goes to the state topic, for the next owners
     # a new partition's tenants come from the state topic, then the events after it
-    feed.start_at = partial(restore, kafka, codec, state)
+    fences: dict[int, int] = {}  # the owner epochs the state topic shows, by partition
+    feed.start_at = partial(restore, kafka, codec, state, fences=fences)
     runner = parts.runner
     writer = StateWriter(kafka, codec, state, kafka.state_every,
-                         behind=lambda: runner.behind)
+                         behind=lambda: runner.behind,
+                         generation=lambda: feed.generation, fences=fences)
     parts.runner.after = writer
     metrics.watch_snapshots(writer)
     parts.takeover = lambda: TakeoverWatch(kafka, codec, agent_id)

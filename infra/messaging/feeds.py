@@ -86,6 +86,12 @@ class _KafkaFeed:
     def partitions(self) -> list[int]:
         return sorted(tp.partition for tp in self._consumer.assignment())
 
+    @property
+    def generation(self) -> int:
+        """The group generation this member last joined (-1: none): it changes only in
+        a poll, on the thread that reads."""
+        return int(self._consumer.group_metadata().generation_id)
+
     def _assigned(self, assigned: list[TopicPartition]) -> None:
         """A rebalance ended. Partitions held before it resume from the committed offset
         (their tenants are kept as they were); only new ones are read from the start."""

@@ -40,6 +40,13 @@ VERSION_HEADER = "version"
 # a tombstone's other headers: what a new owner needs to forget the aggregate
 KIND_HEADER = "kind"
 TENANT_HEADER = "tenant"
+# the owner epoch a record was written under (`owner_epoch`), and each owner's marker,
+# written once per partition and epoch before its first record there (key: the prefix
+# and the epoch, so compaction never drops it; value: the position it starts from): a
+# record of a lower epoch after it was written by a deposed owner (paused, say, while
+# its partitions moved), and is left out
+EPOCH_HEADER = "epoch"
+MARKER_PREFIX = b"epoch:"
 CATALOG = "catalog"  # sipagent.state.CATALOG: a tenant's route order and policy
 
 
@@ -49,20 +56,32 @@ class Snapshots(Protocol):
     def changes(self) -> tuple[list[tuple[int, AggregateState]], list[StatePosition]]: ...
     def written(self, positions: Sequence[StatePosition]) -> None: ...
     def unwritten(self, states: Sequence[tuple[int, AggregateState]]) -> None: ...
+    def position_written(self, partition: int) -> int | None: ...
     def restore(self, partition: int, states: Sequence[AggregateState],
                 offset: int | None) -> int: ...
 
 
 class StateWriter:
     """Writes an agent's changes to the state topic at most every `every` seconds; called
-    by its feed loop after each commit (so not by an agent the group has fenced off).
-    A failed write is retried with the next changes, on a back-off."""
+    by its feed loop after each commit. A failed write is retried with the next changes,
+    on a back-off.
+
+    Every record carries the owner epoch (`owner_epoch`: above the `fences` its restore
+    read, then the group's `generation`), and before its first record of a partition in
+    an epoch the writer marks it: an owner deposed while paused, that writes once it
+    resumes, writes under a lower epoch after its successor's marker, and readers leave
+    those records out."""
 
     def __init__(self, kafka: KafkaSettings, codec: AvroCodec, state: Snapshots,
                  every: float = 1.0, make_producer: Callable[[], Any] | None = None,
                  behind: Callable[[], bool] = lambda: False,
-                 catching_up_every: float = 30.0) -> None:
+                 catching_up_every: float = 30.0,
+                 generation: Callable[[], int] = lambda: 0,
+                 fences: dict[int, int] | None = None) -> None:
         self.topic = kafka.state_topic
+        self.generation = generation
+        self.fences = {} if fences is None else fences  # restore's: partition -> epoch
+        self._marked: dict[int, int] = {}  # partition -> the epoch of its last marker
         # while the feed is behind (reading a long history), snapshots go out every
         # `catching_up_every` seconds: written every second, an aggregate changed all
         # along a first read of a long history left a snapshot per second on the topic,
@@ -94,9 +113,14 @@ class StateWriter:
         if not states and not positions:
             return True
         try:
-            self._send([self._record(p, s) for p, s in states])
+            generation = self.generation()
+            epochs = {p: owner_epoch(self.fences.get(p, -1), generation)
+                      for p in {p for p, _ in states} | {p.partition for p in positions}}
+            self._mark(epochs)
+            self._send([self._record(p, s, epochs[p]) for p, s in states])
             # only after every snapshot is acknowledged: a position never runs ahead
-            self._send([(p.partition, POSITION_KEY, self.codec.encode_position(p), [])
+            self._send([(p.partition, POSITION_KEY, self.codec.encode_position(p),
+                         [(EPOCH_HEADER, str(epochs[p.partition]).encode())])
                         for p in positions])
         except Exception as error:
             self.state.unwritten(states)  # (a failed delivery dropped the producer)
@@ -111,9 +135,24 @@ class StateWriter:
         self.positions += len(positions)
         return True
 
-    def _record(self, partition: int, state: AggregateState
+    def _mark(self, epochs: dict[int, int]) -> None:
+        """Each partition's marker of a new epoch, acknowledged before its records; its
+        value is the position written before, which the records before it reflect."""
+        new = {p: e for p, e in epochs.items() if self._marked.get(p) != e}
+        markers = []
+        for partition, epoch in sorted(new.items()):
+            offset = self.state.position_written(partition)
+            markers.append((partition, MARKER_PREFIX + str(epoch).encode(),
+                            self.codec.encode_position(StatePosition(
+                                partition, -1 if offset is None else offset)),
+                            [(EPOCH_HEADER, str(epoch).encode())]))
+        self._send(markers)
+        self._marked.update(new)
+
+    def _record(self, partition: int, state: AggregateState, epoch: int
                 ) -> tuple[int, bytes, bytes | None, list[tuple[str, bytes]]]:
-        headers = [(VERSION_HEADER, str(state.version).encode())]
+        headers = [(VERSION_HEADER, str(state.version).encode()),
+                   (EPOCH_HEADER, str(epoch).encode())]
         if tombstone(state):
             headers += [(KIND_HEADER, state.kind.encode()),
                         (TENANT_HEADER, state.tenant.encode())]
@@ -121,7 +160,7 @@ class StateWriter:
         return partition, str(state.aggregate_id).encode(), self.codec.encode_state(state), \
             headers
 
-    def _send(self, records: list[tuple[int, bytes, bytes | None, list[tuple[str, bytes]]]]
+    def _send(self, records: Sequence[tuple[int, bytes, bytes | None, list[tuple[str, bytes]]]]
               ) -> None:
         if records:
             self.producer.deliver(self.topic, [Outgoing(key, value, partition, headers or None)
@@ -132,35 +171,83 @@ class StateWriter:
         self.producer.close()
 
 
+class Partition:
+    """What reading one partition of the state topic keeps, record by record in offset
+    order: the owner epochs marked so far, the snapshot of each aggregate that wins, the
+    position that wins, and the keys a deposed owner wrote after a newer one's marker."""
+
+    def __init__(self) -> None:
+        self.fence = -1  # the highest epoch marked so far (every record before its marker)
+        self.snapshots: dict[bytes, tuple[int, int, Any]] = {}  # key: (epoch, version, record)
+        self.position: tuple[int, int] | None = None  # (epoch, offset; -1: none recorded)
+        self.late: set[bytes] = set()
+
+    def add(self, record: Any, codec: AvroCodec) -> None:
+        epoch = _epoch(record)
+        if record.key.startswith(MARKER_PREFIX):
+            self.fence = max(self.fence, epoch)
+            self._position(epoch, codec.decode(record.value).value.offset)
+            return
+        if epoch < self.fence:
+            # written by an owner deposed before that: it may be older than what the
+            # newer owner wrote of the same key, which a compacting broker then dropped
+            self.late.add(record.key)
+            return
+        if record.key == POSITION_KEY:
+            self._position(epoch, codec.decode(record.value).value.offset)
+            return
+        version = _version(record, codec)
+        had = self.snapshots.get(record.key)
+        if had is None or (had[0], had[1]) <= (epoch, version):
+            self.snapshots[record.key] = (epoch, version, record)
+
+    def _position(self, epoch: int, offset: int) -> None:
+        if self.position is None or self.position[0] <= epoch:
+            self.position = (epoch, offset)
+
+    def suspect(self) -> set[bytes]:
+        """Aggregates only a deposed owner's late records hold: their newer records may
+        have been compacted away, so the partition is read from the start."""
+        return self.late - self.snapshots.keys() - {POSITION_KEY}
+
+    def states(self, codec: AvroCodec) -> list[AggregateState]:
+        states = []
+        for _, _, record in self.snapshots.values():
+            if record.value is None:
+                states.append(_deleted(record))
+                continue
+            state = codec.decode(record.value).value
+            if isinstance(state, AggregateState):
+                states.append(state)
+        return states
+
+
 def read_state(kafka: KafkaSettings, codec: AvroCodec, partitions: Sequence[int],
-               timeout: float = 120.0
+               timeout: float = 120.0, fences: dict[int, int] | None = None
                ) -> tuple[dict[int, list[AggregateState]], dict[int, int]]:
-    """The snapshots of the partitions' aggregates (the highest version of each) and each
-    partition's newest position, read to the end (tansu's end offsets may fall short of
-    it: then until a poll brings nothing). Raises when the broker does not answer in
-    `timeout` seconds, or a record cannot be decoded: the caller reads the events from
-    the start instead."""
+    """The snapshots of the partitions' aggregates (of the newest owner epoch, the highest
+    version) and each partition's newest position, read to the end (tansu's end offsets
+    may fall short of it: then until a poll brings nothing); records a deposed owner
+    wrote after a newer owner's marker are left out (a partition where nothing else
+    holds one of their aggregates gets no position: read from the start). `fences`:
+    filled with each partition's highest owner epoch. Raises when the broker does not
+    answer in `timeout` seconds, or a record cannot be decoded: the caller reads the
+    events from the start instead."""
     consumer = KafkaConsumer(**client(kafka), enable_auto_commit=False,
                              client_id="trunkplane-state", request_timeout_ms=10000)
+    read = {p: Partition() for p in partitions}
     try:
         parts = [TopicPartition(kafka.state_topic, p) for p in sorted(partitions)]
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         ends = consumer.end_offsets(parts)
-        newest: dict[bytes, tuple[int, Any]] = {}  # key -> (version, record)
-        last: dict[int, Any] = {}  # partition -> its newest position record
         deadline = time.monotonic() + timeout
         while True:
             batch = consumer.poll(timeout_ms=200, max_records=10000)
-            for records in batch.values():
+            for part, records in batch.items():
+                into = read[part.partition]
                 for record in records:
-                    if record.key == POSITION_KEY:
-                        last[record.partition] = record
-                        continue
-                    version = _version(record, codec)
-                    had = newest.get(record.key)
-                    if had is None or had[0] <= version:
-                        newest[record.key] = (version, record)
+                    into.add(record, codec)
             if not batch and all(consumer.position(p) >= ends[p] for p in parts):
                 break
             if time.monotonic() > deadline:
@@ -169,15 +256,27 @@ def read_state(kafka: KafkaSettings, codec: AvroCodec, partitions: Sequence[int]
     finally:
         consumer.close()
     states: dict[int, list[AggregateState]] = {}
-    for _, record in newest.values():
-        if record.value is None:
-            states.setdefault(record.partition, []).append(_deleted(record))
-            continue
-        state = codec.decode(record.value).value
-        if isinstance(state, AggregateState):
-            states.setdefault(record.partition, []).append(state)
-    positions = {p: codec.decode(r.value).value.offset for p, r in last.items()}
+    positions: dict[int, int] = {}
+    for partition, part in read.items():
+        if fences is not None:
+            fences[partition] = part.fence
+        states[partition] = part.states(codec)
+        suspect = part.suspect()
+        if suspect:
+            log.warning("%s partition %d: %d aggregates written by a deposed owner after "
+                        "its successor began; reading the partition's events from the "
+                        "start", kafka.state_topic, partition, len(suspect))
+        elif part.position is not None and part.position[1] >= 0:
+            positions[partition] = part.position[1]
     return states, positions
+
+
+def owner_epoch(fence: int, generation: int) -> int:
+    """The epoch an owner writes a partition's records under: above every epoch marked
+    on it when it read it (`fence`), then by the group's generation. A deposed owner
+    read no more than its successor, and had an older generation: its epoch is lower,
+    and a group generation that starts again (a group recreated) still moves up."""
+    return ((fence >> 32) + 1) << 32 | max(0, generation) & 0xFFFFFFFF
 
 
 def tombstone(state: AggregateState) -> bool:
@@ -200,6 +299,11 @@ def _deleted(record: Any) -> AggregateState:
                           _version(record, None))
 
 
+def _epoch(record: Any) -> int:
+    epoch = _header(record, EPOCH_HEADER)
+    return -1 if epoch is None else int(epoch)  # -1: written before epochs
+
+
 def _version(record: Any, codec: AvroCodec | None) -> int:
     version = _header(record, VERSION_HEADER)
     if version is not None:
@@ -211,12 +315,14 @@ def _version(record: Any, codec: AvroCodec | None) -> int:
 
 
 def restore(kafka: KafkaSettings, codec: AvroCodec, state: Snapshots,
-            partitions: Sequence[int]) -> dict[int, int]:
+            partitions: Sequence[int], fences: dict[int, int] | None = None
+            ) -> dict[int, int]:
     """A new owner's start: the partitions' tenants from the state topic into `state`.
     Returns the offset to read each partition's events from (a partition absent: no
-    position recorded yet, read it from the start)."""
+    position recorded yet, read it from the start). `fences`: the writer's (its epochs
+    start above them)."""
     started = time.monotonic()
-    states, positions = read_state(kafka, codec, partitions)
+    states, positions = read_state(kafka, codec, partitions, fences=fences)
     taken = sum(state.restore(p, states.get(p, []), positions.get(p)) for p in partitions)
     log.info("partitions %s: %d aggregates from %s in %.2f s; events from offsets %s",
              sorted(partitions), taken, kafka.state_topic, time.monotonic() - started,

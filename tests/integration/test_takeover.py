@@ -72,12 +72,14 @@ def agent(kafka: KafkaSettings, codec: AvroCodec, sip: SipAgent | None = None,
             sip.update(tenant, trunk_id, settings)
 
     state = AgentState(on_trunk, track=True)
+    fences: dict[int, int] = {}
     feed = KafkaEventFeed(kafka, "takeover-agents", codec, from_start=True,
-                          start_at=partial(restore, kafka, codec, state),
+                          start_at=partial(restore, kafka, codec, state, fences=fences),
                           on_revoked=state.revoked,
                           on_assigned=lambda partitions, new: state.assigned(partitions),
                           **GROUP_TIMEOUTS)
-    writer = StateWriter(kafka, codec, state, every=0, make_producer=make_producer)
+    writer = StateWriter(kafka, codec, state, every=0, make_producer=make_producer,
+                         generation=lambda: feed.generation, fences=fences)
     return Agent(state, feed, writer, AgentRunner(feed, state), calls)
 
 
@@ -295,3 +297,147 @@ def test_a_deleted_trunk_is_a_tombstone_and_no_new_owner_brings_it_back(
         assert {t: second.state.tenant(t) for t in second.state.tenants()} == expected
     finally:
         second.stop()
+
+
+ZOMBIE = """
+import json, os, signal, sys
+from infra.config.settings import KafkaSettings
+from infra.messaging.codec import AvroCodec
+from infra.security.sealing import WireCipher
+from tests.integration.test_takeover import agent
+kafka = KafkaSettings(**json.loads(sys.argv[1]))
+zombie = agent(kafka, AvroCodec(WireCipher(kafka.wire_key)))
+history = int(sys.argv[2])
+zombie.until(lambda: zombie.state.applied == history)
+assert zombie.writer.write()
+print("written", flush=True)
+sys.stdin.readline()  # one more change published
+zombie.until(lambda: zombie.state.applied == history + 1)
+os.kill(os.getpid(), signal.SIGSTOP)  # paused between its commit and its write
+zombie.writer.write()  # resumed, its partitions long gone: it does not know yet
+print("wrote", zombie.writer.written, flush=True)
+sys.stdin.readline()
+"""
+
+
+@dataclass(frozen=True)
+class Compacted(KafkaSettings):
+    """The same topics, but a copy of the state topic as a compacting Kafka leaves it."""
+
+    copy_prefix: str = ""
+
+    @property
+    def state_topic(self) -> str:
+        return f"{self.copy_prefix}state"
+
+
+def compact_copy(kafka: KafkaSettings) -> Compacted:
+    """Kafka's compaction of the state topic (tansu never compacts): the newest record of
+    each key, in offset order, written to a new topic."""
+    from infra.messaging.topics import init_topics
+
+    copy = Compacted(**{f: getattr(kafka, f) for f in KafkaSettings.__dataclass_fields__},
+                     copy_prefix=f"{kafka.topic_prefix}compacted.")
+    init_topics(KafkaSettings(bootstrap=kafka.bootstrap, topic_prefix=copy.copy_prefix,
+                              partitions=kafka.partitions, replication=1))
+    records = state_records(kafka)
+    last = {(r.partition, r.key): r.offset for r in records}
+    out = producer(kafka, "test-compaction")
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        if last[(record.partition, record.key)] == record.offset:
+            out.send(copy.state_topic, key=record.key, value=record.value,
+                     partition=record.partition, headers=list(record.headers) or None)
+            out.flush(timeout=10)  # one at a time: in order
+    out.close(timeout=10)
+    return copy
+
+
+def test_a_deposed_owner_resumed_after_a_pause_cannot_overwrite_its_successor(
+        kafka: KafkaSettings, app: TrunkplaneApp, publish: Publisher) -> None:
+    """An owner paused (SIGSTOP) between applying a change and writing it loses its
+    partitions; its successor moves on; resumed, the old owner writes its stale snapshot
+    and position. Neither a reader of the whole topic nor one of the topic as compaction
+    leaves it (the stale record the only one of its trunk) may take that state."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from infra.messaging.state import read_state
+
+    codec = AvroCodec(WireCipher(kafka.wire_key))
+    history(app, 5060, changes=1)
+    published = publish()
+    settings = {f: getattr(kafka, f) for f in KafkaSettings.__dataclass_fields__}
+    zombie = subprocess.Popen(
+        [sys.executable, "-c", ZOMBIE, json.dumps(settings), str(published)],
+        cwd=Path(__file__).resolve().parents[2], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True)
+    assert zombie.stdin is not None and zombie.stdout is not None
+    successor = None
+    try:
+        assert zombie.stdout.readline().strip() == "written"
+        change(app, "tenant-2", "trunk-2", {"description": "the zombie's"})
+        published += publish()
+        zombie.stdin.write("go\n")
+        zombie.stdin.flush()
+        import time
+
+        deadline = time.monotonic() + 60
+        while (zombie.poll() is None and time.monotonic() < deadline
+               and Path(f"/proc/{zombie.pid}/stat").read_text().split()[2] != "T"):
+            time.sleep(0.05)
+        assert Path(f"/proc/{zombie.pid}/stat").read_text().split()[2] == "T"  # stopped
+
+        change(app, "tenant-2", "trunk-2", {"description": "the successor's"})
+        published += publish()
+        successor = agent(kafka, codec)  # joins; the paused owner is expelled
+        successor.until(lambda: successor is not None and successor.state.applied == 2,
+                        timeout=90)
+        assert successor.writer.write()
+
+        zombie.send_signal(signal.SIGCONT)
+        assert zombie.stdout.readline().split() == ["wrote", str(8 + 1)]
+        # the successor moves on in the same partition: its position now follows the
+        # zombie's records (compaction keeps only the zombie's of trunk-2)
+        change(app, "tenant-2", "trunk-6", {"description": "later"})
+        published += publish()
+        successor.until(lambda: successor is not None and successor.state.applied == 3)
+        assert successor.writer.write()
+        expected = successor.state.tenant("tenant-2")
+        assert expected is not None
+        trunk_2 = next(t for t, s in expected.trunks.items() if s["name"] == "trunk-2")
+        assert expected.trunks[trunk_2]["description"] == "the successor's"
+    finally:
+        if successor is not None:
+            successor.stop()
+        zombie.send_signal(signal.SIGCONT)
+        zombie.kill()
+        zombie.wait(timeout=10)
+
+    def described(copy: KafkaSettings) -> tuple[str | None, bool]:
+        states, positions = read_state(copy, codec, range(kafka.partitions))
+        partition = expected.partition
+        mine = [s for s in states[partition] if str(s.aggregate_id) == trunk_2]
+        description = mine[0].settings["description"] if mine and mine[0].settings else None
+        return description, partition in positions
+
+    records = [r for r in state_records(kafka) if r.key == trunk_2.encode()]
+    assert [r.value is not None for r in records] == [True, True, True]
+    assert codec.decode(records[-1].value).value.settings["description"] == "the zombie's"
+    # the whole topic: the successor's snapshot and position win
+    assert described(kafka) == ("the successor's", True)
+    # compacted: the zombie's is the only snapshot of trunk-2; it is left out, and the
+    # partition is read from the start rather than from the successor's position
+    copy = compact_copy(kafka)
+    assert described(copy) == (None, False)
+    third = agent(copy, codec)
+    try:
+        def caught_up() -> bool:
+            tenant = third.state.tenant("tenant-2")
+            return tenant is not None and tenant.trunks == expected.trunks
+
+        third.until(caught_up)
+        assert third.state.trunk_count() == 8 and third.state.held == 0
+    finally:
+        third.stop()

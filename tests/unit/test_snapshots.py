@@ -226,3 +226,15 @@ def test_a_batch_that_fails_half_applied_writes_no_snapshot_after_it(
     with pytest.raises(RuntimeError):
         state.apply(items)
     assert state.broken and state.changes() == ([], [])
+
+
+def test_owner_epochs_rise_with_the_fence_and_then_the_generation() -> None:
+    from infra.messaging.state import owner_epoch
+
+    first = owner_epoch(-1, 7)  # nothing marked yet (or written before epochs)
+    kept = owner_epoch(-1, 8)  # the same owner, the group rebalanced
+    successor = owner_epoch(first, 9)  # read the first owner's marker
+    unmarked = owner_epoch(-1, 9)  # took over before the first owner marked anything
+    restarted = owner_epoch(successor, 1)  # the group was made again: generations restart
+    assert first < kept < unmarked < successor < restarted
+    assert owner_epoch(-1, -1) < first  # not joined: the lowest of its fence
