@@ -140,8 +140,11 @@ def changes_after(address: str, token: str, position: int) -> list[int]:
     return found
 
 
+FAILED: dict[str, int] = {}  # pairs that failed, by phase and code: counted, not timed
+
+
 async def admission(address: str, token: str, seconds: float,
-                    change_every: float) -> tuple[list[float], int]:
+                    change_every: float, phase: str = "") -> tuple[list[float], int]:
     """Latencies (ms) of pairs at RATE a second, while the lobby's trunk changes."""
     metadata = (("authorization", f"Bearer {token}"),)
     async with grpc.aio.insecure_channel(address) as channel:
@@ -153,7 +156,12 @@ async def admission(address: str, token: str, seconds: float,
 
         async def one() -> None:
             started = time.perf_counter()
-            await ours_pair(stub, metadata)
+            try:
+                await ours_pair(stub, metadata)
+            except grpc.aio.AioRpcError as error:
+                key = f"{phase} {error.code().name}"
+                FAILED[key] = FAILED.get(key, 0) + 1
+                return
             latencies.append((time.perf_counter() - started) * 1000)
 
         tasks = []
@@ -243,7 +251,7 @@ def main() -> None:
             start = head(address, admin)
             cpu.append((cpu_seconds(server.pid), time.perf_counter()))
             crowded, made = asyncio.run(admission(address, token, args.seconds,
-                                                  args.change_every))
+                                                  args.change_every, "with the watchers"))
             cpu.append((cpu_seconds(server.pid), time.perf_counter()))
             crowded_rss = rss_mib(server.pid)
             expected = changes_after(address, admin, start)
@@ -271,6 +279,8 @@ def main() -> None:
     without = max(pct(alone, 0.99), pct(after, 0.99))
     print(f"  p99 with the watchers: {pct(crowded, 0.99):.2f} ms (target < 5 ms), "
           f"{pct(crowded, 0.99) / without:.2f} x the worse p99 without")
+    if FAILED:
+        print("  failed pairs: " + ", ".join(f"{n} {k}" for k, n in FAILED.items()))
     print(f"  server CPU, cores: {cores(cpu, 0):.2f} without the watchers, "
           f"{cores(cpu, 1):.2f} with them, {cores(cpu, 2):.2f} after")
     print(f"watchers: {total:,} opened in {opening:.1f} s; {made} lease changes made, "

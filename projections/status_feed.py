@@ -14,13 +14,16 @@ costs its own queries, never the feed's memory."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from projections.status import Doc, StatusView
 
@@ -30,6 +33,7 @@ BATCH = 1000  # log rows read at once
 MAX_BACKLOG = 1_000  # changes waiting for one watcher before it is dropped from the feed
 # (it then reads the log itself): 1,000 watchers x 10,000 held up to a gigabyte
 SWEEP = 0.5  # seconds between two looks at whether each watcher's client is still there
+WAKE_CHUNK = 16  # asyncio watchers woken per turn of their loop
 
 
 @dataclass(eq=False)
@@ -79,6 +83,58 @@ class Subscription(Generic[T]):
         return True
 
 
+@dataclass(eq=False)
+class AsyncSubscription(Subscription[T]):
+    """A subscription taken by a coroutine of `loop` (the asyncio gRPC server's): the feed
+    thread appends, and wakes every waiting watcher of a delivery with one call to the loop
+    (`StatusFeed._deliver`), not one per watcher."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+    _pending: deque[tuple[int, T]] = field(default_factory=deque)
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def take_async(self) -> list[tuple[int, T]]:
+        """What has arrived, waiting for it: [] once closed or dropped."""
+        while True:
+            self._arrived.clear()
+            if self._pending or self.closed or self.dropped:
+                break
+            await self._arrived.wait()
+        taken: list[tuple[int, T]] = []
+        while self._pending:
+            taken.append(self._pending.popleft())
+        return taken
+
+    def put(self, position: int, item: T) -> bool:
+        """Called by the feed, which then wakes the watcher (`wake`)."""
+        if len(self._pending) >= MAX_BACKLOG:
+            self.dropped = True
+            return False
+        self._pending.append((position, item))
+        return True
+
+    def wake(self) -> None:
+        """On the loop: the watcher looks at what arrived."""
+        self._arrived.set()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.loop is not None:
+            with suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                self.loop.call_soon_threadsafe(self._arrived.set)
+
+
+def _wake_all(subscriptions: list[AsyncSubscription[Any]], start: int = 0) -> None:
+    """Wakes `WAKE_CHUNK` watchers, and the next ones at the loop's next turn: calls
+    waiting on the loop (admission) pass between two chunks, where waking 1,000 at once
+    put 1,000 sends ahead of them."""
+    end = start + WAKE_CHUNK
+    for subscription in subscriptions[start:end]:
+        subscription.wake()
+    if end < len(subscriptions):
+        asyncio.get_running_loop().call_soon(_wake_all, subscriptions, end)
+
+
 class StatusFeed(Generic[T]):
     """Reads the log in one thread (started by the first subscription) and fans out.
     `prepare(tenant, position, observation)` builds the message of a change, or None when
@@ -96,18 +152,23 @@ class StatusFeed(Generic[T]):
         self._stopped = threading.Event()
 
     def subscribe(self, tenant: str, after: int, wanted: frozenset[str],
-                  alive: Callable[[], bool] = lambda: True) -> Subscription[T]:
+                  alive: Callable[[], bool] = lambda: True,
+                  loop: asyncio.AbstractEventLoop | None = None) -> Subscription[T]:
         """A subscription receiving the changes after the feed's position (`joined`), closed
         by the feed within `SWEEP` seconds once `alive()` says no (so an idle watcher need
-        not wake to ask); one made after `stop` is closed."""
+        not wake to ask); one made after `stop` is closed. With `loop`, an
+        `AsyncSubscription` for a coroutine of that loop."""
         with self._lock:
             if self._thread is None and not self._stopped.is_set():
                 self._position = self.status.head()
                 self._thread = threading.Thread(target=self._run, name="status-feed",
                                                 daemon=True)
                 self._thread.start()
-            subscription: Subscription[T] = Subscription(tenant, after, wanted, alive,
-                                                         joined=self._position)
+            subscription: Subscription[T] = (
+                Subscription(tenant, after, wanted, alive, joined=self._position)
+                if loop is None else
+                AsyncSubscription(tenant, after, wanted, alive, joined=self._position,
+                                  loop=loop))
             if self._stopped.is_set():
                 subscription.close()
             else:
@@ -172,12 +233,17 @@ class StatusFeed(Generic[T]):
                 subscription.close()
 
     def _deliver(self, rows: list[tuple[int, Doc]]) -> None:
+        woken: dict[asyncio.AbstractEventLoop, set[AsyncSubscription[T]]] = {}
         with self._lock:
             for position, observed in rows:
-                self._fan_out(position, observed)
+                self._fan_out(position, observed, woken)
                 self._position = position
+        for loop, subscriptions in woken.items():  # one call to each loop for them all
+            with suppress(RuntimeError):  # a loop closed: its server is gone
+                loop.call_soon_threadsafe(_wake_all, list(subscriptions))
 
-    def _fan_out(self, position: int, observed: Doc) -> None:
+    def _fan_out(self, position: int, observed: Doc,
+                 woken: dict[asyncio.AbstractEventLoop, set[AsyncSubscription[T]]]) -> None:
         tenant, trunk_id = observed["tenant"], observed["trunk_id"]
         receivers = [s for s in self._subscriptions.get(tenant, ())
                      if s.wants(position, trunk_id)]
@@ -193,6 +259,8 @@ class StatusFeed(Generic[T]):
         for subscription in receivers:
             if not subscription.put(position, message):
                 self._forget(subscription)
+            if isinstance(subscription, AsyncSubscription) and subscription.loop is not None:
+                woken.setdefault(subscription.loop, set()).add(subscription)
 
     def _forget(self, subscription: Subscription[T]) -> None:
         subscriptions = self._subscriptions.get(subscription.tenant)

@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 from collections.abc import Callable
-from concurrent import futures
 from contextlib import suppress
 from pathlib import Path
 from types import FrameType
@@ -20,7 +19,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from infra.config.settings import Settings
-from infra.grpc_api.context import CallContextInterceptor, Refusals
+from infra.grpc_api.aio import AioServer
+from infra.grpc_api.context import AioCallContextInterceptor, CallContextInterceptor, Refusals
 from infra.grpc_api.guards import Buckets, Guards, StreamGate
 from infra.grpc_api.limits import RateLimiter
 from infra.ops.metrics import Metrics
@@ -29,7 +29,6 @@ from infra.security.tokens import TOKENS_FILE, Authenticator, TokenStore
 
 log = logging.getLogger("trunkplane")
 MAX_SEND = 256 * 1024 * 1024  # exports of large tenants
-REFUSERS = 4  # stream threads beyond TRUNKPLANE_MAX_STREAMS, to refuse the ones beyond it
 
 
 class Part(Protocol):
@@ -58,13 +57,13 @@ class Process:
         self.settings = settings
         self.metrics = metrics
         self.server = grpc_server(settings, metrics, workers, refused)
-        self.health = health.HealthServicer()
+        self.health = health.aio.HealthServicer()
         self.services: list[str] = []
         self.parts: list[Part] = []
         self.port = 0
         self.metrics_port = 0
 
-    def serve(self, service: str, add: Callable[[grpc.Server], None]) -> None:
+    def serve(self, service: str, add: Callable[[Any], None]) -> None:
         add(self.server)
         self.services.append(service)
 
@@ -73,10 +72,11 @@ class Process:
 
     def listen(self) -> int:
         """Binds the gRPC port (not yet serving); raises when it cannot."""
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server.server)
         if self.settings.reflection:  # off by default: it tells anyone what we serve
             reflection.enable_server_reflection(
-                (*self.services, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+                (*self.services, health.SERVICE_NAME, reflection.SERVICE_NAME),
+                self.server.server)
         try:
             self.port = listen(self.server, self.settings)
         except RuntimeError:  # grpcio raises where it used to return 0
@@ -97,7 +97,7 @@ class Process:
 
     def stop(self, grace: float = 5.0) -> None:
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.server.stop(grace).wait()
+        self.server.stop(grace)
         self.metrics.stop()
         self.stop_parts()
 
@@ -106,8 +106,11 @@ class Process:
             part.stop()
 
     def _set_health(self, status: Any) -> None:  # a HealthCheckResponse.ServingStatus
-        for name in ("", *self.services):
-            self.health.set(name, status)
+        async def set_all() -> None:
+            for name in ("", *self.services):
+                await self.health.set(name, status)
+
+        self.server.run(set_all())
 
     def log_listening(self, what: str, detail: str = "") -> None:
         host = self.settings.listen.rsplit(":", 1)[0]
@@ -118,11 +121,11 @@ class Process:
 
 
 def grpc_server(settings: Settings, metrics: Metrics, workers: int,
-                refused: Refusals | None = None) -> grpc.Server:
-    """`workers` threads for unary calls, and a pool of their own for the streams: a stream
-    holds a thread while open, so the streams can never take the unary calls' threads
-    (admission answers whatever the number of watchers). The gate admits at most
-    `max_streams`; the few threads beyond answer the streams it refuses at once."""
+                refused: Refusals | None = None) -> AioServer:
+    """The asyncio server (issue 16): `workers` threads run the unary calls, and the
+    streams are coroutines of its one loop, so open streams take no thread from unary
+    calls whatever their number. The gate admits at most `max_streams` streams in all and
+    `max_streams_per_caller` per principal (RESOURCE_EXHAUSTED beyond)."""
     limiter = RateLimiter(settings.rate_limit, 2 * settings.rate_limit) if (
         settings.rate_limit) else None
     authenticator = Authenticator(TokenStore(settings.data_dir / TOKENS_FILE))
@@ -130,17 +133,15 @@ def grpc_server(settings: Settings, metrics: Metrics, workers: int,
         streams=StreamGate(settings.max_streams_per_caller, settings.max_streams),
         per_address=Buckets(settings.address_rate_limit, 2 * settings.address_rate_limit),
         total=Buckets(settings.total_rate_limit, 2 * settings.total_rate_limit))
-    streams = futures.ThreadPoolExecutor(max_workers=settings.max_streams + REFUSERS,
-                                         thread_name_prefix="grpc-stream")
-    return grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
-        interceptors=[CallContextInterceptor(authenticator, metrics.observe_call, limiter,
-                                             guards, refused, streams)],
+    calls = CallContextInterceptor(authenticator, metrics.observe_call, limiter, guards,
+                                   refused)
+    return AioServer(
+        workers, lambda pool: [AioCallContextInterceptor(calls, pool)],
         options=[("grpc.max_receive_message_length", settings.max_message_bytes),
                  ("grpc.max_send_message_length", MAX_SEND)])
 
 
-def listen(server: grpc.Server, settings: Settings) -> int:
+def listen(server: AioServer, settings: Settings) -> int:
     if not settings.tls:
         return server.add_insecure_port(settings.listen)
     if settings.tls_cert:

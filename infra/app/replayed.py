@@ -4,15 +4,14 @@ route policy) show the configuration as of the replayed point: `--views DIR`."""
 
 from __future__ import annotations
 
-from concurrent import futures
 from pathlib import Path
 from typing import Any
-
-import grpc
 
 from domain.application import Command, Done
 from domain.errors import PreconditionError
 from infra.config.settings import Settings, SettingsError
+from infra.grpc_api.aio import AioServer
+from infra.grpc_api.context import AioCallContextInterceptor
 from infra.grpc_api.routes import RouteServicer
 from infra.grpc_api.servicer_base import ServicerBase
 from infra.grpc_api.trunks import TrunkServicer
@@ -50,7 +49,8 @@ class ReplayedViews:
         reached = store.position("config", store.live("config"))[0]
         view = ConfigView(store, lambda: reached, lambda position, wait: True)
         base = ServicerBase(ReadOnlyBus(directory), view, HistoryReader(store), settings.tenant)
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        # the asyncio server, as every process's: WatchTrunkStatus is a coroutine
+        self.server = AioServer(4, lambda pool: [AioCallContextInterceptor(None, pool)])
         trunk_pb2_grpc.add_TrunkServiceServicer_to_server(
             TrunkServicer(base, StatusView(self.db), CallStore(self.db)), self.server)
         route_pb2_grpc.add_RouteServiceServicer_to_server(

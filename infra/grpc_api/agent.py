@@ -10,6 +10,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from domain.errors import DomainError, NotFoundError, ValidationError
+from infra.grpc_api.aio import on_loop
 from infra.grpc_api.context import check_tenant
 from infra.grpc_api.errors import abort
 from sipagent.admission import INBOUND, OUTBOUND, Admission, Consideration, Lease, RefusedError
@@ -24,6 +25,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):  # type: ignore[misc]
         self.admission = admission
         self.default_tenant = default_tenant
 
+    @on_loop
     def AcquireChannel(self, request: agent_pb2.AcquireChannelRequest,
                        context: grpc.ServicerContext) -> agent_pb2.AcquireChannelResponse:
         tenant = request.tenant or self.default_tenant
@@ -50,6 +52,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):  # type: ignore[misc]
         return agent_pb2.AcquireChannelResponse(lease=lease_pb(grant.lease), considered=[
             consideration_pb(c) for c in grant.considered])
 
+    @on_loop
     def RenewChannel(self, request: agent_pb2.RenewChannelRequest,
                      context: grpc.ServicerContext) -> agent_pb2.Lease:
         try:
@@ -57,6 +60,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):  # type: ignore[misc]
         except DomainError as error:
             abort(context, error)
 
+    @on_loop
     def ReleaseChannel(self, request: agent_pb2.ReleaseChannelRequest,
                        context: grpc.ServicerContext) -> agent_pb2.ReleaseChannelResponse:
         try:
@@ -65,6 +69,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):  # type: ignore[misc]
             abort(context, error)
         return agent_pb2.ReleaseChannelResponse(released=released)
 
+    @on_loop
     def ReportCallFailure(self, request: agent_pb2.ReportCallFailureRequest,
                           context: grpc.ServicerContext
                           ) -> agent_pb2.ReportCallFailureResponse:

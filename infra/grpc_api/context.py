@@ -6,19 +6,24 @@ and the count of open streams; a stream whose token is revoked ends."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import inspect
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent import futures
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from grpc import aio
 
 from domain.errors import ForbiddenError, ValidationError
 from domain.values import parse_tenant
+from infra.grpc_api.aio import Aborted, ThreadContext, in_thread, send_abort
 from infra.grpc_api.guards import Guards, RevocableContext, peer_address
 from infra.grpc_api.limits import RateLimiter
 from infra.security.tokens import Authenticator, AuthError, TokenRecord, is_open
@@ -92,10 +97,8 @@ class CallContextInterceptor(grpc.ServerInterceptor):
     def __init__(self, authenticator: Authenticator,
                  observe: Callable[[str, str, float], None] = lambda *_: None,
                  limiter: RateLimiter | None = None, guards: Guards | None = None,
-                 refused: Refusals | None = None,
-                 stream_pool: futures.ThreadPoolExecutor | None = None) -> None:
+                 refused: Refusals | None = None) -> None:
         self._authenticator = authenticator
-        self._stream_pool = stream_pool
         self._observe = observe
         self._limiter = limiter
         self._guards = guards or Guards()
@@ -114,12 +117,18 @@ class CallContextInterceptor(grpc.ServerInterceptor):
         return wrapped
 
     def _wrap(self, handler: Any, method: str) -> Any:
-        """Every call shape is wrapped: a shape left out would be open to anyone. Open
-        methods (health) skip authentication, not the limits."""
         behaviour, make = _shape(handler)
-        codecs = {"request_deserializer": handler.request_deserializer,
-                  "response_serializer": handler.response_serializer}
-        if handler.response_streaming:
+        return make(self.guarded(behaviour, method, handler.request_streaming,
+                                 handler.response_streaming),
+                    request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer)
+
+    def guarded(self, behaviour: Callable[..., Any], method: str, request_streaming: bool,
+                response_streaming: bool) -> Callable[..., Any]:
+        """A synchronous behaviour behind the checks. Every call shape is wrapped: a shape
+        left out would be open to anyone. Open methods (health) skip authentication, not
+        the limits."""
+        if response_streaming:
             def answers(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
                 started, token, admitted = self._enter(context, method, stream=True)
                 try:
@@ -127,26 +136,16 @@ class CallContextInterceptor(grpc.ServerInterceptor):
                 finally:
                     self._leave(context, method, started, token, admitted)
 
-            return make(self._on_stream_pool(answers), **codecs)
+            return answers
 
         def answer(request: Any, context: grpc.ServicerContext) -> Any:
-            started, token, admitted = self._enter(context, method,
-                                                   stream=handler.request_streaming)
+            started, token, admitted = self._enter(context, method, stream=request_streaming)
             try:
                 return behaviour(request, context)
             finally:
                 self._leave(context, method, started, token, admitted)
 
-        if handler.request_streaming:
-            answer = self._on_stream_pool(answer)
-        return make(answer, **codecs)
-
-    def _on_stream_pool(self, behaviour: Callable[..., Any]) -> Callable[..., Any]:
-        """Runs the stream on the streams' own threads (grpcio reads the attribute), so
-        open streams never hold the threads unary calls are answered on."""
-        if self._stream_pool is not None:
-            behaviour.experimental_thread_pool = self._stream_pool  # type: ignore[attr-defined]
-        return behaviour
+        return answer
 
     def _stream(self, behaviour: Callable[..., Iterator[Any]], request: Any,
                 context: grpc.ServicerContext, admitted: _Admitted) -> Iterator[Any]:
@@ -267,3 +266,170 @@ def _shape(handler: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
 def _code_name(context: grpc.ServicerContext) -> str:
     code = getattr(context, "code", lambda: None)()
     return "OK" if code is None else getattr(code, "name", str(code))
+
+
+_DONE = object()  # what a synchronous stream's last step gives back
+
+
+class AioCallContextInterceptor(aio.ServerInterceptor):
+    """The asyncio twin of `CallContextInterceptor`, for the `grpc.aio` server: the same
+    authentication, roles, tenants, limits, count of open streams, log line and outcome,
+    from the same code. Synchronous behaviours run on the pool with a `ThreadContext`
+    (their checks too, so a refusal written to the history never waits on the loop);
+    asynchronous ones (the watchers' streams) run on the loop, their checks on the pool.
+    `calls` None: no checks (a loopback server of the process's own, as for replays), only
+    the bridge that lets synchronous servicers run on the asyncio server."""
+
+    def __init__(self, calls: CallContextInterceptor | None,
+                 pool: futures.ThreadPoolExecutor) -> None:
+        self._calls = calls
+        self._pool = pool
+        self._wrapped: dict[str, Any] = {}
+
+    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]],
+                                details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        if handler is None:
+            return handler
+        method = details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:  # one wrapper per method (a server has one handler each)
+            wrapped = self._wrapped[method] = self._wrap(handler, method)
+        return wrapped
+
+    def _wrap(self, handler: Any, method: str) -> Any:
+        behaviour, make = _shape(handler)
+        codecs = {"request_deserializer": handler.request_deserializer,
+                  "response_serializer": handler.response_serializer}
+        asynchronous = (inspect.iscoroutinefunction(behaviour)
+                        or inspect.isasyncgenfunction(behaviour))
+        if asynchronous:
+            if self._calls is None:
+                return handler
+            if inspect.isasyncgenfunction(behaviour):
+                return make(self._async_stream(behaviour, method), **codecs)
+            return make(self._async_unary(behaviour, method, handler.request_streaming
+                                          or handler.response_streaming), **codecs)
+        sync = behaviour if self._calls is None else self._calls.guarded(
+            behaviour, method, handler.request_streaming, handler.response_streaming)
+        requests = handler.request_streaming
+        if handler.response_streaming:
+            async def answers(request: Any, context: Any) -> AsyncIterator[Any]:
+                if requests:
+                    request = _blocking(request, asyncio.get_running_loop())
+                async for item in self._drive(sync, request, ThreadContext(context)):
+                    yield item
+
+            return make(answers, **codecs)
+
+        if getattr(behaviour, "on_loop", False) and not requests:
+            async def inline(request: Any, context: Any) -> Any:
+                threaded_context = ThreadContext(context)
+                try:
+                    return sync(request, threaded_context)
+                except Aborted as aborted:
+                    await send_abort(threaded_context, aborted)
+
+            return make(inline, **codecs)
+
+        async def answer(request: Any, context: Any) -> Any:
+            if requests:
+                request = _blocking(request, asyncio.get_running_loop())
+            threaded_context = ThreadContext(context)
+            return await in_thread(threaded_context, sync, request, threaded_context)
+
+        return make(answer, **codecs)
+
+    async def _drive(self, sync: Callable[..., Iterator[Any]], request: Any,
+                     context: Any) -> AsyncIterator[Any]:
+        """A synchronous stream, each step on the pool: no thread is held between two
+        messages. Once the call ends, the generator is closed (its `finally`, which gives
+        the stream's place back) after the step it may be in."""
+        run = contextvars.copy_context().run
+        answers: Any = run(sync, request, context)
+        step: futures.Future[Any] | None = None
+        try:
+            while True:
+                step = self._pool.submit(run, next, answers, _DONE)  # type: ignore[arg-type]
+                item = await asyncio.wrap_future(step)
+                if item is _DONE:
+                    return
+                yield item
+        except Aborted as aborted:
+            await send_abort(context, aborted)
+        finally:
+            def close(_: object = None) -> None:
+                with suppress(RuntimeError):  # the pool is shut: the process is ending
+                    self._pool.submit(run, answers.close)
+
+            if step is not None and not step.done():
+                step.add_done_callback(close)
+            else:
+                close()
+
+    def _async_unary(self, behaviour: Callable[..., Awaitable[Any]], method: str,
+                     stream: bool) -> Callable[..., Awaitable[Any]]:
+        """A coroutine: a unary call, or a stream written with `context.write` (health's
+        Watch, an open method; such a stream is not ended when a token is revoked, so
+        the servicers' streams are asynchronous generators)."""
+        calls = self._calls
+        assert calls is not None
+
+        async def answer(request: Any, context: Any) -> Any:
+            threaded_context: Any = ThreadContext(context)
+            run = contextvars.copy_context().run
+            started, token, admitted = await in_thread(
+                threaded_context, run, calls._enter, threaded_context, method, stream)
+            own = _current.set(admitted.call)
+            try:
+                return await behaviour(request, context)
+            finally:
+                run(calls._leave, threaded_context, method, started, token, admitted)
+                with suppress(ValueError):  # finished in another context (cancelled)
+                    _current.reset(own)
+
+        return answer
+
+    def _async_stream(self, behaviour: Callable[..., AsyncIterator[Any]],
+                      method: str) -> Callable[..., AsyncIterator[Any]]:
+        """The stream on the loop; ended with UNAUTHENTICATED once the token is revoked or
+        expires (its servicer is given a context that turns inactive then)."""
+        calls = self._calls
+        assert calls is not None
+
+        async def answers(request: Any, context: Any) -> AsyncIterator[Any]:
+            threaded_context: Any = ThreadContext(context)
+            run = contextvars.copy_context().run
+            started, token, admitted = await in_thread(
+                threaded_context, run, calls._enter, threaded_context, method, True)
+            own = _current.set(admitted.call)
+            revocable = (None if admitted.record is None
+                         else calls._revocable(threaded_context, admitted.record))
+            try:
+                async for item in behaviour(request, revocable or threaded_context):
+                    if revocable is not None:
+                        revocable.is_active()  # asked between messages too
+                        if revocable.revoked:
+                            break
+                    yield item
+                if revocable is not None and revocable.revoked:
+                    threaded_context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                           "the token was revoked or expired while the "
+                                           "stream was open")
+            except Aborted as aborted:
+                await send_abort(context, aborted)
+            finally:
+                run(calls._leave, threaded_context, method, started, token, admitted)
+                with suppress(ValueError):
+                    _current.reset(own)
+
+        return answers
+
+
+def _blocking(requests: AsyncIterator[Any], loop: asyncio.AbstractEventLoop) -> Iterator[Any]:
+    """A client's stream of requests, for a synchronous behaviour on the pool."""
+    while True:
+        try:
+            yield asyncio.run_coroutine_threadsafe(anext(requests), loop).result()  # type: ignore[arg-type]
+        except StopAsyncIteration:
+            return

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from domain.templates import TEMPLATES
 from domain.trunk import Trunk
 from domain.unit_of_work import UnitOfWork
 from infra.backup.config_document import dumps, export_document, read_document
+from infra.grpc_api.aio import in_thread, threaded
 from infra.grpc_api.context import current
 from infra.grpc_api.convert import (
     call_message,
@@ -35,11 +37,10 @@ from projections.calls import CallQuery, CallStore
 from projections.config_view import Page
 from projections.state import doc_of
 from projections.status import StatusView
-from projections.status_feed import StatusFeed
+from projections.status_feed import AsyncSubscription, StatusFeed
 from trunkplane.v1 import trunk_pb2, trunk_pb2_grpc
 
 Ctx = grpc.ServicerContext
-WATCH_IDLE = 30.0  # an idle watcher's thread sleeps: the feed closes it when its client goes
 MAX_WATCHED = 500  # trunks named in one WatchTrunkStatus (each is looked up once)
 
 
@@ -141,8 +142,22 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
         """The agent directory by agent id, to tell a stale observation from a live one."""
         return {doc["agent_id"]: doc for doc in self.status.agents()}
 
-    def WatchTrunkStatus(self, request: trunk_pb2.WatchTrunkStatusRequest,
-                         context: Ctx) -> Iterator[trunk_pb2.TrunkStatusChange]:
+    async def WatchTrunkStatus(self, request: trunk_pb2.WatchTrunkStatusRequest,
+                               context: Any) -> AsyncIterator[trunk_pb2.TrunkStatusChange]:
+        """A coroutine of the asyncio server (issue 16): it holds no thread while open. Its
+        reads run on the pool; the changes come from the feed's one reader."""
+        threaded_context = threaded(context)
+        tenant, position, wanted, first = await in_thread(
+            threaded_context, self._watch_start, request, threaded_context)
+        for change in first:
+            yield change
+        async for change in self._follow(tenant, position, wanted, threaded_context):
+            yield change
+
+    def _watch_start(self, request: trunk_pb2.WatchTrunkStatusRequest, context: Ctx
+                     ) -> tuple[str, int, frozenset[str], list[trunk_pb2.TrunkStatusChange]]:
+        """The watched trunks, where to follow from, and the current statuses first when
+        the request gives no position."""
         tenant = self.tenant(context, request.tenant)
         if len(request.trunks) > MAX_WATCHED:
             abort(context, ValidationError.single(
@@ -152,36 +167,47 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
         wanted = frozenset(self.read(context, lambda: [
             self.view.subject_id(tenant, TRUNK, ref) for ref in request.trunks]))
         position = request.since_position
+        first: list[trunk_pb2.TrunkStatusChange] = []
         if position == 0:
             position = self.status.head()
             configs = [c for c in self.view.trunk_docs(tenant) if not wanted or c["id"] in wanted]
             observed = self.status.of(tenant, [c["id"] for c in configs])
             agents = self._agents()
-            for config in configs:
-                yield trunk_pb2.TrunkStatusChange(
-                    position=position, current=True,
-                    status=status_message(config, observed.get(config["id"]), agents))
-        yield from self._follow(tenant, position, wanted, context)
+            first = [trunk_pb2.TrunkStatusChange(
+                position=position, current=True,
+                status=status_message(config, observed.get(config["id"]), agents))
+                for config in configs]
+        return tenant, position, wanted, first
 
-    def _follow(self, tenant: str, position: int, wanted: frozenset[str],
-                context: Ctx) -> Iterator[trunk_pb2.TrunkStatusChange]:
-        """The changes after `position`: those before the feed's own position read here,
-        the rest handed over by the feed (read and built once for every watcher)."""
+    async def _follow(self, tenant: str, position: int, wanted: frozenset[str],
+                      context: Any) -> AsyncIterator[trunk_pb2.TrunkStatusChange]:
+        """The changes after `position`: those before the feed's own position read here
+        (on the pool), the rest handed over by the feed (read and built once for every
+        watcher). The feed closes the subscription once `context` is inactive (the client
+        left, the token was revoked); a cancelled call ends at its `await`."""
+        loop = asyncio.get_running_loop()
         while context.is_active():
-            subscription = self.feed.subscribe(tenant, position, wanted, context.is_active)
-            context.add_callback(subscription.close)  # the client left: free the thread
+            subscription = await in_thread(context, self.feed.subscribe, tenant, position,
+                                           wanted, context.is_active, loop)
+            assert isinstance(subscription, AsyncSubscription)
             try:
-                for change in self._missed(tenant, position, subscription.joined, wanted):
+                missed = await in_thread(context, self._missed_list, tenant, position,
+                                         subscription.joined, wanted)
+                for change in missed:
                     position = change.position
                     yield change
                 while not (subscription.closed or subscription.dropped):
-                    for taken in subscription.take(WATCH_IDLE):
+                    for taken in await subscription.take_async():
                         position, change = taken
                         yield change
             finally:
                 self.feed.leave(subscription)
             if not subscription.dropped:  # the client or the server is leaving
                 return
+
+    def _missed_list(self, tenant: str, after: int, until: int,
+                     wanted: frozenset[str]) -> list[trunk_pb2.TrunkStatusChange]:
+        return list(self._missed(tenant, after, until, wanted))
 
     def _missed(self, tenant: str, after: int, until: int,
                 wanted: frozenset[str]) -> Iterator[trunk_pb2.TrunkStatusChange]:

@@ -1,5 +1,6 @@
 """A real server with one method of each of gRPC's four call shapes behind the
-interceptor: none answers a caller without credentials, each answers a valid token."""
+interceptor, the synchronous server's and the asyncio server's twin: none answers a caller
+without credentials."""
 
 from __future__ import annotations
 
@@ -11,18 +12,26 @@ from typing import Any
 import grpc
 import pytest
 
-from infra.grpc_api.context import CallContextInterceptor
+from infra.grpc_api.aio import AioServer
+from infra.grpc_api.context import AioCallContextInterceptor, CallContextInterceptor
 from infra.security.tokens import Authenticator, TokenStore
 
 SERVICE = "trunkplane.v1.TrunkService"  # a real service name, so the role table applies
 METHOD = "GetTrunk"  # readable by every role that may read trunks
+# methods an auditor may call, one per shape ("" unary, a stream of answers, of requests,
+# of both), behind which the test's own behaviours answer
+READABLE = {"": "GetTrunk", "Stream": "WatchTrunkStatus", "Upload": "ListTrunks",
+            "Chat": "GetTrunkHistory"}
 
 
 def _identity(value: bytes) -> bytes:
     return value
 
 
-def _server(tokens: TokenStore) -> tuple[grpc.Server, int]:
+def _server(tokens: TokenStore, kind: str,
+            names: dict[str, str] | None = None) -> tuple[Any, int]:
+    name = names or {suffix: f"{METHOD}{suffix}" for suffix in READABLE}
+
     def unary(request: bytes, context: Any) -> bytes:
         return request
 
@@ -36,25 +45,29 @@ def _server(tokens: TokenStore) -> tuple[grpc.Server, int]:
         yield from requests
 
     handlers = {
-        f"{METHOD}": grpc.unary_unary_rpc_method_handler(unary, _identity, _identity),
-        f"{METHOD}Stream": grpc.unary_stream_rpc_method_handler(server_stream, _identity,
-                                                                 _identity),
-        f"{METHOD}Upload": grpc.stream_unary_rpc_method_handler(client_stream, _identity,
-                                                                 _identity),
-        f"{METHOD}Chat": grpc.stream_stream_rpc_method_handler(both, _identity, _identity),
+        name[""]: grpc.unary_unary_rpc_method_handler(unary, _identity, _identity),
+        name["Stream"]: grpc.unary_stream_rpc_method_handler(server_stream, _identity,
+                                                             _identity),
+        name["Upload"]: grpc.stream_unary_rpc_method_handler(client_stream, _identity,
+                                                             _identity),
+        name["Chat"]: grpc.stream_stream_rpc_method_handler(both, _identity, _identity),
     }
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
-                         interceptors=[CallContextInterceptor(Authenticator(tokens))])
+    calls = CallContextInterceptor(Authenticator(tokens))
+    server: Any = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
+                              interceptors=[calls]) if kind == "sync" else AioServer(
+        4, lambda pool: [AioCallContextInterceptor(calls, pool)])
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, handlers)])
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     return server, port
 
 
+@pytest.mark.parametrize("kind", ["sync", "aio"])
 @pytest.mark.parametrize("suffix", ["", "Stream", "Upload", "Chat"])
-def test_no_call_shape_answers_without_credentials(tmp_path: Path, suffix: str) -> None:
+def test_no_call_shape_answers_without_credentials(tmp_path: Path, suffix: str,
+                                                   kind: str) -> None:
     tokens = TokenStore(tmp_path / "tokens.json")
-    server, port = _server(tokens)
+    server, port = _server(tokens, kind)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             path = f"/{SERVICE}/{METHOD}{suffix}"
@@ -75,5 +88,33 @@ def test_no_call_shape_answers_without_credentials(tmp_path: Path, suffix: str) 
             with pytest.raises(grpc.RpcError) as refused:
                 answer()
             assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        server.stop(0)
+
+
+@pytest.mark.parametrize("kind", ["sync", "aio"])
+@pytest.mark.parametrize("suffix", ["", "Stream", "Upload", "Chat"])
+def test_every_call_shape_answers_a_valid_token(tmp_path: Path, suffix: str,
+                                                kind: str) -> None:
+    """Through the asyncio server, synchronous behaviours of every shape run on the pool
+    (a client's stream of requests read from the loop) and answer as on the other."""
+    tokens = TokenStore(tmp_path / "tokens.json")
+    _, clear = tokens.create("reader@example.com", "auditor")
+    server, port = _server(tokens, kind, READABLE)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            path = f"/{SERVICE}/{READABLE[suffix]}"
+            request_streaming = suffix in ("Upload", "Chat")
+            response_streaming = suffix in ("Stream", "Chat")
+            call: Any = {
+                (False, False): channel.unary_unary,
+                (False, True): channel.unary_stream,
+                (True, False): channel.stream_unary,
+                (True, True): channel.stream_stream,
+            }[(request_streaming, response_streaming)](path)
+            payload: Any = iter([b"x", b"y"]) if request_streaming else b"x"
+            reply = call(payload, timeout=5, metadata=(("authorization", f"Bearer {clear}"),))
+            got = b"".join(reply) if response_streaming else reply
+            assert got == (b"xy" if request_streaming else b"x")
     finally:
         server.stop(0)

@@ -4,6 +4,7 @@ streams beyond TRUNKPLANE_MAX_STREAMS_PER_CALLER are refused with RESOURCE_EXHAU
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -17,7 +18,7 @@ from domain.status import TrunkState
 from projections import status_feed
 from projections.db import SqliteDatabase
 from projections.status import StatusView
-from projections.status_feed import StatusFeed, Subscription
+from projections.status_feed import AsyncSubscription, StatusFeed, Subscription
 from tests.conftest import Api, settings_for
 from tests.integration.helpers import create_route, create_trunk
 from tests.integration.test_admission_api import outbound, wait_for_agent
@@ -156,3 +157,50 @@ def test_a_report_that_cannot_be_shown_is_skipped_not_retried_for_ever(tmp_path:
         assert _take(reader, 1) == [2]
     finally:
         feed.stop()
+
+
+def test_watchers_on_an_event_loop_each_get_each_change_and_the_slow_one_is_dropped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The asyncio server's watchers: more than one chunk of them woken per change, all
+    receive it; one too far behind is dropped; the feed stopping wakes and ends them."""
+    view = StatusView(SqliteDatabase(tmp_path / "views.sqlite"))
+    feed: StatusFeed[int] = StatusFeed(view, lambda tenant, position, observed: position)
+    monkeypatch.setattr(status_feed, "MAX_BACKLOG", 3)
+    count = 3 * status_feed.WAKE_CHUNK + 1
+
+    async def scenario() -> tuple[list[list[int]], bool, list[int], bool]:
+        loop = asyncio.get_running_loop()
+        readers = [feed.subscribe("default", 0, frozenset(), loop=loop) for _ in range(count)]
+        slow = feed.subscribe("default", 0, frozenset(), loop=loop)
+        assert isinstance(slow, AsyncSubscription)
+
+        async def take(subscription: Subscription[int], wanted: int) -> list[int]:
+            assert isinstance(subscription, AsyncSubscription)
+            taken: list[int] = []
+            while len(taken) < wanted:
+                taken.extend(p for p, _ in await subscription.take_async())
+            return taken
+
+        for sequence in range(1, 3):
+            view.publish([observation("t1", sequence, TrunkState.REGISTERED)])
+        got = await asyncio.wait_for(asyncio.gather(*(take(r, 2) for r in readers)), 30)
+        for sequence in range(3, 7):
+            view.publish([observation("t1", sequence, TrunkState.REGISTERED)])
+        while not slow.dropped:
+            await asyncio.sleep(0.05)
+        kept = [p for p, _ in await slow.take_async()]
+        idle = feed.subscribe("default", 6, frozenset(), loop=loop)
+        assert isinstance(idle, AsyncSubscription)
+        waiting = asyncio.ensure_future(idle.take_async())
+        await asyncio.sleep(0.1)
+        await loop.run_in_executor(None, feed.stop)
+        woken = await asyncio.wait_for(waiting, 10)
+        return got, slow.dropped, kept, idle.closed and woken == []
+
+    try:
+        got, dropped, kept, ended = asyncio.run(scenario())
+    finally:
+        feed.stop()
+    assert got == [[1, 2]] * count
+    assert dropped and kept == [1, 2, 3]  # what it had; it reads the rest from the log
+    assert ended
