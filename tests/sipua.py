@@ -53,7 +53,8 @@ class Outcome:
 
 class ScriptedUA(asyncio.DatagramProtocol):
     def __init__(self, answer: int | str = "answer", ring: bool = True) -> None:
-        self.answer = answer  # "answer", "ring" (never answers), "silent", or a final code
+        self.answer = answer  # "answer", "ring" (never answers), "silent", "late" (silent,
+        # then a 200 after answer_delay), or a final code
         self.ring = ring
         self.requests: list[Request] = []
         self.port = 0
@@ -70,6 +71,7 @@ class ScriptedUA(asyncio.DatagramProtocol):
         self._up: set[str] = set()
         self.responses: list[Response] = []
         self.unparsable = 0
+        self._late: set[str] = set()  # call-ids whose late answer is on its way
 
     async def start(self, host: str = "127.0.0.1") -> int:
         loop = asyncio.get_running_loop()
@@ -132,6 +134,12 @@ class ScriptedUA(asyncio.DatagramProtocol):
 
     def _incoming(self, request: Request, addr: tuple[str, int]) -> None:
         if self.answer == "silent":
+            return
+        if self.answer == "late":  # nothing at all, then the 200 (once per call)
+            if request.get("call-id") not in self._late:
+                self._late.add(request.get("call-id"))
+                asyncio.get_running_loop().call_later(
+                    self.answer_delay, self._answer, request, addr, _tag())
             return
         self._send(self._reply(request, 100, "Trying"), addr)
         tag = _tag()

@@ -118,6 +118,7 @@ class B2BUA(PbxFace, ProviderFace):
         if call is not None:
             call.last_seen = time.monotonic()
         tx.received(response)
+        self.late_response(tx, call, response)
         return True
 
     def _on_request(self, face: Face, request: Request, source: Destination,

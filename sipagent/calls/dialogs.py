@@ -121,6 +121,9 @@ class Dialogs:
         self.faces: dict[str, Face] = {}
         self._servers: dict[tuple[str, str], tuple[ServerTx, Call | None]] = {}
         self._clients: dict[str, tuple[ClientTx, Call | None]] = {}
+        # INVITEs nobody waits for any more (given up, or left ringing): a late answer is
+        # ACKed and hung up (RFC 3261 13.2.2.4, 15), a late provisional CANCELled
+        self._abandoned: dict[str, Leg] = {}
         self._dialogs: dict[tuple[str, str], tuple[Call, str]] = {}
         self.calls: set[Call] = set()
         self._guard: asyncio.Task[None] | None = None
@@ -147,8 +150,9 @@ class Dialogs:
                 self._forget_server(tx)
             else:
                 found = self._clients.get(tx.branch)
-                if found is not None and found[0] is tx:
+                if found is not None and found[0] is tx and tx.forget_at <= now:
                     del self._clients[tx.branch]
+                    self._abandoned.pop(tx.branch, None)
 
     async def _sweeping(self) -> None:
         while True:
@@ -201,8 +205,9 @@ class Dialogs:
             tx = self._start(leg.face, request, destination, call,
                              self.settings.provider_timeout if timeout is None else timeout)
             call.b_tx = tx
-            response = await self._await_final(call, tx)
+            response = await self._await_final(call, leg, tx)
             if response is None:
+                self._abandon(call, leg, tx)
                 return 0, f"no answer from {destination} in time"
             if response.status in (401, 407) and credentials is not None and \
                     not answered_challenge and credentials.username:
@@ -222,7 +227,7 @@ class Dialogs:
                 return 200, response.reason
             return response.status, response.reason
 
-    async def _await_final(self, call: Call, tx: ClientTx) -> Response | None:
+    async def _await_final(self, call: Call, leg: Leg, tx: ClientTx) -> Response | None:
         """Relays provisional answers to the caller; None: no answer in time (CANCELled
         when something had been heard)."""
         ringing_deadline: float | None = None
@@ -239,7 +244,7 @@ class Dialogs:
                 except TimeoutError:
                     late = None
                 if late is not None and 200 <= late.status < 300:
-                    self._bye_unwanted(call, tx, late)
+                    self._bye_unwanted(call, leg, tx, late)
                 return None
             if response is None:
                 return None
@@ -252,9 +257,37 @@ class Dialogs:
                     self._relay_provisional(call, response)
                 continue
             if call.cancelled and 200 <= response.status < 300:
-                self._bye_unwanted(call, tx, response)
+                self._bye_unwanted(call, leg, tx, response)
                 return Response(status=487, reason="Request Terminated")
             return response
+
+    def _abandon(self, call: Call, leg: Leg, tx: ClientTx) -> None:
+        """The INVITE is left without a final answer (no answer by the timeout, the next
+        target tried; or ringing too long, CANCELled): its transaction stays for 64*T1 more
+        so that a late answer is not lost on a forgotten transaction, a confirmed call the
+        far end would hold (and bill) with nobody to hang it up."""
+        self._abandoned[tx.branch] = leg
+        self._clients.setdefault(tx.branch, (tx, call))
+        self._keep(tx)
+        if tx.final is not None and not tx.responses.empty():  # the final answer (always
+            self.late_response(tx, call, tx.final)  # the last queued) came but was not read
+
+    def late_response(self, tx: ClientTx, call: Call | None, response: Response) -> None:
+        """A response on an abandoned INVITE (the transaction has taken it): a 2xx is
+        ACKed and hung up at once, a provisional CANCELled (the far end stops ringing); a
+        failure was ACKed by the transaction."""
+        leg = self._abandoned.get(tx.branch)
+        if leg is None or (response.status >= 200 and tx.final is not response):
+            return  # not abandoned, or a repeated final answer (the ACK is repeated)
+        if response.status < 200:
+            self._cancel_b(call, tx)
+            return
+        del self._abandoned[tx.branch]
+        if response.status < 300:
+            self.counters.add("late_answer_hung_up")
+            log.info("calls: a late %d from %s on an abandoned INVITE of %s: ACK and BYE",
+                     response.status, tx.destination, leg.call_id)
+            self._bye_unwanted(call, leg, tx, response)
 
     def _relay_provisional(self, call: Call, response: Response) -> None:
         reply = reply_to(call.a_tx.request, response.status, response.reason, call.a.local_tag,
@@ -406,18 +439,17 @@ class Dialogs:
         self._fail(call, 487, "Request Terminated", "", "pbx" if call.direction == OUTBOUND
                    else "provider")
 
-    def _cancel_b(self, call: Call, tx: ClientTx) -> None:
+    def _cancel_b(self, call: Call | None, tx: ClientTx) -> None:
         if tx.final is not None or getattr(tx, "cancel_sent", False):
             return
         tx.cancel_sent = True  # type: ignore[attr-defined]
         cancel = cancel_of(tx.request)
         spawn(self._fire(call, None, cancel, tx.destination, tx.face))
 
-    def _bye_unwanted(self, call: Call, tx: ClientTx, response: Response) -> None:
-        """A 2xx that nobody wants any more (after CANCEL or a timeout): ACK, then BYE."""
-        leg = call.b
-        if leg is None:
-            return
+    def _bye_unwanted(self, call: Call | None, leg: Leg, tx: ClientTx, response: Response
+                      ) -> None:
+        """A 2xx that nobody wants any more (after CANCEL, a timeout, or another target's
+        answer): ACK, then BYE on the dialog it made (`leg`, the attempt's own)."""
         leg.remote = response.get("to")
         leg.target = uri_of(response.get("contact")) or leg.target
         leg.routes = list(reversed(response.all("record-route")))
@@ -586,11 +618,17 @@ class Dialogs:
 
     def _client_done(self, tx: ClientTx) -> None:
         """Answered or given up: a non-INVITE is forgotten at once (a repeated answer is
-        ignored), an INVITE after 64*T1 (Timer D: its final answer repeated is ACKed)."""
-        if tx.invite and tx.final is not None:
-            self._later(64 * self.settings.t1, tx)
+        ignored), an INVITE after 64*T1 (Timer D: its final answer repeated is ACKed; a
+        given-up one's late answer is ACKed, and hung up if 2xx)."""
+        if tx.invite:  # given up too: a late answer still finds it (see _abandon)
+            self._keep(tx)
         else:
             self._clients.pop(tx.branch, None)
+
+    def _keep(self, tx: ClientTx) -> None:
+        """Forgets a client transaction 64*T1 from now (not before, if kept earlier)."""
+        tx.forget_at = time.monotonic() + 64 * self.settings.t1
+        self._later(64 * self.settings.t1, tx)
 
     # --- the guard -----------------------------------------------------------------------
 

@@ -110,6 +110,7 @@ class ClientTx:
     final: Response | None = None
     ack: bytes = b""  # sent again on every repeated final answer
     on_final: Callable[[ClientTx], None] | None = None
+    forget_at: float = 0.0  # monotonic: the B2BUA forgets it then
     _timer: asyncio.TimerHandle | None = None
     _data: bytes = b""
     _interval: float = 0.0

@@ -13,6 +13,7 @@ from domain.calls import PbxAccess
 from sipagent.calls.sdp import codecs_of
 from sipagent.sip.message import Request
 from tests.calls_rig import Rig, wait_for
+from tests.dns_server import DnsServer
 from tests.sipua import ThreadedUA
 
 
@@ -421,3 +422,104 @@ def test_pbx_face_over_tcp_and_tls(tmp_path: Path) -> None:
                 assert received.startswith(b"SIP/2.0 100 Trying"), received
     finally:
         rig.close()
+
+
+def _hung_up_late(late: ThreadedUA) -> None:
+    """The late 200 was ACKed, then the dialog it made hung up with BYE (RFC 3261
+    13.2.2.4): the far end holds no call."""
+    invite = late.ua.received("INVITE")[0]
+    wait_for(lambda: bool(late.ua.received("BYE")), 10, "the BYE of the late answer")
+    acks = [r for r in late.ua.received("ACK") if r.get("call-id") == invite.get("call-id")]
+    byes = [r for r in late.ua.received("BYE") if r.get("call-id") == invite.get("call-id")]
+    assert acks and byes
+    assert acks[0].cseq() == (invite.cseq()[0], "ACK")
+    assert byes[0].cseq()[0] > invite.cseq()[0]
+    assert ";tag=" in byes[0].get("to")  # in the dialog of the 2xx
+    wait_for(lambda: late.ua.calls_up == 0, 5, "the late call down at the far end")
+
+
+def test_a_late_answer_on_a_pbx_target_given_up_is_acked_and_hung_up(rig: Rig) -> None:
+    """Inbound: the first PBX target hears nothing for the provider timeout (1.5 s), the
+    call goes to the second; the first answers 200 at 2.5 s, on a transaction that used to
+    be forgotten."""
+    far, late, good = provider(), ThreadedUA("late"), ThreadedUA()
+    late.ua.answer_delay = 2.5
+    try:
+        trunk = peer_trunk(rig, "carrier", far)
+        rig.inbound("15550100", "ext:100", trunk)
+        rig.targets(f"sip:127.0.0.1:{late.port}", f"sip:127.0.0.1:{good.port}")
+        outcome = far.run(far.ua.call(rig.provider_address, "15550100"))
+        assert outcome.code == 200
+        assert len(good.ua.received("INVITE")) == 1
+        _hung_up_late(late)
+        assert rig.b2bua.counters.calls.get("late_answer_hung_up") == 1
+        assert rig.channels(trunk) == (1, 0)  # the call through the second target goes on
+        assert far.run(far.ua.bye(rig.provider_address, outcome)) is not None
+        wait_for(lambda: rig.channels(trunk) == (0, 0), 5, "freed")
+        wait_for(lambda: good.ua.calls_up == 0, 5, "the call down at the second target")
+        wait_for(lambda: bool(rig.records.records), 5, "a record")
+        assert [a.code for a in rig.records.records[-1].attempts] == [0, 200]
+    finally:
+        for ua in (far, late, good):
+            ua.close()
+
+
+def test_a_late_answer_after_cancel_is_acked_and_hung_up(rig: Rig, pbx: ThreadedUA) -> None:
+    """Outbound, one target: the PBX cancels before anything was heard (nothing to CANCEL
+    yet), the provider timeout passes, then the provider answers 200."""
+    late = ThreadedUA("late")
+    late.ua.answer_delay = 2.5
+    try:
+        trunk = peer_trunk(rig, "carrier", late)
+        rig.route("all", [trunk])
+        invite = pbx.ua.invite(rig.pbx_address, "2125551234", "201", "cancelled@pbx")
+        pbx.call_soon(pbx.ua._send, invite, rig.pbx_address)
+        wait_for(lambda: bool(late.ua.received("INVITE")), 5, "the INVITE out")
+        pbx.run(pbx.ua.cancel(rig.pbx_address, invite))
+        wait_for(lambda: bool(rig.records.records), 5, "a record")
+        assert rig.records.records[-1].final_code == 487
+        assert rig.channels(trunk) == (0, 0)
+        _hung_up_late(late)
+    finally:
+        late.close()
+
+
+def test_a_late_answer_on_an_srv_target_left_after_failover_after_is_hung_up(
+        rig_dns: tuple[Rig, DnsServer], pbx: ThreadedUA) -> None:
+    """Outbound: SRV names a target that says nothing for the trunk's failover_after (1 s),
+    then one that answers; the first answers 200 at 2.5 s, after the call is up through the
+    second."""
+    rig, dns = rig_dns
+    late, good = ThreadedUA("late"), ThreadedUA()
+    late.ua.answer_delay = 2.5
+    try:
+        dns.replace("_sip._udp.example.test.", [
+            f"_sip._udp.example.test. 60 IN SRV 10 50 {late.port} late.example.test.",
+            f"_sip._udp.example.test. 60 IN SRV 20 50 {good.port} good.example.test."])
+        for name in ("late", "good"):
+            dns.replace(f"{name}.example.test.", [f"{name}.example.test. 60 IN A 127.0.0.1"])
+        trunk = rig.trunk("carrier", host="example.test", timers={"failover_after": 1},
+                          peer_addresses=[f"127.0.0.1:{late.port}", f"127.0.0.1:{good.port}"])
+        rig.wait_live(trunk)
+        rig.route("all", [trunk])
+        outcome = pbx.run(pbx.ua.call(rig.pbx_address, "2125551234"))
+        assert outcome.code == 200
+        assert len(good.ua.received("INVITE")) == 1
+        _hung_up_late(late)
+        assert rig.channels(trunk) == (0, 1)  # the call through the second target goes on
+        assert pbx.run(pbx.ua.bye(rig.pbx_address, outcome)) is not None
+        wait_for(lambda: rig.channels(trunk) == (0, 0), 5, "freed")
+        wait_for(lambda: good.ua.calls_up == 0, 5, "the call down at the second target")
+    finally:
+        late.close()
+        good.close()
+
+
+@pytest.fixture
+def rig_dns(tmp_path: Path) -> Iterator[tuple[Rig, DnsServer]]:
+    with DnsServer(tmp_path / "dns", "example.test") as dns:
+        running = Rig(sip={"resolver": dns.address, "destinations": ("any",)})
+        try:
+            yield running, dns
+        finally:
+            running.close()
