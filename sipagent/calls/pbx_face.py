@@ -121,6 +121,8 @@ class PbxFace(Dialogs):
         credentials = DigestClient(str(trunk.get("auth_id") or trunk.get("username") or ""),
                                    str(trunk.get("password") or ""))
         code, reason = 0, "no target"
+        unavailable: tuple[int, str] | None = None  # the first 503, naming its target
+        heard = False
         failover_after: float = self.provider.trunk_timers(trunk).failover_after
         for index, target in enumerate(targets):  # RFC 3263 4.3: the next after no answer
             public = self.provider.public_address(trunk.get("nat"), target.destination)
@@ -134,6 +136,12 @@ class PbxFace(Dialogs):
             code, reason = await self._run_invite(call, leg, uri, target.destination, body,
                                                   proxy_route(trunk), credentials, timeout)
             heard = call.b_tx is not None and call.b_tx.provisional
+            if code == 503 and unavailable is None:
+                unavailable = (code, f"{reason} - from {target}")
             if call.cancelled or not (code == 503 or (code == 0 and not heard)):
                 break
+        if code == 0 and not heard and unavailable is not None and not call.cancelled:
+            # a 503 then silence (or a transport error): the 503 says more (the record,
+            # the PBX's answer), as the register status does
+            return unavailable[0], f"{unavailable[1]}; the next: {reason}"
         return code, reason

@@ -523,3 +523,36 @@ def rig_dns(tmp_path: Path) -> Iterator[tuple[Rig, DnsServer]]:
             yield running, dns
         finally:
             running.close()
+
+
+def test_a_503_then_a_silent_srv_target_is_recorded_as_the_503_and_its_target(
+        rig_dns: tuple[Rig, DnsServer], pbx: ThreadedUA) -> None:
+    """SRV names a target that answers 503, then one that never answers: the call record
+    (and the PBX's answer) name the 503 and who gave it, not the silence after it."""
+    rig, dns = rig_dns
+    busy, silent = ThreadedUA(503), ThreadedUA("silent")
+    try:
+        dns.replace("_sip._udp.example.test.", [
+            f"_sip._udp.example.test. 60 IN SRV 10 50 {busy.port} busy.example.test.",
+            f"_sip._udp.example.test. 60 IN SRV 20 50 {silent.port} quiet.example.test."])
+        for name in ("busy", "quiet"):
+            dns.replace(f"{name}.example.test.", [f"{name}.example.test. 60 IN A 127.0.0.1"])
+        trunk = rig.trunk("carrier", host="example.test", timers={"failover_after": 1},
+                          peer_addresses=[f"127.0.0.1:{busy.port}", f"127.0.0.1:{silent.port}"])
+        rig.wait_live(trunk)
+        rig.route("all", [trunk])
+        outcome = pbx.run(pbx.ua.call(rig.pbx_address, "2125551234"))
+        assert outcome.code == 503
+        assert silent.ua.received("INVITE")  # the second target was tried
+        wait_for(lambda: bool(rig.records.records), 5, "a record")
+        record = rig.records.records[-1]
+        where = f"udp:127.0.0.1:{busy.port} (busy.example.test)"
+        assert record.final_code == 503
+        assert record.final_reason.startswith(f"Service Unavailable - from {where}; the next: "
+                                              f"no answer from udp:127.0.0.1:{silent.port}")
+        assert [(a.code, a.reason) for a in record.attempts] == [
+            (503, record.final_reason)]
+        assert rig.channels(trunk) == (0, 0)
+    finally:
+        busy.close()
+        silent.close()
