@@ -1,5 +1,6 @@
-"""Fixtures: event stores (SQLite file, PostgreSQL database made for the run) and a real
-gRPC server on a loopback port with clients for it."""
+"""Fixtures: event stores (in memory, SQLite file, PostgreSQL database made for the run),
+the views' database on either, and a real gRPC server on a loopback port with clients for
+it."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ import grpc
 import psycopg
 import pytest
 
+from domain.application import TrunkplaneApp
 from infra.app.control import ControlPlane, start
 from infra.config.settings import KafkaSettings, Settings
 from infra.messaging.topics import init_topics
 from infra.security.tls import CERT_FILE
 from infra.security.tokens import TOKENS_FILE, TokenStore
+from projections.db import Database, PostgresDatabase, SqliteDatabase
 from tests.brokers import Broker
 from trunkplane.v1 import route_pb2_grpc, trunk_pb2_grpc
 
@@ -148,6 +151,25 @@ class Api:
     def close(self) -> None:
         self.raw_channel.close()
         self.plane.stop(grace=1)
+
+
+@pytest.fixture
+def app() -> Iterator[TrunkplaneApp]:
+    """The application on an in-memory event store."""
+    application = TrunkplaneApp(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    yield application
+    application.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A views database, once on SQLite and once on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        database: Database = SqliteDatabase(tmp_path / "views.sqlite")
+    else:
+        database = PostgresDatabase(request.getfixturevalue("fresh_postgres_url"))
+    yield database
+    database.close()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

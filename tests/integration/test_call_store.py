@@ -4,16 +4,15 @@ B2BUA hands records to."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
 from domain.calls import CallAttempt, CallRecord
 from domain.errors import ValidationError
 from projections.calls import CallQuery, CallStore
-from projections.db import Database, PostgresDatabase, SqliteDatabase
+from projections.db import Database
 from sipagent.call_records import QueuedCallSink
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -34,16 +33,6 @@ def call(n: int, *, tenant: str = "acme", direction: str = "outbound", code: int
         answered_at=started + timedelta(seconds=3) if code == 200 else None,
         ended_at=started + timedelta(seconds=60), final_code=code,
         final_reason="OK" if code == 200 else "Busy Here", hangup_by="pbx")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        database: Database = SqliteDatabase(tmp_path / "views.sqlite")
-    else:
-        database = PostgresDatabase(request.getfixturevalue("fresh_postgres_url"))
-    yield database
-    database.close()
 
 
 def ids(records: Sequence[CallRecord]) -> list[str]:

@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
-import pytest
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient
 from prometheus_client import generate_latest
@@ -24,7 +22,7 @@ from infra.messaging.relay import Relay
 from infra.ops.metrics import Metrics
 from infra.security.sealing import WireCipher
 from projections.calls import CallQuery, CallStore
-from projections.db import Database, PostgresDatabase, SqliteDatabase
+from projections.db import Database, SqliteDatabase
 from sipagent.call_records import QueuedCallSink
 from sipagent.state import AgentState
 from tests.integration.test_call_store import call
@@ -32,16 +30,6 @@ from tests.integration.test_kafka import GROUP_TIMEOUTS, read_topic
 
 SECRET = "pbx-digest-secret-on-the-wire"
 META = CommandMeta(actor="alice", reason="kafka test", request_id="")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        database: Database = SqliteDatabase(tmp_path / "views.sqlite")
-    else:
-        database = PostgresDatabase(request.getfixturevalue("fresh_postgres_url"))
-    yield database
-    database.close()
 
 
 def wait_until(check: object, timeout: float = 40.0) -> None:

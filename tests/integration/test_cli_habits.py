@@ -8,22 +8,11 @@ import pty
 import re
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from infra.cli.exits import Exit
 from tests.integration.test_cli import CLI, Server, free_port
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    running = Server(tmp_path)
-    running.start()
-    yield running
-    if running.process.poll() is None:
-        running.stop()
+from tests.integration.test_cli import server as server
 
 
 def _create_peer(server: Server, name: str, *extra: str) -> None:

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from infra.cli.exits import Exit
 from projections.calls import CallStore
 from projections.db import SqliteDatabase
 from tests.integration.test_call_store import VOCO, call
 from tests.integration.test_cli import Server
+from tests.integration.test_cli import server as server
 
 SECRET = "cli-pbx-digest-secret"
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    running = Server(tmp_path)
-    running.start()
-    yield running
-    if running.process.poll() is None:
-        running.stop()
 
 
 def test_pbx_set_and_show(server: Server) -> None:

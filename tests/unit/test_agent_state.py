@@ -4,7 +4,6 @@ broker emptied and refilled, redeliveries), and across rebalances."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,12 +17,6 @@ from sipagent.state import AgentState
 META = CommandMeta(actor="alice")
 VOCO: dict[str, Any] = {"name": "voco", "username": "1001", "password": "s3cret-password-xyz"}
 
-
-@pytest.fixture
-def app() -> Iterator[TrunkplaneApp]:
-    application = TrunkplaneApp(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
-    yield application
-    application.close()
 
 
 def history(app: TrunkplaneApp, tenants: int = 3) -> list[FeedItem]:

@@ -3,7 +3,6 @@ span aggregates."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -30,12 +29,6 @@ ALICE = CommandMeta(actor="alice", reason="ticket-7", request_id="req-1",
                     may_move_credentials=True)  # an admin
 VOCO: dict[str, Any] = {"name": "voco", "username": "1001", "password": "s3cret-password-xyz"}
 
-
-@pytest.fixture
-def app() -> Iterator[TrunkplaneApp]:
-    application = TrunkplaneApp(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
-    yield application
-    application.close()
 
 
 def events_of(app: TrunkplaneApp, aggregate_id: UUID) -> list[Any]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,12 +28,6 @@ VOCO: dict[str, Any] = {"name": "voco", "type": "register", "host": "sip.example
                         "username": "1001", "password": "s3cret-password-xyz",
                         "codecs": ["PCMU"]}
 
-
-@pytest.fixture
-def app() -> Iterator[TrunkplaneApp]:
-    application = TrunkplaneApp(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
-    yield application
-    application.close()
 
 
 def create(app: TrunkplaneApp, raw: dict[str, Any], tenant: str = "default",

@@ -3,7 +3,6 @@ on an event type nobody knows get a hint; names are found across renames and del
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,12 +20,6 @@ from projections.views import HistoryProjection, ViewStore
 ADMIN = CommandMeta(actor="admin@example.com", reason="quarterly", request_id="r1")
 TRUNK = {"name": "legacy", "type": "peer", "peer_addresses": ["192.0.2.1"], "codecs": ["PCMU"]}
 
-
-@pytest.fixture
-def app() -> Iterator[TrunkplaneApp]:
-    application = TrunkplaneApp(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
-    yield application
-    application.close()
 
 
 def reader(app: TrunkplaneApp, tmp_path: Path) -> HistoryReader:

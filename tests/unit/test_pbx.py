@@ -3,7 +3,6 @@ history and the config view, backup restore, and the agent's directory built fro
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +29,6 @@ PBX: dict[str, Any] = {
                 {"uri": "SIP:10.1.1.1", "priority": 10, "weight": 5}],
 }
 
-
-@pytest.fixture
-def app() -> Iterator[TrunkplaneApp]:
-    application = TrunkplaneApp(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
-    yield application
-    application.close()
 
 
 def update(app: TrunkplaneApp, patch: dict[str, Any], tenant: str = "acme", etag: str = "",

@@ -5,7 +5,6 @@ falls; passwords travel sealed; a position never passes an event still waiting."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -24,12 +23,6 @@ PASSWORD = "s3cret-password-xyz"
 PBX_PASSWORD = "pbx-digest-secret-123"
 CODEC = AvroCodec(WireCipher("w1:" + WireCipher.new_key()))
 
-
-@pytest.fixture
-def app() -> Iterator[TrunkplaneApp]:
-    application = TrunkplaneApp(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
-    yield application
-    application.close()
 
 
 def run(app: TrunkplaneApp, command: Any, *args: Any) -> None:

@@ -3,8 +3,6 @@ whole import changes nothing, and the id cannot be reused for another document."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from domain.application import TrunkplaneApp
@@ -24,12 +22,6 @@ def desired(*names: str) -> DesiredConfig:
     inbound = [{"did_pattern": "15551234567", "destination": "ivr:main"}]
     return DesiredConfig(trunks, routes, inbound)
 
-
-@pytest.fixture
-def app() -> Iterator[TrunkplaneApp]:
-    application = TrunkplaneApp(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
-    yield application
-    application.close()
 
 
 def run(app: TrunkplaneApp, config: DesiredConfig, meta: CommandMeta = META) -> SyncReport:

@@ -117,12 +117,6 @@ def test_an_expired_certificate_is_accepted_with_a_warning() -> None:
     assert any(w.startswith("client_certificate: expired on") for w in warnings)
 
 
-@pytest.fixture
-def app() -> Any:
-    app = TrunkplaneApp(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
-    yield app
-    app.close()
-
 
 def _events(app: TrunkplaneApp) -> list[Any]:
     return [app.mapper.to_domain_event(n) for n in app.recorder.select_notifications(0, 100)]
