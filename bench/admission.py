@@ -27,7 +27,7 @@ from typing import Any
 import grpc
 from commands import free_port
 
-from common import KEY, machine
+from common import machine, server_env
 from trunkplane.v1 import (
     agent_pb2,
     agent_pb2_grpc,
@@ -59,12 +59,7 @@ BARE_SERVER = textwrap.dedent("""
 
 def serve(directory: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     address = f"127.0.0.1:{free_port()}"
-    env = {**os.environ, "TRUNKPLANE_DATA": str(directory), "TRUNKPLANE_LISTEN": address,
-           "TRUNKPLANE_CIPHER_KEY": KEY, "TRUNKPLANE_LOG_LEVEL": "WARNING",
-           "TRUNKPLANE_METRICS_LISTEN": "off", "TRUNKPLANE_RATE_LIMIT": "0",
-           "TRUNKPLANE_ADDRESS_RATE_LIMIT": "0",
-           "TRUNKPLANE_TOTAL_RATE_LIMIT": "0",
-           "TRUNKPLANE_TLS": "off", "TRUNKPLANE_SIP": "off"}
+    env = server_env(directory, address, TRUNKPLANE_TLS="off", TRUNKPLANE_SIP="off")
     cli = str(Path(sys.executable).parent / "trunkplane")
     server = subprocess.Popen([cli, "serve"], env=env)
     deadline = time.monotonic() + 30

@@ -8,7 +8,6 @@ from a bare gRPC server in plaintext with no interceptor, in the same run.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 import grpc
 from commands import free_port
 
-from common import KEY, machine
+from common import machine, server_env
 from trunkplane.v1 import trunk_pb2, trunk_pb2_grpc
 
 BARE_SERVER = textwrap.dedent("""
@@ -60,12 +59,7 @@ def rate(channel: grpc.Channel, metadata: tuple[tuple[str, str], ...], seconds: 
 
 def serve(directory: Path, tls: bool) -> tuple[subprocess.Popen[bytes], str]:
     address = f"127.0.0.1:{free_port()}"
-    env = {**os.environ, "TRUNKPLANE_DATA": str(directory), "TRUNKPLANE_LISTEN": address,
-           "TRUNKPLANE_CIPHER_KEY": KEY, "TRUNKPLANE_LOG_LEVEL": "WARNING",
-           "TRUNKPLANE_METRICS_LISTEN": "off", "TRUNKPLANE_RATE_LIMIT": "0",
-           "TRUNKPLANE_ADDRESS_RATE_LIMIT": "0",
-           "TRUNKPLANE_TOTAL_RATE_LIMIT": "0",
-           "TRUNKPLANE_TLS": "on" if tls else "off"}
+    env = server_env(directory, address, TRUNKPLANE_TLS="on" if tls else "off")
     server = subprocess.Popen([str(Path(sys.executable).parent / "trunkplane"), "serve"],
                               env=env)
     deadline = time.monotonic() + 30

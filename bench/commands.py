@@ -10,7 +10,6 @@ same server) and the ratio to it, and the machine.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import socket
 import statistics
@@ -24,6 +23,7 @@ from typing import Any
 
 import grpc
 
+import common
 from common import KEY, machine
 from domain.application import TrunkplaneApp
 from domain.model import CommandMeta
@@ -80,13 +80,9 @@ def server_env(directory: Path, address: str) -> dict[str, str]:
     """The bench server's settings. Its agent keeps SIP on, as in production, but may send
     only to loopback: it does not look up the trunks' made-up host (sip.example.com) nor
     register anywhere, it reports them unreachable."""
-    env = {**os.environ, "TRUNKPLANE_DATA": str(directory), "TRUNKPLANE_LISTEN": address,
-           "TRUNKPLANE_CIPHER_KEY": KEY, "TRUNKPLANE_LOG_LEVEL": "WARNING",
-           "TRUNKPLANE_METRICS_LISTEN": "off", "TRUNKPLANE_RATE_LIMIT": "0",
-           "TRUNKPLANE_ADDRESS_RATE_LIMIT": "0",
-           "TRUNKPLANE_TOTAL_RATE_LIMIT": "0",
-           "TRUNKPLANE_SIP_DESTINATIONS": "127.0.0.0/8,::1/128",
-           "TRUNKPLANE_SIP_LISTEN": "127.0.0.1:0", "TRUNKPLANE_PBX_LISTEN": "127.0.0.1:0"}
+    env = common.server_env(
+        directory, address, TRUNKPLANE_SIP_DESTINATIONS="127.0.0.0/8,::1/128",
+        TRUNKPLANE_SIP_LISTEN="127.0.0.1:0", TRUNKPLANE_PBX_LISTEN="127.0.0.1:0")
     env.pop("TRUNKPLANE_DATABASE_URL", None)
     return env
 
