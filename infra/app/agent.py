@@ -235,6 +235,10 @@ def start_agent(settings: Settings) -> Process:
                      "channels", agent_id, seeded)
 
     feed.on_assigned = on_assigned
+    # expelled from the group (paused past the session): the successor may have changed or
+    # deleted what these partitions carry, so their tenants are dropped, and restored from
+    # the state topic if the partitions come back
+    feed.on_lost = parts.runner.state.forget_partitions
     state = parts.runner.state
     state.track = True  # what changed goes to the state topic, for the next owners
     # a new partition's tenants come from the state topic, then the events after it

@@ -43,6 +43,9 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def on_partitions_assigned(self, assigned: Any) -> None:
         self.feed._assigned(list(assigned))
 
+    def on_partitions_lost(self, lost: Any) -> None:
+        self.feed._lost(list(lost))
+
 
 class _KafkaFeed:
     """A consumer group member that decodes, routes undecodable records to the dead-letter
@@ -52,8 +55,9 @@ class _KafkaFeed:
                  from_start: bool = False, client_id: str = "trunkplane",
                  on_assigned: Callable[[list[int], list[int]], None] | None = None,
                  on_revoked: Callable[[list[int]], None] | None = None,
+                 on_lost: Callable[[list[int]], object] | None = None,
                  session_timeout_ms: int = 10000, heartbeat_interval_ms: int = 3000,
-                 fetch_max_wait_ms: int = 50,
+                 max_poll_interval_ms: int = 300000, fetch_max_wait_ms: int = 50,
                  start_at: Callable[[list[int]], dict[int, int]] | None = None) -> None:
         self.kafka = kafka
         self.topic = topic
@@ -66,12 +70,16 @@ class _KafkaFeed:
         self.consumed = 0  # records read from the topic
         self.on_assigned = on_assigned
         self.on_revoked = on_revoked
+        # the group expelled this member (it did not poll in time): others may have owned
+        # these partitions since, so what it held of them is stale (default: on_revoked)
+        self.on_lost = on_lost
         self.dead_letters = 0
         self._consumer = KafkaConsumer(
             **client(kafka), group_id=group, client_id=client_id,
             enable_auto_commit=False, auto_offset_reset="earliest",
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=heartbeat_interval_ms, max_poll_records=2000,
+            max_poll_interval_ms=max_poll_interval_ms,
             fetch_max_wait_ms=fetch_max_wait_ms,
             # kafka-python holds every request a hung broker leaves unanswered until this
             # timeout: at the default 30 s a 60 s freeze grew an agent by 145 MB (measured);
@@ -110,6 +118,15 @@ class _KafkaFeed:
         if revoked:
             self._news.append(("revoked", sorted(tp.partition for tp in revoked), []))
 
+    def _lost(self, lost: list[TopicPartition]) -> None:
+        """The group went on without this member (a pause past the poll interval or the
+        session): if assigned again, these partitions are new, read from their state and
+        not resumed from whatever the successor committed onto stale tables."""
+        gone = {tp.partition for tp in lost}
+        self._held -= gone
+        if gone:
+            self._news.append(("lost", sorted(gone), []))
+
     def _tell(self) -> set[int]:
         """The rebalance's news, told after the poll: inside the rebalance callbacks slow
         work (seeding calls from the status topic) held the client's lock, its heartbeats
@@ -119,6 +136,10 @@ class _KafkaFeed:
         started: set[int] = set()
         for kind, partitions, new in news:
             if kind == "revoked" and self.on_revoked is not None:
+                self.on_revoked(partitions)
+            elif kind == "lost" and self.on_lost is not None:
+                self.on_lost(partitions)
+            elif kind == "lost" and self.on_revoked is not None:
                 self.on_revoked(partitions)
             elif kind == "assigned":
                 if new and self.from_start and self.start_at is not None:
@@ -159,13 +180,31 @@ class _KafkaFeed:
         self.consumed += sum(len(records) for records in fetched)
         return fetched
 
-    def _decode(self, fetched: list[list[Any]]) -> Iterable[tuple[Any, Any]]:
+    def _decode(self, fetched: list[list[Any]]) -> list[tuple[Any, Any]]:
+        """The poll's records decoded. If one cannot be moved to the dead-letter topic
+        (the broker away), every fetched partition is set back to its first record, so
+        the next read brings the whole poll again: the consumer had moved past it, and
+        the next commit would have stored that position, losing its good records."""
+        decoded: list[tuple[Any, Any]] = []
+        try:
+            for records in fetched:
+                for record in records:
+                    try:
+                        decoded.append((record, self.codec.decode(record.value)))
+                    except AvroError as error:
+                        self._dead_letter(record, str(error))
+        except BaseException:
+            self._rewind(fetched)
+            raise
+        return decoded
+
+    def _rewind(self, fetched: list[list[Any]]) -> None:
         for records in fetched:
-            for record in records:
-                try:
-                    yield record, self.codec.decode(record.value)
-                except AvroError as error:
-                    self._dead_letter(record, str(error))
+            if records:
+                first = records[0]
+                with suppress(Exception):  # a partition revoked since: its owner rereads it
+                    self._consumer.seek(TopicPartition(first.topic, first.partition),
+                                        first.offset)
 
     def _dead_letter(self, record: Any, error: str) -> None:
         where = f"{record.topic} partition {record.partition} offset {record.offset}"
@@ -352,9 +391,13 @@ class Pump(Generic[T]):
                 pending = pending or self.feed.read(timeout=0.5)
                 if pending:
                     self.store(pending)
-                    self.feed.commit()
                     self.stored += len(pending)
                     pending = []
+                    # a failed commit is not retried with the batch: kafka-python rejoins
+                    # a group it was dropped from only inside a read, so holding the batch
+                    # stored it every second for ever; the records come again uncommitted
+                    # and storing them twice changes nothing
+                    self.feed.commit()
             except Exception as error:  # the broker or the store is away: keep trying
                 log.warning("%s pump: %s; %d records waiting, retrying", self.name, error,
                             len(pending))

@@ -114,6 +114,37 @@ def test_a_pump_whose_store_fails_writes_the_batch_again_before_anything_newer(
     assert [r.call_id for r in page] == [f"call-{n}" for n in reversed(range(6))]
 
 
+def test_a_pump_dropped_from_its_group_while_storing_reads_again_and_goes_on(
+        kafka: KafkaSettings, tmp_path: Path) -> None:
+    """The store held a batch past the poll interval (a database failover): the member left
+    the group, and every commit fails until it rejoins, which it does only in a read. The
+    pump used to store the same batch every second for ever and never read again."""
+    codec = AvroCodec(WireCipher(kafka.wire_key))
+    publisher = KafkaCallSink(kafka, codec)
+    publisher.publish([call(n) for n in range(5)])
+    store = CallStore(SqliteDatabase(tmp_path / "views.sqlite"))
+    stalls = [4.0]
+
+    def slow(records: object) -> None:
+        if stalls:
+            time.sleep(stalls.pop())  # past max_poll_interval: the member leaves the group
+        store.record(records)  # type: ignore[arg-type]
+
+    feed = KafkaCallFeed(kafka, "stalled-calls", codec, session_timeout_ms=2000,
+                         heartbeat_interval_ms=500, max_poll_interval_ms=2000)
+    pump = CallPump(feed, slow)
+    pump.start()
+    try:
+        wait_until(lambda: pump.stored >= 5)
+        publisher.publish([call(5)])
+        wait_until(lambda: len(store.page(CallQuery(tenant="acme"))[0]) == 6)
+    finally:
+        pump.stop()
+        publisher.close()
+    page, _ = store.page(CallQuery(tenant="acme"))
+    assert [r.call_id for r in page] == [f"call-{n}" for n in reversed(range(6))]
+
+
 def test_the_pbx_password_is_sealed_on_the_broker_and_the_agent_finds_the_tenant(
         kafka: KafkaSettings) -> None:
     app = TrunkplaneApp(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})

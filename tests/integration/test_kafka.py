@@ -216,6 +216,85 @@ def test_undecodable_records_go_to_the_dead_letter_topic_and_reading_goes_on(
     app.close()
 
 
+def test_a_record_that_cannot_reach_the_dead_letters_keeps_its_whole_poll(
+        kafka: KafkaSettings, tmp_path: Path) -> None:
+    """Moving a bad record to the dead-letter topic failed (the broker away): the poll's
+    good records, the one before it included, are read again, not skipped for good."""
+    settings = Settings(data_dir=tmp_path / "var", database_url="", cipher_key=CIPHER_KEY,
+                        listen="127.0.0.1:0", log_level="WARNING")
+    app = build_app(settings)
+    codec = AvroCodec(WireCipher(kafka.wire_key))
+    relay = Relay(app, codec, kafka, MemoryPositions())
+    create(app, "acme", "first")
+    relay.publish_once()
+    sender = KafkaProducer(bootstrap_servers=kafka.bootstrap)
+    sender.send(kafka.events_topic, key=b"acme", value=b"not avro at all")
+    sender.flush()
+    create(app, "acme", "second")
+    relay.publish_once()
+    feed = KafkaEventFeed(kafka, "agents-letters", codec, **GROUP_TIMEOUTS)
+
+    def away() -> Any:
+        raise KafkaError("broker away")
+
+    feed._letters = LazyProducer(away)
+    items: list[Any] = []  # a poll before the bad record's may bring "first" on its own
+    failed = False
+    deadline = time.monotonic() + 30
+    while not failed and time.monotonic() < deadline:
+        try:
+            items += feed.read(timeout=0.5)
+        except KafkaError:
+            failed = True
+    assert failed, "the dead-letter delivery never failed"
+    feed._letters = LazyProducer(lambda: producer(kafka, "test-dead-letters"))
+    deadline = time.monotonic() + 30
+    while len(items) < 2 and time.monotonic() < deadline:
+        items += feed.read(timeout=0.5)
+        feed.commit()
+    assert [i.event.settings["name"] for i in items] == ["first", "second"]
+    assert feed.dead_letters == 1
+    feed.close()
+    sender.close()
+    app.close()
+
+
+def test_a_member_dropped_from_its_group_takes_its_partitions_back_as_new(
+        kafka: KafkaSettings) -> None:
+    """A member that stopped polling past the interval (paused) is dropped from the group;
+    while it was away another may have owned its partitions. Given them back, it must load
+    them afresh (from the state topic, then the events), not resume from the successor's
+    commit onto its stale tables."""
+    codec = AvroCodec(WireCipher(kafka.wire_key))
+    assigned: list[list[int]] = []
+    lost: list[list[int]] = []
+    started: list[list[int]] = []
+
+    def start_at(partitions: list[int]) -> dict[int, int]:
+        started.append(sorted(partitions))
+        return {}
+
+    feed = KafkaEventFeed(kafka, "agents-paused", codec, from_start=True, start_at=start_at,
+                          on_assigned=lambda held, new: assigned.append(new),
+                          on_lost=lost.append, session_timeout_ms=2000,
+                          heartbeat_interval_ms=500, max_poll_interval_ms=2000)
+    try:
+        deadline = time.monotonic() + 30
+        while not assigned and time.monotonic() < deadline:
+            feed.read(timeout=0.5)
+        assert assigned and assigned[0], "never assigned"
+        everything = assigned[0]
+        time.sleep(4)  # no poll past max_poll_interval: the member leaves the group
+        deadline = time.monotonic() + 30
+        while len(assigned) < 2 and time.monotonic() < deadline:
+            feed.read(timeout=0.5)
+        assert lost == [everything]
+        assert assigned[1] == everything  # new again, not resumed
+        assert started == [everything, everything]
+    finally:
+        feed.close()
+
+
 def test_two_agents_split_the_tenants_and_one_takes_over_when_the_other_stops(
         kafka: KafkaSettings, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "var", database_url="", cipher_key=CIPHER_KEY,
