@@ -4,6 +4,7 @@ it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -41,9 +42,10 @@ def _admin_url() -> str:
                           "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A database of its own for this test run, dropped afterwards."""
+@contextlib.contextmanager
+def scratch_database(prefix: str) -> Iterator[str]:
+    """A PostgreSQL database of its own (`prefix` and a random name), dropped afterwards;
+    the test is skipped where no server answers (`make test` starts one, and fails)."""
     admin = _admin_url()
     try:
         connection = psycopg.connect(admin, autocommit=True, connect_timeout=3)
@@ -51,12 +53,21 @@ def postgres_url() -> Iterator[str]:
         if os.environ.get("TRUNKPLANE_REQUIRE_POSTGRES"):
             raise
         pytest.skip(f"no PostgreSQL at {admin} ({error}); `make test` starts one")
-    name = f"trunkplane_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}{uuid.uuid4().hex[:12]}"
     with connection:
         connection.execute(f'CREATE DATABASE "{name}"')
-    yield admin.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield admin.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database of its own for this test run, dropped afterwards."""
+    with scratch_database("trunkplane_test_") as url:
+        yield url
 
 
 def settings_for(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:

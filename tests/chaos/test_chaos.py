@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -28,6 +27,7 @@ from tests.chaos.cluster import (
     wait,
 )
 from tests.chaos.registrar import LocationSampler
+from tests.conftest import scratch_database
 from tests.kamailio import Kamailio
 
 TENANTS = [f"tenant-{t:02d}" for t in range(12)]
@@ -73,20 +73,8 @@ def report(title: str, figures: dict[str, object]) -> None:
 
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
-    admin = os.environ.get("TRUNKPLANE_TEST_DATABASE_URL",
-                           "postgresql://postgres@127.0.0.1:5432/postgres")
-    try:
-        connection = psycopg.connect(admin, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as error:
-        if os.environ.get("TRUNKPLANE_REQUIRE_POSTGRES"):
-            raise
-        pytest.skip(f"no PostgreSQL at {admin} ({error})")
-    name = f"trunkplane_chaos_{uuid.uuid4().hex[:10]}"
-    with connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    yield admin.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("trunkplane_chaos_") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

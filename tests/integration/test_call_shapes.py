@@ -62,6 +62,20 @@ def _server(tokens: TokenStore, kind: str,
     return server, port
 
 
+def _caller(channel: grpc.Channel, path: str, suffix: str) -> tuple[Any, bool, bool]:
+    """The client call of the shape the method's suffix names, and whether it streams its
+    requests and its responses."""
+    request_streaming = suffix in ("Upload", "Chat")
+    response_streaming = suffix in ("Stream", "Chat")
+    call = {
+        (False, False): channel.unary_unary,
+        (False, True): channel.unary_stream,
+        (True, False): channel.stream_unary,
+        (True, True): channel.stream_stream,
+    }[(request_streaming, response_streaming)](path)
+    return call, request_streaming, response_streaming
+
+
 @pytest.mark.parametrize("kind", ["sync", "aio"])
 @pytest.mark.parametrize("suffix", ["", "Stream", "Upload", "Chat"])
 def test_no_call_shape_answers_without_credentials(tmp_path: Path, suffix: str,
@@ -70,15 +84,8 @@ def test_no_call_shape_answers_without_credentials(tmp_path: Path, suffix: str,
     server, port = _server(tokens, kind)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            path = f"/{SERVICE}/{METHOD}{suffix}"
-            request_streaming = suffix in ("Upload", "Chat")
-            response_streaming = suffix in ("Stream", "Chat")
-            call: Any = {
-                (False, False): channel.unary_unary,
-                (False, True): channel.unary_stream,
-                (True, False): channel.stream_unary,
-                (True, True): channel.stream_stream,
-            }[(request_streaming, response_streaming)](path)
+            call, request_streaming, response_streaming = _caller(
+                channel, f"/{SERVICE}/{METHOD}{suffix}", suffix)
             payload: Any = iter([b"x"]) if request_streaming else b"x"
 
             def answer() -> Any:
@@ -103,15 +110,8 @@ def test_every_call_shape_answers_a_valid_token(tmp_path: Path, suffix: str,
     server, port = _server(tokens, kind, READABLE)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            path = f"/{SERVICE}/{READABLE[suffix]}"
-            request_streaming = suffix in ("Upload", "Chat")
-            response_streaming = suffix in ("Stream", "Chat")
-            call: Any = {
-                (False, False): channel.unary_unary,
-                (False, True): channel.unary_stream,
-                (True, False): channel.stream_unary,
-                (True, True): channel.stream_stream,
-            }[(request_streaming, response_streaming)](path)
+            call, request_streaming, response_streaming = _caller(
+                channel, f"/{SERVICE}/{READABLE[suffix]}", suffix)
             payload: Any = iter([b"x", b"y"]) if request_streaming else b"x"
             reply = call(payload, timeout=5, metadata=(("authorization", f"Bearer {clear}"),))
             got = b"".join(reply) if response_streaming else reply
