@@ -48,6 +48,7 @@ class Subscription(Generic[T]):
     joined: int = 0
     dropped: bool = False
     closed: bool = False
+    left: bool = False  # the watcher left; the feed forgets it (see StatusFeed.leave)
     _items: queue.SimpleQueue[tuple[int, T] | None] = field(default_factory=queue.SimpleQueue)
 
     def take(self, timeout: float) -> list[tuple[int, T]]:
@@ -71,7 +72,8 @@ class Subscription(Generic[T]):
         self._items.put(None)
 
     def wants(self, position: int, trunk_id: str) -> bool:
-        return position > self.after and (not self.wanted or trunk_id in self.wanted)
+        return (not self.left and position > self.after
+                and (not self.wanted or trunk_id in self.wanted))
 
     def put(self, position: int, item: T) -> bool:
         """False when the watcher is too far behind to be given more."""
@@ -176,8 +178,16 @@ class StatusFeed(Generic[T]):
         return subscription
 
     def leave(self, subscription: Subscription[T]) -> None:
-        with self._lock:
-            self._forget(subscription)
+        """Never waits for a delivery in progress, which holds the lock across up to
+        BATCH rows and their reads: the asyncio server calls this on its event loop. If
+        the lock is busy the subscription is only marked; it receives nothing more, and
+        the next sweep forgets it."""
+        subscription.left = True
+        if self._lock.acquire(blocking=False):
+            try:
+                self._forget(subscription)
+            finally:
+                self._lock.release()
 
     def watchers(self) -> int:
         with self._lock:
@@ -223,7 +233,7 @@ class StatusFeed(Generic[T]):
         gone = []
         for subscription in every:
             try:
-                if not subscription.alive():
+                if subscription.left or not subscription.alive():
                     gone.append(subscription)
             except Exception:  # a context that cannot answer is not kept
                 gone.append(subscription)

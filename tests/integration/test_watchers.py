@@ -5,6 +5,7 @@ streams beyond TRUNKPLANE_MAX_STREAMS_PER_CALLER are refused with RESOURCE_EXHAU
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -130,6 +131,35 @@ def test_the_feed_fans_out_once_drops_a_watcher_too_far_behind_and_sweeps_the_go
     finally:
         feed.stop()
     assert only_t2.closed  # the feed stopping ends its watchers
+
+
+def test_a_watcher_leaving_during_a_delivery_does_not_wait_for_it(tmp_path: Path) -> None:
+    """The asyncio server lets a watcher go on its event loop: it must not wait for the
+    feed's lock, held across a whole delivery (and its reads), or every call stalls."""
+    view = StatusView(SqliteDatabase(tmp_path / "views.sqlite"))
+    feed: StatusFeed[int] = StatusFeed(view, lambda tenant, position, observed: position)
+    try:
+        leaving = feed.subscribe("default", 0, frozenset())
+        staying = feed.subscribe("default", 0, frozenset())
+        left = threading.Event()
+
+        def leave() -> None:
+            feed.leave(leaving)
+            left.set()
+
+        with feed._lock:  # a delivery in progress
+            threading.Thread(target=leave, daemon=True).start()
+            assert left.wait(10), "leave waited for the delivery"
+        view.publish([observation("t1", 1, TrunkState.REGISTERED)])
+        assert _take(staying, 1) == [1]
+        assert leaving.take(0.1) == []  # marked: it receives nothing more
+        deadline = time.monotonic() + 30
+        while feed.watchers() > 1 and time.monotonic() < deadline:
+            feed._sweep()
+            time.sleep(0.05)
+        assert feed.watchers() == 1  # and the sweep forgets it
+    finally:
+        feed.stop()
 
 
 def _take(subscription: Subscription[int], count: int) -> list[int]:

@@ -4,6 +4,7 @@ broker emptied and refilled, redeliveries), and across rebalances."""
 from __future__ import annotations
 
 import random
+import threading
 from typing import Any
 
 import pytest
@@ -113,3 +114,21 @@ def test_a_rebalance_keeps_the_tenants_assigned_again_and_releases_the_rest(
     assert state.tenants() == ["t0", "t2"]
     state.revoked([0, 2])
     assert state.assigned([0, 2, 1]) == [] and not changed
+
+
+def test_admission_reads_do_not_wait_for_a_batch_in_progress(app: TrunkplaneApp) -> None:
+    """Admission runs on the asyncio server's event loop; the feed holds the state's lock
+    for a whole batch or restore, and waiting for it froze every call of the server."""
+    state = AgentState()
+    state.apply(history(app, 1))
+    read: list[tuple[Any, list[str]]] = []
+    done = threading.Event()
+
+    def admit() -> None:
+        read.append((state.tenant("t0"), state.tenants()))
+        done.set()
+
+    with state._lock:  # a batch in progress on the feed's thread
+        threading.Thread(target=admit, daemon=True).start()
+        assert done.wait(10), "the reads waited for the batch"
+    assert read[0][0] is not None and read[0][1] == ["t0"]
