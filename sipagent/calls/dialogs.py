@@ -14,7 +14,7 @@ import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from domain.calls import CallAttempt, CallRecord, CallRecordSink, PbxDirectory
 from domain.errors import NotFoundError
@@ -23,10 +23,18 @@ from sipagent.calls.auth import DigestServer
 from sipagent.calls.transactions import ClientTx, Face, ServerTx, cancel_of, spawn
 from sipagent.calls.uri import branch_of, host_text, parse_uri, tag_of, uri_of
 from sipagent.engine import resolve
-from sipagent.settings import CallSettings
+from sipagent.settings import CallSettings, TrunkTimers
 from sipagent.sip.digest import DigestClient, parse_challenge
+from sipagent.sip.locate import Target
 from sipagent.sip.message import Request, Response, SipParseError
-from sipagent.sip.transport import USER_AGENT, Destination, TransportError, new_branch, new_tag
+from sipagent.sip.transport import (
+    USER_AGENT,
+    Destination,
+    SipTransport,
+    TransportError,
+    new_branch,
+    new_tag,
+)
 
 log = logging.getLogger("sipagent.calls.b2bua")  # one logger for the B2BUA's parts
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
@@ -105,16 +113,41 @@ class Counters:
 
 
 
+class ProviderSide(Protocol):
+    """What the B2BUA needs of the SIP engine (sipagent.engine.SipAgent implements it)."""
+
+    transport: SipTransport | None
+
+    async def resolve(self, host: str, transport: str) -> Destination:
+        ...
+
+    async def locate(self, host: str, transport: str, trunk_id: str = "") -> list[Target]:
+        ...
+
+    def trunk_for_line(self, line: str) -> tuple[str, str] | None:
+        ...
+
+    def peer_destination(self, trunk_id: str) -> str | None:
+        ...
+
+    def public_address(self, nat: dict[str, Any] | None, destination: Destination
+                       ) -> tuple[str, int] | None:
+        ...
+
+    def trunk_timers(self, trunk: dict[str, Any]) -> TrunkTimers:
+        ...
+
+
 class Dialogs:
     """The state every call shares and what both faces do with it."""
 
     def __init__(self, settings: CallSettings, admission: Admission, directory: PbxDirectory,
-                 sink: CallRecordSink, provider: Any) -> None:
+                 sink: CallRecordSink, provider: ProviderSide) -> None:
         self.settings = settings
         self.admission = admission
         self.directory = directory
         self.sink = sink
-        self.provider = provider  # a SipAgent: transport, resolve(), trunk_for_line()
+        self.provider = provider
         self.counters = Counters()
         self.digest = DigestServer()
         self.pbx: Face | None = None
@@ -603,7 +636,7 @@ class Dialogs:
         """Providers only where TRUNKPLANE_SIP_DESTINATIONS allows; the PBX (its Contact,
         its origination targets) wherever the tenant's PBX access says it is."""
         if face.name == "provider":
-            return await self.provider.resolve(host, transport)  # type: ignore[no-any-return]
+            return await self.provider.resolve(host, transport)
         return await resolve(host, transport, ())
 
     def _start(self, face: Face, request: Request, destination: Destination,

@@ -13,39 +13,11 @@ from sipagent.admission import INBOUND, RefusedError
 from sipagent.calls.dialogs import REFUSALS, Call, Dialogs, bare_host, fails_over, reply_to
 from sipagent.calls.transactions import ServerTx
 from sipagent.calls.uri import host_text, parse_uri, user_of
-from sipagent.settings import TrunkTimers
-from sipagent.sip.locate import Target
 from sipagent.sip.message import Request
-from sipagent.sip.transport import Destination, SipTransport, TransportError, new_tag
+from sipagent.sip.transport import Destination, TransportError, new_tag
 
 DID_HEADER, TRUNK_HEADER = "X-Trunkplane-DID", "X-Trunkplane-Trunk"
 TRUNK_ID_HEADER, DESTINATION_HEADER = "X-Trunkplane-Trunk-Id", "X-Trunkplane-Destination"
-
-
-class ProviderSide:
-    """What the B2BUA needs of the SIP engine (sipagent.engine.SipAgent implements it)."""
-
-    transport: SipTransport | None
-
-    async def resolve(self, host: str, transport: str) -> Destination:
-        raise NotImplementedError
-
-    async def locate(self, host: str, transport: str, trunk_id: str = "") -> list[Target]:
-        raise NotImplementedError
-
-    def trunk_for_line(self, line: str) -> tuple[str, str] | None:
-        raise NotImplementedError
-
-    def peer_destination(self, trunk_id: str) -> str | None:
-        raise NotImplementedError
-
-    def public_address(self, nat: dict[str, Any] | None, destination: Destination
-                       ) -> tuple[str, int] | None:
-        raise NotImplementedError
-
-    def trunk_timers(self, trunk: dict[str, Any]) -> TrunkTimers:
-        raise NotImplementedError
-
 
 
 class ProviderFace(Dialogs):
@@ -133,7 +105,7 @@ class ProviderFace(Dialogs):
         if line:
             found = self.provider.trunk_for_line(line)
             if found is not None:
-                return found  # type: ignore[no-any-return]
+                return found
         state = self.admission.state
         peers = [(tenant, trunk_id, trunk) for tenant in state.tenants()
                  for snapshot in [state.tenant(tenant)] if snapshot is not None
