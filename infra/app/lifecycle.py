@@ -72,7 +72,7 @@ class Process:
 
     def listen(self) -> int:
         """Binds the gRPC port (not yet serving); raises when it cannot."""
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)  # type: ignore[arg-type]
         if self.settings.reflection:  # off by default: it tells anyone what we serve
             reflection.enable_server_reflection(
                 (*self.services, health.SERVICE_NAME, reflection.SERVICE_NAME),

@@ -146,16 +146,25 @@ class AioServer:
 
         self.server: aio.Server = self.run(make())
         self._stopped = False
+        self._generic: set[str] = set()  # services served by generic handlers
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Runs a coroutine on the server's loop and waits for its result."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
     def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        handlers = tuple(handlers)
+        self._generic.update(getattr(h, "service_name", lambda: "")() for h in handlers)
         self.server.add_generic_rpc_handlers(handlers)
 
     def add_registered_method_handlers(self, service: str, handlers: Any) -> None:
-        self.server.add_registered_method_handlers(service, handlers)
+        """Served as generic handlers (the generated code adds those first): the asyncio
+        server waits for the next call of each registered method apart, an `asyncio.wait`
+        over one future per method (about 60 here) for every call it accepts, where the
+        generic path waits on one."""
+        if service not in self._generic:
+            self.add_generic_rpc_handlers(
+                (grpc.method_handlers_generic_handler(service, handlers),))
 
     def add_insecure_port(self, address: str) -> int:
         async def add() -> int:
