@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -81,6 +81,29 @@ class Server:
         return subprocess.run(
             [*CLI, "--server", f"127.0.0.1:{self.port}", *args], env=self.local_env(),
             input=stdin, capture_output=True, text=True, timeout=30, check=False)
+
+
+    def read_all(self, reads: Iterable[tuple[str, ...]]) -> list[str]:
+        """What each read prints (with --json, stderr included), then the configuration
+        exported with its secrets sealed: where a secret must show nowhere in clear."""
+        outputs = []
+        for args in reads:
+            result = self.cli("--json", *args)
+            assert result.returncode == 0, (args, result.stderr)
+            outputs.append(result.stdout + result.stderr)
+        sealed = self.cli("config", "export", "--with-secrets", "--passphrase-stdin",
+                          stdin="a fine passphrase\n")
+        assert sealed.returncode == 0, sealed.stderr
+        return [*outputs, sealed.stdout]
+
+    def places(self, outputs: list[str]) -> dict[str, str]:
+        """Where a secret could leak to, by name: the outputs, the server's log and every
+        file of its data directory."""
+        found = {"outputs": "\n".join(outputs), "log": self.log.read_text()}
+        for path in (self.data / "var").iterdir():
+            if path.is_file():
+                found[path.name] = path.read_bytes().decode("latin-1")
+        return found
 
 
 @pytest.fixture
@@ -310,7 +333,6 @@ def test_a_known_password_is_nowhere_to_be_read(tmp_path: Path) -> None:
     secret = "Needle-In-The-Haystack-314159"
     server = Server(tmp_path, TRUNKPLANE_LOG_FORMAT="json", TRUNKPLANE_LOG_LEVEL="DEBUG")
     server.start()
-    outputs = []
     writes: list[tuple[str, ...]] = [
         ("trunk", "create", "voco", "--template", "thevoco", "--username", "1001",
          "--password", secret),
@@ -327,22 +349,14 @@ def test_a_known_password_is_nowhere_to_be_read(tmp_path: Path) -> None:
         for args in writes:
             result = server.cli(*args, stdin=secret + "-2\n")
             assert result.returncode == 0, result.stderr
-        for args in reads:
-            result = server.cli("--json", *args)
-            assert result.returncode == 0, (args, result.stderr)
-            outputs.append(result.stdout + result.stderr)
-        sealed = server.cli("config", "export", "--with-secrets", "--passphrase-stdin",
-                            stdin="a fine passphrase\n")
-        outputs.append(sealed.stdout)
+        outputs = server.read_all(reads)
         tokens = server.cli("tokens", "list")
         assert "ops@example.com  admin  token  active" in tokens.stdout
         first = tokens.stdout.split()[0]
         assert server.cli("tokens", "revoke", first).stdout == f"revoked {first}\n"
     finally:
         server.stop()
-    places = {"outputs": "\n".join(outputs), "log": server.log.read_text()}
-    for path in (server.data / "var").iterdir():
-        places[path.name] = path.read_bytes().decode("latin-1")
+    places = server.places(outputs)
     assert {"events.sqlite", "views.sqlite", "tokens.json"} <= places.keys()
     leaks = [name for name, text in places.items() if secret in text]
     assert leaks == []
@@ -417,7 +431,6 @@ def test_a_client_key_is_nowhere_to_be_read_and_the_certificate_is_shown(
     (tmp_path / "key.pem").write_text(issued.key)
     server = Server(tmp_path, TRUNKPLANE_LOG_FORMAT="json", TRUNKPLANE_LOG_LEVEL="DEBUG")
     server.start()
-    outputs = []
     try:
         created = server.cli("trunk", "create", "secure", "--type", "register", "--host",
                              "sip.example.com:5061", "--transport", "tls", "--username",
@@ -431,20 +444,13 @@ def test_a_client_key_is_nowhere_to_be_read_and_the_certificate_is_shown(
         assert "key set" in shown.stdout and "every 15 s" in shown.stdout
         bad = server.cli("trunk", "update", "secure", "--client-key", str(tmp_path / "cert.pem"))
         assert bad.returncode != 0 and "client_key" in bad.stderr
-        for args in (("trunk", "get", "secure"), ("trunk", "list"),
-                     ("trunk", "history", "secure"), ("audit", "list"),
-                     ("audit", "export", "--format", "jsonl"), ("config", "export")):
-            result = server.cli("--json", *args)
-            assert result.returncode == 0, (args, result.stderr)
-            outputs.append(result.stdout + result.stderr)
-        sealed = server.cli("config", "export", "--with-secrets", "--passphrase-stdin",
-                            stdin="a fine passphrase\n")
-        assert "client_key_sealed" in sealed.stdout
-        outputs.append(sealed.stdout + shown.stdout)
+        outputs = [shown.stdout, *server.read_all((
+            ("trunk", "get", "secure"), ("trunk", "list"), ("trunk", "history", "secure"),
+            ("audit", "list"), ("audit", "export", "--format", "jsonl"),
+            ("config", "export")))]
+        assert "client_key_sealed" in outputs[-1]  # the export with its secrets sealed
     finally:
         server.stop()
-    places = {"outputs": "\n".join(outputs), "log": server.log.read_text()}
-    for path in (server.data / "var").iterdir():
-        places[path.name] = path.read_bytes().decode("latin-1")
+    places = server.places(outputs)
     assert {"events.sqlite", "views.sqlite"} <= places.keys()
     assert [name for name, text in places.items() if needle in text] == []

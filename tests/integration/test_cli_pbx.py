@@ -83,7 +83,6 @@ def test_the_pbx_password_is_nowhere_to_be_read(tmp_path: Path) -> None:
     secret = "Pbx-Needle-In-The-Haystack-2718"
     server = Server(tmp_path, TRUNKPLANE_LOG_FORMAT="json", TRUNKPLANE_LOG_LEVEL="DEBUG")
     server.start()
-    outputs = []
     writes: list[tuple[tuple[str, ...], str]] = [
         (("pbx", "set", "--source", "192.0.2.0/24", "--username", "pbx-1", "--password",
           secret), ""),
@@ -95,20 +94,10 @@ def test_the_pbx_password_is_nowhere_to_be_read(tmp_path: Path) -> None:
         for args, stdin in writes:
             result = server.cli(*args, stdin=stdin)
             assert result.returncode == 0, result.stderr
-        for args in reads:
-            result = server.cli("--json", *args)
-            assert result.returncode == 0, (args, result.stderr)
-            outputs.append(result.stdout + result.stderr)
-        sealed = server.cli("config", "export", "--with-secrets", "--passphrase-stdin",
-                            stdin="a fine passphrase\n")
-        assert sealed.returncode == 0, sealed.stderr
-        outputs.append(sealed.stdout)
+        outputs = server.read_all(reads)
     finally:
         server.stop()
-    places = {"outputs": "\n".join(outputs), "log": server.log.read_text()}
-    for path in (server.data / "var").iterdir():
-        if path.is_file():
-            places[path.name] = path.read_bytes().decode("latin-1")
+    places = server.places(outputs)
     assert {"events.sqlite", "views.sqlite"} <= places.keys()
     assert [name for name, text in places.items() if secret in text] == []
 
