@@ -25,12 +25,14 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from domain.text import one_line
 from sipagent.sip import stun
 from sipagent.sip.message import Request, Response, SipParseError, frame_length, parse
 from sipagent.sip.via import stamp_received
+
+_T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 T1 = 0.5
@@ -400,10 +402,11 @@ class SipTransport:
                     raise TransportError(f"no client certificate loaded for {destination}")
             if destination.transport == "tls" and context is None:
                 context = ssl.create_default_context()
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(
-                destination.host, destination.port, ssl=context,
-                server_hostname=(destination.server_name or destination.host) if context
-                else None), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: see _within
+                reader, writer = await asyncio.open_connection(
+                    destination.host, destination.port, ssl=context,
+                    server_hostname=(destination.server_name or destination.host) if context
+                    else None)
             stream = _Stream(self, destination, reader, writer)
             self._streams[destination] = stream
             future.set_result(stream)
@@ -478,7 +481,7 @@ class SipTransport:
                 stream.send(data)
                 self.sent += 1
                 remaining = deadline - time.monotonic()
-                return await asyncio.wait_for(asyncio.shield(future), max(0.0, remaining))
+                return await _within(future, max(0.0, remaining))
             interval = self.t1
             while True:
                 assert self._udp is not None, "start() the transport first"
@@ -488,8 +491,7 @@ class SipTransport:
                 if remaining <= 0:
                     raise TimeoutError
                 try:
-                    return await asyncio.wait_for(asyncio.shield(future),
-                                                  min(interval, remaining))
+                    return await _within(future, min(interval, remaining))
                 except TimeoutError:
                     if time.monotonic() >= deadline:
                         raise
@@ -532,8 +534,7 @@ class SipTransport:
                                          f"{error.strerror or error}") from None
                 remaining = deadline - time.monotonic()
                 try:
-                    answer = await asyncio.wait_for(asyncio.shield(future),
-                                                    max(0.0, min(interval, remaining)))
+                    answer = await _within(future, max(0.0, min(interval, remaining)))
                     return stun.parse_binding_response(answer)
                 except TimeoutError:
                     if time.monotonic() >= deadline:
@@ -547,6 +548,16 @@ class SipTransport:
         future = self._stun.get(stun.transaction_of(data))
         if future is not None and not future.done():
             future.set_result(data)
+
+
+async def _within(future: asyncio.Future[_T], timeout: float) -> _T:
+    """`future`'s result within `timeout` seconds (else TimeoutError), the future left
+    running. Not asyncio.wait_for: on Python 3.11, a caller cancelled in the loop turn the
+    result arrives got the result and lost the cancellation (a trunk's worker, stopped for
+    a password change as its REGISTER was answered, went on with the old password for ever,
+    and the new worker waiting for it never started)."""
+    async with asyncio.timeout(timeout):
+        return await asyncio.shield(future)
 
 
 # Linux's values (<linux/in.h>, <linux/in6.h>); the socket module does not name them.
