@@ -194,7 +194,7 @@ def test_a_fraud_alert_reaches_the_history_and_the_status(api: Api) -> None:
     stub = agent_pb2_grpc.AgentServiceStub(api.channel)
     lease = wait_for_agent(stub, outbound()).lease
     alerts: list[str] = []
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # off the call's path: loaded runs are slow
     while not alerts:  # the alert is recorded off the call's path
         assert time.monotonic() < deadline
         time.sleep(0.05)
@@ -204,7 +204,7 @@ def test_a_fraud_alert_reaches_the_history_and_the_status(api: Api) -> None:
         pytest.skip("the test ran in the one open minute")
     assert "after_hours: a call at" in alerts[-1]
     audit = audit_pb2_grpc.AuditServiceStub(api.channel)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # off the call's path: loaded runs are slow
     while True:
         changes = audit.ListChanges(audit_pb2.ListChangesRequest(
             filter=audit_pb2.ChangeFilter(event_type="FraudAlertRaised")))
