@@ -246,7 +246,9 @@ def start_agent(settings: Settings) -> Process:
     feed.start_at = partial(restore, kafka, codec, state, fences=fences)
     runner = parts.runner
     writer = StateWriter(kafka, codec, state, kafka.state_every,
-                         behind=lambda: runner.behind,
+                         # a full batch, or more than two batches waiting: a short
+                         # poll (often, on a loaded machine) said caught up when it was not
+                         behind=lambda: runner.behind or feed.lag > 2 * runner.batch,
                          generation=lambda: feed.generation, fences=fences)
     parts.runner.after = writer
     metrics.watch_snapshots(writer)

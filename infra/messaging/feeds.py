@@ -88,6 +88,7 @@ class _KafkaFeed:
         self._consumer.subscribe([topic], listener=_Listener(self))
         self._letters = LazyProducer(lambda: producer(kafka, "trunkplane-dead-letters"))
         self._held: set[int] = set()  # partitions of the last assignment
+        self._read_to: dict[int, int] = {}  # partition -> the offset after the last read
         self._news: list[tuple[str, list[int], list[int]]] = []  # for after the poll
 
     @property
@@ -178,7 +179,22 @@ class _KafkaFeed:
         fetched = [batches[tp] for tp in sorted(batches, key=lambda t: t.partition)
                    if tp.partition not in started]  # those were fetched before the seek
         self.consumed += sum(len(records) for records in fetched)
+        for records in fetched:
+            if records:
+                self._read_to[records[-1].partition] = records[-1].offset + 1
         return fetched
+
+    @property
+    def lag(self) -> int:
+        """Records on the broker past what was read, by the high-water marks of the last
+        fetches (no request: 0 for a partition not fetched from yet)."""
+        behind = 0
+        for part in self._consumer.assignment():
+            end = self._consumer.highwater(part)
+            read = self._read_to.get(part.partition)
+            if end is not None and read is not None:
+                behind += max(0, end - read)
+        return behind
 
     def _decode(self, fetched: list[list[Any]]) -> list[tuple[Any, Any]]:
         """The poll's records decoded. If one cannot be moved to the dead-letter topic

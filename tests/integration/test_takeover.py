@@ -441,3 +441,25 @@ def test_a_deposed_owner_resumed_after_a_pause_cannot_overwrite_its_successor(
         assert third.state.trunk_count() == 8 and third.state.held == 0
     finally:
         third.stop()
+
+
+def test_the_feed_tells_how_far_behind_it_reads(
+        kafka: KafkaSettings, app: TrunkplaneApp, publish: Publisher) -> None:
+    """The state writer writes rarely while its agent catches up: a short poll must not
+    pass for caught up (a poll often brings less than a batch on a loaded machine)."""
+    codec = AvroCodec(WireCipher(kafka.wire_key))
+    history(app, 5060, changes=100)
+    published = publish()
+    reader = agent(kafka, codec)
+    try:
+        read = 0
+        while not read:
+            items = reader.feed.read(limit=50, timeout=1.0)
+            reader.state.apply(items)
+            read = len(items)
+        assert 0 < read <= 50
+        assert reader.feed.lag > 0  # of the partitions fetched from so far
+        reader.until(lambda: reader.state.applied == published)
+        assert reader.feed.lag == 0
+    finally:
+        reader.stop()
