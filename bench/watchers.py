@@ -217,12 +217,17 @@ def report(label: str, latencies: list[float]) -> None:
 
 
 def main() -> None:
+    global RATE
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--watchers", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--change-every", type=float, default=0.5)
+    parser.add_argument("--rate", type=int, default=RATE,
+                        help="pairs a second (below 500 when the machine is shared, to "
+                             "see the watchers' cost apart from a saturated server)")
     args = parser.parse_args()
+    RATE = args.rate
     principals = max(1, -(-args.watchers // PER_PRINCIPAL))
     print(machine())
     os.environ["TRUNKPLANE_MAX_STREAMS"] = str(principals * PER_PRINCIPAL + 10)
