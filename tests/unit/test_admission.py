@@ -8,6 +8,7 @@ import threading
 import time
 from collections import Counter, deque
 from functools import partial
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from domain.errors import NotFoundError, ValidationError
 from domain.feeds import MemoryPositions, StoreEventFeed
 from domain.model import CommandMeta
 from domain.status import TrunkState
+from sipagent import admission as admission_module
 from sipagent.admission import INBOUND, OUTBOUND, Admission, RefusedError
 from sipagent.state import AgentState
 
@@ -199,17 +201,21 @@ def test_hundreds_of_concurrent_acquires_get_exactly_the_limit(tenant: Tenant) -
     assert admission.active(ten) == (0, 10)
 
 
-def test_leases_renew_expire_and_release_twice_harmlessly(tenant: Tenant) -> None:
+def test_leases_renew_expire_and_release_twice_harmlessly(
+        tenant: Tenant, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]  # the admission's clock, moved by hand: no sleep races a loaded machine
+    monkeypatch.setattr(admission_module, "time",
+                        SimpleNamespace(monotonic=lambda: now[0], time=time.time))
     trunk = tenant.trunk("one", call_limits={"max_concurrent_calls": 1})
     tenant.route("us", US, ["one"])
     admission = tenant.admission(ttl=0.3)
     lease = out(admission).lease
-    time.sleep(0.2)
+    now[0] += 0.2
     assert admission.renew(lease.lease_id).lease_id == lease.lease_id
-    time.sleep(0.2)  # 0.4 s after acquiring, 0.2 s after renewing: still held
+    now[0] += 0.2  # 0.4 s after acquiring, 0.2 s after renewing: still held
     with pytest.raises(RefusedError):
         out(admission)
-    time.sleep(0.35)  # not renewed: a crashed PBX leaks nothing
+    now[0] += 0.35  # not renewed: a crashed PBX leaks nothing
     assert admission.active(trunk) == (0, 0)
     assert admission.release(lease.lease_id) is False
     again = out(admission).lease
