@@ -207,8 +207,10 @@ class _KafkaFeed:
                 for record in records:
                     try:
                         decoded.append((record, self.codec.decode(record.value)))
-                    except AvroError as error:
-                        self._dead_letter(record, str(error))
+                    except Exception as error:  # not only AvroError: a null value, say
+                        # (any failure here would otherwise rewind the poll for ever)
+                        self._dead_letter(record, str(error) if isinstance(error, AvroError)
+                                          else f"{type(error).__name__}: {error}")
         except BaseException:
             self._rewind(fetched)
             raise

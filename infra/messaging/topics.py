@@ -172,7 +172,8 @@ def topic_problem(kafka: KafkaSettings, topic: str, partitions: set[int] | None)
 
 def check_topics(kafka: KafkaSettings, timeout: float = 15.0) -> list[str]:
     """Start-up check: the events, state and status topics exist with the partitions and
-    retention of the settings. Returns the problems found (empty: all is well)."""
+    retention of the settings, and the dead-letter topics exist. Returns the problems found
+    (empty: all is well)."""
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(**client(kafka), client_id="trunkplane-check",
@@ -180,6 +181,14 @@ def check_topics(kafka: KafkaSettings, timeout: float = 15.0) -> list[str]:
     try:
         problems = [topic_problem(kafka, t, consumer.partitions_for_topic(t))
                     for t in (kafka.events_topic, kafka.state_topic, kafka.status_topic)]
+        # an undecodable record is moved to these before its poll is committed: without
+        # them every later record waits behind it (auto-creation is off)
+        problems += [f"the broker at {kafka.bootstrap} has no topic {t}: run `trunkplane "
+                     "kafka init` (with the same TRUNKPLANE_KAFKA_* settings as here)"
+                     for t in (kafka.dead_letters(kafka.events_topic),
+                               kafka.dead_letters(kafka.status_topic),
+                               kafka.dead_letters(kafka.calls_topic))
+                     if not consumer.partitions_for_topic(t)]
     finally:
         consumer.close()
     problems = [p for p in problems if p]

@@ -216,6 +216,34 @@ def test_undecodable_records_go_to_the_dead_letter_topic_and_reading_goes_on(
     app.close()
 
 
+def test_a_record_with_no_value_goes_to_the_dead_letters_too(
+        kafka: KafkaSettings, tmp_path: Path) -> None:
+    """A null value (a tombstone someone wrote to the events topic) is not an Avro error:
+    it must be moved aside like one, not stop the feed on that poll for ever."""
+    settings = Settings(data_dir=tmp_path / "var", database_url="", cipher_key=CIPHER_KEY,
+                        listen="127.0.0.1:0", log_level="WARNING")
+    app = build_app(settings)
+    codec = AvroCodec(WireCipher(kafka.wire_key))
+    relay = Relay(app, codec, kafka, MemoryPositions())
+    create(app, "acme", "first")
+    relay.publish_once()
+    sender = KafkaProducer(bootstrap_servers=kafka.bootstrap)
+    sender.send(kafka.events_topic, key=b"acme", value=None)
+    sender.flush()
+    create(app, "acme", "second")
+    relay.publish_once()
+    feed = KafkaEventFeed(kafka, "agents-null", codec, **GROUP_TIMEOUTS)
+    items: list[Any] = []
+    deadline = time.monotonic() + 30
+    while len(items) < 2 and time.monotonic() < deadline:
+        items += feed.read(timeout=0.5)
+    assert [i.event.settings["name"] for i in items] == ["first", "second"]
+    assert feed.dead_letters == 1
+    feed.close()
+    sender.close()
+    app.close()
+
+
 def test_a_record_that_cannot_reach_the_dead_letters_keeps_its_whole_poll(
         kafka: KafkaSettings, tmp_path: Path) -> None:
     """Moving a bad record to the dead-letter topic failed (the broker away): the poll's
