@@ -275,8 +275,11 @@ class AioCallContextInterceptor(aio.ServerInterceptor):
     """The asyncio twin of `CallContextInterceptor`, for the `grpc.aio` server: the same
     authentication, roles, tenants, limits, count of open streams, log line and outcome,
     from the same code. Synchronous behaviours run on the pool with a `ThreadContext`
-    (their checks too, so a refusal written to the history never waits on the loop);
-    asynchronous ones (the watchers' streams) run on the loop, their checks on the pool.
+    (their checks too, so a refusal written to the history does not wait on the loop),
+    except the `@on_loop` ones (AgentService: memory and short locks), which run on the
+    loop with their checks: there a refused role's access record is written on the loop,
+    at most once a minute per principal and method. Asynchronous ones (the watchers'
+    streams) run on the loop, their checks on the pool.
     `calls` None: no checks (a loopback server of the process's own, as for replays), only
     the bridge that lets synchronous servicers run on the asyncio server."""
 
