@@ -262,6 +262,9 @@ def scan_topic(consumer: Any, topic: str, timeout: float = 10.0, quiet_polls: in
         quiet = 0 if batch else quiet + 1
         for part_records in batch.values():
             records += part_records
+    if quiet < quiet_polls:  # cut by the deadline, not at the end: say so
+        log.warning("reading %s stopped at its %g s limit after %d records: the rest was "
+                    "not read", topic, timeout, len(records))
     return sorted(records, key=lambda r: (r.partition, r.offset))
 
 
