@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -177,8 +178,11 @@ def test_a_publisher_gets_a_new_producer_after_a_failed_delivery(tmp_path: Path)
             proxy.close()
 
 
-def test_undecodable_records_go_to_the_dead_letter_topic_and_reading_goes_on(
-        kafka: KafkaSettings, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def between(kafka: KafkaSettings, tmp_path: Path,
+            raw: Callable[[TrunkplaneApp, AvroCodec], list[bytes | None]]
+            ) -> tuple[TrunkplaneApp, AvroCodec]:
+    """The events topic with trunk "first" relayed, then the records `raw` makes (given the
+    app and the codec) written straight to it, then trunk "second" relayed."""
     settings = Settings(data_dir=tmp_path / "var", database_url="", cipher_key=CIPHER_KEY,
                         listen="127.0.0.1:0", log_level="WARNING")
     app = build_app(settings)
@@ -186,22 +190,41 @@ def test_undecodable_records_go_to_the_dead_letter_topic_and_reading_goes_on(
     relay = Relay(app, codec, kafka, MemoryPositions())
     create(app, "acme", "first")
     relay.publish_once()
-    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap)
-    first = next(e for n in app.recorder.select_notifications(0, 10)
-                 if type(e := app.mapper.to_domain_event(n)) in PUBLISHED)
-    garbage = [b"not avro at all", b"\xc3\x01" + b"\x13" * 8 + b"body",
-               codec.encode_event(first, 1, "acme")[:-12]]
-    for payload in garbage:
-        producer.send(kafka.events_topic, key=b"acme", value=payload)
-    producer.flush()
+    sender = KafkaProducer(bootstrap_servers=kafka.bootstrap)
+    for payload in raw(app, codec):
+        sender.send(kafka.events_topic, key=b"acme", value=payload)
+    sender.flush()
+    sender.close()
     create(app, "acme", "second")
     relay.publish_once()
-    feed = KafkaEventFeed(kafka, "agents", codec, **GROUP_TIMEOUTS)
-    items: list[Any] = []
+    return app, codec
+
+
+def read_until(feed: KafkaEventFeed, items: list[Any], count: int = 2,
+               commit: bool = False) -> list[str]:
+    """Reads on (committing each read with `commit`) until `count` items; their names."""
     deadline = time.monotonic() + 30
-    while len(items) < 2 and time.monotonic() < deadline:
+    while len(items) < count and time.monotonic() < deadline:
         items += feed.read(timeout=0.5)
-    assert [i.event.settings["name"] for i in items] == ["first", "second"]
+        if commit:
+            feed.commit()
+    return [i.event.settings["name"] for i in items]
+
+
+def test_undecodable_records_go_to_the_dead_letter_topic_and_reading_goes_on(
+        kafka: KafkaSettings, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    garbage: list[bytes | None] = []
+
+    def bad(app: TrunkplaneApp, codec: AvroCodec) -> list[bytes | None]:
+        first = next(e for n in app.recorder.select_notifications(0, 10)
+                     if type(e := app.mapper.to_domain_event(n)) in PUBLISHED)
+        garbage.extend([b"not avro at all", b"\xc3\x01" + b"\x13" * 8 + b"body",
+                        codec.encode_event(first, 1, "acme")[:-12]])
+        return garbage
+
+    app, codec = between(kafka, tmp_path, bad)
+    feed = KafkaEventFeed(kafka, "agents", codec, **GROUP_TIMEOUTS)
+    assert read_until(feed, []) == ["first", "second"]
     assert feed.dead_letters == 3
     letters = read_topic(kafka.bootstrap, kafka.dead_letters(kafka.events_topic))
     assert [r.value for r in letters] == garbage
@@ -212,7 +235,6 @@ def test_undecodable_records_go_to_the_dead_letter_topic_and_reading_goes_on(
     assert any("undecodable record at " + kafka.events_topic + " partition" in r.message
                for r in caplog.records)
     feed.close()
-    producer.close()
     app.close()
 
 
@@ -220,27 +242,11 @@ def test_a_record_with_no_value_goes_to_the_dead_letters_too(
         kafka: KafkaSettings, tmp_path: Path) -> None:
     """A null value (a tombstone someone wrote to the events topic) is not an Avro error:
     it must be moved aside like one, not stop the feed on that poll for ever."""
-    settings = Settings(data_dir=tmp_path / "var", database_url="", cipher_key=CIPHER_KEY,
-                        listen="127.0.0.1:0", log_level="WARNING")
-    app = build_app(settings)
-    codec = AvroCodec(WireCipher(kafka.wire_key))
-    relay = Relay(app, codec, kafka, MemoryPositions())
-    create(app, "acme", "first")
-    relay.publish_once()
-    sender = KafkaProducer(bootstrap_servers=kafka.bootstrap)
-    sender.send(kafka.events_topic, key=b"acme", value=None)
-    sender.flush()
-    create(app, "acme", "second")
-    relay.publish_once()
+    app, codec = between(kafka, tmp_path, lambda app, codec: [None])
     feed = KafkaEventFeed(kafka, "agents-null", codec, **GROUP_TIMEOUTS)
-    items: list[Any] = []
-    deadline = time.monotonic() + 30
-    while len(items) < 2 and time.monotonic() < deadline:
-        items += feed.read(timeout=0.5)
-    assert [i.event.settings["name"] for i in items] == ["first", "second"]
+    assert read_until(feed, []) == ["first", "second"]
     assert feed.dead_letters == 1
     feed.close()
-    sender.close()
     app.close()
 
 
@@ -248,18 +254,7 @@ def test_a_record_that_cannot_reach_the_dead_letters_keeps_its_whole_poll(
         kafka: KafkaSettings, tmp_path: Path) -> None:
     """Moving a bad record to the dead-letter topic failed (the broker away): the poll's
     good records, the one before it included, are read again, not skipped for good."""
-    settings = Settings(data_dir=tmp_path / "var", database_url="", cipher_key=CIPHER_KEY,
-                        listen="127.0.0.1:0", log_level="WARNING")
-    app = build_app(settings)
-    codec = AvroCodec(WireCipher(kafka.wire_key))
-    relay = Relay(app, codec, kafka, MemoryPositions())
-    create(app, "acme", "first")
-    relay.publish_once()
-    sender = KafkaProducer(bootstrap_servers=kafka.bootstrap)
-    sender.send(kafka.events_topic, key=b"acme", value=b"not avro at all")
-    sender.flush()
-    create(app, "acme", "second")
-    relay.publish_once()
+    app, codec = between(kafka, tmp_path, lambda app, codec: [b"not avro at all"])
     feed = KafkaEventFeed(kafka, "agents-letters", codec, **GROUP_TIMEOUTS)
 
     def away() -> Any:
@@ -276,14 +271,9 @@ def test_a_record_that_cannot_reach_the_dead_letters_keeps_its_whole_poll(
             failed = True
     assert failed, "the dead-letter delivery never failed"
     feed._letters = LazyProducer(lambda: producer(kafka, "test-dead-letters"))
-    deadline = time.monotonic() + 30
-    while len(items) < 2 and time.monotonic() < deadline:
-        items += feed.read(timeout=0.5)
-        feed.commit()
-    assert [i.event.settings["name"] for i in items] == ["first", "second"]
+    assert read_until(feed, items, commit=True) == ["first", "second"]
     assert feed.dead_letters == 1
     feed.close()
-    sender.close()
     app.close()
 
 
