@@ -90,6 +90,18 @@ class _Admitted:
 Refusals = Callable[[str, str, str, str], None]
 
 
+def _wrapper(cache: dict[str, Any], handler: Any, method: str,
+             wrap: Callable[[Any, str], Any]) -> Any:
+    """The interceptors' handler for `method`: one wrapper per method, made once (a server
+    has one handler each); a method nobody serves (None) stays None."""
+    if handler is None:
+        return None
+    wrapped = cache.get(method)
+    if wrapped is None:
+        wrapped = cache[method] = wrap(handler, method)
+    return wrapped
+
+
 class CallContextInterceptor(grpc.ServerInterceptor):
     """Authenticates and authorises each call, takes x-request-id (generated when absent),
     logs one line per call with its outcome and duration, and reports both to `observe`."""
@@ -107,14 +119,7 @@ class CallContextInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation: Callable[[Any], Any],
                           details: grpc.HandlerCallDetails) -> Any:
-        handler = continuation(details)
-        method = details.method
-        if handler is None:
-            return handler
-        wrapped = self._wrapped.get(method)
-        if wrapped is None:  # one wrapper per method (a server has one handler each)
-            wrapped = self._wrapped[method] = self._wrap(handler, method)
-        return wrapped
+        return _wrapper(self._wrapped, continuation(details), details.method, self._wrap)
 
     def _wrap(self, handler: Any, method: str) -> Any:
         behaviour, make = _shape(handler)
@@ -291,14 +296,8 @@ class AioCallContextInterceptor(aio.ServerInterceptor):
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]],
                                 details: grpc.HandlerCallDetails) -> Any:
-        handler = await continuation(details)
-        if handler is None:
-            return handler
-        method = details.method
-        wrapped = self._wrapped.get(method)
-        if wrapped is None:  # one wrapper per method (a server has one handler each)
-            wrapped = self._wrapped[method] = self._wrap(handler, method)
-        return wrapped
+        return _wrapper(self._wrapped, await continuation(details), details.method,
+                        self._wrap)
 
     def _wrap(self, handler: Any, method: str) -> Any:
         behaviour, make = _shape(handler)
