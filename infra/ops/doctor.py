@@ -330,12 +330,35 @@ def _trunks(app: TrunkplaneApp, settings: Settings, tenant: str) -> Iterator[Fin
     stun_asked: dict[str, Finding] = {}  # one Binding request per STUN server
     for trunk_id, entry in sorted(entries.items(), key=lambda e: e[1]["name"].casefold()):
         trunk: Any = app.aggregate(UUID(trunk_id))
-        yield from check_trunk(entry["name"], trunk.settings, settings.sip)
+        doc = reported.get(trunk_id)
+        agent_up = doc is not None and doc["state"] in ("registered", "ok")
+        yield from _own_setting(check_trunk(entry["name"], trunk.settings, settings.sip),
+                                agent_up)
         yield from _client_certificate(entry["name"], trunk.settings)
         if trunk.settings["enabled"]:
-            yield from _agent_view(entry["name"], trunk.settings, reported.get(trunk_id))
-            yield from _options_probe(entry["name"], trunk.settings, settings)
-            yield from _stun_probe(entry["name"], trunk.settings, settings, stun_asked)
+            yield from _agent_view(entry["name"], trunk.settings, doc)
+            yield from _own_setting(_options_probe(entry["name"], trunk.settings, settings),
+                                    agent_up)
+            yield from _own_setting(_stun_probe(entry["name"], trunk.settings, settings,
+                                                stun_asked), agent_up)
+
+
+def _own_setting(findings: Iterator[Finding], agent_up: bool) -> Iterator[Finding]:
+    """doctor probes from its own process, bound by TRUNKPLANE_SIP_DESTINATIONS as its own
+    environment sets it. Where that refuses a trunk the agent reports up, the two settings
+    differ (a shell without the server's variable): a warning that says whose setting it
+    was, not a failure of the trunk."""
+    for finding in findings:
+        if agent_up and finding.level == "fail" and finding.fix.startswith(
+                DESTINATIONS_FIX.split("(", 1)[0]) and "as the agent read it" not in finding.fix:
+            yield Finding("warn", finding.subject,
+                          f"not probed from here: {finding.text}; that is doctor's own "
+                          "TRUNKPLANE_SIP_DESTINATIONS (this shell's environment), while the "
+                          "agent, with its own, reports the trunk up",
+                          "run doctor with the agent's TRUNKPLANE_SIP_DESTINATIONS to probe "
+                          "it from here too")
+        else:
+            yield finding
 
 
 def _pbx_networks(settings: Settings) -> Iterator[Finding]:

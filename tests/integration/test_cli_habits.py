@@ -6,7 +6,9 @@ import json
 import os
 import pty
 import re
+import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -260,6 +262,64 @@ def test_doctor_connects_only_where_the_agent_may_send(server: Server) -> None:
         assert "TRUNKPLANE_SIP_DESTINATIONS" in refused[0]["fix"]
     assert not any("accepts TCP connections" in f["text"] and "192.0.2.10" in f["text"]
                    for f in findings)
+
+
+def test_doctor_names_its_own_destinations_when_they_refuse_a_trunk_the_agent_has_up(
+        tmp_path: Path) -> None:
+    """The server may send to loopback (its TRUNKPLANE_SIP_DESTINATIONS); doctor runs from a
+    shell without that variable. Its own probe may not send there: a warning that says whose
+    setting refused, not a failure of a trunk the agent reports ok."""
+    provider = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    provider.bind(("127.0.0.1", 0))
+    provider.settimeout(0.2)
+    stop = threading.Event()
+
+    def answer() -> None:  # 200 to every OPTIONS
+        while not stop.is_set():
+            try:
+                data, source = provider.recvfrom(65536)
+            except OSError:
+                continue
+            head = data.split(b"\r\n\r\n")[0].split(b"\r\n")
+            echoed = b"\r\n".join(h for h in head[1:] if h.split(b":")[0].lower() in (
+                b"via", b"from", b"to", b"call-id", b"cseq"))
+            provider.sendto(b"SIP/2.0 200 OK\r\n" + echoed + b"\r\nContent-Length: 0\r\n\r\n",
+                            source)
+
+    answering = threading.Thread(target=answer, daemon=True)
+    answering.start()
+    server = Server(tmp_path, TRUNKPLANE_SIP_DESTINATIONS="127.0.0.0/8",
+                    TRUNKPLANE_SIP_STARTUP_SPREAD="0")
+    server.start()
+    try:
+        _create_peer_at(server, "near", f"127.0.0.1:{provider.getsockname()[1]}")
+        deadline = time.monotonic() + 30
+        while (state := json.loads(server.cli("trunk", "status", "near", "--json").stdout)
+               ).get("state") != "ok":
+            assert time.monotonic() < deadline, state
+            time.sleep(0.2)
+        env = server.local_env()
+        env.pop("TRUNKPLANE_SIP_DESTINATIONS", None)  # the shell's: loopback not allowed
+        report = subprocess.run([*CLI, "--server", f"127.0.0.1:{server.port}", "doctor",
+                                 "--json"], env=env, capture_output=True, text=True,
+                                timeout=60, check=False)
+        near = [f for f in json.loads(report.stdout)["findings"]
+                if f["subject"] == "trunk near"]
+        assert not [f for f in near if f["level"] == "fail"], near
+        warned = [f for f in near if "not probed from here" in f["text"]]
+        assert warned and warned[0]["level"] == "warn", near
+        assert "doctor's own TRUNKPLANE_SIP_DESTINATIONS" in warned[0]["text"]
+        assert any(f["level"] == "ok" and "reports ok" in f["text"] for f in near), near
+    finally:
+        server.stop()
+        stop.set()
+        answering.join(timeout=5)
+        provider.close()
+
+
+def _create_peer_at(server: Server, name: str, address: str) -> None:
+    done = server.cli("trunk", "create", name, "--type", "peer", "--peer", address)
+    assert done.returncode == 0, done.stderr
 
 
 def test_read_commands_read_a_replayed_directory(server: Server, tmp_path: Path) -> None:
