@@ -268,12 +268,14 @@ class Dialogs:
         while True:
             timeout = None if ringing_deadline is None else max(0.0, ringing_deadline -
                                                                  loop.time())
-            try:
-                response = await asyncio.wait_for(tx.responses.get(), timeout)
+            try:  # not wait_for: see sipagent.sip.transport._within
+                async with asyncio.timeout(timeout):
+                    response = await tx.responses.get()
             except TimeoutError:
                 self._cancel_b(call, tx)
                 try:  # the 487 (or a late 2xx, then hung up) follows within a moment
-                    late = await asyncio.wait_for(tx.responses.get(), 32 * self.settings.t1)
+                    async with asyncio.timeout(32 * self.settings.t1):
+                        late = await tx.responses.get()
                 except TimeoutError:
                     late = None
                 if late is not None and 200 <= late.status < 300:
