@@ -20,7 +20,7 @@ from domain.catalog import (
     TenantCatalog,
     default_policy,
 )
-from domain.errors import PreconditionError, Violations
+from domain.errors import PreconditionError, ValidationError, Violations
 from domain.model import CommandMeta, Fields
 from domain.operations import OperatorAction
 from domain.pbx import Pbx, default_pbx, validate_pbx
@@ -117,9 +117,16 @@ def _catalog(uow: UnitOfWork, tenant: str, meta: CommandMeta) -> TenantCatalog:
 
 def _sync_trunks(uow: UnitOfWork, tenant: str, wanted: list[Fields], meta: CommandMeta,
                  report: SyncReport) -> None:
-    for raw in wanted:
+    for index, raw in enumerate(wanted):
         existing = _catalog(uow, tenant, meta).find(TRUNK, str(raw.get("name", "")))
         if existing is None:
+            if raw.get("type") in ("register", "account") and not raw.get("password"):
+                raise ValidationError.single(
+                    f"tenants.{tenant}.trunks[{index}].password",
+                    f"{raw['type']} trunk '{raw.get('name')}' is not here yet and needs a "
+                    "password, which the document does not hold (exported without "
+                    "--with-secrets): export it again with `trunkplane config export "
+                    "--with-secrets` and import with its passphrase, or add the password")
             commands.create_trunk(uow, tenant, raw, "", meta)
             report.changes.append(f"create trunk {raw['name']}")
             continue

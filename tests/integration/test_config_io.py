@@ -118,6 +118,10 @@ def test_a_bad_document_changes_nothing(api: Api, empty: Api) -> None:
     with pytest.raises(grpc.RpcError) as no_password:
         restore(empty, export(api))  # register trunks cannot be created without one
     assert "needs a password" in (no_password.value.details() or "")
+    assert "export it again with `trunkplane config export --with-secrets`" in (
+        no_password.value.details() or "")
+    assert "tenants.default.trunks[1].password: register trunk 'voco'" in (
+        no_password.value.details() or "")
     assert empty.trunks.ListTrunks(trunk_pb2.ListTrunksRequest()).total_size == 0
     with pytest.raises(grpc.RpcError) as wrong:
         restore(empty, export(api, with_secrets=True), passphrase="not the passphrase")
