@@ -246,14 +246,18 @@ def topic_is_empty(kafka: KafkaSettings, topic: str, timeout: float = 3.0) -> bo
 
 
 def scan_topic(consumer: Any, topic: str, timeout: float = 10.0, quiet_polls: int = 2,
-               poll_ms: int = 300) -> list[Any]:
+               poll_ms: int = 300, since_ms: int | None = None) -> list[Any]:
     """Every record of a topic from its start, read by `consumer` with no group, until
     `quiet_polls` polls in a row bring nothing (tansu's end_offsets cannot be trusted) or
-    `timeout` passes; in partition and offset order."""
+    `timeout` passes; in partition and offset order. `since_ms` (milliseconds since the
+    epoch): only from where the broker's records reach that time (`seek_since`)."""
     parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic)
                                                        or ())]
     consumer.assign(parts)
-    consumer.seek_to_beginning(*parts)
+    if since_ms is None:
+        consumer.seek_to_beginning(*parts)
+    else:
+        seek_since(consumer, parts, since_ms)
     records: list[Any] = []
     deadline = time.monotonic() + timeout
     quiet = 0
@@ -266,6 +270,33 @@ def scan_topic(consumer: Any, topic: str, timeout: float = 10.0, quiet_polls: in
         log.warning("reading %s stopped at its %g s limit after %d records: the rest was "
                     "not read", topic, timeout, len(records))
     return sorted(records, key=lambda r: (r.partition, r.offset))
+
+
+def seek_since(consumer: Any, parts: list[TopicPartition], since_ms: int) -> None:
+    """Positions `consumer` on each partition at its first record the broker dates at or
+    after `since_ms` (ListOffsets by timestamp; Kafka: the records' CreateTime, which the
+    producer sets when it sends; tansu 0.6: when it stored the batch, the first batch
+    stored after the time). A partition with nothing that recent (Kafka answers no
+    offset; tansu offset 0 without a timestamp) is read from its end, as it was before
+    the question, so nothing written meanwhile is missed. A broker that cannot answer
+    (no support, a timeout) has every partition read from the start, as before: dearer,
+    never less."""
+    try:
+        ends = consumer.end_offsets(parts)
+        found = consumer.offsets_for_times(dict.fromkeys(parts, since_ms))
+    except Exception as error:  # UnsupportedVersionError, KafkaTimeoutError, ...
+        log.warning("%s: the broker gave no offsets by time (%s: %s); reading from the "
+                    "start", parts[0].topic if parts else "?", type(error).__name__, error)
+        consumer.seek_to_beginning(*parts)
+        return
+    for part in parts:
+        answer = found.get(part)
+        if answer is not None and answer.timestamp is not None and answer.timestamp >= 0:
+            consumer.seek(part, answer.offset)
+        elif part in ends:
+            consumer.seek(part, ends[part])
+        else:
+            consumer.seek_to_beginning(part)
 
 
 def partition_of(key: bytes, partitions: list[int]) -> int:

@@ -403,3 +403,47 @@ def test_a_new_owner_learns_the_calls_in_progress_from_the_status_topic(
         expected.append(("globex", "t3", 2, 0))
     assert sorted(seeded) == sorted(expected) and count == len(expected)
     assert seed_from_status(kafka, codec, [acme], lambda *a: None, ttl=0) == 0  # too old
+
+
+def test_the_seed_reads_only_what_the_broker_took_within_the_lease_ttl(
+        kafka: KafkaSettings) -> None:
+    """The take-over's status scan starts where the broker's records reach back one lease
+    TTL, not at the topic's start: records taken before that are not read at all (these
+    claim to be recent, so no age filter would have dropped them), both on a partition
+    with newer records and on one with nothing newer."""
+    from datetime import UTC, datetime, timedelta
+
+    from domain.status import StatusObservation, TrunkState
+    from infra.messaging.feeds import KafkaStatusSink, seed_from_status
+
+    codec = AvroCodec(WireCipher(kafka.wire_key))
+    sink = KafkaStatusSink(kafka, codec)
+    later = datetime.now(UTC) + timedelta(hours=1)  # ages no filter would drop
+
+    def seen(trunk: str, outbound: int) -> StatusObservation:
+        return StatusObservation(tenant="acme", trunk_id=trunk, agent_id="agent-a",
+                                 sequence=1, observed_at=later, state=TrunkState.OK,
+                                 since=later, active_inbound=0, active_outbound=outbound)
+
+    status = list(range(kafka.partitions))
+    names = [f"trunk-{n}" for n in range(100)]
+    recent = names[0]
+    beside = next(n for n in names[1:]  # old, on the partition of the recent one
+                  if partition_of(n.encode(), status) == partition_of(recent.encode(), status))
+    alone = next(n for n in names[1:]  # old, on a partition with nothing newer
+                 if partition_of(n.encode(), status) != partition_of(recent.encode(), status))
+    sink.publish([seen(beside, 2), seen(alone, 3)])
+    boundary = time.time()
+    time.sleep(1.0)
+    sink.publish([seen(recent, 1)])
+    sink.close()
+    every = list(range(kafka.partitions))
+    seeded: list[tuple[str, str, int, int]] = []
+    # the window reaches back to the boundary: only the recent record is read
+    count = seed_from_status(kafka, codec, every, lambda *a: seeded.append(a),
+                             ttl=time.time() - boundary, skew=0)
+    assert seeded == [("acme", recent, 0, 1)] and count == 1
+    seeded.clear()  # a window reaching past the old records reads them too
+    seed_from_status(kafka, codec, every, lambda *a: seeded.append(a), ttl=600, skew=0)
+    assert sorted(seeded) == sorted([("acme", recent, 0, 1), ("acme", beside, 0, 2),
+                                     ("acme", alone, 0, 3)])
