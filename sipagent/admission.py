@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -104,6 +104,9 @@ class Admission:
         self._recent: dict[str, deque[float]] = {}  # guard key -> grant times, last minute
         self._daily: dict[str, tuple[str, int]] = {}  # guard key -> (UTC day, grants)
         self._expired: set[tuple[str, str]] = set()  # (tenant, trunk) to publish
+        # partitions being taken over: their tenants' calls in progress are not known yet
+        # (the status topic's scan, `seed`, comes after their state is restored)
+        self._taking: dict[int, float] = {}  # partition -> time.monotonic() it lapses
 
     def start(self, every: float = 1.0) -> None:
         """Frees expired leases on a timer, so counts drop without waiting for a request."""
@@ -161,6 +164,22 @@ class Admission:
                     if lease.lease_id not in self._leases:
                         self._leases[lease.lease_id] = lease
                         self._take(lease, +1)
+
+    def taking_over(self, partitions: Iterable[int], at_most: float = 120.0) -> None:
+        """New calls of the tenants these partitions carry are refused (UNAVAILABLE: try
+        again) until `taken_over`, or for `at_most` seconds if that never comes (a
+        failure between the two): from before their state is restored until the calls in
+        progress their previous owner reported are seeded. Admitted in between, a call
+        could take a channel one of those still holds, past a trunk's or a route's
+        limit."""
+        until = time.monotonic() + at_most
+        with self._lock:
+            self._taking = {**self._taking, **dict.fromkeys(partitions, until)}
+
+    def taken_over(self, partitions: Iterable[int]) -> None:
+        gone = set(partitions)
+        with self._lock:
+            self._taking = {p: t for p, t in self._taking.items() if p not in gone}
 
     def _adopt(self, lease_id: str) -> Lease | None:
         """A lease another run of the agent granted (its id names trunk and direction)
@@ -399,6 +418,10 @@ class Admission:
         if state is None:
             raise RefusedError("FAILED_PRECONDITION", f"tenant '{tenant}' is not held by this "
                                "agent (unknown, or owned by another agent of the group)")
+        if time.monotonic() < self._taking.get(state.partition, 0.0):
+            raise RefusedError("UNAVAILABLE", f"tenant '{tenant}' is being taken over by this "
+                               "agent: the calls in progress on its trunks are not known yet; "
+                               "try again in a moment")
         return state
 
     @staticmethod

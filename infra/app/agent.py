@@ -228,8 +228,16 @@ def start_agent(settings: Settings) -> Process:
         parts.runner.state.assigned(partitions)
         if not new:
             return
-        seeded = seed_from_status(kafka, codec, new, parts.admission.seed,
-                                  settings.lease_ttl)
+        try:  # after the restore, which registers their trunks meanwhile
+            seeded = seed_from_status(kafka, codec, new, parts.admission.seed,
+                                      settings.lease_ttl)
+        except Exception as error:  # the broker is away: admitting them beats refusing
+            log.warning("agent %s: the calls in progress of its new tenants cannot be read "
+                        "(%s: %s); for one lease TTL their calls may pass the limits",
+                        agent_id, type(error).__name__, error)
+            seeded = 0
+        finally:
+            parts.admission.taken_over(new)
         if seeded:
             log.info("agent %s: calls in progress on %d trunks of its new tenants hold their "
                      "channels", agent_id, seeded)
@@ -243,7 +251,13 @@ def start_agent(settings: Settings) -> Process:
     state.track = True  # what changed goes to the state topic, for the next owners
     # a new partition's tenants come from the state topic, then the events after it
     fences: dict[int, int] = {}  # the owner epochs the state topic shows, by partition
-    feed.start_at = partial(restore, kafka, codec, state, fences=fences)
+
+    def start_at(new: list[int]) -> dict[int, int]:
+        # their tenants admit no call until on_assigned has seeded the calls in progress
+        parts.admission.taking_over(new)
+        return restore(kafka, codec, state, new, fences=fences)
+
+    feed.start_at = start_at
     runner = parts.runner
     writer = StateWriter(kafka, codec, state, kafka.state_every,
                          # a full batch, or more than two batches waiting: a short

@@ -385,6 +385,43 @@ def test_calls_from_before_a_restart_keep_their_channels(tenant: Tenant) -> None
         after.renew("not-a-lease")
 
 
+def test_a_tenant_being_taken_over_admits_nothing_until_its_calls_are_seeded(
+        tenant: Tenant) -> None:
+    """From before a new partition's state is restored until the calls in progress its
+    previous owner reported are seeded, its tenants' calls are refused (UNAVAILABLE: try
+    again); then the inherited calls count against the limits."""
+    trunk = tenant.trunk("one", call_limits={"max_concurrent_calls": 2})
+    tenant.route("us", US, ["one"])
+    admission = tenant.admission()
+    partition = tenant.state.tenant("acme").partition  # type: ignore[union-attr]
+    admission.taking_over([partition, partition + 1])
+    with pytest.raises(RefusedError) as early:
+        out(admission)
+    assert early.value.code == "UNAVAILABLE" and "being taken over" in str(early.value)
+    admission.taken_over([partition + 1])  # another partition's seed: still refused
+    with pytest.raises(RefusedError):
+        out(admission)
+    admission.seed("acme", trunk, 0, 1)  # one call up on the old owner
+    admission.taken_over([partition])
+    out(admission)  # the second channel
+    with pytest.raises(RefusedError) as full:
+        out(admission)
+    assert full.value.code == "RESOURCE_EXHAUSTED"
+    assert admission.active(trunk) == (0, 2)
+
+
+def test_a_take_over_that_never_ends_refuses_only_for_a_while(tenant: Tenant) -> None:
+    tenant.trunk("one")
+    tenant.route("us", US, ["one"])
+    admission = tenant.admission()
+    admission.taking_over([tenant.state.tenant("acme").partition],  # type: ignore[union-attr]
+                          at_most=0.2)
+    with pytest.raises(RefusedError):
+        out(admission)
+    time.sleep(0.25)
+    assert out(admission).lease.trunk_id
+
+
 def test_inherited_calls_that_nobody_renews_free_their_channels(tenant: Tenant) -> None:
     trunk = tenant.trunk("one", call_limits={"max_concurrent_calls": 1})
     tenant.route("us", US, ["one"])
