@@ -193,6 +193,11 @@ class SipAgent:
         self._ready = threading.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._changing: dict[str, asyncio.Task[None]] = {}
+        # trunks held here disabled, reported so: a change that leaves one disabled (its
+        # description, say) reports nothing again. A report per change grew the status
+        # topic with the history, and the take-over's scan of it with it (bench/takeover.py
+        # makes each trunk's 99 changes while it is disabled)
+        self._disabled: set[str] = set()
         self._parked: dict[str, _Worker] = {}
         self.nat: PublicAddress | None = None
 
@@ -392,6 +397,7 @@ class SipAgent:
                 failing = True
 
     def _release(self, trunk_id: str) -> None:
+        self._disabled.discard(trunk_id)  # if it comes back, it is reported again
         old = self._workers.pop(trunk_id, None)
         if old is not None:
             before = self._changing.get(trunk_id)
@@ -426,9 +432,15 @@ class SipAgent:
         if old is not None and spec is not None and old.spec.wire == spec.wire:
             old.spec = spec
             return
+        starting = spec is not None and bool(spec.settings.get("enabled", True))
+        if old is None and spec is not None and not starting and trunk_id in self._disabled:
+            return  # disabled before and after: nothing on the wire or to report changes
+        if spec is not None and not starting:
+            self._disabled.add(trunk_id)
+        else:
+            self._disabled.discard(trunk_id)
         if old is not None:
             del self._workers[trunk_id]
-        starting = spec is not None and bool(spec.settings.get("enabled", True))
         worker: _Worker | None = None
         if starting and spec is not None:
             kind = spec.settings.get("type")

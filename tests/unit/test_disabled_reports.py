@@ -1,0 +1,77 @@
+"""A trunk held disabled is reported once, not again at each change that leaves it
+disabled: a report per change grew the status topic with the trunk's history, and the
+take-over's scan of that topic with it. Released (its tenant moved) or deleted, it is
+reported again when it comes back."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from domain.status import StatusObservation, TrunkState
+from sipagent.engine import SipAgent
+from sipagent.settings import SipSettings
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.seen: list[StatusObservation] = []
+        self._changed = threading.Condition()
+
+    def publish(self, observations: Sequence[StatusObservation]) -> None:
+        with self._changed:
+            self.seen += observations
+            self._changed.notify_all()
+
+    def reports(self, trunk_id: str) -> list[TrunkState]:
+        with self._changed:
+            return [o.state for o in self.seen if o.trunk_id == trunk_id]
+
+    def wait(self, trunk_id: str, count: int, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len(self.reports(trunk_id)) < count:
+                left = deadline - time.monotonic()
+                assert left > 0, self.reports(trunk_id)
+                self._changed.wait(left)
+
+
+@pytest.fixture
+def agent() -> Iterator[tuple[SipAgent, Recorder]]:
+    recorder = Recorder()
+    engine = SipAgent(SipSettings(agent_id="test-agent", listen_host="127.0.0.1",
+                                  listen_port=0, destinations=("127.0.0.0/8",)), recorder)
+    engine.start()
+    yield engine, recorder
+    engine.stop()
+
+
+def trunk(description: str) -> dict[str, object]:
+    return {"type": "register", "host": "127.0.0.1:5", "username": "1001",
+            "password": "Long-Enough-Password-123", "enabled": False,
+            "description": description}
+
+
+def test_a_disabled_trunk_is_reported_once_whatever_else_changes(
+        agent: tuple[SipAgent, Recorder]) -> None:
+    engine, recorder = agent
+    for n in range(5):
+        engine.update("acme", "t1", trunk(f"change {n}"))
+    engine.update("acme", "marker", trunk(""))  # applied after them, in order
+    recorder.wait("marker", 1)
+    assert recorder.reports("t1") == [TrunkState.DISABLED]
+    engine.release("acme", "t1")  # its tenant moved to another agent, and came back
+    engine.update("acme", "t1", trunk("back"))
+    recorder.wait("t1", 2)
+    engine.update("acme", "t1", None)  # deleted, then made again
+    recorder.wait("t1", 3)
+    engine.update("acme", "t1", trunk("again"))
+    recorder.wait("t1", 4)
+    engine.update("acme", "t1", trunk("once more"))
+    engine.update("acme", "marker", None)
+    recorder.wait("marker", 2)
+    assert recorder.reports("t1") == [TrunkState.DISABLED, TrunkState.DISABLED,
+                                      TrunkState.UNREGISTERED, TrunkState.DISABLED]
