@@ -748,6 +748,7 @@ class _RegisterWorker(_Worker):
         self.digest = DigestClient(str(s.get("auth_id") or self.user), str(s.get("password")
                                                                             or ""))
         self._holds: list[asyncio.Task[None]] = []
+        self._uuid = uuid5(NAMESPACE_URL, f"trunkplane:trunk:{spec.trunk_id}")  # _instance
 
     def start(self, first: bool) -> None:
         spread = self.agent.settings.startup_spread if first else 0.0
@@ -1032,8 +1033,7 @@ class _RegisterWorker(_Worker):
         Contact, never the binding a new owner has registered meanwhile."""
         if expires == 0:
             return ""
-        instance = uuid5(NAMESPACE_URL, f"trunkplane:trunk:{self.spec.trunk_id}")
-        return f';+sip.instance="<urn:uuid:{instance}>";reg-id={line.index + 1}'
+        return f';+sip.instance="<urn:uuid:{self._uuid}>";reg-id={line.index + 1}'
 
     def _granted(self, response: Response, line: _Line, asked: int) -> int:
         """The expiry the registrar granted our Contact (its `expires` parameter, else the

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from infra.config.settings import SettingsError, sip_settings
-from sipagent.sip.locate import Target, _Srv, ordered, parse_resolver, sticky
+from sipagent.sip.locate import Locator, Target, _Srv, ordered, parse_resolver, sticky
 from sipagent.sip.transport import Destination
 
 
@@ -99,3 +99,23 @@ def test_a_waiter_cancelled_does_not_cancel_the_others_asking_the_same_name() ->
 
     got, queries = asyncio.run(scenario())
     assert got == ["answer"] and queries == 1
+
+
+def test_a_host_given_as_an_address_is_parsed_once_and_still_checked() -> None:
+    import asyncio
+
+    from sipagent.destinations import Destinations
+    from sipagent.sip.transport import TransportError
+
+    locator = Locator(allowed=Destinations.parse("192.0.2.0/24"))
+    first = asyncio.run(locator.locate("192.0.2.7:5070", "udp"))
+    assert first == [Target(Destination("udp", "192.0.2.7", 5070))]
+    first.clear()  # the caller's list, not the cache's
+    assert asyncio.run(locator.locate("192.0.2.7:5070", "udp")) == [
+        Target(Destination("udp", "192.0.2.7", 5070))]
+    assert asyncio.run(locator.locate("192.0.2.7:5070", "tcp")) == [
+        Target(Destination("tcp", "192.0.2.7", 5070))]
+    for _ in range(2):  # refused every time, never kept
+        with pytest.raises(TransportError, match="outside TRUNKPLANE_SIP_DESTINATIONS"):
+            asyncio.run(locator.locate("198.51.100.1", "udp"))
+    assert locator.queries == 0
