@@ -4,6 +4,7 @@ secrets, and clean errors on bad payloads."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import json
 from collections.abc import Iterator
@@ -137,6 +138,10 @@ def test_every_event_round_trips_and_no_password_is_on_the_wire(
         assert PASSWORD.encode() not in payload and b"Another-Password" not in payload
         decoded = codec.decode(payload)
         assert (decoded.position, decoded.tenant, decoded.value) == (position, "acme", event)
+        # built as the store's mapper builds events (its __dict__): every field, no other
+        assert vars(decoded.value).keys() == {f.name for f in dataclasses.fields(event)}
+        assert vars(decoded.value) == {f.name: getattr(event, f.name)
+                                       for f in dataclasses.fields(event)}
 
 
 def test_rotated_wire_keys_still_open_old_payloads(events: list[tuple[int, Any]]) -> None:
