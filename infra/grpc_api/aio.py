@@ -53,11 +53,14 @@ class ThreadContext:
     """A `grpc.ServicerContext` over an asyncio servicer context, for synchronous code on
     any thread (the pool's, or the feed's asking `is_active`)."""
 
-    def __init__(self, context: aio.ServicerContext[Any, Any]) -> None:
+    def __init__(self, context: aio.ServicerContext[Any, Any], watched: bool = True) -> None:
+        """`watched` False: for a call answered on the loop in one step, which no other
+        thread asks about (a done callback per call is not free)."""
         self.aio = context
         self.ended = False  # the call is over (answered, failed or cancelled)
         self._code: grpc.StatusCode | None = None
-        context.add_done_callback(self._end)  # type: ignore[arg-type]
+        if watched:
+            context.add_done_callback(self._end)  # type: ignore[arg-type]
 
     def _end(self, _: object) -> None:
         self.ended = True

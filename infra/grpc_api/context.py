@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import itertools
 import logging
 import time
 import uuid
@@ -69,8 +70,14 @@ def _call_metadata(context: grpc.ServicerContext) -> dict[str, str]:
     return {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
 
 
+_REQUEST_PREFIX = uuid.uuid4().hex[:16]  # this process's; a counter makes the rest
+_request_numbers = itertools.count(1)
+
+
 def _new_request_id() -> str:
-    return uuid.uuid4().hex
+    """32 hex digits, unique across processes and restarts (a random prefix per process):
+    a uuid4 per call cost a read of the system's random source each time."""
+    return f"{_REQUEST_PREFIX}{next(_request_numbers):016x}"
 
 
 def _certificate_name(context: grpc.ServicerContext) -> str:
@@ -216,7 +223,8 @@ class CallContextInterceptor(grpc.ServerInterceptor):
 
     def _admit(self, metadata: dict[str, str], context: grpc.ServicerContext, method: str,
                request_id: str) -> _Admitted:
-        address = peer_address(context)
+        # the peer is asked only when a limit needs it (per address; failures, below)
+        address = peer_address(context) if self._guards.per_address.rate > 0 else ""
         wait = self._guards.per_address.take(address)
         if wait:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -249,6 +257,7 @@ class CallContextInterceptor(grpc.ServerInterceptor):
                 self._refused(error.record.principal, error.record.role, method,
                               _current.get().request_id)
             if error.code == "UNAUTHENTICATED":
+                address = address or peer_address(context)
                 wait = self._guards.failures.take(address)
                 if wait:
                     context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -302,12 +311,13 @@ class AioCallContextInterceptor(aio.ServerInterceptor):
     def _wrap(self, handler: Any, method: str) -> Any:
         behaviour, make = _shape(handler)
         codecs = {"request_deserializer": handler.request_deserializer,
-                  "response_serializer": handler.response_serializer}
+                  "response_serializer": _bytes_through(handler.response_serializer)
+                  if handler.response_streaming else handler.response_serializer}
         asynchronous = (inspect.iscoroutinefunction(behaviour)
                         or inspect.isasyncgenfunction(behaviour))
         if asynchronous:
             if self._calls is None:
-                return handler
+                return make(behaviour, **codecs)
             if inspect.isasyncgenfunction(behaviour):
                 return make(self._async_stream(behaviour, method), **codecs)
             return make(self._async_unary(behaviour, method, handler.request_streaming
@@ -326,7 +336,7 @@ class AioCallContextInterceptor(aio.ServerInterceptor):
 
         if getattr(behaviour, "on_loop", False) and not requests:
             async def inline(request: Any, context: Any) -> Any:
-                threaded_context = ThreadContext(context)
+                threaded_context = ThreadContext(context, watched=False)
                 try:
                     return sync(request, threaded_context)
                 except Aborted as aborted:
@@ -426,6 +436,18 @@ class AioCallContextInterceptor(aio.ServerInterceptor):
                     _current.reset(own)
 
         return answers
+
+
+def _bytes_through(serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+    """A stream's serializer that sends bytes as they are: a message serialised once for
+    many streams (the status feed's changes) is not serialised again for each."""
+    if serializer is None:
+        return None
+
+    def serialize(message: Any) -> bytes:
+        return message if isinstance(message, bytes) else serializer(message)
+
+    return serialize
 
 
 def _blocking(requests: AsyncIterator[Any], loop: asyncio.AbstractEventLoop) -> Iterator[Any]:

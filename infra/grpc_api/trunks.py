@@ -49,7 +49,9 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
         super().__init__(base.bus, base.view, base.history, base.default_tenant)
         self.status = status
         self.calls = calls
-        self.feed: StatusFeed[trunk_pb2.TrunkStatusChange] = StatusFeed(status, self._change)
+        # the feed's changes are serialised once for every watcher (issue 16): the streams
+        # send the bytes as they are (the servers' serializer passes bytes through)
+        self.feed: StatusFeed[bytes] = StatusFeed(status, self._serialised)
 
     def ListCalls(self, request: trunk_pb2.ListCallsRequest, context: Ctx) -> Any:
         tenant = self.tenant(context, request.tenant)
@@ -142,8 +144,8 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
         """The agent directory by agent id, to tell a stale observation from a live one."""
         return {doc["agent_id"]: doc for doc in self.status.agents()}
 
-    async def WatchTrunkStatus(self, request: trunk_pb2.WatchTrunkStatusRequest,
-                               context: Any) -> AsyncIterator[trunk_pb2.TrunkStatusChange]:
+    async def WatchTrunkStatus(self, request: trunk_pb2.WatchTrunkStatusRequest, context: Any
+                               ) -> AsyncIterator[trunk_pb2.TrunkStatusChange | bytes]:
         """A coroutine of the asyncio server (issue 16): it holds no thread while open. Its
         reads run on the pool; the changes come from the feed's one reader."""
         threaded_context = threaded(context)
@@ -151,8 +153,8 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
             threaded_context, self._watch_start, request, threaded_context)
         for change in first:
             yield change
-        async for change in self._follow(tenant, position, wanted, threaded_context):
-            yield change
+        async for followed in self._follow(tenant, position, wanted, threaded_context):
+            yield followed
 
     def _watch_start(self, request: trunk_pb2.WatchTrunkStatusRequest, context: Ctx
                      ) -> tuple[str, int, frozenset[str], list[trunk_pb2.TrunkStatusChange]]:
@@ -180,11 +182,12 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
         return tenant, position, wanted, first
 
     async def _follow(self, tenant: str, position: int, wanted: frozenset[str],
-                      context: Any) -> AsyncIterator[trunk_pb2.TrunkStatusChange]:
+                      context: Any) -> AsyncIterator[trunk_pb2.TrunkStatusChange | bytes]:
         """The changes after `position`: those before the feed's own position read here
         (on the pool), the rest handed over by the feed (read and built once for every
         watcher). The feed closes the subscription once `context` is inactive (the client
-        left, the token was revoked); a cancelled call ends at its `await`."""
+        left, the token was revoked); a cancelled call ends at its `await`. The feed's
+        changes are already serialised (bytes)."""
         loop = asyncio.get_running_loop()
         while context.is_active():
             subscription = await in_thread(context, self.feed.subscribe, tenant, position,
@@ -223,6 +226,10 @@ class TrunkServicer(ServicerBase, trunk_pb2_grpc.TrunkServiceServicer):  # type:
                         yield change
             if not changes:
                 return
+
+    def _serialised(self, tenant: str, position: int, observed: dict[str, Any]) -> bytes | None:
+        change = self._change(tenant, position, observed)
+        return None if change is None else change.SerializeToString()
 
     def _change(self, tenant: str, position: int,
                 observed: dict[str, Any]) -> trunk_pb2.TrunkStatusChange | None:

@@ -31,9 +31,19 @@ class Metrics:
                                  buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25,
                                           .5, 1, 2.5, 5, 10))
 
+        # each call's labelled children, found once (`labels` costs a lock and a lookup)
+        self._counted: dict[tuple[str, str], Any] = {}
+        self._timed: dict[str, Any] = {}
+
     def observe_call(self, method: str, code: str, seconds: float) -> None:
-        self.calls.labels(method, code).inc()
-        self.latency.labels(method).observe(seconds)
+        counted = self._counted.get((method, code))
+        if counted is None:
+            counted = self._counted[(method, code)] = self.calls.labels(method, code)
+        timed = self._timed.get(method)
+        if timed is None:
+            timed = self._timed[method] = self.latency.labels(method)
+        counted.inc()
+        timed.observe(seconds)
 
     def watch(self, app: TrunkplaneApp, store: ViewStore, status: StatusView) -> None:
         self.registry.register(_StateCollector(app, store, status))

@@ -7,8 +7,10 @@ RPCs; the table in the README is this policy, and a test holds them to each othe
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import math
 import os
 import secrets
 import threading
@@ -24,6 +26,7 @@ from domain.values import parse_tenant
 ROLES = ("admin", "operator", "auditor", "sre", "agent", "pbx")
 TOKENS_FILE = "tokens.json"
 RECHECK = 0.25  # seconds: how stale an open stream's view of the tokens file may be
+MAX_KNOWN = 1024  # clear tokens whose check is remembered at once (see TokenStore)
 ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 (a file name, not a secret)
 
 READ = {
@@ -65,8 +68,10 @@ GRANTS: dict[str, list[dict[str, set[str]]]] = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
 def allowed(role: str, method: str) -> bool:
-    """method: /trunkplane.v1.TrunkService/GetTrunk"""
+    """method: /trunkplane.v1.TrunkService/GetTrunk (the grants are fixed: remembered per
+    role and method, as every call asks)"""
     if method.startswith(REFLECTION):
         return role in ROLES
     service, _, name = method.rpartition("/")
@@ -84,6 +89,7 @@ def roles_for(method: str) -> list[str]:
     return [role for role in ROLES if allowed(role, method)]
 
 
+@functools.lru_cache(maxsize=4096)
 def is_open(method: str) -> bool:
     return any(method.startswith(prefix) for prefix in OPEN)
 
@@ -103,6 +109,13 @@ class TokenRecord:
         return not self.revoked and (self.expires is None or
                                      datetime.fromisoformat(self.expires) > now)
 
+    def ends(self) -> float:
+        """When it stops being usable, in `time.time()` seconds (inf: never; 0: revoked)."""
+        if self.revoked:
+            return 0.0
+        return math.inf if self.expires is None else datetime.fromisoformat(
+            self.expires).timestamp()
+
 
 class TokenStore:
     """The tokens file: read again whenever it changes, so a revocation takes effect on
@@ -115,6 +128,10 @@ class TokenStore:
         self._checked = -RECHECK  # time.monotonic() of the last look for still_usable
         self._by_hash: dict[str, TokenRecord] = {}
         self._by_id: dict[str, TokenRecord] = {}
+        # clear token -> (its record, when it ends): each call presents its token, and
+        # hashing it and parsing its expiry every time cost more than the rest of the
+        # check. Emptied whenever the file changes, so a revocation is seen at once.
+        self._known: dict[str, tuple[TokenRecord, float]] = {}
 
     def records(self) -> list[TokenRecord]:
         if not self.path.exists():
@@ -154,10 +171,20 @@ class TokenStore:
         return bool(found)
 
     def identify(self, clear: str) -> TokenRecord | None:
+        """The usable token's record, else None. The file is looked at (a stat) on every
+        call, as before: only the work on an unchanged file is remembered."""
         with self._lock:
             self._reload()
-            record = self._by_hash.get(_hash(clear))
-        return record if record is not None and record.usable(datetime.now(UTC)) else None
+            known = self._known.get(clear)
+            if known is None:
+                record = self._by_hash.get(_hash(clear))
+                if record is None:
+                    return None
+                if len(self._known) >= MAX_KNOWN:  # many distinct tokens: start again
+                    self._known.clear()
+                known = self._known[clear] = (record, record.ends())
+        record, ends = known
+        return record if time.time() < ends else None
 
     def still_usable(self, token_id: str) -> bool:
         """Whether a token found earlier is still neither revoked nor expired (asked by
@@ -181,6 +208,7 @@ class TokenStore:
             records = self.records()
             self._by_hash = {r.sha256: r for r in records if r.sha256}
             self._by_id = {r.id: r for r in records}
+            self._known = {}
             self._stamp = stamp
 
     def _write(self, records: list[TokenRecord]) -> None:
