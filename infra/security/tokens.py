@@ -124,7 +124,7 @@ class TokenStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._stamp: float | None = None  # the file's mtime when last read
+        self._stamp: tuple[int, int, int] | None = None  # the file's when last read
         self._checked = -RECHECK  # time.monotonic() of the last look for still_usable
         self._by_hash: dict[str, TokenRecord] = {}
         self._by_id: dict[str, TokenRecord] = {}
@@ -200,8 +200,10 @@ class TokenStore:
         return record is not None and record.usable(datetime.now(UTC))
 
     def _reload(self) -> None:
-        try:
-            stamp: float | None = self.path.stat().st_mtime_ns
+        try:  # each write replaces the file: a new inode even within one mtime tick
+            found = self.path.stat()
+            stamp: tuple[int, int, int] | None = (found.st_ino, found.st_mtime_ns,
+                                                  found.st_size)
         except FileNotFoundError:
             stamp = None
         if stamp != self._stamp:
