@@ -74,6 +74,8 @@ def hints(error: grpc.RpcError, client: Client | None) -> list[str]:
     if code != grpc.StatusCode.UNAVAILABLE:
         return []
     lowered = details.lower()
+    if "being taken over" in lowered:  # an agent answered: the tenant is moving to it
+        return []
     if client and client.credentials.tls and ("ssl" in lowered or "handshake" in lowered
                                               or "certificate" in lowered):
         return [f"TLS failed: the server's certificate is not trusted by "

@@ -102,3 +102,22 @@ def test_completion_offers_subcommands_options_and_choices() -> None:
     assert _complete("trunkplane trunk create voco --tr") == ["--transport"]
     assert _complete("trunkplane --json trunk list --enabled ") == ["yes", "no"]
     assert _complete("trunkplane completion ") [:2] == ["bash", "zsh"]
+
+
+def test_a_tenant_being_taken_over_is_not_mistaken_for_a_server_down() -> None:
+    from infra.cli.client import hints
+
+    class Refused(grpc.RpcError):
+        def __init__(self, details: str) -> None:
+            self._details = details
+
+        def code(self) -> grpc.StatusCode:
+            return grpc.StatusCode.UNAVAILABLE
+
+        def details(self) -> str:
+            return self._details
+
+    assert hints(Refused("tenant 'acme' is being taken over by this agent: the calls in "
+                         "progress on its trunks are not known yet; try again in a moment"),
+                 None) == []
+    assert "is the server running?" in hints(Refused("failed to connect"), None)[0]
