@@ -143,6 +143,11 @@ class Admission:
         with self._lock:
             self._expire()
             lease = self._leases.get(lease_id) or self._adopt(lease_id)
+            if lease is None and self._being_taken_over(lease_id):
+                # a call of the previous owner, renewed before its count is seeded: once
+                # it is, the renewal adopts it
+                raise RefusedError("UNAVAILABLE", f"lease {lease_id}: its trunk's tenant is "
+                                   "being taken over by this agent; try again in a moment")
             if lease is None:
                 raise NotFoundError(f"lease {lease_id} does not exist or has expired; "
                                     "acquire a new channel")
@@ -221,6 +226,17 @@ class Admission:
         if lease is not None:
             self._publish(lease.tenant, lease.trunk_id)
         return lease is not None
+
+    def _being_taken_over(self, lease_id: str) -> bool:
+        """The lease id names a trunk of a tenant whose calls in progress are not seeded
+        yet (`taking_over`). Lock held."""
+        now = time.monotonic()
+        if not any(now < until for until in self._taking.values()):
+            return False
+        trunk_id = lease_id.split(".")[0]
+        return any(trunk_id in state.trunks and now < self._taking.get(state.partition, 0.0)
+                   for name in self.state.tenants()
+                   if (state := self.state.tenant(name)) is not None)
 
     def _could_have_issued(self, lease_id: str) -> bool:
         """The form `_grant` gives lease ids, naming a trunk of a tenant held. Lock held."""

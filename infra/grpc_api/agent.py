@@ -57,6 +57,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):  # type: ignore[misc]
                      context: grpc.ServicerContext) -> agent_pb2.Lease:
         try:
             return lease_pb(self.admission.renew(request.lease_id))
+        except RefusedError as refusal:  # its tenant is being taken over: try again
+            refuse(context, refusal)
         except DomainError as error:
             abort(context, error)
 

@@ -258,3 +258,35 @@ def test_a_restart_keeps_the_channels_of_calls_in_progress(api: Api) -> None:
     assert stub.ReleaseChannel(agent_pb2.ReleaseChannelRequest(
         lease_id=lease.lease_id)).released
     assert stub.AcquireChannel(outbound()).lease.trunk_name == "one"
+
+
+def test_a_tenant_being_taken_over_answers_try_again(api: Api) -> None:
+    """While an agent takes a tenant over (its state restored, the calls in progress of the
+    previous owner not yet seeded), new calls and renewals of leases it does not know are
+    refused UNAVAILABLE (try again), not NOT_FOUND; its own leases renew as ever."""
+    create_trunk(api, "one", type="peer", peer_addresses=["192.0.2.1"], password="",
+                 username="")
+    create_route(api, "us", ["one"])
+    stub = agent_pb2_grpc.AgentServiceStub(api.channel)
+    lease = wait_for_agent(stub, outbound()).lease
+    assert api.plane.agent is not None
+    admission = api.plane.agent.admission
+    partitions = {state.partition for name in admission.state.tenants()
+                  if (state := admission.state.tenant(name)) is not None}
+    unknown = f"{lease.trunk_id}.o.{'0' * 32}"  # a call of the previous owner
+    admission.taking_over(partitions)
+    try:
+        with pytest.raises(grpc.RpcError) as renewal:
+            stub.RenewChannel(agent_pb2.RenewChannelRequest(lease_id=unknown))
+        assert renewal.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "being taken over" in str(renewal.value.details())
+        with pytest.raises(grpc.RpcError) as new_call:
+            stub.AcquireChannel(outbound())
+        assert new_call.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert stub.RenewChannel(agent_pb2.RenewChannelRequest(
+            lease_id=lease.lease_id)).trunk_name == "one"
+    finally:
+        admission.taken_over(partitions)
+    with pytest.raises(grpc.RpcError) as unknown_now:
+        stub.RenewChannel(agent_pb2.RenewChannelRequest(lease_id=unknown))
+    assert unknown_now.value.code() == grpc.StatusCode.NOT_FOUND

@@ -410,6 +410,28 @@ def test_a_tenant_being_taken_over_admits_nothing_until_its_calls_are_seeded(
     assert admission.active(trunk) == (0, 2)
 
 
+def test_a_call_of_the_previous_owner_renewed_before_the_seed_is_told_to_try_again(
+        tenant: Tenant) -> None:
+    """Renewed between the restore and the seed, a lease of the previous owner is neither
+    unknown (the PBX could end the call) nor granted past the limit: UNAVAILABLE, and once
+    the calls in progress are seeded the renewal adopts it."""
+    trunk = tenant.trunk("one", call_limits={"max_concurrent_calls": 1})
+    tenant.route("us", US, ["one"])
+    old = out(tenant.admission()).lease.lease_id  # the previous owner's call
+    admission = tenant.admission()
+    partition = tenant.state.tenant("acme").partition  # type: ignore[union-attr]
+    admission.taking_over([partition])
+    with pytest.raises(RefusedError) as early:
+        admission.renew(old)
+    assert early.value.code == "UNAVAILABLE"
+    admission.seed("acme", trunk, 0, 1)
+    admission.taken_over([partition])
+    assert admission.renew(old).lease_id == old
+    assert admission.active(trunk) == (0, 1)
+    with pytest.raises(NotFoundError):  # unknown, with no take-over under way
+        admission.renew(f"{trunk}.o.{'0' * 32}")
+
+
 def test_a_take_over_that_never_ends_refuses_only_for_a_while(tenant: Tenant) -> None:
     tenant.trunk("one")
     tenant.route("us", US, ["one"])

@@ -32,7 +32,9 @@ class AgentServiceStub:
     within its TTL frees its channel. Refusals are RESOURCE_EXHAUSTED (every candidate up is
     full), FAILED_PRECONDITION (none is up, or the tenant is held by another agent),
     PERMISSION_DENIED (the extension may not use the route), NOT_FOUND (no route matches),
-    with an ErrorInfo whose metadata names each trunk considered and why it was not taken.
+    with an ErrorInfo whose metadata names each trunk considered and why it was not taken;
+    UNAVAILABLE (to AcquireChannel and RenewChannel: the agent is taking the tenant over and
+    does not know its calls in progress yet) means try again in a moment.
     """
 
     def __init__(self, channel):
@@ -70,7 +72,9 @@ class AgentServiceServicer:
     within its TTL frees its channel. Refusals are RESOURCE_EXHAUSTED (every candidate up is
     full), FAILED_PRECONDITION (none is up, or the tenant is held by another agent),
     PERMISSION_DENIED (the extension may not use the route), NOT_FOUND (no route matches),
-    with an ErrorInfo whose metadata names each trunk considered and why it was not taken.
+    with an ErrorInfo whose metadata names each trunk considered and why it was not taken;
+    UNAVAILABLE (to AcquireChannel and RenewChannel: the agent is taking the tenant over and
+    does not know its calls in progress yet) means try again in a moment.
     """
 
     def AcquireChannel(self, request, context):
@@ -138,7 +142,9 @@ class AgentService:
     within its TTL frees its channel. Refusals are RESOURCE_EXHAUSTED (every candidate up is
     full), FAILED_PRECONDITION (none is up, or the tenant is held by another agent),
     PERMISSION_DENIED (the extension may not use the route), NOT_FOUND (no route matches),
-    with an ErrorInfo whose metadata names each trunk considered and why it was not taken.
+    with an ErrorInfo whose metadata names each trunk considered and why it was not taken;
+    UNAVAILABLE (to AcquireChannel and RenewChannel: the agent is taking the tenant over and
+    does not know its calls in progress yet) means try again in a moment.
     """
 
     @staticmethod
