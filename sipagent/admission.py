@@ -228,15 +228,21 @@ class Admission:
         return lease is not None
 
     def _being_taken_over(self, lease_id: str) -> bool:
-        """The lease id names a trunk of a tenant whose calls in progress are not seeded
-        yet (`taking_over`). Lock held."""
+        """While a take-over is under way (`taking_over`), the lease id (of the form
+        `_grant` gives) names a trunk of a tenant whose calls in progress are not seeded
+        yet, or of no tenant held (yet: its state may still be being restored). Lock
+        held."""
         now = time.monotonic()
         if not any(now < until for until in self._taking.values()):
             return False
-        trunk_id = lease_id.split(".")[0]
-        return any(trunk_id in state.trunks and now < self._taking.get(state.partition, 0.0)
-                   for name in self.state.tenants()
-                   if (state := self.state.tenant(name)) is not None)
+        parts = lease_id.split(".")
+        if len(parts) != 3 or parts[1] not in ("o", "i"):
+            return False
+        for name in self.state.tenants():
+            state = self.state.tenant(name)
+            if state is not None and parts[0] in state.trunks:
+                return now < self._taking.get(state.partition, 0.0)
+        return True
 
     def _could_have_issued(self, lease_id: str) -> bool:
         """The form `_grant` gives lease ids, naming a trunk of a tenant held. Lock held."""

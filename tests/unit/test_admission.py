@@ -424,6 +424,10 @@ def test_a_call_of_the_previous_owner_renewed_before_the_seed_is_told_to_try_aga
     with pytest.raises(RefusedError) as early:
         admission.renew(old)
     assert early.value.code == "UNAVAILABLE"
+    with pytest.raises(RefusedError):  # a trunk of no tenant held yet (still restoring)
+        admission.renew(f"other-trunk.i.{'0' * 32}")
+    with pytest.raises(NotFoundError):  # not a lease id at all
+        admission.renew("not-a-lease")
     admission.seed("acme", trunk, 0, 1)
     admission.taken_over([partition])
     assert admission.renew(old).lease_id == old
