@@ -7,6 +7,7 @@ hundred concurrent requests at a trunk with ten channels get exactly ten leases.
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -96,6 +97,10 @@ class Admission:
         self.last_success = last_success or (lambda trunk_id: 0.0)
         self._lock = threading.Lock()
         self._leases: dict[str, Lease] = {}
+        # no lease expires before this (time.monotonic()): `_expire`, called by every
+        # operation, looks through the leases only from then on (it scanned every lease on
+        # every call: 10,000 calls in progress made each acquire walk 10,000 leases)
+        self._next_expiry = math.inf
         self._active: dict[tuple[str, str], int] = {}  # (trunk, direction) -> calls
         self._failures: dict[str, list[float]] = {}
         self._open_since: dict[str, float] = {}  # trunk -> when its breaker opened
@@ -167,7 +172,7 @@ class Admission:
                                   "", direction, "", "", time.monotonic() + self.ttl,
                                   inherited=True)
                     if lease.lease_id not in self._leases:
-                        self._leases[lease.lease_id] = lease
+                        self._hold(lease)
                         self._take(lease, +1)
 
     def taking_over(self, partitions: Iterable[int], at_most: float = 120.0) -> None:
@@ -205,7 +210,7 @@ class Admission:
         name = str(state.trunks.get(trunk_id, {}).get("name", "")) if state else ""
         lease = Lease(lease_id, tenant, trunk_id, name, direction, "", "",
                       time.monotonic() + self.ttl)
-        self._leases[lease_id] = lease
+        self._hold(lease)
         self._take(lease, +1)
         return lease
 
@@ -512,9 +517,15 @@ class Admission:
         lease_id = f"{trunk_id}.{direction[0]}.{uuid.uuid4().hex}"  # adoptable elsewhere
         lease = Lease(lease_id, tenant, trunk_id, trunk_name, direction, call_id,
                       number, time.monotonic() + self.ttl, route_id)
-        self._leases[lease.lease_id] = lease
+        self._hold(lease)
         self._take(lease, +1)
         return lease
+
+    def _hold(self, lease: Lease) -> None:
+        """Keeps a new lease. A lease's expiry only ever moves later (renewal), so the
+        bound of `_expire` stays true without being told of renewals."""
+        self._leases[lease.lease_id] = lease
+        self._next_expiry = min(self._next_expiry, lease.expires)
 
     def _take(self, lease: Lease, delta: int) -> None:
         key = (lease.trunk_id, lease.direction)
@@ -522,7 +533,16 @@ class Admission:
 
     def _expire(self) -> list[Lease]:
         now = time.monotonic()
-        gone = [lease for lease in self._leases.values() if lease.expires <= now]
+        if now < self._next_expiry:
+            return []
+        gone: list[Lease] = []
+        soonest = math.inf
+        for lease in self._leases.values():
+            if lease.expires <= now:
+                gone.append(lease)
+            elif lease.expires < soonest:
+                soonest = lease.expires
+        self._next_expiry = soonest
         for lease in gone:
             del self._leases[lease.lease_id]
             self._take(lease, -1)
