@@ -37,6 +37,7 @@ from sipagent.state import AgentState
 from trunkplane.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger("trunkplane")
+SEED_TIMEOUT = 30.0  # seconds a take-over's scan of the calls in progress may take
 AGENT_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name
 
 
@@ -228,9 +229,12 @@ def start_agent(settings: Settings) -> Process:
         parts.runner.state.assigned(partitions)
         if not new:
             return
+        # the gate closed before the restore lapses after 120 s: a restore that took most
+        # of that (a slow broker) must not leave the seed's scan, up to 30 s, ungated
+        parts.admission.taking_over(new, at_most=SEED_TIMEOUT + 30)
         try:  # after the restore, which registers their trunks meanwhile
             seeded = seed_from_status(kafka, codec, new, parts.admission.seed,
-                                      settings.lease_ttl)
+                                      settings.lease_ttl, timeout=SEED_TIMEOUT)
         except Exception as error:  # the broker is away: admitting them beats refusing
             log.warning("agent %s: the calls in progress of its new tenants cannot be read "
                         "(%s: %s); for one lease TTL their calls may pass the limits",

@@ -7,15 +7,18 @@ RPCs; the table in the README is this policy, and a test holds them to each othe
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import json
 import math
 import os
 import secrets
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -106,15 +109,17 @@ class TokenRecord:
     tenants: list[str] = field(default_factory=list)  # empty: every tenant
 
     def usable(self, now: datetime) -> bool:
-        return not self.revoked and (self.expires is None or
-                                     datetime.fromisoformat(self.expires) > now)
+        return self.ends() > now.timestamp()
 
     def ends(self) -> float:
-        """When it stops being usable, in `time.time()` seconds (inf: never; 0: revoked)."""
+        """When it stops being usable, in `time.time()` seconds (inf: never; 0: revoked).
+        An expiry without a zone (a hand-edited file) is read as UTC, never local time."""
         if self.revoked:
             return 0.0
-        return math.inf if self.expires is None else datetime.fromisoformat(
-            self.expires).timestamp()
+        if self.expires is None:
+            return math.inf
+        expires = datetime.fromisoformat(self.expires)
+        return (expires if expires.tzinfo else expires.replace(tzinfo=UTC)).timestamp()
 
 
 class TokenStore:
@@ -124,7 +129,7 @@ class TokenStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int, int] | None = None  # the file's when last read
+        self._stamp: tuple[int, ...] | None = None  # the file's when last read
         self._checked = -RECHECK  # time.monotonic() of the last look for still_usable
         self._by_hash: dict[str, TokenRecord] = {}
         self._by_id: dict[str, TokenRecord] = {}
@@ -159,16 +164,32 @@ class TokenStore:
                              now.isoformat(),
                              (now + timedelta(days=days)).isoformat() if days else None,
                              tenants=sorted(set(tenants or [])))
-        self._write([*self.records(), record])
+        with self._changing():
+            self._write([*self.records(), record])
         return token_id, "" if certificate else clear
 
     def revoke(self, token_id: str) -> bool:
-        records = self.records()
-        found = [r for r in records if r.id == token_id]
-        for record in found:
-            record.revoked = True
-        self._write(records)
+        with self._changing():
+            records = self.records()
+            found = [r for r in records if r.id == token_id]
+            for record in found:
+                record.revoked = True
+            self._write(records)
         return bool(found)
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        """One read-modify-write of the file at a time, across processes: a `tokens create`
+        in one shell that read the file before a `tokens revoke` in another wrote it would
+        otherwise write the revoked token back as usable."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT,
+                     0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def identify(self, clear: str) -> TokenRecord | None:
         """The usable token's record, else None. The file is looked at (a stat) on every
@@ -200,10 +221,11 @@ class TokenStore:
         return record is not None and record.usable(datetime.now(UTC))
 
     def _reload(self) -> None:
-        try:  # each write replaces the file: a new inode even within one mtime tick
+        try:  # each write replaces the file: a new inode even within one mtime tick;
+            # ctime, which no tool can set back, catches a copy that keeps mtime and size
             found = self.path.stat()
-            stamp: tuple[int, int, int] | None = (found.st_ino, found.st_mtime_ns,
-                                                  found.st_size)
+            stamp: tuple[int, ...] | None = (found.st_dev, found.st_ino, found.st_mtime_ns,
+                                             found.st_ctime_ns, found.st_size)
         except FileNotFoundError:
             stamp = None
         if stamp != self._stamp:
@@ -214,12 +236,20 @@ class TokenStore:
             self._stamp = stamp
 
     def _write(self, records: list[TokenRecord]) -> None:
+        """A new file of its own name (mode 0600), on disk, then renamed over the old."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"tokens": [asdict(r) for r in records]}, handle, indent=2)
-        temporary.replace(self.path)
+        fd, name = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp",
+                                    dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump({"tokens": [asdict(r) for r in records]}, handle, indent=2)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(name, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+            raise
 
 
 def _hash(clear: str) -> str:

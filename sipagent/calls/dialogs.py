@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from domain.calls import CallAttempt, CallRecord, CallRecordSink, PbxDirectory
 from domain.errors import NotFoundError
-from sipagent.admission import INBOUND, OUTBOUND, Admission, Lease
+from sipagent.admission import INBOUND, OUTBOUND, Admission, Lease, RefusedError
 from sipagent.calls.auth import DigestServer
 from sipagent.calls.transactions import ClientTx, Face, ServerTx, cancel_of, spawn
 from sipagent.calls.uri import branch_of, host_text, parse_uri, tag_of, uri_of
@@ -679,8 +679,9 @@ class Dialogs:
     async def _check_calls(self) -> None:
         now = time.monotonic()
         for call in list(self.calls):
-            if call.lease is not None:
-                with contextlib.suppress(NotFoundError):
+            if call.lease is not None:  # a lease gone, or its tenant being taken over
+                # (UNAVAILABLE): the round goes on for the other calls
+                with contextlib.suppress(NotFoundError, RefusedError):
                     self.admission.renew(call.lease.lease_id)
             if call.state != "up":
                 continue
