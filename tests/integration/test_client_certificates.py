@@ -16,8 +16,9 @@ from domain.trunk_settings import validate_trunk
 from infra.ops.doctor import Finding, _agent_view
 from sipagent.engine import SipAgent
 from tests.certificates import Authority
-from tests.integration.test_sip_agent import PASSWORD, Recorder, fast
+from tests.integration.test_sip_agent import PASSWORD, fast
 from tests.kamailio import Kamailio
+from tests.status_recorder import Recorder
 
 CA = Authority("provider's client CA")
 

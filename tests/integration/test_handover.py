@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from sipagent.engine import SipAgent
-from tests.integration.test_sip_agent import PASSWORD, Recorder, fast, registered, trunk
+from tests.integration.test_sip_agent import PASSWORD, fast, registered, trunk
 from tests.kamailio import Kamailio
+from tests.status_recorder import Recorder
 
 TRUNK = "7f0c1c1e-1111-4a4a-9b9b-000000000001"
 

@@ -21,9 +21,10 @@ from tests.brokers import free_port
 from tests.calls_rig import wait_for
 from tests.coturn import Coturn
 from tests.integration.test_cli import CLI, Server
-from tests.integration.test_sip_agent import PASSWORD, Recorder, fast
+from tests.integration.test_sip_agent import PASSWORD, fast
 from tests.kamailio import Kamailio
 from tests.natbox import NatBox
+from tests.status_recorder import Recorder
 
 
 @pytest.fixture

@@ -16,8 +16,9 @@ from domain.status import TrunkState
 from sipagent.engine import SipAgent
 from tests.baresip import Baresip
 from tests.calls_rig import Rig, wait_for
-from tests.integration.test_sip_agent import PASSWORD, Recorder, fast, registered
+from tests.integration.test_sip_agent import PASSWORD, fast, registered
 from tests.kamailio import Kamailio
+from tests.status_recorder import Recorder
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ import pytest
 from domain.status import TrunkState
 from sipagent.admission import UP_STATES
 from sipagent.engine import SipAgent
-from tests.integration.test_sip_agent import PASSWORD, Recorder, fast, trunk
+from tests.integration.test_sip_agent import PASSWORD, fast, trunk
 from tests.kamailio import Kamailio
+from tests.status_recorder import Recorder
 
 
 @pytest.fixture

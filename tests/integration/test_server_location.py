@@ -22,8 +22,9 @@ from sipagent.engine import SipAgent
 from tests.baresip import Baresip
 from tests.calls_rig import Rig, wait_for
 from tests.dns_server import DnsServer
-from tests.integration.test_sip_agent import PASSWORD, Recorder, fast, registered
+from tests.integration.test_sip_agent import PASSWORD, fast, registered
 from tests.kamailio import Kamailio
+from tests.status_recorder import Recorder
 
 ZONE = "example.test"
 SRV = f"_sip._udp.{ZONE}."

@@ -5,10 +5,9 @@ registrar that goes away and comes back."""
 from __future__ import annotations
 
 import re
-import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,37 +17,9 @@ from domain.status import StatusObservation, TrunkState
 from sipagent.engine import SipAgent
 from sipagent.settings import SipSettings
 from tests.kamailio import Kamailio
+from tests.status_recorder import Recorder
 
 PASSWORD = "Long-Enough-Password-123"
-
-
-class Recorder:
-    """A StatusSink that keeps every observation and lets a test wait for one."""
-
-    def __init__(self) -> None:
-        self.seen: list[StatusObservation] = []
-        self._changed = threading.Condition()
-
-    def publish(self, observations: Sequence[StatusObservation]) -> None:
-        with self._changed:
-            self.seen += observations
-            self._changed.notify_all()
-
-    def latest(self, trunk_id: str) -> StatusObservation | None:
-        with self._changed:
-            return next((o for o in reversed(self.seen) if o.trunk_id == trunk_id), None)
-
-    def wait(self, trunk_id: str, test: Callable[[StatusObservation], bool],
-             timeout: float = 20.0) -> StatusObservation:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                found = self.latest(trunk_id)
-                if found is not None and test(found):
-                    return found
-                left = deadline - time.monotonic()
-                assert left > 0, f"{trunk_id}: last seen {found}"
-                self._changed.wait(left)
 
 
 def fast(**overrides: Any) -> SipSettings:

@@ -17,7 +17,8 @@ from domain.status import TrunkState
 from sipagent.engine import SipAgent
 from sipagent.sip.message import Request, Response, parse
 from sipagent.sip.transport import response_to
-from tests.integration.test_sip_agent import PASSWORD, Recorder, fast
+from tests.integration.test_sip_agent import PASSWORD, fast
+from tests.status_recorder import Recorder
 
 Script = Callable[[Request, int], Response]  # (request, how many came before) -> response
 

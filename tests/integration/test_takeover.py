@@ -30,8 +30,9 @@ from infra.security.sealing import WireCipher
 from sipagent.engine import SipAgent
 from sipagent.runner import AgentRunner
 from sipagent.state import AgentState
-from tests.integration.test_sip_agent import Recorder, fast, registered
+from tests.integration.test_sip_agent import fast, registered
 from tests.kamailio import Kamailio
+from tests.status_recorder import Recorder
 
 PASSWORD = "Takeover-Password-4411"
 META = CommandMeta(actor="alice@example.com", reason="take-over test")

@@ -5,38 +5,14 @@ reported again when it comes back."""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import pytest
 
-from domain.status import StatusObservation, TrunkState
+from domain.status import TrunkState
 from sipagent.engine import SipAgent
 from sipagent.settings import SipSettings
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.seen: list[StatusObservation] = []
-        self._changed = threading.Condition()
-
-    def publish(self, observations: Sequence[StatusObservation]) -> None:
-        with self._changed:
-            self.seen += observations
-            self._changed.notify_all()
-
-    def reports(self, trunk_id: str) -> list[TrunkState]:
-        with self._changed:
-            return [o.state for o in self.seen if o.trunk_id == trunk_id]
-
-    def wait(self, trunk_id: str, count: int, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while len(self.reports(trunk_id)) < count:
-                left = deadline - time.monotonic()
-                assert left > 0, self.reports(trunk_id)
-                self._changed.wait(left)
+from tests.status_recorder import Recorder
 
 
 @pytest.fixture
@@ -61,17 +37,17 @@ def test_a_disabled_trunk_is_reported_once_whatever_else_changes(
     for n in range(5):
         engine.update("acme", "t1", trunk(f"change {n}"))
     engine.update("acme", "marker", trunk(""))  # applied after them, in order
-    recorder.wait("marker", 1)
+    recorder.wait_count("marker", 1)
     assert recorder.reports("t1") == [TrunkState.DISABLED]
     engine.release("acme", "t1")  # its tenant moved to another agent, and came back
     engine.update("acme", "t1", trunk("back"))
-    recorder.wait("t1", 2)
+    recorder.wait_count("t1", 2)
     engine.update("acme", "t1", None)  # deleted, then made again
-    recorder.wait("t1", 3)
+    recorder.wait_count("t1", 3)
     engine.update("acme", "t1", trunk("again"))
-    recorder.wait("t1", 4)
+    recorder.wait_count("t1", 4)
     engine.update("acme", "t1", trunk("once more"))
     engine.update("acme", "marker", None)
-    recorder.wait("marker", 2)
+    recorder.wait_count("marker", 2)
     assert recorder.reports("t1") == [TrunkState.DISABLED, TrunkState.DISABLED,
                                       TrunkState.UNREGISTERED, TrunkState.DISABLED]
