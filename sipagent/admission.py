@@ -195,10 +195,10 @@ class Admission:
         """A lease another run of the agent granted (its id names trunk and direction)
         takes the place of one inherited call of its trunk and direction; without one
         (none was up, or a released lease renewed late) it is unknown. Lock held."""
-        parts = lease_id.split(".")
-        if len(parts) != 3 or parts[1] not in ("o", "i"):
+        named = _named(lease_id)
+        if named is None:
             return None
-        trunk_id, direction = parts[0], OUTBOUND if parts[1] == "o" else INBOUND
+        trunk_id, direction, _ = named
         ghost = next((g for g in self._leases.values() if g.inherited and
                       g.trunk_id == trunk_id and g.direction == direction), None)
         if ghost is None:
@@ -240,22 +240,22 @@ class Admission:
         now = time.monotonic()
         if not any(now < until for until in self._taking.values()):
             return False
-        parts = lease_id.split(".")
-        if len(parts) != 3 or parts[1] not in ("o", "i"):
+        named = _named(lease_id)
+        if named is None:
             return False
-        for name in self.state.tenants():
-            state = self.state.tenant(name)
-            if state is not None and parts[0] in state.trunks:
-                return now < self._taking.get(state.partition, 0.0)
-        return True
+        state = self._holder(named[0])
+        return state is None or now < self._taking.get(state.partition, 0.0)
 
     def _could_have_issued(self, lease_id: str) -> bool:
         """The form `_grant` gives lease ids, naming a trunk of a tenant held. Lock held."""
-        parts = lease_id.split(".")
-        if len(parts) != 3 or parts[1] not in ("o", "i") or len(parts[2]) != 32:
-            return False
-        return any(parts[0] in state.trunks for name in self.state.tenants()
-                   if (state := self.state.tenant(name)) is not None)
+        named = _named(lease_id)
+        return named is not None and len(named[2]) == 32 and self._holder(named[0]) is not None
+
+    def _holder(self, trunk_id: str) -> TenantState | None:
+        """The state of the tenant held here that has this trunk, or None."""
+        return next((state for name in self.state.tenants()
+                     if (state := self.state.tenant(name)) is not None
+                     and trunk_id in state.trunks), None)
 
     def report_failure(self, lease_id: str, sip_code: int) -> tuple[Grant | None, bool]:
         """The call failed on its trunk with `sip_code`. A 408 or 5xx releases the lease and
@@ -608,3 +608,12 @@ def _inbound_route(state: TenantState, did: str, trunk_id: str,
         if best is None or rank > best[0]:
             best = (rank, route_id, route)
     return (best[1], best[2]) if best else None
+
+
+def _named(lease_id: str) -> tuple[str, str, str] | None:
+    """(trunk id, direction, the rest) of a lease id of the form `_grant` gives
+    (`trunk.o|i.hex`), or None."""
+    parts = lease_id.split(".")
+    if len(parts) != 3 or parts[1] not in ("o", "i"):
+        return None
+    return parts[0], OUTBOUND if parts[1] == "o" else INBOUND, parts[2]
